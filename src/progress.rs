@@ -1,0 +1,1 @@
+//! Progress bars (indicatif), hidden when stderr is not a terminal.

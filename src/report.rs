@@ -1,0 +1,2 @@
+//! Output: runs.csv, summary.csv, manifest.json. Formats what was measured;
+//! never recomputes a measurement.

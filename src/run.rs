@@ -1,0 +1,2 @@
+//! The event loop: start what fits, wait for exits and deadlines, account,
+//! record, free, repeat.

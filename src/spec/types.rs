@@ -1,0 +1,165 @@
+//! The validated, typed model that leaves `spec`. Everything downstream
+//! (plan, run, report) sees only these types, never raw YAML.
+
+use crate::cpulist::CpuList;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole validated job file, expanded into runs.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `name:` of the job file; results go to `results/<name>-<timestamp>/`.
+    pub name: String,
+    /// Path of the job file as given.
+    pub file: PathBuf,
+    /// The job file's text, byte for byte (hashed into the manifest, copied next to the results).
+    pub source: String,
+    /// Jobs in file order.
+    pub jobs: Vec<Job>,
+    /// Groups in file order.
+    pub groups: Vec<Group>,
+    /// Every run of every job, in submission order (file order, then matrix order, then rep).
+    pub runs: Vec<Run>,
+}
+
+/// What stays of a job after expansion: its name, its place in the hierarchy,
+/// and the matrix parameter names (the `parameter_<name>` columns).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub group: Option<String>,
+    pub depends_on: Vec<String>,
+    pub param_names: Vec<String>,
+}
+
+/// A group carves CPUs and memory out of the machine; its jobs pack inside.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub cpus: u32,
+    pub memory: Option<u64>,
+    /// Restrict the group to these NUMA nodes.
+    pub nodes: Option<CpuList>,
+}
+
+/// One execution of a job: one matrix point, one repetition.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Stable hash of job name, parameters, rep and warmup (16 lowercase hex digits).
+    pub key: String,
+    pub job: String,
+    /// Matrix parameters in the order of the job's matrix keys, values as text.
+    pub params: Vec<(String, String)>,
+    /// 1-based over all runs of this parameter set; the first `warmup` of them are warmups.
+    pub rep: u32,
+    pub warmup: bool,
+    /// argv after placeholder expansion; `{cpus}` is left in place and filled
+    /// in at start with the assigned list. A `shell:` job is `["/bin/sh", "-c", text]`.
+    pub command: Vec<String>,
+    /// Environment given to the job (on top of a minimal PATH/HOME/TERM-less base).
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub resources: Resources,
+    /// Wall clock limit, enforced from outside.
+    pub time_limit: Option<Duration>,
+    /// CPU time limit over the whole process tree.
+    pub cpu_time_limit: Option<Duration>,
+    /// Expected duration for the planner: `estimate:` if given, else time_limit, else 60 s.
+    pub estimate: Duration,
+    pub container: Container,
+    /// Cap on each of stdout and stderr kept in logs/ (bytes).
+    pub log_limit: u64,
+    /// Group this run's job belongs to.
+    pub group: Option<String>,
+    /// Jobs whose runs must all be COMPLETED before this run starts.
+    pub depends_on: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
+    /// Exclusive logical CPUs.
+    pub cpus: u32,
+    /// Pinned CPU list, if the job asks for exact CPUs (`cpuset:`).
+    pub cpuset: Option<CpuList>,
+    /// Hard memory limit in bytes (swap off).
+    pub memory: Option<u64>,
+    pub numa: Numa,
+    /// CFS quota in CPUs, inside the cpuset.
+    pub cpu_quota: Option<f64>,
+    /// pids limit; default 1024, always set.
+    pub pids: u64,
+    pub io: Io,
+    /// rlimits by their lower-case name without RLIMIT_ (`nofile`, `nproc`, `core`, ...),
+    /// soft = hard. nofile defaults to 1024.
+    pub rlimits: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Numa {
+    /// All CPUs on one node when they fit; mems = that node. The default.
+    Local,
+    /// Spread CPUs across nodes round-robin; mems = the nodes used.
+    Spread,
+    /// Use exactly these nodes with this memory policy.
+    Nodes { nodes: CpuList, policy: MemPolicy },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemPolicy {
+    Bind,
+    Preferred,
+    Interleave,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Io {
+    pub read_bps: Option<u64>,
+    pub write_bps: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
+    /// Device (a path on it) to throttle; default: the one backing workdir.
+    pub device: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub rootfs: Rootfs,
+    pub network: Network,
+    /// Hostname after placeholder expansion; default `<job>-<rep>`.
+    pub hostname: String,
+    pub mounts: Vec<Mount>,
+    /// Per-run scratch dirs, bound read-write from the run's result folder.
+    pub writable: Vec<PathBuf>,
+    /// uid:gid inside; None = root inside (with no capabilities).
+    pub user: Option<(u32, u32)>,
+    /// Capabilities the job asks to keep (names like `CAP_NET_RAW`); default none.
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rootfs {
+    /// The host tree, read-only.
+    Host,
+    /// A directory holding a root file system.
+    Dir(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Own network namespace with loopback up.
+    None,
+    Host,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// Defaults that apply when the job file says nothing.
+pub const DEFAULT_PIDS: u64 = 1024;
+pub const DEFAULT_NOFILE: u64 = 1024;
+pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
+pub const DEFAULT_ESTIMATE: Duration = Duration::from_secs(60);
