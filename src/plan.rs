@@ -91,3 +91,16 @@ pub fn simulate(runs: &[Run], topo: &Topology, groups: &[Group], max_parallel: O
     let _ = (runs, topo, groups, max_parallel);
     todo!("plan::simulate")
 }
+
+/// `packrun plan` table: per run job, parameters, rep, CPUs, mems, memory,
+/// predicted start and end; then one total line (makespan, utilisation).
+pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Schedule) -> String {
+    let _ = (batch, topo, schedule);
+    todo!("plan::render_table")
+}
+
+/// `packrun plan --format json`.
+pub fn render_json(batch: &crate::spec::Batch, schedule: &Schedule) -> String {
+    let _ = (batch, schedule);
+    todo!("plan::render_json")
+}

@@ -57,3 +57,9 @@ pub fn read(root: &Path, allowed_cpus: Option<&CpuList>, allowed_mems: Option<&C
 pub fn read_host() -> Result<Topology, TopologyError> {
     todo!("topology::read_host")
 }
+
+/// A readable summary for `packrun topology`.
+pub fn render(topo: &Topology) -> String {
+    let _ = topo;
+    todo!("topology::render")
+}
