@@ -64,7 +64,13 @@ pub struct RunCgroup {
 
 impl RunCgroup {
     /// Creates `<base>/<batch>/<run>` with `limits` applied.
-    pub fn create(h: &Hierarchy, base: &str, batch: &str, run: &str, limits: &Limits) -> Result<RunCgroup, CgroupError> {
+    pub fn create(
+        h: &Hierarchy,
+        base: &str,
+        batch: &str,
+        run: &str,
+        limits: &Limits,
+    ) -> Result<RunCgroup, CgroupError> {
         let _ = (h, base, batch, run, limits);
         todo!("RunCgroup::create")
     }
@@ -92,4 +98,16 @@ impl RunCgroup {
     pub fn remove(self) -> Result<(), CgroupError> {
         todo!()
     }
+}
+
+/// Device numbers (major, minor) of the block device holding `path`.
+pub fn device_of(path: &Path) -> Result<(u32, u32), CgroupError> {
+    let _ = path;
+    todo!("cgroup::device_of")
+}
+
+/// Removes `<base>/<batch>` once its runs are gone (best effort).
+pub fn remove_batch(h: &Hierarchy, base: &str, batch: &str) {
+    let _ = (h, base, batch);
+    todo!("cgroup::remove_batch")
 }

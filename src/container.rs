@@ -58,3 +58,19 @@ pub fn spawn(
     let _ = (cfg, cgroup_dir, place);
     todo!("container::spawn")
 }
+
+/// How the job ended, as init saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobStatus {
+    /// Exit code when the job exited.
+    pub exit_code: Option<i32>,
+    /// Signal number when the job was killed by a signal.
+    pub signal: Option<i32>,
+}
+
+impl Container {
+    /// Reaps init (call once its pidfd is readable) and returns the job's status.
+    pub fn wait(self) -> JobStatus {
+        todo!("Container::wait")
+    }
+}

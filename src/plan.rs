@@ -60,7 +60,11 @@ impl Allocator {
 }
 
 /// Every run that can never fit on this topology (respecting groups), all at once.
-pub fn check_feasible(runs: &[Run], topo: &Topology, groups: &[Group]) -> Result<(), Vec<PlanError>> {
+pub fn check_feasible(
+    runs: &[Run],
+    topo: &Topology,
+    groups: &[Group],
+) -> Result<(), Vec<PlanError>> {
     let _ = (runs, topo, groups);
     todo!("plan::check_feasible")
 }
@@ -87,7 +91,12 @@ pub struct Schedule {
 
 /// Simulates the list schedule with backfill in file order (depends_on respected),
 /// each run lasting its `estimate`.
-pub fn simulate(runs: &[Run], topo: &Topology, groups: &[Group], max_parallel: Option<usize>) -> Result<Schedule, Vec<PlanError>> {
+pub fn simulate(
+    runs: &[Run],
+    topo: &Topology,
+    groups: &[Group],
+    max_parallel: Option<usize>,
+) -> Result<Schedule, Vec<PlanError>> {
     let _ = (runs, topo, groups, max_parallel);
     todo!("plan::simulate")
 }

@@ -1,2 +1,711 @@
 //! The event loop: start what fits, wait for exits and deadlines, account,
-//! record, free, repeat.
+//! record, free, repeat. One thread; runs are watched through pidfds and
+//! Ctrl-C through a signalfd, all in one poll(2).
+
+use crate::account::Usage;
+use crate::cgroup::{self, Hierarchy, Limits, RunCgroup};
+use crate::container::{self, ContainerConfig, JobStatus};
+use crate::cpulist::CpuList;
+use crate::fsx::{Context, PathError};
+use crate::plan::{Allocator, Placement};
+use crate::spec::{Numa, Run};
+use chrono::{DateTime, Utc};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How a run ended, in Slurm's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    Completed,
+    Failed,
+    Timeout,
+    OutOfMemory,
+    Cancelled,
+    Error,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Completed => "COMPLETED",
+            State::Failed => "FAILED",
+            State::Timeout => "TIMEOUT",
+            State::OutOfMemory => "OUT_OF_MEMORY",
+            State::Cancelled => "CANCELLED",
+            State::Error => "ERROR",
+        }
+    }
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "COMPLETED" => State::Completed,
+            "FAILED" => State::Failed,
+            "TIMEOUT" => State::Timeout,
+            "OUT_OF_MEMORY" => State::OutOfMemory,
+            "CANCELLED" => State::Cancelled,
+            "ERROR" => State::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything measured about one run: one row of runs.csv.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: String,
+    pub job: String,
+    pub params: Vec<(String, String)>,
+    pub rep: u32,
+    pub warmup: bool,
+    pub cpus: CpuList,
+    pub mems: CpuList,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub wall_time: Duration,
+    pub usage: Usage,
+    pub memory_limit: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub state: State,
+    pub termination_reason: String,
+    pub stdout: Option<PathBuf>,
+    pub stderr: Option<PathBuf>,
+}
+
+/// What the loop tells its one owner (progress display and CSV writer).
+pub enum Event<'a> {
+    Started {
+        run: &'a Run,
+        placement: &'a Placement,
+    },
+    Finished(Record),
+}
+
+/// Where a run's output goes.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// `logs/<key>.out` and `.err` below this directory, capped at the run's log_limit.
+    Logs(PathBuf),
+    /// The runner's own stdout and stderr (packrun exec).
+    Inherit,
+}
+
+/// How to run a set of runs.
+pub struct Options {
+    pub hierarchy: Hierarchy,
+    /// Top cgroup name ("packrun").
+    pub cgroup_base: String,
+    /// Batch cgroup name below the base (unique per packrun process).
+    pub batch_id: String,
+    pub output: Output,
+    /// Per-run writable dirs are created under `<scratch>/<key>/`.
+    pub scratch: PathBuf,
+    pub max_parallel: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error("cannot watch signals: {0}")]
+    Signals(nix::Error),
+    #[error("poll failed: {0}")]
+    Poll(nix::Error),
+}
+
+/// What the loop ended with.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub interrupted: bool,
+    pub all_completed: bool,
+}
+
+/// A run that is going now.
+struct Running {
+    index: usize,
+    placement: Placement,
+    cgroup: RunCgroup,
+    container: container::Container,
+    start: Instant,
+    start_time: DateTime<Utc>,
+    deadline: Option<Instant>,
+    next_cpu_check: Option<Instant>,
+    killed_for: Option<(State, String)>,
+    logs: Option<(PathBuf, PathBuf)>,
+}
+
+/// Runs `runs`, skipping those whose key is in `done` (with their recorded
+/// state, for depends_on). Emits an event per start and per finish.
+pub fn execute(
+    runs: &[Run],
+    mut alloc: Allocator,
+    opts: &Options,
+    done: &HashMap<String, State>,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<Outcome, RunError> {
+    let signals = watch_signals()?;
+    let mut outcome = Outcome {
+        all_completed: true,
+        ..Outcome::default()
+    };
+    if let Output::Logs(dir) = &opts.output {
+        std::fs::create_dir_all(dir.join("logs")).at("create", dir.join("logs"))?;
+    }
+
+    // Per job: runs still to finish, and whether any ended other than COMPLETED.
+    let mut remaining: HashMap<&str, usize> = HashMap::new();
+    let mut failed_jobs: HashSet<String> = HashSet::new();
+    for r in runs {
+        match done.get(&r.key) {
+            Some(State::Completed) => {}
+            Some(_) => {
+                failed_jobs.insert(r.job.clone());
+            }
+            None => *remaining.entry(r.job.as_str()).or_default() += 1,
+        }
+    }
+    let mut pending: Vec<usize> = (0..runs.len())
+        .filter(|&i| !done.contains_key(&runs[i].key))
+        .collect();
+    let mut running: Vec<Running> = Vec::new();
+
+    loop {
+        // Start, in file order, every pending run that fits now (backfill).
+        if !outcome.interrupted {
+            let mut i = 0;
+            while i < pending.len() {
+                if opts.max_parallel.is_some_and(|m| running.len() >= m) {
+                    break;
+                }
+                let run = &runs[pending[i]];
+                if let Some(dep) = run.depends_on.iter().find(|d| failed_jobs.contains(*d)) {
+                    let rec = not_started(
+                        run,
+                        State::Cancelled,
+                        format!("dependency `{dep}` did not complete"),
+                    );
+                    finish(
+                        &mut remaining,
+                        &mut failed_jobs,
+                        &mut outcome,
+                        run,
+                        rec,
+                        on_event,
+                    );
+                    pending.remove(i);
+                    continue;
+                }
+                if run
+                    .depends_on
+                    .iter()
+                    .any(|d| remaining.get(d.as_str()).copied().unwrap_or(0) > 0)
+                {
+                    i += 1;
+                    continue;
+                }
+                let Some(placement) = alloc.place(run) else {
+                    i += 1;
+                    continue;
+                };
+                let index = pending.remove(i);
+                on_event(Event::Started {
+                    run,
+                    placement: &placement,
+                });
+                match start(index, run, placement.clone(), opts) {
+                    Ok(r) => running.push(r),
+                    Err(rec) => {
+                        alloc.release(&placement);
+                        finish(
+                            &mut remaining,
+                            &mut failed_jobs,
+                            &mut outcome,
+                            run,
+                            *rec,
+                            on_event,
+                        );
+                    }
+                }
+            }
+        }
+        if running.is_empty() && (pending.is_empty() || outcome.interrupted) {
+            break;
+        }
+        if running.is_empty() {
+            // Nothing runs and nothing pending fits: only possible when the
+            // allocator's view is wrong (feasibility is checked before).
+            for index in pending.drain(..) {
+                let run = &runs[index];
+                let rec = not_started(
+                    run,
+                    State::Error,
+                    "no placement fits this run on the CPUs packrun may use".into(),
+                );
+                finish(
+                    &mut remaining,
+                    &mut failed_jobs,
+                    &mut outcome,
+                    run,
+                    rec,
+                    on_event,
+                );
+            }
+            break;
+        }
+
+        // Wait for an exit, a deadline, a CPU-time check or a signal.
+        let now = Instant::now();
+        let wake = running
+            .iter()
+            .flat_map(|r| [r.deadline, r.next_cpu_check])
+            .flatten()
+            .min();
+        let timeout = match wake {
+            Some(t) => PollTimeout::try_from(
+                t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1,
+            )
+            .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let mut fds: Vec<PollFd<'_>> = running
+            .iter()
+            .map(|r| PollFd::new(r.container.pidfd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(RunError::Poll(e)),
+        }
+        let exited: Vec<bool> = fds[..running.len()]
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        let signalled = fds[running.len()].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
+
+        if signalled {
+            while let Ok(Some(_)) = signals.read_signal() {}
+            outcome.interrupted = true;
+            for r in running.iter_mut() {
+                kill_run(r, State::Cancelled, "packrun was interrupted".into());
+            }
+        }
+
+        // Deadlines and CPU-time budgets.
+        let now = Instant::now();
+        for r in running.iter_mut().filter(|r| r.killed_for.is_none()) {
+            let run = &runs[r.index];
+            if r.deadline.is_some_and(|d| now >= d) {
+                let limit = run.time_limit.unwrap_or_default();
+                kill_run(
+                    r,
+                    State::Timeout,
+                    format!("wall time limit {}", humantime::format_duration(limit)),
+                );
+                continue;
+            }
+            if r.next_cpu_check.is_some_and(|t| now >= t) {
+                let limit = run.cpu_time_limit.unwrap_or_default();
+                let used = r.cgroup.usage().map(|u| u.cpu_ns).unwrap_or(0);
+                let left = limit.as_nanos().saturating_sub(used as u128) as u64;
+                if left == 0 {
+                    kill_run(
+                        r,
+                        State::Timeout,
+                        format!("cpu time limit {}", humantime::format_duration(limit)),
+                    );
+                } else {
+                    r.next_cpu_check = Some(now + cpu_check_interval(left, r.placement.cpus.len()));
+                }
+            }
+        }
+
+        // Reap what ended.
+        let mut k = running.len();
+        while k > 0 {
+            k -= 1;
+            if !exited[k] {
+                continue;
+            }
+            let r = running.swap_remove(k);
+            let run = &runs[r.index];
+            alloc.release(&r.placement);
+            let rec = collect(r, run);
+            finish(
+                &mut remaining,
+                &mut failed_jobs,
+                &mut outcome,
+                run,
+                rec,
+                on_event,
+            );
+        }
+    }
+
+    if outcome.interrupted {
+        for index in pending {
+            let run = &runs[index];
+            let rec = not_started(
+                run,
+                State::Cancelled,
+                "packrun was interrupted before it started".into(),
+            );
+            finish(
+                &mut remaining,
+                &mut failed_jobs,
+                &mut outcome,
+                run,
+                rec,
+                on_event,
+            );
+        }
+    }
+    cgroup::remove_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id);
+    Ok(outcome)
+}
+
+fn finish(
+    remaining: &mut HashMap<&str, usize>,
+    failed_jobs: &mut HashSet<String>,
+    outcome: &mut Outcome,
+    run: &Run,
+    rec: Record,
+    on_event: &mut dyn FnMut(Event<'_>),
+) {
+    if let Some(n) = remaining.get_mut(run.job.as_str()) {
+        *n = n.saturating_sub(1);
+    }
+    if rec.state != State::Completed {
+        failed_jobs.insert(run.job.clone());
+        outcome.all_completed = false;
+    }
+    on_event(Event::Finished(rec));
+}
+
+/// When to look at a run's CPU time again: not before it could have used up
+/// what is left with every CPU busy, and at least every 10 ms near the end.
+fn cpu_check_interval(left_ns: u64, cpus: usize) -> Duration {
+    let ns = left_ns / cpus.max(1) as u64;
+    Duration::from_nanos(ns.clamp(5_000_000, 1_000_000_000))
+}
+
+fn kill_run(r: &mut Running, state: State, reason: String) {
+    if r.killed_for.is_none() {
+        r.killed_for = Some((state, reason));
+    }
+    // Killing the cgroup kills init and with it the whole pid namespace.
+    let _ = r.cgroup.kill();
+}
+
+/// Blocks SIGINT and SIGTERM and returns a signalfd for them.
+fn watch_signals() -> Result<SignalFd, RunError> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGTERM);
+    mask.thread_block().map_err(RunError::Signals)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(RunError::Signals)
+}
+
+/// Expands `{cpus}` with the assigned list.
+fn fill_cpus(s: &str, cpus: &CpuList) -> String {
+    s.replace("{cpus}", &cpus.to_string())
+}
+
+/// The memory nodes a run is limited to and its memory policy.
+fn limits_for(run: &Run, placement: &Placement) -> Limits {
+    Limits {
+        cpus: placement.cpus.clone(),
+        mems: placement.mems.clone(),
+        memory: run.resources.memory,
+        cpu_quota: run.resources.cpu_quota,
+        pids: run.resources.pids,
+        io: Vec::new(),
+    }
+}
+
+fn io_throttles(run: &Run) -> Vec<cgroup::IoThrottle> {
+    let io = &run.resources.io;
+    if io.read_bps.is_none()
+        && io.write_bps.is_none()
+        && io.read_iops.is_none()
+        && io.write_iops.is_none()
+    {
+        return Vec::new();
+    }
+    let path = io
+        .device
+        .clone()
+        .or_else(|| run.workdir.clone())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    match cgroup::device_of(&path) {
+        Ok((major, minor)) => vec![cgroup::IoThrottle {
+            major,
+            minor,
+            read_bps: io.read_bps,
+            write_bps: io.write_bps,
+            read_iops: io.read_iops,
+            write_iops: io.write_iops,
+        }],
+        Err(_) => Vec::new(),
+    }
+}
+
+fn open_logs(dir: &Path, key: &str) -> Result<(PathBuf, PathBuf, File, File), PathError> {
+    let out = dir.join("logs").join(format!("{key}.out"));
+    let err = dir.join("logs").join(format!("{key}.err"));
+    let fo = File::create(&out).at("create", &out)?;
+    let fe = File::create(&err).at("create", &err)?;
+    Ok((out, err, fo, fe))
+}
+
+/// Creates the cgroup, starts the container, sets the deadlines.
+fn start(
+    index: usize,
+    run: &Run,
+    placement: Placement,
+    opts: &Options,
+) -> Result<Running, Box<Record>> {
+    let start_time = Utc::now();
+    let start = Instant::now();
+    let fail = |state: State, reason: String, logs: Option<(PathBuf, PathBuf)>| {
+        let mut rec = not_started(run, state, reason);
+        rec.cpus = placement.cpus.clone();
+        rec.mems = placement.mems.clone();
+        rec.start_time = start_time;
+        rec.end_time = Utc::now();
+        rec.wall_time = start.elapsed();
+        if let Some((o, e)) = logs {
+            rec.stdout = Some(o);
+            rec.stderr = Some(e);
+        }
+        Box::new(rec)
+    };
+
+    let mut limits = limits_for(run, &placement);
+    limits.io = io_throttles(run);
+    let cg = match RunCgroup::create(
+        &opts.hierarchy,
+        &opts.cgroup_base,
+        &opts.batch_id,
+        &run.key,
+        &limits,
+    ) {
+        Ok(cg) => cg,
+        Err(e) => {
+            return Err(fail(
+                State::Error,
+                format!("cgroup: {}", crate::fsx::chain(&e)),
+                None,
+            ))
+        }
+    };
+
+    let (logs, stdout, stderr) = match &opts.output {
+        Output::Logs(dir) => match open_logs(dir, &run.key) {
+            Ok((o, e, fo, fe)) => (Some((o, e)), OwnedFd::from(fo), OwnedFd::from(fe)),
+            Err(e) => return Err(fail(State::Error, crate::fsx::chain(&e), None)),
+        },
+        Output::Inherit => match (
+            std::io::stdout().as_fd().try_clone_to_owned(),
+            std::io::stderr().as_fd().try_clone_to_owned(),
+        ) {
+            (Ok(o), Ok(e)) => (None, o, e),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(fail(
+                    State::Error,
+                    format!("cannot duplicate stdout/stderr: {e}"),
+                    None,
+                ))
+            }
+        },
+    };
+
+    let mut writable = Vec::new();
+    for target in &run.container.writable {
+        let host = opts
+            .scratch
+            .join(&run.key)
+            .join(target.strip_prefix("/").unwrap_or(target));
+        if let Err(e) = std::fs::create_dir_all(&host).at("create", &host) {
+            return Err(fail(State::Error, crate::fsx::chain(&e), logs));
+        }
+        writable.push((host, target.clone()));
+    }
+
+    let mempolicy = match &run.resources.numa {
+        Numa::Nodes { nodes, policy } => Some((*policy, nodes.clone())),
+        _ => None,
+    };
+    let cfg = ContainerConfig {
+        argv: run
+            .command
+            .iter()
+            .map(|a| fill_cpus(a, &placement.cpus))
+            .collect(),
+        env: run
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), fill_cpus(v, &placement.cpus)))
+            .collect(),
+        workdir: run.workdir.clone(),
+        hostname: run.container.hostname.clone(),
+        rootfs: run.container.rootfs.clone(),
+        network: run.container.network,
+        mounts: run.container.mounts.clone(),
+        writable,
+        user: run.container.user,
+        capabilities: run.container.capabilities.clone(),
+        rlimits: run.resources.rlimits.clone(),
+        mempolicy,
+        stdin: None,
+        stdout,
+        stderr,
+    };
+    let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
+    let spawned = container::spawn(cfg, cgroup_dir.as_ref().map(|f| f.as_fd()), &mut |pid| {
+        cg.attach(pid)
+            .map_err(|e| std::io::Error::other(crate::fsx::chain(&e)))
+    });
+    let c = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = cg.kill();
+            let _ = cg.remove();
+            return Err(fail(State::Error, e.to_string(), logs));
+        }
+    };
+    let deadline = run.time_limit.map(|d| start + d);
+    let next_cpu_check = run
+        .cpu_time_limit
+        .map(|d| start + cpu_check_interval(d.as_nanos() as u64, placement.cpus.len()));
+    Ok(Running {
+        index,
+        placement,
+        cgroup: cg,
+        container: c,
+        start,
+        start_time,
+        deadline,
+        next_cpu_check,
+        killed_for: None,
+        logs,
+    })
+}
+
+/// After init exited: status, usage, cleanup, the record.
+fn collect(r: Running, run: &Run) -> Record {
+    let wall_time = r.start.elapsed();
+    let end_time = Utc::now();
+    let status: JobStatus = r.container.wait();
+    // Anything the job left behind (a daemon that escaped into the
+    // background) dies with the cgroup; usage is read after, so it counts.
+    let _ = r.cgroup.kill();
+    let usage = r.cgroup.usage();
+    let _ = r.cgroup.remove();
+    let mut usage_error = None;
+    let usage = usage.unwrap_or_else(|e| {
+        usage_error = Some(crate::fsx::chain(&e));
+        Usage::default()
+    });
+
+    let (state, mut reason) = if let Some((state, reason)) = r.killed_for {
+        (state, reason)
+    } else if usage.oom_kills > 0 {
+        (
+            State::OutOfMemory,
+            format!("the kernel's OOM killer killed {} task(s)", usage.oom_kills),
+        )
+    } else {
+        match (status.exit_code, status.signal) {
+            (Some(0), _) => (State::Completed, "exited".to_string()),
+            (Some(c), _) => (State::Failed, format!("exit code {c}")),
+            (None, Some(s)) => (
+                State::Failed,
+                format!("killed by signal {s} ({})", signal_name(s)),
+            ),
+            (None, None) => (State::Failed, "ended without a status".to_string()),
+        }
+    };
+    if let Some(e) = usage_error {
+        reason.push_str(&format!("; usage unreadable: {e}"));
+    }
+    let (stdout, stderr) = match r.logs {
+        Some((o, e)) => {
+            for (path, what) in [(&o, "stdout"), (&e, "stderr")] {
+                if cap_log(path, run.log_limit) {
+                    reason.push_str(&format!("; {what} cut at {} bytes", run.log_limit));
+                }
+            }
+            (Some(o), Some(e))
+        }
+        None => (None, None),
+    };
+    Record {
+        key: run.key.clone(),
+        job: run.job.clone(),
+        params: run.params.clone(),
+        rep: run.rep,
+        warmup: run.warmup,
+        cpus: r.placement.cpus,
+        mems: r.placement.mems,
+        start_time: r.start_time,
+        end_time,
+        wall_time,
+        usage,
+        memory_limit: run.resources.memory,
+        exit_code: status.exit_code,
+        signal: status.signal,
+        state,
+        termination_reason: reason,
+        stdout,
+        stderr,
+    }
+}
+
+/// Cuts a log file to `limit` bytes; true when it was longer.
+fn cap_log(path: &Path, limit: u64) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > limit => std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(limit))
+            .is_ok(),
+        _ => false,
+    }
+}
+
+/// A record for a run that never started.
+fn not_started(run: &Run, state: State, reason: String) -> Record {
+    let now = Utc::now();
+    Record {
+        key: run.key.clone(),
+        job: run.job.clone(),
+        params: run.params.clone(),
+        rep: run.rep,
+        warmup: run.warmup,
+        cpus: CpuList::new(),
+        mems: CpuList::new(),
+        start_time: now,
+        end_time: now,
+        wall_time: Duration::ZERO,
+        usage: Usage::default(),
+        memory_limit: run.resources.memory,
+        exit_code: None,
+        signal: None,
+        state,
+        termination_reason: reason,
+        stdout: None,
+        stderr: None,
+    }
+}
+
+pub fn signal_name(s: i32) -> &'static str {
+    Signal::try_from(s).map(|s| s.as_str()).unwrap_or("unknown")
+}

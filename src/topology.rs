@@ -48,7 +48,11 @@ pub enum TopologyError {
 /// Reads the topology below `root` (`/` on the real machine, or a fixture
 /// tree holding `sys/devices/system/{cpu,node}`), keeping only `cpus` and
 /// `mems` when given (packrun's own affinity and cpuset).
-pub fn read(root: &Path, allowed_cpus: Option<&CpuList>, allowed_mems: Option<&CpuList>) -> Result<Topology, TopologyError> {
+pub fn read(
+    root: &Path,
+    allowed_cpus: Option<&CpuList>,
+    allowed_mems: Option<&CpuList>,
+) -> Result<Topology, TopologyError> {
     let _ = (root, allowed_cpus, allowed_mems);
     todo!("topology::read")
 }
