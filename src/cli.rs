@@ -28,6 +28,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run one command isolated and limited, and print what it used (like BenchExec's runexec).
+    Exec(ExecArgs),
     /// Print where each run would go and a predicted timeline, without running anything.
     Plan {
         file: PathBuf,
@@ -42,4 +44,63 @@ pub enum Command {
 pub enum Format {
     Table,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkArg {
+    None,
+    Host,
+}
+
+/// `packrun exec`: one isolated, limited, accounted run.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Number of exclusive logical CPUs (placed like a job's run).
+    #[arg(long, conflicts_with = "cpuset")]
+    pub cpus: Option<u32>,
+    /// Exact CPUs, in the kernel's list format (0-3,8).
+    #[arg(long, value_name = "LIST")]
+    pub cpuset: Option<String>,
+    /// Memory nodes (default: the nodes of the CPUs).
+    #[arg(long, value_name = "LIST")]
+    pub mems: Option<String>,
+    /// Hard memory limit, swap off (512MiB, 2G = 2 GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Process limit (default 1024).
+    #[arg(long)]
+    pub pids: Option<u64>,
+    /// Wall clock limit (30s, 1m30s).
+    #[arg(long, value_name = "DURATION")]
+    pub time_limit: Option<String>,
+    /// CPU time limit over the whole process tree.
+    #[arg(long, value_name = "DURATION")]
+    pub cpu_time_limit: Option<String>,
+    #[arg(long, value_enum, default_value_t = NetworkArg::None)]
+    pub network: NetworkArg,
+    /// `host` (the host tree, read-only) or a directory holding a root file system.
+    #[arg(long, default_value = "host")]
+    pub rootfs: String,
+    /// Bind a host path into the container: SRC:DST or SRC:DST:ro. Repeatable.
+    #[arg(long, value_name = "SRC:DST[:ro]")]
+    pub bind: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// Hostname inside the container.
+    #[arg(long, default_value = "packrun")]
+    pub hostname: String,
+    /// How to print the usage record on stderr.
+    #[arg(long, value_enum, default_value_t = RecordFormat::Table)]
+    pub format: RecordFormat,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }

@@ -14,7 +14,7 @@ pub mod run;
 pub mod spec;
 pub mod topology;
 
-use cli::{Cli, Command, Format};
+use cli::{Cli, Command, ExecArgs, Format, RecordFormat};
 use std::path::Path;
 
 /// Exit codes (see README).
@@ -62,6 +62,7 @@ pub fn main(cli: Cli) -> i32 {
             }
             exit::OK
         }
+        Command::Exec(args) => exec(args),
         Command::Plan {
             file,
             topology,
@@ -109,5 +110,211 @@ fn load_topology(dir: Option<&Path>) -> Result<topology::Topology, i32> {
         } else {
             exit::ENVIRONMENT
         }
+    })
+}
+
+/// Parses a size like `512MiB` or `2G` (binary units, as docker and Slurm read them).
+fn parse_bytes(what: &str, s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("invalid size `{s}` for {what}: {e}; expected a number and a unit like 512MiB or 2G"))
+}
+
+fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration `{s}` for {what}: {e}; expected e.g. 30s, 1m30s, 250ms")
+    })
+}
+
+/// The one run that `packrun exec` describes.
+fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
+    let cpuset = match &a.cpuset {
+        Some(s) => Some(cpulist::CpuList::parse(s).map_err(|e| format!("--cpuset: {e}"))?),
+        None => None,
+    };
+    let numa = match &a.mems {
+        Some(s) => spec::Numa::Nodes {
+            nodes: cpulist::CpuList::parse(s).map_err(|e| format!("--mems: {e}"))?,
+            policy: spec::MemPolicy::Bind,
+        },
+        None => spec::Numa::Local,
+    };
+    let mut mounts = Vec::new();
+    for b in &a.bind {
+        let parts: Vec<&str> = b.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (s, d, false),
+            [s, d, "ro"] => (s, d, true),
+            [s, d, "rw"] => (s, d, false),
+            _ => {
+                return Err(format!(
+                    "invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro"
+                ))
+            }
+        };
+        let source =
+            std::fs::canonicalize(src).map_err(|e| format!("--bind `{b}`: source {src}: {e}"))?;
+        mounts.push(spec::Mount {
+            source,
+            target: dst.into(),
+            read_only: ro,
+        });
+    }
+    let rootfs = match a.rootfs.as_str() {
+        "host" => spec::Rootfs::Host,
+        dir => spec::Rootfs::Dir(
+            std::fs::canonicalize(dir).map_err(|e| format!("--rootfs {dir}: {e}"))?,
+        ),
+    };
+    let time_limit = a
+        .time_limit
+        .as_deref()
+        .map(|s| parse_duration("--time-limit", s))
+        .transpose()?;
+    let cpus = match &cpuset {
+        Some(c) => c.len() as u32,
+        None => a.cpus.unwrap_or(1),
+    };
+    if cpus == 0 {
+        return Err("--cpus 0: expected at least 1 CPU".into());
+    }
+    Ok(spec::Run {
+        key: format!("exec-{}", std::process::id()),
+        job: "exec".into(),
+        params: Vec::new(),
+        rep: 1,
+        warmup: false,
+        command: a.command.clone(),
+        // A one-off command keeps the caller's environment, as unshare(1) does.
+        env: std::env::vars().collect(),
+        workdir: a.workdir.clone(),
+        resources: spec::Resources {
+            cpus,
+            cpuset,
+            memory: a
+                .memory
+                .as_deref()
+                .map(|s| parse_bytes("--memory", s))
+                .transpose()?,
+            numa,
+            cpu_quota: None,
+            pids: a.pids.unwrap_or(spec::DEFAULT_PIDS),
+            io: spec::Io::default(),
+            rlimits: vec![("nofile".into(), spec::DEFAULT_NOFILE)],
+        },
+        time_limit,
+        cpu_time_limit: a
+            .cpu_time_limit
+            .as_deref()
+            .map(|s| parse_duration("--cpu-time-limit", s))
+            .transpose()?,
+        estimate: time_limit.unwrap_or(spec::DEFAULT_ESTIMATE),
+        container: spec::Container {
+            rootfs,
+            network: match a.network {
+                cli::NetworkArg::None => spec::Network::None,
+                cli::NetworkArg::Host => spec::Network::Host,
+            },
+            hostname: a.hostname.clone(),
+            mounts,
+            writable: Vec::new(),
+            user: None,
+            capabilities: Vec::new(),
+        },
+        log_limit: spec::DEFAULT_LOG_LIMIT,
+        group: None,
+        depends_on: Vec::new(),
+    })
+}
+
+/// `packrun exec`: one run; the usage record goes to stderr, the exit code is the job's.
+fn exec(args: ExecArgs) -> i32 {
+    let run = match exec_run(&args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("packrun exec: {e}");
+            return exit::INVALID;
+        }
+    };
+    let env = match environment() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("packrun exec: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    if let Err(errors) = plan::check_feasible(std::slice::from_ref(&run), &env.topology, &[]) {
+        for e in errors {
+            eprintln!("packrun exec: {e}");
+        }
+        return exit::INVALID;
+    }
+    let opts = run::Options {
+        hierarchy: env.hierarchy,
+        cgroup_base: "packrun".into(),
+        batch_id: run.key.clone(),
+        output: run::Output::Inherit,
+        scratch: std::env::temp_dir(),
+        max_parallel: Some(1),
+    };
+    let alloc = plan::Allocator::new(&env.topology, &[]);
+    let mut record = None;
+    let result = run::execute(
+        std::slice::from_ref(&run),
+        alloc,
+        &opts,
+        &Default::default(),
+        &mut |ev| {
+            if let run::Event::Finished(r) = ev {
+                record = Some(r);
+            }
+        },
+    );
+    if let Err(e) = result {
+        eprintln!("packrun exec: {}", fsx::chain(&e));
+        return exit::ENVIRONMENT;
+    }
+    let Some(rec) = record else {
+        eprintln!("packrun exec: the run ended without a record");
+        return exit::ENVIRONMENT;
+    };
+    let text = match args.format {
+        RecordFormat::Table => report::record_table(&rec, &env.host),
+        RecordFormat::Csv => report::record_csv(&rec, &env.host),
+        RecordFormat::Json => report::record_json(&rec, &env.host) + "\n",
+    };
+    eprint!("{text}");
+    match (rec.state, rec.exit_code, rec.signal) {
+        (run::State::Completed, _, _) => exit::OK,
+        (run::State::Cancelled, _, _) => exit::INTERRUPTED,
+        (run::State::Failed, Some(c), _) => c,
+        (_, _, Some(s)) => 128 + s,
+        _ => exit::RUN_FAILED,
+    }
+}
+
+/// What a real run needs from this machine.
+struct Environment {
+    topology: topology::Topology,
+    hierarchy: cgroup::Hierarchy,
+    host: String,
+}
+
+fn environment() -> Result<Environment, String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(
+            "packrun needs root to create cgroups and namespaces (run it with sudo)".into(),
+        );
+    }
+    let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
+    let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Environment {
+        topology,
+        hierarchy,
+        host,
     })
 }
