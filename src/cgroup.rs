@@ -111,3 +111,16 @@ pub fn remove_batch(h: &Hierarchy, base: &str, batch: &str) {
     let _ = (h, base, batch);
     todo!("cgroup::remove_batch")
 }
+
+/// Names of the batch cgroups below `<base>` (in any controller on v1).
+pub fn list_batches(h: &Hierarchy, base: &str) -> Vec<String> {
+    let _ = (h, base);
+    todo!("cgroup::list_batches")
+}
+
+/// Kills and removes every run cgroup of a batch, then the batch itself
+/// (crash recovery: the runner that made them is gone).
+pub fn cleanup_batch(h: &Hierarchy, base: &str, batch: &str) -> Result<(), CgroupError> {
+    let _ = (h, base, batch);
+    todo!("cgroup::cleanup_batch")
+}

@@ -28,6 +28,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Run every run of a job file, packed onto disjoint CPUs, and record what each used.
+    Run(RunArgs),
     /// Run one command isolated and limited, and print what it used (like BenchExec's runexec).
     Exec(ExecArgs),
     /// Print where each run would go and a predicted timeline, without running anything.
@@ -103,4 +105,28 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `packrun run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    /// Results folder (default: results/<name>-<UTC timestamp>/).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue a batch: run every run whose run_key is not yet in DIR/runs.csv.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// With --resume: accept a job file that changed since the batch began.
+    #[arg(long, requires = "resume")]
+    pub force: bool,
+    /// Run at most N runs at once.
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<usize>,
+    /// Refused: a fixture topology is for `packrun plan` only.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub topology: Option<PathBuf>,
+    /// No progress bars: one line per finished run.
+    #[arg(long, short)]
+    pub quiet: bool,
 }

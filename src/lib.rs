@@ -7,6 +7,7 @@ pub mod cli;
 pub mod container;
 pub mod cpulist;
 pub mod fsx;
+pub mod machine;
 pub mod plan;
 pub mod progress;
 pub mod report;
@@ -14,7 +15,7 @@ pub mod run;
 pub mod spec;
 pub mod topology;
 
-use cli::{Cli, Command, ExecArgs, Format, RecordFormat};
+use cli::{Cli, Command, ExecArgs, Format, RecordFormat, RunArgs};
 use std::path::Path;
 
 /// Exit codes (see README).
@@ -55,19 +56,13 @@ pub fn main(cli: Cli) -> i32 {
             };
             match format {
                 Format::Table => print!("{}", topology::render(&topo)),
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&topo).expect("topology serializes")
-                ),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&topo).expect("topology serializes")),
             }
             exit::OK
         }
+        Command::Run(args) => run_batch(args),
         Command::Exec(args) => exec(args),
-        Command::Plan {
-            file,
-            topology,
-            format,
-        } => {
+        Command::Plan { file, topology, format } => {
             let batch = match spec::load(&file) {
                 Ok(b) => b,
                 Err(e) => {
@@ -122,9 +117,8 @@ fn parse_bytes(what: &str, s: &str) -> Result<u64, String> {
 }
 
 fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| {
-        format!("invalid duration `{s}` for {what}: {e}; expected e.g. 30s, 1m30s, 250ms")
-    })
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration `{s}` for {what}: {e}; expected e.g. 30s, 1m30s, 250ms"))
 }
 
 /// The one run that `packrun exec` describes.
@@ -147,14 +141,9 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
             [s, d] => (s, d, false),
             [s, d, "ro"] => (s, d, true),
             [s, d, "rw"] => (s, d, false),
-            _ => {
-                return Err(format!(
-                    "invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro"
-                ))
-            }
+            _ => return Err(format!("invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro")),
         };
-        let source =
-            std::fs::canonicalize(src).map_err(|e| format!("--bind `{b}`: source {src}: {e}"))?;
+        let source = std::fs::canonicalize(src).map_err(|e| format!("--bind `{b}`: source {src}: {e}"))?;
         mounts.push(spec::Mount {
             source,
             target: dst.into(),
@@ -163,9 +152,7 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
     }
     let rootfs = match a.rootfs.as_str() {
         "host" => spec::Rootfs::Host,
-        dir => spec::Rootfs::Dir(
-            std::fs::canonicalize(dir).map_err(|e| format!("--rootfs {dir}: {e}"))?,
-        ),
+        dir => spec::Rootfs::Dir(std::fs::canonicalize(dir).map_err(|e| format!("--rootfs {dir}: {e}"))?),
     };
     let time_limit = a
         .time_limit
@@ -192,11 +179,7 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
         resources: spec::Resources {
             cpus,
             cpuset,
-            memory: a
-                .memory
-                .as_deref()
-                .map(|s| parse_bytes("--memory", s))
-                .transpose()?,
+            memory: a.memory.as_deref().map(|s| parse_bytes("--memory", s)).transpose()?,
             numa,
             cpu_quota: None,
             pids: a.pids.unwrap_or(spec::DEFAULT_PIDS),
@@ -250,13 +233,15 @@ fn exec(args: ExecArgs) -> i32 {
         }
         return exit::INVALID;
     }
+    reap_orphans(&env.hierarchy);
     let opts = run::Options {
         hierarchy: env.hierarchy,
         cgroup_base: "packrun".into(),
-        batch_id: run.key.clone(),
+        batch_id: run::journal::batch_id(run::cpulock::Owner::current()),
         output: run::Output::Inherit,
         scratch: std::env::temp_dir(),
         max_parallel: Some(1),
+        cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
     };
     let alloc = plan::Allocator::new(&env.topology, &[]);
     let mut record = None;
@@ -303,9 +288,7 @@ struct Environment {
 
 fn environment() -> Result<Environment, String> {
     if !nix::unistd::Uid::effective().is_root() {
-        return Err(
-            "packrun needs root to create cgroups and namespaces (run it with sudo)".into(),
-        );
+        return Err("packrun needs root to create cgroups and namespaces (run it with sudo)".into());
     }
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
@@ -317,4 +300,190 @@ fn environment() -> Result<Environment, String> {
         hierarchy,
         host,
     })
+}
+
+/// `packrun run`: load → check → plan → run → record → summarise.
+fn run_batch(args: RunArgs) -> i32 {
+    if args.topology.is_some() {
+        eprintln!("packrun run: --topology is for `packrun plan` only; a real run uses this machine's topology");
+        return exit::INVALID;
+    }
+    let batch = match spec::load(&args.file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::INVALID;
+        }
+    };
+    let env = match environment() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("packrun run: cannot run here: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    if let Err(errors) = plan::check_feasible(&batch.runs, &env.topology, &batch.groups) {
+        for e in errors {
+            eprintln!("{}: {e}", args.file.display());
+        }
+        return exit::INVALID;
+    }
+    let planned = plan::simulate(&batch.runs, &env.topology, &batch.groups, args.max_parallel)
+        .map(|s| std::time::Duration::from_secs_f64(s.makespan))
+        .unwrap_or_default();
+    reap_orphans(&env.hierarchy);
+
+    let dir = match results_dir(&args, &batch) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("packrun run: {e}");
+            return exit::INVALID;
+        }
+    };
+    match batch_in(&dir, &args, &batch, &env, planned) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("packrun run: {e}");
+            exit::ENVIRONMENT
+        }
+    }
+}
+
+/// Runs the batch into `dir` and writes every output file.
+fn batch_in(
+    dir: &Path,
+    args: &RunArgs,
+    batch: &spec::Batch,
+    env: &Environment,
+    planned: std::time::Duration,
+) -> Result<i32, String> {
+    let e = |e: &dyn std::error::Error| fsx::chain(e);
+    let params = param_names(batch);
+    let runs_csv = dir.join("runs.csv");
+    let done = report::read_done(&runs_csv).map_err(|x| e(&x))?;
+    let mut csv = report::RunsCsv::open(&runs_csv, &params, &env.host).map_err(|x| e(&x))?;
+    let owner = run::cpulock::Owner::current();
+    let mut manifest = report::Manifest {
+        packrun_version: env!("CARGO_PKG_VERSION").into(),
+        name: batch.name.clone(),
+        job_file: batch.file.display().to_string(),
+        job_file_sha256: report::sha256_hex(batch.source.as_bytes()),
+        machine: machine::read(Path::new("/")),
+        cgroup_version: match env.hierarchy {
+            cgroup::Hierarchy::V1 { .. } => "1".into(),
+            cgroup::Hierarchy::V2 { .. } => "2".into(),
+        },
+        topology: serde_json::to_value(&env.topology).expect("topology serializes"),
+        start: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        end: None,
+        runner_pid: owner.pid as u32,
+        runs: batch.runs.len(),
+    };
+    fsx::write(dir.join("job.yaml"), &batch.source).map_err(|x| e(&x))?;
+    report::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+
+    let opts = run::Options {
+        hierarchy: env.hierarchy.clone(),
+        cgroup_base: "packrun".into(),
+        batch_id: run::journal::batch_id(owner),
+        output: run::Output::Logs(dir.to_path_buf()),
+        scratch: dir.join("scratch"),
+        max_parallel: args.max_parallel,
+        cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
+    };
+    let mut progress = progress::Progress::new(batch.runs.len(), done.len(), planned, args.quiet);
+    let mut lost_rows = 0;
+    let alloc = plan::Allocator::new(&env.topology, &batch.groups);
+    let outcome = run::execute(&batch.runs, alloc, &opts, &done, &mut |ev| match ev {
+        run::Event::Started { run, placement } => progress.started(run, placement),
+        run::Event::Finished(rec) => {
+            if let Err(x) = csv.append(&rec) {
+                lost_rows += 1;
+                eprintln!("packrun run: row of run {} not recorded: {}", rec.key, fsx::chain(&x));
+            }
+            progress.finished(&rec);
+        }
+    });
+    progress.finish();
+    let outcome = outcome.map_err(|x| e(&x))?;
+
+    let rows = report::read_rows(&runs_csv).map_err(|x| e(&x))?;
+    let summaries = report::summarize(&rows);
+    report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
+    manifest.end = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    report::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+    eprint!("{}", report::summary_table(&summaries));
+    eprintln!("results: {}", dir.display());
+
+    let all_ok = lost_rows == 0 && rows.iter().all(|r| r.state == "COMPLETED");
+    Ok(if outcome.interrupted {
+        exit::INTERRUPTED
+    } else if all_ok {
+        exit::OK
+    } else {
+        exit::RUN_FAILED
+    })
+}
+
+/// Matrix parameter names of every job, first seen first: the parameter columns.
+fn param_names(batch: &spec::Batch) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for j in &batch.jobs {
+        for p in &j.param_names {
+            if !names.contains(p) {
+                names.push(p.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The results folder: a new one, or the one being resumed (whose job file
+/// must be unchanged unless --force).
+fn results_dir(args: &RunArgs, batch: &spec::Batch) -> Result<std::path::PathBuf, String> {
+    if let Some(dir) = &args.resume {
+        let m = report::read_manifest(&dir.join("manifest.json")).map_err(|e| fsx::chain(&e))?;
+        let sha = report::sha256_hex(batch.source.as_bytes());
+        if m.job_file_sha256 != sha && !args.force {
+            let old = std::fs::read_to_string(dir.join("job.yaml")).unwrap_or_default();
+            return Err(format!(
+                "{} changed since the batch in {} began ({}); resume with --force to run the missing runs of the new file",
+                args.file.display(),
+                dir.display(),
+                report::describe_change(&old, &batch.source)
+            ));
+        }
+        return Ok(dir.clone());
+    }
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => Path::new("results").join(format!(
+            "{}-{}",
+            batch.name,
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        )),
+    };
+    if dir.join("runs.csv").exists() {
+        return Err(format!(
+            "{} holds a batch already; use --resume {} to continue it",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Kills and removes the cgroups of batches whose packrun died (SIGKILL, crash).
+fn reap_orphans(h: &cgroup::Hierarchy) {
+    let batches = cgroup::list_batches(h, "packrun");
+    for b in run::journal::orphans(batches.iter().map(String::as_str)) {
+        match cgroup::cleanup_batch(h, "packrun", &b) {
+            Ok(()) => eprintln!("packrun: removed the cgroups of batch {b}, whose packrun is gone"),
+            Err(e) => eprintln!(
+                "packrun: cannot clean up batch {b} left by a dead packrun: {}",
+                fsx::chain(&e)
+            ),
+        }
+    }
 }

@@ -60,11 +60,7 @@ impl Allocator {
 }
 
 /// Every run that can never fit on this topology (respecting groups), all at once.
-pub fn check_feasible(
-    runs: &[Run],
-    topo: &Topology,
-    groups: &[Group],
-) -> Result<(), Vec<PlanError>> {
+pub fn check_feasible(runs: &[Run], topo: &Topology, groups: &[Group]) -> Result<(), Vec<PlanError>> {
     let _ = (runs, topo, groups);
     todo!("plan::check_feasible")
 }

@@ -71,21 +71,15 @@ pub fn row(rec: &Record, param_names: &[String], host: &str) -> Vec<String> {
                 .unwrap_or_default(),
         );
     }
-    let path = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    };
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     cells.extend([
         rec.rep.to_string(),
         rec.warmup.to_string(),
         host.to_string(),
         rec.cpus.to_string(),
         rec.mems.to_string(),
-        rec.start_time
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        rec.end_time
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        rec.start_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        rec.end_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         secs(rec.wall_time),
         ns_secs(u.user_ns),
         ns_secs(u.system_ns),
@@ -109,8 +103,7 @@ pub fn row(rec: &Record, param_names: &[String], host: &str) -> Vec<String> {
 
 fn csv_line(cells: &[String]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(cells)
-        .expect("writing CSV to memory cannot fail");
+    w.write_record(cells).expect("writing CSV to memory cannot fail");
     w.into_inner().expect("flushing CSV to memory cannot fail")
 }
 
@@ -140,11 +133,7 @@ impl RunsCsv {
             if have != want {
                 return Err(csv_err(
                     path,
-                    format!(
-                        "its columns are [{}], expected [{}]",
-                        have.join(","),
-                        want.join(",")
-                    ),
+                    format!("its columns are [{}], expected [{}]", have.join(","), want.join(",")),
                 ));
             }
         }
@@ -214,10 +203,7 @@ pub fn read_done(path: &Path) -> Result<HashMap<String, State>, ReportError> {
         None => "",
     };
     let mut rdr = csv::Reader::from_reader(complete.as_bytes());
-    let headers = rdr
-        .headers()
-        .map_err(|e| csv_err(path, e.to_string()))?
-        .clone();
+    let headers = rdr.headers().map_err(|e| csv_err(path, e.to_string()))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(k), Some(s)) = (col("run_key"), col("state")) else {
         return Err(csv_err(path, "no run_key or state column"));
@@ -225,8 +211,8 @@ pub fn read_done(path: &Path) -> Result<HashMap<String, State>, ReportError> {
     let mut done = HashMap::new();
     for (i, r) in rdr.records().enumerate() {
         let r = r.map_err(|e| csv_err(path, format!("row {}: {e}", i + 2)))?;
-        let state = State::parse(&r[s])
-            .ok_or_else(|| csv_err(path, format!("row {}: unknown state `{}`", i + 2, &r[s])))?;
+        let state =
+            State::parse(&r[s]).ok_or_else(|| csv_err(path, format!("row {}: unknown state `{}`", i + 2, &r[s])))?;
         done.insert(r[k].to_string(), state);
     }
     Ok(done)
@@ -262,13 +248,11 @@ pub fn record_json(rec: &Record, host: &str) -> String {
             serde_json::Value::Null
         } else if let Ok(n) = c.parse::<u64>() {
             n.into()
-        } else if let Ok(f) = c.parse::<f64>().map_err(|_| ()).and_then(|f| {
-            if h.ends_with("_s") {
-                Ok(f)
-            } else {
-                Err(())
-            }
-        }) {
+        } else if let Ok(f) = c
+            .parse::<f64>()
+            .map_err(|_| ())
+            .and_then(|f| if h.ends_with("_s") { Ok(f) } else { Err(()) })
+        {
             f.into()
         } else if c == "true" || c == "false" {
             (c == "true").into()
@@ -371,11 +355,373 @@ mod tests {
 
     #[test]
     fn json_record_has_numbers_as_numbers() {
-        let j: serde_json::Value =
-            serde_json::from_str(&record_json(&record("k", State::Completed), "h")).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&record_json(&record("k", State::Completed), "h")).unwrap();
         assert_eq!(j["wall_time_s"], 1.5);
         assert_eq!(j["exit_code"], 0);
         assert_eq!(j["signal"], serde_json::Value::Null);
         assert_eq!(j["state"], "COMPLETED");
     }
+}
+
+/// The columns of a runs.csv row that the summary and the report need.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: String,
+    pub job: String,
+    pub params: Vec<(String, String)>,
+    pub rep: u32,
+    pub warmup: bool,
+    pub cpus: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub user_s: f64,
+    pub system_s: f64,
+    pub memory_peak: u64,
+    pub exit_code: Option<i32>,
+    pub state: String,
+}
+
+/// Reads every complete row of a runs.csv.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>, ReportError> {
+    let text = crate::fsx::read_to_string(path)?;
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mut rdr = csv::Reader::from_reader(complete.as_bytes());
+    let headers = rdr.headers().map_err(|e| csv_err(path, e))?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| csv_err(path, format!("no `{name}` column")))
+    };
+    let params: Vec<(usize, String)> = headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_prefix("parameter_").map(|p| (i, p.to_string())))
+        .collect();
+    let c = [
+        col("run_key")?,
+        col("job")?,
+        col("rep")?,
+        col("warmup")?,
+        col("cpus")?,
+        col("start_time")?,
+        col("end_time")?,
+        col("wall_time_s")?,
+        col("cpu_time_s")?,
+        col("user_time_s")?,
+        col("system_time_s")?,
+        col("memory_peak_bytes")?,
+        col("exit_code")?,
+        col("state")?,
+    ];
+    let mut rows = Vec::new();
+    for (i, r) in rdr.records().enumerate() {
+        let r = r.map_err(|e| csv_err(path, format!("row {}: {e}", i + 2)))?;
+        let num = |j: usize| -> Result<f64, ReportError> {
+            r[j].parse::<f64>().map_err(|_| {
+                csv_err(
+                    path,
+                    format!("row {}: `{}` in {} is not a number", i + 2, &r[j], &headers[j]),
+                )
+            })
+        };
+        rows.push(Row {
+            key: r[c[0]].to_string(),
+            job: r[c[1]].to_string(),
+            params: params
+                .iter()
+                .filter(|(j, _)| !r[*j].is_empty())
+                .map(|(j, p)| (p.clone(), r[*j].to_string()))
+                .collect(),
+            rep: num(c[2])? as u32,
+            warmup: &r[c[3]] == "true",
+            cpus: r[c[4]].to_string(),
+            start_time: r[c[5]].to_string(),
+            end_time: r[c[6]].to_string(),
+            wall_s: num(c[7])?,
+            cpu_s: num(c[8])?,
+            user_s: num(c[9])?,
+            system_s: num(c[10])?,
+            memory_peak: num(c[11])? as u64,
+            exit_code: r[c[12]].parse().ok(),
+            state: r[c[13]].to_string(),
+        });
+    }
+    Ok(rows)
+}
+
+/// Median, mean, sample standard deviation, min and max.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Stats {
+    pub median: f64,
+    pub mean: f64,
+    pub stddev: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    pub fn of(values: &[f64]) -> Stats {
+        if values.is_empty() {
+            return Stats::default();
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let stddev = if n > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Stats {
+            median,
+            mean,
+            stddev,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+}
+
+/// One line of summary.csv: a job and parameter set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub job: String,
+    pub params: Vec<(String, String)>,
+    /// Measured runs (warmups left out).
+    pub runs: usize,
+    pub wall: Stats,
+    pub cpu: Stats,
+    pub max_memory_peak: u64,
+    /// Runs that did not complete.
+    pub failures: usize,
+    /// Count per state, in a fixed order.
+    pub states: Vec<(String, usize)>,
+    /// Wall times of completed measured runs, in rep order.
+    pub wall_times: Vec<f64>,
+    pub cpu_times: Vec<f64>,
+}
+
+const STATES: [&str; 6] = ["COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "ERROR"];
+
+/// Groups rows by job and parameter set (in first-seen order) and summarises
+/// each; statistics cover the COMPLETED measured runs.
+pub fn summarize(rows: &[Row]) -> Vec<Summary> {
+    use rayon::prelude::*;
+    let mut order: Vec<(&str, &[(String, String)])> = Vec::new();
+    let mut groups: HashMap<(&str, &[(String, String)]), Vec<&Row>> = HashMap::new();
+    for r in rows.iter().filter(|r| !r.warmup) {
+        let k = (r.job.as_str(), r.params.as_slice());
+        groups
+            .entry(k)
+            .or_insert_with(|| {
+                order.push(k);
+                Vec::new()
+            })
+            .push(r);
+    }
+    order
+        .par_iter()
+        .map(|k| {
+            let mut g = groups[k].clone();
+            g.sort_by_key(|r| r.rep);
+            let ok: Vec<&&Row> = g.iter().filter(|r| r.state == "COMPLETED").collect();
+            let wall_times: Vec<f64> = ok.iter().map(|r| r.wall_s).collect();
+            let cpu_times: Vec<f64> = ok.iter().map(|r| r.cpu_s).collect();
+            Summary {
+                job: k.0.to_string(),
+                params: k.1.to_vec(),
+                runs: g.len(),
+                wall: Stats::of(&wall_times),
+                cpu: Stats::of(&cpu_times),
+                max_memory_peak: g.iter().map(|r| r.memory_peak).max().unwrap_or(0),
+                failures: g.len() - ok.len(),
+                states: STATES
+                    .iter()
+                    .map(|s| (s.to_string(), g.iter().filter(|r| r.state == *s).count()))
+                    .collect(),
+                wall_times,
+                cpu_times,
+            }
+        })
+        .collect()
+}
+
+/// Writes summary.csv.
+pub fn write_summary(path: &Path, summaries: &[Summary]) -> Result<(), PathError> {
+    let mut params: Vec<String> = Vec::new();
+    for s in summaries {
+        for (p, _) in &s.params {
+            if !params.contains(p) {
+                params.push(p.clone());
+            }
+        }
+    }
+    let mut head: Vec<String> = vec!["job".into()];
+    head.extend(params.iter().map(|p| format!("parameter_{p}")));
+    head.push("runs".into());
+    for m in ["wall_time_s", "cpu_time_s"] {
+        for st in ["median", "mean", "stddev", "min", "max"] {
+            head.push(format!("{m}_{st}"));
+        }
+    }
+    head.push("memory_peak_bytes_max".into());
+    head.push("failures".into());
+    head.extend(STATES.iter().map(|s| s.to_lowercase()));
+    let mut out = csv_line(&head);
+    for s in summaries {
+        let mut cells = vec![s.job.clone()];
+        for p in &params {
+            cells.push(
+                s.params
+                    .iter()
+                    .find(|(k, _)| k == p)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        cells.push(s.runs.to_string());
+        for st in [&s.wall, &s.cpu] {
+            for v in [st.median, st.mean, st.stddev, st.min, st.max] {
+                cells.push(format!("{v:.6}"));
+            }
+        }
+        cells.push(s.max_memory_peak.to_string());
+        cells.push(s.failures.to_string());
+        cells.extend(s.states.iter().map(|(_, n)| n.to_string()));
+        out.extend(csv_line(&cells));
+    }
+    crate::fsx::write(path, out)
+}
+
+/// Bytes as a short binary size ("1.5 GiB").
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The end-of-batch table: per job and parameter set, runs, states, median
+/// wall and CPU time, max memory.
+pub fn summary_table(summaries: &[Summary]) -> String {
+    let mut rows = vec![vec![
+        "job".to_string(),
+        "parameters".into(),
+        "runs".into(),
+        "states".into(),
+        "wall median".into(),
+        "cpu median".into(),
+        "max memory".into(),
+    ]];
+    for s in summaries {
+        let params = s
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let states = s
+            .states
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(st, n)| format!("{n} {st}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(vec![
+            s.job.clone(),
+            params,
+            s.runs.to_string(),
+            states,
+            format!("{:.3} s", s.wall.median),
+            format!("{:.3} s", s.cpu.median),
+            human_bytes(s.max_memory_peak),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+/// manifest.json: what ran, where, when.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub packrun_version: String,
+    pub name: String,
+    pub job_file: String,
+    pub job_file_sha256: String,
+    pub machine: crate::machine::Machine,
+    pub cgroup_version: String,
+    pub topology: serde_json::Value,
+    pub start: String,
+    pub end: Option<String>,
+    /// pid of the packrun process that runs (or ran) the batch.
+    pub runner_pid: u32,
+    pub runs: usize,
+}
+
+pub fn write_manifest(path: &Path, m: &Manifest) -> Result<(), PathError> {
+    let text = serde_json::to_string_pretty(m).expect("manifest serializes");
+    crate::fsx::write(path, text + "\n")
+}
+
+pub fn read_manifest(path: &Path) -> Result<Manifest, ReportError> {
+    let text = crate::fsx::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| csv_err(path, format!("not a packrun manifest: {e}")))
+}
+
+/// SHA-256 of the job file, hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first lines where two versions of a job file differ, for the
+/// "job file changed" refusal of --resume.
+pub fn describe_change(old: &str, new: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let mut out = Vec::new();
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (a.get(i).copied(), b.get(i).copied());
+        if x != y {
+            out.push(format!(
+                "line {}: `{}` is now `{}`",
+                i + 1,
+                x.unwrap_or("(absent)").trim(),
+                y.unwrap_or("(absent)").trim()
+            ));
+            if out.len() == 3 {
+                break;
+            }
+        }
+    }
+    out.join("; ")
 }

@@ -2,6 +2,9 @@
 //! record, free, repeat. One thread; runs are watched through pidfds and
 //! Ctrl-C through a signalfd, all in one poll(2).
 
+pub mod cpulock;
+pub mod journal;
+
 use crate::account::Usage;
 use crate::cgroup::{self, Hierarchy, Limits, RunCgroup};
 use crate::container::{self, ContainerConfig, JobStatus};
@@ -80,10 +83,7 @@ pub struct Record {
 
 /// What the loop tells its one owner (progress display and CSV writer).
 pub enum Event<'a> {
-    Started {
-        run: &'a Run,
-        placement: &'a Placement,
-    },
+    Started { run: &'a Run, placement: &'a Placement },
     Finished(Record),
 }
 
@@ -107,7 +107,12 @@ pub struct Options {
     /// Per-run writable dirs are created under `<scratch>/<key>/`.
     pub scratch: PathBuf,
     pub max_parallel: Option<usize>,
+    /// The machine-wide claims file; None only in tests that own the machine.
+    pub cpu_lock: Option<PathBuf>,
 }
+
+/// How often a batch waiting for CPUs that another packrun holds looks again.
+const FOREIGN_RECHECK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -170,50 +175,51 @@ pub fn execute(
             None => *remaining.entry(r.job.as_str()).or_default() += 1,
         }
     }
-    let mut pending: Vec<usize> = (0..runs.len())
-        .filter(|&i| !done.contains_key(&runs[i].key))
-        .collect();
+    let mut pending: Vec<usize> = (0..runs.len()).filter(|&i| !done.contains_key(&runs[i].key)).collect();
     let mut running: Vec<Running> = Vec::new();
+    let mut lock = match &opts.cpu_lock {
+        Some(path) => Some(cpulock::CpuLock::new(path)?),
+        None => None,
+    };
+    // CPUs other packrun processes hold, as last seen (reserved in `alloc`).
+    let mut foreign = CpuList::new();
 
     loop {
         // Start, in file order, every pending run that fits now (backfill).
-        if !outcome.interrupted {
-            let mut i = 0;
-            while i < pending.len() {
-                if opts.max_parallel.is_some_and(|m| running.len() >= m) {
-                    break;
+        let mut blocked_by_others = false;
+        if !outcome.interrupted && !pending.is_empty() {
+            let mut ctx = Choose {
+                runs,
+                pending: &mut pending,
+                running: running.len(),
+                max_parallel: opts.max_parallel,
+                remaining: &mut remaining,
+                failed_jobs: &mut failed_jobs,
+                outcome: &mut outcome,
+                on_event,
+            };
+            let starts = match lock.as_mut() {
+                // Other packrun processes' CPUs are off limits while we choose.
+                Some(lock) => {
+                    let starts = lock.update(|others| {
+                        alloc.unreserve(&foreign);
+                        foreign = others.clone();
+                        alloc.reserve(&foreign);
+                        let starts = ctx.choose(&mut alloc);
+                        let mine = running
+                            .iter()
+                            .map(|r| &r.placement.cpus)
+                            .chain(starts.iter().map(|(_, p)| &p.cpus))
+                            .fold(CpuList::new(), |acc, c| acc.union(c));
+                        (mine, starts)
+                    })?;
+                    blocked_by_others = !foreign.is_empty();
+                    starts
                 }
-                let run = &runs[pending[i]];
-                if let Some(dep) = run.depends_on.iter().find(|d| failed_jobs.contains(*d)) {
-                    let rec = not_started(
-                        run,
-                        State::Cancelled,
-                        format!("dependency `{dep}` did not complete"),
-                    );
-                    finish(
-                        &mut remaining,
-                        &mut failed_jobs,
-                        &mut outcome,
-                        run,
-                        rec,
-                        on_event,
-                    );
-                    pending.remove(i);
-                    continue;
-                }
-                if run
-                    .depends_on
-                    .iter()
-                    .any(|d| remaining.get(d.as_str()).copied().unwrap_or(0) > 0)
-                {
-                    i += 1;
-                    continue;
-                }
-                let Some(placement) = alloc.place(run) else {
-                    i += 1;
-                    continue;
-                };
-                let index = pending.remove(i);
+                None => ctx.choose(&mut alloc),
+            };
+            for (index, placement) in starts {
+                let run = &runs[index];
                 on_event(Event::Started {
                     run,
                     placement: &placement,
@@ -222,14 +228,7 @@ pub fn execute(
                     Ok(r) => running.push(r),
                     Err(rec) => {
                         alloc.release(&placement);
-                        finish(
-                            &mut remaining,
-                            &mut failed_jobs,
-                            &mut outcome,
-                            run,
-                            *rec,
-                            on_event,
-                        );
+                        finish(&mut remaining, &mut failed_jobs, &mut outcome, run, *rec, on_event);
                     }
                 }
             }
@@ -237,7 +236,7 @@ pub fn execute(
         if running.is_empty() && (pending.is_empty() || outcome.interrupted) {
             break;
         }
-        if running.is_empty() {
+        if running.is_empty() && !blocked_by_others {
             // Nothing runs and nothing pending fits: only possible when the
             // allocator's view is wrong (feasibility is checked before).
             for index in pending.drain(..) {
@@ -247,14 +246,7 @@ pub fn execute(
                     State::Error,
                     "no placement fits this run on the CPUs packrun may use".into(),
                 );
-                finish(
-                    &mut remaining,
-                    &mut failed_jobs,
-                    &mut outcome,
-                    run,
-                    rec,
-                    on_event,
-                );
+                finish(&mut remaining, &mut failed_jobs, &mut outcome, run, rec, on_event);
             }
             break;
         }
@@ -266,11 +258,13 @@ pub fn execute(
             .flat_map(|r| [r.deadline, r.next_cpu_check])
             .flatten()
             .min();
+        let wake = match blocked_by_others && !pending.is_empty() {
+            true => Some(wake.map_or(now + FOREIGN_RECHECK, |w| w.min(now + FOREIGN_RECHECK))),
+            false => wake,
+        };
         let timeout = match wake {
-            Some(t) => PollTimeout::try_from(
-                t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1,
-            )
-            .unwrap_or(PollTimeout::MAX),
+            Some(t) => PollTimeout::try_from(t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
         let mut fds: Vec<PollFd<'_>> = running
@@ -337,14 +331,7 @@ pub fn execute(
             let run = &runs[r.index];
             alloc.release(&r.placement);
             let rec = collect(r, run);
-            finish(
-                &mut remaining,
-                &mut failed_jobs,
-                &mut outcome,
-                run,
-                rec,
-                on_event,
-            );
+            finish(&mut remaining, &mut failed_jobs, &mut outcome, run, rec, on_event);
         }
     }
 
@@ -356,18 +343,54 @@ pub fn execute(
                 State::Cancelled,
                 "packrun was interrupted before it started".into(),
             );
-            finish(
-                &mut remaining,
-                &mut failed_jobs,
-                &mut outcome,
-                run,
-                rec,
-                on_event,
-            );
+            finish(&mut remaining, &mut failed_jobs, &mut outcome, run, rec, on_event);
         }
     }
     cgroup::remove_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id);
     Ok(outcome)
+}
+
+/// What choosing the next runs to start needs of the loop's state.
+struct Choose<'a, 'r> {
+    runs: &'r [Run],
+    pending: &'a mut Vec<usize>,
+    running: usize,
+    max_parallel: Option<usize>,
+    remaining: &'a mut HashMap<&'r str, usize>,
+    failed_jobs: &'a mut HashSet<String>,
+    outcome: &'a mut Outcome,
+    on_event: &'a mut dyn FnMut(Event<'_>),
+}
+
+impl Choose<'_, '_> {
+    /// Walks pending runs in file order and places every one that may start
+    /// and fits now (backfill); cancels those whose dependency failed.
+    fn choose(&mut self, alloc: &mut Allocator) -> Vec<(usize, Placement)> {
+        let mut starts = Vec::new();
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.max_parallel.is_some_and(|m| self.running + starts.len() >= m) {
+                break;
+            }
+            let run = &self.runs[self.pending[i]];
+            if let Some(dep) = run.depends_on.iter().find(|d| self.failed_jobs.contains(*d)) {
+                let rec = not_started(run, State::Cancelled, format!("dependency `{dep}` did not complete"));
+                finish(self.remaining, self.failed_jobs, self.outcome, run, rec, self.on_event);
+                self.pending.remove(i);
+                continue;
+            }
+            let waits = |d: &String| self.remaining.get(d.as_str()).copied().unwrap_or(0) > 0;
+            if run.depends_on.iter().any(waits) {
+                i += 1;
+                continue;
+            }
+            match alloc.place(run) {
+                Some(p) => starts.push((self.pending.remove(i), p)),
+                None => i += 1,
+            }
+        }
+        starts
+    }
 }
 
 fn finish(
@@ -409,8 +432,7 @@ fn watch_signals() -> Result<SignalFd, RunError> {
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
     mask.thread_block().map_err(RunError::Signals)?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(RunError::Signals)
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(RunError::Signals)
 }
 
 /// Expands `{cpus}` with the assigned list.
@@ -432,11 +454,7 @@ fn limits_for(run: &Run, placement: &Placement) -> Limits {
 
 fn io_throttles(run: &Run) -> Vec<cgroup::IoThrottle> {
     let io = &run.resources.io;
-    if io.read_bps.is_none()
-        && io.write_bps.is_none()
-        && io.read_iops.is_none()
-        && io.write_iops.is_none()
-    {
+    if io.read_bps.is_none() && io.write_bps.is_none() && io.read_iops.is_none() && io.write_iops.is_none() {
         return Vec::new();
     }
     let path = io
@@ -466,12 +484,7 @@ fn open_logs(dir: &Path, key: &str) -> Result<(PathBuf, PathBuf, File, File), Pa
 }
 
 /// Creates the cgroup, starts the container, sets the deadlines.
-fn start(
-    index: usize,
-    run: &Run,
-    placement: Placement,
-    opts: &Options,
-) -> Result<Running, Box<Record>> {
+fn start(index: usize, run: &Run, placement: Placement, opts: &Options) -> Result<Running, Box<Record>> {
     let start_time = Utc::now();
     let start = Instant::now();
     let fail = |state: State, reason: String, logs: Option<(PathBuf, PathBuf)>| {
@@ -490,21 +503,9 @@ fn start(
 
     let mut limits = limits_for(run, &placement);
     limits.io = io_throttles(run);
-    let cg = match RunCgroup::create(
-        &opts.hierarchy,
-        &opts.cgroup_base,
-        &opts.batch_id,
-        &run.key,
-        &limits,
-    ) {
+    let cg = match RunCgroup::create(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id, &run.key, &limits) {
         Ok(cg) => cg,
-        Err(e) => {
-            return Err(fail(
-                State::Error,
-                format!("cgroup: {}", crate::fsx::chain(&e)),
-                None,
-            ))
-        }
+        Err(e) => return Err(fail(State::Error, format!("cgroup: {}", crate::fsx::chain(&e)), None)),
     };
 
     let (logs, stdout, stderr) = match &opts.output {
@@ -518,11 +519,7 @@ fn start(
         ) {
             (Ok(o), Ok(e)) => (None, o, e),
             (Err(e), _) | (_, Err(e)) => {
-                return Err(fail(
-                    State::Error,
-                    format!("cannot duplicate stdout/stderr: {e}"),
-                    None,
-                ))
+                return Err(fail(State::Error, format!("cannot duplicate stdout/stderr: {e}"), None))
             }
         },
     };
@@ -544,11 +541,7 @@ fn start(
         _ => None,
     };
     let cfg = ContainerConfig {
-        argv: run
-            .command
-            .iter()
-            .map(|a| fill_cpus(a, &placement.cpus))
-            .collect(),
+        argv: run.command.iter().map(|a| fill_cpus(a, &placement.cpus)).collect(),
         env: run
             .env
             .iter()
@@ -570,8 +563,7 @@ fn start(
     };
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     let spawned = container::spawn(cfg, cgroup_dir.as_ref().map(|f| f.as_fd()), &mut |pid| {
-        cg.attach(pid)
-            .map_err(|e| std::io::Error::other(crate::fsx::chain(&e)))
+        cg.attach(pid).map_err(|e| std::io::Error::other(crate::fsx::chain(&e)))
     });
     let c = match spawned {
         Ok(c) => c,
@@ -626,10 +618,7 @@ fn collect(r: Running, run: &Run) -> Record {
         match (status.exit_code, status.signal) {
             (Some(0), _) => (State::Completed, "exited".to_string()),
             (Some(c), _) => (State::Failed, format!("exit code {c}")),
-            (None, Some(s)) => (
-                State::Failed,
-                format!("killed by signal {s} ({})", signal_name(s)),
-            ),
+            (None, Some(s)) => (State::Failed, format!("killed by signal {s} ({})", signal_name(s))),
             (None, None) => (State::Failed, "ended without a status".to_string()),
         }
     };

@@ -1,0 +1,194 @@
+//! CPUs claimed by every packrun process on this machine, in one lock file
+//! (flock), so two batches never hand out the same CPU.
+//!
+//! The file holds one line per claim: `<pid> <start ticks> <cpu list>`.
+//! Claims of processes that are gone (or whose pid was reused) are dropped
+//! by whoever reads them next.
+
+use crate::cpulist::CpuList;
+use crate::fsx::{Context, PathError};
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Where the claims live by default.
+pub const DEFAULT_PATH: &str = "/run/packrun/cpus";
+
+/// Identity of a process that survives pid reuse: pid and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: i32,
+    pub start_ticks: u64,
+}
+
+impl Owner {
+    pub fn current() -> Owner {
+        let pid = std::process::id() as i32;
+        Owner {
+            pid,
+            start_ticks: start_ticks(pid).unwrap_or(0),
+        }
+    }
+
+    /// True while that very process still runs.
+    pub fn is_alive(&self) -> bool {
+        start_ticks(self.pid) == Some(self.start_ticks)
+    }
+}
+
+/// Field 22 of /proc/<pid>/stat: the start time in clock ticks after boot.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_ticks(&stat)
+}
+
+/// Parses /proc/<pid>/stat text (the command may hold spaces and parentheses).
+pub fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    // After the command come state (field 3) ... starttime is field 22.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Claim {
+    owner: Owner,
+    cpus: CpuList,
+}
+
+fn parse_claims(text: &str) -> Vec<Claim> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let pid = it.next()?.parse().ok()?;
+            let start_ticks = it.next()?.parse().ok()?;
+            let cpus = CpuList::parse(it.next().unwrap_or("")).ok()?;
+            Some(Claim {
+                owner: Owner { pid, start_ticks },
+                cpus,
+            })
+        })
+        .collect()
+}
+
+fn render_claims(claims: &[Claim]) -> String {
+    claims
+        .iter()
+        .filter(|c| !c.cpus.is_empty())
+        .map(|c| format!("{} {} {}\n", c.owner.pid, c.owner.start_ticks, c.cpus))
+        .collect()
+}
+
+/// This process's handle on the shared claims file.
+pub struct CpuLock {
+    path: PathBuf,
+    owner: Owner,
+    /// What this process holds now.
+    mine: CpuList,
+}
+
+impl CpuLock {
+    pub fn new(path: &Path) -> Result<CpuLock, PathError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).at("create", dir)?;
+        }
+        Ok(CpuLock {
+            path: path.to_path_buf(),
+            owner: Owner::current(),
+            mine: CpuList::new(),
+        })
+    }
+
+    /// Runs `f` with the file locked, given the CPUs that other live
+    /// processes hold; `f` returns what this process holds afterwards.
+    pub fn update<T>(&mut self, f: impl FnOnce(&CpuList) -> (CpuList, T)) -> Result<T, PathError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)
+            .at("open", &self.path)?;
+        // Released when the file is closed at the end of this function.
+        let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| std::io::Error::from(e))
+            .at("lock", &self.path)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).at("read", &self.path)?;
+        let mut claims: Vec<Claim> = parse_claims(&text)
+            .into_iter()
+            .filter(|c| c.owner != self.owner && c.owner.is_alive())
+            .collect();
+        let others = claims.iter().fold(CpuList::new(), |acc, c| acc.union(&c.cpus));
+        let (mine, out) = f(&others);
+        self.mine = mine.clone();
+        claims.push(Claim {
+            owner: self.owner,
+            cpus: mine,
+        });
+        let new = render_claims(&claims);
+        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
+        file.set_len(0).at("truncate", &self.path)?;
+        file.write_all(new.as_bytes()).at("write", &self.path)?;
+        Ok(out)
+    }
+
+    pub fn held(&self) -> &CpuList {
+        &self.mine
+    }
+}
+
+impl Drop for CpuLock {
+    fn drop(&mut self) {
+        if !self.mine.is_empty() {
+            let _ = self.update(|_| (CpuList::new(), ()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ticks_survive_spaces_and_parentheses_in_the_command() {
+        let stat = "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000 200";
+        assert_eq!(parse_start_ticks(stat), Some(987654));
+    }
+
+    #[test]
+    fn claims_of_dead_processes_are_dropped_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cpus");
+        let me = Owner::current();
+        // pid 1 with a start time it never had is a dead claim.
+        std::fs::write(
+            &path,
+            format!("1 999999999999 0-3\n{} {} 9\n", me.pid, me.start_ticks + 1),
+        )
+        .unwrap();
+        let mut lock = CpuLock::new(&path).unwrap();
+        let seen = lock
+            .update(|others| (CpuList::parse("5").unwrap(), others.clone()))
+            .unwrap();
+        assert!(seen.is_empty(), "dead claims must not block CPUs: {seen}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("{} {} 5\n", me.pid, me.start_ticks));
+        drop(lock);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn another_live_process_claims_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cpus");
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        let ticks = start_ticks(pid).unwrap();
+        std::fs::write(&path, format!("{pid} {ticks} 2-3\n")).unwrap();
+        let mut lock = CpuLock::new(&path).unwrap();
+        let seen = lock.update(|others| (CpuList::new(), others.clone())).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(seen.to_string(), "2-3");
+    }
+}
