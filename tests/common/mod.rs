@@ -1,0 +1,109 @@
+//! Shared by the integration tests that drive the real binary as root.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_packrun");
+
+/// True when this test may create cgroups and namespaces. As root it
+/// always runs; elsewhere it is skipped with the reason printed, except in
+/// CI, where a missing privilege is a failure.
+pub fn privileged(test: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} needs root, and CI runs as root: something is wrong with this CI machine");
+    }
+    eprintln!("skipping {test}: needs root (cgroups and namespaces)");
+    false
+}
+
+/// The helper C programs in tests/helpers, built once per test binary.
+pub fn helper(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helpers");
+        std::fs::create_dir_all(&dir).unwrap();
+        for h in ["burn", "alloc"] {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/helpers/{h}.c"));
+            let out = dir.join(format!("{h}.{}", std::process::id()));
+            let st = Command::new("cc")
+                .args(["-O2", "-o"])
+                .arg(&out)
+                .arg(&src)
+                .status()
+                .expect("cc runs");
+            assert!(st.success(), "cc {h}.c failed");
+            std::fs::rename(&out, dir.join(h)).unwrap();
+        }
+        dir
+    });
+    dir.join(name)
+}
+
+/// Runs packrun with `args`, returns its output and pid.
+pub fn packrun(args: &[&str]) -> (Output, u32) {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("packrun starts");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    (out, pid)
+}
+
+/// Every cgroup directory of the batch that packrun process `pid` made.
+pub fn cgroups_of(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("b{pid}-");
+    let mut found = Vec::new();
+    for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let Ok(entries) = std::fs::read_dir(base) else { continue };
+        for e in entries.flatten() {
+            for dir in [e.path().join("packrun"), Path::new(base).join("packrun")] {
+                if let Ok(bs) = std::fs::read_dir(&dir) {
+                    for b in bs.flatten() {
+                        if b.file_name().to_string_lossy().starts_with(&prefix) {
+                            found.push(b.path());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The usage record that `packrun exec --format json` printed on stderr.
+pub fn record(out: &Output) -> serde_json::Value {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let start = err
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON record in stderr:\n{err}"));
+    let end = err.rfind('}').unwrap();
+    serde_json::from_str(&err[start..=end]).unwrap_or_else(|e| panic!("bad record: {e}\n{err}"))
+}
+
+/// Pids of host processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
