@@ -1,0 +1,316 @@
+//! `packrun run` as root: whole job files through the real binary.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn job(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jobs").join(name)
+}
+
+/// A fresh results folder (removed on drop).
+fn out_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("batch-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+}
+
+type Row = HashMap<String, String>;
+
+fn rows(dir: &Path) -> Vec<Row> {
+    let mut rdr = csv::Reader::from_path(dir.join("runs.csv")).unwrap();
+    let head: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    rdr.records()
+        .map(|r| head.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect())
+        .collect()
+}
+
+fn time(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn cpus(s: &str) -> Vec<u32> {
+    let mut v = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => v.extend(a.parse::<u32>().unwrap()..=b.parse().unwrap()),
+            None => v.push(part.parse().unwrap()),
+        }
+    }
+    v
+}
+
+/// No two rows that overlap in time share a CPU.
+fn assert_no_cpu_overlap(rows: &[Row]) {
+    for (i, a) in rows.iter().enumerate() {
+        for b in &rows[i + 1..] {
+            let overlap =
+                time(&a["start_time"]) < time(&b["end_time"]) && time(&b["start_time"]) < time(&a["end_time"]);
+            let shared: Vec<u32> = cpus(&a["cpus"])
+                .into_iter()
+                .filter(|c| cpus(&b["cpus"]).contains(c))
+                .collect();
+            assert!(
+                !overlap || shared.is_empty(),
+                "runs {} and {} ran at once on CPUs {shared:?}",
+                a["run_key"],
+                b["run_key"]
+            );
+        }
+    }
+}
+
+fn no_leftovers(pid: u32) {
+    let left = cgroups_of(pid);
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}
+
+#[test]
+fn thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows() {
+    if !privileged("thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows") {
+        return;
+    }
+    let dir = out_dir();
+    let (out, pid) = packrun(&[
+        "run",
+        "--quiet",
+        "--out",
+        dir.path().to_str().unwrap(),
+        job("thirty.yaml").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    no_leftovers(pid);
+    let rows = rows(dir.path());
+    // sweep: 3 levels × 2 sizes × (4 + 1 warmup) = 30; single: 5 + 1 = 6.
+    assert_eq!(rows.len(), 36, "{err}");
+    let sweep: Vec<&Row> = rows.iter().filter(|r| r["job"] == "sweep").collect();
+    assert_eq!(sweep.len(), 30);
+    assert_eq!(sweep.iter().filter(|r| r["warmup"] == "true").count(), 6);
+    for r in &sweep {
+        assert_eq!(r["state"], "COMPLETED", "{r:?}");
+        assert!(["1", "2", "3"].contains(&r["parameter_level"].as_str()));
+        assert!(["small", "large"].contains(&r["parameter_size"].as_str()));
+        assert_eq!(cpus(&r["cpus"]).len(), 1);
+        assert!(!r["mems"].is_empty());
+        // The job saw the CPU it was given.
+        let log = std::fs::read_to_string(&r["stdout"]).unwrap();
+        assert!(
+            log.contains(&format!("level={} size={}", r["parameter_level"], r["parameter_size"])),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("Cpus_allowed_list:\t{}\n", r["cpus"])),
+            "{log} vs {}",
+            r["cpus"]
+        );
+    }
+    let keys: std::collections::HashSet<&str> = rows.iter().map(|r| r["run_key"].as_str()).collect();
+    assert_eq!(keys.len(), rows.len(), "run_keys are not unique");
+    assert_no_cpu_overlap(&rows);
+    for f in ["summary.csv", "manifest.json", "job.yaml"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let summary = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 1 + 6 + 1, "{summary}");
+}
+
+#[test]
+fn failures_are_rows_with_their_state_and_the_batch_exits_one() {
+    if !privileged("failures_are_rows_with_their_state_and_the_batch_exits_one") {
+        return;
+    }
+    let dir = out_dir();
+    let (out, pid) = packrun(&[
+        "run",
+        "--quiet",
+        "--out",
+        dir.path().to_str().unwrap(),
+        job("failures.yaml").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    no_leftovers(pid);
+    let rows = rows(dir.path());
+    let by_job: HashMap<&str, &Row> = rows.iter().map(|r| (r["job"].as_str(), r)).collect();
+    assert_eq!(by_job.len(), 5, "{err}");
+    let check = |job: &str, state: &str, reason: &str| {
+        let r = by_job[job];
+        assert_eq!(r["state"], state, "{job}: {r:?}");
+        assert!(r["termination_reason"].contains(reason), "{job}: {r:?}");
+    };
+    check("ok", "COMPLETED", "exited");
+    check("sleeper", "TIMEOUT", "wall time limit");
+    check("hog", "OUT_OF_MEMORY", "OOM");
+    check("three", "FAILED", "exit code 3");
+    check("missing", "ERROR", "ENOENT");
+    assert_eq!(by_job["three"]["exit_code"], "3");
+    assert!(by_job["hog"]["oom_kills"].parse::<u64>().unwrap() >= 1);
+}
+
+/// Starts `packrun run` on long.yaml with a unique tag; returns the child and the tag.
+fn start_long(dir: &Path, extra: &[&str]) -> (std::process::Child, String, PathBuf) {
+    let tag = format!("t{}x{}", std::process::id(), rand_suffix());
+    let text = std::fs::read_to_string(job("long.yaml")).unwrap().replace("TAG", &tag);
+    let file = dir.with_extension("yaml");
+    std::fs::write(&file, text).unwrap();
+    let mut args = vec!["run".to_string(), "--quiet".into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(file.to_str().unwrap().into());
+    let child = Command::new(BIN)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, tag, file)
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+/// Waits until runs.csv holds at least `n` rows (bounded).
+fn wait_rows(dir: &Path, n: usize) {
+    for _ in 0..600 {
+        if dir.join("runs.csv").exists() && rows(dir).len() >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("runs.csv never reached {n} rows");
+}
+
+#[test]
+fn sigint_cancels_running_runs_and_exits_130_leaving_nothing() {
+    if !privileged("sigint_cancels_running_runs_and_exits_130_leaving_nothing") {
+        return;
+    }
+    let dir = out_dir();
+    let d = dir.path().join("res");
+    let (child, tag, _file) = start_long(&d, &["--out", d.to_str().unwrap()]);
+    let pid = child.id();
+    wait_rows(&d, 2);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    no_leftovers(pid);
+    assert!(
+        processes_with(&format!("packrun-nap-{tag}")).is_empty(),
+        "runs still alive"
+    );
+    let rows = rows(&d);
+    assert_eq!(rows.len(), 12, "every run has a row, cancelled or not");
+    assert!(rows.iter().any(|r| r["state"] == "CANCELLED"), "{rows:?}");
+}
+
+#[test]
+fn sigkill_then_resume_records_each_run_once_and_leaves_nothing() {
+    if !privileged("sigkill_then_resume_records_each_run_once_and_leaves_nothing") {
+        return;
+    }
+    let dir = out_dir();
+    let d = dir.path().join("res");
+    let (mut child, tag, file) = start_long(&d, &["--out", d.to_str().unwrap()]);
+    let pid = child.id();
+    wait_rows(&d, 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = rows(&d).len();
+    assert!(before < 12, "the batch finished before it was killed");
+    let (out, pid2) = packrun(&[
+        "run",
+        "--quiet",
+        "--resume",
+        d.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    no_leftovers(pid);
+    no_leftovers(pid2);
+    assert!(
+        processes_with(&format!("packrun-nap-{tag}")).is_empty(),
+        "orphaned runs still alive"
+    );
+    let rows = rows(&d);
+    let mut keys: Vec<&str> = rows.iter().map(|r| r["run_key"].as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 12, "{err}");
+    assert_eq!(rows.len(), 12, "a run_key appears twice");
+}
+
+#[test]
+fn resume_with_a_changed_job_file_is_refused_naming_the_change() {
+    if !privileged("resume_with_a_changed_job_file_is_refused_naming_the_change") {
+        return;
+    }
+    let dir = out_dir();
+    let d = dir.path().join("res");
+    let (child, _tag, file) = start_long(&d, &["--out", d.to_str().unwrap()]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("repetitions: 12", "repetitions: 13");
+    std::fs::write(&file, text).unwrap();
+    let (out, _) = packrun(&[
+        "run",
+        "--quiet",
+        "--resume",
+        d.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("repetitions: 13"), "{err}");
+    let (out, _) = packrun(&[
+        "run",
+        "--quiet",
+        "--force",
+        "--resume",
+        d.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rows(&d).len(), 13);
+}
+
+#[test]
+fn two_batches_at_once_never_share_a_cpu() {
+    if !privileged("two_batches_at_once_never_share_a_cpu") {
+        return;
+    }
+    let dir = out_dir();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (ca, _, _) = start_long(&a, &["--out", a.to_str().unwrap()]);
+    let (cb, _, _) = start_long(&b, &["--out", b.to_str().unwrap()]);
+    let (pa, pb) = (ca.id(), cb.id());
+    for (c, name) in [(ca, "a"), (cb, "b")] {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "batch {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    no_leftovers(pa);
+    no_leftovers(pb);
+    let mut all = rows(&a);
+    all.extend(rows(&b));
+    assert_eq!(all.len(), 24);
+    assert_no_cpu_overlap(&all);
+}
