@@ -1212,3 +1212,388 @@ pub fn render_json(batch: &crate::spec::Batch, schedule: &Schedule) -> String {
     });
     serde_json::to_string_pretty(&doc).expect("plan serializes") + "\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Container, Io, MemPolicy, Network, Resources, Rootfs};
+    use std::path::Path;
+
+    fn fixture(name: &str) -> Topology {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        crate::topology::read(&root, None, None).unwrap()
+    }
+
+    fn run(job: &str, cpus: u32, secs: u64) -> Run {
+        Run {
+            key: format!("{job}-{cpus}-{secs}"),
+            job: job.into(),
+            params: vec![],
+            rep: 1,
+            warmup: false,
+            command: vec!["true".into()],
+            env: vec![],
+            workdir: None,
+            resources: Resources {
+                cpus,
+                cpuset: None,
+                memory: None,
+                numa: Numa::Local,
+                cpu_quota: None,
+                pids: 1024,
+                io: Io::default(),
+                rlimits: vec![],
+            },
+            time_limit: None,
+            cpu_time_limit: None,
+            estimate: Duration::from_secs(secs),
+            container: Container {
+                rootfs: Rootfs::Host,
+                network: Network::None,
+                hostname: job.into(),
+                mounts: vec![],
+                writable: vec![],
+                user: None,
+                capabilities: vec![],
+            },
+            log_limit: 1 << 20,
+            group: None,
+            depends_on: vec![],
+        }
+    }
+
+    fn list(s: &str) -> CpuList {
+        CpuList::parse(s).unwrap()
+    }
+
+    #[test]
+    fn two_cpu_run_takes_both_threads_of_one_core() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        let p = a.place(&run("a", 2, 1)).unwrap();
+        assert_eq!(p.cpus.to_string(), "0,32");
+        assert_eq!(p.mems.to_string(), "0");
+    }
+
+    #[test]
+    fn one_cpu_run_fills_a_half_used_core_before_breaking_a_whole_one() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        let first = a.place(&run("a", 1, 1)).unwrap();
+        let second = a.place(&run("b", 1, 1)).unwrap();
+        assert_eq!(first.cpus.to_string(), "0");
+        assert_eq!(second.cpus.to_string(), "32", "the sibling of cpu 0");
+        let third = a.place(&run("c", 3, 1)).unwrap();
+        assert_eq!(
+            third.cpus.to_string(),
+            "1-2,33",
+            "one whole core, then a thread of the next"
+        );
+        let fourth = a.place(&run("d", 1, 1)).unwrap();
+        assert_eq!(fourth.cpus.to_string(), "34");
+    }
+
+    #[test]
+    fn local_run_uses_the_best_fitting_node() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        a.place(&run("big", 24, 1)).unwrap();
+        // Node 0 has 8 free CPUs, node 1 has 32: an 8-CPU run fills node 0 exactly.
+        let p = a.place(&run("eight", 8, 1)).unwrap();
+        assert_eq!(p.mems.to_string(), "0");
+        let p = a.place(&run("four", 4, 1)).unwrap();
+        assert_eq!(p.mems.to_string(), "1");
+    }
+
+    #[test]
+    fn run_larger_than_a_node_spans_the_closest_nodes() {
+        let t = fixture("4node-2l3");
+        let mut a = Allocator::new(&t, &[]);
+        let p = a.place(&run("wide", 20, 1)).unwrap();
+        assert_eq!(
+            p.mems.to_string(),
+            "0-1",
+            "node 1 is at distance 12 from node 0, the others at 32"
+        );
+        assert_eq!(p.cpus.len(), 20);
+        let p = a.place(&run("wide2", 20, 1)).unwrap();
+        assert_eq!(p.mems.to_string(), "2-3");
+    }
+
+    #[test]
+    fn run_stays_inside_one_l3_group_when_it_fits() {
+        let t = fixture("4node-2l3");
+        let mut a = Allocator::new(&t, &[]);
+        a.place(&run("a", 2, 1)).unwrap();
+        // L3 group 0 of node 0 has 6 free CPUs left, group 1 has 8: 8 CPUs go to group 1.
+        let p = a.place(&run("b", 8, 1)).unwrap();
+        assert_eq!(p.cpus.to_string(), "4-7,36-39");
+        // 6 CPUs fill group 0 exactly.
+        let p = a.place(&run("c", 6, 1)).unwrap();
+        assert_eq!(p.cpus.to_string(), "1-3,33-35");
+    }
+
+    #[test]
+    fn spread_deals_cpus_over_every_node() {
+        let mut a = Allocator::new(&fixture("4node-2l3"), &[]);
+        let mut r = run("s", 8, 1);
+        r.resources.numa = Numa::Spread;
+        r.resources.memory = Some(8 << 30);
+        let p = a.place(&r).unwrap();
+        assert_eq!(p.mems.to_string(), "0-3");
+        assert_eq!(p.cpus.to_string(), "0,8,16,24,32,40,48,56");
+        assert_eq!(
+            p.memory_per_node,
+            vec![(0, 2 << 30), (1, 2 << 30), (2, 2 << 30), (3, 2 << 30)]
+        );
+    }
+
+    #[test]
+    fn nodes_policy_binds_memory_to_exactly_the_listed_nodes() {
+        let mut a = Allocator::new(&fixture("memory-only-node"), &[]);
+        let mut r = run("n", 2, 1);
+        r.resources.numa = Numa::Nodes {
+            nodes: list("0-1"),
+            policy: MemPolicy::Interleave,
+        };
+        r.resources.memory = Some(3);
+        let p = a.place(&r).unwrap();
+        assert_eq!(p.cpus.to_string(), "0-1");
+        assert_eq!(p.mems.to_string(), "0-1");
+        assert_eq!(p.memory_per_node, vec![(0, 2), (1, 1)]);
+    }
+
+    #[test]
+    fn pinned_cpuset_gets_exactly_those_cpus_or_waits() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        let mut r = run("pin", 2, 1);
+        r.resources.cpuset = Some(list("16,48"));
+        let p = a.place(&r).unwrap();
+        assert_eq!(
+            (p.cpus.to_string(), p.mems.to_string()),
+            ("16,48".into(), "1".into())
+        );
+        assert!(a.place(&r).is_none());
+        a.release(&p);
+        assert!(a.place(&r).is_some());
+    }
+
+    #[test]
+    fn memory_budget_per_node_is_never_exceeded() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        let budget = (64u64 << 30) - (256 << 20);
+        let mut r = run("m", 1, 1);
+        r.resources.memory = Some(budget);
+        let p0 = a.place(&r).unwrap();
+        let p1 = a.place(&r).unwrap();
+        assert_ne!(p0.mems, p1.mems);
+        assert!(a.place(&r).is_none(), "both nodes' budgets are spent");
+        let mut small = run("s", 1, 1);
+        small.resources.memory = Some(1);
+        assert!(a.place(&small).is_none());
+        small.resources.memory = None;
+        assert!(a.place(&small).is_some(), "CPUs are still free");
+        a.release(&p1);
+        assert_eq!(a.place(&r).unwrap().mems, p1.mems);
+    }
+
+    #[test]
+    fn reserved_cpus_are_not_handed_out_until_unreserved() {
+        let mut a = Allocator::new(&fixture("this-machine"), &[]);
+        a.reserve(&list("0"));
+        assert_eq!(a.place(&run("a", 1, 1)).unwrap().cpus.to_string(), "1");
+        assert!(a.place(&run("b", 1, 1)).is_none());
+        a.unreserve(&list("0"));
+        assert_eq!(a.place(&run("b", 1, 1)).unwrap().cpus.to_string(), "0");
+    }
+
+    #[test]
+    fn group_runs_pack_inside_the_group_and_others_outside() {
+        let t = fixture("2socket-smt");
+        let groups = vec![Group {
+            name: "analytics".into(),
+            cpus: 8,
+            memory: Some(16 << 30),
+            nodes: Some(list("1")),
+        }];
+        let mut a = Allocator::new(&t, &groups);
+        let mut g = run("g", 8, 1);
+        g.group = Some("analytics".into());
+        g.resources.memory = Some(16 << 30);
+        let p = a.place(&g).unwrap();
+        assert_eq!(p.cpus.to_string(), "16-19,48-51");
+        assert!(
+            a.place(&run("g2", 1, 1).tap_group("analytics")).is_none(),
+            "the group is full"
+        );
+        // Outside the group: 56 CPUs, none of the group's.
+        let rest = a.place(&run("r", 56, 1)).unwrap();
+        assert!(rest.cpus.is_disjoint(&p.cpus));
+        assert!(a.place(&run("r2", 1, 1)).is_none());
+    }
+
+    trait TapGroup {
+        fn tap_group(self, g: &str) -> Self;
+    }
+    impl TapGroup for Run {
+        fn tap_group(mut self, g: &str) -> Self {
+            self.group = Some(g.into());
+            self
+        }
+    }
+
+    #[test]
+    fn infeasible_runs_are_all_reported_with_job_field_and_sizes() {
+        let t = fixture("2socket-smt");
+        let groups = vec![Group {
+            name: "small".into(),
+            cpus: 4,
+            memory: None,
+            nodes: None,
+        }];
+        let mut too_wide = run("too-wide", 65, 1);
+        too_wide.resources.memory = Some(1 << 40);
+        let in_group = run("grouped", 5, 1).tap_group("small");
+        let mut bad_nodes = run("bad-nodes", 1, 1);
+        bad_nodes.resources.numa = Numa::Nodes {
+            nodes: list("1-3"),
+            policy: MemPolicy::Bind,
+        };
+        let unknown = run("lost", 1, 1).tap_group("nope");
+        let ok = run("fine", 4, 1);
+        let errs = check_feasible(
+            &[too_wide.clone(), too_wide, ok, in_group, bad_nodes, unknown],
+            &t,
+            &groups,
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 5, "{text:#?}");
+        assert_eq!(text[0], "job `too-wide`: resources.cpus asks for 65 CPUs, but the machine outside groups has 60 (of 60)");
+        assert!(text[1].starts_with("job `too-wide`: resources.memory asks for 1TiB, but the machine outside groups has 127.5GiB"), "{}", text[1]);
+        assert_eq!(
+            text[2],
+            "job `grouped`: resources.cpus asks for 5 CPUs, but group `small` has 4 (of 4)"
+        );
+        assert_eq!(text[3], "job `bad-nodes`: resources.numa.nodes asks for 1-3, but the machine has nodes 0-1 (no 2-3)");
+        assert!(
+            text[4].starts_with("job `lost`: group asks for `nope`"),
+            "{}",
+            text[4]
+        );
+    }
+
+    #[test]
+    fn group_larger_than_the_machine_is_reported_for_its_jobs() {
+        let t = fixture("this-machine");
+        let groups = vec![Group {
+            name: "huge".into(),
+            cpus: 4,
+            memory: None,
+            nodes: None,
+        }];
+        let errs = check_feasible(&[run("j", 1, 1).tap_group("huge")], &t, &groups).unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "job `j`: groups.huge.cpus asks for 4, but 2 CPUs are left for it"
+        );
+    }
+
+    #[test]
+    fn backfill_starts_a_later_small_run_while_a_big_one_waits() {
+        let t = fixture("2socket-smt");
+        let runs = vec![run("a", 40, 10), run("b", 40, 10), run("c", 8, 5)];
+        let s = simulate(&runs, &t, &[], None).unwrap();
+        let start = |i: usize| s.entries.iter().find(|e| e.run == i).unwrap().start;
+        assert_eq!((start(0), start(1), start(2)), (0.0, 10.0, 0.0));
+        assert_eq!(s.makespan, 20.0);
+        assert_eq!(s.lower_bound, (40.0 * 10.0 * 2.0 + 8.0 * 5.0) / 64.0);
+    }
+
+    #[test]
+    fn dependent_runs_wait_for_every_run_of_their_dependencies() {
+        let t = fixture("2socket-smt");
+        let mut after = run("after", 1, 1);
+        after.depends_on = vec!["first".into()];
+        let runs = vec![after, run("first", 1, 3), run("first", 1, 7)];
+        let s = simulate(&runs, &t, &[], None).unwrap();
+        let e = s.entries.iter().find(|e| e.run == 0).unwrap();
+        assert_eq!((e.start, e.end), (7.0, 8.0));
+    }
+
+    #[test]
+    fn dependency_cycle_is_an_error_not_a_hang() {
+        let t = fixture("this-machine");
+        let mut a = run("a", 1, 1);
+        a.depends_on = vec!["b".into()];
+        let mut b = run("b", 1, 1);
+        b.depends_on = vec!["a".into()];
+        let errs = simulate(&[a, b], &t, &[], None).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0].field, "depends_on");
+    }
+
+    #[test]
+    fn max_parallel_caps_concurrent_runs() {
+        let t = fixture("2socket-smt");
+        let runs: Vec<Run> = (0..4).map(|i| run(&format!("j{i}"), 1, 10)).collect();
+        let s = simulate(&runs, &t, &[], Some(2)).unwrap();
+        assert_eq!(s.makespan, 20.0);
+    }
+
+    #[test]
+    fn times_and_sizes_format_for_people() {
+        assert_eq!(fmt_secs(0.0), "0:00:00");
+        assert_eq!(fmt_secs(3723.25), "1:02:03.3");
+        assert_eq!(fmt_bytes(2 << 30), "2GiB");
+        assert_eq!(fmt_bytes(512 << 20), "512MiB");
+        assert_eq!(fmt_bytes(1536 << 20), "1.5GiB");
+        assert_eq!(fmt_bytes(100), "100B");
+    }
+
+    #[test]
+    fn node_reserve_is_five_percent_or_256_mib_whichever_is_smaller() {
+        assert_eq!(node_reserve(1 << 30), (1 << 30) / 20);
+        assert_eq!(node_reserve(64 << 30), 256 << 20);
+    }
+
+    #[test]
+    fn table_lists_every_run_and_a_total_line() {
+        let t = fixture("2socket-smt");
+        let mut r = run("xz", 2, 90);
+        r.params = vec![("threads".into(), "2".into())];
+        r.resources.memory = Some(512 << 20);
+        let mut w = r.clone();
+        w.warmup = true;
+        let batch = crate::spec::Batch {
+            name: "t".into(),
+            file: "t.yaml".into(),
+            source: String::new(),
+            jobs: vec![],
+            groups: vec![],
+            runs: vec![w, r],
+        };
+        let s = simulate(&batch.runs, &t, &[], None).unwrap();
+        let table = render_table(&batch, &t, &s);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "job  parameters  rep  cpus  mems  memory    start      end"
+        );
+        assert_eq!(
+            lines[1],
+            "xz   threads=2   1w   0,32  0     512MiB   0:00:00  0:01:30"
+        );
+        assert_eq!(
+            lines[2],
+            "xz   threads=2   1    1,33  0     512MiB   0:00:00  0:01:30"
+        );
+        assert!(
+            lines[4].starts_with("2 runs on 64 CPUs, 2 nodes: makespan 0:01:30, utilisation 6.2%"),
+            "{}",
+            lines[4]
+        );
+        let json: serde_json::Value = serde_json::from_str(&render_json(&batch, &s)).unwrap();
+        assert_eq!(json["runs"][1]["cpus"], "1,33");
+        assert_eq!(json["runs"][1]["memory_per_node"][0]["bytes"], 512u64 << 20);
+    }
+}
