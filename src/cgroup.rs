@@ -64,7 +64,13 @@ pub struct RunCgroup {
 
 impl RunCgroup {
     /// Creates `<base>/<batch>/<run>` with `limits` applied.
-    pub fn create(h: &Hierarchy, base: &str, batch: &str, run: &str, limits: &Limits) -> Result<RunCgroup, CgroupError> {
+    pub fn create(
+        h: &Hierarchy,
+        base: &str,
+        batch: &str,
+        run: &str,
+        limits: &Limits,
+    ) -> Result<RunCgroup, CgroupError> {
         let _ = (h, base, batch, run, limits);
         todo!("RunCgroup::create")
     }

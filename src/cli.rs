@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "packrun", version, about = "Pack resource-limited runs onto disjoint CPUs and NUMA nodes, run each in its own container, record what it used.")]
+#[command(
+    name = "packrun",
+    version,
+    about = "Pack resource-limited runs onto disjoint CPUs and NUMA nodes, run each in its own container, record what it used."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -31,7 +31,12 @@ pub fn main(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { file } => match spec::load(&file) {
             Ok(batch) => {
-                println!("{}: valid: {} jobs, {} runs", file.display(), batch.jobs.len(), batch.runs.len());
+                println!(
+                    "{}: valid: {} jobs, {} runs",
+                    file.display(),
+                    batch.jobs.len(),
+                    batch.runs.len()
+                );
                 exit::OK
             }
             Err(e) => {
@@ -50,11 +55,18 @@ pub fn main(cli: Cli) -> i32 {
             };
             match format {
                 Format::Table => print!("{}", topology::render(&topo)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&topo).expect("topology serializes")),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&topo).expect("topology serializes")
+                ),
             }
             exit::OK
         }
-        Command::Plan { file, topology, format } => {
+        Command::Plan {
+            file,
+            topology,
+            format,
+        } => {
             let batch = match spec::load(&file) {
                 Ok(b) => b,
                 Err(e) => {

@@ -1581,11 +1581,11 @@ mod tests {
         );
         assert_eq!(
             lines[1],
-            "xz   threads=2   1w   0,32  0     512MiB   0:00:00  0:01:30"
+            "xz   threads=2   1w   0,32  0     512MiB  0:00:00  0:01:30"
         );
         assert_eq!(
             lines[2],
-            "xz   threads=2   1    1,33  0     512MiB   0:00:00  0:01:30"
+            "xz   threads=2   1    1,33  0     512MiB  0:00:00  0:01:30"
         );
         assert!(
             lines[4].starts_with("2 runs on 64 CPUs, 2 nodes: makespan 0:01:30, utilisation 6.2%"),
