@@ -6,7 +6,8 @@
 //! - `numa: local` puts every CPU of a run on one node when CPUs and memory fit
 //!   there, choosing the node whose free CPUs the run fills best (best fit:
 //!   fewest free CPUs left over). Otherwise it spans the fewest nodes, closest
-//!   by SLIT distance. mems = the nodes of its CPUs.
+//!   by SLIT distance. mems = the nodes of its CPUs. A run that would fit
+//!   one node when that node is idle waits for it rather than span nodes now.
 //! - Inside a node: an L3 group that holds the whole run (again best fit),
 //!   else the L3 groups with most free CPUs first. Inside an L3 group: whole
 //!   free cores first (a 2-CPU run on SMT2 gets both threads of one core),
@@ -206,6 +207,8 @@ pub struct Allocator {
     group_index: HashMap<String, usize>,
     /// Memory left per pool and node.
     pools: Vec<Vec<u64>>,
+    /// What each pool holds when nothing runs.
+    pool_cap: Vec<Vec<u64>>,
     problems: Vec<GroupProblem>,
 }
 
@@ -228,6 +231,7 @@ impl Allocator {
         }
         let mut a = Allocator {
             pools: vec![shape.budget.clone()],
+            pool_cap: vec![shape.budget.clone()],
             shape,
             free,
             used: Bits::new(n),
@@ -339,9 +343,11 @@ impl Allocator {
                 let mut pool = vec![0; nn];
                 for (n, b) in shares {
                     self.pools[0][n] -= b;
+                    self.pool_cap[0][n] -= b;
                     pool[n] = b;
                 }
-                self.pools.push(pool);
+                self.pools.push(pool.clone());
+                self.pool_cap.push(pool);
                 dom.pool = self.pools.len() - 1;
             }
         }
@@ -511,7 +517,14 @@ impl Allocator {
             .filter(|&n| dom.free[n] > 0)
             .collect();
         let sh = &self.shape;
-        for m in 1..=cand.len().min(k) {
+        // A run that fits one node of its domain (when that node is empty)
+        // waits for one rather than spanning nodes now.
+        let cap = &self.pool_cap[dom.pool];
+        let fits_one = allowed
+            .iter()
+            .any(|&n| dom.total[n] as usize >= k && (fixed.is_some() || cap[n] >= mem));
+        let max_m = if fits_one { 1 } else { cand.len().min(k) };
+        for m in 1..=max_m {
             // (score, chosen nodes in fill order)
             let mut best: Option<((u64, u64), Vec<usize>)> = None;
             for &s in &cand {
