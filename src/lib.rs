@@ -56,13 +56,20 @@ pub fn main(cli: Cli) -> i32 {
             };
             match format {
                 Format::Table => print!("{}", topology::render(&topo)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&topo).expect("topology serializes")),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&topo).expect("topology serializes")
+                ),
             }
             exit::OK
         }
         Command::Run(args) => run_batch(args),
         Command::Exec(args) => exec(args),
-        Command::Plan { file, topology, format } => {
+        Command::Plan {
+            file,
+            topology,
+            format,
+        } => {
             let batch = match spec::load(&file) {
                 Ok(b) => b,
                 Err(e) => {
@@ -117,8 +124,9 @@ fn parse_bytes(what: &str, s: &str) -> Result<u64, String> {
 }
 
 fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration `{s}` for {what}: {e}; expected e.g. 30s, 1m30s, 250ms"))
+    humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration `{s}` for {what}: {e}; expected e.g. 30s, 1m30s, 250ms")
+    })
 }
 
 /// The one run that `packrun exec` describes.
@@ -141,9 +149,14 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
             [s, d] => (s, d, false),
             [s, d, "ro"] => (s, d, true),
             [s, d, "rw"] => (s, d, false),
-            _ => return Err(format!("invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro")),
+            _ => {
+                return Err(format!(
+                    "invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro"
+                ))
+            }
         };
-        let source = std::fs::canonicalize(src).map_err(|e| format!("--bind `{b}`: source {src}: {e}"))?;
+        let source =
+            std::fs::canonicalize(src).map_err(|e| format!("--bind `{b}`: source {src}: {e}"))?;
         mounts.push(spec::Mount {
             source,
             target: dst.into(),
@@ -152,7 +165,9 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
     }
     let rootfs = match a.rootfs.as_str() {
         "host" => spec::Rootfs::Host,
-        dir => spec::Rootfs::Dir(std::fs::canonicalize(dir).map_err(|e| format!("--rootfs {dir}: {e}"))?),
+        dir => spec::Rootfs::Dir(
+            std::fs::canonicalize(dir).map_err(|e| format!("--rootfs {dir}: {e}"))?,
+        ),
     };
     let time_limit = a
         .time_limit
@@ -179,7 +194,11 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
         resources: spec::Resources {
             cpus,
             cpuset,
-            memory: a.memory.as_deref().map(|s| parse_bytes("--memory", s)).transpose()?,
+            memory: a
+                .memory
+                .as_deref()
+                .map(|s| parse_bytes("--memory", s))
+                .transpose()?,
             numa,
             cpu_quota: None,
             pids: a.pids.unwrap_or(spec::DEFAULT_PIDS),
@@ -288,7 +307,9 @@ struct Environment {
 
 fn environment() -> Result<Environment, String> {
     if !nix::unistd::Uid::effective().is_root() {
-        return Err("packrun needs root to create cgroups and namespaces (run it with sudo)".into());
+        return Err(
+            "packrun needs root to create cgroups and namespaces (run it with sudo)".into(),
+        );
     }
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
@@ -399,7 +420,11 @@ fn batch_in(
         run::Event::Finished(rec) => {
             if let Err(x) = csv.append(&rec) {
                 lost_rows += 1;
-                eprintln!("packrun run: row of run {} not recorded: {}", rec.key, fsx::chain(&x));
+                eprintln!(
+                    "packrun run: row of run {} not recorded: {}",
+                    rec.key,
+                    fsx::chain(&x)
+                );
             }
             progress.finished(&rec);
         }
