@@ -324,6 +324,10 @@ mod tests {
         assert_eq!(a, b);
         // Pinned: a change here breaks `--resume` of existing results.
         assert_eq!(a, run_key_reference());
+        assert_eq!(
+            a, "df2e04bf4e80013e",
+            "computed independently with Python's hashlib"
+        );
         assert_eq!(a.len(), 16);
         assert!(a
             .bytes()

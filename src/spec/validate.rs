@@ -696,7 +696,6 @@ fn job(
     // Runs.
     let mut runs = Vec::new();
     for combo in &combos {
-        let describe = describe(combo);
         let expected_total = warmup.saturating_add(repetitions.max(1));
         for rep in 1..=expected_total {
             let is_warmup = rep <= warmup;
@@ -708,15 +707,11 @@ fn job(
                     _ => combo.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
                 }
             };
-            let fill = |cx: &mut Ctx, f: &Field| -> String {
-                for n in expand::names(&f.pieces) {
-                    if param_names.iter().any(|p| p == n) && !combo.iter().any(|(k, _)| k == n) {
-                        cx.err(f.path.clone(), format!("placeholder `{{{n}}}` in `{}` has no value in the matrix combination {describe}", f.raw));
-                    }
-                }
-                expand::fill(&f.pieces, vars)
-            };
-            let mut command: Vec<String> = command_fields.iter().map(|f| fill(cx, f)).collect();
+            // A parameter that only some `include` entries set is empty elsewhere.
+            let vars =
+                |n: &str| vars(n).or_else(|| param_names.iter().any(|p| p == n).then(String::new));
+            let fill = |f: &Field| -> String { expand::fill(&f.pieces, vars) };
+            let mut command: Vec<String> = command_fields.iter().map(|f| fill(f)).collect();
             if is_shell {
                 command = vec![
                     "/bin/sh".into(),
@@ -726,16 +721,16 @@ fn job(
             }
             let env: Vec<(String, String)> = env_fields
                 .iter()
-                .map(|(k, f)| (k.clone(), fill(cx, f)))
+                .map(|(k, f)| (k.clone(), fill(f)))
                 .collect();
             let workdir = workdir.as_ref().map(|w| {
-                let w = fill(cx, w);
+                let w = fill(w);
                 if !w.starts_with('/') {
                     cx.err(jc.at(&["workdir"]), format!("relative workdir `{w}`: expected an absolute path inside the container"));
                 }
                 PathBuf::from(w)
             });
-            let host = fill(cx, &hostname);
+            let host = fill(&hostname);
             if host.is_empty() || host.len() > 64 {
                 cx.err(
                     hostname.path.clone(),
@@ -779,17 +774,6 @@ fn job(
         param_names,
     };
     (job, runs)
-}
-
-fn describe(combo: &Combo) -> String {
-    if combo.is_empty() {
-        return "(no parameters)".into();
-    }
-    combo
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn sorted_list(names: &HashSet<&str>) -> String {
@@ -1096,10 +1080,11 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
             );
             continue;
         }
-        let value = if matches!(v, Scalar::Str(s) if s.trim() == "unlimited") {
-            Some(u64::MAX)
-        } else {
-            count(cx, path, k, v, vars)
+        let value = match v {
+            Scalar::Str(s) if s.trim() == "unlimited" => Some(u64::MAX),
+            // 0 is a real limit here (core: 0 disables core dumps).
+            Scalar::Int(0) => Some(0),
+            _ => count(cx, path, k, v, vars),
         };
         if let Some(value) = value {
             rlimits.push((k.clone(), value));
