@@ -516,6 +516,7 @@ fn job(
         .chain(["job", "rep"])
         .collect();
     let mut used: HashSet<String> = HashSet::new();
+    let mut unknown_placeholder = false;
     let with_cpus = command_fields
         .iter()
         .chain(env_fields.iter().map(|(_, f)| f));
@@ -534,6 +535,7 @@ fn job(
                     cx.err(f.path.clone(), format!("placeholder `{{cpus}}` in `{}` is only known at run start: it is allowed in command, shell and env", f.raw));
                 }
             } else if !known.contains(&n) {
+                unknown_placeholder = true;
                 let list: Vec<String> = known
                     .iter()
                     .map(|k| format!("{{{k}}}"))
@@ -550,7 +552,8 @@ fn job(
             }
         }
     }
-    if complete {
+    // After a misspelt placeholder the unused key is the same mistake: say it once.
+    if complete && !unknown_placeholder {
         for name in &param_names {
             if !used.contains(name) {
                 let path = matrix_key_path(jc, name);
