@@ -714,7 +714,7 @@ fn job(
             let vars =
                 |n: &str| vars(n).or_else(|| param_names.iter().any(|p| p == n).then(String::new));
             let fill = |f: &Field| -> String { expand::fill(&f.pieces, vars) };
-            let mut command: Vec<String> = command_fields.iter().map(|f| fill(f)).collect();
+            let mut command: Vec<String> = command_fields.iter().map(&fill).collect();
             if is_shell {
                 command = vec![
                     "/bin/sh".into(),
