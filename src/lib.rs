@@ -32,11 +32,12 @@ pub fn main(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { file } => match spec::load(&file) {
             Ok(batch) => {
+                let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
                 println!(
-                    "{}: valid: {} jobs, {} runs",
+                    "{}: valid: {}, {}",
                     file.display(),
-                    batch.jobs.len(),
-                    batch.runs.len()
+                    plural(batch.jobs.len(), "job"),
+                    plural(batch.runs.len(), "run")
                 );
                 exit::OK
             }
