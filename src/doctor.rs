@@ -112,8 +112,13 @@ pub fn parse_mountinfo(text: &str) -> Mounts {
             Some("cgroup") => {
                 let ctrls: Vec<String> = opts
                     .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('=') && !o.starts_with("name"))
-                    .flat_map(|o| o.split(','))
+                    // Mount options that are not controllers (cgroups(7)).
+                    .filter(|o| {
+                        !matches!(
+                            *o,
+                            "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode" | "favordynmods"
+                        ) && !o.contains('=')
+                    })
                     .map(String::from)
                     .collect();
                 if !ctrls.is_empty() {
