@@ -6,7 +6,10 @@ pub mod cgroup;
 pub mod cli;
 pub mod container;
 pub mod cpulist;
+pub mod doctor;
+pub mod export;
 pub mod fsx;
+pub mod html;
 pub mod machine;
 pub mod plan;
 pub mod progress;
@@ -65,6 +68,23 @@ pub fn main(cli: Cli) -> i32 {
             exit::OK
         }
         Command::Run(args) => run_batch(args),
+        Command::Report(args) => report_cmd(args),
+        Command::Doctor { root } => doctor::main(root.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "packrun", &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("packrun man: {e}");
+                    exit::RUN_FAILED
+                }
+            }
+        }
         Command::Exec(args) => exec(args),
         Command::Plan {
             file,
@@ -341,6 +361,9 @@ fn run_batch(args: RunArgs) -> i32 {
         Ok(e) => e,
         Err(e) => {
             eprintln!("packrun run: cannot run here: {e}");
+            if let Err(v) = doctor::verdict() {
+                eprintln!("packrun doctor: {v}");
+            }
             return exit::ENVIRONMENT;
         }
     };
@@ -438,6 +461,9 @@ fn batch_in(
     report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
     manifest.end = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     report::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+    if let Err(x) = html::write_report(dir) {
+        eprintln!("packrun run: report.html not written: {}", fsx::chain(&x));
+    }
     eprint!("{}", report::summary_table(&summaries));
     eprintln!("results: {}", dir.display());
 
@@ -449,6 +475,57 @@ fn batch_in(
     } else {
         exit::RUN_FAILED
     })
+}
+
+/// `packrun report DIR`: the summary in one format on stdout, and on request
+/// report.html and a joblog.
+fn report_cmd(args: cli::ReportArgs) -> i32 {
+    use cli::ReportFormat as F;
+    let runs_csv = args.dir.join("runs.csv");
+    let rows = match report::read_rows(&runs_csv) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("packrun report: {}", fsx::chain(&e));
+            return exit::INVALID;
+        }
+    };
+    let groups = export::groups(&rows);
+    let text = match args.format {
+        F::Table => export::table(&groups),
+        F::Markdown => export::markdown(&groups),
+        F::Csv => export::csv(&groups),
+        F::Json => export::json(&groups),
+        F::HyperfineJson => {
+            let (text, left_out) = export::hyperfine_json(&groups);
+            if left_out > 0 {
+                eprintln!(
+                    "packrun report: {left_out} run(s) that did not complete are left out of hyperfine's times (see runs.csv)"
+                );
+            }
+            text
+        }
+    };
+    print!("{text}");
+    if let Some(path) = &args.joblog {
+        let log = export::read_signals(&runs_csv).and_then(|sig| export::joblog(&rows, &sig));
+        match log.and_then(|l| fsx::write(path, l).map_err(|e| fsx::chain(&e))) {
+            Ok(()) => eprintln!("joblog: {}", path.display()),
+            Err(e) => {
+                eprintln!("packrun report: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
+    if args.html {
+        match html::write_report(&args.dir) {
+            Ok(p) => eprintln!("report: {}", p.display()),
+            Err(e) => {
+                eprintln!("packrun report: {}", fsx::chain(&e));
+                return exit::INVALID;
+            }
+        }
+    }
+    exit::OK
 }
 
 /// Matrix parameter names of every job, first seen first: the parameter columns.
