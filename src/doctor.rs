@@ -33,7 +33,12 @@ fn ok(name: &'static str, detail: impl Into<String>) -> Check {
     }
 }
 
-fn bad(name: &'static str, level: Level, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+fn bad(
+    name: &'static str,
+    level: Level,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
     Check {
         name,
         level,
@@ -59,7 +64,8 @@ impl Probe {
             .ok()
             .map(|set| {
                 CpuList::from_ids(
-                    (0..nix::sched::CpuSet::count() as u32).filter(|&c| set.is_set(c as usize).unwrap_or(false)),
+                    (0..nix::sched::CpuSet::count() as u32)
+                        .filter(|&c| set.is_set(c as usize).unwrap_or(false)),
                 )
             });
         Probe {
@@ -116,7 +122,12 @@ pub fn parse_mountinfo(text: &str) -> Mounts {
                     .filter(|o| {
                         !matches!(
                             *o,
-                            "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode" | "favordynmods"
+                            "rw" | "ro"
+                                | "xattr"
+                                | "noprefix"
+                                | "clone_children"
+                                | "cpuset_v2_mode"
+                                | "favordynmods"
                         ) && !o.contains('=')
                     })
                     .map(String::from)
@@ -160,7 +171,10 @@ fn privileges(p: &Probe, mounts: &Mounts) -> Check {
     let own = p
         .read(&format!("proc/{}/cgroup", p.pid))
         .or_else(|| p.read("proc/self/cgroup"))
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(String::from)));
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(String::from))
+        });
     let delegated = match (&mounts.v2, own) {
         (Some(mp), Some(cg)) => {
             use std::os::unix::fs::MetadataExt;
@@ -207,9 +221,14 @@ fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
     // A hybrid setup mounts cgroup2 too, holding no controller packrun uses
     // (often only hugetlb); it counts as v1.
     let v2_in_use = v2_ctrls.iter().any(|c| REQUIRED.contains(&c.as_str()));
-    let (version, have): (Check, Vec<String>) = if v2_in_use || (mounts.v2.is_some() && mounts.v1.is_empty()) {
+    let (version, have): (Check, Vec<String>) = if v2_in_use
+        || (mounts.v2.is_some() && mounts.v1.is_empty())
+    {
         (
-            ok(V, format!("cgroup v2 at {}", mounts.v2.as_deref().unwrap_or("?"))),
+            ok(
+                V,
+                format!("cgroup v2 at {}", mounts.v2.as_deref().unwrap_or("?")),
+            ),
             v2_ctrls,
         )
     } else if !mounts.v1.is_empty() {
@@ -248,7 +267,11 @@ fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
         if disabled(c) {
             fixes.push(format!(
                 "kernel command line cgroup_enable={c}{}",
-                if c == "memory" { " cgroup_memory=1" } else { "" }
+                if c == "memory" {
+                    " cgroup_memory=1"
+                } else {
+                    ""
+                }
             ));
         } else if v2 && v1_ctrls.iter().any(|h| *h == c) {
             fixes.push(format!("move the v1 controllers to v2: {unified_fix}"));
@@ -264,7 +287,11 @@ fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
         }
     }
     let io = if v2 { "io" } else { "blkio" };
-    let mut usable: Vec<&str> = REQUIRED.iter().copied().filter(|c| !missing.contains(c)).collect();
+    let mut usable: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|c| !missing.contains(c))
+        .collect();
     if have.iter().any(|h| h == io) {
         usable.push(io);
     }
@@ -286,7 +313,11 @@ fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
         bad(
             C,
             Level::Fail,
-            format!("missing: {} (usable: {})", missing.join(", "), usable.join(", ")),
+            format!(
+                "missing: {} (usable: {})",
+                missing.join(", "),
+                usable.join(", ")
+            ),
             {
                 fixes.dedup();
                 fixes.join("; ")
@@ -386,7 +417,10 @@ fn numa(p: &Probe) -> Check {
     match list(p, "sys/devices/system/node/online") {
         Some(n) if n.len() > 1 => ok(
             "NUMA",
-            format!("{} nodes ({n}); runs get memory on their CPUs' node", n.len()),
+            format!(
+                "{} nodes ({n}); runs get memory on their CPUs' node",
+                n.len()
+            ),
         ),
         Some(n) => ok("NUMA", format!("one node ({n})")),
         None => ok(
@@ -456,7 +490,11 @@ fn governor(p: &Probe) -> Check {
 fn swap(p: &Probe) -> Check {
     const N: &str = "swap";
     let swaps = p.read("proc/swaps").unwrap_or_default();
-    let n = swaps.lines().skip(1).filter(|l| !l.trim().is_empty()).count();
+    let n = swaps
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .count();
     if n == 0 {
         ok(N, "off")
     } else {
@@ -473,7 +511,9 @@ fn swap(p: &Probe) -> Check {
 /// (`<pid> <start ticks> <cpu list>` lines).
 fn claims(p: &Probe) -> Check {
     const N: &str = "other packruns";
-    let text = p.read(crate::run::cpulock::DEFAULT_PATH).unwrap_or_default();
+    let text = p
+        .read(crate::run::cpulock::DEFAULT_PATH)
+        .unwrap_or_default();
     let mut live = Vec::new();
     for l in text.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
@@ -505,7 +545,10 @@ fn claims(p: &Probe) -> Check {
             + "; a new batch uses only the other CPUs",
         format!(
             "wait for it to end, or stop it: kill {}",
-            live.iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>().join(" ")
+            live.iter()
+                .map(|(p, _)| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     )
 }
@@ -549,7 +592,12 @@ pub fn summary(checks: &[Check]) -> Result<(), String> {
         "runs cannot start: {} (details: packrun doctor)",
         fails
             .iter()
-            .map(|c| format!("{}: {} — fix: {}", c.name, c.detail, c.fix.as_deref().unwrap_or("?")))
+            .map(|c| format!(
+                "{}: {} — fix: {}",
+                c.name,
+                c.detail,
+                c.fix.as_deref().unwrap_or("?")
+            ))
             .collect::<Vec<_>>()
             .join("; ")
     ))
@@ -611,7 +659,10 @@ mod tests {
                 t.put(&format!("proc/self/ns/{ns}"), "");
                 t.put(&format!("proc/sys/user/max_{ns}_namespaces"), "63371\n");
             }
-            t.put("proc/self/status", "Name:\tpackrun\nSeccomp:\t0\nSeccomp_filters:\t0\n");
+            t.put(
+                "proc/self/status",
+                "Name:\tpackrun\nSeccomp:\t0\nSeccomp_filters:\t0\n",
+            );
             t.put(
                 "proc/sys/kernel/seccomp/actions_avail",
                 "kill_process kill_thread trap errno user_notif trace log allow\n",
@@ -664,7 +715,11 @@ mod tests {
                 vec!["cpu".into(), "cpuacct".into()]
             )
         );
-        assert_eq!(m.v1.len(), 4, "the named systemd hierarchy has no controllers");
+        assert_eq!(
+            m.v1.len(),
+            4,
+            "the named systemd hierarchy has no controllers"
+        );
     }
 
     #[test]
@@ -675,7 +730,11 @@ mod tests {
         let c = checks(&t.probe());
         let v = find(&c, "cgroup version");
         assert_eq!(v.level, Level::Warn);
-        assert!(v.fix.as_ref().unwrap().contains("systemd.unified_cgroup_hierarchy=1"));
+        assert!(v
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("systemd.unified_cgroup_hierarchy=1"));
         // No blkio hierarchy: a warning, not a failure.
         assert_eq!(find(&c, "cgroup controllers").level, Level::Warn);
         assert!(summary(&c).is_ok());
@@ -707,7 +766,10 @@ mod tests {
         let c = checks(&t.probe());
         let n = find(&c, "namespaces");
         assert_eq!(n.level, Level::Fail);
-        assert_eq!(n.fix.as_deref(), Some("sysctl -w user.max_pid_namespaces=15000"));
+        assert_eq!(
+            n.fix.as_deref(),
+            Some("sysctl -w user.max_pid_namespaces=15000")
+        );
     }
 
     #[test]
@@ -716,7 +778,10 @@ mod tests {
         t.put("proc/sys/user/max_user_namespaces", "0\n");
         let n = find(&checks(&t.probe()), "namespaces").clone();
         assert_eq!(n.level, Level::Warn);
-        assert_eq!(n.fix.as_deref(), Some("sysctl -w user.max_user_namespaces=15000"));
+        assert_eq!(
+            n.fix.as_deref(),
+            Some("sysctl -w user.max_user_namespaces=15000")
+        );
     }
 
     #[test]
@@ -744,7 +809,10 @@ mod tests {
     fn a_narrow_affinity_smt_a_powersave_governor_and_swap_each_warn() {
         let t = Tree::healthy();
         t.put("sys/devices/system/cpu/smt/control", "on\n");
-        t.put("sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "powersave\n");
+        t.put(
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+            "powersave\n",
+        );
         t.put(
             "proc/swaps",
             "Filename\tType\tSize\tUsed\tPriority\n/swapfile file 1048572 0 -2\n",
@@ -765,7 +833,9 @@ mod tests {
             assert_eq!(k.level, Level::Warn, "{name}");
             assert!(k.fix.as_ref().unwrap().contains(fix), "{name}: {:?}", k.fix);
         }
-        assert!(find(&c, "CPUs").detail.contains("CPUs 0-3 of the online 0-7"));
+        assert!(find(&c, "CPUs")
+            .detail
+            .contains("CPUs 0-3 of the online 0-7"));
         assert!(summary(&c).is_ok(), "warnings do not stop runs");
     }
 
@@ -773,7 +843,9 @@ mod tests {
     fn live_claims_of_another_packrun_are_named_and_stale_ones_ignored() {
         let t = Tree::healthy();
         // pid 77 alive with start ticks 5000; pid 78 gone; 79 reused (other ticks).
-        let stat = |ticks: u64| format!("77 (packrun) S 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {ticks} 0 0\n");
+        let stat = |ticks: u64| {
+            format!("77 (packrun) S 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {ticks} 0 0\n")
+        };
         t.put("proc/77/stat", &stat(5000));
         t.put("proc/79/stat", &stat(1));
         t.put("run/packrun/cpus", "77 5000 0-3\n78 6000 4\n79 7000 5-6\n");
@@ -783,7 +855,10 @@ mod tests {
             k.detail,
             "packrun 77 holds CPUs 0-3; a new batch uses only the other CPUs"
         );
-        assert_eq!(k.fix.as_deref(), Some("wait for it to end, or stop it: kill 77"));
+        assert_eq!(
+            k.fix.as_deref(),
+            Some("wait for it to end, or stop it: kill 77")
+        );
     }
 
     #[test]
@@ -796,6 +871,9 @@ mod tests {
         let text = render(&checks(&t.probe()));
         assert!(text.contains("WARN  swap"), "{text}");
         assert!(text.contains("fix: swapoff -a"), "{text}");
-        assert!(text.ends_with("verdict: runs can start (1 warning(s))\n"), "{text}");
+        assert!(
+            text.ends_with("verdict: runs can start (1 warning(s))\n"),
+            "{text}"
+        );
     }
 }

@@ -29,7 +29,10 @@ pub fn modified_z_scores(values: &[f64]) -> Vec<f64> {
     }
     let mean_ad = dev.iter().sum::<f64>() / dev.len() as f64;
     if mean_ad > 0.0 {
-        values.iter().map(|x| (x - med) / (1.253314 * mean_ad)).collect()
+        values
+            .iter()
+            .map(|x| (x - med) / (1.253314 * mean_ad))
+            .collect()
     } else {
         vec![0.0; values.len()]
     }
@@ -37,7 +40,10 @@ pub fn modified_z_scores(values: &[f64]) -> Vec<f64> {
 
 /// How many values have a modified z-score above 3.5 (either side).
 pub fn count_outliers(values: &[f64]) -> usize {
-    modified_z_scores(values).iter().filter(|z| z.abs() > OUTLIER_Z).count()
+    modified_z_scores(values)
+        .iter()
+        .filter(|z| z.abs() > OUTLIER_Z)
+        .count()
 }
 
 /// A job and parameter set: the lead's summary plus what the exports need.
@@ -90,7 +96,10 @@ pub fn groups(rows: &[Row]) -> Vec<Group<'_>> {
 }
 
 fn params_text(p: &[(String, String)]) -> String {
-    p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    p.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn states_text(s: &Summary) -> String {
@@ -122,7 +131,13 @@ pub fn cells(groups: &[Group]) -> Vec<Vec<String>> {
     for g in groups {
         let s = &g.summary;
         let ok = s.wall_times.len();
-        let t = |x: f64| if ok == 0 { "-".to_string() } else { format!("{x:.3} s") };
+        let t = |x: f64| {
+            if ok == 0 {
+                "-".to_string()
+            } else {
+                format!("{x:.3} s")
+            }
+        };
         let pm = |st: &Stats| {
             if ok == 0 {
                 "-".to_string()
@@ -232,7 +247,13 @@ pub fn csv(groups: &[Group]) -> String {
     );
     let states: Vec<String> = groups
         .first()
-        .map(|g| g.summary.states.iter().map(|(s, _)| s.to_lowercase()).collect())
+        .map(|g| {
+            g.summary
+                .states
+                .iter()
+                .map(|(s, _)| s.to_lowercase())
+                .collect()
+        })
         .unwrap_or_default();
     head.extend(states.iter().cloned());
     w.write_record(&head).expect("CSV to memory");
@@ -342,7 +363,8 @@ pub fn hyperfine_json(groups: &[Group]) -> (String, usize) {
             }
         })
         .collect();
-    let text = serde_json::to_string_pretty(&HyperfineSummary { results }).expect("JSON of plain values");
+    let text =
+        serde_json::to_string_pretty(&HyperfineSummary { results }).expect("JSON of plain values");
     (text + "\n", left_out)
 }
 
@@ -395,12 +417,17 @@ pub fn joblog_line(
 pub fn joblog(rows: &[Row], signals: &BTreeMap<String, i32>) -> Result<String, String> {
     let mut order: Vec<(f64, &Row)> = Vec::new();
     for r in rows {
-        let t = epoch_seconds(&r.start_time)
-            .ok_or_else(|| format!("run {}: start_time `{}` is not an RFC 3339 time", r.key, r.start_time))?;
+        let t = epoch_seconds(&r.start_time).ok_or_else(|| {
+            format!(
+                "run {}: start_time `{}` is not an RFC 3339 time",
+                r.key, r.start_time
+            )
+        })?;
         order.push((t, r));
     }
     order.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut out = String::from("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n");
+    let mut out =
+        String::from("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n");
     for (i, (t, r)) in order.iter().enumerate() {
         let signal = signals.get(&r.key).copied().unwrap_or(0);
         let exitval = r.exit_code.unwrap_or(-1);
@@ -409,7 +436,15 @@ pub fn joblog(rows: &[Row], signals: &BTreeMap<String, i32>) -> Result<String, S
         if r.warmup {
             cmd.push_str(" warmup");
         }
-        out.push_str(&joblog_line(i + 1, ":", *t, r.wall_s, exitval, signal, &cmd));
+        out.push_str(&joblog_line(
+            i + 1,
+            ":",
+            *t,
+            r.wall_s,
+            exitval,
+            signal,
+            &cmd,
+        ));
     }
     Ok(out)
 }
@@ -417,7 +452,10 @@ pub fn joblog(rows: &[Row], signals: &BTreeMap<String, i32>) -> Result<String, S
 /// The `signal` column of runs.csv by run_key (read_rows leaves it out).
 pub fn read_signals(path: &std::path::Path) -> Result<BTreeMap<String, i32>, String> {
     let mut rdr = csv::Reader::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let h = rdr.headers().map_err(|e| format!("{}: {e}", path.display()))?.clone();
+    let h = rdr
+        .headers()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .clone();
     let (Some(k), Some(s)) = (
         h.iter().position(|c| c == "run_key"),
         h.iter().position(|c| c == "signal"),
@@ -442,7 +480,10 @@ mod tests {
         let v = [3.20, 3.12, 3.25, 6.90];
         let z = modified_z_scores(&v);
         // median 3.225, MAD median(0.025, 0.105, 0.025, 3.675) = 0.065
-        assert!((z[3] - 0.6745 * (6.90 - 3.225) / 0.065).abs() < 1e-9, "{z:?}");
+        assert!(
+            (z[3] - 0.6745 * (6.90 - 3.225) / 0.065).abs() < 1e-9,
+            "{z:?}"
+        );
         assert!(z[..3].iter().all(|z| z.abs() < OUTLIER_Z), "{z:?}");
         assert_eq!(count_outliers(&v), 1);
     }
@@ -466,7 +507,10 @@ mod tests {
     #[test]
     fn joblog_lines_are_tab_separated_with_three_decimals() {
         let l = joblog_line(3, ":", 1772445600.05, 4.21, 0, 0, "xz threads=1 rep=1");
-        assert_eq!(l, "3\t:\t1772445600.050\t     4.210\t0\t0\t0\t0\txz threads=1 rep=1\n");
+        assert_eq!(
+            l,
+            "3\t:\t1772445600.050\t     4.210\t0\t0\t0\t0\txz threads=1 rep=1\n"
+        );
     }
 
     #[test]

@@ -50,7 +50,8 @@ mod svg {
 
     /// Tableau 10: distinct, colour-blind friendly, readable on white.
     const PALETTE: [&str; 10] = [
-        "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac", "#e15759",
+        "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7",
+        "#bab0ac", "#e15759",
     ];
 
     pub fn colour(i: usize) -> &'static str {
@@ -239,7 +240,10 @@ fn cpu_rows(rows: &[Row], manifest: Option<&Manifest>) -> Vec<CpuRow> {
                 .and_then(|v| v.as_str())
                 .and_then(|s| crate::cpulist::CpuList::parse(s).ok());
             if let (Some(id), Some(cpus)) = (id, cpus) {
-                out.extend(cpus.iter().map(|cpu| CpuRow { cpu, node: Some(id) }));
+                out.extend(cpus.iter().map(|cpu| CpuRow {
+                    cpu,
+                    node: Some(id),
+                }));
             }
         }
     }
@@ -277,7 +281,9 @@ fn tooltip(r: &Row) -> String {
         r.cpu_s,
         human_bytes(r.memory_peak),
         r.state,
-        r.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default()
+        r.exit_code
+            .map(|c| format!(" (exit code {c})"))
+            .unwrap_or_default()
     )
 }
 
@@ -414,7 +420,11 @@ fn schedule(rows: &[Row], manifest: Option<&Manifest>, jobs: &[&str]) -> String 
                     cy + 11.5,
                     esc(&r.job),
                     r.rep,
-                    if done { String::new() } else { format!(" {}", r.state) }
+                    if done {
+                        String::new()
+                    } else {
+                        format!(" {}", r.state)
+                    }
                 );
             }
         }
@@ -433,7 +443,13 @@ enum Unit {
 }
 
 /// Dots per run and a median bar, one column per parameter set of a job.
-fn dot_chart(title: &str, groups: &[&Group], colour: &str, value: impl Fn(&Row) -> f64, unit: Unit) -> String {
+fn dot_chart(
+    title: &str,
+    groups: &[&Group],
+    colour: &str,
+    value: impl Fn(&Row) -> f64,
+    unit: Unit,
+) -> String {
     const W: f64 = 380.0;
     const H: f64 = 220.0;
     const L: f64 = 58.0;
@@ -507,7 +523,11 @@ fn dot_chart(title: &str, groups: &[&Group], colour: &str, value: impl Fn(&Row) 
                 cx
             };
             let done = r.state == "COMPLETED";
-            let (fill, stroke) = if done { (colour, "#fff") } else { ("none", "#c00") };
+            let (fill, stroke) = if done {
+                (colour, "#fff")
+            } else {
+                ("none", "#c00")
+            };
             let _ = writeln!(
                 s,
                 "<circle class=\"run-dot\" cx=\"{px:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"><title>{}</title></circle>",
@@ -557,9 +577,22 @@ fn summary_table(groups: &[Group]) -> String {
     }
     s.push_str("</tr></thead><tbody>\n");
     for (g, row) in groups.iter().zip(&cells[1..]) {
-        let _ = write!(s, "<tr{}>", if g.summary.failures > 0 { " class=\"bad\"" } else { "" });
+        let _ = write!(
+            s,
+            "<tr{}>",
+            if g.summary.failures > 0 {
+                " class=\"bad\""
+            } else {
+                ""
+            }
+        );
         for (i, c) in row.iter().enumerate() {
-            let _ = write!(s, "<td{}>{}</td>", if i >= 4 { " class=\"n\"" } else { "" }, esc(c));
+            let _ = write!(
+                s,
+                "<td{}>{}</td>",
+                if i >= 4 { " class=\"n\"" } else { "" },
+                esc(c)
+            );
         }
         s.push_str("</tr>\n");
     }
@@ -570,7 +603,10 @@ fn summary_table(groups: &[Group]) -> String {
 fn manifest_list(m: &Manifest) -> String {
     let mut items: Vec<(&str, String)> = vec![
         ("batch", m.name.clone()),
-        ("job file", format!("{} (sha256 {})", m.job_file, m.job_file_sha256)),
+        (
+            "job file",
+            format!("{} (sha256 {})", m.job_file, m.job_file_sha256),
+        ),
         ("host", m.machine.host.clone()),
         ("kernel", m.machine.kernel.clone()),
         ("CPU", m.machine.cpu_model.clone()),
@@ -579,7 +615,11 @@ fn manifest_list(m: &Manifest) -> String {
         ("cgroup version", m.cgroup_version.clone()),
     ];
     if let Some(nodes) = m.topology.get("nodes").and_then(|n| n.as_array()) {
-        let ncpu = m.topology.get("cpus").and_then(|c| c.as_array()).map_or(0, |c| c.len());
+        let ncpu = m
+            .topology
+            .get("cpus")
+            .and_then(|c| c.as_array())
+            .map_or(0, |c| c.len());
         let desc: Vec<String> = nodes
             .iter()
             .map(|n| {
@@ -593,13 +633,19 @@ fn manifest_list(m: &Manifest) -> String {
             .collect();
         items.push((
             "topology",
-            format!("{ncpu} CPUs, {} NUMA node(s) — {}", nodes.len(), desc.join("; ")),
+            format!(
+                "{ncpu} CPUs, {} NUMA node(s) — {}",
+                nodes.len(),
+                desc.join("; ")
+            ),
         ));
     }
     items.push(("start", m.start.clone()));
     items.push((
         "end",
-        m.end.clone().unwrap_or_else(|| "(running or interrupted)".into()),
+        m.end
+            .clone()
+            .unwrap_or_else(|| "(running or interrupted)".into()),
     ));
     items.push(("runs planned", m.runs.to_string()));
     items.push(("packrun", m.packrun_version.clone()));
@@ -630,7 +676,11 @@ mod tests {
             .sum();
         assert_eq!(page.matches("class=\"run-bar ").count(), expected);
         let two = rows.iter().find(|r| r.cpus == "4-5").unwrap();
-        assert_eq!(page.matches(&format!("data-run-key=\"{}\"", two.key)).count(), 2);
+        assert_eq!(
+            page.matches(&format!("data-run-key=\"{}\"", two.key))
+                .count(),
+            2
+        );
     }
 
     #[test]

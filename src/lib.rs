@@ -35,7 +35,8 @@ pub fn main(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { file } => match spec::load(&file) {
             Ok(batch) => {
-                let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                let plural =
+                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
                 println!(
                     "{}: valid: {}, {}",
                     file.display(),
@@ -72,7 +73,12 @@ pub fn main(cli: Cli) -> i32 {
         Command::Doctor { root } => doctor::main(root.as_deref()),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "packrun", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "packrun",
+                &mut std::io::stdout(),
+            );
             exit::OK
         }
         Command::Man => {

@@ -15,13 +15,19 @@ impl Tree {
             "proc/self/mountinfo",
             "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n",
         );
-        t.put("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n");
+        t.put(
+            "sys/fs/cgroup/cgroup.controllers",
+            "cpuset cpu io memory pids\n",
+        );
         for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup", "user"] {
             t.put(&format!("proc/self/ns/{ns}"), "");
             t.put(&format!("proc/sys/user/max_{ns}_namespaces"), "1000\n");
         }
         t.put("proc/self/status", "Seccomp:\t0\n");
-        t.put("proc/sys/kernel/seccomp/actions_avail", "kill_process errno allow\n");
+        t.put(
+            "proc/sys/kernel/seccomp/actions_avail",
+            "kill_process errno allow\n",
+        );
         // Online CPUs as on this machine, so packrun's affinity covers them.
         t.put(
             "sys/devices/system/cpu/online",
@@ -48,7 +54,10 @@ fn doctor(root: Option<&Path>) -> (i32, String) {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (out, _) = packrun(&args);
-    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap())
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
 }
 
 #[test]
@@ -59,7 +68,10 @@ fn a_healthy_machine_as_root_exits_zero() {
     let t = Tree::healthy();
     let (code, out) = doctor(Some(t.path()));
     assert_eq!(code, 0, "{out}");
-    assert!(out.ends_with("verdict: runs can start (0 warning(s))\n"), "{out}");
+    assert!(
+        out.ends_with("verdict: runs can start (0 warning(s))\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -68,7 +80,10 @@ fn a_missing_controller_exits_three_and_prints_the_fix() {
     t.put("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory\n");
     let (code, out) = doctor(Some(t.path()));
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("FAIL  cgroup controllers  missing: pids"), "{out}");
+    assert!(
+        out.contains("FAIL  cgroup controllers  missing: pids"),
+        "{out}"
+    );
     assert!(
         out.contains("fix: a kernel with the pids controller (CONFIG_CGROUP_PIDS)"),
         "{out}"

@@ -78,7 +78,11 @@ fn open(chromium: &Path, page: &Path) -> Probe {
     let html = std::fs::read_to_string(page).unwrap();
     assert!(html.contains("<head>"), "report.html has no <head>");
     let probed = tmp.path().join("probed.html");
-    std::fs::write(&probed, html.replacen("<head>", &format!("<head>{PROBE}"), 1)).unwrap();
+    std::fs::write(
+        &probed,
+        html.replacen("<head>", &format!("<head>{PROBE}"), 1),
+    )
+    .unwrap();
     let profile = tmp.path().join("profile");
     let out = Command::new(chromium)
         .args([
@@ -117,7 +121,12 @@ fn open(chromium: &Path, page: &Path) -> Probe {
 /// (rows, run-CPU pairs) of a runs.csv.
 fn expected(dir: &Path) -> (usize, usize) {
     let mut rdr = csv::Reader::from_path(dir.join("runs.csv")).unwrap();
-    let col = rdr.headers().unwrap().iter().position(|h| h == "cpus").unwrap();
+    let col = rdr
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "cpus")
+        .unwrap();
     let mut rows = 0;
     let mut pairs = 0;
     for r in rdr.records() {
@@ -137,14 +146,19 @@ fn check(chromium: &Path, dir: &Path) {
     let p = open(chromium, &dir.join("report.html"));
     assert_eq!(p.bars, pairs, "one bar per run and CPU: {p:?}");
     assert_eq!(p.runs, rows, "every run has its bars: {p:?}");
-    assert!(p.highlight, "hovering a bar highlights every bar of its run: {p:?}");
+    assert!(
+        p.highlight,
+        "hovering a bar highlights every bar of its run: {p:?}"
+    );
     assert_eq!(p.errors, "", "script errors: {p:?}");
     assert!(p.console.is_empty(), "console messages: {:?}", p.console);
 }
 
 #[test]
 fn the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors() {
-    let Some(chromium) = chromium("the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors") else {
+    let Some(chromium) =
+        chromium("the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors")
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -153,7 +167,12 @@ fn the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors() {
         std::fs::copy(sample.join(f), dir.path().join(f)).unwrap();
     }
     let (out, _) = packrun(&["report", "--html", dir.path().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     check(&chromium, dir.path());
 }
 
@@ -179,7 +198,12 @@ fn the_report_of_a_real_batch_shows_one_bar_per_run_and_cpu_without_console_erro
         job.to_str().unwrap(),
     ]);
     // Some runs of failures.yaml fail on purpose: exit 1.
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         dir.path().join("report.html").exists(),
         "packrun run writes report.html"

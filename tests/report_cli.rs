@@ -32,7 +32,10 @@ fn the_table_counts_the_outlier_and_keeps_it_in_the_statistics() {
         .find(|l| l.starts_with("sort") && l.contains("size=10M"))
         .unwrap();
     assert!(line.contains("4 COMPLETED"), "{line}");
-    assert!(line.contains("3.120 … 6.900 s"), "the outlier is the max: {line}");
+    assert!(
+        line.contains("3.120 … 6.900 s"),
+        "the outlier is the max: {line}"
+    );
     assert!(line.trim_end().ends_with(" 1"), "one outlier: {line}");
     assert!(t.contains("1 wall time outlier(s)"), "{t}");
     let hog = t.lines().find(|l| l.starts_with("hog")).unwrap();
@@ -49,7 +52,8 @@ fn markdown_csv_and_json_hold_the_same_groups() {
     let head = rdr.headers().unwrap().clone();
     assert!(head.iter().any(|h| h == "outliers") && head.iter().any(|h| h == "parameter_size"));
     assert_eq!(rdr.records().count(), 7);
-    let json: serde_json::Value = serde_json::from_str(&ok(&["report", "--format", "json", &sample()])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["report", "--format", "json", &sample()])).unwrap();
     let groups = json.as_array().unwrap();
     assert_eq!(groups.len(), 7);
     let sleeper = groups.iter().find(|g| g["job"] == "sleeper").unwrap();
@@ -81,7 +85,11 @@ fn joblog_has_parallels_columns_one_line_per_run_in_start_order() {
         last = t;
     }
     let timeout = rows.iter().find(|r| r[8] == "sleeper rep=1").unwrap();
-    assert_eq!((timeout[6], timeout[7]), ("-1", "9"), "killed: Exitval -1, Signal 9");
+    assert_eq!(
+        (timeout[6], timeout[7]),
+        ("-1", "9"),
+        "killed: Exitval -1, Signal 9"
+    );
     let failed = rows.iter().find(|r| r[8] == "flaky rep=1").unwrap();
     assert_eq!((failed[6], failed[7]), ("1", "0"));
 }
@@ -105,7 +113,10 @@ fn completions_for_bash_zsh_and_fish_know_every_subcommand() {
         for sub in ["run", "report", "doctor", "plan", "exec"] {
             assert!(s.contains(sub), "{shell} completion lacks {sub}");
         }
-        assert!(s.contains("hyperfine-json"), "{shell}: report formats complete");
+        assert!(
+            s.contains("hyperfine-json"),
+            "{shell}: report formats complete"
+        );
     }
 }
 
@@ -135,7 +146,10 @@ fn every_subcommand_help_shows_examples() {
         "man",
     ] {
         let h = ok(&[sub, "--help"]);
-        assert!(h.contains("Examples:"), "{sub} --help has no examples:\n{h}");
+        assert!(
+            h.contains("Examples:"),
+            "{sub} --help has no examples:\n{h}"
+        );
         assert!(
             h.contains(&format!("packrun {sub}")),
             "{sub}: examples do not use it:\n{h}"

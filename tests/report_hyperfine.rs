@@ -49,7 +49,11 @@ fn hyperfine_schema_problems(doc: &Value) -> Vec<String> {
         for k in ["mean", "median", "user", "system", "min", "max"] {
             need(k, &|v| v.is_f64() || v.is_u64(), "a number");
         }
-        need("stddev", &|v| v.is_null() || v.is_number(), "a number or null");
+        need(
+            "stddev",
+            &|v| v.is_null() || v.is_number(),
+            "a number or null",
+        );
         need(
             "times",
             &|v| v.as_array().is_some_and(|a| a.iter().all(Value::is_number)),
@@ -64,8 +68,9 @@ fn hyperfine_schema_problems(doc: &Value) -> Vec<String> {
             "exit_codes",
             &|v| {
                 v.as_array().is_some_and(|a| {
-                    a.iter()
-                        .all(|c| c.is_null() || c.as_i64().is_some_and(|c| i32::try_from(c).is_ok()))
+                    a.iter().all(|c| {
+                        c.is_null() || c.as_i64().is_some_and(|c| i32::try_from(c).is_ok())
+                    })
                 })
             },
             "an array of i32 or null",
@@ -112,7 +117,12 @@ fn hyperfine_schema_problems(doc: &Value) -> Vec<String> {
 
 fn export() -> (Value, String) {
     let (out, _) = packrun(&["report", "--format", "hyperfine-json", &sample()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc = serde_json::from_slice(&out.stdout).expect("hyperfine-json is JSON");
     (doc, String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -136,7 +146,10 @@ fn the_schema_check_rejects_what_hyperfine_would_not_write() {
         "memory_usage_byte": [-1], "exit_codes": [0], "extra": true}]});
     let p = hyperfine_schema_problems(&bad);
     for needle in ["command", "mean", "memory_usage_byte", "extra"] {
-        assert!(p.iter().any(|x| x.contains(needle)), "{needle} not reported: {p:?}");
+        assert!(
+            p.iter().any(|x| x.contains(needle)),
+            "{needle} not reported: {p:?}"
+        );
     }
 }
 
@@ -163,7 +176,10 @@ fn hyperfine_json_numbers_match_the_runs_and_failures_are_announced() {
         .iter()
         .find(|r| r["command"] == "hog")
         .unwrap();
-    assert!(hog.get("parameters").is_none(), "hyperfine leaves out empty parameters");
+    assert!(
+        hog.get("parameters").is_none(),
+        "hyperfine leaves out empty parameters"
+    );
     assert_eq!(
         hog["stddev"],
         Value::Null,
