@@ -1,0 +1,716 @@
+#!/usr/bin/env python3
+"""packrun side by side with crun, runc, bwrap, BenchExec, GNU parallel, xargs,
+hyperfine and GNU time, on this machine, in one run.
+
+Run it through bench/run.sh, which installs the peers and builds packrun first.
+It prints one markdown table and writes it, with every raw sample as CSV, to
+results/bench/<UTC timestamp>/. It measures; it asserts nothing about time.
+
+Timing: every start-to-exit figure is taken by this driver around
+posix_spawn() and wait4() with a monotonic clock, the same way for every tool,
+so the driver's own spawn cost (~0.1 ms) is in every figure alike.
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "bench", "bin")
+VENV = os.path.join(ROOT, "target", "bench", "venv")
+PACKRUN = os.path.join(ROOT, "target", "release", "packrun")
+PLAN_BENCH = os.path.join(ROOT, "target", "release", "examples", "plan_bench")
+RUNEXEC = os.path.join(VENV, "bin", "runexec")
+UNIFIED = "/sys/fs/cgroup/unified"
+NPROC = os.cpu_count() or 1
+MIB = 1 << 20
+
+DEVNULL = os.open(os.devnull, os.O_RDWR)
+
+
+def which(name):
+    p = shutil.which(name)
+    if p is None:
+        sys.exit(f"bench: `{name}` is not installed; run bench/run.sh, which installs the peers")
+    return p
+
+
+def spawn_timed(argv):
+    """Start-to-exit of argv in nanoseconds; its output is discarded."""
+    fa = [(os.POSIX_SPAWN_DUP2, DEVNULL, fd) for fd in (0, 1, 2)]
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=fa)
+    _, status = os.waitpid(pid, 0)
+    t1 = time.perf_counter_ns()
+    return t1 - t0, os.waitstatus_to_exitcode(status)
+
+
+def run_captured(argv, timeout=600):
+    t0 = time.perf_counter_ns()
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    return time.perf_counter_ns() - t0, p.returncode, p.stdout, p.stderr
+
+
+# --- the crun worker: a process in a private mount namespace -----------------
+
+
+def worker_main():
+    """Serves timed runs from inside a private mount namespace in which
+    /sys/fs/cgroup/unified is unmounted (crun refuses hybrid cgroup hosts).
+    Reads one JSON request per line, answers one JSON line."""
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("capture"):
+            ns, rc, out, err = run_captured(req["argv"])
+            ans = {"ns": ns, "rc": rc, "out": out, "err": err}
+        else:
+            ns, rc = spawn_timed(req["argv"])
+            ans = {"ns": ns, "rc": rc}
+        sys.stdout.write(json.dumps(ans) + "\n")
+        sys.stdout.flush()
+
+
+class Worker:
+    def __init__(self):
+        self.unmounted = os.path.ismount(UNIFIED)
+        script = f"umount {UNIFIED} 2>/dev/null; exec \"$0\" \"$@\"" if self.unmounted else 'exec "$0" "$@"'
+        self.p = subprocess.Popen(
+            [which("unshare"), "-m", "--propagation", "private", "sh", "-c", script,
+             sys.executable, os.path.abspath(__file__), "--worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def call(self, argv, capture=False):
+        self.p.stdin.write(json.dumps({"argv": argv, "capture": capture}) + "\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError("the crun worker died")
+        return json.loads(line)
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            self.p.wait(timeout=30)
+
+
+# --- workspace: OCI bundles, rootfs, I/O dir ---------------------------------
+
+
+def oci_config(rootfs, args, cpus):
+    """The OCI runtime config both crun and runc run: the same limits and
+    namespaces as `packrun exec --cpuset 1 --memory 256MiB --pids 64`."""
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": rootfs, "readonly": True},
+        "hostname": "bench",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=1777"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+        ],
+        "linux": {
+            "resources": {
+                "devices": [{"allow": False, "access": "rwm"}],
+                "cpu": {"cpus": cpus},
+                "memory": {"limit": 256 * MIB, "swap": 256 * MIB},
+                "pids": {"limit": 64},
+            },
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                            "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+class Workspace:
+    """A temp dir on disk holding the bundles, the host root bound read-only
+    for the OCI runtimes, and the I/O target dir. The driver runs in its own
+    mount namespace, so the bind mount dies with it even on SIGKILL."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="packrun-bench-", dir="/var/tmp")
+        self.rootfs = os.path.join(self.dir, "rootfs")
+        self.io = os.path.join(self.dir, "io")
+        os.mkdir(self.rootfs)
+        os.mkdir(self.io)
+        # Non-recursive bind: the host tree without /proc, /sys, /dev, which
+        # the runtimes mount fresh, as bwrap and packrun do.
+        subprocess.run(["mount", "--bind", "/", self.rootfs], check=True)
+        subprocess.run(["mount", "-o", "remount,bind,ro", self.rootfs], check=True)
+        self.bundle = self.make_bundle("one", ["/bin/true"], "1")
+        self.bundle_all = self.make_bundle("all", ["/bin/true"], f"0-{NPROC - 1}")
+
+    def make_bundle(self, name, args, cpus):
+        d = os.path.join(self.dir, "bundle-" + name)
+        os.mkdir(d)
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(oci_config(self.rootfs, args, cpus), f, indent=1)
+        return d
+
+    def close(self):
+        subprocess.run(["umount", self.rootfs], stderr=subprocess.DEVNULL)
+        if not os.path.ismount(self.rootfs):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --- statistics and output ----------------------------------------------------
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def p90(xs):
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[max(0, math.ceil(0.9 * len(s)) - 1)]
+
+
+def ms(ns):
+    return f"{ns / 1e6:.2f} ms"
+
+
+def ratio(x, ref):
+    if ref is None or x is None or not ref or math.isnan(ref) or math.isnan(x):
+        return "—"
+    return f"{x / ref:.2f}×"
+
+
+def pct(measured, truth):
+    return f"{(measured - truth) / truth * 100:+.2f}%"
+
+
+class Results:
+    def __init__(self):
+        self.rows = []  # (benchmark, tool, result, vs packrun, notes)
+        self.samples = []  # raw CSV rows
+
+    def row(self, bench, tool, result, vs="—", notes=""):
+        self.rows.append((bench, tool, result, vs, notes))
+
+    def sample(self, section, tool, rep, metric, value, truth="", exit_code="", note=""):
+        self.samples.append([section, tool, rep, metric, value, truth, exit_code, note])
+
+    def table(self):
+        head = ["Benchmark", "Tool", "Result", "vs packrun", "Notes"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows:
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
+        return "\n".join(lines) + "\n"
+
+
+# --- the tools ------------------------------------------------------------------
+
+
+class PerRunTool:
+    def __init__(self, name, argv, notes="", worker=None):
+        self.name, self.argv_of, self.notes, self.worker = name, argv, notes, worker
+        self.times, self.failures, self.error = [], 0, None
+
+    def once(self, i, capture=False):
+        argv = self.argv_of(i)
+        if self.worker:
+            a = self.worker.call(argv, capture)
+            return a["ns"], a["rc"], a.get("out", ""), a.get("err", "")
+        if capture:
+            return run_captured(argv)
+        return spawn_timed(argv) + ("", "")
+
+
+def per_run_tools(ws, worker, tag):
+    unshare, bwrap, crun, runc = which("unshare"), which("bwrap"), which("crun"), which("runc")
+    crun_note = ("crun refuses hybrid cgroup hosts: run in a private mount namespace with "
+                 f"{UNIFIED} unmounted; crun's own start-to-exit timed inside it"
+                 if worker.unmounted else "")
+    return [
+        PerRunTool("packrun exec", lambda i: [PACKRUN, "exec", "--cpuset", "1", "--memory", "256MiB",
+                                              "--pids", "64", "--", "/bin/true"],
+                   "host root read-only; cpuset, memory, pids limits; pid/mount/uts/ipc/net/cgroup ns"),
+        PerRunTool("crun run", lambda i: [crun, "run", "--bundle", ws.bundle, f"{tag}-c{i}"],
+                   "OCI bundle: host root bound read-only; cpuset 1, memory 256MiB, pids 64; "
+                   "pid/mount/uts/ipc/net ns. " + crun_note, worker=worker),
+        PerRunTool("runc run", lambda i: [runc, "run", "--bundle", ws.bundle, f"{tag}-r{i}"],
+                   "the same OCI bundle as crun"),
+        PerRunTool("bwrap", lambda i: [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc",
+                                       "--dev", "/dev", "/bin/true"],
+                   "namespaces only: no cgroup, no limits"),
+        PerRunTool("BenchExec runexec", lambda i: [RUNEXEC, "--cores", "1", "--memlimit", str(256 * MIB),
+                                                   "--read-only-dir", "/", "--full-access-dir", ws.dir,
+                                                   "--output", os.path.join(ws.dir, "runexec.log"),
+                                                   "--", "/bin/true"],
+                   "container mode, --read-only-dir / (its default overlay of / fails here); "
+                   "no pids limit option; a Python process per run"),
+        PerRunTool("unshare (floor)", lambda i: [unshare, "--pid", "--fork", "--mount", "--uts", "--ipc",
+                                                 "--net", "/bin/true"],
+                   "the same namespaces, nothing else: the floor"),
+    ]
+
+
+def bench_per_run(res, tools, reps, warmup):
+    live = []
+    for t in tools:
+        ns, rc, out, err = t.once("check", capture=True)
+        if rc != 0:
+            t.error = f"unavailable (exit {rc}): {gist(err or out)}"
+            print(f"  {t.name}: {t.error}", file=sys.stderr)
+        else:
+            live.append(t)
+    print(f"  {len(live)} tools, {warmup} warm-up + {reps} measured rounds, interleaved", file=sys.stderr)
+    for r in range(warmup + reps):
+        # Round robin, starting one tool later each round, so neither drift nor
+        # the position after another tool favours anyone.
+        k = r % len(live) if live else 0
+        for t in live[k:] + live[:k]:
+            ns, rc = t.once(r)[:2]
+            if r < warmup:
+                continue
+            res.sample("per_run", t.name, r - warmup, "start_to_exit_ns", ns, exit_code=rc)
+            if rc == 0:
+                t.times.append(ns)
+            else:
+                t.failures += 1
+        if r % 50 == 49:
+            print(f"  round {r + 1}/{warmup + reps}", file=sys.stderr)
+    ref = tools[0]
+    ref_med = median(ref.times) if ref.times else None
+    floor = tools[-1]
+    for t in tools:
+        if t.error:
+            res.row("/bin/true start-to-exit, per run", t.name, t.error, "—", t.notes)
+            continue
+        m = median(t.times)
+        notes = t.notes
+        if t is ref and floor.times:
+            notes = f"{m / median(floor.times):.2f}× the unshare floor; " + notes
+        if t.failures:
+            notes = f"{t.failures} failed runs left out; " + notes
+        res.row("/bin/true start-to-exit, per run",
+                t.name, f"median {ms(m)}, p90 {ms(p90(t.times))} (n={len(t.times)})",
+                ratio(m, ref_med), notes)
+
+
+# --- batch throughput -----------------------------------------------------------
+
+
+def batch_jobfile(ws, n):
+    path = os.path.join(ws.dir, "batch.yaml")
+    with open(path, "w") as f:
+        f.write(f"""version: 1
+name: bench-true
+jobs:
+  t:
+    command: ["/bin/true"]
+    repetitions: {n}
+    resources: {{cpus: 1}}
+""")
+    return path
+
+
+def count_completed(runs_csv):
+    try:
+        with open(runs_csv) as f:
+            return sum(1 for row in csv.DictReader(f) if row.get("state") == "COMPLETED")
+    except OSError:
+        return 0
+
+
+def bench_batch(res, ws, worker, n, reps, tag):
+    jobfile = batch_jobfile(ws, n)
+    sh = which("sh")
+    crun = which("crun")
+    outs = []
+
+    def packrun_argv(k):
+        out = os.path.join(ws.dir, f"batch-{k}")
+        outs.append(out)
+        return [PACKRUN, "run", jobfile, "--out", out, "--quiet"]
+
+    tools = [
+        ("packrun run", packrun_argv, False,
+         f"a job file: one job, /bin/true, repetitions {n}, cpus 1; each run in its own container and cgroups"),
+        (f"GNU parallel -j {NPROC}", lambda k: [sh, "-c", f"seq {n} | {which('parallel')} --will-cite -j {NPROC} true"],
+         False, "isolates nothing"),
+        (f"xargs -P {NPROC}", lambda k: [sh, "-c", f"seq {n} | xargs -n1 -P {NPROC} true"], False, "isolates nothing"),
+        (f"crun run via xargs -P {NPROC}",
+         lambda k: [sh, "-c", f"seq {n} | xargs -P {NPROC} -I{{}} {crun} run --bundle {ws.bundle_all} {tag}-b{k}-{{}}"],
+         True, f"the OCI bundle above with cpuset 0-{NPROC - 1}; in the crun worker's mount namespace"),
+        ("hyperfine -N", lambda k: [which("hyperfine"), "-N", "--runs", str(n), "--style", "none", "/bin/true"],
+         False, "sequential (one at a time), no isolation; records each run's time"),
+    ]
+    times = {name: [] for name, *_ in tools}
+    errors = {}
+    for k in range(reps):
+        j = k % len(tools)
+        for name, argv_of, in_worker, _ in tools[j:] + tools[:j]:
+            if name in errors:
+                continue
+            argv = argv_of(k)
+            if in_worker:
+                a = worker.call(argv)
+                ns, rc = a["ns"], a["rc"]
+            else:
+                ns, rc = spawn_timed(argv)
+            note = ""
+            if name == "packrun run":
+                done = count_completed(os.path.join(outs[-1], "runs.csv"))
+                note = f"{done} COMPLETED rows"
+                if done != n:
+                    errors[name] = f"exit {rc}, {done} of {n} runs COMPLETED"
+            res.sample("batch", name, k, "wall_ns", ns, exit_code=rc, note=note)
+            if rc != 0 and name not in errors:
+                errors[name] = f"exit {rc}"
+            if name not in errors:
+                times[name].append(ns)
+            print(f"  {name}: {ms(ns)} rc={rc}", file=sys.stderr)
+    for out in outs:
+        shutil.rmtree(out, ignore_errors=True)
+    ref = median(times["packrun run"]) if times["packrun run"] else None
+    for name, _, _, notes in tools:
+        if name in errors:
+            res.row(f"{n} × /bin/true, batch", name, "failed: " + errors[name], "—", notes)
+            continue
+        m = median(times[name])
+        res.row(f"{n} × /bin/true, batch", name,
+                f"{m / 1e9:.2f} s ({n / (m / 1e9):.0f} runs/s, n={len(times[name])})", ratio(m, ref), notes)
+
+
+# --- accounting accuracy and limits -------------------------------------------
+
+
+def packrun_exec(args, cmd):
+    """A packrun exec run: (its record, the command's stdout, error text)."""
+    _, rc, out, err = run_captured([PACKRUN, "exec", "--format", "json", "--cpuset", "1", *args, "--", *cmd])
+    i, j = err.find("{"), err.rfind("}")
+    if i < 0 or j < 0:
+        return None, out, f"exit {rc}: {gist(err)}"
+    try:
+        rec = json.loads(err[i:j + 1])
+    except json.JSONDecodeError as e:
+        return None, out, f"exit {rc}: unreadable record: {e}"
+    return {"cpu_s": rec.get("cpu_time_s"), "wall_s": rec.get("wall_time_s"),
+            "mem_bytes": rec.get("memory_peak_bytes"), "write_bytes": rec.get("io_write_bytes"),
+            "state": rec.get("state")}, out, None
+
+
+def runexec(ws, args, cmd):
+    log = os.path.join(ws.dir, "runexec.log")
+    _, rc, out, err = run_captured([RUNEXEC, "--cores", "1", "--read-only-dir", "/", "--full-access-dir", ws.dir,
+                                    "--output", log, *args, "--", *cmd])
+    kv = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    if "cputime" not in kv:
+        return None, "", f"exit {rc}: {gist(err)}"
+    try:
+        text = open(log).read()
+        body = text.split("-" * 80, 1)[1]
+    except (OSError, IndexError):
+        body = ""
+    num = lambda k, unit: float(kv[k].rstrip(unit)) if k in kv else None
+    return {"cpu_s": num("cputime", "s"), "wall_s": num("walltime", "s"), "mem_bytes": num("memory", "B"),
+            "write_bytes": num("blkio-write", "B"), "state": kv.get("terminationreason", "")}, body, None
+
+
+def gnu_time(ws, args, cmd):
+    out_file = os.path.join(ws.dir, "time.out")
+    _, rc, out, err = run_captured(["/usr/bin/time", "-f", "%e %U %S %M %O", "-o", out_file, *cmd])
+    try:
+        e, u, s, m, o = open(out_file).read().split()[-5:]
+    except (OSError, ValueError):
+        return None, out, f"exit {rc}: {gist(err)}"
+    return {"cpu_s": float(u) + float(s), "wall_s": float(e), "mem_bytes": int(m) * 1024,
+            "write_bytes": int(o) * 512, "state": ""}, out, None
+
+
+def gist(text):
+    """The telling part of an error output: a panic's message, else its last line."""
+    lines = [l for l in text.strip().splitlines() if l.strip() and not l.startswith("note:")]
+    for i, l in enumerate(lines):
+        if "panicked at" in l:
+            return " ".join(lines[i:i + 2])[:200]
+    return (lines[-1] if lines else "no output")[:200]
+
+
+def last_float(text):
+    for tok in reversed(text.split()):
+        try:
+            return float(tok)
+        except ValueError:
+            pass
+    return None
+
+
+def bench_accuracy(res, ws, reps):
+    burn, alloc = os.path.join(BIN, "burn"), os.path.join(BIN, "alloc")
+    gc_out = os.path.join(ws.io, "gc.out")
+    io_file = os.path.join(ws.io, "dd.out")
+    bind = ["--bind", f"{ws.io}:{ws.io}"]
+    cases = [
+        # (name, metric, truth from (stdout, file) or a constant, unit, cmd, per-tool args)
+        ("CPU time of a 2 s burn", "cpu_s", "stdout", "s", [burn, "2"]),
+        ("peak memory of a touched 200 MiB", "mem_bytes", 200 * MIB, "B", [alloc, "200"]),
+        ("bytes of a 64 MiB O_DIRECT write", "write_bytes", 64 * MIB, "B",
+         ["dd", "if=/dev/zero", f"of={io_file}", "bs=1M", "count=64", "oflag=direct", "status=none"]),
+        ("CPU time of a detached grandchild (burn 1)", "cpu_s", "gc", "s",
+         ["sh", "-c", f"({burn} 1 > {gc_out} &); sleep 1.2; while [ ! -s {gc_out} ]; do sleep 0.1; done"]),
+    ]
+    tools = [
+        ("packrun exec", lambda cmd: packrun_exec(["--memory", "1GiB", *bind], cmd)),
+        ("BenchExec runexec", lambda cmd: runexec(ws, ["--memlimit", str(1024 * MIB)], cmd)),
+        ("GNU time", lambda cmd: gnu_time(ws, [], cmd)),
+    ]
+    for name, metric, truth_src, unit, cmd in cases:
+        for tool, fn in tools:
+            errs, vals, truths, error = [], [], [], None
+            for k in range(reps):
+                for p in (gc_out, io_file):
+                    if os.path.exists(p):
+                        os.unlink(p)
+                rec, out, error = fn(cmd)
+                if error:
+                    break
+                if truth_src == "stdout":
+                    truth = last_float(out)
+                elif truth_src == "gc":
+                    truth = last_float(open(gc_out).read()) if os.path.exists(gc_out) else None
+                else:
+                    truth = truth_src
+                v = rec.get(metric)
+                res.sample("accuracy", tool, k, f"{name}: {metric}", v, truth)
+                if v is None or truth is None:
+                    error = "no figure" if v is None else "no truth (the burn did not finish)"
+                    break
+                vals.append(v)
+                truths.append(truth)
+                errs.append((v - truth) / truth)
+            if error:
+                res.row(f"accuracy: {name}", tool, "unavailable: " + error)
+                continue
+            i = sorted(range(len(errs)), key=lambda i: errs[i])[len(errs) // 2]
+            fmt = (lambda x: f"{x:.4f} s") if unit == "s" else (lambda x: f"{x / MIB:.2f} MiB")
+            res.row(f"accuracy: {name}", tool,
+                    f"{fmt(vals[i])} vs truth {fmt(truths[i])}: {errs[i] * 100:+.2f}% (median of {len(errs)})")
+
+
+def bench_limits(res, ws, reps):
+    burn = os.path.join(BIN, "burn")
+    cases = [
+        ("1 s wall-time limit, kill lateness", "wall_s", ["sleep", "10"],
+         [("packrun exec", lambda c: packrun_exec(["--time-limit", "1s"], c)),
+          ("BenchExec runexec", lambda c: runexec(ws, ["--walltimelimit", "1"], c))]),
+        ("1 s CPU-time limit, kill lateness", "cpu_s", [burn, "10"],
+         [("packrun exec", lambda c: packrun_exec(["--cpu-time-limit", "1s"], c)),
+          ("BenchExec runexec", lambda c: runexec(ws, ["--timelimit", "1"], c))]),
+    ]
+    for name, metric, cmd, tools in cases:
+        late = {}
+        for tool, fn in tools:
+            xs, error = [], None
+            for k in range(reps):
+                rec, _, error = fn(cmd)
+                if error:
+                    break
+                v = rec.get(metric)
+                res.sample("limits", tool, k, f"{name}: {metric}", v, 1.0, note=rec.get("state", ""))
+                if v is None:
+                    error = "no figure"
+                    break
+                xs.append(v - 1.0)
+            if error:
+                res.row(name, tool, "unavailable: " + error)
+                continue
+            late[tool] = median(xs)
+            res.row(name, tool, f"{metric} − 1 s = {median(xs) * 1e3:+.0f} ms (median of {len(xs)}, "
+                                f"max {max(xs) * 1e3:+.0f} ms)",
+                    ratio(late[tool], late.get("packrun exec")) if tool != "packrun exec" else "1.00×")
+
+
+# --- packrun's own cost, planning ---------------------------------------------
+
+
+def bench_own_cost(res, ws, n):
+    jobfile = batch_jobfile(ws, n)
+    out = os.path.join(ws.dir, "batch-own")
+    tick = os.sysconf("SC_CLK_TCK")
+    p = subprocess.Popen([PACKRUN, "run", jobfile, "--out", out, "--quiet"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hwm_kib, self_cpu = 0, 0.0
+    while True:
+        try:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        hwm_kib = max(hwm_kib, int(line.split()[1]))
+            if fields[0] == "Z":
+                break
+            self_cpu = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError):
+            break
+        time.sleep(0.01)
+    _, status, ru = os.wait4(p.pid, 0)
+    rc = os.waitstatus_to_exitcode(status)
+    done = count_completed(os.path.join(out, "runs.csv"))
+    shutil.rmtree(out, ignore_errors=True)
+    res.sample("own_cost", "packrun run", 0, "peak_rss_kib", hwm_kib, exit_code=rc)
+    res.sample("own_cost", "packrun run", 0, "self_cpu_s", self_cpu, exit_code=rc)
+    res.sample("own_cost", "packrun run", 0, "cpu_with_children_s", ru.ru_utime + ru.ru_stime, exit_code=rc)
+    if rc != 0 or done != n:
+        res.row(f"packrun's own cost, {n}-run batch", "packrun run",
+                f"failed: exit {rc}, {done} of {n} runs COMPLETED")
+        return
+    res.row(f"packrun's own cost, {n}-run batch", "packrun run",
+            f"peak RSS {hwm_kib / 1024:.1f} MiB; CPU {self_cpu:.2f} s in the packrun process "
+            f"({ru.ru_utime + ru.ru_stime:.2f} s with its reaped children)",
+            "—", "VmHWM and utime+stime of the packrun process polled from /proc every 10 ms")
+
+
+def bench_planning(res):
+    ns, rc, out, err = run_captured([PLAN_BENCH, "100000"])
+    line = next((l for l in out.splitlines() if l.split()[:1] == ["100000"]), None)
+    if rc != 0 or line is None:
+        res.row("planning 100,000 runs, 256-CPU fixture", "packrun plan", f"failed: exit {rc}: {gist(err)}")
+        return
+    f = line.split()
+    res.sample("planning", "packrun plan", 0, "plan_ms", f[3].rstrip("ms"))
+    res.row("planning 100,000 runs, 256-CPU fixture", "packrun plan",
+            f"{f[3]} (makespan {f[4]}, utilisation {f[5]})", "—", "`cargo run --release --example plan_bench`")
+
+
+# --- main ---------------------------------------------------------------------
+
+
+def versions(worker):
+    def first(argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            return (p.stdout or p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return {
+        "host": platform.node(), "kernel": platform.release(), "cpu": cpu, "cpus": NPROC,
+        "cgroup": "hybrid (v1 controllers + empty cgroup2 at /sys/fs/cgroup/unified)"
+        if os.path.ismount(UNIFIED) else ("v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1"),
+        "packrun": first([PACKRUN, "--version"]), "crun": first(["crun", "--version"]),
+        "runc": first(["runc", "--version"]), "bwrap": first(["bwrap", "--version"]),
+        "benchexec": first([RUNEXEC, "--version"]), "parallel": first(["parallel", "--version"]),
+        "hyperfine": first(["hyperfine", "--version"]), "time": first(["/usr/bin/time", "--version"]),
+        "util-linux unshare": first(["unshare", "--version"]),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few repetitions, for iterating on the suite")
+    ap.add_argument("--reps", type=int, help="measured rounds of the per-run benchmark (default 200, quick 30)")
+    ap.add_argument("--batch", type=int, default=1000, help="runs in the batch benchmark (default 1000)")
+    ap.add_argument("--out", help="results dir (default results/bench/<UTC timestamp>)")
+    ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning",
+                    help="comma-separated sections to run")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        return worker_main()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (cgroups, namespaces, bind mounts), as packrun, crun and runc do")
+    if os.environ.get("PACKRUN_BENCH_NS") != "1":
+        # Own mount namespace: the rootfs bind mount cannot outlive the driver.
+        os.environ["PACKRUN_BENCH_NS"] = "1"
+        os.execvp("unshare", ["unshare", "-m", "--propagation", "private", sys.executable,
+                              os.path.abspath(__file__), *sys.argv[1:]])
+    reps = a.reps or (30 if a.quick else 200)
+    batch_reps = 1 if a.quick else 3
+    acc_reps = 1 if a.quick else 3
+    sections = set(a.only.split(","))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = a.out or os.path.join(ROOT, "results", "bench", stamp)
+    tag = f"pb{os.getpid()}"
+    for p in (PACKRUN, RUNEXEC, os.path.join(BIN, "burn"), os.path.join(BIN, "alloc")):
+        if not os.path.exists(p):
+            sys.exit(f"bench: {p} is missing; run bench/run.sh, which builds it")
+
+    ws = Workspace()
+    worker = Worker()
+    os.chdir(ws.dir)
+    res = Results()
+    started = time.time()
+    try:
+        env = versions(worker)
+        if "per_run" in sections:
+            print("per run: /bin/true in a limited container", file=sys.stderr)
+            bench_per_run(res, per_run_tools(ws, worker, tag), reps, warmup=5)
+        if "batch" in sections:
+            print(f"batch: {a.batch} runs", file=sys.stderr)
+            bench_batch(res, ws, worker, a.batch, batch_reps, tag)
+        if "accuracy" in sections:
+            print("accounting accuracy", file=sys.stderr)
+            bench_accuracy(res, ws, acc_reps)
+        if "limits" in sections:
+            print("limit enforcement", file=sys.stderr)
+            bench_limits(res, ws, acc_reps)
+        if "own_cost" in sections:
+            print("packrun's own cost", file=sys.stderr)
+            bench_own_cost(res, ws, a.batch)
+        if "planning" in sections:
+            bench_planning(res)
+    finally:
+        worker.close()
+        os.chdir(ROOT)
+        ws.close()
+
+    took = time.time() - started
+    notes = [
+        f"Host {env['host']}: {env['cpu']}, {env['cpus']} CPUs, kernel {env['kernel']}, cgroup {env['cgroup']}.",
+        "vs packrun: the tool's figure ÷ packrun's (above 1 means packrun is faster or closer).",
+    ]
+    if worker.unmounted:
+        notes.append(f"crun refuses hybrid cgroup hosts (\"cgroups in hybrid mode not supported\"), so it ran in a "
+                     f"private mount namespace with {UNIFIED} unmounted; its times are taken inside that namespace.")
+    notes.append(f"Command: `bench/run.sh {' '.join(sys.argv[1:])}`".rstrip() + f" ({took / 60:.1f} min).")
+    table = res.table() + "\n" + "\n".join(notes) + "\n"
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(out, "samples.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["section", "tool", "rep", "metric", "value", "truth", "exit_code", "note"])
+        w.writerows(res.samples)
+    with open(os.path.join(out, "environment.json"), "w") as f:
+        json.dump(env, f, indent=2)
+    print(table)
+    print(f"written to {os.path.relpath(out, ROOT)}/ (table.md, samples.csv, environment.json)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+#!/bin/sh
+# packrun's benchmark against crun, runc, bwrap, BenchExec, GNU parallel, xargs,
+# hyperfine and GNU time. Installs the peers (Debian packages; BenchExec from
+# PyPI into the virtualenv target/bench/venv), builds packrun in release mode
+# and the helpers, then runs bench/bench.py. Needs root and network for the
+# first run. Options go to the driver: --quick, --reps N, --only SECTIONS.
+set -eu
+cd "$(dirname "$0")/.."
+
+need=""
+for p in crun:crun runc:runc bwrap:bubblewrap parallel:parallel hyperfine:hyperfine \
+         stress-ng:stress-ng /usr/bin/time:time gcc:gcc unshare:util-linux; do
+    command -v "${p%%:*}" >/dev/null 2>&1 || need="$need ${p#*:}"
+done
+python3 -c 'import venv, ensurepip' 2>/dev/null || need="$need python3-venv"
+if [ -n "$need" ]; then
+    echo "bench: installing$need" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >&2
+fi
+
+venv=target/bench/venv
+if [ ! -x "$venv/bin/runexec" ]; then
+    echo "bench: installing BenchExec into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q benchexec >&2
+fi
+
+mkdir -p target/bench/bin
+for h in burn alloc; do
+    if [ ! -x "target/bench/bin/$h" ] || [ "tests/helpers/$h.c" -nt "target/bench/bin/$h" ]; then
+        gcc -O2 -o "target/bench/bin/$h" "tests/helpers/$h.c"
+    fi
+done
+
+cargo build --release --quiet --bin packrun --example plan_bench >&2
+exec python3 bench/bench.py "$@"
