@@ -484,12 +484,16 @@ def bench_accuracy(res, ws, reps):
          ["sh", "-c", f"({burn} 1 > {gc_out} &); sleep 1.2; while [ ! -s {gc_out} ]; do sleep 0.1; done"]),
     ]
     tools = [
-        ("packrun exec", lambda cmd: packrun_exec(["--memory", "1GiB", *bind], cmd)),
-        ("BenchExec runexec", lambda cmd: runexec(ws, ["--memlimit", str(1024 * MIB)], cmd)),
-        ("GNU time", lambda cmd: gnu_time(ws, [], cmd)),
+        ("packrun exec", lambda cmd: packrun_exec(["--memory", "1GiB", *bind], cmd),
+         "the run's cgroup; the I/O dir bound in read-write"),
+        ("BenchExec runexec", lambda cmd: runexec(ws, ["--memlimit", str(1024 * MIB)], cmd),
+         "its cgroup (v1: cpuacct, memory.max_usage_in_bytes, blkio.throttle)"),
+        ("GNU time", lambda cmd: gnu_time(ws, [], cmd),
+         "wait4() rusage: 10 ms CPU resolution, max RSS of one process, ru_oublock × 512; "
+         "only waited-for descendants"),
     ]
     for name, metric, truth_src, unit, cmd in cases:
-        for tool, fn in tools:
+        for tool, fn, notes in tools:
             errs, vals, truths, error = [], [], [], None
             for k in range(reps):
                 for p in (gc_out, io_file):
@@ -513,12 +517,13 @@ def bench_accuracy(res, ws, reps):
                 truths.append(truth)
                 errs.append((v - truth) / truth)
             if error:
-                res.row(f"accuracy: {name}", tool, "unavailable: " + error)
+                res.row(f"accuracy: {name}", tool, "unavailable: " + error, "—", notes)
                 continue
             i = sorted(range(len(errs)), key=lambda i: errs[i])[len(errs) // 2]
             fmt = (lambda x: f"{x:.4f} s") if unit == "s" else (lambda x: f"{x / MIB:.2f} MiB")
             res.row(f"accuracy: {name}", tool,
-                    f"{fmt(vals[i])} vs truth {fmt(truths[i])}: {errs[i] * 100:+.2f}% (median of {len(errs)})")
+                    f"{fmt(vals[i])} vs truth {fmt(truths[i])}: {errs[i] * 100:+.2f}% (median of {len(errs)})",
+                    "—", notes)
 
 
 def bench_limits(res, ws, reps):
