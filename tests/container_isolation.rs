@@ -481,3 +481,61 @@ fn spawn_time_of_bin_true() {
     let (spawn, total) = times[times.len() / 2];
     println!("container /bin/true over 30 runs: median spawn (to execve) {spawn:?}, spawn to exit reaped {total:?}");
 }
+
+#[test]
+fn a_directory_rootfs_becomes_the_read_only_root() {
+    if !root_or_skip("a_directory_rootfs_becomes_the_read_only_root") {
+        return;
+    }
+    // A tiny root file system: dash and the two libraries it links.
+    let rootfs = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        ("/bin/dash", "bin/sh"),
+        (
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "lib/x86_64-linux-gnu/libc.so.6",
+        ),
+        ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+    ] {
+        if !std::path::Path::new(from).exists() {
+            eprintln!("skipping a_directory_rootfs_becomes_the_read_only_root: no {from} to build a rootfs from");
+            return;
+        }
+        let to = rootfs.path().join(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, &to).unwrap();
+    }
+    let marker = rootfs.path().join("marker");
+    std::fs::write(&marker, "mine\n").unwrap();
+    let out = run_with(&["/bin/sh", "-c", "read m < /marker; echo $m; echo x > /new 2>/dev/null || echo ro; echo y > /tmp/t && echo tmp; test -e /usr || echo no-usr; test -c /dev/null && echo dev"], |c| {
+        c.rootfs = Rootfs::Dir(rootfs.path().into())
+    });
+    assert_eq!(out.stdout, "mine\nro\ntmp\nno-usr\ndev\n", "{}", out.stderr);
+    assert!(!rootfs.path().join("new").exists());
+}
+
+#[test]
+fn memory_policy_applies_to_the_job() {
+    if !root_or_skip("memory_policy_applies_to_the_job") {
+        return;
+    }
+    let out = run_with(
+        &[
+            "/bin/sh",
+            "-c",
+            "grep -c ' interleave:0 ' /proc/self/numa_maps",
+        ],
+        |c| {
+            c.mempolicy = Some((packrun::spec::MemPolicy::Interleave, "0".parse().unwrap()));
+        },
+    );
+    if out.stderr.contains("No such file") {
+        eprintln!(
+            "skipping memory_policy_applies_to_the_job: kernel without NUMA ({})",
+            out.stderr.trim()
+        );
+        return;
+    }
+    assert_ne!(out.stdout.trim(), "0", "{}", out.stderr);
+    assert_eq!(out.status, EXITED_0);
+}
