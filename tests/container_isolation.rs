@@ -4,8 +4,8 @@
 
 use packrun::container::{spawn, Container, ContainerConfig, JobStatus, SetupError};
 use packrun::spec::{Mount, Network, Rootfs};
+use std::fs::File;
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 fn root_or_skip(test: &str) -> bool {
@@ -16,9 +16,9 @@ fn root_or_skip(test: &str) -> bool {
     false
 }
 
-fn config(argv: &[&str]) -> (ContainerConfig, std::io::PipeReader, std::io::PipeReader) {
-    let (out_r, out_w) = std::io::pipe().unwrap();
-    let (err_r, err_w) = std::io::pipe().unwrap();
+fn config(argv: &[&str]) -> (ContainerConfig, File, File) {
+    let (out_r, out_w) = nix::unistd::pipe().unwrap();
+    let (err_r, err_w) = nix::unistd::pipe().unwrap();
     let cfg = ContainerConfig {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         env: vec![],
@@ -33,10 +33,10 @@ fn config(argv: &[&str]) -> (ContainerConfig, std::io::PipeReader, std::io::Pipe
         rlimits: vec![],
         mempolicy: None,
         stdin: None,
-        stdout: OwnedFd::from(out_w),
-        stderr: OwnedFd::from(err_w),
+        stdout: out_w,
+        stderr: err_w,
     };
-    (cfg, out_r, err_r)
+    (cfg, File::from(out_r), File::from(err_r))
 }
 
 struct Output {
@@ -50,7 +50,7 @@ fn start(cfg: ContainerConfig) -> Result<Container, SetupError> {
 }
 
 /// Runs to the end, collecting the job's output.
-fn finish(c: Container, mut out: std::io::PipeReader, mut err: std::io::PipeReader) -> Output {
+fn finish(c: Container, mut out: File, mut err: File) -> Output {
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
         err.read_to_string(&mut s).unwrap();

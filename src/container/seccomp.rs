@@ -126,8 +126,8 @@ fn eperm_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
 /// x86_64 only: a syscall number with the x32 bit set gets ENOSYS (x32
 /// numbers would slip past rules written for the 64-bit numbers).
 fn deny_x32() -> BpfProgram {
-    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JGE_K: u16 = 0x05 | 0x30 | 0x00; // BPF_JMP | BPF_JGE | BPF_K
+    const LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
+    const JGE_K: u16 = 0x35; // BPF_JMP (5) | BPF_JGE (0x30) | BPF_K (0)
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     let stmt = |code, k| seccompiler::sock_filter {
