@@ -679,7 +679,10 @@ fn start(
 fn collect(r: Running, run: &Run) -> Record {
     let wall_time = r.start.elapsed();
     let end_time = Utc::now();
-    let status: JobStatus = r.container.wait();
+    let (status, wait_error): (JobStatus, _) = match r.container.wait() {
+        Ok(s) => (s, None),
+        Err(e) => (JobStatus::default(), Some(format!("cannot reap the container's init: {e}"))),
+    };
     // Anything the job left behind (a daemon that escaped into the
     // background) dies with the cgroup; usage is read after, so it counts.
     let _ = r.cgroup.kill();
@@ -711,6 +714,9 @@ fn collect(r: Running, run: &Run) -> Record {
     };
     if let Some(e) = usage_error {
         reason.push_str(&format!("; usage unreadable: {e}"));
+    }
+    if let Some(e) = wait_error {
+        reason.push_str(&format!("; {e}"));
     }
     let (stdout, stderr) = match r.logs {
         Some((o, e)) => {
