@@ -94,7 +94,7 @@ fn describe_errno(errno: i32) -> String {
 }
 
 /// How the job ended, as init saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct JobStatus {
     /// The job's exit code when it exited.
     pub exit_code: Option<i32>,
