@@ -102,3 +102,80 @@ fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
         "node1 should hold CPUs 2-3:\n{stdout}"
     );
 }
+
+#[test]
+fn cgroup_v1_per_controller_hierarchies_limit_as_packrun_expects() {
+    let vm = Vm {
+        topology: Topology {
+            cpus: 4,
+            nodes: 2,
+            memory_mib: 2048,
+        },
+        layout: Layout::V1,
+        scenarios: vec!["common.sh", "v1.sh"],
+        timeout: Duration::from_secs(180),
+    };
+    let expected = [
+        COMMON,
+        &[
+            "node1-cpulist",
+            "v1-mount-cpu",
+            "v1-mount-cpuacct",
+            "v1-mount-cpuset",
+            "v1-mount-memory",
+            "v1-mount-devices",
+            "v1-mount-freezer",
+            "v1-mount-blkio",
+            "v1-mount-pids",
+            "v1-mount-name-systemd",
+            "v1-mount-unified",
+            "v1-cpuset-empty-refuses-tasks",
+            "v1-cpuset-cpus",
+            "v1-cpuset-mems",
+            "v1-oom-exit",
+            "v1-oom-kill-count",
+            "v1-oom-peak",
+            "v1-pids-current",
+            "v1-pids-events-max",
+            "v1-freezer-frozen",
+            "v1-freeze-kill-thaw-empties",
+            "v1-cpu-quota-throttled",
+            "v1-cleanup",
+        ],
+    ]
+    .concat();
+    run_scenario("v1", vm, &expected);
+}
+
+#[test]
+fn delegated_v2_subtree_needs_a_supervisor_leaf_before_controllers() {
+    let vm = Vm {
+        topology: Topology {
+            cpus: 4,
+            nodes: 2,
+            memory_mib: 2048,
+        },
+        layout: Layout::V2Delegated,
+        scenarios: vec!["common.sh", "v2-delegated.sh"],
+        timeout: Duration::from_secs(180),
+    };
+    let expected = [
+        COMMON,
+        &[
+            "node1-cpulist",
+            "delegated-own-cgroup",
+            "delegated-controller-cpuset",
+            "delegated-controller-memory",
+            "delegated-enable-with-process-busy",
+            "delegated-moved-to-leaf",
+            "delegated-enable-after-move",
+            "delegated-run-cpus",
+            "delegated-run-mems",
+            "delegated-run-oom-exit",
+            "delegated-run-oom-kill-count",
+            "delegated-cleanup",
+        ],
+    ]
+    .concat();
+    run_scenario("v2-delegated", vm, &expected);
+}

@@ -65,6 +65,16 @@ in_cgroups_v1() { # "DIR1 DIR2 ..." CMD...
     sh -c 'for d in $0; do echo $$ >"$d/tasks" || exit 126; done; exec "$@"' "$_dirs" "$@"
 }
 
+# Waits up to 10 s until a cgroup's process list FILE (cgroup.procs or
+# tasks) is empty; exiting processes still count until they are reaped.
+wait_empty() { # FILE
+    _i=0
+    while [ -n "$(cat "$1")" ] && [ $_i -lt 100 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+}
+
 # Prints a blob between marker lines, for the host to parse.
 blob() { # NAME CMD...
     _name=$1

@@ -50,17 +50,15 @@ in_cgroup $d sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 600 & done' 2>/dev/n
 check_eq v2-pids-current "$(cat $d/pids.current)" 4
 check_ge v2-pids-events-max "$(keyed $d/pids.events max)" 1
 echo 1 >$d/cgroup.kill
-i=0
-while [ -n "$(cat $d/cgroup.procs)" ] && [ $i -lt 100 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+wait_empty $d/cgroup.procs
 check_eq v2-cgroup-kill-empties "$(cat $d/cgroup.procs | wc -l)" 0
 
 # cpu.max: a spinner at 10% of a CPU gets throttled (counted, not timed).
 d=$CG/vmtest-cpu
 mkdir $d && echo "10000 100000" >$d/cpu.max
+# (busybox timeout leaves a watcher process behind for up to a second)
 in_cgroup $d timeout 1 sh -c 'while :; do :; done'
+wait_empty $d/cgroup.procs
 check_ge v2-cpu-max-throttled "$(keyed $d/cpu.stat nr_throttled)" 1
 
 for d in $CG/vmtest-*; do
