@@ -101,7 +101,15 @@ pub struct Tools {
 
 const INIT_MARKER: &str = "packrun-vm: init reached";
 const EXIT_MARKER: &str = "packrun-vm: exit status ";
-const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a boot may take to reach /init before the watchdog kills it and
+/// boots again (about 2 s is usual under TCG); `PACKRUN_VM_BOOT_TIMEOUT`
+/// (seconds) overrides.
+fn boot_timeout() -> Duration {
+    let secs = std::env::var("PACKRUN_VM_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    Duration::from_secs(secs.unwrap_or(60))
+}
 const BOOT_ATTEMPTS: u32 = 3;
 
 /// Finds (and on first use builds or extracts) everything a boot needs, once
@@ -340,7 +348,10 @@ pub fn boot(tools: &Tools, vm: &Vm) -> Result<Output, String> {
                 return Ok(out);
             }
             Attempt::NoInit(console) => {
-                eprintln!("vm: boot attempt {attempt} never reached /init within {BOOT_TIMEOUT:?}; retrying");
+                eprintln!(
+                    "vm: boot attempt {attempt} never reached /init within {:?}; retrying",
+                    boot_timeout()
+                );
                 last_console = console;
             }
         }
@@ -414,7 +425,7 @@ fn boot_once(
         if boot_time.is_none() && read_lossy(&console).contains(INIT_MARKER) {
             boot_time = Some(started.elapsed());
         }
-        if boot_time.is_none() && started.elapsed() > BOOT_TIMEOUT {
+        if boot_time.is_none() && started.elapsed() > boot_timeout() {
             drop(qemu);
             return Ok(Attempt::NoInit(read_lossy(&console)));
         }

@@ -9,10 +9,24 @@
 #   console line "packrun-vm: exit status N"      -> the scenario's status
 # A missing exit marker means the guest crashed.
 
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+if [ ! -e /.packrun-vm-root ]; then
+    # pivot_root(2) refuses the initial ramfs as the current root, and
+    # packrun's containers pivot_root away from it: move everything onto a
+    # tmpfs and start again from there.
+    /bin/busybox mkdir -p /newroot
+    /bin/busybox mount -t tmpfs -o mode=755 root /newroot
+    for f in /*; do
+        case "$f" in /newroot | /proc | /sys | /dev) ;; *) /bin/busybox cp -a "$f" /newroot/ ;; esac
+    done
+    /bin/busybox mkdir -p /newroot/proc /newroot/sys /newroot/dev
+    /bin/busybox mknod -m 600 /newroot/dev/console c 5 1
+    /bin/busybox touch /newroot/.packrun-vm-root
+    exec /bin/busybox switch_root /newroot /init
+fi
 /bin/busybox mkdir -p /proc /sys /dev /tmp /run /sbin /usr/bin /usr/sbin
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s /bin
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=1777 tmpfs /tmp

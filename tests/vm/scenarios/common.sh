@@ -15,3 +15,7 @@ for cpus in "$@"; do
     check_eq "node$n-cpulist" "$(cat /sys/devices/system/node/node$n/cpulist)" "$cpus"
     n=$((n + 1))
 done
+
+# packrun's containers pivot_root away from the guest's root, which the
+# kernel refuses for the initial ramfs; init moved the root onto a tmpfs.
+check_eq guest-root-is-tmpfs "$(awk '$2 == "/" {print $3}' /proc/mounts | tail -n 1)" tmpfs

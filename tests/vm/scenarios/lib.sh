@@ -87,6 +87,25 @@ blob() { # NAME CMD...
     return $_st
 }
 
+# Runs a packrun step with its output as a blob. EXPECTED_STATUS may be
+# `any`. A todo!() or a missing subcommand in packrun fails the check
+# as "packrun does not implement this yet".
+step() { # NAME EXPECTED_STATUS CMD...
+    _n=$1
+    _want=$2
+    shift 2
+    blob "$_n" "$@" >/tmp/step.out 2>&1
+    _st=$?
+    cat /tmp/step.out
+    if grep -q -e "not yet implemented" -e "unrecognized subcommand" /tmp/step.out; then
+        fail "$_n" "packrun does not implement this yet: $(grep -m1 -e 'not yet implemented' -e 'unrecognized subcommand' /tmp/step.out)"
+    elif [ "$_want" != any ] && [ "$_st" != "$_want" ]; then
+        fail "$_n" "exit status $_st, expected $_want"
+    else
+        ok "$_n" "exit status $_st"
+    fi
+}
+
 finish() {
     if [ "$FAILED" -gt 0 ]; then
         echo "$FAILED check(s) failed"
