@@ -207,7 +207,13 @@ fn vmlinux(dir: &Path) -> Result<PathBuf, String> {
     if cached.is_file() {
         return Ok(cached);
     }
+    let started = Instant::now();
     let elf = extract_vmlinux(&bzimage)?;
+    eprintln!(
+        "vm: {} extracted in {:.1} s",
+        bzimage.display(),
+        started.elapsed().as_secs_f64()
+    );
     // Several test binaries may extract at once: write aside, then rename.
     let partial = dir.join(format!("vmlinux-{version}.{}.partial", std::process::id()));
     fs::write(&partial, &elf).map_err(|e| format!("{}: {e}", partial.display()))?;
@@ -256,6 +262,9 @@ fn extract_vmlinux(bzimage: &Path) -> Result<Vec<u8>, String> {
 
 /// Builds packrun as a static musl binary in its own target dir
 /// (target/vm/build), so it never waits on or invalidates other builds.
+/// The dev profile: from scratch it builds in half the time of release
+/// (23 s against 46 s measured on 2 CPUs), which is most of the suite's cost,
+/// and it keeps overflow checks on.
 fn build_static_packrun() -> Result<PathBuf, String> {
     let target = "x86_64-unknown-linux-musl";
     let target_dir = cache_dir().join("build");
@@ -265,7 +274,6 @@ fn build_static_packrun() -> Result<PathBuf, String> {
         .current_dir(repo())
         .args([
             "build",
-            "--release",
             "--bin",
             "packrun",
             "--target",
@@ -273,6 +281,9 @@ fn build_static_packrun() -> Result<PathBuf, String> {
             "--target-dir",
         ])
         .arg(&target_dir)
+        // No debug info: faster to build and a smaller initramfs to boot.
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
+        .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .output()
@@ -294,7 +305,14 @@ fn build_static_packrun() -> Result<PathBuf, String> {
         "vm: static packrun built in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(target_dir.join(target).join("release/packrun"))
+    let binary = target_dir.join(target).join("debug/packrun");
+    match binary.is_file() {
+        true => Ok(binary),
+        false => Err(format!(
+            "cargo built packrun, but {} is not there",
+            binary.display()
+        )),
+    }
 }
 
 /// KVM only where it really works: the CPU shows vmx or svm and /dev/kvm is
@@ -394,7 +412,16 @@ fn boot_once(
     for f in [&console, &stdout, &stderr] {
         fs::write(f, b"").map_err(|e| format!("{}: {e}", f.display()))?;
     }
-    let mut cmd = Command::new(&tools.qemu);
+    // setpriv (util-linux) makes the kernel SIGKILL qemu when the test
+    // thread dies, so not even a killed test run leaves a VM behind.
+    let mut cmd = match which("setpriv") {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(&tools.qemu);
+            c
+        }
+        None => Command::new(&tools.qemu),
+    };
     cmd.args(qemu_args(vm, accel))
         .arg("-kernel")
         .arg(&tools.vmlinux)
