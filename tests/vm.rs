@@ -116,37 +116,56 @@ fn cgroup_v1_per_controller_hierarchies_limit_as_packrun_expects() {
         scenarios: vec!["common.sh", "v1.sh"],
         timeout: Duration::from_secs(180),
     };
-    let expected = [
-        COMMON,
-        &[
-            "node1-cpulist",
-            "v1-mount-cpu",
-            "v1-mount-cpuacct",
-            "v1-mount-cpuset",
-            "v1-mount-memory",
-            "v1-mount-devices",
-            "v1-mount-freezer",
-            "v1-mount-blkio",
-            "v1-mount-pids",
-            "v1-mount-name-systemd",
-            "v1-mount-unified",
-            "v1-cpuset-empty-refuses-tasks",
-            "v1-cpuset-cpus",
-            "v1-cpuset-mems",
-            "v1-oom-exit",
-            "v1-oom-kill-count",
-            "v1-oom-peak",
-            "v1-pids-current",
-            "v1-pids-events-max",
-            "v1-freezer-frozen",
-            "v1-freeze-kill-thaw-empties",
-            "v1-cpu-quota-throttled",
-            "v1-cleanup",
-        ],
-    ]
-    .concat();
-    run_scenario("v1", vm, &expected);
+    run_scenario("v1", vm, &V1_CHECKS.concat());
 }
+
+#[test]
+fn cgroup_v1_comounted_as_systemd_legacy_mode_limits_alike() {
+    let vm = Vm {
+        topology: Topology {
+            cpus: 4,
+            nodes: 2,
+            memory_mib: 2048,
+        },
+        layout: Layout::V1Comounted,
+        scenarios: vec!["common.sh", "v1.sh"],
+        timeout: Duration::from_secs(180),
+    };
+    run_scenario(
+        "v1-comounted",
+        vm,
+        &[&V1_CHECKS.concat()[..], &["v1-cpu-cpuacct-comounted"]].concat(),
+    );
+}
+
+const V1_CHECKS: [&[&str]; 2] = [
+    COMMON,
+    &[
+        "node1-cpulist",
+        "v1-mount-cpu",
+        "v1-mount-cpuacct",
+        "v1-mount-cpuset",
+        "v1-mount-memory",
+        "v1-mount-devices",
+        "v1-mount-freezer",
+        "v1-mount-blkio",
+        "v1-mount-pids",
+        "v1-mount-name-systemd",
+        "v1-mount-unified",
+        "v1-cpuset-empty-refuses-tasks",
+        "v1-cpuset-cpus",
+        "v1-cpuset-mems",
+        "v1-oom-exit",
+        "v1-oom-kill-count",
+        "v1-oom-peak",
+        "v1-pids-current",
+        "v1-pids-events-max",
+        "v1-freezer-frozen",
+        "v1-freeze-kill-thaw-empties",
+        "v1-cpu-quota-throttled",
+        "v1-cleanup",
+    ],
+];
 
 #[test]
 fn delegated_v2_subtree_needs_a_supervisor_leaf_before_controllers() {

@@ -45,6 +45,9 @@ pub enum Layout {
     V2,
     /// As the development machines: one v1 hierarchy per controller.
     V1,
+    /// cgroup v1 as systemd's legacy mode mounts it: cpu and cpuacct
+    /// co-mounted at `cpu,cpuacct`, with symlinks `cpu` and `cpuacct`.
+    V1Comounted,
     /// cgroup2, and the scenario starts inside the delegated
     /// `system.slice/packrun.service` as a systemd Delegate=yes service
     /// does (its path is in `$PACKRUN_VM_DELEGATED`).
@@ -56,6 +59,7 @@ impl Layout {
         match self {
             Layout::V2 => "v2",
             Layout::V1 => "v1",
+            Layout::V1Comounted => "v1-comounted",
             Layout::V2Delegated => "v2-delegated",
         }
     }
@@ -546,7 +550,7 @@ fn cmdline(layout: Layout) -> String {
         "console=ttyS0 panic=-1 oops=panic loglevel=4 lpj=9200000 mitigations=off tsc=reliable \
          no_timer_check cryptomgr.notests rdinit=/init quiet",
     );
-    if layout != Layout::V1 {
+    if !matches!(layout, Layout::V1 | Layout::V1Comounted) {
         c.push_str(" cgroup_no_v1=all");
     }
     write!(c, " packrun.layout={}", layout.name()).unwrap();

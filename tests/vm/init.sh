@@ -82,6 +82,21 @@ v1)
     mkdir -p $CG/systemd && mount -t cgroup -o none,name=systemd cgroup $CG/systemd || die "mount name=systemd"
     mkdir -p $CG/unified && mount -t cgroup2 cgroup2 $CG/unified || die "mount cgroup2 on unified"
     ;;
+v1-comounted)
+    # As systemd's legacy and hybrid modes: cpu and cpuacct (and net_cls and
+    # net_prio) share a hierarchy, reached through symlinks named after
+    # each controller.
+    mount -t tmpfs -o mode=755 cgroup $CG || die "mount tmpfs on $CG"
+    for c in cpu,cpuacct cpuset memory devices freezer net_cls,net_prio blkio pids; do
+        mkdir -p $CG/$c && mount -t cgroup -o $c cgroup $CG/$c || die "mount cgroup v1 $c"
+    done
+    for c in cpu cpuacct net_cls net_prio; do
+        case $c in cpu*) dir=cpu,cpuacct ;; *) dir=net_cls,net_prio ;; esac
+        ln -s $dir $CG/$c || die "symlink $CG/$c"
+    done
+    mkdir -p $CG/systemd && mount -t cgroup -o none,name=systemd cgroup $CG/systemd || die "mount name=systemd"
+    mkdir -p $CG/unified && mount -t cgroup2 cgroup2 $CG/unified || die "mount cgroup2 on unified"
+    ;;
 *)
     die "unknown packrun.layout=$layout on the kernel command line"
     ;;

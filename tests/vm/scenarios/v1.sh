@@ -3,13 +3,19 @@
 # Every cgroup made here is removed at the end.
 CG=/sys/fs/cgroup
 
+# $CG/NAME is the hierarchy's mount, or (co-mounted) a symlink to it.
 for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
-    opts=$(awk -v m="$CG/$c" '$2 == m && $3 == "cgroup" {print $4}' /proc/mounts)
+    m=$(readlink -f $CG/$c)
+    opts=$(awk -v m="$m" '$2 == m && $3 == "cgroup" {print $4}' /proc/mounts)
     case ",$opts," in
-    *",$c,"*) ok "v1-mount-$c" "$CG/$c ($opts)" ;;
+    *",$c,"*) ok "v1-mount-$c" "$m ($opts)" ;;
     *) fail "v1-mount-$c" "no cgroup v1 mount with option $c at $CG/$c" ;;
     esac
 done
+if [ "$PACKRUN_VM_LAYOUT" = v1-comounted ]; then
+    check_eq v1-cpu-cpuacct-comounted "$(readlink -f $CG/cpu) $(readlink -f $CG/cpuacct)" \
+        "$CG/cpu,cpuacct $CG/cpu,cpuacct"
+fi
 case ",$(awk -v m="$CG/systemd" '$2 == m {print $4}' /proc/mounts)," in
 *",name=systemd,"*) ok v1-mount-name-systemd "$CG/systemd" ;;
 *) fail v1-mount-name-systemd "no name=systemd hierarchy at $CG/systemd" ;;
