@@ -425,6 +425,28 @@ fn check_packrun_run(stdout: &str) {
     assert_eq!(placed.len(), 3 * 2 + 1 + 1, "runs in runs.csv");
     check_disjoint(&placed);
 
+    // After SIGKILL and --resume: every run once, all COMPLETED.
+    let resumed = blob(stdout, "resumed-runs.csv");
+    let mut rows = csv::Reader::from_reader(resumed.as_bytes());
+    let headers = rows.headers().expect("resumed runs.csv header").clone();
+    let [key, state] = ["run_key", "state"].map(|n| headers.iter().position(|h| h == n).expect(n));
+    let rows: Vec<csv::StringRecord> = rows
+        .records()
+        .map(|r| r.expect("resumed runs.csv row"))
+        .collect();
+    let mut keys: Vec<&str> = rows.iter().map(|r| &r[key]).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        (rows.len(), keys.len()),
+        (4, 4),
+        "after SIGKILL and --resume, 4 runs once each:\n{resumed}"
+    );
+    assert!(
+        rows.iter().all(|r| &r[state] == "COMPLETED"),
+        "resumed runs:\n{resumed}"
+    );
+
     let exec = blob(stdout, "packrun-exec-oom");
     assert!(
         exec.contains("OUT_OF_MEMORY"),
@@ -456,14 +478,18 @@ fn packrun_sees_four_nodes_and_plans_numa_local_runs_on_them() {
 }
 
 #[test]
-#[ignore = "needs packrun run and exec with cgroup v2 (issue 5, item 2)"]
-fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup() {
+#[ignore = "needs packrun run, exec and resume with cgroup v2 (issue 5, item 2)"]
+fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when_interrupted() {
     let expected = [
         COMMON,
         &[
             "packrun-run",
             "packrun-exec-oom",
             "packrun-leaves-no-cgroup",
+            "packrun-sigint-exit",
+            "packrun-sigint-leaves-no-cgroup",
+            "packrun-resume-after-sigkill",
+            "packrun-resume-leaves-no-cgroup",
         ],
     ]
     .concat();
