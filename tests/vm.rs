@@ -29,6 +29,9 @@ fn run_scenario(test: &str, vm: Vm, expected: &[&str]) -> Option<String> {
         "--- guest stdout\n{}--- guest stderr\n{}---",
         out.stdout, out.stderr
     );
+    if out.status != 0 {
+        eprintln!("--- guest console\n{}---", out.console);
+    }
     let failed: Vec<&str> = out
         .stdout
         .lines()

@@ -30,6 +30,8 @@ if [ ! -d "$dest/boot" ]; then
   dpkg-deb -x "$tmp"/*.deb "$dest.partial"
   rm -rf "$dest"
   mv "$dest.partial" "$dest"
+  # Keep only this kernel, so the harness never boots an older one.
+  find target/vm/kernel -mindepth 1 -maxdepth 1 ! -name "$pkg" -exec rm -rf {} +
 fi
 echo "ci-install: kernel $(ls "$dest"/boot/vmlinuz-*)"
 
