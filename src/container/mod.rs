@@ -610,19 +610,51 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
         })
     };
     let mut ops = Vec::new();
-    let (source, shown) = match &cfg.rootfs {
-        Rootfs::Host => (PathBuf::from("/"), PathBuf::from("/")),
-        Rootfs::Dir(dir) => (dir.clone(), dir.clone()),
+    let targets: Vec<&Path> = cfg
+        .mounts
+        .iter()
+        .map(|m| m.target.as_path())
+        .chain(cfg.writable.iter().map(|(_, t)| t.as_path()))
+        .collect();
+    let host_missing = match cfg.rootfs {
+        Rootfs::Host => missing_host_targets(&targets)?,
+        Rootfs::Dir(_) => Vec::new(),
     };
-    ops.push(Mount {
-        what: "bind root",
-        source: Some(path_cstr(&source)?),
-        target: path_cstr(root)?,
-        fstype: None,
-        flags: libc::MS_BIND | libc::MS_REC,
-        data: None,
-        shown: path_cstr(&shown)?,
-    });
+    if !host_missing.is_empty() {
+        // The host tree is never written to, so a mount point it lacks (a
+        // new top-level directory such as /data) needs a root of our own: a
+        // tmpfs holding the host's top-level entries bound in, plus the new
+        // directories. Only runs that ask for such a mount pay for it.
+        ops.push(Mount {
+            what: "mount tmpfs root on",
+            source: Some(c("tmpfs")?),
+            target: path_cstr(root)?,
+            fstype: Some(c("tmpfs")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: Some(c("mode=755,size=64k")?),
+            shown: c("/")?,
+        });
+        ops.extend(host_top_level_ops(root)?);
+        for t in &host_missing {
+            ops.push(MkdirAll {
+                path: under(root, t)?,
+            });
+        }
+    } else {
+        let (source, shown) = match &cfg.rootfs {
+            Rootfs::Host => (PathBuf::from("/"), PathBuf::from("/")),
+            Rootfs::Dir(dir) => (dir.clone(), dir.clone()),
+        };
+        ops.push(Mount {
+            what: "bind root",
+            source: Some(path_cstr(&source)?),
+            target: path_cstr(root)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+            shown: path_cstr(&shown)?,
+        });
+    }
     if matches!(cfg.rootfs, Rootfs::Dir(_)) {
         // Mount points must exist before the tree turns read-only. The host
         // tree is never written to: its mount points must exist already.
@@ -803,6 +835,88 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
 
 /// The directory the new root is mounted on (inside the container's own
 /// mount namespace only); removed again before `spawn` returns.
+/// Top-level directories that mount targets need and the host tree lacks.
+/// A missing target deeper in an existing host directory cannot be made
+/// without writing to the host: that is an error naming it.
+fn missing_host_targets(targets: &[&Path]) -> Result<Vec<PathBuf>, SetupError> {
+    let mut missing = Vec::new();
+    for t in targets {
+        if t.exists() {
+            continue;
+        }
+        let mut comps = t
+            .components()
+            .skip_while(|c| matches!(c, std::path::Component::RootDir));
+        let Some(first) = comps.next() else { continue };
+        let top = Path::new("/").join(first);
+        if top.exists() {
+            return Err(SetupError::new(
+                format!("mount target {}", t.display()),
+                format!(
+                    "it does not exist in the host tree, which stays read-only; mount at a new top-level directory (like /data) or create {} on the host",
+                    t.display()
+                ),
+            ));
+        }
+        if !missing.contains(&top) {
+            missing.push(top);
+        }
+    }
+    Ok(missing)
+}
+
+/// The host's top-level entries recreated in a tmpfs root: directories
+/// bound in (recursively), symlinks copied, files bound; /proc, /sys, /dev
+/// and /tmp only as mount points, since fresh ones go there.
+fn host_top_level_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = Vec::new();
+    let entries = std::fs::read_dir("/").map_err(|e| SetupError::os("read the host's /", e))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let host = Path::new("/").join(&name);
+        let inside = under(root, &host)?;
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_symlink() {
+            let target = std::fs::read_link(&host)
+                .map_err(|e| SetupError::os(format!("readlink {}", host.display()), e))?;
+            ops.push(MountOp::Symlink {
+                target: path_cstr(&target)?,
+                link: inside,
+            });
+        } else if ft.is_dir() {
+            ops.push(MountOp::Mkdir {
+                path: inside.clone(),
+                mode: 0o755,
+            });
+            if !matches!(name.to_str(), Some("proc" | "sys" | "dev" | "tmp")) {
+                ops.push(MountOp::Mount {
+                    what: "bind host directory",
+                    source: Some(path_cstr(&host)?),
+                    target: inside,
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                    shown: path_cstr(&host)?,
+                });
+            }
+        } else if ft.is_file() {
+            ops.push(MountOp::Touch {
+                path: inside.clone(),
+            });
+            ops.push(MountOp::Mount {
+                what: "bind host file",
+                source: Some(path_cstr(&host)?),
+                target: inside,
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+                shown: path_cstr(&host)?,
+            });
+        }
+    }
+    Ok(ops)
+}
+
 fn make_root_dir() -> io::Result<PathBuf> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let base = if is_root() && Path::new("/run").is_dir() {
