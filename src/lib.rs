@@ -340,6 +340,7 @@ fn environment() -> Result<Environment, String> {
     }
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
+    cgroup::prepare_v2_parent(&hierarchy).map_err(|e| fsx::chain(&e))?;
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
