@@ -702,7 +702,8 @@ def main():
     if worker.unmounted:
         notes.append(f"crun refuses hybrid cgroup hosts (\"cgroups in hybrid mode not supported\"), so it ran in a "
                      f"private mount namespace with {UNIFIED} unmounted; its times are taken inside that namespace.")
-    notes.append(f"Command: `bench/run.sh {' '.join(sys.argv[1:])}`".rstrip() + f" ({took / 60:.1f} min).")
+    command = " ".join(["bench/run.sh", *sys.argv[1:]])
+    notes.append(f"Command: `{command}` ({took / 60:.1f} min).")
     table = res.table() + "\n" + "\n".join(notes) + "\n"
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "table.md"), "w") as f:

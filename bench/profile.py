@@ -112,7 +112,7 @@ def main():
     t0 = spans[mid][0]
     print(f"\nTimeline of run {mid} (ms from its first syscall; notable syscalls and any ≥ 0.5 ms):")
     for run, pid, ts, name, args, ret, dur in sorted((c for c in calls if c[0] == mid), key=lambda c: c[2]):
-        if name in NOTABLE or dur >= 0.0005 or "cgroup" in args:
+        if name in NOTABLE or dur >= 0.0005 or "cgroup.procs" in args:
             print(f"  {(ts - t0) * 1e3:8.2f} +{dur * 1e3:6.2f}  pid {pid:<7} {name}({args[:80]}) = {ret[:24]}")
 
     perf_data = os.path.join(out, "perf.data")
