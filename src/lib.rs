@@ -12,6 +12,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod slurm;
 pub mod spec;
 pub mod topology;
 
@@ -62,6 +63,7 @@ pub fn main(cli: Cli) -> i32 {
         }
         Command::Run(args) => run_batch(args),
         Command::Exec(args) => exec(args),
+        Command::Slurm(cmd) => slurm::main(cmd),
         Command::Plan { file, topology, format } => {
             let batch = match spec::load(&file) {
                 Ok(b) => b,
@@ -292,9 +294,12 @@ fn environment() -> Result<Environment, String> {
     }
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    // Under Slurm the node's name: several slurmd may share one host.
+    let host = slurm::node_name().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     Ok(Environment {
         topology,
         hierarchy,
@@ -308,13 +313,23 @@ fn run_batch(args: RunArgs) -> i32 {
         eprintln!("packrun run: --topology is for `packrun plan` only; a real run uses this machine's topology");
         return exit::INVALID;
     }
-    let batch = match spec::load(&args.file) {
+    let mut batch = match spec::load(&args.file) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
             return exit::INVALID;
         }
     };
+    if let Some(shard) = args.shard {
+        let skip = match args.skip_runs.as_deref().map(report::read_done).transpose() {
+            Ok(done) => done.unwrap_or_default().into_keys().collect(),
+            Err(e) => {
+                eprintln!("packrun run: {}", fsx::chain(&e));
+                return exit::INVALID;
+            }
+        };
+        batch.runs = slurm::keep_shard(std::mem::take(&mut batch.runs), shard, &skip);
+    }
     let env = match environment() {
         Ok(e) => e,
         Err(e) => {
@@ -384,7 +399,8 @@ fn batch_in(
 
     let opts = run::Options {
         hierarchy: env.hierarchy.clone(),
-        cgroup_base: "packrun".into(),
+        // Inside a Slurm step: child cgroups of the step's own.
+        cgroup_base: slurm::cgroup_base(matches!(env.hierarchy, cgroup::Hierarchy::V2 { .. })),
         batch_id: run::journal::batch_id(owner),
         output: run::Output::Logs(dir.to_path_buf()),
         scratch: dir.join("scratch"),
