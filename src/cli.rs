@@ -7,7 +7,8 @@ use std::path::PathBuf;
 #[command(
     name = "packrun",
     version,
-    about = "Pack resource-limited runs onto disjoint CPUs and NUMA nodes, run each in its own container, record what it used."
+    about = "Pack resource-limited runs onto disjoint CPUs and NUMA nodes, run each in its own container, record what it used.",
+    after_help = "Examples:\n  packrun doctor                     check this machine\n  packrun validate jobs.yaml\n  packrun plan jobs.yaml             where each run would go\n  sudo packrun run jobs.yaml\n  packrun report results/bench-20260302T100000Z --html"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -17,10 +18,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a job file and report every problem in it.
+    #[command(after_help = "Examples:\n  packrun validate jobs.yaml")]
     Validate { file: PathBuf },
     /// Print the job file's JSON Schema (draft-07).
+    #[command(after_help = "Examples:\n  packrun schema > packrun.schema.json")]
     Schema,
     /// Print the machine's topology.
+    #[command(
+        after_help = "Examples:\n  packrun topology\n  packrun topology --format json\n  packrun topology --topology tests/fixtures/two-nodes"
+    )]
     Topology {
         /// Read a fixture tree with the layout of /sys/devices/system instead of the machine.
         #[arg(long, value_name = "DIR")]
@@ -29,10 +35,19 @@ pub enum Command {
         format: Format,
     },
     /// Run every run of a job file, packed onto disjoint CPUs, and record what each used.
+    #[command(
+        after_help = "Examples:\n  sudo packrun run jobs.yaml\n  sudo packrun run jobs.yaml --out results/today --max-parallel 4\n  sudo packrun run jobs.yaml --resume results/today"
+    )]
     Run(RunArgs),
     /// Run one command isolated and limited, and print what it used (like BenchExec's runexec).
+    #[command(
+        after_help = "Examples:\n  sudo packrun exec --cpus 2 --memory 1GiB --time-limit 60s -- xz -T2 -k big.tar\n  sudo packrun exec --cpuset 4-5 --format json -- ./bench"
+    )]
     Exec(ExecArgs),
     /// Print where each run would go and a predicted timeline, without running anything.
+    #[command(
+        after_help = "Examples:\n  packrun plan jobs.yaml\n  packrun plan jobs.yaml --topology tests/fixtures/two-nodes --format json"
+    )]
     Plan {
         file: PathBuf,
         #[arg(long, value_name = "DIR")]
@@ -40,9 +55,60 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Summarise a results folder: statistics per job and parameter set, exports, report.html.
+    #[command(
+        after_help = "Examples:\n  packrun report results/bench\n  packrun report results/bench --format markdown >> NOTES.md\n  packrun report results/bench --format hyperfine-json > bench.json\n  packrun report results/bench --html --joblog bench.joblog"
+    )]
+    Report(ReportArgs),
+    /// Check that this machine can run batches; print the fix for every problem.
+    #[command(
+        after_help = "Examples:\n  packrun doctor\n  sudo packrun doctor\n\nExit status: 0 when runs can start (warnings allowed), 3 when they cannot."
+    )]
+    Doctor {
+        /// Read /proc, /sys and /run below this directory instead (a fake tree).
+        #[arg(long, value_name = "DIR", hide = true)]
+        root: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  packrun completions bash > /etc/bash_completion.d/packrun\n  packrun completions zsh > ~/.zfunc/_packrun\n  packrun completions fish > ~/.config/fish/completions/packrun.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Examples:\n  packrun man > packrun.1 && man ./packrun.1")]
+    Man,
     /// Run a job file across a Slurm cluster: one packrun per node, results merged.
     #[command(subcommand)]
     Slurm(SlurmCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+    /// hyperfine's --export-json schema.
+    HyperfineJson,
+}
+
+/// `packrun report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A results folder (holding runs.csv and manifest.json).
+    pub dir: PathBuf,
+    /// Format of the summary on stdout.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Also (re)write DIR/report.html.
+    #[arg(long)]
+    pub html: bool,
+    /// Also write GNU parallel's joblog of every run to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub joblog: Option<PathBuf>,
 }
 
 /// `packrun slurm ...`.

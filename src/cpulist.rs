@@ -50,8 +50,14 @@ impl CpuList {
             // The kernel also accepts "0-7:2/4" (stride groups) on input, but never prints it.
             match part.split_once('-') {
                 Some((a, b)) => {
-                    let a: u32 = a.trim().parse().map_err(|_| err(format!("`{a}` is not a number")))?;
-                    let b: u32 = b.trim().parse().map_err(|_| err(format!("`{b}` is not a number")))?;
+                    let a: u32 = a
+                        .trim()
+                        .parse()
+                        .map_err(|_| err(format!("`{a}` is not a number")))?;
+                    let b: u32 = b
+                        .trim()
+                        .parse()
+                        .map_err(|_| err(format!("`{b}` is not a number")))?;
                     if b < a {
                         return Err(err(format!("range `{part}` goes backwards")));
                     }
@@ -60,7 +66,10 @@ impl CpuList {
                     }
                     ids.extend(a..=b);
                 }
-                None => ids.push(part.parse().map_err(|_| err(format!("`{part}` is not a number")))?),
+                None => ids.push(
+                    part.parse()
+                        .map_err(|_| err(format!("`{part}` is not a number")))?,
+                ),
             }
         }
         Ok(CpuList::from_ids(ids))
@@ -82,13 +91,25 @@ impl CpuList {
         self.0.iter().copied()
     }
     pub fn intersection(&self, other: &CpuList) -> CpuList {
-        CpuList(self.0.iter().copied().filter(|c| other.contains(*c)).collect())
+        CpuList(
+            self.0
+                .iter()
+                .copied()
+                .filter(|c| other.contains(*c))
+                .collect(),
+        )
     }
     pub fn union(&self, other: &CpuList) -> CpuList {
         CpuList::from_ids(self.0.iter().chain(other.0.iter()).copied())
     }
     pub fn difference(&self, other: &CpuList) -> CpuList {
-        CpuList(self.0.iter().copied().filter(|c| !other.contains(*c)).collect())
+        CpuList(
+            self.0
+                .iter()
+                .copied()
+                .filter(|c| !other.contains(*c))
+                .collect(),
+        )
     }
     pub fn is_disjoint(&self, other: &CpuList) -> bool {
         self.0.iter().all(|c| !other.contains(*c))
@@ -149,7 +170,10 @@ mod tests {
 
     #[test]
     fn parses_ranges_and_singles() {
-        assert_eq!(CpuList::parse("0-3,8-11").unwrap().ids(), &[0, 1, 2, 3, 8, 9, 10, 11]);
+        assert_eq!(
+            CpuList::parse("0-3,8-11").unwrap().ids(),
+            &[0, 1, 2, 3, 8, 9, 10, 11]
+        );
         assert_eq!(CpuList::parse("5\n").unwrap().ids(), &[5]);
         assert_eq!(CpuList::parse("3,1,2").unwrap().ids(), &[1, 2, 3]);
     }
@@ -169,7 +193,10 @@ mod tests {
 
     #[test]
     fn formats_like_the_kernel() {
-        assert_eq!(CpuList::from_ids([0, 1, 2, 3, 8, 10, 11]).to_string(), "0-3,8,10-11");
+        assert_eq!(
+            CpuList::from_ids([0, 1, 2, 3, 8, 10, 11]).to_string(),
+            "0-3,8,10-11"
+        );
         assert_eq!(CpuList::new().to_string(), "");
     }
 

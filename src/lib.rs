@@ -6,7 +6,10 @@ pub mod cgroup;
 pub mod cli;
 pub mod container;
 pub mod cpulist;
+pub mod doctor;
+pub mod export;
 pub mod fsx;
+pub mod html;
 pub mod machine;
 pub mod plan;
 pub mod progress;
@@ -33,11 +36,13 @@ pub fn main(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { file } => match spec::load(&file) {
             Ok(batch) => {
+                let plural =
+                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
                 println!(
-                    "{}: valid: {} jobs, {} runs",
+                    "{}: valid: {}, {}",
                     file.display(),
-                    batch.jobs.len(),
-                    batch.runs.len()
+                    plural(batch.jobs.len(), "job"),
+                    plural(batch.runs.len(), "run")
                 );
                 exit::OK
             }
@@ -57,14 +62,43 @@ pub fn main(cli: Cli) -> i32 {
             };
             match format {
                 Format::Table => print!("{}", topology::render(&topo)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&topo).expect("topology serializes")),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&topo).expect("topology serializes")
+                ),
             }
             exit::OK
         }
         Command::Run(args) => run_batch(args),
+        Command::Report(args) => report_cmd(args),
+        Command::Doctor { root } => doctor::main(root.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "packrun",
+                &mut std::io::stdout(),
+            );
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("packrun man: {e}");
+                    exit::RUN_FAILED
+                }
+            }
+        }
         Command::Exec(args) => exec(args),
         Command::Slurm(cmd) => slurm::main(cmd),
-        Command::Plan { file, topology, format } => {
+        Command::Plan {
+            file,
+            topology,
+            format,
+        } => {
             let batch = match spec::load(&file) {
                 Ok(b) => b,
                 Err(e) => {
@@ -119,8 +153,9 @@ fn parse_bytes(what: &str, s: &str) -> Result<u64, String> {
 }
 
 fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration `{s}` for {what}: {e}; expected e.g. 30s, 1m30s, 250ms"))
+    humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration `{s}` for {what}: {e}; expected e.g. 30s, 1m30s, 250ms")
+    })
 }
 
 /// The one run that `packrun exec` describes.
@@ -143,9 +178,14 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
             [s, d] => (s, d, false),
             [s, d, "ro"] => (s, d, true),
             [s, d, "rw"] => (s, d, false),
-            _ => return Err(format!("invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro")),
+            _ => {
+                return Err(format!(
+                    "invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro"
+                ))
+            }
         };
-        let source = std::fs::canonicalize(src).map_err(|e| format!("--bind `{b}`: source {src}: {e}"))?;
+        let source =
+            std::fs::canonicalize(src).map_err(|e| format!("--bind `{b}`: source {src}: {e}"))?;
         mounts.push(spec::Mount {
             source,
             target: dst.into(),
@@ -154,7 +194,9 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
     }
     let rootfs = match a.rootfs.as_str() {
         "host" => spec::Rootfs::Host,
-        dir => spec::Rootfs::Dir(std::fs::canonicalize(dir).map_err(|e| format!("--rootfs {dir}: {e}"))?),
+        dir => spec::Rootfs::Dir(
+            std::fs::canonicalize(dir).map_err(|e| format!("--rootfs {dir}: {e}"))?,
+        ),
     };
     let time_limit = a
         .time_limit
@@ -181,7 +223,11 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
         resources: spec::Resources {
             cpus,
             cpuset,
-            memory: a.memory.as_deref().map(|s| parse_bytes("--memory", s)).transpose()?,
+            memory: a
+                .memory
+                .as_deref()
+                .map(|s| parse_bytes("--memory", s))
+                .transpose()?,
             numa,
             cpu_quota: None,
             pids: a.pids.unwrap_or(spec::DEFAULT_PIDS),
@@ -290,7 +336,9 @@ struct Environment {
 
 fn environment() -> Result<Environment, String> {
     if !nix::unistd::Uid::effective().is_root() {
-        return Err("packrun needs root to create cgroups and namespaces (run it with sudo)".into());
+        return Err(
+            "packrun needs root to create cgroups and namespaces (run it with sudo)".into(),
+        );
     }
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
@@ -334,6 +382,9 @@ fn run_batch(args: RunArgs) -> i32 {
         Ok(e) => e,
         Err(e) => {
             eprintln!("packrun run: cannot run here: {e}");
+            if let Err(v) = doctor::verdict() {
+                eprintln!("packrun doctor: {v}");
+            }
             return exit::ENVIRONMENT;
         }
     };
@@ -415,7 +466,11 @@ fn batch_in(
         run::Event::Finished(rec) => {
             if let Err(x) = csv.append(&rec) {
                 lost_rows += 1;
-                eprintln!("packrun run: row of run {} not recorded: {}", rec.key, fsx::chain(&x));
+                eprintln!(
+                    "packrun run: row of run {} not recorded: {}",
+                    rec.key,
+                    fsx::chain(&x)
+                );
             }
             progress.finished(&rec);
         }
@@ -428,6 +483,9 @@ fn batch_in(
     report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
     manifest.end = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     report::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+    if let Err(x) = html::write_report(dir) {
+        eprintln!("packrun run: report.html not written: {}", fsx::chain(&x));
+    }
     eprint!("{}", report::summary_table(&summaries));
     eprintln!("results: {}", dir.display());
 
@@ -439,6 +497,57 @@ fn batch_in(
     } else {
         exit::RUN_FAILED
     })
+}
+
+/// `packrun report DIR`: the summary in one format on stdout, and on request
+/// report.html and a joblog.
+fn report_cmd(args: cli::ReportArgs) -> i32 {
+    use cli::ReportFormat as F;
+    let runs_csv = args.dir.join("runs.csv");
+    let rows = match report::read_rows(&runs_csv) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("packrun report: {}", fsx::chain(&e));
+            return exit::INVALID;
+        }
+    };
+    let groups = export::groups(&rows);
+    let text = match args.format {
+        F::Table => export::table(&groups),
+        F::Markdown => export::markdown(&groups),
+        F::Csv => export::csv(&groups),
+        F::Json => export::json(&groups),
+        F::HyperfineJson => {
+            let (text, left_out) = export::hyperfine_json(&groups);
+            if left_out > 0 {
+                eprintln!(
+                    "packrun report: {left_out} run(s) that did not complete are left out of hyperfine's times (see runs.csv)"
+                );
+            }
+            text
+        }
+    };
+    print!("{text}");
+    if let Some(path) = &args.joblog {
+        let log = export::read_signals(&runs_csv).and_then(|sig| export::joblog(&rows, &sig));
+        match log.and_then(|l| fsx::write(path, l).map_err(|e| fsx::chain(&e))) {
+            Ok(()) => eprintln!("joblog: {}", path.display()),
+            Err(e) => {
+                eprintln!("packrun report: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
+    if args.html {
+        match html::write_report(&args.dir) {
+            Ok(p) => eprintln!("report: {}", p.display()),
+            Err(e) => {
+                eprintln!("packrun report: {}", fsx::chain(&e));
+                return exit::INVALID;
+            }
+        }
+    }
+    exit::OK
 }
 
 /// Matrix parameter names of every job, first seen first: the parameter columns.

@@ -20,14 +20,19 @@ pub fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            matches!(k.trim(), "model name" | "Model" | "cpu model" | "Processor").then(|| v.trim().to_string())
+            matches!(k.trim(), "model name" | "Model" | "cpu model" | "Processor")
+                .then(|| v.trim().to_string())
         })
         .filter(|s| !s.is_empty())
 }
 
 /// Reads the facts below `root` (`/` on the real machine).
 pub fn read(root: &Path) -> Machine {
-    let read = |p: &str| std::fs::read_to_string(root.join(p)).ok().map(|s| s.trim().to_string());
+    let read = |p: &str| {
+        std::fs::read_to_string(root.join(p))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
     let mut governors: Vec<String> = std::fs::read_dir(root.join("sys/devices/system/cpu"))
         .into_iter()
         .flatten()
@@ -73,7 +78,9 @@ mod tests {
         for c in ["cpu0", "cpu1"] {
             std::fs::create_dir_all(r.join(format!("sys/devices/system/cpu/{c}/cpufreq"))).unwrap();
             std::fs::write(
-                r.join(format!("sys/devices/system/cpu/{c}/cpufreq/scaling_governor")),
+                r.join(format!(
+                    "sys/devices/system/cpu/{c}/cpufreq/scaling_governor"
+                )),
                 "performance\n",
             )
             .unwrap();

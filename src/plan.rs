@@ -1,9 +1,44 @@
 //! Pure packing: which CPUs and memory nodes a run gets, and a simulated
 //! list schedule. No I/O.
+//!
+//! Rules (DESIGN.md, "Placement"):
+//! - CPUs of concurrent runs are disjoint.
+//! - `numa: local` puts every CPU of a run on one node when CPUs and memory fit
+//!   there, choosing the node whose free CPUs the run fills best (best fit:
+//!   fewest free CPUs left over). Otherwise it spans the fewest nodes, closest
+//!   by SLIT distance. mems = the nodes of its CPUs. A run that would fit
+//!   one node when that node is idle waits for it rather than span nodes now.
+//! - Inside a node: an L3 group that holds the whole run (again best fit),
+//!   else the L3 groups with most free CPUs first. Inside an L3 group: whole
+//!   free cores first (a 2-CPU run on SMT2 gets both threads of one core),
+//!   then the free threads of half-used cores, and only then a whole free
+//!   core is broken (so a 1-CPU run fills a half-used core first).
+//! - `numa: spread` deals CPUs round-robin over the nodes (starting with the
+//!   one with most free CPUs); mems = the nodes used.
+//! - `numa: {nodes: [..]}` takes CPUs from those nodes (as `local` does) and
+//!   mems = exactly those nodes. `cpuset:` pins exact CPUs.
+//! - Memory: every node has a budget of MemTotal minus a reserve for the
+//!   kernel and packrun itself, min(5 % of MemTotal, 256 MiB). A run's memory
+//!   is charged in equal shares to each of its memory nodes (the first node
+//!   takes the remainder of the division): bind and local let the kernel
+//!   allocate on any of them, interleave spreads pages evenly, and an even
+//!   charge is the one that never over-commits a node for interleave. The
+//!   sum charged to a node never exceeds its budget. A run without `memory`
+//!   is charged nothing.
+//! - Groups carve their CPUs out of the machine when the allocator is made,
+//!   in file order, with the same rules as a `local` run (restricted to the
+//!   group's `nodes`). A group with `memory` carves it from the budgets of its
+//!   nodes (equal shares) and its runs are charged to that carve-out; a group
+//!   without `memory` shares the machine's remaining budgets. Runs of a group
+//!   use only its CPUs; ungrouped runs use what no group took.
 
 use crate::cpulist::CpuList;
-use crate::spec::{Group, Run};
+use crate::spec::{Group, Numa, Run};
 use crate::topology::Topology;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Where a run goes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -15,7 +50,7 @@ pub struct Placement {
 }
 
 /// A run that can never fit, named by job and field.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("job `{job}`: {field} asks for {asked}, but {available}")]
 pub struct PlanError {
     pub job: String,
@@ -24,45 +59,871 @@ pub struct PlanError {
     pub available: String,
 }
 
+/// Memory kept back on every node: min(5 % of MemTotal, 256 MiB).
+pub fn node_reserve(mem_total: u64) -> u64 {
+    (mem_total / 20).min(256 << 20)
+}
+
+/// A fixed-size set of CPU indices.
+#[derive(Debug, Clone)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] >> (i % 64) & 1 == 1
+    }
+    fn set(&mut self, i: usize, v: bool) {
+        if v {
+            self.0[i / 64] |= 1 << (i % 64);
+        } else {
+            self.0[i / 64] &= !(1 << (i % 64));
+        }
+    }
+}
+
+const NONE: usize = usize::MAX;
+
+/// What never changes: the topology folded into indices.
+#[derive(Debug)]
+struct Shape {
+    /// CPU index -> id, ascending.
+    cpu_ids: Vec<u32>,
+    /// CPU id -> index (NONE when not usable).
+    cpu_index: Vec<usize>,
+    cpu_node: Vec<usize>,
+    /// Core index -> its CPU indices, ascending.
+    cores: Vec<Vec<usize>>,
+    /// Node index -> id.
+    node_ids: Vec<u32>,
+    /// Node id -> index (NONE when absent).
+    node_index: Vec<usize>,
+    /// Node index -> L3 groups -> core indices.
+    node_l3: Vec<Vec<Vec<usize>>>,
+    distances: Vec<Vec<u32>>,
+    /// Memory budget per node (MemTotal minus the reserve).
+    budget: Vec<u64>,
+}
+
+impl Shape {
+    fn new(topo: &Topology) -> Shape {
+        let cpu_ids: Vec<u32> = topo.cpus.iter().map(|c| c.id).collect();
+        let max_id = cpu_ids.iter().copied().max().map_or(0, |m| m as usize + 1);
+        let mut cpu_index = vec![NONE; max_id];
+        for (i, &id) in cpu_ids.iter().enumerate() {
+            cpu_index[id as usize] = i;
+        }
+        let node_ids: Vec<u32> = topo.nodes.iter().map(|n| n.id).collect();
+        let max_node = node_ids.iter().copied().max().map_or(0, |m| m as usize + 1);
+        let mut node_index = vec![NONE; max_node];
+        for (i, &id) in node_ids.iter().enumerate() {
+            node_index[id as usize] = i;
+        }
+        let cpu_node: Vec<usize> = topo
+            .cpus
+            .iter()
+            .map(|c| node_index[c.node as usize])
+            .collect();
+        // Cores and L3 groups in order of their lowest CPU.
+        let mut core_of: HashMap<u32, usize> = HashMap::new();
+        let mut cores: Vec<Vec<usize>> = Vec::new();
+        let mut l3_of: HashMap<(usize, u32), usize> = HashMap::new();
+        let mut node_l3: Vec<Vec<Vec<usize>>> = vec![Vec::new(); node_ids.len()];
+        for (i, c) in topo.cpus.iter().enumerate() {
+            let n = cpu_node[i];
+            let core = *core_of.entry(c.core).or_insert_with(|| {
+                cores.push(Vec::new());
+                let core = cores.len() - 1;
+                let l3 = *l3_of.entry((n, c.l3)).or_insert_with(|| {
+                    node_l3[n].push(Vec::new());
+                    node_l3[n].len() - 1
+                });
+                node_l3[n][l3].push(core);
+                core
+            });
+            cores[core].push(i);
+        }
+        Shape {
+            cpu_ids,
+            cpu_index,
+            cpu_node,
+            cores,
+            node_ids,
+            node_index,
+            node_l3,
+            distances: topo.nodes.iter().map(|n| n.distances.clone()).collect(),
+            budget: topo
+                .nodes
+                .iter()
+                .map(|n| n.memory_bytes - node_reserve(n.memory_bytes))
+                .collect(),
+        }
+    }
+    fn node_of_id(&self, id: u32) -> Option<usize> {
+        self.node_index
+            .get(id as usize)
+            .copied()
+            .filter(|&i| i != NONE)
+    }
+    fn cpu_of_id(&self, id: u32) -> Option<usize> {
+        self.cpu_index
+            .get(id as usize)
+            .copied()
+            .filter(|&i| i != NONE)
+    }
+}
+
+/// The machine outside groups (index 0) or one group.
+#[derive(Debug, Clone)]
+struct Domain {
+    /// Free CPUs of this domain per node.
+    free: Vec<u32>,
+    /// All CPUs of this domain per node.
+    total: Vec<u32>,
+    /// Memory pool the domain's runs are charged to.
+    pool: usize,
+}
+
+/// Something about a group that cannot be satisfied (reported per run by `check_feasible`).
+#[derive(Debug, Clone)]
+struct GroupProblem {
+    group: String,
+    field: &'static str,
+    asked: String,
+    available: String,
+}
+
 /// Tracks what is free now; the run loop and the simulator share it.
 #[derive(Debug, Clone)]
 pub struct Allocator {
-    _private: (),
+    shape: Arc<Shape>,
+    free: Bits,
+    used: Bits,
+    reserved: Bits,
+    cpu_domain: Vec<usize>,
+    domains: Vec<Domain>,
+    group_index: HashMap<String, usize>,
+    /// Memory left per pool and node.
+    pools: Vec<Vec<u64>>,
+    /// What each pool holds when nothing runs.
+    pool_cap: Vec<Vec<u64>>,
+    problems: Vec<GroupProblem>,
+}
+
+/// CPUs chosen for a run, before they are taken.
+struct Choice {
+    cpus: Vec<usize>,
+    mems: Vec<usize>,
 }
 
 impl Allocator {
     pub fn new(topo: &Topology, groups: &[Group]) -> Self {
-        let _ = (topo, groups);
-        todo!("plan::Allocator::new")
+        let shape = Arc::new(Shape::new(topo));
+        let n = shape.cpu_ids.len();
+        let nn = shape.node_ids.len();
+        let mut free = Bits::new(n);
+        let mut total = vec![0u32; nn];
+        for i in 0..n {
+            free.set(i, true);
+            total[shape.cpu_node[i]] += 1;
+        }
+        let mut a = Allocator {
+            pools: vec![shape.budget.clone()],
+            pool_cap: vec![shape.budget.clone()],
+            shape,
+            free,
+            used: Bits::new(n),
+            reserved: Bits::new(n),
+            cpu_domain: vec![0; n],
+            domains: vec![Domain {
+                free: total.clone(),
+                total,
+                pool: 0,
+            }],
+            group_index: HashMap::new(),
+            problems: Vec::new(),
+        };
+        for g in groups {
+            a.carve(g);
+        }
+        a
+    }
+
+    /// Moves a group's CPUs (and memory) out of the machine's rest into a new domain.
+    fn carve(&mut self, g: &Group) {
+        let d = self.domains.len();
+        let nn = self.shape.node_ids.len();
+        self.group_index.insert(g.name.clone(), d);
+        let mut dom = Domain {
+            free: vec![0; nn],
+            total: vec![0; nn],
+            pool: 0,
+        };
+        let problem = |field, asked: String, available: String| GroupProblem {
+            group: g.name.clone(),
+            field,
+            asked,
+            available,
+        };
+        let mut nodes: Vec<usize> = (0..nn).collect();
+        if let Some(list) = &g.nodes {
+            let missing: Vec<u32> = list
+                .iter()
+                .filter(|&id| self.shape.node_of_id(id).is_none())
+                .collect();
+            if !missing.is_empty() {
+                let p = problem(
+                    "nodes",
+                    list.to_string(),
+                    format!("the machine has nodes {}", self.node_list()),
+                );
+                self.problems.push(p);
+                self.domains.push(dom);
+                return;
+            }
+            nodes = list
+                .iter()
+                .filter_map(|id| self.shape.node_of_id(id))
+                .collect();
+        }
+        let choice = if g.cpus == 0 {
+            None
+        } else {
+            self.choose_local(0, &nodes, g.cpus as usize, 0, None)
+        };
+        let Some(choice) = choice else {
+            let left: u32 = nodes.iter().map(|&n| self.domains[0].free[n]).sum();
+            let p = problem(
+                "cpus",
+                g.cpus.to_string(),
+                format!("{left} CPUs are left for it{}", self.nodes_note(&g.nodes)),
+            );
+            self.problems.push(p);
+            self.domains.push(dom);
+            return;
+        };
+        for &c in &choice.cpus {
+            let n = self.shape.cpu_node[c];
+            self.cpu_domain[c] = d;
+            self.domains[0].free[n] -= 1;
+            self.domains[0].total[n] -= 1;
+            dom.free[n] += 1;
+            dom.total[n] += 1;
+        }
+        if let Some(mem) = g.memory {
+            let mem_nodes = if g.nodes.is_some() {
+                nodes
+            } else {
+                choice.mems
+            };
+            let shares = split(mem, &mem_nodes);
+            if shares.iter().any(|&(n, b)| self.pools[0][n] < b) {
+                let avail: Vec<String> = mem_nodes
+                    .iter()
+                    .map(|&n| {
+                        format!(
+                            "node {}: {}",
+                            self.shape.node_ids[n],
+                            fmt_bytes(self.pools[0][n])
+                        )
+                    })
+                    .collect();
+                let p = problem(
+                    "memory",
+                    fmt_bytes(mem),
+                    format!(
+                        "it is split evenly over its nodes and they have {}",
+                        avail.join(", ")
+                    ),
+                );
+                self.problems.push(p);
+            } else {
+                let mut pool = vec![0; nn];
+                for (n, b) in shares {
+                    self.pools[0][n] -= b;
+                    self.pool_cap[0][n] -= b;
+                    pool[n] = b;
+                }
+                self.pools.push(pool.clone());
+                self.pool_cap.push(pool);
+                dom.pool = self.pools.len() - 1;
+            }
+        }
+        self.domains.push(dom);
+    }
+
+    fn node_list(&self) -> CpuList {
+        CpuList::from_ids(self.shape.node_ids.iter().copied())
+    }
+
+    fn nodes_note(&self, nodes: &Option<CpuList>) -> String {
+        nodes
+            .as_ref()
+            .map_or(String::new(), |l| format!(" on nodes {l}"))
     }
 
     /// Takes CPUs away (held by another packrun process) until `unreserve`.
     pub fn reserve(&mut self, cpus: &CpuList) {
-        let _ = cpus;
-        todo!()
+        for id in cpus.iter() {
+            let Some(c) = self.shape.cpu_of_id(id) else {
+                continue;
+            };
+            if self.reserved.get(c) {
+                continue;
+            }
+            self.reserved.set(c, true);
+            if self.free.get(c) {
+                self.free.set(c, false);
+                self.domains[self.cpu_domain[c]].free[self.shape.cpu_node[c]] -= 1;
+            }
+        }
     }
+
     pub fn unreserve(&mut self, cpus: &CpuList) {
-        let _ = cpus;
-        todo!()
+        for id in cpus.iter() {
+            let Some(c) = self.shape.cpu_of_id(id) else {
+                continue;
+            };
+            if !self.reserved.get(c) {
+                continue;
+            }
+            self.reserved.set(c, false);
+            if !self.used.get(c) {
+                self.free.set(c, true);
+                self.domains[self.cpu_domain[c]].free[self.shape.cpu_node[c]] += 1;
+            }
+        }
     }
 
     /// Places `run` in what is free now, or None if it must wait.
     pub fn place(&mut self, run: &Run) -> Option<Placement> {
-        let _ = run;
-        todo!("plan::Allocator::place")
+        let d = match &run.group {
+            Some(g) => *self.group_index.get(g)?,
+            None => 0,
+        };
+        let mem = run.resources.memory.unwrap_or(0);
+        let k = run.resources.cpus as usize;
+        let nn = self.shape.node_ids.len();
+        // Fixed memory nodes of `numa: {nodes: ..}`; None = the nodes of the CPUs.
+        let fixed: Option<Vec<usize>> = match &run.resources.numa {
+            Numa::Nodes { nodes, .. } => Some(
+                nodes
+                    .iter()
+                    .map(|id| self.shape.node_of_id(id))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            _ => None,
+        };
+        let choice = if let Some(set) = &run.resources.cpuset {
+            let mut cpus = Vec::with_capacity(set.len());
+            for id in set.iter() {
+                let c = self.shape.cpu_of_id(id)?;
+                if self.cpu_domain[c] != d || !self.free.get(c) {
+                    return None;
+                }
+                cpus.push(c);
+            }
+            let mut mems: Vec<usize> = cpus.iter().map(|&c| self.shape.cpu_node[c]).collect();
+            mems.sort_unstable();
+            mems.dedup();
+            Choice { cpus, mems }
+        } else {
+            if k == 0 {
+                return None;
+            }
+            // Quick refusal: not enough free CPUs in the domain at all.
+            let free: u32 = self.domains[d].free.iter().sum();
+            if (free as usize) < k {
+                return None;
+            }
+            match &run.resources.numa {
+                Numa::Local => self.choose_local(d, &(0..nn).collect::<Vec<_>>(), k, mem, None)?,
+                Numa::Spread => self.choose_spread(d, k, mem)?,
+                Numa::Nodes { .. } => {
+                    let fixed = fixed.as_ref().expect("set above");
+                    self.choose_local(d, fixed, k, mem, Some(fixed))?
+                }
+            }
+        };
+        let mems = fixed.unwrap_or(choice.mems);
+        let shares = split(mem, &mems);
+        let pool = self.domains[d].pool;
+        if shares.iter().any(|&(n, b)| self.pools[pool][n] < b) {
+            return None;
+        }
+        for &c in &choice.cpus {
+            self.free.set(c, false);
+            self.used.set(c, true);
+            self.domains[d].free[self.shape.cpu_node[c]] -= 1;
+        }
+        for &(n, b) in &shares {
+            self.pools[pool][n] -= b;
+        }
+        Some(Placement {
+            cpus: CpuList::from_ids(choice.cpus.iter().map(|&c| self.shape.cpu_ids[c])),
+            mems: CpuList::from_ids(mems.iter().map(|&n| self.shape.node_ids[n])),
+            memory_per_node: shares
+                .iter()
+                .map(|&(n, b)| (self.shape.node_ids[n], b))
+                .collect(),
+        })
     }
 
     /// Gives a placement's CPUs and memory back.
     pub fn release(&mut self, p: &Placement) {
-        let _ = p;
-        todo!("plan::Allocator::release")
+        let Some(first) = p.cpus.iter().next().and_then(|id| self.shape.cpu_of_id(id)) else {
+            return;
+        };
+        let d = self.cpu_domain[first];
+        for id in p.cpus.iter() {
+            let Some(c) = self.shape.cpu_of_id(id) else {
+                continue;
+            };
+            if !self.used.get(c) {
+                continue;
+            }
+            self.used.set(c, false);
+            if !self.reserved.get(c) {
+                self.free.set(c, true);
+                self.domains[self.cpu_domain[c]].free[self.shape.cpu_node[c]] += 1;
+            }
+        }
+        let pool = self.domains[d].pool;
+        for &(id, b) in &p.memory_per_node {
+            if let Some(n) = self.shape.node_of_id(id) {
+                self.pools[pool][n] += b;
+            }
+        }
+    }
+
+    /// CPUs on the fewest nodes among `allowed` (one when it fits), closest by
+    /// distance, best fit. Memory is checked here when mems follow the CPUs
+    /// (`fixed` is None); fixed mems are checked by the caller.
+    fn choose_local(
+        &self,
+        d: usize,
+        allowed: &[usize],
+        k: usize,
+        mem: u64,
+        fixed: Option<&Vec<usize>>,
+    ) -> Option<Choice> {
+        let dom = &self.domains[d];
+        let pool = &self.pools[dom.pool];
+        let cand: Vec<usize> = allowed
+            .iter()
+            .copied()
+            .filter(|&n| dom.free[n] > 0)
+            .collect();
+        let sh = &self.shape;
+        // A run that fits one node of its domain (when that node is empty)
+        // waits for one rather than spanning nodes now.
+        let cap = &self.pool_cap[dom.pool];
+        let fits_one = allowed
+            .iter()
+            .any(|&n| dom.total[n] as usize >= k && (fixed.is_some() || cap[n] >= mem));
+        let max_m = if fits_one { 1 } else { cand.len().min(k) };
+        for m in 1..=max_m {
+            // (score, chosen nodes in fill order)
+            let mut best: Option<((u64, u64), Vec<usize>)> = None;
+            for &s in &cand {
+                let mut set = vec![s];
+                if m > 1 {
+                    let mut others: Vec<usize> = cand.iter().copied().filter(|&n| n != s).collect();
+                    others.sort_by_key(|&n| (sh.distances[s][n], n));
+                    set.extend(others.into_iter().take(m - 1));
+                }
+                if set.len() < m {
+                    continue;
+                }
+                let free: u64 = set.iter().map(|&n| dom.free[n] as u64).sum();
+                if free < k as u64 {
+                    continue;
+                }
+                if fixed.is_none() && split(mem, &set).iter().any(|&(n, b)| pool[n] < b) {
+                    continue;
+                }
+                let dist: u64 = set.iter().map(|&n| sh.distances[s][n] as u64).sum();
+                let score = (dist, free - k as u64);
+                if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                    best = Some((score, set));
+                }
+            }
+            if let Some((_, set)) = best {
+                // Fill in order, keeping at least one CPU for each later node.
+                let mut cpus = Vec::with_capacity(k);
+                let mut left = k;
+                for (i, &n) in set.iter().enumerate() {
+                    let later = set.len() - i - 1;
+                    let take = (dom.free[n] as usize).min(left - later);
+                    self.pick_in_node(d, n, take, &mut cpus);
+                    left -= take;
+                }
+                debug_assert_eq!(cpus.len(), k);
+                let mut mems = set;
+                mems.sort_unstable();
+                return Some(Choice { cpus, mems });
+            }
+        }
+        None
+    }
+
+    /// Round-robin over the domain's nodes, starting with the one with most free CPUs.
+    fn choose_spread(&self, d: usize, k: usize, mem: u64) -> Option<Choice> {
+        let dom = &self.domains[d];
+        let mut order: Vec<usize> = (0..dom.free.len()).filter(|&n| dom.free[n] > 0).collect();
+        order.sort_by_key(|&n| (Reverse(dom.free[n]), n));
+        let mut quota = vec![0usize; dom.free.len()];
+        let mut left = k;
+        while left > 0 {
+            let before = left;
+            for &n in &order {
+                if left > 0 && quota[n] < dom.free[n] as usize {
+                    quota[n] += 1;
+                    left -= 1;
+                }
+            }
+            if left == before {
+                return None;
+            }
+        }
+        let mut mems: Vec<usize> = order.iter().copied().filter(|&n| quota[n] > 0).collect();
+        mems.sort_unstable();
+        let pool = &self.pools[dom.pool];
+        if split(mem, &mems).iter().any(|&(n, b)| pool[n] < b) {
+            return None;
+        }
+        let mut cpus = Vec::with_capacity(k);
+        for &n in &mems {
+            self.pick_in_node(d, n, quota[n], &mut cpus);
+        }
+        Some(Choice { cpus, mems })
+    }
+
+    fn is_free_in(&self, d: usize, c: usize) -> bool {
+        self.free.get(c) && self.cpu_domain[c] == d
+    }
+
+    /// Chooses `k` free CPUs of domain `d` on node `n` (there are at least `k`):
+    /// one L3 group when one holds them (best fit), whole cores first.
+    fn pick_in_node(&self, d: usize, n: usize, k: usize, out: &mut Vec<usize>) {
+        if k == 0 {
+            return;
+        }
+        let sh = &self.shape;
+        let l3s = &sh.node_l3[n];
+        let free_in = |l3: &Vec<usize>| -> usize {
+            l3.iter()
+                .map(|&core| {
+                    sh.cores[core]
+                        .iter()
+                        .filter(|&&c| self.is_free_in(d, c))
+                        .count()
+                })
+                .sum()
+        };
+        let counts: Vec<usize> = l3s.iter().map(free_in).collect();
+        let fit = (0..l3s.len())
+            .filter(|&g| counts[g] >= k)
+            .min_by_key(|&g| (counts[g], g));
+        let order: Vec<usize> = match fit {
+            Some(g) => vec![g],
+            None => {
+                let mut o: Vec<usize> = (0..l3s.len()).filter(|&g| counts[g] > 0).collect();
+                o.sort_by_key(|&g| (Reverse(counts[g]), g));
+                o
+            }
+        };
+        let mut left = k;
+        for g in order {
+            let take = left.min(counts[g]);
+            self.pick_in_l3(d, &l3s[g], take, out);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        debug_assert_eq!(left, 0, "node had fewer free CPUs than counted");
+    }
+
+    /// Whole free cores that fit in what is left, then threads of half-used
+    /// cores, then threads of whole free cores.
+    fn pick_in_l3(&self, d: usize, cores: &[usize], k: usize, out: &mut Vec<usize>) {
+        let sh = &self.shape;
+        let mut left = k;
+        let mut whole_left = Vec::new();
+        for &core in cores {
+            if left == 0 {
+                return;
+            }
+            let threads = &sh.cores[core];
+            let nfree = threads.iter().filter(|&&c| self.is_free_in(d, c)).count();
+            if nfree == threads.len() {
+                if nfree <= left {
+                    out.extend_from_slice(threads);
+                    left -= nfree;
+                } else {
+                    whole_left.push(core);
+                }
+            }
+        }
+        for &core in cores {
+            if left == 0 {
+                return;
+            }
+            let threads = &sh.cores[core];
+            let nfree = threads.iter().filter(|&&c| self.is_free_in(d, c)).count();
+            if nfree > 0 && nfree < threads.len() {
+                for &c in threads
+                    .iter()
+                    .filter(|&&c| self.is_free_in(d, c))
+                    .take(left)
+                {
+                    out.push(c);
+                    left -= 1;
+                }
+            }
+        }
+        for core in whole_left {
+            for &c in sh.cores[core].iter().take(left) {
+                out.push(c);
+                left -= 1;
+            }
+            if left == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// `mem` in equal shares over `nodes`, the first taking the remainder.
+fn split(mem: u64, nodes: &[usize]) -> Vec<(usize, u64)> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let m = nodes.len() as u64;
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (n, mem / m + if i == 0 { mem % m } else { 0 }))
+        .collect()
+}
+
+/// Bytes as people write them: `2GiB`, `1.5GiB`, `512MiB`, `100B`.
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (size, unit) in UNITS {
+        if b >= size {
+            return if b % size == 0 {
+                format!("{}{unit}", b / size)
+            } else {
+                format!("{:.1}{unit}", b as f64 / size as f64)
+            };
+        }
+    }
+    format!("{b}B")
+}
+
+/// What decides a run's placement; runs with equal keys place identically.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PlaceKey {
+    cpus: u32,
+    cpuset: Option<CpuList>,
+    memory: Option<u64>,
+    numa: (u8, Option<CpuList>),
+    group: Option<String>,
+}
+
+impl PlaceKey {
+    fn of(run: &Run) -> PlaceKey {
+        let r = &run.resources;
+        PlaceKey {
+            cpus: r.cpus,
+            cpuset: r.cpuset.clone(),
+            memory: r.memory,
+            numa: match &r.numa {
+                Numa::Local => (0, None),
+                Numa::Spread => (1, None),
+                Numa::Nodes { nodes, .. } => (2, Some(nodes.clone())),
+            },
+            group: run.group.clone(),
+        }
     }
 }
 
 /// Every run that can never fit on this topology (respecting groups), all at once.
-pub fn check_feasible(runs: &[Run], topo: &Topology, groups: &[Group]) -> Result<(), Vec<PlanError>> {
-    let _ = (runs, topo, groups);
-    todo!("plan::check_feasible")
+///
+/// A run can never fit when it does not fit the empty machine (or its empty
+/// group). Problems are reported once per job, field and request, not once
+/// per repetition.
+pub fn check_feasible(
+    runs: &[Run],
+    topo: &Topology,
+    groups: &[Group],
+) -> Result<(), Vec<PlanError>> {
+    let empty = Allocator::new(topo, groups);
+    let mut verdicts: HashMap<PlaceKey, bool> = HashMap::new();
+    let mut errors: Vec<PlanError> = Vec::new();
+    for run in runs {
+        let fits = *verdicts
+            .entry(PlaceKey::of(run))
+            .or_insert_with(|| empty.clone().place(run).is_some());
+        if !fits {
+            for e in diagnose(run, &empty) {
+                if !errors.contains(&e) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Why `run` does not fit the empty allocator `a`, field by field.
+fn diagnose(run: &Run, a: &Allocator) -> Vec<PlanError> {
+    let r = &run.resources;
+    let sh = &a.shape;
+    let mut out = Vec::new();
+    let err = |out: &mut Vec<PlanError>, field: String, asked: String, available: String| {
+        out.push(PlanError {
+            job: run.job.clone(),
+            field,
+            asked,
+            available,
+        })
+    };
+    let d = match &run.group {
+        None => 0,
+        Some(g) => match a.group_index.get(g) {
+            Some(&d) => d,
+            None => {
+                let names: Vec<&str> = a.group_index.keys().map(String::as_str).collect();
+                err(
+                    &mut out,
+                    "group".into(),
+                    format!("`{g}`"),
+                    format!("the job file defines groups [{}]", names.join(", ")),
+                );
+                return out;
+            }
+        },
+    };
+    if let Some(g) = &run.group {
+        for p in a.problems.iter().filter(|p| &p.group == g) {
+            err(
+                &mut out,
+                format!("groups.{g}.{}", p.field),
+                p.asked.clone(),
+                p.available.clone(),
+            );
+        }
+    }
+    let dom = &a.domains[d];
+    let total: u32 = dom.total.iter().sum();
+    let whose = match &run.group {
+        Some(g) => format!("group `{g}`"),
+        None if a.domains.len() > 1 => "the machine outside groups".to_string(),
+        None => "the machine".to_string(),
+    };
+    let mut nodes: Vec<usize> = (0..sh.node_ids.len()).collect();
+    if let Numa::Nodes { nodes: list, .. } = &r.numa {
+        let missing = CpuList::from_ids(list.iter().filter(|&id| sh.node_of_id(id).is_none()));
+        if !missing.is_empty() {
+            err(
+                &mut out,
+                "resources.numa.nodes".into(),
+                list.to_string(),
+                format!("the machine has nodes {} (no {missing})", a.node_list()),
+            );
+            return out;
+        }
+        nodes = list.iter().filter_map(|id| sh.node_of_id(id)).collect();
+        let with_cpus: u32 = nodes.iter().map(|&n| dom.total[n]).sum();
+        if with_cpus == 0 && r.cpuset.is_none() {
+            err(
+                &mut out,
+                "resources.numa.nodes".into(),
+                list.to_string(),
+                format!("{whose} has no CPUs on those nodes; list a node with CPUs too"),
+            );
+            return out;
+        }
+    }
+    if let Some(set) = &r.cpuset {
+        let bad: Vec<u32> = set
+            .iter()
+            .filter(|&id| sh.cpu_of_id(id).is_none_or(|c| a.cpu_domain[c] != d))
+            .collect();
+        if !bad.is_empty() {
+            let mine = CpuList::from_ids(
+                (0..sh.cpu_ids.len())
+                    .filter(|&c| a.cpu_domain[c] == d)
+                    .map(|c| sh.cpu_ids[c]),
+            );
+            err(
+                &mut out,
+                "resources.cpuset".into(),
+                set.to_string(),
+                format!("{whose} has CPUs {mine} (not {})", CpuList::from_ids(bad)),
+            );
+        }
+    } else {
+        let on_nodes: u32 = nodes.iter().map(|&n| dom.total[n]).sum();
+        if r.cpus == 0 {
+            err(
+                &mut out,
+                "resources.cpus".into(),
+                "0 CPUs".into(),
+                "a run needs at least 1".into(),
+            );
+        } else if r.cpus > on_nodes {
+            let where_ = if matches!(r.numa, Numa::Nodes { .. }) {
+                " on those nodes"
+            } else {
+                ""
+            };
+            err(
+                &mut out,
+                "resources.cpus".into(),
+                format!("{} CPUs", r.cpus),
+                format!("{whose} has {on_nodes}{where_} (of {total})"),
+            );
+        }
+    }
+    if let Some(mem) = r.memory {
+        let pool = &a.pools[dom.pool];
+        let cap: u64 = nodes.iter().map(|&n| pool[n]).sum();
+        let largest = nodes.iter().map(|&n| pool[n]).max().unwrap_or(0);
+        if mem > cap {
+            err(&mut out, "resources.memory".into(), fmt_bytes(mem), format!("{whose} has {} to give on {} (node budgets are MemTotal minus min(5%, 256MiB))", fmt_bytes(cap), if nodes.len() == 1 { "its node" } else { "all its nodes together" }));
+        } else if out.is_empty() {
+            err(
+                &mut out,
+                "resources.memory".into(),
+                format!("{} with {} CPUs", fmt_bytes(mem), r.cpus),
+                format!("memory is charged in equal shares to the run's nodes and no set of nodes with free CPUs for it has enough (largest node budget in {whose}: {})", fmt_bytes(largest)),
+            );
+        }
+    }
+    if out.is_empty() {
+        err(
+            &mut out,
+            "resources".into(),
+            format!("{} CPUs", r.cpus),
+            format!("no placement on {whose} satisfies it"),
+        );
+    }
+    out
 }
 
 /// One run in the simulated schedule.
@@ -83,29 +944,669 @@ pub struct Schedule {
     pub makespan: f64,
     /// sum(cpus × duration) / (usable CPUs × makespan).
     pub utilisation: f64,
+    /// max(sum(cpus × duration) / usable CPUs, longest run): no schedule is shorter.
+    pub lower_bound: f64,
 }
 
 /// Simulates the list schedule with backfill in file order (depends_on respected),
 /// each run lasting its `estimate`.
+///
+/// At every event time the pending runs whose dependencies have all ended are
+/// walked in file order and each that fits now starts. Runs with equal
+/// placement keys wait in one queue: when the first of a queue does not fit,
+/// none of the queue fits until something ends, so each event costs one
+/// attempt per queue plus one per run started.
 pub fn simulate(
     runs: &[Run],
     topo: &Topology,
     groups: &[Group],
     max_parallel: Option<usize>,
 ) -> Result<Schedule, Vec<PlanError>> {
-    let _ = (runs, topo, groups, max_parallel);
-    todo!("plan::simulate")
+    check_feasible(runs, topo, groups)?;
+    let mut alloc = Allocator::new(topo, groups);
+    let cap = max_parallel.unwrap_or(usize::MAX).max(1);
+
+    let mut class_of: HashMap<PlaceKey, usize> = HashMap::new();
+    let class: Vec<usize> = runs
+        .iter()
+        .map(|r| {
+            let next = class_of.len();
+            *class_of.entry(PlaceKey::of(r)).or_insert(next)
+        })
+        .collect();
+    let mut queues: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); class_of.len()];
+
+    // Dependencies: runs left per job, and per run the number of jobs it still waits on.
+    let mut left_of_job: HashMap<&str, usize> = HashMap::new();
+    for r in runs {
+        *left_of_job.entry(r.job.as_str()).or_default() += 1;
+    }
+    let mut waiting_on = vec![0usize; runs.len()];
+    let mut dependents: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in runs.iter().enumerate() {
+        let deps: BTreeSet<&str> = r.depends_on.iter().map(String::as_str).collect();
+        for dep in deps {
+            if left_of_job.get(dep).copied().unwrap_or(0) > 0 {
+                waiting_on[i] += 1;
+                dependents.entry(dep).or_default().push(i);
+            }
+        }
+        if waiting_on[i] == 0 {
+            queues[class[i]].insert(i);
+        }
+    }
+
+    let mut entries: Vec<Planned> = Vec::with_capacity(runs.len());
+    let mut entry_of = vec![usize::MAX; runs.len()];
+    let mut ends: BinaryHeap<Reverse<(Duration, usize)>> = BinaryHeap::new();
+    let mut now = Duration::ZERO;
+    let mut running = 0usize;
+    loop {
+        let mut heads: BinaryHeap<Reverse<(usize, usize)>> = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(c, q)| q.first().map(|&i| Reverse((i, c))))
+            .collect();
+        while let Some(Reverse((i, c))) = heads.pop() {
+            if running >= cap {
+                break;
+            }
+            let Some(p) = alloc.place(&runs[i]) else {
+                continue;
+            };
+            queues[c].remove(&i);
+            if let Some(&next) = queues[c].first() {
+                heads.push(Reverse((next, c)));
+            }
+            let end = now + runs[i].estimate;
+            ends.push(Reverse((end, i)));
+            entry_of[i] = entries.len();
+            entries.push(Planned {
+                run: i,
+                placement: p,
+                start: now.as_secs_f64(),
+                end: end.as_secs_f64(),
+            });
+            running += 1;
+        }
+        let Some(Reverse((t, _))) = ends.peek().copied() else {
+            break;
+        };
+        now = t;
+        while let Some(&Reverse((t, i))) = ends.peek() {
+            if t != now {
+                break;
+            }
+            ends.pop();
+            alloc.release(&entries[entry_of[i]].placement);
+            running -= 1;
+            let left = left_of_job
+                .get_mut(runs[i].job.as_str())
+                .expect("counted above");
+            *left -= 1;
+            if *left == 0 {
+                for &r in dependents
+                    .get(runs[i].job.as_str())
+                    .map_or(&[][..], Vec::as_slice)
+                {
+                    waiting_on[r] -= 1;
+                    if waiting_on[r] == 0 {
+                        queues[class[r]].insert(r);
+                    }
+                }
+            }
+        }
+    }
+
+    // Whatever never started waits on a dependency that never ends (a cycle).
+    let mut errors: Vec<PlanError> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        if entry_of[i] == usize::MAX {
+            let e = PlanError {
+                job: r.job.clone(),
+                field: "depends_on".into(),
+                asked: format!("[{}]", r.depends_on.join(", ")),
+                available: "those jobs never finish (they wait on each other)".into(),
+            };
+            if !errors.contains(&e) {
+                errors.push(e);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let work: f64 = runs
+        .iter()
+        .map(|r| {
+            r.resources
+                .cpuset
+                .as_ref()
+                .map_or(r.resources.cpus as usize, |s| s.len()) as f64
+                * r.estimate.as_secs_f64()
+        })
+        .sum();
+    let longest = runs
+        .iter()
+        .map(|r| r.estimate.as_secs_f64())
+        .fold(0.0, f64::max);
+    let makespan = entries.iter().map(|e| e.end).fold(0.0, f64::max);
+    let ncpus = topo.cpus.len().max(1) as f64;
+    Ok(Schedule {
+        entries,
+        makespan,
+        utilisation: if makespan > 0.0 {
+            work / (ncpus * makespan)
+        } else {
+            0.0
+        },
+        lower_bound: (work / ncpus).max(longest),
+    })
+}
+
+/// Seconds as `h:mm:ss` (with tenths when not whole).
+pub fn fmt_secs(s: f64) -> String {
+    let tenths = (s * 10.0).round() as u64;
+    let (whole, frac) = (tenths / 10, tenths % 10);
+    let hms = format!("{}:{:02}:{:02}", whole / 3600, whole / 60 % 60, whole % 60);
+    if frac == 0 {
+        hms
+    } else {
+        format!("{hms}.{frac}")
+    }
 }
 
 /// `packrun plan` table: per run job, parameters, rep, CPUs, mems, memory,
 /// predicted start and end; then one total line (makespan, utilisation).
 pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Schedule) -> String {
-    let _ = (batch, topo, schedule);
-    todo!("plan::render_table")
+    let header = [
+        "job",
+        "parameters",
+        "rep",
+        "cpus",
+        "mems",
+        "memory",
+        "start",
+        "end",
+    ];
+    let mut rows: Vec<[String; 8]> = Vec::with_capacity(schedule.entries.len());
+    let mut warmups = false;
+    for e in &schedule.entries {
+        let r = &batch.runs[e.run];
+        warmups |= r.warmup;
+        let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        rows.push([
+            r.job.clone(),
+            if params.is_empty() {
+                "-".into()
+            } else {
+                params.join(",")
+            },
+            format!("{}{}", r.rep, if r.warmup { "w" } else { "" }),
+            e.placement.cpus.to_string(),
+            e.placement.mems.to_string(),
+            r.resources.memory.map_or("-".into(), fmt_bytes),
+            fmt_secs(e.start),
+            fmt_secs(e.end),
+        ]);
+    }
+    let mut width = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    let line = |cells: &[String]| -> String {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(width)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i >= 6 {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        parts.join("  ").trim_end().to_string() + "\n"
+    };
+    s.push_str(&line(&header.map(String::from)));
+    for row in &rows {
+        s.push_str(&line(row));
+    }
+    if warmups {
+        s.push_str("(w = warmup run, left out of statistics)\n");
+    }
+    s.push_str(&format!(
+        "{} runs on {} CPUs, {} nodes: makespan {}, utilisation {:.1}%, lower bound {} (makespan {:.1}% above it)\n",
+        schedule.entries.len(),
+        topo.cpus.len(),
+        topo.nodes.len(),
+        fmt_secs(schedule.makespan),
+        schedule.utilisation * 100.0,
+        fmt_secs(schedule.lower_bound),
+        if schedule.lower_bound > 0.0 { (schedule.makespan / schedule.lower_bound - 1.0) * 100.0 } else { 0.0 }
+    ));
+    s
 }
 
 /// `packrun plan --format json`.
 pub fn render_json(batch: &crate::spec::Batch, schedule: &Schedule) -> String {
-    let _ = (batch, schedule);
-    todo!("plan::render_json")
+    let runs: Vec<serde_json::Value> = schedule
+        .entries
+        .iter()
+        .map(|e| {
+            let r = &batch.runs[e.run];
+            let params: serde_json::Map<String, serde_json::Value> = r.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone()))).collect();
+            serde_json::json!({
+                "key": r.key,
+                "job": r.job,
+                "parameters": params,
+                "rep": r.rep,
+                "warmup": r.warmup,
+                "cpus": e.placement.cpus,
+                "mems": e.placement.mems,
+                "memory_bytes": r.resources.memory,
+                "memory_per_node": e.placement.memory_per_node.iter().map(|(n, b)| serde_json::json!({"node": n, "bytes": b})).collect::<Vec<_>>(),
+                "start_s": e.start,
+                "end_s": e.end,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "name": batch.name,
+        "runs": runs,
+        "makespan_s": schedule.makespan,
+        "utilisation": schedule.utilisation,
+        "lower_bound_s": schedule.lower_bound,
+    });
+    serde_json::to_string_pretty(&doc).expect("plan serializes") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Container, Io, MemPolicy, Network, Resources, Rootfs};
+    use std::path::Path;
+
+    fn fixture(name: &str) -> Topology {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        crate::topology::read(&root, None, None).unwrap()
+    }
+
+    fn run(job: &str, cpus: u32, secs: u64) -> Run {
+        Run {
+            key: format!("{job}-{cpus}-{secs}"),
+            job: job.into(),
+            params: vec![],
+            rep: 1,
+            warmup: false,
+            command: vec!["true".into()],
+            env: vec![],
+            workdir: None,
+            resources: Resources {
+                cpus,
+                cpuset: None,
+                memory: None,
+                numa: Numa::Local,
+                cpu_quota: None,
+                pids: 1024,
+                io: Io::default(),
+                rlimits: vec![],
+            },
+            time_limit: None,
+            cpu_time_limit: None,
+            estimate: Duration::from_secs(secs),
+            container: Container {
+                rootfs: Rootfs::Host,
+                network: Network::None,
+                hostname: job.into(),
+                mounts: vec![],
+                writable: vec![],
+                user: None,
+                capabilities: vec![],
+            },
+            log_limit: 1 << 20,
+            group: None,
+            depends_on: vec![],
+        }
+    }
+
+    fn list(s: &str) -> CpuList {
+        CpuList::parse(s).unwrap()
+    }
+
+    #[test]
+    fn two_cpu_run_takes_both_threads_of_one_core() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        let p = a.place(&run("a", 2, 1)).unwrap();
+        assert_eq!(p.cpus.to_string(), "0,32");
+        assert_eq!(p.mems.to_string(), "0");
+    }
+
+    #[test]
+    fn one_cpu_run_fills_a_half_used_core_before_breaking_a_whole_one() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        let first = a.place(&run("a", 1, 1)).unwrap();
+        let second = a.place(&run("b", 1, 1)).unwrap();
+        assert_eq!(first.cpus.to_string(), "0");
+        assert_eq!(second.cpus.to_string(), "32", "the sibling of cpu 0");
+        let third = a.place(&run("c", 3, 1)).unwrap();
+        assert_eq!(
+            third.cpus.to_string(),
+            "1-2,33",
+            "one whole core, then a thread of the next"
+        );
+        let fourth = a.place(&run("d", 1, 1)).unwrap();
+        assert_eq!(fourth.cpus.to_string(), "34");
+    }
+
+    #[test]
+    fn local_run_uses_the_best_fitting_node() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        a.place(&run("big", 24, 1)).unwrap();
+        // Node 0 has 8 free CPUs, node 1 has 32: an 8-CPU run fills node 0 exactly.
+        let p = a.place(&run("eight", 8, 1)).unwrap();
+        assert_eq!(p.mems.to_string(), "0");
+        let p = a.place(&run("four", 4, 1)).unwrap();
+        assert_eq!(p.mems.to_string(), "1");
+    }
+
+    #[test]
+    fn run_larger_than_a_node_spans_the_closest_nodes() {
+        let t = fixture("4node-2l3");
+        let mut a = Allocator::new(&t, &[]);
+        let p = a.place(&run("wide", 20, 1)).unwrap();
+        assert_eq!(
+            p.mems.to_string(),
+            "0-1",
+            "node 1 is at distance 12 from node 0, the others at 32"
+        );
+        assert_eq!(p.cpus.len(), 20);
+        let p = a.place(&run("wide2", 20, 1)).unwrap();
+        assert_eq!(p.mems.to_string(), "2-3");
+    }
+
+    #[test]
+    fn run_stays_inside_one_l3_group_when_it_fits() {
+        let t = fixture("4node-2l3");
+        let mut a = Allocator::new(&t, &[]);
+        a.place(&run("a", 2, 1)).unwrap();
+        // L3 group 0 of node 0 has 6 free CPUs left, group 1 has 8: 8 CPUs go to group 1.
+        let p = a.place(&run("b", 8, 1)).unwrap();
+        assert_eq!(p.cpus.to_string(), "4-7,36-39");
+        // 6 CPUs fill group 0 exactly.
+        let p = a.place(&run("c", 6, 1)).unwrap();
+        assert_eq!(p.cpus.to_string(), "1-3,33-35");
+    }
+
+    #[test]
+    fn spread_deals_cpus_over_every_node() {
+        let mut a = Allocator::new(&fixture("4node-2l3"), &[]);
+        let mut r = run("s", 8, 1);
+        r.resources.numa = Numa::Spread;
+        r.resources.memory = Some(8 << 30);
+        let p = a.place(&r).unwrap();
+        assert_eq!(p.mems.to_string(), "0-3");
+        assert_eq!(p.cpus.to_string(), "0,8,16,24,32,40,48,56");
+        assert_eq!(
+            p.memory_per_node,
+            vec![(0, 2 << 30), (1, 2 << 30), (2, 2 << 30), (3, 2 << 30)]
+        );
+    }
+
+    #[test]
+    fn nodes_policy_binds_memory_to_exactly_the_listed_nodes() {
+        let mut a = Allocator::new(&fixture("memory-only-node"), &[]);
+        let mut r = run("n", 2, 1);
+        r.resources.numa = Numa::Nodes {
+            nodes: list("0-1"),
+            policy: MemPolicy::Interleave,
+        };
+        r.resources.memory = Some(3);
+        let p = a.place(&r).unwrap();
+        assert_eq!(p.cpus.to_string(), "0-1");
+        assert_eq!(p.mems.to_string(), "0-1");
+        assert_eq!(p.memory_per_node, vec![(0, 2), (1, 1)]);
+    }
+
+    #[test]
+    fn pinned_cpuset_gets_exactly_those_cpus_or_waits() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        let mut r = run("pin", 2, 1);
+        r.resources.cpuset = Some(list("16,48"));
+        let p = a.place(&r).unwrap();
+        assert_eq!(
+            (p.cpus.to_string(), p.mems.to_string()),
+            ("16,48".into(), "1".into())
+        );
+        assert!(a.place(&r).is_none());
+        a.release(&p);
+        assert!(a.place(&r).is_some());
+    }
+
+    #[test]
+    fn memory_budget_per_node_is_never_exceeded() {
+        let mut a = Allocator::new(&fixture("2socket-smt"), &[]);
+        let budget = (64u64 << 30) - (256 << 20);
+        let mut r = run("m", 1, 1);
+        r.resources.memory = Some(budget);
+        let p0 = a.place(&r).unwrap();
+        let p1 = a.place(&r).unwrap();
+        assert_ne!(p0.mems, p1.mems);
+        assert!(a.place(&r).is_none(), "both nodes' budgets are spent");
+        let mut small = run("s", 1, 1);
+        small.resources.memory = Some(1);
+        assert!(a.place(&small).is_none());
+        small.resources.memory = None;
+        assert!(a.place(&small).is_some(), "CPUs are still free");
+        a.release(&p1);
+        assert_eq!(a.place(&r).unwrap().mems, p1.mems);
+    }
+
+    #[test]
+    fn reserved_cpus_are_not_handed_out_until_unreserved() {
+        let mut a = Allocator::new(&fixture("this-machine"), &[]);
+        a.reserve(&list("0"));
+        assert_eq!(a.place(&run("a", 1, 1)).unwrap().cpus.to_string(), "1");
+        assert!(a.place(&run("b", 1, 1)).is_none());
+        a.unreserve(&list("0"));
+        assert_eq!(a.place(&run("b", 1, 1)).unwrap().cpus.to_string(), "0");
+    }
+
+    #[test]
+    fn group_runs_pack_inside_the_group_and_others_outside() {
+        let t = fixture("2socket-smt");
+        let groups = vec![Group {
+            name: "analytics".into(),
+            cpus: 8,
+            memory: Some(16 << 30),
+            nodes: Some(list("1")),
+        }];
+        let mut a = Allocator::new(&t, &groups);
+        let mut g = run("g", 8, 1);
+        g.group = Some("analytics".into());
+        g.resources.memory = Some(16 << 30);
+        let p = a.place(&g).unwrap();
+        assert_eq!(p.cpus.to_string(), "16-19,48-51");
+        assert!(
+            a.place(&run("g2", 1, 1).tap_group("analytics")).is_none(),
+            "the group is full"
+        );
+        // Outside the group: 56 CPUs, none of the group's.
+        let rest = a.place(&run("r", 56, 1)).unwrap();
+        assert!(rest.cpus.is_disjoint(&p.cpus));
+        assert!(a.place(&run("r2", 1, 1)).is_none());
+    }
+
+    trait TapGroup {
+        fn tap_group(self, g: &str) -> Self;
+    }
+    impl TapGroup for Run {
+        fn tap_group(mut self, g: &str) -> Self {
+            self.group = Some(g.into());
+            self
+        }
+    }
+
+    #[test]
+    fn infeasible_runs_are_all_reported_with_job_field_and_sizes() {
+        let t = fixture("2socket-smt");
+        let groups = vec![Group {
+            name: "small".into(),
+            cpus: 4,
+            memory: None,
+            nodes: None,
+        }];
+        let mut too_wide = run("too-wide", 65, 1);
+        too_wide.resources.memory = Some(1 << 40);
+        let in_group = run("grouped", 5, 1).tap_group("small");
+        let mut bad_nodes = run("bad-nodes", 1, 1);
+        bad_nodes.resources.numa = Numa::Nodes {
+            nodes: list("1-3"),
+            policy: MemPolicy::Bind,
+        };
+        let unknown = run("lost", 1, 1).tap_group("nope");
+        let ok = run("fine", 4, 1);
+        let errs = check_feasible(
+            &[too_wide.clone(), too_wide, ok, in_group, bad_nodes, unknown],
+            &t,
+            &groups,
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 5, "{text:#?}");
+        assert_eq!(text[0], "job `too-wide`: resources.cpus asks for 65 CPUs, but the machine outside groups has 60 (of 60)");
+        assert!(text[1].starts_with("job `too-wide`: resources.memory asks for 1TiB, but the machine outside groups has 127.5GiB"), "{}", text[1]);
+        assert_eq!(
+            text[2],
+            "job `grouped`: resources.cpus asks for 5 CPUs, but group `small` has 4 (of 4)"
+        );
+        assert_eq!(text[3], "job `bad-nodes`: resources.numa.nodes asks for 1-3, but the machine has nodes 0-1 (no 2-3)");
+        assert!(
+            text[4].starts_with("job `lost`: group asks for `nope`"),
+            "{}",
+            text[4]
+        );
+    }
+
+    #[test]
+    fn group_larger_than_the_machine_is_reported_for_its_jobs() {
+        let t = fixture("this-machine");
+        let groups = vec![Group {
+            name: "huge".into(),
+            cpus: 4,
+            memory: None,
+            nodes: None,
+        }];
+        let errs = check_feasible(&[run("j", 1, 1).tap_group("huge")], &t, &groups).unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "job `j`: groups.huge.cpus asks for 4, but 2 CPUs are left for it"
+        );
+    }
+
+    #[test]
+    fn backfill_starts_a_later_small_run_while_a_big_one_waits() {
+        let t = fixture("2socket-smt");
+        let runs = vec![run("a", 40, 10), run("b", 40, 10), run("c", 8, 5)];
+        let s = simulate(&runs, &t, &[], None).unwrap();
+        let start = |i: usize| s.entries.iter().find(|e| e.run == i).unwrap().start;
+        assert_eq!((start(0), start(1), start(2)), (0.0, 10.0, 0.0));
+        assert_eq!(s.makespan, 20.0);
+        assert_eq!(s.lower_bound, (40.0 * 10.0 * 2.0 + 8.0 * 5.0) / 64.0);
+    }
+
+    #[test]
+    fn dependent_runs_wait_for_every_run_of_their_dependencies() {
+        let t = fixture("2socket-smt");
+        let mut after = run("after", 1, 1);
+        after.depends_on = vec!["first".into()];
+        let runs = vec![after, run("first", 1, 3), run("first", 1, 7)];
+        let s = simulate(&runs, &t, &[], None).unwrap();
+        let e = s.entries.iter().find(|e| e.run == 0).unwrap();
+        assert_eq!((e.start, e.end), (7.0, 8.0));
+    }
+
+    #[test]
+    fn dependency_cycle_is_an_error_not_a_hang() {
+        let t = fixture("this-machine");
+        let mut a = run("a", 1, 1);
+        a.depends_on = vec!["b".into()];
+        let mut b = run("b", 1, 1);
+        b.depends_on = vec!["a".into()];
+        let errs = simulate(&[a, b], &t, &[], None).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0].field, "depends_on");
+    }
+
+    #[test]
+    fn max_parallel_caps_concurrent_runs() {
+        let t = fixture("2socket-smt");
+        let runs: Vec<Run> = (0..4).map(|i| run(&format!("j{i}"), 1, 10)).collect();
+        let s = simulate(&runs, &t, &[], Some(2)).unwrap();
+        assert_eq!(s.makespan, 20.0);
+    }
+
+    #[test]
+    fn times_and_sizes_format_for_people() {
+        assert_eq!(fmt_secs(0.0), "0:00:00");
+        assert_eq!(fmt_secs(3723.25), "1:02:03.3");
+        assert_eq!(fmt_bytes(2 << 30), "2GiB");
+        assert_eq!(fmt_bytes(512 << 20), "512MiB");
+        assert_eq!(fmt_bytes(1536 << 20), "1.5GiB");
+        assert_eq!(fmt_bytes(100), "100B");
+    }
+
+    #[test]
+    fn node_reserve_is_five_percent_or_256_mib_whichever_is_smaller() {
+        assert_eq!(node_reserve(1 << 30), (1 << 30) / 20);
+        assert_eq!(node_reserve(64 << 30), 256 << 20);
+    }
+
+    #[test]
+    fn table_lists_every_run_and_a_total_line() {
+        let t = fixture("2socket-smt");
+        let mut r = run("xz", 2, 90);
+        r.params = vec![("threads".into(), "2".into())];
+        r.resources.memory = Some(512 << 20);
+        let mut w = r.clone();
+        w.warmup = true;
+        let batch = crate::spec::Batch {
+            name: "t".into(),
+            file: "t.yaml".into(),
+            source: String::new(),
+            jobs: vec![],
+            groups: vec![],
+            runs: vec![w, r],
+        };
+        let s = simulate(&batch.runs, &t, &[], None).unwrap();
+        let table = render_table(&batch, &t, &s);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "job  parameters  rep  cpus  mems  memory    start      end"
+        );
+        assert_eq!(
+            lines[1],
+            "xz   threads=2   1w   0,32  0     512MiB  0:00:00  0:01:30"
+        );
+        assert_eq!(
+            lines[2],
+            "xz   threads=2   1    1,33  0     512MiB  0:00:00  0:01:30"
+        );
+        assert!(
+            lines[4].starts_with("2 runs on 64 CPUs, 2 nodes: makespan 0:01:30, utilisation 6.2%"),
+            "{}",
+            lines[4]
+        );
+        let json: serde_json::Value = serde_json::from_str(&render_json(&batch, &s)).unwrap();
+        assert_eq!(json["runs"][1]["cpus"], "1,33");
+        assert_eq!(json["runs"][1]["memory_per_node"][0]["bytes"], 512u64 << 20);
+    }
 }

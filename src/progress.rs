@@ -43,8 +43,10 @@ impl Progress {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
             let overall = multi.add(ProgressBar::new(total as u64));
             overall.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {msg} [{elapsed_precise}, eta {eta}]")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} runs, {msg} [{elapsed_precise}, eta {eta}]",
+                )
+                .expect("valid template"),
             );
             overall.set_position(already_done as u64);
             overall.set_message(format!(
@@ -69,7 +71,10 @@ impl Progress {
     pub fn started(&mut self, run: &Run, placement: &Placement) {
         if let Some(b) = &mut self.bars {
             let pb = b.multi.add(ProgressBar::new_spinner());
-            pb.set_style(ProgressStyle::with_template("  {spinner} {msg} {elapsed}").expect("valid template"));
+            pb.set_style(
+                ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                    .expect("valid template"),
+            );
             pb.set_message(format!(
                 "{} on CPUs {}",
                 describe(&run.job, &run.params, run.rep, run.warmup),

@@ -71,15 +71,21 @@ pub fn row(rec: &Record, param_names: &[String], host: &str) -> Vec<String> {
                 .unwrap_or_default(),
         );
     }
-    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
     cells.extend([
         rec.rep.to_string(),
         rec.warmup.to_string(),
         host.to_string(),
         rec.cpus.to_string(),
         rec.mems.to_string(),
-        rec.start_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        rec.end_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        rec.start_time
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        rec.end_time
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         secs(rec.wall_time),
         ns_secs(u.user_ns),
         ns_secs(u.system_ns),
@@ -103,7 +109,8 @@ pub fn row(rec: &Record, param_names: &[String], host: &str) -> Vec<String> {
 
 fn csv_line(cells: &[String]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(cells).expect("writing CSV to memory cannot fail");
+    w.write_record(cells)
+        .expect("writing CSV to memory cannot fail");
     w.into_inner().expect("flushing CSV to memory cannot fail")
 }
 
@@ -133,7 +140,11 @@ impl RunsCsv {
             if have != want {
                 return Err(csv_err(
                     path,
-                    format!("its columns are [{}], expected [{}]", have.join(","), want.join(",")),
+                    format!(
+                        "its columns are [{}], expected [{}]",
+                        have.join(","),
+                        want.join(",")
+                    ),
                 ));
             }
         }
@@ -203,7 +214,10 @@ pub fn read_done(path: &Path) -> Result<HashMap<String, State>, ReportError> {
         None => "",
     };
     let mut rdr = csv::Reader::from_reader(complete.as_bytes());
-    let headers = rdr.headers().map_err(|e| csv_err(path, e.to_string()))?.clone();
+    let headers = rdr
+        .headers()
+        .map_err(|e| csv_err(path, e.to_string()))?
+        .clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(k), Some(s)) = (col("run_key"), col("state")) else {
         return Err(csv_err(path, "no run_key or state column"));
@@ -211,8 +225,8 @@ pub fn read_done(path: &Path) -> Result<HashMap<String, State>, ReportError> {
     let mut done = HashMap::new();
     for (i, r) in rdr.records().enumerate() {
         let r = r.map_err(|e| csv_err(path, format!("row {}: {e}", i + 2)))?;
-        let state =
-            State::parse(&r[s]).ok_or_else(|| csv_err(path, format!("row {}: unknown state `{}`", i + 2, &r[s])))?;
+        let state = State::parse(&r[s])
+            .ok_or_else(|| csv_err(path, format!("row {}: unknown state `{}`", i + 2, &r[s])))?;
         done.insert(r[k].to_string(), state);
     }
     Ok(done)
@@ -248,11 +262,13 @@ pub fn record_json(rec: &Record, host: &str) -> String {
             serde_json::Value::Null
         } else if let Ok(n) = c.parse::<u64>() {
             n.into()
-        } else if let Ok(f) = c
-            .parse::<f64>()
-            .map_err(|_| ())
-            .and_then(|f| if h.ends_with("_s") { Ok(f) } else { Err(()) })
-        {
+        } else if let Ok(f) = c.parse::<f64>().map_err(|_| ()).and_then(|f| {
+            if h.ends_with("_s") {
+                Ok(f)
+            } else {
+                Err(())
+            }
+        }) {
             f.into()
         } else if c == "true" || c == "false" {
             (c == "true").into()
@@ -355,7 +371,8 @@ mod tests {
 
     #[test]
     fn json_record_has_numbers_as_numbers() {
-        let j: serde_json::Value = serde_json::from_str(&record_json(&record("k", State::Completed), "h")).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&record_json(&record("k", State::Completed), "h")).unwrap();
         assert_eq!(j["wall_time_s"], 1.5);
         assert_eq!(j["exit_code"], 0);
         assert_eq!(j["signal"], serde_json::Value::Null);
@@ -423,7 +440,12 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, ReportError> {
             r[j].parse::<f64>().map_err(|_| {
                 csv_err(
                     path,
-                    format!("row {}: `{}` in {} is not a number", i + 2, &r[j], &headers[j]),
+                    format!(
+                        "row {}: `{}` in {} is not a number",
+                        i + 2,
+                        &r[j],
+                        &headers[j]
+                    ),
                 )
             })
         };
@@ -510,7 +532,14 @@ pub struct Summary {
     pub cpu_times: Vec<f64>,
 }
 
-const STATES: [&str; 6] = ["COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED", "ERROR"];
+const STATES: [&str; 6] = [
+    "COMPLETED",
+    "FAILED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "CANCELLED",
+    "ERROR",
+];
 
 /// Groups rows by job and parameter set (in first-seen order) and summarises
 /// each; statistics cover the COMPLETED measured runs.
@@ -701,7 +730,10 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, ReportError> {
 /// SHA-256 of the job file, hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The first lines where two versions of a job file differ, for the

@@ -59,7 +59,11 @@ pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
             }
         }
     }
-    let id = |j: &str| jobs.iter().position(|x| *x == j).expect("every job was listed");
+    let id = |j: &str| {
+        jobs.iter()
+            .position(|x| *x == j)
+            .expect("every job was listed")
+    };
     let mut parent: Vec<usize> = (0..jobs.len()).collect();
     fn root(p: &mut [usize], mut i: usize) -> usize {
         while p[i] != i {
@@ -112,8 +116,14 @@ pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
 
 /// The runs of `shard`: leaves out the runs in `skip`, splits the rest.
 pub fn keep_shard(runs: Vec<spec::Run>, shard: Shard, skip: &HashSet<String>) -> Vec<spec::Run> {
-    let runs: Vec<spec::Run> = runs.into_iter().filter(|r| !skip.contains(&r.key)).collect();
-    let mine: HashSet<usize> = split(&runs, shard.count).swap_remove(shard.index).into_iter().collect();
+    let runs: Vec<spec::Run> = runs
+        .into_iter()
+        .filter(|r| !skip.contains(&r.key))
+        .collect();
+    let mine: HashSet<usize> = split(&runs, shard.count)
+        .swap_remove(shard.index)
+        .into_iter()
+        .collect();
     runs.into_iter()
         .enumerate()
         .filter(|(i, _)| mine.contains(i))
@@ -157,7 +167,9 @@ pub fn step_cgroup_base(proc_self_cgroup: &str, v2: bool) -> Option<String> {
     }
     let path = if v2 {
         match path.rsplit_once('/') {
-            Some((parent, leaf)) if leaf.starts_with("task_") || leaf == "slurm_processes" => parent.to_string(),
+            Some((parent, leaf)) if leaf.starts_with("task_") || leaf == "slurm_processes" => {
+                parent.to_string()
+            }
             _ => path,
         }
     } else {
@@ -270,14 +282,19 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
     if a.nodes == 0 {
         return Err((exit::INVALID, "--nodes 0: expected at least 1 node".into()));
     }
-    if let Some(bad) = a.sbatch_arg.iter().find(|x| !x.starts_with('-') || x.contains('\n')) {
+    if let Some(bad) = a
+        .sbatch_arg
+        .iter()
+        .find(|x| !x.starts_with('-') || x.contains('\n'))
+    {
         return Err((
             exit::INVALID,
             format!("invalid --sbatch-arg `{bad}`: expected one sbatch option like --mem=0 or --qos=long"),
         ));
     }
     let batch = spec::load(&a.file).map_err(|e| (exit::INVALID, e.to_string()))?;
-    let file = std::fs::canonicalize(&a.file).map_err(|e| env_err(format!("{}: {e}", a.file.display())))?;
+    let file = std::fs::canonicalize(&a.file)
+        .map_err(|e| env_err(format!("{}: {e}", a.file.display())))?;
     let sha = report::sha256_hex(batch.source.as_bytes());
 
     let (dir, skip, previous) = match &a.resume {
@@ -297,8 +314,13 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
             let skip = dir.join("skip.csv");
             let merged = dir.join("runs.csv");
             if merged.exists() {
-                std::fs::copy(&merged, &skip)
-                    .map_err(|e| env_err(format!("copy {} to {}: {e}", merged.display(), skip.display())))?;
+                std::fs::copy(&merged, &skip).map_err(|e| {
+                    env_err(format!(
+                        "copy {} to {}: {e}",
+                        merged.display(),
+                        skip.display()
+                    ))
+                })?;
             }
             let mut previous = old.previous;
             previous.push(old.job_id);
@@ -323,16 +345,23 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
                     ),
                 ));
             }
-            std::fs::create_dir_all(&dir).map_err(|e| env_err(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| env_err(format!("cannot create {}: {e}", dir.display())))?;
             (dir, None, Vec::new())
         }
     };
-    let dir = std::fs::canonicalize(&dir).map_err(|e| env_err(format!("{}: {e}", dir.display())))?;
+    let dir =
+        std::fs::canonicalize(&dir).map_err(|e| env_err(format!("{}: {e}", dir.display())))?;
     let done: HashSet<String> = match &skip {
         Some(p) => report::read_done(p).map_err(io)?.into_keys().collect(),
         None => HashSet::new(),
     };
-    let todo: Vec<spec::Run> = batch.runs.iter().filter(|r| !done.contains(&r.key)).cloned().collect();
+    let todo: Vec<spec::Run> = batch
+        .runs
+        .iter()
+        .filter(|r| !done.contains(&r.key))
+        .cloned()
+        .collect();
     if todo.is_empty() {
         println!(
             "every run of {} is in {} already: nothing to submit",
@@ -342,7 +371,8 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
         return Ok(exit::OK);
     }
     let shards = split(&todo, a.nodes);
-    let packrun = std::env::current_exe().map_err(|e| env_err(format!("cannot find the packrun binary: {e}")))?;
+    let packrun = std::env::current_exe()
+        .map_err(|e| env_err(format!("cannot find the packrun binary: {e}")))?;
     let script = dir.join("packrun.sbatch");
     fsx::write(&script, batch_script(a, &batch.name, &dir, &packrun)).map_err(io)?;
 
@@ -364,8 +394,12 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let job_id = parse_job_id(&stdout)
-        .ok_or_else(|| env_err(format!("sbatch printed `{}`, expected a job id", stdout.trim())))?;
+    let job_id = parse_job_id(&stdout).ok_or_else(|| {
+        env_err(format!(
+            "sbatch printed `{}`, expected a job id",
+            stdout.trim()
+        ))
+    })?;
     let sub = Submission {
         job_id: job_id.clone(),
         nodes: a.nodes,
@@ -395,7 +429,10 @@ fn read_submission(dir: &Path) -> Result<Submission, Failure> {
     serde_json::from_str(&text).map_err(|e| {
         (
             exit::INVALID,
-            format!("{}: {e}; expected what `packrun slurm submit` writes", path.display()),
+            format!(
+                "{}: {e}; expected what `packrun slurm submit` writes",
+                path.display()
+            ),
         )
     })
 }
@@ -530,8 +567,13 @@ pub fn merge(dir: &Path) -> Result<usize, Failure> {
     let path = dir.join("runs.csv");
     let tmp = dir.join(".runs.csv.merge");
     fsx::write(&tmp, data).map_err(io)?;
-    std::fs::rename(&tmp, &path)
-        .map_err(|e| env_err(format!("rename {} to {}: {e}", tmp.display(), path.display())))?;
+    std::fs::rename(&tmp, &path).map_err(|e| {
+        env_err(format!(
+            "rename {} to {}: {e}",
+            tmp.display(),
+            path.display()
+        ))
+    })?;
     let parsed = report::read_rows(&path).map_err(io)?;
     report::write_summary(&dir.join("summary.csv"), &report::summarize(&parsed)).map_err(io)?;
     Ok(rows.len())
@@ -695,7 +737,12 @@ mod tests {
             resume: None,
             force: false,
         };
-        let s = batch_script(&a, "sweep", Path::new("/shared/it's"), Path::new("/opt/packrun"));
+        let s = batch_script(
+            &a,
+            "sweep",
+            Path::new("/shared/it's"),
+            Path::new("/opt/packrun"),
+        );
         for want in [
             "#SBATCH --nodes=3\n",
             "#SBATCH --exclusive\n",
@@ -727,7 +774,11 @@ mod tests {
                     "state" => "COMPLETED".into(),
                     "exit_code" => "0".into(),
                     "parameter_i" => "1".into(),
-                    c if c.ends_with("_s") || c.ends_with("_bytes") || c.ends_with("peak") || c == "oom_kills" => {
+                    c if c.ends_with("_s")
+                        || c.ends_with("_bytes")
+                        || c.ends_with("peak")
+                        || c == "oom_kills" =>
+                    {
                         "0".into()
                     }
                     _ => String::new(),
@@ -757,7 +808,11 @@ mod tests {
         }
         assert_eq!(merge(dir.path()).unwrap(), 3);
         let text = std::fs::read_to_string(dir.path().join("runs.csv")).unwrap();
-        let keys: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+        let keys: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
         assert_eq!(keys, ["k3", "k1", "k2"]);
         assert!(text.lines().all(|l| l.split(',').count() == ncols));
         assert!(text.contains(",n1,") && text.contains(",n2,"));
@@ -765,6 +820,9 @@ mod tests {
 
         std::fs::write(dir.path().join("nodes/n2/runs.csv"), "run_key,job\nk9,j\n").unwrap();
         let (_, e) = merge(dir.path()).unwrap_err();
-        assert!(e.contains("nodes/n2/runs.csv") && e.contains("same job file"), "{e}");
+        assert!(
+            e.contains("nodes/n2/runs.csv") && e.contains("same job file"),
+            "{e}"
+        );
     }
 }

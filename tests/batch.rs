@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn job(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jobs").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/jobs")
+        .join(name)
 }
 
 /// A fresh results folder (removed on drop).
@@ -25,7 +27,12 @@ fn rows(dir: &Path) -> Vec<Row> {
     let mut rdr = csv::Reader::from_path(dir.join("runs.csv")).unwrap();
     let head: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
     rdr.records()
-        .map(|r| head.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect())
+        .map(|r| {
+            head.iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(String::from))
+                .collect()
+        })
         .collect()
 }
 
@@ -50,8 +57,8 @@ fn cpus(s: &str) -> Vec<u32> {
 fn assert_no_cpu_overlap(rows: &[Row]) {
     for (i, a) in rows.iter().enumerate() {
         for b in &rows[i + 1..] {
-            let overlap =
-                time(&a["start_time"]) < time(&b["end_time"]) && time(&b["start_time"]) < time(&a["end_time"]);
+            let overlap = time(&a["start_time"]) < time(&b["end_time"])
+                && time(&b["start_time"]) < time(&a["end_time"]);
             let shared: Vec<u32> = cpus(&a["cpus"])
                 .into_iter()
                 .filter(|c| cpus(&b["cpus"]).contains(c))
@@ -102,7 +109,10 @@ fn thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows() {
         // The job saw the CPU it was given.
         let log = std::fs::read_to_string(&r["stdout"]).unwrap();
         assert!(
-            log.contains(&format!("level={} size={}", r["parameter_level"], r["parameter_size"])),
+            log.contains(&format!(
+                "level={} size={}",
+                r["parameter_level"], r["parameter_size"]
+            )),
             "{log}"
         );
         assert!(
@@ -111,7 +121,8 @@ fn thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows() {
             r["cpus"]
         );
     }
-    let keys: std::collections::HashSet<&str> = rows.iter().map(|r| r["run_key"].as_str()).collect();
+    let keys: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r["run_key"].as_str()).collect();
     assert_eq!(keys.len(), rows.len(), "run_keys are not unique");
     assert_no_cpu_overlap(&rows);
     for f in ["summary.csv", "manifest.json", "job.yaml"] {
@@ -157,7 +168,9 @@ fn failures_are_rows_with_their_state_and_the_batch_exits_one() {
 /// Starts `packrun run` on long.yaml with a unique tag; returns the child and the tag.
 fn start_long(dir: &Path, extra: &[&str]) -> (std::process::Child, String, PathBuf) {
     let tag = format!("t{}x{}", std::process::id(), rand_suffix());
-    let text = std::fs::read_to_string(job("long.yaml")).unwrap().replace("TAG", &tag);
+    let text = std::fs::read_to_string(job("long.yaml"))
+        .unwrap()
+        .replace("TAG", &tag);
     let file = dir.with_extension("yaml");
     std::fs::write(&file, text).unwrap();
     let mut args = vec!["run".to_string(), "--quiet".into()];
@@ -201,7 +214,11 @@ fn sigint_cancels_running_runs_and_exits_130_leaving_nothing() {
     let (child, tag, _file) = start_long(&d, &["--out", d.to_str().unwrap()]);
     let pid = child.id();
     wait_rows(&d, 2);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
@@ -261,7 +278,12 @@ fn resume_with_a_changed_job_file_is_refused_naming_the_change() {
     let d = dir.path().join("res");
     let (child, _tag, file) = start_long(&d, &["--out", d.to_str().unwrap()]);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("repetitions: 12", "repetitions: 13");
@@ -284,7 +306,12 @@ fn resume_with_a_changed_job_file_is_refused_naming_the_change() {
         d.to_str().unwrap(),
         file.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(rows(&d).len(), 13);
 }
 

@@ -25,11 +25,21 @@ fn job_is_init_s_child_in_an_empty_pid_namespace() {
     if !privileged("job_is_init_s_child_in_an_empty_pid_namespace") {
         return;
     }
-    let (out, rec) = exec(&[], &["/bin/sh", "-c", "echo $$ $PPID; ls /proc | grep -c '^[0-9]'"]);
+    let (out, rec) = exec(
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "echo $$ $PPID; ls /proc | grep -c '^[0-9]'",
+        ],
+    );
     assert_eq!(rec["state"], "COMPLETED", "{rec}");
     let s = stdout(&out);
     let lines: Vec<&str> = s.lines().collect();
-    assert_eq!(lines[0], "2 1", "job should be pid 2, child of init (pid 1): {s}");
+    assert_eq!(
+        lines[0], "2 1",
+        "job should be pid 2, child of init (pid 1): {s}"
+    );
     // init, sh and the pipeline's ls and grep: nothing of the host.
     let n: u32 = lines[1].trim().parse().unwrap();
     assert!(n <= 4, "the job sees {n} processes: {s}");
@@ -82,10 +92,18 @@ fn only_loopback_exists_and_it_is_up() {
     assert_eq!(ifaces, vec!["lo"], "{}", stdout(&out));
     let (out, _) = exec(
         &[],
-        &["/bin/cat", "/sys/class/net/lo/operstate", "/sys/class/net/lo/flags"],
+        &[
+            "/bin/cat",
+            "/sys/class/net/lo/operstate",
+            "/sys/class/net/lo/flags",
+        ],
     );
     let flags = stdout(&out);
-    let f = u32::from_str_radix(flags.lines().nth(1).unwrap_or("0").trim_start_matches("0x"), 16).unwrap_or(0);
+    let f = u32::from_str_radix(
+        flags.lines().nth(1).unwrap_or("0").trim_start_matches("0x"),
+        16,
+    )
+    .unwrap_or(0);
     assert_eq!(f & 1, 1, "lo is not up: {flags}");
 }
 
@@ -116,7 +134,10 @@ fn cpus_and_memory_nodes_inside_match_what_was_asked() {
         return;
     }
     let last = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
-    let cpu = (0..1024).rev().find(|&c| last.is_set(c).unwrap_or(false)).unwrap();
+    let cpu = (0..1024)
+        .rev()
+        .find(|&c| last.is_set(c).unwrap_or(false))
+        .unwrap();
     let (out, rec) = exec(
         &["--cpuset", &cpu.to_string(), "--mems", "0"],
         &["/bin/grep", "_allowed_list", "/proc/self/status"],
@@ -160,7 +181,10 @@ fn page_cache_is_not_an_oom() {
     );
     assert_eq!(rec["state"], "COMPLETED", "{rec}");
     assert_eq!(rec["oom_kills"], 0);
-    assert_eq!(std::fs::metadata(dir.path().join("big")).unwrap().len(), 300 << 20);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("big")).unwrap().len(),
+        300 << 20
+    );
 }
 
 #[test]
@@ -170,12 +194,18 @@ fn fork_bomb_stops_at_the_pids_limit() {
     }
     // Try to start 200 sleepers, then count the processes the namespace holds.
     let script = "for i in $(seq 200); do sleep 30 & done 2>/dev/null; ls /proc | grep -c '^[0-9]'";
-    let (out, rec) = exec(&["--pids", "64", "--time-limit", "20s"], &["/bin/sh", "-c", script]);
+    let (out, rec) = exec(
+        &["--pids", "64", "--time-limit", "20s"],
+        &["/bin/sh", "-c", script],
+    );
     let n: u32 = stdout(&out)
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("no count: {rec}"));
-    assert!((10..=64).contains(&n), "{n} processes under a pids limit of 64: {rec}");
+    assert!(
+        (10..=64).contains(&n),
+        "{n} processes under a pids limit of 64: {rec}"
+    );
     // A real bomb ends too, and the host stays responsive.
     let (_, rec) = exec(
         &["--pids", "64", "--time-limit", "3s"],
@@ -185,7 +215,10 @@ fn fork_bomb_stops_at_the_pids_limit() {
         ["TIMEOUT", "FAILED", "COMPLETED"].contains(&rec["state"].as_str().unwrap()),
         "{rec}"
     );
-    assert!(std::process::Command::new("true").status().unwrap().success());
+    assert!(std::process::Command::new("true")
+        .status()
+        .unwrap()
+        .success());
 }
 
 #[test]
@@ -211,7 +244,10 @@ fn wall_time_limit_ends_the_run_as_timeout_with_all_descendants() {
     let (_, rec) = exec(&["--time-limit", "1s"], &["/bin/bash", "-c", &script]);
     assert_eq!(rec["state"], "TIMEOUT", "{rec}");
     assert!(
-        rec["termination_reason"].as_str().unwrap().contains("wall time"),
+        rec["termination_reason"]
+            .as_str()
+            .unwrap()
+            .contains("wall time"),
         "{rec}"
     );
     assert!(processes_with(&tag).is_empty());
@@ -224,10 +260,16 @@ fn cpu_time_limit_ends_a_burn_as_timeout() {
         return;
     }
     let burn = helper("burn");
-    let (_, rec) = exec(&["--cpu-time-limit", "500ms"], &[burn.to_str().unwrap(), "30"]);
+    let (_, rec) = exec(
+        &["--cpu-time-limit", "500ms"],
+        &[burn.to_str().unwrap(), "30"],
+    );
     assert_eq!(rec["state"], "TIMEOUT", "{rec}");
     assert!(
-        rec["termination_reason"].as_str().unwrap().contains("cpu time"),
+        rec["termination_reason"]
+            .as_str()
+            .unwrap()
+            .contains("cpu time"),
         "{rec}"
     );
     eprintln!("cpu_time_s at a 0.5 s CPU limit: {}", rec["cpu_time_s"]);
@@ -262,7 +304,10 @@ fn peak_of_a_200_mib_allocation_is_within_three_percent() {
     let peak = rec["memory_peak_bytes"].as_u64().unwrap() as f64;
     let truth = (200u64 << 20) as f64;
     let err = (peak - truth).abs() / truth;
-    eprintln!("alloc 200 MiB: memory_peak_bytes {peak}, error {:.3}%", err * 100.0);
+    eprintln!(
+        "alloc 200 MiB: memory_peak_bytes {peak}, error {:.3}%",
+        err * 100.0
+    );
     assert!(err < 0.03, "peak {peak} vs {truth}");
 }
 

@@ -20,7 +20,11 @@ fn slurm_available(test: &str) -> bool {
     if !privileged(test) {
         return false;
     }
-    let missing: Vec<&str> = DAEMONS.iter().copied().filter(|d| which(d).is_none()).collect();
+    let missing: Vec<&str> = DAEMONS
+        .iter()
+        .copied()
+        .filter(|d| which(d).is_none())
+        .collect();
     if missing.is_empty() {
         return true;
     }
@@ -87,22 +91,33 @@ impl Cluster {
         let cgroups = NODES
             .iter()
             .flat_map(|n| {
-                ["cpuset", "freezer", "memory", "devices", "cpuacct", "cpu", "pids"]
-                    .map(|c| Path::new("/sys/fs/cgroup").join(c).join(format!("slurm_{n}")))
+                [
+                    "cpuset", "freezer", "memory", "devices", "cpuacct", "cpu", "pids",
+                ]
+                .map(|c| {
+                    Path::new("/sys/fs/cgroup")
+                        .join(c)
+                        .join(format!("slurm_{n}"))
+                })
             })
             .filter(|p| !p.exists())
             .collect();
 
         let conf = d.join("slurm.conf");
         let (ctld, p1, p2) = (free_port(), free_port(), free_port());
-        let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm/slurm.conf.in"))
+        let host = nix::unistd::gethostname()
             .unwrap()
-            .replace("@DIR@", &d.display().to_string())
-            .replace("@HOST@", &host)
-            .replace("@CTLD_PORT@", &ctld.to_string())
-            .replace("@N1_PORT@", &p1.to_string())
-            .replace("@N2_PORT@", &p2.to_string());
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm/slurm.conf.in"),
+        )
+        .unwrap()
+        .replace("@DIR@", &d.display().to_string())
+        .replace("@HOST@", &host)
+        .replace("@CTLD_PORT@", &ctld.to_string())
+        .replace("@N1_PORT@", &p1.to_string())
+        .replace("@N2_PORT@", &p2.to_string());
         std::fs::write(&conf, text).unwrap();
         std::fs::copy(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm/cgroup.conf"),
@@ -122,16 +137,28 @@ impl Cluster {
             Command::new(which("munged").unwrap())
                 .arg("--foreground")
                 .arg(format!("--socket={}", sock.display()))
-                .arg(format!("--key-file={}", d.join("munge/munge.key").display()))
-                .arg(format!("--pid-file={}", d.join("munge/munged.pid").display()))
-                .arg(format!("--seed-file={}", d.join("munge/munged.seed").display()))
+                .arg(format!(
+                    "--key-file={}",
+                    d.join("munge/munge.key").display()
+                ))
+                .arg(format!(
+                    "--pid-file={}",
+                    d.join("munge/munged.pid").display()
+                ))
+                .arg(format!(
+                    "--seed-file={}",
+                    d.join("munge/munged.seed").display()
+                ))
                 .arg(format!("--log-file={}", d.join("log/munged.log").display())),
         );
         c.wait_for("munge socket", |_| sock.exists());
         let conf = c.conf.clone();
         c.spawn(
             "slurmctld",
-            Command::new(which("slurmctld").unwrap()).arg("-D").arg("-f").arg(&conf),
+            Command::new(which("slurmctld").unwrap())
+                .arg("-D")
+                .arg("-f")
+                .arg(&conf),
         );
         for n in NODES {
             c.spawn(
@@ -142,7 +169,11 @@ impl Cluster {
             );
         }
         c.wait_for("both nodes idle in sinfo", |c| {
-            let out = c.cmd("sinfo").args(["-h", "-N", "-o", "%N %T"]).output().unwrap();
+            let out = c
+                .cmd("sinfo")
+                .args(["-h", "-N", "-o", "%N %T"])
+                .output()
+                .unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
             let idle: BTreeSet<&str> = text
                 .lines()
@@ -166,9 +197,14 @@ impl Cluster {
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::SIGKILL).map_err(std::io::Error::from));
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         self.daemons.push((name.to_string(), child));
     }
 
@@ -222,7 +258,11 @@ impl Cluster {
     fn wait_job(&mut self, id: &str, limit: Duration) {
         let t0 = Instant::now();
         loop {
-            let out = self.cmd("squeue").args(["-h", "-j", id, "-o", "%T"]).output().unwrap();
+            let out = self
+                .cmd("squeue")
+                .args(["-h", "-j", id, "-o", "%T"])
+                .output()
+                .unwrap();
             let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
             // squeue fails for a job that has left the controller's memory.
             if state.is_empty() || !out.status.success() {
@@ -244,14 +284,19 @@ impl Drop for Cluster {
         while t0.elapsed() < Duration::from_secs(20) {
             let out = self.cmd("squeue").args(["-h", "-o", "%i"]).output();
             match out {
-                Ok(o) if o.status.success() && !o.stdout.is_empty() => std::thread::sleep(Duration::from_millis(200)),
+                Ok(o) if o.status.success() && !o.stdout.is_empty() => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
                 _ => break,
             }
         }
         // Any task still in a node's cgroup is one of this cluster's.
         for cg in &self.cgroups {
             for pid in tasks_under(cg) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
             }
         }
         for (_, child) in self.daemons.iter_mut().rev() {
@@ -278,7 +323,10 @@ fn set_mode(p: &Path, mode: u32) {
 fn rand_byte() -> u8 {
     use std::io::Read;
     let mut b = [0u8; 1];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
     b[0]
 }
 
@@ -301,7 +349,9 @@ fn tasks_under(dir: &Path) -> Vec<i32> {
 
 /// Removes a cgroup directory tree, children first (cgroupfs only allows rmdir).
 fn remove_tree(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         if e.path().is_dir() {
             remove_tree(&e.path());
@@ -319,10 +369,16 @@ fn remove_tree(dir: &Path) {
 type Row = HashMap<String, String>;
 
 fn rows(path: &Path) -> Vec<Row> {
-    let mut rdr = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rdr =
+        csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let head: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
     rdr.records()
-        .map(|r| head.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect())
+        .map(|r| {
+            head.iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(String::from))
+                .collect()
+        })
         .collect()
 }
 
@@ -351,8 +407,17 @@ fn a_two_node_job_runs_one_task_on_each_test_node() {
         ),
     )
     .unwrap();
-    let out = cluster.cmd("sbatch").arg("--parsable").arg(&script).output().unwrap();
-    assert!(out.status.success(), "sbatch: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cluster
+        .cmd("sbatch")
+        .arg("--parsable")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sbatch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     cluster.wait_job(&id, Duration::from_secs(120));
     let text = std::fs::read_to_string(&out_file).unwrap_or_default();
@@ -409,8 +474,12 @@ fn twenty_runs_across_two_nodes_are_merged_into_one_runs_csv() {
         String::from_utf8_lossy(&out.stderr)
     );
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("slurm.json")).unwrap()).unwrap();
-    let id = meta["job_id"].as_str().expect("slurm.json has the job id").to_string();
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("slurm.json")).unwrap())
+            .unwrap();
+    let id = meta["job_id"]
+        .as_str()
+        .expect("slurm.json has the job id")
+        .to_string();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&id),
         "submit does not print job {id}"
@@ -418,7 +487,8 @@ fn twenty_runs_across_two_nodes_are_merged_into_one_runs_csv() {
     cluster.wait_job(&id, Duration::from_secs(600));
     eprintln!("job {id} done after {:.1} s", t0.elapsed().as_secs_f64());
 
-    let slurm_log = std::fs::read_to_string(out_dir.join(format!("slurm-{id}.out"))).unwrap_or_default();
+    let slurm_log =
+        std::fs::read_to_string(out_dir.join(format!("slurm-{id}.out"))).unwrap_or_default();
     let merged = out_dir.join("runs.csv");
     assert!(
         merged.exists(),
@@ -433,7 +503,11 @@ fn twenty_runs_across_two_nodes_are_merged_into_one_runs_csv() {
     let hosts: BTreeSet<&str> = rows.iter().map(|r| r["host"].as_str()).collect();
     assert_eq!(hosts, NODES.into_iter().collect(), "host column");
     for r in &rows {
-        assert_eq!(r["state"], "COMPLETED", "run {} on {}: {r:?}", r["run_key"], r["host"]);
+        assert_eq!(
+            r["state"], "COMPLETED",
+            "run {} on {}: {r:?}",
+            r["run_key"], r["host"]
+        );
         assert_eq!(r["exit_code"], "0");
     }
     for n in NODES {

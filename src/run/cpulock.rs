@@ -118,7 +118,9 @@ impl CpuLock {
             .into_iter()
             .filter(|c| c.owner != self.owner && c.owner.is_alive())
             .collect();
-        let others = claims.iter().fold(CpuList::new(), |acc, c| acc.union(&c.cpus));
+        let others = claims
+            .iter()
+            .fold(CpuList::new(), |acc, c| acc.union(&c.cpus));
         let (mine, out) = f(&others);
         self.mine = mine.clone();
         claims.push(Claim {
@@ -151,7 +153,8 @@ mod tests {
 
     #[test]
     fn start_ticks_survive_spaces_and_parentheses_in_the_command() {
-        let stat = "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000 200";
+        let stat =
+            "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000 200";
         assert_eq!(parse_start_ticks(stat), Some(987654));
     }
 
@@ -181,12 +184,17 @@ mod tests {
     fn another_live_process_claims_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cpus");
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let pid = child.id() as i32;
         let ticks = start_ticks(pid).unwrap();
         std::fs::write(&path, format!("{pid} {ticks} 2-3\n")).unwrap();
         let mut lock = CpuLock::new(&path).unwrap();
-        let seen = lock.update(|others| (CpuList::new(), others.clone())).unwrap();
+        let seen = lock
+            .update(|others| (CpuList::new(), others.clone()))
+            .unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(seen.to_string(), "2-3");

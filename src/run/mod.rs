@@ -83,7 +83,10 @@ pub struct Record {
 
 /// What the loop tells its one owner (progress display and CSV writer).
 pub enum Event<'a> {
-    Started { run: &'a Run, placement: &'a Placement },
+    Started {
+        run: &'a Run,
+        placement: &'a Placement,
+    },
     Finished(Record),
 }
 
@@ -175,7 +178,9 @@ pub fn execute(
             None => *remaining.entry(r.job.as_str()).or_default() += 1,
         }
     }
-    let mut pending: Vec<usize> = (0..runs.len()).filter(|&i| !done.contains_key(&runs[i].key)).collect();
+    let mut pending: Vec<usize> = (0..runs.len())
+        .filter(|&i| !done.contains_key(&runs[i].key))
+        .collect();
     let mut running: Vec<Running> = Vec::new();
     let mut lock = match &opts.cpu_lock {
         Some(path) => Some(cpulock::CpuLock::new(path)?),
@@ -228,7 +233,14 @@ pub fn execute(
                     Ok(r) => running.push(r),
                     Err(rec) => {
                         alloc.release(&placement);
-                        finish(&mut remaining, &mut failed_jobs, &mut outcome, run, *rec, on_event);
+                        finish(
+                            &mut remaining,
+                            &mut failed_jobs,
+                            &mut outcome,
+                            run,
+                            *rec,
+                            on_event,
+                        );
                     }
                 }
             }
@@ -246,7 +258,14 @@ pub fn execute(
                     State::Error,
                     "no placement fits this run on the CPUs packrun may use".into(),
                 );
-                finish(&mut remaining, &mut failed_jobs, &mut outcome, run, rec, on_event);
+                finish(
+                    &mut remaining,
+                    &mut failed_jobs,
+                    &mut outcome,
+                    run,
+                    rec,
+                    on_event,
+                );
             }
             break;
         }
@@ -263,8 +282,10 @@ pub fn execute(
             false => wake,
         };
         let timeout = match wake {
-            Some(t) => PollTimeout::try_from(t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1)
-                .unwrap_or(PollTimeout::MAX),
+            Some(t) => PollTimeout::try_from(
+                t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1,
+            )
+            .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
         let mut fds: Vec<PollFd<'_>> = running
@@ -331,7 +352,14 @@ pub fn execute(
             let run = &runs[r.index];
             alloc.release(&r.placement);
             let rec = collect(r, run);
-            finish(&mut remaining, &mut failed_jobs, &mut outcome, run, rec, on_event);
+            finish(
+                &mut remaining,
+                &mut failed_jobs,
+                &mut outcome,
+                run,
+                rec,
+                on_event,
+            );
         }
     }
 
@@ -343,7 +371,14 @@ pub fn execute(
                 State::Cancelled,
                 "packrun was interrupted before it started".into(),
             );
-            finish(&mut remaining, &mut failed_jobs, &mut outcome, run, rec, on_event);
+            finish(
+                &mut remaining,
+                &mut failed_jobs,
+                &mut outcome,
+                run,
+                rec,
+                on_event,
+            );
         }
     }
     cgroup::remove_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id);
@@ -369,13 +404,31 @@ impl Choose<'_, '_> {
         let mut starts = Vec::new();
         let mut i = 0;
         while i < self.pending.len() {
-            if self.max_parallel.is_some_and(|m| self.running + starts.len() >= m) {
+            if self
+                .max_parallel
+                .is_some_and(|m| self.running + starts.len() >= m)
+            {
                 break;
             }
             let run = &self.runs[self.pending[i]];
-            if let Some(dep) = run.depends_on.iter().find(|d| self.failed_jobs.contains(*d)) {
-                let rec = not_started(run, State::Cancelled, format!("dependency `{dep}` did not complete"));
-                finish(self.remaining, self.failed_jobs, self.outcome, run, rec, self.on_event);
+            if let Some(dep) = run
+                .depends_on
+                .iter()
+                .find(|d| self.failed_jobs.contains(*d))
+            {
+                let rec = not_started(
+                    run,
+                    State::Cancelled,
+                    format!("dependency `{dep}` did not complete"),
+                );
+                finish(
+                    self.remaining,
+                    self.failed_jobs,
+                    self.outcome,
+                    run,
+                    rec,
+                    self.on_event,
+                );
                 self.pending.remove(i);
                 continue;
             }
@@ -432,7 +485,8 @@ fn watch_signals() -> Result<SignalFd, RunError> {
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
     mask.thread_block().map_err(RunError::Signals)?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(RunError::Signals)
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(RunError::Signals)
 }
 
 /// Expands `{cpus}` with the assigned list.
@@ -454,7 +508,11 @@ fn limits_for(run: &Run, placement: &Placement) -> Limits {
 
 fn io_throttles(run: &Run) -> Vec<cgroup::IoThrottle> {
     let io = &run.resources.io;
-    if io.read_bps.is_none() && io.write_bps.is_none() && io.read_iops.is_none() && io.write_iops.is_none() {
+    if io.read_bps.is_none()
+        && io.write_bps.is_none()
+        && io.read_iops.is_none()
+        && io.write_iops.is_none()
+    {
         return Vec::new();
     }
     let path = io
@@ -484,7 +542,12 @@ fn open_logs(dir: &Path, key: &str) -> Result<(PathBuf, PathBuf, File, File), Pa
 }
 
 /// Creates the cgroup, starts the container, sets the deadlines.
-fn start(index: usize, run: &Run, placement: Placement, opts: &Options) -> Result<Running, Box<Record>> {
+fn start(
+    index: usize,
+    run: &Run,
+    placement: Placement,
+    opts: &Options,
+) -> Result<Running, Box<Record>> {
     let start_time = Utc::now();
     let start = Instant::now();
     let fail = |state: State, reason: String, logs: Option<(PathBuf, PathBuf)>| {
@@ -503,9 +566,21 @@ fn start(index: usize, run: &Run, placement: Placement, opts: &Options) -> Resul
 
     let mut limits = limits_for(run, &placement);
     limits.io = io_throttles(run);
-    let cg = match RunCgroup::create(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id, &run.key, &limits) {
+    let cg = match RunCgroup::create(
+        &opts.hierarchy,
+        &opts.cgroup_base,
+        &opts.batch_id,
+        &run.key,
+        &limits,
+    ) {
         Ok(cg) => cg,
-        Err(e) => return Err(fail(State::Error, format!("cgroup: {}", crate::fsx::chain(&e)), None)),
+        Err(e) => {
+            return Err(fail(
+                State::Error,
+                format!("cgroup: {}", crate::fsx::chain(&e)),
+                None,
+            ))
+        }
     };
 
     let (logs, stdout, stderr) = match &opts.output {
@@ -519,7 +594,11 @@ fn start(index: usize, run: &Run, placement: Placement, opts: &Options) -> Resul
         ) {
             (Ok(o), Ok(e)) => (None, o, e),
             (Err(e), _) | (_, Err(e)) => {
-                return Err(fail(State::Error, format!("cannot duplicate stdout/stderr: {e}"), None))
+                return Err(fail(
+                    State::Error,
+                    format!("cannot duplicate stdout/stderr: {e}"),
+                    None,
+                ))
             }
         },
     };
@@ -541,7 +620,11 @@ fn start(index: usize, run: &Run, placement: Placement, opts: &Options) -> Resul
         _ => None,
     };
     let cfg = ContainerConfig {
-        argv: run.command.iter().map(|a| fill_cpus(a, &placement.cpus)).collect(),
+        argv: run
+            .command
+            .iter()
+            .map(|a| fill_cpus(a, &placement.cpus))
+            .collect(),
         env: run
             .env
             .iter()
@@ -563,7 +646,8 @@ fn start(index: usize, run: &Run, placement: Placement, opts: &Options) -> Resul
     };
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     let spawned = container::spawn(cfg, cgroup_dir.as_ref().map(|f| f.as_fd()), &mut |pid| {
-        cg.attach(pid).map_err(|e| std::io::Error::other(crate::fsx::chain(&e)))
+        cg.attach(pid)
+            .map_err(|e| std::io::Error::other(crate::fsx::chain(&e)))
     });
     let c = match spawned {
         Ok(c) => c,
@@ -618,7 +702,10 @@ fn collect(r: Running, run: &Run) -> Record {
         match (status.exit_code, status.signal) {
             (Some(0), _) => (State::Completed, "exited".to_string()),
             (Some(c), _) => (State::Failed, format!("exit code {c}")),
-            (None, Some(s)) => (State::Failed, format!("killed by signal {s} ({})", signal_name(s))),
+            (None, Some(s)) => (
+                State::Failed,
+                format!("killed by signal {s} ({})", signal_name(s)),
+            ),
             (None, None) => (State::Failed, "ended without a status".to_string()),
         }
     };

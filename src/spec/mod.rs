@@ -1,11 +1,16 @@
 //! The job file: YAML model, defaults, units, matrix expansion, validation
 //! into typed `Run`s. Touches no system state; only reads the job file.
 
+mod expand;
+mod raw;
 pub mod types;
+mod units;
+mod validate;
+mod yaml;
 
 pub use types::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Every problem found in a job file, each with its location.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,28 +34,397 @@ impl SpecErrors {
     pub fn render(&self) -> String {
         self.problems
             .iter()
-            .map(|p| match (p.line, p.column) {
-                (Some(l), Some(c)) => format!("{}:{}:{}: {}: {}", p.file, l, c, p.path, p.message),
-                _ => format!("{}: {}: {}", p.file, p.path, p.message),
+            .map(|p| {
+                let at = match (p.line, p.column) {
+                    (Some(l), Some(c)) => format!("{}:{}:{}", p.file, l, c),
+                    _ => p.file.clone(),
+                };
+                match p.path.is_empty() {
+                    true => format!("{at}: {}", p.message),
+                    false => format!("{at}: {}: {}", p.path, p.message),
+                }
             })
             .collect::<Vec<_>>()
             .join("\n")
     }
 }
 
-/// Reads, validates and expands a job file.
+/// Reads, validates and expands a job file. Relative paths in it (mount
+/// sources, rootfs, io device) are taken relative to its directory.
 pub fn load(path: &Path) -> Result<Batch, SpecErrors> {
-    let _ = path;
-    todo!("spec::load")
+    let file = path.display().to_string();
+    let text = crate::fsx::read_to_string(path).map_err(|e| SpecErrors {
+        problems: vec![Problem {
+            file: file.clone(),
+            line: None,
+            column: None,
+            path: String::new(),
+            message: crate::fsx::chain(&e),
+        }],
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut batch = parse_with_base(&file, &text, &base)?;
+    batch.file = path.to_path_buf();
+    Ok(batch)
 }
 
-/// Validates and expands job file text (`file` names it in messages).
+/// Validates and expands job file text (`file` names it in messages; its
+/// directory is the base of relative paths).
 pub fn parse(file: &str, text: &str) -> Result<Batch, SpecErrors> {
-    let _ = (file, text);
-    todo!("spec::parse")
+    let dir = Path::new(file)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse_with_base(file, text, dir)
+}
+
+fn parse_with_base(file: &str, text: &str, base: &Path) -> Result<Batch, SpecErrors> {
+    let problem = |path: &[yaml::Seg], at: yaml::At, message: String| {
+        let loc = yaml::locate(text, path, at);
+        Problem {
+            file: file.to_string(),
+            line: loc.map(|l| l.0),
+            column: loc.map(|l| l.1),
+            path: yaml::render(path),
+            message,
+        }
+    };
+    let tree = yaml::parse_tree(text).map_err(|e| SpecErrors {
+        problems: vec![Problem {
+            file: file.to_string(),
+            line: e.line,
+            column: e.column,
+            path: String::new(),
+            message: format!("invalid YAML: {}", e.message),
+        }],
+    })?;
+    if !matches!(tree, yaml::Tree::Map(_)) {
+        return Err(SpecErrors {
+            problems: vec![problem(
+                &[],
+                yaml::At::Value,
+                "expected a map with version, name and jobs at the top level".into(),
+            )],
+        });
+    }
+    let mut dups = Vec::new();
+    let mut root = yaml::to_value(&tree, &mut Vec::new(), &mut dups);
+    let mut problems: Vec<Problem> = dups
+        .iter()
+        .map(|d| {
+            let key = match d.path.last() {
+                Some(yaml::Seg::Key(k)) => k.clone(),
+                _ => String::new(),
+            };
+            let what = if d.path.len() == 2 && d.path[0] == yaml::Seg::Key("jobs".into()) {
+                "job name"
+            } else {
+                "key"
+            };
+            problem(
+                &d.path,
+                yaml::At::Key(d.occurrence),
+                format!("duplicate {what} `{key}`: each key may appear only once in a map"),
+            )
+        })
+        .collect();
+
+    // Type errors, each at the smallest subtree; then drop those subtrees so
+    // that the rest can still be checked.
+    let mut pruned: Vec<Vec<yaml::Seg>> = Vec::new();
+    for (path, message) in yaml::type_errors(&root) {
+        let at = if message.starts_with("unknown field") {
+            yaml::At::Key(0)
+        } else {
+            yaml::At::Value
+        };
+        problems.push(problem(&path, at, message));
+        // Prune the nearest map entry at or above the bad node.
+        let cut = path
+            .iter()
+            .rposition(|s| matches!(s, yaml::Seg::Key(_)))
+            .map(|i| path[..=i].to_vec())
+            .unwrap_or_default();
+        yaml::remove(&mut root, &cut);
+        pruned.push(cut);
+    }
+    let raw = match yaml::raw_file(&root) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(problem(&[], yaml::At::Value, e));
+            return Err(sorted(problems));
+        }
+    };
+    let (out, issues) = validate::validate(raw, &root, &pruned, base);
+    problems.extend(
+        issues
+            .into_iter()
+            .map(|i| problem(&i.path, i.at, i.message)),
+    );
+    if !problems.is_empty() {
+        return Err(sorted(problems));
+    }
+    Ok(Batch {
+        name: out.name,
+        file: PathBuf::from(file),
+        source: text.to_string(),
+        jobs: out.jobs,
+        groups: out.groups,
+        runs: out.runs,
+    })
+}
+
+/// File order: by line, then column; problems without a line last.
+fn sorted(mut problems: Vec<Problem>) -> SpecErrors {
+    problems.sort_by_key(|p| (p.line.is_none(), p.line, p.column));
+    SpecErrors { problems }
 }
 
 /// The JSON Schema (draft-07) of the job file, pretty-printed.
 pub fn schema_json() -> String {
-    todo!("spec::schema_json")
+    let schema = schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<raw::RawFile>();
+    let mut value = schema.to_value();
+    drop_null(&mut value);
+    serde_json::to_string_pretty(&value).expect("a JSON Schema serializes")
+}
+
+/// The raw structs are all `Option` so that validation sees every field, but
+/// a job file never needs to write `null`: drop the null alternatives that
+/// `Option` adds, so that editors flag an empty `memory:`.
+fn drop_null(v: &mut serde_json::Value) {
+    use serde_json::Value as J;
+    let J::Object(map) = v else {
+        if let J::Array(items) = v {
+            items.iter_mut().for_each(drop_null);
+        }
+        return;
+    };
+    if let Some(J::Array(types)) = map.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types[0].clone();
+            map.insert("type".into(), only);
+        }
+    }
+    if let Some(J::Array(alts)) = map.get_mut("anyOf") {
+        alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+        if alts.len() == 1 {
+            let only = alts.remove(0);
+            map.remove("anyOf");
+            match only {
+                // Draft-07 ignores keywords next to `$ref`: keep the description outside.
+                J::Object(o) if o.contains_key("$ref") => {
+                    map.insert("allOf".into(), J::Array(vec![J::Object(o)]));
+                }
+                J::Object(o) => {
+                    for (k, x) in o {
+                        map.entry(k).or_insert(x);
+                    }
+                }
+                other => {
+                    map.insert("allOf".into(), J::Array(vec![other]));
+                }
+            }
+        }
+    }
+    map.values_mut().for_each(drop_null);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpulist::CpuList;
+
+    fn ok(text: &str) -> Batch {
+        parse("jobs/t.yaml", text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match parse("t.yaml", text) {
+            Ok(_) => panic!("expected problems"),
+            Err(e) => e.problems,
+        }
+    }
+
+    #[test]
+    fn jobs_keep_file_order_and_runs_follow_matrix_then_rep() {
+        let b = ok("version: 1\nname: t\njobs:\n  zeta: {command: [a]}\n  alpha:\n    command: [b, '{n}']\n    matrix: {n: [1, 2]}\n    repetitions: 2\n    warmup: 1\n  mid: {shell: 'true'}\n");
+        let names: Vec<&str> = b.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"]);
+        let alpha: Vec<(String, u32, bool)> = b
+            .runs
+            .iter()
+            .filter(|r| r.job == "alpha")
+            .map(|r| (r.params[0].1.clone(), r.rep, r.warmup))
+            .collect();
+        let want = [
+            ("1", 1, true),
+            ("1", 2, false),
+            ("1", 3, false),
+            ("2", 1, true),
+            ("2", 2, false),
+            ("2", 3, false),
+        ];
+        assert_eq!(alpha, want.map(|(p, r, w)| (p.to_string(), r, w)));
+        assert_eq!(b.runs.last().unwrap().command, ["/bin/sh", "-c", "true"]);
+    }
+
+    #[test]
+    fn defaults_merge_deeply_and_the_job_wins() {
+        let b = ok("version: 1\nname: t\ndefaults:\n  resources: {cpus: 2, memory: 1G, io: {read_bps: 1M}}\n  env: {A: a, B: b}\n  time_limit: 1m\n  container: {network: host, hostname: h}\njobs:\n  j:\n    command: [x]\n    resources: {memory: 512MiB, io: {write_bps: 2M}}\n    env: {B: mine}\n    container: {hostname: own}\n");
+        let r = &b.runs[0];
+        assert_eq!(r.resources.cpus, 2);
+        assert_eq!(r.resources.memory, Some(512 << 20));
+        assert_eq!(r.resources.io.read_bps, Some(1 << 20));
+        assert_eq!(r.resources.io.write_bps, Some(2 << 20));
+        assert_eq!(
+            r.env,
+            [("A".into(), "a".into()), ("B".into(), "mine".into())]
+        );
+        assert_eq!(r.time_limit, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(r.estimate, std::time::Duration::from_secs(60));
+        assert_eq!(r.container.network, Network::Host);
+        assert_eq!(r.container.hostname, "own");
+    }
+
+    #[test]
+    fn placeholders_expand_in_every_templated_field_but_cpus_waits_for_the_run() {
+        let b = ok("version: 1\nname: t\njobs:\n  xz:\n    command: [xz, '-T{threads}', '{{x}}', 'taskset {cpus}']\n    matrix: {threads: [4]}\n    env: {OMP: '{threads}', WHERE: '{cpus}'}\n    workdir: /w/{job}\n    resources: {cpus: '{threads}', memory: '{threads}GiB', pids: '{threads}00'}\n");
+        let r = &b.runs[0];
+        assert_eq!(r.command, ["xz", "-T4", "{x}", "taskset {cpus}"]);
+        assert_eq!(
+            r.env,
+            [
+                ("OMP".into(), "4".into()),
+                ("WHERE".into(), "{cpus}".into())
+            ]
+        );
+        assert_eq!(r.workdir.as_deref(), Some(Path::new("/w/xz")));
+        assert_eq!(r.container.hostname, "xz-1");
+        assert_eq!(
+            (r.resources.cpus, r.resources.memory, r.resources.pids),
+            (4, Some(4 << 30), 400)
+        );
+        assert_eq!(
+            r.resources.rlimits,
+            [("nofile".to_string(), DEFAULT_NOFILE)]
+        );
+        assert_eq!(r.log_limit, DEFAULT_LOG_LIMIT);
+    }
+
+    #[test]
+    fn a_numeric_placeholder_that_is_not_a_number_is_an_error_naming_the_expansion() {
+        let ps = problems("version: 1\nname: t\njobs:\n  j:\n    command: [x]\n    matrix: {n: [two]}\n    resources: {cpus: '{n}'}\n");
+        assert_eq!(ps.len(), 1, "{ps:?}");
+        assert_eq!(ps[0].path, "jobs.j.resources.cpus");
+        assert!(
+            ps[0].message.contains("`{n}` expands to `two`"),
+            "{}",
+            ps[0].message
+        );
+        assert_eq!((ps[0].line, ps[0].column), (Some(7), Some(23)));
+    }
+
+    #[test]
+    fn duplicate_job_names_are_reported_at_the_second_one() {
+        let ps = problems("version: 1\nname: t\njobs:\n  a: {command: [x]}\n  a: {command: [y]}\n");
+        assert_eq!(ps.len(), 1);
+        assert_eq!((ps[0].line, ps[0].column), (Some(5), Some(3)));
+        assert!(ps[0].message.contains("duplicate job name `a`"));
+    }
+
+    #[test]
+    fn unknown_keys_point_at_the_key() {
+        let ps = problems("version: 1\nname: t\njobs:\n  a:\n    command: [x]\n    resources:\n      memroy: 1G\n");
+        assert_eq!(ps[0].path, "jobs.a.resources.memroy");
+        assert_eq!((ps[0].line, ps[0].column), (Some(7), Some(7)));
+        assert!(ps[0].message.contains("unknown field `memroy`"));
+    }
+
+    #[test]
+    fn problems_in_defaults_are_reported_once_at_defaults() {
+        let ps = problems("version: 1\nname: t\ndefaults: {time_limit: 0s}\njobs:\n  a: {command: [x]}\n  b: {command: [y]}\n");
+        assert_eq!(ps.len(), 1, "{ps:?}");
+        assert_eq!(ps[0].path, "defaults.time_limit");
+    }
+
+    #[test]
+    fn relative_mount_sources_and_rootfs_are_taken_from_the_job_file_directory() {
+        let b = ok("version: 1\nname: t\njobs:\n  a:\n    command: [x]\n    container:\n      rootfs: ./root\n      mounts: [{source: data, target: /data, read_only: true}, {source: /abs, target: /b}]\n");
+        let c = &b.runs[0].container;
+        assert_eq!(c.rootfs, Rootfs::Dir(PathBuf::from("jobs/./root")));
+        assert_eq!(c.mounts[0].source, PathBuf::from("jobs/data"));
+        assert!(c.mounts[0].read_only);
+        assert_eq!(c.mounts[1].source, PathBuf::from("/abs"));
+    }
+
+    #[test]
+    fn numa_groups_cpuset_and_user_are_typed() {
+        let b = ok("version: 1\nname: t\ngroups:\n  g: {resources: {cpus: 4, memory: 8GiB, numa: {nodes: [1]}}}\njobs:\n  a:\n    command: [x]\n    group: g\n    resources: {cpuset: '2-3', numa: {nodes: '0', policy: interleave}, cpu_quota: 1.5, rlimits: {nofile: 4096, core: 0x10}}\n    container: {user: '1000:100', capabilities: [net_raw]}\n");
+        assert_eq!(b.groups[0].cpus, 4);
+        assert_eq!(b.groups[0].memory, Some(8 << 30));
+        assert_eq!(b.groups[0].nodes, Some(CpuList::from_ids([1])));
+        let r = &b.runs[0];
+        assert_eq!(r.resources.cpus, 2);
+        assert_eq!(r.resources.cpuset, Some(CpuList::from_ids([2, 3])));
+        assert_eq!(
+            r.resources.numa,
+            Numa::Nodes {
+                nodes: CpuList::from_ids([0]),
+                policy: MemPolicy::Interleave
+            }
+        );
+        assert_eq!(r.resources.cpu_quota, Some(1.5));
+        assert_eq!(
+            r.resources.rlimits,
+            [("nofile".to_string(), 4096), ("core".to_string(), 16)]
+        );
+        assert_eq!(r.container.user, Some((1000, 100)));
+        assert_eq!(r.container.capabilities, ["CAP_NET_RAW"]);
+        assert_eq!(r.group.as_deref(), Some("g"));
+    }
+
+    #[test]
+    fn estimate_falls_back_to_time_limit_then_sixty_seconds() {
+        let b = ok("version: 1\nname: t\njobs:\n  a: {command: [x], estimate: 5s, time_limit: 1m}\n  b: {command: [x], time_limit: 1h30m}\n  c: {command: [x]}\n");
+        let e: Vec<u64> = b.runs.iter().map(|r| r.estimate.as_secs()).collect();
+        assert_eq!(e, [5, 5400, 60]);
+    }
+
+    #[test]
+    fn run_keys_are_unique_within_a_batch() {
+        let b = ok("version: 1\nname: t\njobs:\n  a:\n    command: ['{x}', '{y}']\n    matrix: {x: [1, 2], y: [a, b]}\n    repetitions: 3\n    warmup: 2\n");
+        let keys: std::collections::HashSet<&str> = b.runs.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys.len(), b.runs.len());
+        assert_eq!(b.runs.len(), 4 * 5);
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let ps = problems("version: 1\nname: [t\njobs: {}\n");
+        assert_eq!(ps.len(), 1);
+        assert!(
+            ps[0].line.is_some() && ps[0].message.starts_with("invalid YAML"),
+            "{ps:?}"
+        );
+    }
+
+    #[test]
+    fn rendering_puts_file_line_column_path_and_message_on_one_line() {
+        let e = parse(
+            "f.yaml",
+            "version: 1\nname: t\njobs:\n  a: {command: [x], repetitions: 0}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "f.yaml:4:34: jobs.a.repetitions: repetitions `0` must be at least 1"
+        );
+    }
 }

@@ -63,7 +63,9 @@ pub fn cgroups_of(pid: u32) -> Vec<PathBuf> {
     let prefix = format!("b{pid}-");
     let mut found = Vec::new();
     for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        let Ok(entries) = std::fs::read_dir(base) else { continue };
+        let Ok(entries) = std::fs::read_dir(base) else {
+            continue;
+        };
         for e in entries.flatten() {
             for dir in [e.path().join("packrun"), Path::new(base).join("packrun")] {
                 if let Ok(bs) = std::fs::read_dir(&dir) {

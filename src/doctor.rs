@@ -1,0 +1,879 @@
+//! `packrun doctor`: checks what a run needs on this machine and prints, for
+//! every problem, the command or setting that fixes it. Every check reads
+//! below a root path (`/` on the machine, a fake tree in tests).
+
+use crate::cpulist::CpuList;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    /// Runs can start, but results may be noisier or limits looser.
+    Warn,
+    /// Runs cannot start.
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub level: Level,
+    pub detail: String,
+    /// The exact command or setting that fixes it (Warn and Fail).
+    pub fix: Option<String>,
+}
+
+fn ok(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        level: Level::Ok,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn bad(
+    name: &'static str,
+    level: Level,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
+    Check {
+        name,
+        level,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+/// What the checks look at: a root and this process's identity.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub root: PathBuf,
+    pub euid: u32,
+    pub pid: i32,
+    /// CPUs this process may run on (sched_getaffinity); None if unknown.
+    pub affinity: Option<CpuList>,
+}
+
+impl Probe {
+    /// This machine and this process.
+    pub fn host() -> Probe {
+        let affinity = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .ok()
+            .map(|set| {
+                CpuList::from_ids(
+                    (0..nix::sched::CpuSet::count() as u32)
+                        .filter(|&c| set.is_set(c as usize).unwrap_or(false)),
+                )
+            });
+        Probe {
+            root: PathBuf::from("/"),
+            euid: nix::unistd::Uid::effective().as_raw(),
+            pid: std::process::id() as i32,
+            affinity,
+        }
+    }
+
+    fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.root.join(rel.trim_start_matches('/'))).ok()
+    }
+
+    fn path(&self, abs: &str) -> PathBuf {
+        self.root.join(abs.trim_start_matches('/'))
+    }
+}
+
+/// The cgroup mounts found in mountinfo.
+#[derive(Debug, Default, PartialEq)]
+pub struct Mounts {
+    /// Mount point of the cgroup2 file system, if any.
+    pub v2: Option<String>,
+    /// v1 hierarchies: (mount point, controllers).
+    pub v1: Vec<(String, Vec<String>)>,
+}
+
+/// Parses /proc/self/mountinfo text: `id parent maj:min root mountpoint opts
+/// [optional fields] - fstype source superopts`.
+pub fn parse_mountinfo(text: &str) -> Mounts {
+    let mut m = Mounts::default();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(point) = pre.split_whitespace().nth(4) else {
+            continue;
+        };
+        let mut post = post.split_whitespace();
+        let (fstype, _source, opts) = (post.next(), post.next(), post.next().unwrap_or(""));
+        match fstype {
+            Some("cgroup2") => {
+                // The unified mount of a hybrid setup holds no controllers;
+                // prefer /sys/fs/cgroup itself when both exist.
+                if m.v2.is_none() || point == "/sys/fs/cgroup" {
+                    m.v2 = Some(point.to_string());
+                }
+            }
+            Some("cgroup") => {
+                let ctrls: Vec<String> = opts
+                    .split(',')
+                    // Mount options that are not controllers (cgroups(7)).
+                    .filter(|o| {
+                        !matches!(
+                            *o,
+                            "rw" | "ro"
+                                | "xattr"
+                                | "noprefix"
+                                | "clone_children"
+                                | "cpuset_v2_mode"
+                                | "favordynmods"
+                        ) && !o.contains('=')
+                    })
+                    .map(String::from)
+                    .collect();
+                if !ctrls.is_empty() {
+                    m.v1.push((point.to_string(), ctrls));
+                }
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+/// The controllers packrun needs, and the optional one for I/O limits.
+const REQUIRED: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+
+/// Every check, in the order they print.
+pub fn checks(p: &Probe) -> Vec<Check> {
+    let mounts = parse_mountinfo(&p.read("proc/self/mountinfo").unwrap_or_default());
+    let mut out = vec![privileges(p, &mounts)];
+    out.extend(cgroups(p, &mounts));
+    out.extend(namespaces(p));
+    out.push(seccomp(p));
+    out.push(numa(p));
+    out.push(affinity(p));
+    out.push(smt(p));
+    out.push(governor(p));
+    out.push(swap(p));
+    out.push(claims(p));
+    out
+}
+
+fn privileges(p: &Probe, mounts: &Mounts) -> Check {
+    const N: &str = "privileges";
+    if p.euid == 0 {
+        return ok(N, "running as root");
+    }
+    // A delegated v2 cgroup (owned by this user) is enough for the cgroups,
+    // not for mount and PID namespaces: packrun still needs root.
+    let own = p
+        .read(&format!("proc/{}/cgroup", p.pid))
+        .or_else(|| p.read("proc/self/cgroup"))
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(String::from))
+        });
+    let delegated = match (&mounts.v2, own) {
+        (Some(mp), Some(cg)) => {
+            use std::os::unix::fs::MetadataExt;
+            let dir = p.path(mp).join(cg.trim_start_matches('/'));
+            std::fs::metadata(&dir).is_ok_and(|m| m.uid() == p.euid)
+        }
+        _ => false,
+    };
+    bad(
+        N,
+        Level::Fail,
+        if delegated {
+            format!("running as uid {}; your cgroup is delegated to you, but containers need root for mount and PID namespaces", p.euid)
+        } else {
+            format!("running as uid {}, without a delegated cgroup", p.euid)
+        },
+        "run packrun as root: sudo packrun run JOBFILE",
+    )
+}
+
+fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
+    const V: &str = "cgroup version";
+    const C: &str = "cgroup controllers";
+    let unified_fix = "add systemd.unified_cgroup_hierarchy=1 to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot)";
+    // /proc/cgroups: `subsys_name hierarchy num_cgroups enabled`.
+    let enabled: Vec<(String, bool)> = p
+        .read("proc/cgroups")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4).then(|| (f[0].to_string(), f[3] == "1"))
+        })
+        .collect();
+    let disabled = |c: &str| enabled.iter().any(|(n, e)| n == c && !e);
+    let v2_ctrls: Vec<String> = mounts
+        .v2
+        .as_ref()
+        .and_then(|mp| std::fs::read_to_string(p.path(mp).join("cgroup.controllers")).ok())
+        .map(|t| t.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let v1_ctrls: Vec<&String> = mounts.v1.iter().flat_map(|(_, c)| c).collect();
+    // A hybrid setup mounts cgroup2 too, holding no controller packrun uses
+    // (often only hugetlb); it counts as v1.
+    let v2_in_use = v2_ctrls.iter().any(|c| REQUIRED.contains(&c.as_str()));
+    let (version, have): (Check, Vec<String>) = if v2_in_use
+        || (mounts.v2.is_some() && mounts.v1.is_empty())
+    {
+        (
+            ok(
+                V,
+                format!("cgroup v2 at {}", mounts.v2.as_deref().unwrap_or("?")),
+            ),
+            v2_ctrls,
+        )
+    } else if !mounts.v1.is_empty() {
+        (
+            bad(
+                V,
+                Level::Warn,
+                format!(
+                    "cgroup v1{} (supported; v2 adds memory.peak, cgroup.kill and exact I/O accounting)",
+                    if mounts.v2.is_some() {
+                        ", hybrid with an empty cgroup2 mount"
+                    } else {
+                        ""
+                    }
+                ),
+                unified_fix,
+            ),
+            v1_ctrls.iter().map(|s| s.to_string()).collect(),
+        )
+    } else {
+        return vec![bad(
+            V,
+            Level::Fail,
+            "no cgroup file system mounted",
+            "mount -t cgroup2 none /sys/fs/cgroup",
+        )];
+    };
+    let v2 = version.detail.starts_with("cgroup v2");
+    let mut missing = Vec::new();
+    let mut fixes = Vec::new();
+    for c in REQUIRED {
+        if have.iter().any(|h| h == c) {
+            continue;
+        }
+        missing.push(c);
+        if disabled(c) {
+            fixes.push(format!(
+                "kernel command line cgroup_enable={c}{}",
+                if c == "memory" {
+                    " cgroup_memory=1"
+                } else {
+                    ""
+                }
+            ));
+        } else if v2 && v1_ctrls.iter().any(|h| *h == c) {
+            fixes.push(format!("move the v1 controllers to v2: {unified_fix}"));
+        } else if !v2 && enabled.iter().any(|(n, _)| n == c) {
+            fixes.push(format!(
+                "mkdir -p /sys/fs/cgroup/{c} && mount -t cgroup -o {c} cgroup /sys/fs/cgroup/{c}"
+            ));
+        } else {
+            fixes.push(format!(
+                "a kernel with the {c} controller (CONFIG_CGROUP_{})",
+                c.to_uppercase()
+            ));
+        }
+    }
+    let io = if v2 { "io" } else { "blkio" };
+    let mut usable: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|c| !missing.contains(c))
+        .collect();
+    if have.iter().any(|h| h == io) {
+        usable.push(io);
+    }
+    let ctrl = if missing.is_empty() {
+        if usable.contains(&io) {
+            ok(C, format!("usable: {}", usable.join(", ")))
+        } else {
+            bad(
+                C,
+                Level::Warn,
+                format!(
+                    "usable: {}; no {io} controller, so I/O limits are refused",
+                    usable.join(", ")
+                ),
+                format!("a kernel with CONFIG_BLK_CGROUP; on v1: mount -t cgroup -o blkio cgroup /sys/fs/cgroup/blkio"),
+            )
+        }
+    } else {
+        bad(
+            C,
+            Level::Fail,
+            format!(
+                "missing: {} (usable: {})",
+                missing.join(", "),
+                usable.join(", ")
+            ),
+            {
+                fixes.dedup();
+                fixes.join("; ")
+            },
+        )
+    };
+    vec![version, ctrl]
+}
+
+fn namespaces(p: &Probe) -> Vec<Check> {
+    const N: &str = "namespaces";
+    let mut fail = Vec::new();
+    let mut fixes = Vec::new();
+    // (file in /proc/self/ns, sysctl suffix, kernel option)
+    for (ns, sysctl, config) in [
+        ("mnt", "mnt", "(always built in)"),
+        ("pid", "pid", "CONFIG_PID_NS"),
+        ("net", "net", "CONFIG_NET_NS"),
+        ("uts", "uts", "CONFIG_UTS_NS"),
+        ("ipc", "ipc", "CONFIG_IPC_NS"),
+        ("cgroup", "cgroup", "CONFIG_CGROUPS"),
+    ] {
+        if !p.path(&format!("proc/self/ns/{ns}")).exists() {
+            fail.push(format!("{ns} (no /proc/self/ns/{ns})"));
+            fixes.push(format!("a kernel with {config}=y"));
+            continue;
+        }
+        if p.read(&format!("proc/sys/user/max_{sysctl}_namespaces"))
+            .is_some_and(|v| v.trim() == "0")
+        {
+            fail.push(format!("{ns} (user.max_{sysctl}_namespaces is 0)"));
+            fixes.push(format!("sysctl -w user.max_{sysctl}_namespaces=15000"));
+        }
+    }
+    if !fail.is_empty() {
+        return vec![bad(
+            N,
+            Level::Fail,
+            format!("cannot create: {}", fail.join(", ")),
+            fixes.join("; "),
+        )];
+    }
+    let user_off = !p.path("proc/self/ns/user").exists()
+        || p.read("proc/sys/user/max_user_namespaces")
+            .is_some_and(|v| v.trim() == "0");
+    if user_off {
+        return vec![bad(
+            N,
+            Level::Warn,
+            "mnt, pid, net, uts, ipc, cgroup usable; user namespaces off (needed only for a job's `user:` mapping)",
+            "sysctl -w user.max_user_namespaces=15000",
+        )];
+    }
+    vec![ok(N, "mnt, pid, net, uts, ipc, cgroup, user")]
+}
+
+fn seccomp(p: &Probe) -> Check {
+    const N: &str = "seccomp";
+    let status = p.read("proc/self/status").unwrap_or_default();
+    let Some(mode) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
+    else {
+        return bad(
+            N,
+            Level::Fail,
+            "no Seccomp field in /proc/self/status",
+            "a kernel with CONFIG_SECCOMP=y and CONFIG_SECCOMP_FILTER=y",
+        );
+    };
+    match p.read("proc/sys/kernel/seccomp/actions_avail") {
+        Some(a) if a.split_whitespace().any(|x| x == "errno") => ok(
+            N,
+            format!(
+                "filters available{}",
+                if mode == "2" {
+                    " (packrun itself runs under a filter; they stack)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        _ => bad(
+            N,
+            Level::Fail,
+            "seccomp filters unavailable (no errno action in /proc/sys/kernel/seccomp/actions_avail)",
+            "a kernel with CONFIG_SECCOMP_FILTER=y",
+        ),
+    }
+}
+
+fn list(p: &Probe, rel: &str) -> Option<CpuList> {
+    CpuList::parse(p.read(rel)?.trim()).ok()
+}
+
+fn numa(p: &Probe) -> Check {
+    match list(p, "sys/devices/system/node/online") {
+        Some(n) if n.len() > 1 => ok(
+            "NUMA",
+            format!(
+                "{} nodes ({n}); runs get memory on their CPUs' node",
+                n.len()
+            ),
+        ),
+        Some(n) => ok("NUMA", format!("one node ({n})")),
+        None => ok(
+            "NUMA",
+            "no NUMA information (kernel without CONFIG_NUMA): one memory node",
+        ),
+    }
+}
+
+fn affinity(p: &Probe) -> Check {
+    const N: &str = "CPUs";
+    let Some(online) = list(p, "sys/devices/system/cpu/online") else {
+        return bad(
+            N,
+            Level::Fail,
+            "cannot read /sys/devices/system/cpu/online",
+            "mount sysfs: mount -t sysfs sysfs /sys",
+        );
+    };
+    match &p.affinity {
+        Some(a) if !online.is_subset(a) => bad(
+            N,
+            Level::Warn,
+            format!(
+                "packrun may use CPUs {} of the online {online} (a cpuset or taskset limits it); runs go only there",
+                a.intersection(&online)
+            ),
+            format!("start packrun outside that limit: taskset -c {online} packrun run JOBFILE, or widen the cpuset of its cgroup (systemctl set-property <unit> AllowedCPUs={online})"),
+        ),
+        _ => ok(N, format!("{} online ({online}), all usable by packrun", online.len())),
+    }
+}
+
+fn smt(p: &Probe) -> Check {
+    const N: &str = "SMT";
+    match p
+        .read("sys/devices/system/cpu/smt/control")
+        .map(|s| s.trim().to_string())
+        .as_deref()
+    {
+        Some("on") => bad(
+            N,
+            Level::Warn,
+            "on: two runs on sibling threads of one core slow each other down",
+            "echo off | tee /sys/devices/system/cpu/smt/control (or give runs whole cores)",
+        ),
+        Some(s) => ok(N, s.to_string()),
+        None => ok(N, "unknown (no /sys/devices/system/cpu/smt/control)"),
+    }
+}
+
+fn governor(p: &Probe) -> Check {
+    const N: &str = "CPU frequency";
+    let g = crate::machine::read(&p.root).governor;
+    match g.as_str() {
+        "none" => ok(N, "no cpufreq driver (fixed frequency or a VM)"),
+        "performance" => ok(N, "governor performance on every CPU"),
+        other => bad(
+            N,
+            Level::Warn,
+            format!("governor {other}: clock speed varies with load, so times vary"),
+            "echo performance | tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
+        ),
+    }
+}
+
+fn swap(p: &Probe) -> Check {
+    const N: &str = "swap";
+    let swaps = p.read("proc/swaps").unwrap_or_default();
+    let n = swaps
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    if n == 0 {
+        ok(N, "off")
+    } else {
+        bad(
+            N,
+            Level::Warn,
+            format!("{n} swap device(s) on: a run at its memory limit may swap (slow) instead of being OOM-killed where the kernel cannot turn swap off per cgroup"),
+            "swapoff -a",
+        )
+    }
+}
+
+/// Claims of other live packrun processes in /run/packrun/cpus
+/// (`<pid> <start ticks> <cpu list>` lines).
+fn claims(p: &Probe) -> Check {
+    const N: &str = "other packruns";
+    let text = p
+        .read(crate::run::cpulock::DEFAULT_PATH)
+        .unwrap_or_default();
+    let mut live = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let [pid, ticks, cpus] = f[..] else { continue };
+        let (Ok(pid), Ok(ticks)) = (pid.parse::<i32>(), ticks.parse::<u64>()) else {
+            continue;
+        };
+        if pid == p.pid {
+            continue;
+        }
+        let alive = p
+            .read(&format!("proc/{pid}/stat"))
+            .and_then(|s| crate::run::cpulock::parse_start_ticks(&s))
+            == Some(ticks);
+        if alive {
+            live.push((pid, cpus.to_string()));
+        }
+    }
+    if live.is_empty() {
+        return ok(N, "no CPUs held by another packrun");
+    }
+    bad(
+        N,
+        Level::Warn,
+        live.iter()
+            .map(|(pid, c)| format!("packrun {pid} holds CPUs {c}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+            + "; a new batch uses only the other CPUs",
+        format!(
+            "wait for it to end, or stop it: kill {}",
+            live.iter()
+                .map(|(p, _)| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    )
+}
+
+/// The checks as lines for the terminal, ending with the verdict. No colour.
+pub fn render(checks: &[Check]) -> String {
+    let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut s = String::new();
+    for c in checks {
+        let tag = match c.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        let _ = writeln!(s, "{tag}  {:<w$}  {}", c.name, c.detail);
+        if let Some(f) = &c.fix {
+            let _ = writeln!(s, "      {:<w$}  fix: {f}", "");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{}",
+        match summary(checks) {
+            Ok(()) => format!(
+                "verdict: runs can start ({} warning(s))",
+                checks.iter().filter(|c| c.level == Level::Warn).count()
+            ),
+            Err(e) => format!("verdict: {e}"),
+        }
+    );
+    s
+}
+
+/// One line: Ok when no check fails, else the failures and their fixes.
+pub fn summary(checks: &[Check]) -> Result<(), String> {
+    let fails: Vec<&Check> = checks.iter().filter(|c| c.level == Level::Fail).collect();
+    if fails.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "runs cannot start: {} (details: packrun doctor)",
+        fails
+            .iter()
+            .map(|c| format!(
+                "{}: {} — fix: {}",
+                c.name,
+                c.detail,
+                c.fix.as_deref().unwrap_or("?")
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))
+}
+
+/// The doctor's one-line verdict for this machine.
+pub fn verdict() -> Result<(), String> {
+    summary(&checks(&Probe::host()))
+}
+
+/// `packrun doctor`: prints every check; exit 0 when runs can start, 3 otherwise.
+pub fn main(root: Option<&Path>) -> i32 {
+    let mut probe = Probe::host();
+    if let Some(r) = root {
+        probe.root = r.to_path_buf();
+    }
+    let checks = checks(&probe);
+    print!("{}", render(&checks));
+    if summary(&checks).is_ok() {
+        crate::exit::OK
+    } else {
+        crate::exit::ENVIRONMENT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V2_MOUNTINFO: &str = "\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+30 25 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+    const V1_MOUNTINFO: &str = "\
+31 25 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:5 - cgroup2 cgroup2 rw,nsdelegate
+34 25 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:9 - cgroup cgroup rw,cpu,cpuacct
+35 25 0:31 / /sys/fs/cgroup/cpuset rw,nosuid shared:10 - cgroup cgroup rw,cpuset
+36 25 0:32 / /sys/fs/cgroup/memory rw,nosuid shared:11 - cgroup cgroup rw,memory
+37 25 0:33 / /sys/fs/cgroup/pids rw,nosuid shared:12 - cgroup cgroup rw,pids
+38 25 0:34 / /sys/fs/cgroup/systemd rw,nosuid shared:13 - cgroup cgroup rw,xattr,name=systemd
+";
+
+    /// A fake root with a healthy v2 machine; tests then break one thing.
+    struct Tree(tempfile::TempDir);
+
+    impl Tree {
+        fn healthy() -> Tree {
+            let t = Tree(tempfile::tempdir().unwrap());
+            t.put("proc/self/mountinfo", V2_MOUNTINFO);
+            t.put(
+                "sys/fs/cgroup/cgroup.controllers",
+                "cpuset cpu io memory hugetlb pids rdma misc\n",
+            );
+            t.put(
+                "proc/cgroups",
+                "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t0\t80\t1\nmemory\t0\t80\t1\n",
+            );
+            for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup", "user"] {
+                t.put(&format!("proc/self/ns/{ns}"), "");
+                t.put(&format!("proc/sys/user/max_{ns}_namespaces"), "63371\n");
+            }
+            t.put(
+                "proc/self/status",
+                "Name:\tpackrun\nSeccomp:\t0\nSeccomp_filters:\t0\n",
+            );
+            t.put(
+                "proc/sys/kernel/seccomp/actions_avail",
+                "kill_process kill_thread trap errno user_notif trace log allow\n",
+            );
+            t.put("sys/devices/system/node/online", "0-1\n");
+            t.put("sys/devices/system/cpu/online", "0-7\n");
+            t.put("sys/devices/system/cpu/smt/control", "off\n");
+            t.put("proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n");
+            t
+        }
+        fn put(&self, rel: &str, text: &str) {
+            let p = self.0.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        fn probe(&self) -> Probe {
+            Probe {
+                root: self.0.path().to_path_buf(),
+                euid: 0,
+                pid: 4242,
+                affinity: Some(CpuList::parse("0-7").unwrap()),
+            }
+        }
+    }
+
+    fn find<'a>(c: &'a [Check], name: &str) -> &'a Check {
+        c.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_healthy_v2_machine_passes_every_check() {
+        let t = Tree::healthy();
+        let c = checks(&t.probe());
+        let not_ok: Vec<&Check> = c.iter().filter(|c| c.level != Level::Ok).collect();
+        assert!(not_ok.is_empty(), "{not_ok:#?}");
+        assert!(summary(&c).is_ok());
+        assert!(find(&c, "cgroup controllers")
+            .detail
+            .contains("cpu, cpuset, memory, pids, io"));
+    }
+
+    #[test]
+    fn mountinfo_tells_v1_controllers_from_the_empty_unified_mount() {
+        let m = parse_mountinfo(V1_MOUNTINFO);
+        assert_eq!(m.v2.as_deref(), Some("/sys/fs/cgroup/unified"));
+        assert_eq!(
+            m.v1[0],
+            (
+                "/sys/fs/cgroup/cpu,cpuacct".into(),
+                vec!["cpu".into(), "cpuacct".into()]
+            )
+        );
+        assert_eq!(
+            m.v1.len(),
+            4,
+            "the named systemd hierarchy has no controllers"
+        );
+    }
+
+    #[test]
+    fn cgroup_v1_warns_and_names_the_kernel_option_for_v2() {
+        let t = Tree::healthy();
+        t.put("proc/self/mountinfo", V1_MOUNTINFO);
+        std::fs::remove_file(t.0.path().join("sys/fs/cgroup/cgroup.controllers")).unwrap();
+        let c = checks(&t.probe());
+        let v = find(&c, "cgroup version");
+        assert_eq!(v.level, Level::Warn);
+        assert!(v
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("systemd.unified_cgroup_hierarchy=1"));
+        // No blkio hierarchy: a warning, not a failure.
+        assert_eq!(find(&c, "cgroup controllers").level, Level::Warn);
+        assert!(summary(&c).is_ok());
+    }
+
+    #[test]
+    fn a_disabled_memory_controller_fails_with_the_kernel_option() {
+        let t = Tree::healthy();
+        t.put("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io pids\n");
+        t.put(
+            "proc/cgroups",
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t0\t1\t0\n",
+        );
+        let c = checks(&t.probe());
+        let k = find(&c, "cgroup controllers");
+        assert_eq!(k.level, Level::Fail);
+        assert!(k.detail.contains("missing: memory"), "{}", k.detail);
+        assert_eq!(
+            k.fix.as_deref(),
+            Some("kernel command line cgroup_enable=memory cgroup_memory=1")
+        );
+        assert!(summary(&c).unwrap_err().contains("cgroup_enable=memory"));
+    }
+
+    #[test]
+    fn a_zero_namespace_sysctl_fails_with_the_sysctl_that_fixes_it() {
+        let t = Tree::healthy();
+        t.put("proc/sys/user/max_pid_namespaces", "0\n");
+        let c = checks(&t.probe());
+        let n = find(&c, "namespaces");
+        assert_eq!(n.level, Level::Fail);
+        assert_eq!(
+            n.fix.as_deref(),
+            Some("sysctl -w user.max_pid_namespaces=15000")
+        );
+    }
+
+    #[test]
+    fn user_namespaces_off_is_only_a_warning() {
+        let t = Tree::healthy();
+        t.put("proc/sys/user/max_user_namespaces", "0\n");
+        let n = find(&checks(&t.probe()), "namespaces").clone();
+        assert_eq!(n.level, Level::Warn);
+        assert_eq!(
+            n.fix.as_deref(),
+            Some("sysctl -w user.max_user_namespaces=15000")
+        );
+    }
+
+    #[test]
+    fn no_seccomp_filter_support_fails() {
+        let t = Tree::healthy();
+        std::fs::remove_file(t.0.path().join("proc/sys/kernel/seccomp/actions_avail")).unwrap();
+        assert_eq!(find(&checks(&t.probe()), "seccomp").level, Level::Fail);
+    }
+
+    #[test]
+    fn not_root_fails_and_says_to_use_sudo() {
+        let t = Tree::healthy();
+        let mut p = t.probe();
+        p.euid = 1000;
+        let c = checks(&p);
+        assert_eq!(find(&c, "privileges").level, Level::Fail);
+        assert!(find(&c, "privileges")
+            .fix
+            .as_ref()
+            .unwrap()
+            .starts_with("run packrun as root"));
+    }
+
+    #[test]
+    fn a_narrow_affinity_smt_a_powersave_governor_and_swap_each_warn() {
+        let t = Tree::healthy();
+        t.put("sys/devices/system/cpu/smt/control", "on\n");
+        t.put(
+            "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+            "powersave\n",
+        );
+        t.put(
+            "proc/swaps",
+            "Filename\tType\tSize\tUsed\tPriority\n/swapfile file 1048572 0 -2\n",
+        );
+        let mut p = t.probe();
+        p.affinity = Some(CpuList::parse("0-3").unwrap());
+        let c = checks(&p);
+        for (name, fix) in [
+            ("CPUs", "taskset -c 0-7"),
+            ("SMT", "echo off | tee /sys/devices/system/cpu/smt/control"),
+            (
+                "CPU frequency",
+                "echo performance | tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
+            ),
+            ("swap", "swapoff -a"),
+        ] {
+            let k = find(&c, name);
+            assert_eq!(k.level, Level::Warn, "{name}");
+            assert!(k.fix.as_ref().unwrap().contains(fix), "{name}: {:?}", k.fix);
+        }
+        assert!(find(&c, "CPUs")
+            .detail
+            .contains("CPUs 0-3 of the online 0-7"));
+        assert!(summary(&c).is_ok(), "warnings do not stop runs");
+    }
+
+    #[test]
+    fn live_claims_of_another_packrun_are_named_and_stale_ones_ignored() {
+        let t = Tree::healthy();
+        // pid 77 alive with start ticks 5000; pid 78 gone; 79 reused (other ticks).
+        let stat = |ticks: u64| {
+            format!("77 (packrun) S 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {ticks} 0 0\n")
+        };
+        t.put("proc/77/stat", &stat(5000));
+        t.put("proc/79/stat", &stat(1));
+        t.put("run/packrun/cpus", "77 5000 0-3\n78 6000 4\n79 7000 5-6\n");
+        let k = find(&checks(&t.probe()), "other packruns").clone();
+        assert_eq!(k.level, Level::Warn);
+        assert_eq!(
+            k.detail,
+            "packrun 77 holds CPUs 0-3; a new batch uses only the other CPUs"
+        );
+        assert_eq!(
+            k.fix.as_deref(),
+            Some("wait for it to end, or stop it: kill 77")
+        );
+    }
+
+    #[test]
+    fn render_prints_each_fix_under_its_check_and_a_verdict() {
+        let t = Tree::healthy();
+        t.put(
+            "proc/swaps",
+            "Filename\tType\tSize\tUsed\tPriority\n/dev/sda2 partition 1 0 -2\n",
+        );
+        let text = render(&checks(&t.probe()));
+        assert!(text.contains("WARN  swap"), "{text}");
+        assert!(text.contains("fix: swapoff -a"), "{text}");
+        assert!(
+            text.ends_with("verdict: runs can start (1 warning(s))\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! Placeholders, matrix expansion and run keys: pure functions on strings.
+
+use sha2::{Digest, Sha256};
+
+/// A piece of a template: literal text or a `{name}` placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Lit(String),
+    Var(String),
+}
+
+/// Splits a template into literal text and placeholders.
+///
+/// `{name}` (a name of letters, digits and `_`) is a placeholder; `{{` and
+/// `}}` are literal braces; `${...}` is left to the shell; a brace that does
+/// not open a placeholder (`awk '{print $1}'`) is literal.
+pub fn parse_template(s: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut lit = String::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' if b.get(i + 1) == Some(&b'{') => {
+                lit.push('{');
+                i += 2;
+            }
+            b'}' if b.get(i + 1) == Some(&b'}') => {
+                lit.push('}');
+                i += 2;
+            }
+            b'$' if b.get(i + 1) == Some(&b'{') => {
+                // Shell parameter expansion: copy through the closing brace.
+                let end = s[i..].find('}').map(|e| i + e + 1).unwrap_or(b.len());
+                lit.push_str(&s[i..end]);
+                i = end;
+            }
+            b'{' => {
+                let rest = &s[i + 1..];
+                let name_len = rest
+                    .bytes()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    .count();
+                if name_len > 0 && rest.as_bytes().get(name_len) == Some(&b'}') {
+                    if !lit.is_empty() {
+                        out.push(Piece::Lit(std::mem::take(&mut lit)));
+                    }
+                    out.push(Piece::Var(rest[..name_len].to_string()));
+                    i += name_len + 2;
+                } else {
+                    lit.push('{');
+                    i += 1;
+                }
+            }
+            _ => {
+                let ch = s[i..].chars().next().expect("in bounds");
+                lit.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    if !lit.is_empty() {
+        out.push(Piece::Lit(lit));
+    }
+    out
+}
+
+/// Placeholder names used in a template.
+pub fn names(pieces: &[Piece]) -> impl Iterator<Item = &str> {
+    pieces.iter().filter_map(|p| match p {
+        Piece::Var(n) => Some(n.as_str()),
+        Piece::Lit(_) => None,
+    })
+}
+
+/// Fills placeholders from `value`; a name it does not know (like `cpus`,
+/// filled at run start) is written back as `{name}`.
+pub fn fill(pieces: &[Piece], value: impl Fn(&str) -> Option<String>) -> String {
+    let mut s = String::new();
+    for p in pieces {
+        match p {
+            Piece::Lit(l) => s.push_str(l),
+            Piece::Var(n) => match value(n) {
+                Some(v) => s.push_str(&v),
+                None => {
+                    s.push('{');
+                    s.push_str(n);
+                    s.push('}');
+                }
+            },
+        }
+    }
+    s
+}
+
+/// One matrix point: parameter name -> value, in parameter order.
+pub type Combo = Vec<(String, String)>;
+
+fn lookup<'a>(combo: &'a Combo, key: &str) -> Option<&'a str> {
+    combo
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Expands a matrix the way GitHub Actions does: the cross product of the axes
+/// (first axis varies slowest), minus every combination that matches all keys
+/// of an `exclude` entry; then each `include` entry is added to every
+/// combination whose original values it does not contradict (its extra keys
+/// appended), or becomes a combination of its own if it fits none.
+///
+/// No axes and no includes give one empty combination (a job without matrix).
+pub fn expand_matrix(
+    axes: &[(String, Vec<String>)],
+    exclude: &[Combo],
+    include: &[Combo],
+) -> Vec<Combo> {
+    let mut combos: Vec<Combo> = if axes.is_empty() {
+        Vec::new()
+    } else {
+        vec![Vec::new()]
+    };
+    for (name, values) in axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((name.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    combos.retain(|c| {
+        !exclude
+            .iter()
+            .any(|e| e.iter().all(|(k, v)| lookup(c, k) == Some(v)))
+    });
+    let original = combos.len();
+    let is_axis = |k: &str| axes.iter().any(|(a, _)| a == k);
+    for inc in include {
+        let mut added = false;
+        for c in combos.iter_mut().take(original) {
+            let fits = inc
+                .iter()
+                .filter(|(k, _)| is_axis(k))
+                .all(|(k, v)| lookup(c, k) == Some(v));
+            if fits {
+                for (k, v) in inc.iter().filter(|(k, _)| !is_axis(k)) {
+                    match c.iter_mut().find(|(ck, _)| ck == k) {
+                        Some(slot) => slot.1 = v.clone(),
+                        None => c.push((k.clone(), v.clone())),
+                    }
+                }
+                added = true;
+            }
+        }
+        if !added {
+            combos.push(inc.clone());
+        }
+    }
+    if axes.is_empty() && include.is_empty() {
+        combos.push(Vec::new());
+    }
+    combos
+}
+
+/// A stable key of one run: SHA-256 over a length-prefixed encoding of job
+/// name, parameters (sorted by name), rep and warmup; the first 16 hex digits.
+/// Independent of map order, platform and Rust version.
+pub fn run_key(job: &str, params: &[(String, String)], rep: u32, warmup: bool) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut h = Sha256::new();
+    let mut field = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    field("packrun-run-v1");
+    field(job);
+    for (k, v) in sorted {
+        field(k);
+        field(v);
+    }
+    field(&rep.to_string());
+    field(if warmup { "warmup" } else { "measured" });
+    let digest = h.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn combo(pairs: &[(&str, &str)]) -> Combo {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn axes(a: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        a.iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn cross_product_varies_the_first_axis_slowest() {
+        let got = expand_matrix(&axes(&[("t", &["1", "2"]), ("l", &["a", "b"])]), &[], &[]);
+        assert_eq!(
+            got,
+            vec![
+                combo(&[("t", "1"), ("l", "a")]),
+                combo(&[("t", "1"), ("l", "b")]),
+                combo(&[("t", "2"), ("l", "a")]),
+                combo(&[("t", "2"), ("l", "b")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn exclude_removes_combinations_matching_all_its_keys() {
+        let a = axes(&[("t", &["1", "2", "4"]), ("l", &["1", "9"])]);
+        let got = expand_matrix(
+            &a,
+            &[combo(&[("t", "4"), ("l", "9")]), combo(&[("t", "1")])],
+            &[],
+        );
+        assert_eq!(
+            got,
+            vec![
+                combo(&[("t", "2"), ("l", "1")]),
+                combo(&[("t", "2"), ("l", "9")]),
+                combo(&[("t", "4"), ("l", "1")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn include_extends_matching_combinations_or_adds_a_new_one() {
+        let a = axes(&[("t", &["1", "2"])]);
+        let got = expand_matrix(
+            &a,
+            &[],
+            &[
+                combo(&[("t", "2"), ("big", "yes")]),
+                combo(&[("t", "8"), ("big", "huge")]),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                combo(&[("t", "1")]),
+                combo(&[("t", "2"), ("big", "yes")]),
+                combo(&[("t", "8"), ("big", "huge")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn include_without_axis_keys_extends_every_combination() {
+        let got = expand_matrix(
+            &axes(&[("t", &["1", "2"])]),
+            &[],
+            &[combo(&[("mode", "fast")])],
+        );
+        assert_eq!(
+            got,
+            vec![
+                combo(&[("t", "1"), ("mode", "fast")]),
+                combo(&[("t", "2"), ("mode", "fast")])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_matrix_of_only_includes_runs_each_include() {
+        let inc = [combo(&[("t", "1")]), combo(&[("t", "3")])];
+        assert_eq!(expand_matrix(&[], &[], &inc), inc.to_vec());
+    }
+
+    #[test]
+    fn no_matrix_gives_one_empty_combination() {
+        assert_eq!(expand_matrix(&[], &[], &[]), vec![Vec::new()]);
+    }
+
+    #[test]
+    fn excluding_everything_leaves_no_combinations() {
+        assert!(expand_matrix(&axes(&[("t", &["1"])]), &[combo(&[("t", "1")])], &[]).is_empty());
+    }
+
+    #[test]
+    fn placeholders_expand_and_double_braces_escape() {
+        let pieces = parse_template("xz -T{threads} {{literal}} {job}-{rep}");
+        let got = fill(&pieces, |n| match n {
+            "threads" => Some("4".into()),
+            "job" => Some("xz".into()),
+            "rep" => Some("2".into()),
+            _ => None,
+        });
+        assert_eq!(got, "xz -T4 {literal} xz-2");
+    }
+
+    #[test]
+    fn unknown_to_the_filler_stays_as_a_placeholder() {
+        let pieces = parse_template("taskset -c {cpus} run");
+        assert_eq!(fill(&pieces, |_| None), "taskset -c {cpus} run");
+        assert_eq!(names(&pieces).collect::<Vec<_>>(), vec!["cpus"]);
+    }
+
+    #[test]
+    fn shell_braces_are_not_placeholders() {
+        let pieces = parse_template("awk '{print $1}' ${HOME}/x {a b}");
+        assert_eq!(names(&pieces).count(), 0);
+        assert_eq!(fill(&pieces, |_| None), "awk '{print $1}' ${HOME}/x {a b}");
+    }
+
+    #[test]
+    fn run_key_is_stable_and_ignores_parameter_order() {
+        let a = run_key("xz", &combo(&[("threads", "4"), ("level", "9")]), 2, false);
+        let b = run_key("xz", &combo(&[("level", "9"), ("threads", "4")]), 2, false);
+        assert_eq!(a, b);
+        // Pinned: a change here breaks `--resume` of existing results.
+        assert_eq!(a, run_key_reference());
+        assert_eq!(
+            a, "df2e04bf4e80013e",
+            "computed independently with Python's hashlib"
+        );
+        assert_eq!(a.len(), 16);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+
+    /// The same encoding, spelled out byte by byte.
+    fn run_key_reference() -> String {
+        let mut bytes = Vec::new();
+        for f in [
+            "packrun-run-v1",
+            "xz",
+            "level",
+            "9",
+            "threads",
+            "4",
+            "2",
+            "measured",
+        ] {
+            bytes.extend((f.len() as u64).to_le_bytes());
+            bytes.extend(f.as_bytes());
+        }
+        let d = Sha256::digest(&bytes);
+        d[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn run_key_differs_by_rep_warmup_job_and_value() {
+        let p = combo(&[("t", "1")]);
+        let base = run_key("a", &p, 1, false);
+        assert_ne!(base, run_key("a", &p, 2, false));
+        assert_ne!(base, run_key("a", &p, 1, true));
+        assert_ne!(base, run_key("b", &p, 1, false));
+        assert_ne!(base, run_key("a", &combo(&[("t", "2")]), 1, false));
+        // Length prefixes keep ("ab","c") and ("a","bc") apart.
+        assert_ne!(
+            run_key("j", &combo(&[("ab", "c")]), 1, false),
+            run_key("j", &combo(&[("a", "bc")]), 1, false)
+        );
+    }
+}

@@ -1,0 +1,1188 @@
+//! From the raw structs to the typed model: required keys, units, ranges,
+//! references, defaults, matrix and placeholders. Every problem is collected.
+
+use super::expand::{self, Combo, Piece};
+use super::raw::{
+    CountValue, FloatValue, IdList, NetworkKind, NumaPolicy, RawFile, RawJob, RawMatrix, Scalar,
+    SizeValue, Text,
+};
+use super::types::*;
+use super::units;
+use super::yaml::{self, p, At, Seg, YPath};
+use crate::cpulist::CpuList;
+use serde_yaml::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// A problem before it gets its line and column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Issue {
+    pub path: YPath,
+    pub at: At,
+    pub message: String,
+}
+
+pub struct Output {
+    pub name: String,
+    pub jobs: Vec<Job>,
+    pub groups: Vec<Group>,
+    pub runs: Vec<Run>,
+}
+
+struct Ctx<'a> {
+    root: &'a Value,
+    pruned: &'a [YPath],
+    base: &'a Path,
+    issues: Vec<Issue>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: YPath, message: impl Into<String>) {
+        self.issues.push(Issue {
+            path,
+            at: At::Value,
+            message: message.into(),
+        });
+    }
+    fn key_err(&mut self, path: YPath, message: impl Into<String>) {
+        self.issues.push(Issue {
+            path,
+            at: At::Key(0),
+            message: message.into(),
+        });
+    }
+    /// True when a type error already removed this path (or something under it).
+    fn pruned(&self, path: &[Seg]) -> bool {
+        self.pruned
+            .iter()
+            .any(|q| q.starts_with(path) || path.starts_with(q))
+    }
+    /// Reports a missing key at its parent, unless it was there with a bad type.
+    fn missing(&mut self, parent: &[Seg], key: &str, expected: &str) {
+        let mut path = parent.to_vec();
+        path.push(Seg::Key(key.into()));
+        if !self.pruned(&path) {
+            self.err(
+                parent.to_vec(),
+                format!("missing key `{key}`: expected {expected}"),
+            );
+        }
+    }
+}
+
+fn child(path: &[Seg], key: &str) -> YPath {
+    let mut v = path.to_vec();
+    v.push(Seg::Key(key.into()));
+    v
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && !s.starts_with('.')
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+const RESERVED: [&str; 5] = ["job", "rep", "cpus", "include", "exclude"];
+
+const RLIMITS: [&str; 16] = [
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Validates a type-clean document (`root`, with `pruned` paths removed
+/// because they had type errors) into jobs, groups and runs.
+pub fn validate(raw: RawFile, root: &Value, pruned: &[YPath], base: &Path) -> (Output, Vec<Issue>) {
+    let mut cx = Ctx {
+        root,
+        pruned,
+        base,
+        issues: Vec::new(),
+    };
+    match raw.version {
+        None => cx.missing(&[], "version", "`version: 1`"),
+        Some(1) => {}
+        Some(v) => cx.err(
+            p(&["version"]),
+            format!("unsupported version `{v}`: expected 1"),
+        ),
+    }
+    let name = match raw.name {
+        None => {
+            cx.missing(&[], "name", "a batch name like `compress-sweep`");
+            String::new()
+        }
+        Some(n) => {
+            if !is_name(&n) {
+                cx.err(
+                    p(&["name"]),
+                    format!("invalid name `{n}`: expected letters, digits, `.`, `_` and `-`"),
+                );
+            }
+            n
+        }
+    };
+
+    let groups = groups(&mut cx, raw.groups.map(|g| g.0).unwrap_or_default());
+    let group_names: HashSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+
+    let defaults = root.get("defaults").filter(|v| !v.is_null()).cloned();
+    if let Some(d) = &defaults {
+        for key in ["matrix", "depends_on"] {
+            if d.get(key).is_some() {
+                cx.key_err(
+                    p(&["defaults", key]),
+                    format!("`{key}` is not allowed in defaults: give it per job"),
+                );
+            }
+        }
+    }
+
+    let job_list = match raw.jobs {
+        None => {
+            cx.missing(&[], "jobs", "a map of job name to job");
+            Vec::new()
+        }
+        Some(j) => {
+            if j.0.is_empty() && !cx.pruned(&p(&["jobs"])) {
+                cx.err(p(&["jobs"]), "no jobs: expected at least one job");
+            }
+            j.0
+        }
+    };
+    let job_names: HashSet<&str> = job_list.iter().map(|(n, _)| n.as_str()).collect();
+
+    let mut jobs = Vec::new();
+    let mut runs = Vec::new();
+    for (jname, _) in &job_list {
+        let job_path = p(&["jobs", jname]);
+        let own = root
+            .get("jobs")
+            .and_then(|j| j.get(jname.as_str()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut merged = match &defaults {
+            Some(d) => yaml::merge(d, &own),
+            None => own.clone(),
+        };
+        if let Some(m) = merged.as_mapping_mut() {
+            // Never inherited (reported above when given in defaults).
+            if own.get("matrix").is_none() {
+                m.shift_remove("matrix");
+            }
+            if own.get("depends_on").is_none() {
+                m.shift_remove("depends_on");
+            }
+        }
+        if merged.is_null() {
+            merged = Value::Mapping(Default::default());
+        }
+        let raw_job = match yaml::raw_job(&merged) {
+            Ok(j) => j,
+            Err(e) => {
+                cx.err(job_path.clone(), e);
+                continue;
+            }
+        };
+        let jc = JobCx {
+            name: jname,
+            own: &own,
+            defaults: defaults.as_ref(),
+        };
+        if !is_name(jname) {
+            cx.key_err(
+                job_path.clone(),
+                format!("invalid job name `{jname}`: expected letters, digits, `.`, `_` and `-`"),
+            );
+        }
+        let (job, mut job_runs) = job(&mut cx, &jc, raw_job, &group_names, &job_names);
+        jobs.push(job);
+        runs.append(&mut job_runs);
+    }
+    cycles(&mut cx, &jobs);
+
+    let mut seen = HashSet::new();
+    let issues = cx
+        .issues
+        .into_iter()
+        .filter(|i| seen.insert(i.clone()))
+        .collect();
+    (
+        Output {
+            name,
+            jobs,
+            groups,
+            runs,
+        },
+        issues,
+    )
+}
+
+fn groups(cx: &mut Ctx, raw: Vec<(String, super::raw::RawGroup)>) -> Vec<Group> {
+    let mut out = Vec::new();
+    for (name, g) in raw {
+        let gp = p(&["groups", &name]);
+        if !is_name(&name) {
+            cx.key_err(
+                gp.clone(),
+                format!("invalid group name `{name}`: expected letters, digits, `.`, `_` and `-`"),
+            );
+        }
+        let Some(r) = g.resources else {
+            cx.missing(&gp, "resources", "`resources: {cpus: N}`");
+            continue;
+        };
+        let rp = child(&gp, "resources");
+        let cpus = match &r.cpus {
+            None => {
+                cx.missing(&rp, "cpus", "the number of CPUs of the group");
+                0
+            }
+            Some(c) => count(cx, child(&rp, "cpus"), "cpus", &c.0, &|_| None).unwrap_or(0),
+        };
+        let cpus = u32::try_from(cpus).unwrap_or_else(|_| {
+            cx.err(child(&rp, "cpus"), format!("cpus `{cpus}` is too large"));
+            0
+        });
+        let memory = r
+            .memory
+            .as_ref()
+            .and_then(|m| size(cx, child(&rp, "memory"), m, &|_| None));
+        let nodes = r
+            .numa
+            .and_then(|n| n.nodes)
+            .and_then(|n| id_list(cx, [&rp[..], &p(&["numa", "nodes"])].concat(), &n));
+        out.push(Group {
+            name,
+            cpus,
+            memory,
+            nodes,
+        });
+    }
+    out
+}
+
+/// Where a job's merged keys came from.
+struct JobCx<'a> {
+    name: &'a str,
+    own: &'a Value,
+    defaults: Option<&'a Value>,
+}
+
+impl JobCx<'_> {
+    /// The path a merged key was written at: in the job, else in defaults.
+    fn at(&self, rel: &[&str]) -> YPath {
+        let relp = p(rel);
+        let in_job = yaml::get(self.own, &relp).is_some();
+        let in_defaults = self.defaults.and_then(|d| yaml::get(d, &relp)).is_some();
+        let mut path = if !in_job && in_defaults {
+            p(&["defaults"])
+        } else {
+            p(&["jobs", self.name])
+        };
+        path.extend(relp);
+        path
+    }
+    fn path(&self) -> YPath {
+        p(&["jobs", self.name])
+    }
+}
+
+/// A templated field of a job: where it was written and its pieces.
+struct Field {
+    path: YPath,
+    pieces: Vec<Piece>,
+    raw: String,
+}
+
+/// Values of the placeholders of one run.
+type Vars<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+fn job(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    raw: RawJob,
+    group_names: &HashSet<&str>,
+    job_names: &HashSet<&str>,
+) -> (Job, Vec<Run>) {
+    let jp = jc.path();
+    // Whether every field that may hold a placeholder survived the type check
+    // (otherwise "matrix key used in no placeholder" cannot be judged).
+    let templated: [&[&str]; 13] = [
+        &["command"],
+        &["shell"],
+        &["env"],
+        &["workdir"],
+        &["matrix"],
+        &["container", "hostname"],
+        &["resources", "cpus"],
+        &["resources", "cpuset"],
+        &["resources", "memory"],
+        &["resources", "cpu_quota"],
+        &["resources", "pids"],
+        &["resources", "io"],
+        &["resources", "rlimits"],
+    ];
+    let complete = templated.iter().all(|rel| {
+        !cx.pruned(&[&jp[..], &p(rel)].concat())
+            && !cx.pruned(&[&p(&["defaults"])[..], &p(rel)].concat())
+    });
+
+    // Command or shell, exactly one.
+    let mut command_fields: Vec<Field> = Vec::new();
+    let mut is_shell = false;
+    match (&raw.command, &raw.shell) {
+        (Some(_), Some(_)) => cx.err(
+            jp.clone(),
+            "both `command` and `shell` given: expected exactly one (`command` is an argv list, `shell` a /bin/sh line)",
+        ),
+        (None, None) => {
+            if !cx.pruned(&child(&jp, "command")) && !cx.pruned(&child(&jp, "shell")) && !cx.pruned(&p(&["defaults", "command"])) && !cx.pruned(&p(&["defaults", "shell"])) {
+                cx.err(jp.clone(), "missing key `command` or `shell`: expected an argv list like [\"xz\", \"-9\"] or a shell line");
+            }
+        }
+        (Some(argv), None) => {
+            let cp = jc.at(&["command"]);
+            if argv.is_empty() {
+                cx.err(cp.clone(), "empty command `[]`: expected at least the program, like [\"xz\", \"-9\"]");
+            } else if argv[0].0.trim().is_empty() {
+                cx.err([&cp[..], &[Seg::Index(0)]].concat(), format!("empty program name `{}`: expected a program like `xz`", argv[0].0));
+            }
+            for (i, Text(word)) in argv.iter().enumerate() {
+                command_fields.push(Field {
+                    path: [&cp[..], &[Seg::Index(i)]].concat(),
+                    pieces: expand::parse_template(word),
+                    raw: word.clone(),
+                });
+            }
+        }
+        (None, Some(line)) => {
+            is_shell = true;
+            let sp = jc.at(&["shell"]);
+            if line.trim().is_empty() {
+                cx.err(sp.clone(), format!("empty shell command `{line}`: expected a command line"));
+            }
+            command_fields.push(Field {
+                path: sp,
+                pieces: expand::parse_template(line),
+                raw: line.clone(),
+            });
+        }
+    }
+
+    // Matrix.
+    let (combos, param_names) = matrix(cx, jc, raw.matrix.as_ref());
+
+    // Static placeholder check of every templated field.
+    let field = |path: YPath, raw: &str| Field {
+        path,
+        pieces: expand::parse_template(raw),
+        raw: raw.to_string(),
+    };
+    let env_fields: Vec<(String, Field)> = raw
+        .env
+        .as_ref()
+        .map(|e| {
+            e.0.iter()
+                .map(|(k, Text(v))| (k.clone(), field(jc.at(&["env", k]), v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (k, f) in &env_fields {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            cx.key_err(
+                f.path.clone(),
+                format!("invalid environment variable name `{k}`: expected a name without `=`"),
+            );
+        }
+    }
+    let workdir = raw.workdir.as_ref().map(|w| field(jc.at(&["workdir"]), w));
+    let container = raw.container.clone().unwrap_or_default();
+    let hostname = field(
+        if container.hostname.is_some() {
+            jc.at(&["container", "hostname"])
+        } else {
+            jc.path()
+        },
+        container.hostname.as_deref().unwrap_or("{job}-{rep}"),
+    );
+    let res = raw.resources.clone().unwrap_or_default();
+    let mut numeric: Vec<Field> = Vec::new();
+    let mut add_num = |path: YPath, s: &Scalar| {
+        if let Scalar::Str(t) = s {
+            numeric.push(field(path, t));
+        }
+    };
+    if let Some(c) = &res.cpus {
+        add_num(jc.at(&["resources", "cpus"]), &c.0);
+    }
+    if let Some(IdList::Text(s)) = &res.cpuset {
+        add_num(jc.at(&["resources", "cpuset"]), s);
+    }
+    if let Some(m) = &res.memory {
+        add_num(jc.at(&["resources", "memory"]), &m.0);
+    }
+    if let Some(q) = &res.cpu_quota {
+        add_num(jc.at(&["resources", "cpu_quota"]), &q.0);
+    }
+    if let Some(v) = &res.pids {
+        add_num(jc.at(&["resources", "pids"]), &v.0);
+    }
+    if let Some(io) = &res.io {
+        for (k, v) in [("read_bps", &io.read_bps), ("write_bps", &io.write_bps)] {
+            if let Some(v) = v {
+                add_num(jc.at(&["resources", "io", k]), &v.0);
+            }
+        }
+        for (k, v) in [("read_iops", &io.read_iops), ("write_iops", &io.write_iops)] {
+            if let Some(v) = v {
+                add_num(jc.at(&["resources", "io", k]), &v.0);
+            }
+        }
+    }
+    if let Some(r) = &res.rlimits {
+        for (k, v) in &r.0 {
+            add_num(jc.at(&["resources", "rlimits", k]), &v.0);
+        }
+    }
+
+    let known: Vec<&str> = param_names
+        .iter()
+        .map(String::as_str)
+        .chain(["job", "rep"])
+        .collect();
+    let mut used: HashSet<String> = HashSet::new();
+    let mut unknown_placeholder = false;
+    let with_cpus = command_fields
+        .iter()
+        .chain(env_fields.iter().map(|(_, f)| f));
+    let without_cpus = workdir
+        .iter()
+        .chain(std::iter::once(&hostname))
+        .chain(numeric.iter());
+    for (f, cpus_ok) in with_cpus
+        .map(|f| (f, true))
+        .chain(without_cpus.map(|f| (f, false)))
+    {
+        for n in expand::names(&f.pieces) {
+            used.insert(n.to_string());
+            if n == "cpus" {
+                if !cpus_ok {
+                    cx.err(f.path.clone(), format!("placeholder `{{cpus}}` in `{}` is only known at run start: it is allowed in command, shell and env", f.raw));
+                }
+            } else if !known.contains(&n) {
+                unknown_placeholder = true;
+                let list: Vec<String> = known
+                    .iter()
+                    .map(|k| format!("{{{k}}}"))
+                    .chain(cpus_ok.then(|| "{cpus}".to_string()))
+                    .collect();
+                cx.err(
+                    f.path.clone(),
+                    format!(
+                        "unknown placeholder `{{{n}}}` in `{}`: expected one of {}",
+                        f.raw,
+                        list.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    // After a misspelt placeholder the unused key is the same mistake: say it once.
+    if complete && !unknown_placeholder {
+        for name in &param_names {
+            if !used.contains(name) {
+                let path = matrix_key_path(jc, name);
+                cx.key_err(path, format!("matrix key `{name}` is used in no placeholder: write `{{{name}}}` in command, shell, env, workdir, hostname or resources, or remove it"));
+            }
+        }
+    }
+
+    // References.
+    let depends_on = raw.depends_on.clone().unwrap_or_default();
+    for (i, d) in depends_on.iter().enumerate() {
+        let dp = [&jc.at(&["depends_on"])[..], &[Seg::Index(i)]].concat();
+        if d == jc.name {
+            cx.err(dp, format!("job `{d}` depends on itself"));
+        } else if !job_names.contains(d.as_str()) {
+            cx.err(
+                dp,
+                format!(
+                    "unknown job `{d}` in depends_on: expected one of {}",
+                    sorted_list(job_names)
+                ),
+            );
+        }
+    }
+    if let Some(g) = &raw.group {
+        if !group_names.contains(g.as_str()) {
+            let expected = if group_names.is_empty() {
+                "a group defined under top-level `groups` (there are none)".to_string()
+            } else {
+                format!("one of {}", sorted_list(group_names))
+            };
+            cx.err(
+                jc.at(&["group"]),
+                format!("unknown group `{g}`: expected {expected}"),
+            );
+        }
+    }
+
+    // Counts and durations.
+    let repetitions = raw.repetitions.unwrap_or(1);
+    if repetitions == 0 {
+        cx.err(
+            jc.at(&["repetitions"]),
+            "repetitions `0` must be at least 1",
+        );
+    }
+    let warmup = raw.warmup.unwrap_or(0);
+    let mut duration = |key: &str, v: &Option<super::raw::DurationValue>| {
+        v.as_ref().and_then(|d| {
+            units::parse_duration(&d.0)
+                .map_err(|e| cx.err(jc.at(&[key]), e))
+                .ok()
+        })
+    };
+    let time_limit = duration("time_limit", &raw.time_limit);
+    let cpu_time_limit = duration("cpu_time_limit", &raw.cpu_time_limit);
+    let estimate = duration("estimate", &raw.estimate)
+        .or(time_limit)
+        .unwrap_or(DEFAULT_ESTIMATE);
+    let log_limit = raw
+        .log_limit
+        .as_ref()
+        .and_then(|l| size(cx, jc.at(&["log_limit"]), l, &|_| None))
+        .unwrap_or(DEFAULT_LOG_LIMIT);
+
+    // Container parts that do not depend on the run.
+    let rootfs = match container.rootfs.as_deref() {
+        None | Some("host") => Rootfs::Host,
+        Some("") => {
+            cx.err(
+                jc.at(&["container", "rootfs"]),
+                "empty rootfs: expected `host` or a directory",
+            );
+            Rootfs::Host
+        }
+        Some(dir) => Rootfs::Dir(cx.base.join(dir)),
+    };
+    let network = match container.network {
+        None | Some(NetworkKind::None) => Network::None,
+        Some(NetworkKind::Host) => Network::Host,
+    };
+    let mut mounts = Vec::new();
+    for (i, m) in container.mounts.iter().flatten().enumerate() {
+        let mp = [&jc.at(&["container", "mounts"])[..], &[Seg::Index(i)]].concat();
+        let source = m.source.clone().filter(|s| !s.is_empty());
+        let target = m.target.clone().filter(|s| !s.is_empty());
+        if source.is_none() {
+            cx.missing(&mp, "source", "a host path");
+        }
+        match &target {
+            None => cx.missing(&mp, "target", "an absolute path inside the container"),
+            Some(t) if !t.starts_with('/') => cx.err(
+                child(&mp, "target"),
+                format!(
+                    "relative mount target `{t}`: expected an absolute path inside the container"
+                ),
+            ),
+            _ => {}
+        }
+        if let (Some(s), Some(t)) = (source, target) {
+            mounts.push(Mount {
+                source: cx.base.join(s),
+                target: PathBuf::from(t),
+                read_only: m.read_only.unwrap_or(false),
+            });
+        }
+    }
+    let mut writable = Vec::new();
+    for (i, w) in container.writable.iter().flatten().enumerate() {
+        if !w.starts_with('/') {
+            cx.err(
+                [&jc.at(&["container", "writable"])[..], &[Seg::Index(i)]].concat(),
+                format!(
+                    "relative writable path `{w}`: expected an absolute path inside the container"
+                ),
+            );
+        }
+        writable.push(PathBuf::from(w));
+    }
+    let user = container.user.as_ref().and_then(|Text(u)| {
+        let parsed = u.split_once(':').and_then(|(a, b)| {
+            Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?))
+        });
+        if parsed.is_none() {
+            cx.err(
+                jc.at(&["container", "user"]),
+                format!("invalid user `{u}`: expected numeric `uid:gid` like \"1000:1000\""),
+            );
+        }
+        parsed
+    });
+    let mut capabilities = Vec::new();
+    for (i, c) in container.capabilities.iter().flatten().enumerate() {
+        let up = c.trim().to_ascii_uppercase();
+        let bare = up.strip_prefix("CAP_").unwrap_or(&up);
+        if CAPABILITIES.contains(&bare) {
+            capabilities.push(format!("CAP_{bare}"));
+        } else {
+            cx.err([&jc.at(&["container", "capabilities"])[..], &[Seg::Index(i)]].concat(), format!("unknown capability `{c}`: expected a name like CAP_NET_RAW (see capabilities(7))"));
+        }
+    }
+
+    // Runs.
+    let mut runs = Vec::new();
+    for combo in &combos {
+        let expected_total = warmup.saturating_add(repetitions.max(1));
+        for rep in 1..=expected_total {
+            let is_warmup = rep <= warmup;
+            let rep_text = rep.to_string();
+            let vars = |n: &str| -> Option<String> {
+                match n {
+                    "job" => Some(jc.name.to_string()),
+                    "rep" => Some(rep_text.clone()),
+                    _ => combo.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
+                }
+            };
+            // A parameter that only some `include` entries set is empty elsewhere.
+            let vars =
+                |n: &str| vars(n).or_else(|| param_names.iter().any(|p| p == n).then(String::new));
+            let fill = |f: &Field| -> String { expand::fill(&f.pieces, vars) };
+            let mut command: Vec<String> = command_fields.iter().map(&fill).collect();
+            if is_shell {
+                command = vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    command.pop().unwrap_or_default(),
+                ];
+            }
+            let env: Vec<(String, String)> = env_fields
+                .iter()
+                .map(|(k, f)| (k.clone(), fill(f)))
+                .collect();
+            let workdir = workdir.as_ref().map(|w| {
+                let w = fill(w);
+                if !w.starts_with('/') {
+                    cx.err(jc.at(&["workdir"]), format!("relative workdir `{w}`: expected an absolute path inside the container"));
+                }
+                PathBuf::from(w)
+            });
+            let host = fill(&hostname);
+            if host.is_empty() || host.len() > 64 {
+                cx.err(
+                    hostname.path.clone(),
+                    format!("hostname `{host}` must have 1 to 64 characters"),
+                );
+            }
+            let resources = resources(cx, jc, &res, &vars);
+            let params = combo.clone();
+            runs.push(Run {
+                key: expand::run_key(jc.name, &params, rep, is_warmup),
+                job: jc.name.to_string(),
+                params,
+                rep,
+                warmup: is_warmup,
+                command,
+                env,
+                workdir,
+                resources,
+                time_limit,
+                cpu_time_limit,
+                estimate,
+                container: Container {
+                    rootfs: rootfs.clone(),
+                    network,
+                    hostname: host,
+                    mounts: mounts.clone(),
+                    writable: writable.clone(),
+                    user,
+                    capabilities: capabilities.clone(),
+                },
+                log_limit,
+                group: raw.group.clone(),
+                depends_on: depends_on.clone(),
+            });
+        }
+    }
+    let job = Job {
+        name: jc.name.to_string(),
+        group: raw.group.clone(),
+        depends_on,
+        param_names,
+    };
+    (job, runs)
+}
+
+fn sorted_list(names: &HashSet<&str>) -> String {
+    let mut v: Vec<&str> = names.iter().copied().collect();
+    v.sort();
+    v.iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where a parameter name was written: its matrix axis, else the first include naming it.
+fn matrix_key_path(jc: &JobCx, name: &str) -> YPath {
+    let mp = jc.at(&["matrix"]);
+    let m = jc.own.get("matrix");
+    if m.and_then(|m| m.get(name)).is_some() {
+        return child(&mp, name);
+    }
+    if let Some(incs) = m
+        .and_then(|m| m.get("include"))
+        .and_then(Value::as_sequence)
+    {
+        for (i, inc) in incs.iter().enumerate() {
+            if inc.get(name).is_some() {
+                return [
+                    &mp[..],
+                    &[
+                        Seg::Key("include".into()),
+                        Seg::Index(i),
+                        Seg::Key(name.into()),
+                    ],
+                ]
+                .concat();
+            }
+        }
+    }
+    mp
+}
+
+fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Vec<Combo>, Vec<String>) {
+    let Some(m) = m else {
+        return (vec![Vec::new()], Vec::new());
+    };
+    let mp = jc.at(&["matrix"]);
+    let mut names: Vec<String> = Vec::new();
+    let mut axes = Vec::new();
+    for (name, values) in &m.axes {
+        let ap = child(&mp, name);
+        if !is_ident(name) {
+            cx.key_err(ap.clone(), format!("invalid matrix key `{name}`: expected letters, digits and `_`, not starting with a digit"));
+        } else if RESERVED.contains(&name.as_str()) {
+            cx.key_err(ap.clone(), format!("matrix key `{name}` is reserved: {{job}}, {{rep}} and {{cpus}} are filled in by packrun"));
+        }
+        if values.is_empty() {
+            cx.err(
+                ap.clone(),
+                format!(
+                    "empty list of values for matrix key `{name}`: expected at least one value"
+                ),
+            );
+        }
+        let mut vals: Vec<String> = Vec::new();
+        for (i, Text(v)) in values.iter().enumerate() {
+            if vals.contains(v) {
+                cx.err(
+                    [&ap[..], &[Seg::Index(i)]].concat(),
+                    format!("duplicate value `{v}` for matrix key `{name}`"),
+                );
+            }
+            vals.push(v.clone());
+        }
+        names.push(name.clone());
+        axes.push((name.clone(), vals));
+    }
+    let entries = |list: &Vec<Vec<(String, Text)>>| -> Vec<Combo> {
+        list.iter()
+            .map(|e| {
+                e.iter()
+                    .map(|(k, Text(v))| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .collect()
+    };
+    let exclude = entries(&m.exclude);
+    let include = entries(&m.include);
+    for (i, e) in exclude.iter().enumerate() {
+        let ep = [&mp[..], &[Seg::Key("exclude".into()), Seg::Index(i)]].concat();
+        if e.is_empty() {
+            cx.err(
+                ep.clone(),
+                "empty exclude entry: expected keys of the matrix like {threads: 4}",
+            );
+        }
+        for (k, _) in e {
+            if !names.contains(k) {
+                cx.key_err(
+                    child(&ep, k),
+                    format!(
+                        "unknown matrix key `{k}` in exclude: expected one of {}",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    for (i, e) in include.iter().enumerate() {
+        let ip = [&mp[..], &[Seg::Key("include".into()), Seg::Index(i)]].concat();
+        if e.is_empty() {
+            cx.err(
+                ip.clone(),
+                "empty include entry: expected parameters like {threads: 8}",
+            );
+        }
+        for (k, _) in e {
+            if !is_ident(k) || RESERVED.contains(&k.as_str()) {
+                cx.key_err(child(&ip, k), format!("invalid matrix key `{k}`: expected letters, digits and `_`, and not job, rep or cpus"));
+            }
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    let combos = expand::expand_matrix(&axes, &exclude, &include);
+    if combos.is_empty() && axes.iter().all(|(_, v)| !v.is_empty()) {
+        cx.err(
+            mp,
+            "no combinations left after `exclude`: expected at least one",
+        );
+    }
+    (combos, names)
+}
+
+/// Fills placeholders in a scalar; reports the expansion along with any error.
+fn expand_scalar(s: &Scalar, vars: &Vars) -> (String, String) {
+    let raw = s.text();
+    match s {
+        Scalar::Str(t) => {
+            let pieces = expand::parse_template(t);
+            let filled = expand::fill(&pieces, vars);
+            let shown = if filled != raw {
+                format!("`{raw}` expands to `{filled}`: ")
+            } else {
+                String::new()
+            };
+            (filled, shown)
+        }
+        _ => (raw, String::new()),
+    }
+}
+
+fn count(cx: &mut Ctx, path: YPath, what: &str, s: &Scalar, vars: &Vars) -> Option<u64> {
+    if let Scalar::Float(f) = s {
+        cx.err(
+            path,
+            format!("invalid {what} `{f}`: expected a whole number"),
+        );
+        return None;
+    }
+    let (text, shown) = expand_scalar(s, vars);
+    units::parse_count(&text, what)
+        .map_err(|e| cx.err(path, format!("{shown}{e}")))
+        .ok()
+}
+
+fn size(cx: &mut Ctx, path: YPath, s: &SizeValue, vars: &Vars) -> Option<u64> {
+    let (text, shown) = expand_scalar(&s.0, vars);
+    let scalar = match &s.0 {
+        Scalar::Str(_) => Scalar::Str(text),
+        other => other.clone(),
+    };
+    units::parse_size(&scalar)
+        .map_err(|e| cx.err(path, format!("{shown}{e}")))
+        .ok()
+}
+
+fn id_list(cx: &mut Ctx, path: YPath, l: &IdList) -> Option<CpuList> {
+    let list = match l {
+        IdList::Ids(ids) => CpuList::from_ids(ids.iter().copied()),
+        IdList::Text(s) => match CpuList::parse(&s.text()) {
+            Ok(l) => l,
+            Err(e) => {
+                cx.err(path, e.to_string());
+                return None;
+            }
+        },
+    };
+    if list.is_empty() {
+        cx.err(path, "empty list: expected ids like \"0-3\" or [0, 1]");
+        return None;
+    }
+    Some(list)
+}
+
+fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars) -> Resources {
+    let at = |k: &[&str]| jc.at(&[&["resources"][..], k].concat());
+    let cpuset = r.cpuset.as_ref().and_then(|c| match c {
+        IdList::Text(s) => {
+            let (text, _) = expand_scalar(s, vars);
+            id_list(cx, at(&["cpuset"]), &IdList::Text(Scalar::Str(text)))
+        }
+        ids => id_list(cx, at(&["cpuset"]), ids),
+    });
+    let cpus = match (&r.cpus, &cpuset) {
+        (Some(c), _) => count(cx, at(&["cpus"]), "cpus", &c.0, vars)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1),
+        (None, Some(set)) => set.len() as u32,
+        (None, None) => 1,
+    };
+    if let (Some(set), Some(_)) = (&cpuset, &r.cpus) {
+        if set.len() as u32 != cpus {
+            cx.err(
+                at(&["cpuset"]),
+                format!(
+                    "cpuset `{set}` has {} CPUs but cpus is {cpus}: give one, or make them agree",
+                    set.len()
+                ),
+            );
+        }
+    }
+    let memory = r
+        .memory
+        .as_ref()
+        .and_then(|m| size(cx, at(&["memory"]), m, vars));
+    let numa = match &r.numa {
+        None => Numa::Local,
+        Some(n) => {
+            let nodes = n
+                .nodes
+                .as_ref()
+                .and_then(|l| id_list(cx, at(&["numa", "nodes"]), l));
+            match (n.policy, n.nodes.is_some()) {
+                (None | Some(NumaPolicy::Local), false) => Numa::Local,
+                (Some(NumaPolicy::Spread), false) => Numa::Spread,
+                (
+                    Some(p @ (NumaPolicy::Bind | NumaPolicy::Preferred | NumaPolicy::Interleave)),
+                    false,
+                ) => {
+                    cx.err(at(&["numa", "policy"]), format!("policy `{}` needs `nodes`: expected `nodes: [0]` with it, or policy local or spread", policy_word(p)));
+                    Numa::Local
+                }
+                (Some(p @ (NumaPolicy::Local | NumaPolicy::Spread)), true) => {
+                    cx.err(at(&["numa", "policy"]), format!("policy `{}` does not take `nodes`: expected bind, preferred or interleave with nodes", policy_word(p)));
+                    Numa::Local
+                }
+                (p, true) => Numa::Nodes {
+                    nodes: nodes.unwrap_or_default(),
+                    policy: match p {
+                        Some(NumaPolicy::Preferred) => MemPolicy::Preferred,
+                        Some(NumaPolicy::Interleave) => MemPolicy::Interleave,
+                        _ => MemPolicy::Bind,
+                    },
+                },
+            }
+        }
+    };
+    let cpu_quota = r.cpu_quota.as_ref().and_then(|FloatValue(q)| {
+        let (text, shown) = expand_scalar(q, vars);
+        units::parse_positive(&text, "cpu_quota")
+            .map_err(|e| cx.err(at(&["cpu_quota"]), format!("{shown}{e}")))
+            .ok()
+    });
+    let pids = r
+        .pids
+        .as_ref()
+        .and_then(|CountValue(v)| count(cx, at(&["pids"]), "pids", v, vars))
+        .unwrap_or(DEFAULT_PIDS);
+    let io = match &r.io {
+        None => Io::default(),
+        Some(io) => Io {
+            read_bps: io
+                .read_bps
+                .as_ref()
+                .and_then(|v| size(cx, at(&["io", "read_bps"]), v, vars)),
+            write_bps: io
+                .write_bps
+                .as_ref()
+                .and_then(|v| size(cx, at(&["io", "write_bps"]), v, vars)),
+            read_iops: io
+                .read_iops
+                .as_ref()
+                .and_then(|v| count(cx, at(&["io", "read_iops"]), "read_iops", &v.0, vars)),
+            write_iops: io
+                .write_iops
+                .as_ref()
+                .and_then(|v| count(cx, at(&["io", "write_iops"]), "write_iops", &v.0, vars)),
+            device: io.device.as_ref().map(|d| cx.base.join(d)),
+        },
+    };
+    let mut rlimits: Vec<(String, u64)> = Vec::new();
+    for (k, CountValue(v)) in r.rlimits.iter().flat_map(|m| m.0.iter()) {
+        let path = at(&["rlimits", k]);
+        if !RLIMITS.contains(&k.as_str()) {
+            cx.key_err(
+                path,
+                format!(
+                    "unknown rlimit `{k}`: expected one of {}",
+                    RLIMITS.join(", ")
+                ),
+            );
+            continue;
+        }
+        let value = match v {
+            Scalar::Str(s) if s.trim() == "unlimited" => Some(u64::MAX),
+            // 0 is a real limit here (core: 0 disables core dumps).
+            Scalar::Int(0) => Some(0),
+            _ => count(cx, path, k, v, vars),
+        };
+        if let Some(value) = value {
+            rlimits.push((k.clone(), value));
+        }
+    }
+    if !rlimits.iter().any(|(k, _)| k == "nofile") {
+        rlimits.push(("nofile".into(), DEFAULT_NOFILE));
+    }
+    Resources {
+        cpus,
+        cpuset,
+        memory,
+        numa,
+        cpu_quota,
+        pids,
+        io,
+        rlimits,
+    }
+}
+
+fn policy_word(p: NumaPolicy) -> &'static str {
+    match p {
+        NumaPolicy::Local => "local",
+        NumaPolicy::Spread => "spread",
+        NumaPolicy::Bind => "bind",
+        NumaPolicy::Preferred => "preferred",
+        NumaPolicy::Interleave => "interleave",
+    }
+}
+
+/// Reports each dependency cycle once, at the depends_on of its first job.
+fn cycles(cx: &mut Ctx, jobs: &[Job]) {
+    let index: HashMap<&str, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.as_str(), i))
+        .collect();
+    // 0 = unvisited, 1 = on the stack, 2 = done
+    let mut state = vec![0u8; jobs.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    fn visit(
+        i: usize,
+        jobs: &[Job],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+        found: &mut Vec<Vec<usize>>,
+    ) {
+        state[i] = 1;
+        stack.push(i);
+        for d in &jobs[i].depends_on {
+            let Some(&j) = index.get(d.as_str()) else {
+                continue;
+            };
+            if j == i {
+                continue; // reported as "depends on itself"
+            }
+            match state[j] {
+                0 => visit(j, jobs, index, state, stack, found),
+                1 => {
+                    let start = stack.iter().position(|&s| s == j).expect("on stack");
+                    found.push(stack[start..].to_vec());
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state[i] = 2;
+    }
+    let mut found = Vec::new();
+    for i in 0..jobs.len() {
+        if state[i] == 0 {
+            visit(i, jobs, &index, &mut state, &mut stack, &mut found);
+        }
+    }
+    for cycle in found {
+        let first = cycle[0];
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(&first))
+            .map(|&i| jobs[i].name.as_str())
+            .collect();
+        let root = cx.root;
+        let own_has = yaml::get(root, &p(&["jobs", &jobs[first].name, "depends_on"])).is_some();
+        let path = if own_has {
+            p(&["jobs", &jobs[first].name, "depends_on"])
+        } else {
+            p(&["jobs", &jobs[first].name])
+        };
+        cx.err(
+            path,
+            format!(
+                "dependency cycle `{}`: expected depends_on to form no loop",
+                names.join(" -> ")
+            ),
+        );
+    }
+}

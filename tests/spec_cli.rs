@@ -1,0 +1,154 @@
+//! `packrun validate` on deliberately broken job files: exit code 2 and a
+//! message that locates the problem and echoes the bad value.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn broken_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("tests/broken exists")
+        .map(|e| e.expect("readable dir").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `# expect: LOCATION | VALUE` lines at the top of a broken file.
+fn expectations(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# expect: "))
+        .map(|e| {
+            let (loc, value) = e.split_once(" | ").expect("`# expect: LOCATION | VALUE`");
+            (loc.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+fn validate(file: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_packrun"))
+        .arg("validate")
+        .arg(file)
+        .output()
+        .expect("packrun runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `file:LINE:COL:` at the start of a message line.
+fn has_line_column(line: &str) -> bool {
+    let mut parts = line.splitn(4, ':');
+    let (_, l, c) = (parts.next(), parts.next(), parts.next());
+    l.is_some_and(|l| l.parse::<usize>().is_ok()) && c.is_some_and(|c| c.parse::<usize>().is_ok())
+}
+
+#[test]
+fn each_broken_job_file_exits_2_with_a_located_message_naming_the_bad_value() {
+    let files = broken_files();
+    assert!(
+        files.len() >= 20,
+        "expected at least 20 broken files, found {}",
+        files.len()
+    );
+    let mut failures = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("readable");
+        let expect = expectations(&text);
+        assert!(
+            !expect.is_empty(),
+            "{} has no `# expect:` line",
+            f.display()
+        );
+        let (code, stdout, stderr) = validate(f);
+        if code != Some(2) {
+            failures.push(format!(
+                "{}: exit code {code:?}, expected 2\n{stdout}{stderr}",
+                f.display()
+            ));
+            continue;
+        }
+        for (loc, value) in expect {
+            // One message line must hold the location (YAML path or :line:col) and the value.
+            let hit = stderr
+                .lines()
+                .any(|l| has_line_column(l) && l.contains(&loc) && l.contains(&value));
+            if !hit {
+                failures.push(format!(
+                    "{}: no line with `{loc}` and `{value}` in:\n{stderr}",
+                    f.display()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_broken_file_tests_a_different_problem() {
+    let mut seen = std::collections::HashSet::new();
+    for f in broken_files() {
+        let text = std::fs::read_to_string(&f).expect("readable");
+        for e in expectations(&text) {
+            if !f.ends_with("three-problems.yaml") {
+                assert!(seen.insert(e.clone()), "{} repeats {e:?}", f.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_with_three_problems_reports_all_three_in_file_order() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken/three-problems.yaml");
+    let (code, _, stderr) = validate(&f);
+    assert_eq!(code, Some(2));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].contains("jobs.xz.resources.memory") && lines[0].contains(":9:25:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("jobs.xz.time_limit") && lines[1].contains(":10:17:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].contains("jobs.gz.depends_on[0]") && lines[2].contains(":13:18:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_valid_example_exits_0_and_counts_its_runs() {
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/quickstart.yaml");
+    let (code, stdout, stderr) = validate(&f);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("valid: 4 jobs, 14 runs"), "{stdout}");
+}
+
+#[test]
+fn a_missing_file_exits_2_and_names_the_path() {
+    let (code, _, stderr) = validate(Path::new("/nonexistent/jobs.yaml"));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("/nonexistent/jobs.yaml"), "{stderr}");
+}
+
+#[test]
+fn schema_subcommand_prints_the_committed_schema() {
+    let out = Command::new(env!("CARGO_BIN_EXE_packrun"))
+        .arg("schema")
+        .output()
+        .expect("packrun runs");
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/jobfile.schema.json"),
+    )
+    .expect("committed");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        committed.trim_end()
+    );
+}
