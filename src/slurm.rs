@@ -509,7 +509,8 @@ fn task(dir: &Path) -> Result<i32, Failure> {
 }
 
 /// Merges `DIR/nodes/*/runs.csv` into `DIR/runs.csv` (each run_key once:
-/// the first node in name order that has it), then writes summary.csv.
+/// the first node in name order that has it), then writes summary.csv
+/// and report.html.
 /// Returns the number of rows.
 pub fn merge(dir: &Path) -> Result<usize, Failure> {
     let nodes = node_dirs(dir)?;
@@ -576,6 +577,8 @@ pub fn merge(dir: &Path) -> Result<usize, Failure> {
     })?;
     let parsed = report::read_rows(&path).map_err(io)?;
     report::write_summary(&dir.join("summary.csv"), &report::summarize(&parsed)).map_err(io)?;
+    // The nodes' manifests stay in nodes/<node>/; the page is made without one.
+    crate::html::write_report(dir).map_err(io)?;
     Ok(rows.len())
 }
 
@@ -817,6 +820,7 @@ mod tests {
         assert!(text.lines().all(|l| l.split(',').count() == ncols));
         assert!(text.contains(",n1,") && text.contains(",n2,"));
         assert!(dir.path().join("summary.csv").exists());
+        assert!(dir.path().join("report.html").exists());
 
         std::fs::write(dir.path().join("nodes/n2/runs.csv"), "run_key,job\nk9,j\n").unwrap();
         let (_, e) = merge(dir.path()).unwrap_err();
