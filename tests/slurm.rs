@@ -1,5 +1,5 @@
 //! `packrun slurm` against a real Slurm started on this machine: munged with
-//! its own key and socket, slurmctld and two slurmd (nodes n1 and n2) on
+//! its own key and socket, slurmctld and two slurmd (nodes <prefix>1 and <prefix>2) on
 //! 127.0.0.1 with their own ports, configs in a temp dir, cgroup v1 task
 //! and proctrack plugins. Every daemon is stopped by pid in `Drop`.
 
@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const NODES: [&str; 2] = ["n1", "n2"];
 const DAEMONS: [&str; 6] = ["munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue"];
 
 /// True when this test can start a Slurm here: root, and the Slurm and
@@ -62,6 +61,8 @@ fn free_port() -> u16 {
 /// it started (SIGTERM, then SIGKILL), removes the cgroups slurmd made and
 /// the temp dir.
 struct Cluster {
+    /// Node names: unique per test, since slurmd names its cgroups after them.
+    nodes: [String; 2],
     dir: tempfile::TempDir,
     conf: PathBuf,
     /// In start order; stopped in reverse.
@@ -71,7 +72,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    fn start(prefix: &str) -> Cluster {
+        let nodes = [format!("{prefix}1"), format!("{prefix}2")];
         let dir = tempfile::Builder::new()
             .prefix("slurm-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -79,7 +81,7 @@ impl Cluster {
         let d = dir.path().to_path_buf();
         // munged wants its socket directory searchable by all and its key
         // owned by it and private.
-        for sub in ["munge", "state", "log", "spool/n1", "spool/n2"] {
+        for sub in ["munge", "state", "log"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         set_mode(dir.path(), 0o755);
@@ -88,7 +90,7 @@ impl Cluster {
         std::fs::write(d.join("munge/munge.key"), key).unwrap();
         set_mode(&d.join("munge/munge.key"), 0o400);
 
-        let cgroups = NODES
+        let cgroups = nodes
             .iter()
             .flat_map(|n| {
                 [
@@ -116,6 +118,8 @@ impl Cluster {
         .replace("@DIR@", &d.display().to_string())
         .replace("@HOST@", &host)
         .replace("@CTLD_PORT@", &ctld.to_string())
+        .replace("@N1@", &nodes[0])
+        .replace("@N2@", &nodes[1])
         .replace("@N1_PORT@", &p1.to_string())
         .replace("@N2_PORT@", &p2.to_string());
         std::fs::write(&conf, text).unwrap();
@@ -125,7 +129,11 @@ impl Cluster {
         )
         .unwrap();
 
+        for n in &nodes {
+            std::fs::create_dir_all(d.join("spool").join(n)).unwrap();
+        }
         let mut c = Cluster {
+            nodes: nodes.clone(),
             dir,
             conf,
             daemons: Vec::new(),
@@ -160,7 +168,7 @@ impl Cluster {
                 .arg("-f")
                 .arg(&conf),
         );
-        for n in NODES {
+        for n in &nodes {
             c.spawn(
                 &format!("slurmd-{n}"),
                 Command::new(which("slurmd").unwrap())
@@ -181,7 +189,7 @@ impl Cluster {
                 .filter(|(_, s)| *s == "idle")
                 .map(|(n, _)| n)
                 .collect();
-            idle == NODES.into_iter().collect()
+            idle == c.nodes.iter().map(String::as_str).collect()
         });
         c
     }
@@ -396,7 +404,7 @@ fn a_two_node_job_runs_one_task_on_each_test_node() {
     if !slurm_available("a_two_node_job_runs_one_task_on_each_test_node") {
         return;
     }
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start("hello");
     let script = cluster.dir.path().join("hello.sh");
     let out_file = cluster.dir.path().join("hello.out");
     std::fs::write(
@@ -425,7 +433,7 @@ fn a_two_node_job_runs_one_task_on_each_test_node() {
     lines.sort();
     assert_eq!(
         lines,
-        ["node=n1 id=0", "node=n2 id=1"],
+        ["node=hello1 id=0", "node=hello2 id=1"],
         "job output:\n{text}\n{}",
         cluster.logs()
     );
@@ -444,33 +452,16 @@ jobs:
     repetitions: 2
 ";
 
-#[test]
-fn twenty_runs_across_two_nodes_are_merged_into_one_runs_csv() {
-    if !slurm_available("twenty_runs_across_two_nodes_are_merged_into_one_runs_csv") {
-        return;
-    }
-    let t0 = Instant::now();
-    let mut cluster = Cluster::start();
-    eprintln!("cluster up after {:.1} s", t0.elapsed().as_secs_f64());
-    let job = cluster.dir.path().join("twenty.yaml");
-    std::fs::write(&job, TWENTY).unwrap();
-    let out_dir = cluster.dir.path().join("results");
-    let out = packrun_in(
-        &cluster,
-        &[
-            "slurm",
-            "submit",
-            job.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-    );
+/// Runs `packrun slurm submit ARGS`, waits until its job has left the
+/// queue, returns the job id.
+fn submit_and_wait(cluster: &mut Cluster, args: &[&str], out_dir: &Path) -> String {
+    let mut all = vec!["slurm", "submit"];
+    all.extend_from_slice(args);
+    let out = packrun_in(cluster, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "packrun slurm submit failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
+        "packrun slurm submit failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let meta: serde_json::Value =
@@ -481,52 +472,131 @@ fn twenty_runs_across_two_nodes_are_merged_into_one_runs_csv() {
         .expect("slurm.json has the job id")
         .to_string();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&id),
-        "submit does not print job {id}"
+        stdout.contains(&id),
+        "submit does not print job {id}: {stdout}"
     );
     cluster.wait_job(&id, Duration::from_secs(600));
-    eprintln!("job {id} done after {:.1} s", t0.elapsed().as_secs_f64());
-
+    let merged = out_dir.join("runs.csv");
     let slurm_log =
         std::fs::read_to_string(out_dir.join(format!("slurm-{id}.out"))).unwrap_or_default();
-    let merged = out_dir.join("runs.csv");
     assert!(
         merged.exists(),
         "no merged runs.csv; job output:\n{slurm_log}\n{}",
         cluster.logs()
     );
-    let rows = rows(&merged);
-    eprintln!("{}", std::fs::read_to_string(&merged).unwrap());
+    id
+}
+
+/// Each run exactly once, COMPLETED, on one of the cluster's nodes; both
+/// nodes ran some. Returns the rows.
+fn check_merged(cluster: &Cluster, out_dir: &Path, runs: usize) -> Vec<Row> {
+    let rows = rows(&out_dir.join("runs.csv"));
     let keys: BTreeSet<&str> = rows.iter().map(|r| r["run_key"].as_str()).collect();
-    assert_eq!(rows.len(), 20, "rows: {rows:?}\n{slurm_log}");
-    assert_eq!(keys.len(), 20, "a run_key appears twice");
+    assert_eq!(rows.len(), runs, "rows: {rows:?}");
+    assert_eq!(keys.len(), runs, "a run_key appears twice");
     let hosts: BTreeSet<&str> = rows.iter().map(|r| r["host"].as_str()).collect();
-    assert_eq!(hosts, NODES.into_iter().collect(), "host column");
+    let nodes: BTreeSet<&str> = cluster.nodes.iter().map(String::as_str).collect();
+    assert_eq!(hosts, nodes, "host column");
     for r in &rows {
         assert_eq!(
-            r["state"], "COMPLETED",
+            (r["state"].as_str(), r["exit_code"].as_str()),
+            ("COMPLETED", "0"),
             "run {} on {}: {r:?}",
-            r["run_key"], r["host"]
+            r["run_key"],
+            r["host"]
         );
-        assert_eq!(r["exit_code"], "0");
     }
-    for n in NODES {
+    for n in &cluster.nodes {
         let node_rows = self::rows(&out_dir.join("nodes").join(n).join("runs.csv"));
         assert!(!node_rows.is_empty(), "node {n} ran nothing");
-        assert!(node_rows.iter().all(|r| r["host"] == n));
+        assert!(node_rows.iter().all(|r| &r["host"] == n));
     }
     let summary = std::fs::read_to_string(out_dir.join("summary.csv")).unwrap();
     assert!(summary.lines().count() > 1, "summary.csv: {summary}");
+    rows
+}
 
-    let status = packrun_in(&cluster, &["slurm", "status", out_dir.to_str().unwrap()]);
+#[test]
+fn twenty_runs_across_two_nodes_are_merged_into_one_runs_csv() {
+    if !slurm_available("twenty_runs_across_two_nodes_are_merged_into_one_runs_csv") {
+        return;
+    }
+    let t0 = Instant::now();
+    let mut cluster = Cluster::start("n");
+    eprintln!("cluster up after {:.1} s", t0.elapsed().as_secs_f64());
+    let job = cluster.dir.path().join("twenty.yaml");
+    std::fs::write(&job, TWENTY).unwrap();
+    let out_dir = cluster.dir.path().join("results");
+    let (j, o) = (job.to_str().unwrap(), out_dir.to_str().unwrap());
+    let id = submit_and_wait(&mut cluster, &[j, "--nodes", "2", "--out", o], &out_dir);
+    eprintln!("job {id} done after {:.1} s", t0.elapsed().as_secs_f64());
+    check_merged(&cluster, &out_dir, 20);
+    eprintln!(
+        "{}",
+        std::fs::read_to_string(out_dir.join("runs.csv")).unwrap()
+    );
+
+    let status = packrun_in(&cluster, &["slurm", "status", o]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
         status.status.success(),
         "status: {text}{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    for n in NODES {
-        assert!(text.contains(n), "status does not name node {n}:\n{text}");
+    for n in &cluster.nodes {
+        assert!(
+            text.contains(n.as_str()),
+            "status does not name node {n}:\n{text}"
+        );
     }
+    assert!(text.contains("20 of 20 runs recorded"), "status:\n{text}");
     eprintln!("test took {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+#[test]
+fn resume_resubmits_only_the_runs_missing_from_the_merged_results() {
+    if !slurm_available("resume_resubmits_only_the_runs_missing_from_the_merged_results") {
+        return;
+    }
+    let mut cluster = Cluster::start("r");
+    let job = cluster.dir.path().join("six.yaml");
+    std::fs::write(
+        &job,
+        TWENTY.replace("[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]", "[1, 2, 3]"),
+    )
+    .unwrap();
+    let out_dir = cluster.dir.path().join("results");
+    let (j, o) = (job.to_str().unwrap(), out_dir.to_str().unwrap());
+    submit_and_wait(&mut cluster, &[j, "--nodes", "2", "--out", o], &out_dir);
+    let first = check_merged(&cluster, &out_dir, 6);
+
+    // A node lost its last rows (as if killed): cut node r1's runs.csv to its header.
+    let lost_csv = out_dir.join("nodes/r1/runs.csv");
+    let text = std::fs::read_to_string(&lost_csv).unwrap();
+    let lost: Vec<String> = rows(&lost_csv)
+        .into_iter()
+        .map(|r| r["run_key"].clone())
+        .collect();
+    std::fs::write(&lost_csv, format!("{}\n", text.lines().next().unwrap())).unwrap();
+
+    submit_and_wait(&mut cluster, &[j, "--nodes", "2", "--resume", o], &out_dir);
+    let second = check_merged(&cluster, &out_dir, 6);
+    let before: HashMap<&str, &str> = first
+        .iter()
+        .map(|r| (r["run_key"].as_str(), r["start_time"].as_str()))
+        .collect();
+    for r in &second {
+        let k = r["run_key"].as_str();
+        let again = r["start_time"] != before[k];
+        assert_eq!(
+            again,
+            lost.contains(&r["run_key"]),
+            "run {k} ran again: {again}"
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("slurm.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["runs"], lost.len(), "runs resubmitted");
+    assert_eq!(meta["previous"].as_array().map(Vec::len), Some(1));
 }
