@@ -505,7 +505,50 @@ fn task(dir: &Path) -> Result<i32, Failure> {
         shard.count,
         out.display()
     );
-    Ok(crate::run_batch(args))
+    let code = crate::run_batch(args);
+    remove_step_base();
+    Ok(code)
+}
+
+/// Removes what packrun made below the step's cgroup once its runs are gone:
+/// `<base>` in every controller, and on v1, in controllers where this process
+/// is not in the step's path (Slurm does not manage them), the parents that
+/// only packrun's runs needed. rmdir fails on a cgroup with children or
+/// tasks, so nothing of Slurm's that is in use is touched.
+fn remove_step_base() {
+    let Ok(h) = crate::cgroup::detect_host() else {
+        return;
+    };
+    let v2 = matches!(h, crate::cgroup::Hierarchy::V2 { .. });
+    let base = cgroup_base(v2);
+    if base == "packrun" {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let roots: Vec<(String, PathBuf)> = match h {
+        crate::cgroup::Hierarchy::V2 { root } => vec![(String::new(), root)],
+        crate::cgroup::Hierarchy::V1 { mounts } => mounts,
+    };
+    for (ctrl, root) in roots {
+        let _ = std::fs::remove_dir(root.join(&base));
+        let mine = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            c.split(',')
+                .any(|c| c == ctrl)
+                .then(|| p.trim_matches('/').to_string())
+        });
+        if v2 || mine.is_some_and(|m| !m.is_empty() && base.starts_with(&m)) {
+            continue;
+        }
+        let mut p = Path::new(&base).parent();
+        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
+            if std::fs::remove_dir(root.join(dir)).is_err() {
+                break;
+            }
+            p = dir.parent();
+        }
+    }
 }
 
 /// Merges `DIR/nodes/*/runs.csv` into `DIR/runs.csv` (each run_key once:
@@ -597,9 +640,9 @@ fn status(dir: &Path) -> Result<i32, Failure> {
     let mut total = 0;
     for (node, nd) in node_dirs(dir)? {
         let done = report::read_done(&nd.join("runs.csv")).map_err(io)?;
-        let mut states: BTreeMap<String, usize> = BTreeMap::new();
+        let mut states: BTreeMap<&str, usize> = BTreeMap::new();
         for s in done.values() {
-            *states.entry(format!("{s:?}").to_uppercase()).or_default() += 1;
+            *states.entry(s.as_str()).or_default() += 1;
         }
         let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
         println!("{node}: {} rows ({})", done.len(), parts.join(", "));
