@@ -16,3 +16,92 @@ pub struct Usage {
     pub pids_peak: u64,
     pub cpu_throttled_ns: u64,
 }
+
+/// Value of `key` in a flat keyed file ("usage_usec 10\nuser_usec 7\n":
+/// cpu.stat, memory.events, memory.oom_control).
+pub fn flat_keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(char::is_whitespace)?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Sums `rbytes` and `wbytes` over every device of a v2 `io.stat`
+/// ("8:0 rbytes=1 wbytes=2 rios=3 ...").
+pub fn io_stat_v2(text: &str) -> (u64, u64) {
+    let (mut r, mut w) = (0, 0);
+    for line in text.lines() {
+        for field in line.split_whitespace().skip(1) {
+            match field.split_once('=') {
+                Some(("rbytes", v)) => r += v.parse::<u64>().unwrap_or(0),
+                Some(("wbytes", v)) => w += v.parse::<u64>().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    (r, w)
+}
+
+/// Sums Read and Write over every device of a v1
+/// `blkio.throttle.io_service_bytes` ("8:0 Read 4096\n8:0 Write 0\n...Total 4096").
+pub fn blkio_v1(text: &str) -> (u64, u64) {
+    let (mut r, mut w) = (0, 0);
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [_dev, op, v] = f.as_slice() {
+            let v = v.parse::<u64>().unwrap_or(0);
+            match *op {
+                "Read" => r += v,
+                "Write" => w += v,
+                _ => {}
+            }
+        }
+    }
+    (r, w)
+}
+
+/// A single number file ("123\n"); "max" reads as None.
+pub fn single(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_stat_v2_keys() {
+        let t = "usage_usec 2000123\nuser_usec 1500000\nsystem_usec 500123\nnr_periods 0\nnr_throttled 0\nthrottled_usec 42\n";
+        assert_eq!(flat_keyed(t, "usage_usec"), Some(2000123));
+        assert_eq!(flat_keyed(t, "throttled_usec"), Some(42));
+        assert_eq!(flat_keyed(t, "usage"), None);
+    }
+
+    #[test]
+    fn oom_kill_from_v1_oom_control_and_v2_memory_events() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(flat_keyed(v1, "oom_kill"), Some(2));
+        let v2 = "low 0\nhigh 0\nmax 17\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(flat_keyed(v2, "oom_kill"), Some(1));
+        assert_eq!(flat_keyed(v2, "oom_group_kill"), Some(0));
+    }
+
+    #[test]
+    fn io_stat_v2_sums_devices() {
+        let t = "8:16 rbytes=1459200 wbytes=314773504 rios=192 wios=353 dbytes=0 dios=0\n8:0 rbytes=100 wbytes=4\n";
+        assert_eq!(io_stat_v2(t), (1459300, 314773508));
+        assert_eq!(io_stat_v2(""), (0, 0));
+    }
+
+    #[test]
+    fn blkio_v1_sums_read_and_write_and_skips_total() {
+        let t = "254:0 Read 8192\n254:0 Write 67108864\n254:0 Sync 67117056\n254:0 Async 0\n254:0 Discard 0\n254:0 Total 67117056\nTotal 67117056\n";
+        assert_eq!(blkio_v1(t), (8192, 67108864));
+    }
+
+    #[test]
+    fn single_values_and_max() {
+        assert_eq!(single("123\n"), Some(123));
+        assert_eq!(single("max\n"), None);
+    }
+}

@@ -1,24 +1,33 @@
 //! One interface over cgroup v1 and v2 (a closed enum): create, limit,
 //! attach, read, kill, remove. Every function takes the cgroupfs root
 //! (through `Hierarchy`) so tests can use fake trees.
+//!
+//! Layout: `<parent>/<base>/<batch>/<run>`, where `<parent>` is the
+//! hierarchy root, or on a delegated v2 subtree the cgroup packrun was
+//! started in (see `Hierarchy::V2::parent`).
 
-use crate::account::Usage;
+use crate::account::{self, Usage};
 use crate::cpulist::CpuList;
+use crate::fsx::{self, Context, PathError};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The host's cgroup setup, detected once from the mount table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Hierarchy {
-    /// Unified hierarchy at `root`.
-    V2 { root: PathBuf },
-    /// Per-controller mounts (controller name -> mount point); covers hybrid hosts too.
+    /// Unified hierarchy mounted at `root`; packrun's groups go below
+    /// `root/parent` (`parent` is "" unless packrun runs in a delegated subtree).
+    V2 { root: PathBuf, parent: PathBuf },
+    /// Per-controller mounts (controller name -> mount point); covers hybrid
+    /// hosts (v1 controllers plus a cgroup2 mount holding none of them) too.
     V1 { mounts: Vec<(String, PathBuf)> },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error(transparent)]
-    Io(#[from] crate::fsx::PathError),
+    Io(#[from] PathError),
     #[error("{0}")]
     Setup(String),
 }
@@ -45,21 +54,268 @@ pub struct IoThrottle {
     pub write_iops: Option<u64>,
 }
 
-/// Parses /proc/self/mountinfo text into the setup it shows.
+/// The v1 controllers a run uses. cpu and cpuacct are often co-mounted;
+/// directories are de-duplicated by path.
+const V1_CONTROLLERS: [&str; 7] = [
+    "cpuset", "cpu", "cpuacct", "memory", "pids", "blkio", "freezer",
+];
+/// The v1 controllers without which packrun cannot measure or limit.
+const V1_REQUIRED: [&str; 4] = ["cpuset", "cpuacct", "memory", "pids"];
+/// The v2 controllers enabled for packrun's subtree (those the parent offers).
+const V2_CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
+
+/// Parses /proc/self/mountinfo text into the setup it shows: v1 when any v1
+/// controller we need is mounted (hybrid hosts included), else v2.
 pub fn detect(mountinfo: &str) -> Result<Hierarchy, CgroupError> {
-    let _ = mountinfo;
-    todo!("cgroup::detect")
+    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+    let mut v2: Option<PathBuf> = None;
+    for line in mountinfo.lines() {
+        // "36 35 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,... shared:9 - cgroup cgroup rw,cpu,cpuacct"
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mount_point = left.split_whitespace().nth(4).unwrap_or("");
+        let mut r = right.split_whitespace();
+        let fstype = r.next().unwrap_or("");
+        let _source = r.next();
+        let opts = r.next().unwrap_or("");
+        let mount_point = PathBuf::from(unescape_mountinfo(mount_point));
+        match fstype {
+            "cgroup" => {
+                for o in opts.split(',') {
+                    if V1_CONTROLLERS.contains(&o) && !mounts.iter().any(|(c, _)| c == o) {
+                        mounts.push((o.to_string(), mount_point.clone()));
+                    }
+                }
+            }
+            "cgroup2" => {
+                // Prefer the canonical location when there are several.
+                if v2.is_none() || mount_point == Path::new("/sys/fs/cgroup") {
+                    v2 = Some(mount_point);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !mounts.is_empty() {
+        let missing: Vec<&str> = V1_REQUIRED
+            .iter()
+            .copied()
+            .filter(|c| !mounts.iter().any(|(m, _)| m == c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(CgroupError::Setup(format!(
+                "cgroup v1 controllers not mounted: {} (mount them, or boot with systemd.unified_cgroup_hierarchy=1 for cgroup v2)",
+                missing.join(", ")
+            )));
+        }
+        return Ok(Hierarchy::V1 { mounts });
+    }
+    match v2 {
+        Some(root) => Ok(Hierarchy::V2 {
+            root,
+            parent: PathBuf::new(),
+        }),
+        None => Err(CgroupError::Setup(
+            "no cgroup file system is mounted (expected cgroup2 at /sys/fs/cgroup or v1 controllers)".into(),
+        )),
+    }
 }
 
-/// The running host's setup.
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// This process's v2 cgroup from /proc/self/cgroup text ("0::/user.slice/x").
+pub fn own_v2_cgroup(proc_self_cgroup: &str) -> Option<PathBuf> {
+    proc_self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| PathBuf::from(p.trim_start_matches('/')))
+}
+
+/// The running host's setup. On v2, packrun nests its groups inside the
+/// cgroup it was started in when that one was delegated to it (systemd's
+/// Delegate=yes marks it with the `trusted.delegate` attribute; a Slurm step
+/// is recognised by SLURM_JOB_ID), else below the root.
 pub fn detect_host() -> Result<Hierarchy, CgroupError> {
-    todo!("cgroup::detect_host")
+    let text = fsx::read_to_string("/proc/self/mountinfo")?;
+    let mut h = detect(&text)?;
+    if let Hierarchy::V2 { root, parent } = &mut h {
+        let own = own_v2_cgroup(&fsx::read_to_string("/proc/self/cgroup")?).unwrap_or_default();
+        let delegated = !own.as_os_str().is_empty()
+            && (std::env::var_os("SLURM_JOB_ID").is_some()
+                || is_marked_delegated(&root.join(&own))
+                || !writable(&root.join("cgroup.subtree_control")));
+        if delegated {
+            *parent = own;
+        }
+    }
+    Ok(h)
 }
 
-/// A run's cgroup (on v1: one directory per controller it uses).
+/// systemd (since v251) marks the cgroup of a unit with Delegate=yes with
+/// the extended attribute `trusted.delegate` (and `user.delegate`) = "1".
+fn is_marked_delegated(dir: &Path) -> bool {
+    ["trusted.delegate", "user.delegate"]
+        .iter()
+        .any(|a| matches!(xattr::get(dir, a), Ok(Some(v)) if v == b"1"))
+}
+
+fn writable(p: &Path) -> bool {
+    nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
+impl Hierarchy {
+    /// The directories of `<base>/<rel>` in every hierarchy packrun uses
+    /// (on v1 one per mount, de-duplicated for co-mounted controllers).
+    fn dirs(&self, base: &str, rel: &Path) -> Vec<PathBuf> {
+        match self {
+            Hierarchy::V2 { root, parent } => vec![root.join(parent).join(base).join(rel)],
+            Hierarchy::V1 { mounts } => {
+                let mut v: Vec<PathBuf> = Vec::new();
+                for (_, m) in mounts {
+                    let d = m.join(base).join(rel);
+                    if !v.contains(&d) {
+                        v.push(d);
+                    }
+                }
+                v
+            }
+        }
+    }
+
+    fn v1_mount(&self, controller: &str) -> Option<&Path> {
+        match self {
+            Hierarchy::V1 { mounts } => mounts
+                .iter()
+                .find(|(c, _)| c == controller)
+                .map(|(_, p)| p.as_path()),
+            Hierarchy::V2 { .. } => None,
+        }
+    }
+
+    pub fn version(&self) -> u8 {
+        match self {
+            Hierarchy::V1 { .. } => 1,
+            Hierarchy::V2 { .. } => 2,
+        }
+    }
+}
+
+/// Creates `dir` (and missing parents below `top`) the way each version needs.
+fn ensure_dir(h: &Hierarchy, top: &Path, dir: &Path) -> Result<(), CgroupError> {
+    if dir.exists() {
+        if let Hierarchy::V2 { .. } = h {
+            enable_v2_controllers(dir)?;
+        }
+        return Ok(());
+    }
+    if let Some(p) = dir.parent() {
+        if p != top && p.starts_with(top) {
+            ensure_dir(h, top, p)?;
+        }
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(PathError::new("create cgroup", dir, e).into()),
+    }
+    let parent = dir.parent().unwrap_or(top);
+    match h {
+        Hierarchy::V1 { .. } => {
+            // v1 cpuset: a new group starts with empty cpus and mems, and the
+            // kernel refuses tasks (and children's settings) until both are set.
+            if dir.join("cpuset.cpus").exists() {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    let v = fsx::read_trimmed(parent.join(f))?;
+                    fsx::write(dir.join(f), v)?;
+                }
+            }
+        }
+        Hierarchy::V2 { .. } => {
+            // "No internal processes": only groups without tasks hand
+            // controllers to children; ours never hold tasks above the runs.
+            enable_v2_controllers(dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// Enables, in `dir`'s subtree_control, the controllers packrun uses that `dir` offers.
+fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let offered = fsx::read_to_string(dir.join("cgroup.controllers"))?;
+    let want: Vec<String> = V2_CONTROLLERS
+        .iter()
+        .filter(|c| offered.split_whitespace().any(|o| o == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if !want.is_empty() {
+        fsx::write(dir.join("cgroup.subtree_control"), want.join(" "))?;
+    }
+    Ok(())
+}
+
+/// On a delegated v2 subtree the runner sits in the cgroup it must create
+/// children in; the kernel's "no internal processes" rule makes enabling
+/// controllers there fail with EBUSY, so the runner first moves itself into
+/// a leaf `<parent>/supervisor`, then enables controllers in `<parent>`.
+pub fn prepare_v2_parent(h: &Hierarchy) -> Result<(), CgroupError> {
+    let Hierarchy::V2 { root, parent } = h else {
+        return Ok(());
+    };
+    if parent.as_os_str().is_empty() {
+        // The root cgroup is exempt from the rule; controllers are enabled there already
+        // on any system that mounts cgroup2 for use (systemd does).
+        return enable_v2_controllers(root);
+    }
+    let dir = root.join(parent);
+    let procs = fsx::read_to_string(dir.join("cgroup.procs"))?;
+    if !procs.trim().is_empty() {
+        let leaf = dir.join("supervisor");
+        match std::fs::create_dir(&leaf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(PathError::new("create cgroup", &leaf, e).into()),
+        }
+        // Every process of the parent moves (a Slurm step or a service may hold several).
+        for pid in procs.split_whitespace() {
+            match fsx::write(leaf.join("cgroup.procs"), pid) {
+                Ok(()) => {}
+                // Gone meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    enable_v2_controllers(&dir)
+}
+
+/// Creates `<base>/<batch>` (controllers enabled on v2) once per batch, so
+/// that creating a run's group is a single mkdir per hierarchy.
+pub fn prepare_batch(h: &Hierarchy, base: &str, batch: &str) -> Result<(), CgroupError> {
+    for d in h.dirs(base, Path::new(batch)) {
+        let base_dir = d.parent().unwrap_or(&d).to_path_buf();
+        let top = base_dir.parent().unwrap_or(&base_dir).to_path_buf();
+        ensure_dir(h, &top, &base_dir)?;
+        ensure_dir(h, &top, &d)?;
+    }
+    Ok(())
+}
+
+/// A run's cgroup (on v1: one directory per controller mount it uses).
 #[derive(Debug)]
 pub struct RunCgroup {
-    _private: (),
+    h: Hierarchy,
+    dirs: Vec<PathBuf>,
+    removed: bool,
+    /// Sampled maxima where the kernel keeps no peak (v1 pids, old v2 memory).
+    pids_seen: Cell<u64>,
+    memory_seen: Cell<u64>,
 }
 
 impl RunCgroup {
@@ -71,56 +327,731 @@ impl RunCgroup {
         run: &str,
         limits: &Limits,
     ) -> Result<RunCgroup, CgroupError> {
-        let _ = (h, base, batch, run, limits);
-        todo!("RunCgroup::create")
+        let rel = Path::new(batch).join(run);
+        let dirs = h.dirs(base, &rel);
+        let tops: Vec<PathBuf> = h
+            .dirs(base, Path::new(""))
+            .iter()
+            .map(|d| d.parent().unwrap_or(d).to_path_buf())
+            .collect();
+        let mut cg = RunCgroup {
+            h: h.clone(),
+            dirs: Vec::new(),
+            removed: false,
+            pids_seen: Cell::new(0),
+            memory_seen: Cell::new(0),
+        };
+        for (d, top) in dirs.iter().zip(&tops) {
+            if let Some(parent) = d.parent().filter(|p| !p.exists()) {
+                ensure_dir(h, top, parent)?;
+            }
+            match std::fs::create_dir(d) {
+                Ok(()) => {}
+                // A leftover of a crashed run with the same key: reuse after emptying it.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(PathError::new("create cgroup", d, e).into()),
+            }
+            // Registered at once so that Drop removes what was made if a later step fails.
+            cg.dirs.push(d.clone());
+        }
+        cg.apply(limits)?;
+        Ok(cg)
     }
+
+    fn dir_of(&self, controller: &str) -> Option<PathBuf> {
+        match &self.h {
+            Hierarchy::V2 { .. } => self.dirs.first().cloned(),
+            Hierarchy::V1 { .. } => {
+                let m = self.h.v1_mount(controller)?;
+                self.dirs.iter().find(|d| d.starts_with(m)).cloned()
+            }
+        }
+    }
+
+    fn apply(&self, l: &Limits) -> Result<(), CgroupError> {
+        let cs = self.dir_of("cpuset");
+        let mem = self.dir_of("memory");
+        let cpu = self.dir_of("cpu");
+        let pids = self.dir_of("pids");
+        // cpuset.cpus and .mems must be set before the first task joins (v1 refuses tasks otherwise).
+        if let Some(d) = &cs {
+            if !l.cpus.is_empty() {
+                fsx::write(d.join("cpuset.cpus"), l.cpus.to_string())?;
+            }
+            if !l.mems.is_empty() {
+                fsx::write(d.join("cpuset.mems"), l.mems.to_string())?;
+            }
+        }
+        match &self.h {
+            Hierarchy::V1 { .. } => {
+                if let Some(d) = &mem {
+                    if let Some(m) = l.memory {
+                        fsx::write(d.join("memory.limit_in_bytes"), m.to_string())?;
+                        // Swap off: memory+swap equal to memory (only with swap accounting).
+                        if d.join("memory.memsw.limit_in_bytes").exists() {
+                            fsx::write(d.join("memory.memsw.limit_in_bytes"), m.to_string())?;
+                        }
+                    }
+                    if d.join("memory.swappiness").exists() {
+                        // Best effort: the root group refuses it and some kernels lack it.
+                        let _ = fsx::write(d.join("memory.swappiness"), "0");
+                    }
+                }
+                if let (Some(d), Some(q)) = (&cpu, l.cpu_quota) {
+                    fsx::write(d.join("cpu.cfs_period_us"), "100000")?;
+                    fsx::write(
+                        d.join("cpu.cfs_quota_us"),
+                        ((q * 100_000.0).round() as u64).max(1000).to_string(),
+                    )?;
+                }
+                if let Some(d) = &pids {
+                    fsx::write(d.join("pids.max"), l.pids.to_string())?;
+                }
+                if let Some(d) = self.dir_of("blkio") {
+                    for t in &l.io {
+                        let dev = format!("{}:{}", t.major, t.minor);
+                        for (file, v) in [
+                            ("blkio.throttle.read_bps_device", t.read_bps),
+                            ("blkio.throttle.write_bps_device", t.write_bps),
+                            ("blkio.throttle.read_iops_device", t.read_iops),
+                            ("blkio.throttle.write_iops_device", t.write_iops),
+                        ] {
+                            if let Some(v) = v {
+                                fsx::write(d.join(file), format!("{dev} {v}"))?;
+                            }
+                        }
+                    }
+                }
+            }
+            Hierarchy::V2 { .. } => {
+                let d = &self.dirs[0];
+                if let Some(m) = l.memory {
+                    fsx::write(d.join("memory.max"), m.to_string())?;
+                    if d.join("memory.swap.max").exists() {
+                        fsx::write(d.join("memory.swap.max"), "0")?;
+                    }
+                }
+                if let Some(q) = l.cpu_quota {
+                    let quota = ((q * 100_000.0).round() as u64).max(1000);
+                    fsx::write(d.join("cpu.max"), format!("{quota} 100000"))?;
+                }
+                fsx::write(d.join("pids.max"), l.pids.to_string())?;
+                for t in &l.io {
+                    let mut s = format!("{}:{}", t.major, t.minor);
+                    for (k, v) in [
+                        ("rbps", t.read_bps),
+                        ("wbps", t.write_bps),
+                        ("riops", t.read_iops),
+                        ("wiops", t.write_iops),
+                    ] {
+                        if let Some(v) = v {
+                            s.push_str(&format!(" {k}={v}"));
+                        }
+                    }
+                    fsx::write(d.join("io.max"), s)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Moves `pid` into every directory of this cgroup.
     pub fn attach(&self, pid: i32) -> Result<(), CgroupError> {
-        let _ = pid;
-        todo!()
+        for d in &self.dirs {
+            fsx::write(d.join("cgroup.procs"), pid.to_string())?;
+        }
+        Ok(())
     }
+
     /// On v2, the directory to open for clone3(CLONE_INTO_CGROUP).
     pub fn v2_dir(&self) -> Option<&Path> {
-        todo!()
+        match self.h {
+            Hierarchy::V2 { .. } => self.dirs.first().map(|d| d.as_path()),
+            Hierarchy::V1 { .. } => None,
+        }
     }
+
+    /// Notes the current pids and memory where the kernel keeps no peak.
+    pub fn sample(&self) {
+        if let Some(d) = self.dir_of("pids") {
+            if let Some(n) = std::fs::read_to_string(d.join("pids.current"))
+                .ok()
+                .and_then(|t| account::single(&t))
+            {
+                self.pids_seen.set(self.pids_seen.get().max(n));
+            }
+        }
+        if let Hierarchy::V2 { .. } = self.h {
+            if let Some(n) = std::fs::read_to_string(self.dirs[0].join("memory.current"))
+                .ok()
+                .and_then(|t| account::single(&t))
+            {
+                self.memory_seen.set(self.memory_seen.get().max(n));
+            }
+        }
+    }
+
     pub fn usage(&self) -> Result<Usage, CgroupError> {
-        todo!()
+        let mut u = Usage::default();
+        let read = |d: &Path, f: &str| fsx::read_to_string(d.join(f));
+        match &self.h {
+            Hierarchy::V1 { .. } => {
+                if let Some(d) = self.dir_of("cpuacct") {
+                    u.cpu_ns = account::single(&read(&d, "cpuacct.usage")?).unwrap_or(0);
+                    if d.join("cpuacct.usage_user").exists() {
+                        u.user_ns = account::single(&read(&d, "cpuacct.usage_user")?).unwrap_or(0);
+                        u.system_ns = account::single(&read(&d, "cpuacct.usage_sys")?).unwrap_or(0);
+                    } else {
+                        // cpuacct.stat counts USER_HZ ticks (100 per second on every Linux ABI).
+                        let st = read(&d, "cpuacct.stat")?;
+                        u.user_ns = account::flat_keyed(&st, "user").unwrap_or(0) * 10_000_000;
+                        u.system_ns = account::flat_keyed(&st, "system").unwrap_or(0) * 10_000_000;
+                    }
+                }
+                if let Some(d) = self.dir_of("memory") {
+                    u.memory_peak_bytes =
+                        account::single(&read(&d, "memory.max_usage_in_bytes")?).unwrap_or(0);
+                    u.oom_kills = account::flat_keyed(&read(&d, "memory.oom_control")?, "oom_kill")
+                        .unwrap_or(0);
+                }
+                if let Some(d) = self.dir_of("blkio") {
+                    let f = [
+                        "blkio.throttle.io_service_bytes_recursive",
+                        "blkio.throttle.io_service_bytes",
+                    ]
+                    .into_iter()
+                    .find(|f| d.join(f).exists());
+                    if let Some(f) = f {
+                        (u.io_read_bytes, u.io_write_bytes) = account::blkio_v1(&read(&d, f)?);
+                    }
+                }
+                if let Some(d) = self.dir_of("cpu") {
+                    if d.join("cpu.stat").exists() {
+                        u.cpu_throttled_ns =
+                            account::flat_keyed(&read(&d, "cpu.stat")?, "throttled_time")
+                                .unwrap_or(0);
+                    }
+                }
+                self.sample();
+                u.pids_peak = self.pids_seen.get();
+            }
+            Hierarchy::V2 { .. } => {
+                let d = &self.dirs[0];
+                let st = read(d, "cpu.stat")?;
+                u.cpu_ns = account::flat_keyed(&st, "usage_usec").unwrap_or(0) * 1000;
+                u.user_ns = account::flat_keyed(&st, "user_usec").unwrap_or(0) * 1000;
+                u.system_ns = account::flat_keyed(&st, "system_usec").unwrap_or(0) * 1000;
+                u.cpu_throttled_ns = account::flat_keyed(&st, "throttled_usec").unwrap_or(0) * 1000;
+                self.sample();
+                u.memory_peak_bytes = match d.join("memory.peak").exists() {
+                    true => account::single(&read(d, "memory.peak")?).unwrap_or(0),
+                    false => self.memory_seen.get(),
+                };
+                if d.join("memory.events").exists() {
+                    u.oom_kills =
+                        account::flat_keyed(&read(d, "memory.events")?, "oom_kill").unwrap_or(0);
+                }
+                if d.join("io.stat").exists() {
+                    (u.io_read_bytes, u.io_write_bytes) = account::io_stat_v2(&read(d, "io.stat")?);
+                }
+                u.pids_peak = match d.join("pids.peak").exists() {
+                    true => account::single(&read(d, "pids.peak")?).unwrap_or(0),
+                    false => self.pids_seen.get(),
+                };
+            }
+        }
+        Ok(u)
     }
+
     /// Pids of every task in it.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        todo!()
+        let Some(d) = self.dirs.first() else {
+            return Ok(Vec::new());
+        };
+        Ok(fsx::read_to_string(d.join("cgroup.procs"))?
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect())
     }
-    /// Kills every task and waits until it is empty.
+
+    /// Kills every task and waits (bounded) until it is empty.
     pub fn kill(&self) -> Result<(), CgroupError> {
-        todo!()
+        kill_dirs(&self.h, &self.dirs)
     }
+
     /// Removes it (with retries while the kernel lets go of dying tasks).
-    pub fn remove(self) -> Result<(), CgroupError> {
-        todo!()
+    pub fn remove(mut self) -> Result<(), CgroupError> {
+        self.removed = true;
+        remove_dirs(&self.dirs)
     }
 }
 
-/// Device numbers (major, minor) of the block device holding `path`.
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        if !self.removed && !self.dirs.is_empty() {
+            let _ = kill_dirs(&self.h, &self.dirs);
+            let _ = remove_dirs(&self.dirs);
+        }
+    }
+}
+
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+fn procs_of(d: &Path) -> Vec<i32> {
+    std::fs::read_to_string(d.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn sigkill_all(pids: &[i32]) {
+    for &p in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Kills every task of a run's directories: `cgroup.kill` on v2 where the
+/// kernel has it (5.14+); else freeze, SIGKILL each task, thaw — so nothing
+/// forks away between reading the list and killing it.
+fn kill_dirs(h: &Hierarchy, dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    let Some(first) = dirs.first() else {
+        return Ok(());
+    };
+    if !first.exists() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    match h {
+        Hierarchy::V2 { .. } if first.join("cgroup.kill").exists() => {
+            fsx::write(first.join("cgroup.kill"), "1")?;
+        }
+        Hierarchy::V2 { .. } => {
+            let _ = fsx::write(first.join("cgroup.freeze"), "1");
+            sigkill_all(&procs_of(first));
+            let _ = fsx::write(first.join("cgroup.freeze"), "0");
+        }
+        Hierarchy::V1 { .. } => {
+            let freezer = h
+                .v1_mount("freezer")
+                .and_then(|m| dirs.iter().find(|d| d.starts_with(m)))
+                .filter(|d| d.join("freezer.state").exists());
+            if let Some(f) = freezer {
+                let _ = fsx::write(f.join("freezer.state"), "FROZEN");
+                while start.elapsed() < KILL_WAIT {
+                    match std::fs::read_to_string(f.join("freezer.state")) {
+                        Ok(s) if s.trim() == "FREEZING" => {
+                            std::thread::sleep(Duration::from_millis(1))
+                        }
+                        _ => break,
+                    }
+                }
+                sigkill_all(&procs_of(f));
+                let _ = fsx::write(f.join("freezer.state"), "THAWED");
+            }
+        }
+    }
+    // Wait until empty; SIGKILL again anything that slipped through (a fork racing the freeze).
+    let mut delay = Duration::from_micros(200);
+    loop {
+        let left: Vec<i32> = dirs.iter().flat_map(|d| procs_of(d)).collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > KILL_WAIT {
+            return Err(CgroupError::Setup(format!(
+                "{}: {} task(s) still alive {} s after SIGKILL: {:?}",
+                first.display(),
+                left.len(),
+                KILL_WAIT.as_secs(),
+                left
+            )));
+        }
+        sigkill_all(&left);
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// rmdir each directory, retrying EBUSY while the kernel lets go of dead
+/// tasks (bounded); a directory already gone is fine.
+fn remove_dirs(dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    let mut first_err = None;
+    for d in dirs {
+        let start = Instant::now();
+        loop {
+            match std::fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < KILL_WAIT => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => {
+                    first_err.get_or_insert(PathError::new("remove cgroup", d, e));
+                    break;
+                }
+            }
+        }
+    }
+    match first_err {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
+    }
+}
+
+/// Device numbers (major, minor) of the whole block device holding `path`.
+/// Throttling is per disk: the kernel refuses a partition in io.max and
+/// blkio.throttle.*, so a partition maps to its disk.
 pub fn device_of(path: &Path) -> Result<(u32, u32), CgroupError> {
-    let _ = path;
-    todo!("cgroup::device_of")
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).at("stat", path)?.dev();
+    let (major, minor) = (
+        nix::sys::stat::major(dev) as u32,
+        nix::sys::stat::minor(dev) as u32,
+    );
+    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    if !sys.exists() {
+        return Err(CgroupError::Setup(format!(
+            "{} is on device {major}:{minor}, which is not a block device (tmpfs, overlay or network file system): I/O limits need a disk",
+            path.display()
+        )));
+    }
+    if sys.join("partition").exists() {
+        let disk = fsx::read_trimmed(sys.join("../dev"))?;
+        if let Some((a, b)) = disk.split_once(':') {
+            if let (Ok(a), Ok(b)) = (a.parse(), b.parse()) {
+                return Ok((a, b));
+            }
+        }
+    }
+    Ok((major, minor))
 }
 
-/// Removes `<base>/<batch>` once its runs are gone (best effort).
+/// Removes `<base>/<batch>` once its runs are gone, and `<base>` when no
+/// other batch uses it (best effort: another packrun may be creating one).
 pub fn remove_batch(h: &Hierarchy, base: &str, batch: &str) {
-    let _ = (h, base, batch);
-    todo!("cgroup::remove_batch")
+    let _ = remove_dirs(&h.dirs(base, Path::new(batch)));
+    for d in h.dirs(base, Path::new("")) {
+        let _ = std::fs::remove_dir(d);
+    }
 }
 
-/// Names of the batch cgroups below `<base>` (in any controller on v1).
+/// Names of the batch cgroups below `<base>` (in any hierarchy).
 pub fn list_batches(h: &Hierarchy, base: &str) -> Vec<String> {
-    let _ = (h, base);
-    todo!("cgroup::list_batches")
+    let mut names: Vec<String> = Vec::new();
+    for d in h.dirs(base, Path::new("")) {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    names
 }
 
 /// Kills and removes every run cgroup of a batch, then the batch itself
 /// (crash recovery: the runner that made them is gone).
 pub fn cleanup_batch(h: &Hierarchy, base: &str, batch: &str) -> Result<(), CgroupError> {
-    let _ = (h, base, batch);
-    todo!("cgroup::cleanup_batch")
+    let batch_dirs = h.dirs(base, Path::new(batch));
+    let mut runs: Vec<String> = Vec::new();
+    for d in &batch_dirs {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !runs.contains(&n) {
+                    runs.push(n);
+                }
+            }
+        }
+    }
+    for r in runs {
+        let dirs: Vec<PathBuf> = batch_dirs
+            .iter()
+            .map(|d| d.join(&r))
+            .filter(|d| d.exists())
+            .collect();
+        kill_dirs(h, &dirs)?;
+        remove_dirs(&dirs)?;
+    }
+    remove_dirs(&batch_dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio
+39 31 0:36 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    const SYSTEMD_LEGACY: &str = "\
+25 18 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+28 25 0:25 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd
+31 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:14 - cgroup cgroup rw,cpu,cpuacct
+32 25 0:29 / /sys/fs/cgroup/cpuset rw,nosuid shared:15 - cgroup cgroup rw,cpuset
+33 25 0:30 / /sys/fs/cgroup/memory rw,nosuid shared:16 - cgroup cgroup rw,memory
+34 25 0:31 / /sys/fs/cgroup/pids rw,nosuid shared:17 - cgroup cgroup rw,pids
+";
+
+    const UNIFIED: &str = "\
+26 21 0:23 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+
+    #[test]
+    fn hybrid_host_is_v1_with_every_controller() {
+        let Hierarchy::V1 { mounts } = detect(HYBRID).unwrap() else {
+            panic!("not v1")
+        };
+        let get = |c: &str| {
+            mounts
+                .iter()
+                .find(|(m, _)| m == c)
+                .map(|(_, p)| p.clone())
+                .unwrap()
+        };
+        assert_eq!(get("memory"), PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(get("freezer"), PathBuf::from("/sys/fs/cgroup/freezer"));
+    }
+
+    #[test]
+    fn co_mounted_controllers_share_one_directory() {
+        let h = detect(SYSTEMD_LEGACY).unwrap();
+        let Hierarchy::V1 { mounts } = &h else {
+            panic!("not v1")
+        };
+        assert!(mounts.contains(&("cpu".into(), "/sys/fs/cgroup/cpu,cpuacct".into())));
+        assert!(mounts.contains(&("cpuacct".into(), "/sys/fs/cgroup/cpu,cpuacct".into())));
+        let dirs = h.dirs("packrun", Path::new("b1/r1"));
+        assert_eq!(dirs.len(), 4, "{dirs:?}");
+    }
+
+    #[test]
+    fn unified_host_is_v2() {
+        assert_eq!(
+            detect(UNIFIED).unwrap(),
+            Hierarchy::V2 {
+                root: "/sys/fs/cgroup".into(),
+                parent: PathBuf::new()
+            }
+        );
+    }
+
+    #[test]
+    fn v1_without_memory_controller_names_what_is_missing() {
+        let text = "32 31 0:29 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n";
+        let e = detect(text).unwrap_err().to_string();
+        assert!(e.contains("cpuacct, memory, pids"), "{e}");
+        assert!(detect("").is_err());
+    }
+
+    #[test]
+    fn own_cgroup_comes_from_the_unified_line() {
+        assert_eq!(
+            own_v2_cgroup("0::/system.slice/x.service\n").unwrap(),
+            PathBuf::from("system.slice/x.service")
+        );
+        assert_eq!(own_v2_cgroup("0::/\n").unwrap(), PathBuf::new());
+        assert_eq!(own_v2_cgroup("4:memory:/a\n"), None);
+    }
+
+    /// A fake v2 tree: the kernel's files as plain files.
+    fn fake_v2() -> (tempfile::TempDir, Hierarchy) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        std::fs::write(
+            root.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        (
+            t,
+            Hierarchy::V2 {
+                root,
+                parent: PathBuf::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn v2_limits_are_written_where_the_kernel_reads_them() {
+        let (t, h) = fake_v2();
+        // Pre-create what the kernel would show in each new directory.
+        let base = t.path().join("packrun");
+        for d in [base.clone(), base.join("b1")] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        }
+        let run = base.join("b1/r1");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("memory.swap.max"), "max\n").unwrap();
+        let limits = Limits {
+            cpus: CpuList::parse("2-3").unwrap(),
+            mems: CpuList::parse("1").unwrap(),
+            memory: Some(64 << 20),
+            cpu_quota: Some(1.5),
+            pids: 100,
+            io: vec![IoThrottle {
+                major: 8,
+                minor: 0,
+                read_bps: Some(1000),
+                write_iops: Some(7),
+                ..IoThrottle::default()
+            }],
+        };
+        prepare_batch(&h, "packrun", "b1").unwrap();
+        let cg = RunCgroup::create(&h, "packrun", "b1", "r1", &limits).unwrap();
+        let r = |f: &str| std::fs::read_to_string(run.join(f)).unwrap();
+        assert_eq!(r("cpuset.cpus"), "2-3");
+        assert_eq!(r("cpuset.mems"), "1");
+        assert_eq!(r("memory.max"), "67108864");
+        assert_eq!(r("memory.swap.max"), "0");
+        assert_eq!(r("cpu.max"), "150000 100000");
+        assert_eq!(r("pids.max"), "100");
+        assert_eq!(r("io.max"), "8:0 rbps=1000 wiops=7");
+        assert_eq!(cg.v2_dir(), Some(run.as_path()));
+        // Usage from the kernel's v2 files.
+        std::fs::write(
+            run.join("cpu.stat"),
+            "usage_usec 2000000\nuser_usec 1500000\nsystem_usec 500000\nthrottled_usec 3\n",
+        )
+        .unwrap();
+        std::fs::write(run.join("memory.peak"), "209715200\n").unwrap();
+        std::fs::write(
+            run.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            run.join("io.stat"),
+            "8:0 rbytes=10 wbytes=67108864 rios=1 wios=2\n",
+        )
+        .unwrap();
+        std::fs::write(run.join("pids.peak"), "17\n").unwrap();
+        let u = cg.usage().unwrap();
+        assert_eq!(
+            (u.cpu_ns, u.user_ns, u.system_ns, u.cpu_throttled_ns),
+            (2_000_000_000, 1_500_000_000, 500_000_000, 3000)
+        );
+        assert_eq!(
+            (
+                u.memory_peak_bytes,
+                u.oom_kills,
+                u.io_write_bytes,
+                u.pids_peak
+            ),
+            (209715200, 1, 67108864, 17)
+        );
+        // Controllers enabled for the children on the way down.
+        assert_eq!(
+            std::fs::read_to_string(base.join("cgroup.subtree_control")).unwrap(),
+            "+cpuset +cpu +io +memory +pids"
+        );
+        // Fake files keep rmdir from working on a plain directory; the test tree is removed with the temp dir.
+        std::mem::forget(cg);
+    }
+
+    #[test]
+    fn v2_without_memory_peak_falls_back_to_samples_of_memory_current() {
+        let (t, h) = fake_v2();
+        let run = t.path().join("packrun/b/r");
+        std::fs::create_dir_all(&run).unwrap();
+        for d in [t.path().join("packrun"), t.path().join("packrun/b")] {
+            std::fs::write(d.join("cgroup.controllers"), "memory pids\n").unwrap();
+        }
+        let cg = RunCgroup::create(
+            &h,
+            "packrun",
+            "b",
+            "r",
+            &Limits {
+                pids: 5,
+                ..Limits::default()
+            },
+        )
+        .unwrap();
+        std::fs::write(run.join("cpu.stat"), "usage_usec 1\n").unwrap();
+        for m in ["100", "300", "200"] {
+            std::fs::write(run.join("memory.current"), m).unwrap();
+            cg.sample();
+        }
+        assert_eq!(cg.usage().unwrap().memory_peak_bytes, 300);
+        std::mem::forget(cg);
+    }
+
+    #[test]
+    fn v1_limits_go_to_each_controller_and_usage_reads_v1_files() {
+        let t = tempfile::tempdir().unwrap();
+        let mounts: Vec<(String, PathBuf)> = ["cpuset", "cpuacct", "memory", "pids"]
+            .iter()
+            .map(|c| (c.to_string(), t.path().join(c)))
+            .collect();
+        for (_, m) in &mounts {
+            std::fs::create_dir_all(m).unwrap();
+        }
+        let h = Hierarchy::V1 { mounts };
+        let limits = Limits {
+            cpus: CpuList::parse("3").unwrap(),
+            mems: CpuList::parse("0").unwrap(),
+            memory: Some(1 << 20),
+            pids: 64,
+            ..Limits::default()
+        };
+        let cg = RunCgroup::create(&h, "packrun", "b1", "r1", &limits).unwrap();
+        let run = |c: &str, f: &str| {
+            std::fs::read_to_string(t.path().join(c).join("packrun/b1/r1").join(f)).unwrap()
+        };
+        assert_eq!(run("cpuset", "cpuset.cpus"), "3");
+        assert_eq!(run("cpuset", "cpuset.mems"), "0");
+        assert_eq!(run("memory", "memory.limit_in_bytes"), "1048576");
+        assert_eq!(run("pids", "pids.max"), "64");
+        let acct = t.path().join("cpuacct/packrun/b1/r1");
+        std::fs::write(acct.join("cpuacct.usage"), "2000000000\n").unwrap();
+        std::fs::write(acct.join("cpuacct.usage_user"), "1900000000\n").unwrap();
+        std::fs::write(acct.join("cpuacct.usage_sys"), "100000000\n").unwrap();
+        let mem = t.path().join("memory/packrun/b1/r1");
+        std::fs::write(mem.join("memory.max_usage_in_bytes"), "4096\n").unwrap();
+        std::fs::write(
+            mem.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+        )
+        .unwrap();
+        let u = cg.usage().unwrap();
+        assert_eq!(
+            (u.cpu_ns, u.user_ns, u.system_ns),
+            (2_000_000_000, 1_900_000_000, 100_000_000)
+        );
+        assert_eq!((u.memory_peak_bytes, u.oom_kills), (4096, 3));
+        std::mem::forget(cg);
+    }
+
+    #[test]
+    fn list_batches_sees_every_hierarchy() {
+        let t = tempfile::tempdir().unwrap();
+        let h = Hierarchy::V1 {
+            mounts: vec![
+                ("cpuset".into(), t.path().join("a")),
+                ("memory".into(), t.path().join("b")),
+            ],
+        };
+        std::fs::create_dir_all(t.path().join("a/packrun/b1-2")).unwrap();
+        std::fs::create_dir_all(t.path().join("b/packrun/b3-4")).unwrap();
+        let mut v = list_batches(&h, "packrun");
+        v.sort();
+        assert_eq!(v, vec!["b1-2", "b3-4"]);
+    }
 }

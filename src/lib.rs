@@ -342,6 +342,7 @@ fn environment() -> Result<Environment, String> {
     }
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
+    cgroup::prepare_v2_parent(&hierarchy).map_err(|e| fsx::chain(&e))?;
     // Under Slurm the node's name: several slurmd may share one host.
     let host = slurm::node_name().unwrap_or_else(|| {
         nix::unistd::gethostname()
@@ -406,7 +407,17 @@ fn run_batch(args: RunArgs) -> i32 {
             return exit::INVALID;
         }
     };
-    match batch_in(&dir, &args, &batch, &env, planned) {
+    // Inside a Slurm step: the runs' cgroups go below the step's.
+    let cgroup_base = match slurm::cgroup_base(&env.hierarchy) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("packrun run: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    let result = batch_in(&dir, &args, &batch, &env, planned, &cgroup_base);
+    slurm::remove_step_base(&env.hierarchy, &cgroup_base);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("packrun run: {e}");
@@ -422,6 +433,7 @@ fn batch_in(
     batch: &spec::Batch,
     env: &Environment,
     planned: std::time::Duration,
+    cgroup_base: &str,
 ) -> Result<i32, String> {
     let e = |e: &dyn std::error::Error| fsx::chain(e);
     let params = param_names(batch);
@@ -451,7 +463,7 @@ fn batch_in(
     let opts = run::Options {
         hierarchy: env.hierarchy.clone(),
         // Inside a Slurm step: child cgroups of the step's own.
-        cgroup_base: slurm::cgroup_base(matches!(env.hierarchy, cgroup::Hierarchy::V2 { .. })),
+        cgroup_base: cgroup_base.into(),
         batch_id: run::journal::batch_id(owner),
         output: run::Output::Logs(dir.to_path_buf()),
         scratch: dir.join("scratch"),

@@ -253,6 +253,21 @@ pub fn record_csv(rec: &Record, host: &str) -> String {
     String::from_utf8(out).expect("CSV of UTF-8 cells is UTF-8")
 }
 
+/// Columns that hold text even when the text looks like a number ("1" as a CPU list).
+const TEXT_COLUMNS: [&str; 11] = [
+    "run_key",
+    "job",
+    "host",
+    "cpus",
+    "mems",
+    "start_time",
+    "end_time",
+    "state",
+    "termination_reason",
+    "stdout",
+    "stderr",
+];
+
 /// A record as a JSON object of the runs.csv columns (numbers as numbers).
 pub fn record_json(rec: &Record, host: &str) -> String {
     let params: Vec<String> = rec.params.iter().map(|(k, _)| k.clone()).collect();
@@ -260,18 +275,14 @@ pub fn record_json(rec: &Record, host: &str) -> String {
     for (h, c) in header(&params).into_iter().zip(row(rec, &params, host)) {
         let v = if c.is_empty() {
             serde_json::Value::Null
-        } else if let Ok(n) = c.parse::<u64>() {
-            n.into()
-        } else if let Ok(f) = c.parse::<f64>().map_err(|_| ()).and_then(|f| {
-            if h.ends_with("_s") {
-                Ok(f)
-            } else {
-                Err(())
-            }
-        }) {
-            f.into()
-        } else if c == "true" || c == "false" {
+        } else if TEXT_COLUMNS.contains(&h.as_str()) || h.starts_with("parameter_") {
+            c.into()
+        } else if h == "warmup" {
             (c == "true").into()
+        } else if let Ok(n) = c.parse::<i64>() {
+            n.into()
+        } else if let Ok(f) = c.parse::<f64>() {
+            f.into()
         } else {
             c.into()
         };

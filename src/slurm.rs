@@ -139,55 +139,98 @@ pub fn node_name() -> Option<String> {
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
-/// The cgroup base for packrun's run cgroups inside a Slurm step, from the
-/// text of /proc/self/cgroup: Slurm's step cgroup, so the runs are child
-/// cgroups of it and stay inside what Slurm gave the step.
-///
-/// - v2 (`0::/…/job_1/step_0/user/task_0`): the processes sit in a leaf
-///   (`task_0`) and v2 forbids children with controllers under a cgroup
-///   holding processes, so the runs go next to it: `…/step_0/user/packrun`
-///   (`user/` is the part Slurm delegates to the job).
-/// - v1: the cpuset controller's path (the one that confines the step's
-///   CPUs; a cpuset child must be a subset of it), plus `/packrun`.
-///
-/// None outside Slurm, or when the process sits at the root.
-pub fn step_cgroup_base(proc_self_cgroup: &str, v2: bool) -> Option<String> {
+/// On cgroup v1, the step's cgroup from the text of /proc/self/cgroup: the
+/// cpuset controller's path (the one that confines the step's CPUs; a
+/// cpuset child must be a subset of it), plus `/packrun`. None when the
+/// process sits at the cpuset root (Slurm's task/cgroup is off).
+pub fn step_cgroup_base_v1(proc_self_cgroup: &str) -> Option<String> {
     let path = proc_self_cgroup.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        let hit = if v2 {
-            ctrls.is_empty()
-        } else {
-            ctrls.split(',').any(|c| c == "cpuset")
-        };
-        hit.then(|| path.trim().trim_matches('/').to_string())
+        ctrls
+            .split(',')
+            .any(|c| c == "cpuset")
+            .then(|| path.trim().trim_matches('/').to_string())
     })?;
-    if path.is_empty() {
-        return None;
-    }
-    let path = if v2 {
-        match path.rsplit_once('/') {
-            Some((parent, leaf)) if leaf.starts_with("task_") || leaf == "slurm_processes" => {
-                parent.to_string()
-            }
-            _ => path,
-        }
-    } else {
-        path
-    };
-    Some(format!("{path}/packrun"))
+    (!path.is_empty()).then(|| format!("{path}/packrun"))
 }
 
-/// The cgroup base to use here: the step's cgroup under Slurm (SLURM_JOB_ID
-/// set), else `packrun` at the hierarchy root.
-pub fn cgroup_base(v2: bool) -> String {
+/// The cgroup base for the runs' cgroups: `packrun`, except inside a Slurm
+/// step (SLURM_JOB_ID set) on cgroup v1, where it is below the step's cgroup
+/// so the runs are child cgroups of it and stay inside what Slurm gave the
+/// step. The step's path is made in the controllers Slurm does not manage
+/// (cpuset values copied from the parent), and removed by
+/// [`remove_step_base`] afterwards.
+///
+/// On v2 the cgroup module nests packrun's groups below the process's own
+/// cgroup already whenever SLURM_JOB_ID is set (see `cgroup::detect_host`).
+pub fn cgroup_base(h: &crate::cgroup::Hierarchy) -> Result<String, String> {
+    let crate::cgroup::Hierarchy::V1 { mounts } = h else {
+        return Ok("packrun".into());
+    };
     if std::env::var_os("SLURM_JOB_ID").is_none() {
-        return "packrun".into();
+        return Ok("packrun".into());
     }
-    std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|t| step_cgroup_base(&t, v2))
-        .unwrap_or_else(|| "packrun".into())
+    let own = fsx::read_to_string("/proc/self/cgroup").map_err(|e| fsx::chain(&e))?;
+    let Some(base) = step_cgroup_base_v1(&own) else {
+        return Ok("packrun".into());
+    };
+    let step = Path::new(&base).parent().expect("base ends in /packrun");
+    for (_, m) in mounts {
+        let mut dir = m.clone();
+        for part in step.components() {
+            let parent = dir.clone();
+            dir.push(part);
+            if dir.exists() {
+                continue;
+            }
+            std::fs::create_dir(&dir)
+                .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+            // v1 cpuset: a new group has empty cpus and mems until set.
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if dir.join(f).exists() {
+                    let v = fsx::read_trimmed(parent.join(f)).map_err(|e| fsx::chain(&e))?;
+                    fsx::write(dir.join(f), v).map_err(|e| fsx::chain(&e))?;
+                }
+            }
+        }
+    }
+    Ok(base)
+}
+
+/// Removes what [`cgroup_base`] and the runs left below the step's cgroup:
+/// `<base>` in every controller, then on v1, in controllers where this
+/// process is not in the step's path (Slurm does not manage them), the
+/// step path made for packrun. rmdir fails on a cgroup with children or
+/// tasks, so nothing still in use is touched.
+pub fn remove_step_base(h: &crate::cgroup::Hierarchy, base: &str) {
+    let crate::cgroup::Hierarchy::V1 { mounts } = h else {
+        return;
+    };
+    if base == "packrun" {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for (ctrl, root) in mounts {
+        let _ = std::fs::remove_dir(root.join(base));
+        let mine = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            c.split(',')
+                .any(|c| c == ctrl)
+                .then(|| p.trim_matches('/').to_string())
+        });
+        if mine.is_some_and(|m| !m.is_empty() && base.starts_with(&m)) {
+            continue;
+        }
+        let mut p = Path::new(base).parent();
+        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
+            if std::fs::remove_dir(root.join(dir)).is_err() {
+                break;
+            }
+            p = dir.parent();
+        }
+    }
 }
 
 /// What `submit` records in `DIR/slurm.json`.
@@ -505,50 +548,7 @@ fn task(dir: &Path) -> Result<i32, Failure> {
         shard.count,
         out.display()
     );
-    let code = crate::run_batch(args);
-    remove_step_base();
-    Ok(code)
-}
-
-/// Removes what packrun made below the step's cgroup once its runs are gone:
-/// `<base>` in every controller, and on v1, in controllers where this process
-/// is not in the step's path (Slurm does not manage them), the parents that
-/// only packrun's runs needed. rmdir fails on a cgroup with children or
-/// tasks, so nothing of Slurm's that is in use is touched.
-fn remove_step_base() {
-    let Ok(h) = crate::cgroup::detect_host() else {
-        return;
-    };
-    let v2 = matches!(h, crate::cgroup::Hierarchy::V2 { .. });
-    let base = cgroup_base(v2);
-    if base == "packrun" {
-        return;
-    }
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let roots: Vec<(String, PathBuf)> = match h {
-        crate::cgroup::Hierarchy::V2 { root } => vec![(String::new(), root)],
-        crate::cgroup::Hierarchy::V1 { mounts } => mounts,
-    };
-    for (ctrl, root) in roots {
-        let _ = std::fs::remove_dir(root.join(&base));
-        let mine = own.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
-            c.split(',')
-                .any(|c| c == ctrl)
-                .then(|| p.trim_matches('/').to_string())
-        });
-        if v2 || mine.is_some_and(|m| !m.is_empty() && base.starts_with(&m)) {
-            continue;
-        }
-        let mut p = Path::new(&base).parent();
-        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
-            if std::fs::remove_dir(root.join(dir)).is_err() {
-                break;
-            }
-            p = dir.parent();
-        }
-    }
+    Ok(crate::run_batch(args))
 }
 
 /// Merges `DIR/nodes/*/runs.csv` into `DIR/runs.csv` (each run_key once:
@@ -749,18 +749,14 @@ mod tests {
     }
 
     #[test]
-    fn step_cgroup_base_is_the_cpuset_path_on_v1_and_next_to_the_task_leaf_on_v2() {
+    fn step_cgroup_base_is_the_cpuset_path_of_the_step_on_v1() {
         let v1 = "6:freezer:/slurm_n1/uid_0/job_1/step_0\n3:cpuset:/slurm_n1/uid_0/job_1/step_0\n1:cpu:/\n0::/\n";
         assert_eq!(
-            step_cgroup_base(v1, false).as_deref(),
+            step_cgroup_base_v1(v1).as_deref(),
             Some("slurm_n1/uid_0/job_1/step_0/packrun")
         );
-        let v2 = "0::/system.slice/slurmstepd.scope/job_7/step_0/user/task_0\n";
-        assert_eq!(
-            step_cgroup_base(v2, true).as_deref(),
-            Some("system.slice/slurmstepd.scope/job_7/step_0/user/packrun")
-        );
-        assert_eq!(step_cgroup_base("3:cpuset:/\n0::/\n", false), None);
+        assert_eq!(step_cgroup_base_v1("3:cpuset:/\n0::/\n"), None);
+        assert_eq!(step_cgroup_base_v1("0::/system.slice/x\n"), None);
     }
 
     #[test]

@@ -121,6 +121,8 @@ const FOREIGN_RECHECK: Duration = Duration::from_millis(100);
 pub enum RunError {
     #[error(transparent)]
     Io(#[from] PathError),
+    #[error("cannot set up the batch's cgroups: {0}")]
+    Cgroup(#[from] cgroup::CgroupError),
     #[error("cannot watch signals: {0}")]
     Signals(nix::Error),
     #[error("poll failed: {0}")]
@@ -158,6 +160,7 @@ pub fn execute(
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<Outcome, RunError> {
     let signals = watch_signals()?;
+    cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
     let mut outcome = Outcome {
         all_completed: true,
         ..Outcome::default()
@@ -679,7 +682,13 @@ fn start(
 fn collect(r: Running, run: &Run) -> Record {
     let wall_time = r.start.elapsed();
     let end_time = Utc::now();
-    let status: JobStatus = r.container.wait();
+    let (status, wait_error): (JobStatus, _) = match r.container.wait() {
+        Ok(s) => (s, None),
+        Err(e) => (
+            JobStatus::default(),
+            Some(format!("cannot reap the container's init: {e}")),
+        ),
+    };
     // Anything the job left behind (a daemon that escaped into the
     // background) dies with the cgroup; usage is read after, so it counts.
     let _ = r.cgroup.kill();
@@ -711,6 +720,9 @@ fn collect(r: Running, run: &Run) -> Record {
     };
     if let Some(e) = usage_error {
         reason.push_str(&format!("; usage unreadable: {e}"));
+    }
+    if let Some(e) = wait_error {
+        reason.push_str(&format!("; {e}"));
     }
     let (stdout, stderr) = match r.logs {
         Some((o, e)) => {

@@ -1,0 +1,687 @@
+//! What runs after clone: init (pid 1 in the new pid namespace) and the job
+//! (pid 2, its child).
+//!
+//! Rules for this file: the process was made by a raw clone of a possibly
+//! multi-threaded runner, so no atfork handler ran and a lock another thread
+//! held at that moment (the allocator's, stdio's) stays locked forever here.
+//! So: no allocation, no `std::io` printing, no panics; only system calls
+//! on data prepared by `Plan::new` before the clone (signal-safety(7)).
+//! Every failure goes to the error pipe as `errno` + "step path" and ends
+//! the process with `_exit`.
+
+use super::{MountOp, Plan};
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Largest error message (fits in PIPE_BUF, so one write is atomic).
+pub const ERR_MAX: usize = 1024;
+
+/// The runner's pipe ends the child uses.
+pub struct Fds {
+    /// Read end: the go byte after `place`.
+    pub go: RawFd,
+    /// Write end, close-on-exec: setup errors.
+    pub err: RawFd,
+    /// Write end: the job's raw wait status, from init.
+    pub status: RawFd,
+}
+
+/// The job's pid, for the signal forwarder.
+static JOB_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Signals init forwards to the job.
+const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+fn errno() -> i32 {
+    // SAFETY: __errno_location returns this thread's errno slot; always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Reports `step detail` with `errno` on the error pipe and exits.
+fn fail(fds: &Fds, step: &str, detail: &[u8], errno: i32, code: i32) -> ! {
+    let mut buf = [0u8; ERR_MAX];
+    buf[..4].copy_from_slice(&errno.to_ne_bytes());
+    let mut n = 4;
+    let sep: &[u8] = if detail.is_empty() { b"" } else { b" " };
+    for part in [step.as_bytes(), sep, detail] {
+        let take = part.len().min(ERR_MAX - n);
+        buf[n..n + take].copy_from_slice(&part[..take]);
+        n += take;
+    }
+    // SAFETY: write(2) from a live stack buffer, then _exit(2), which runs
+    // no atexit handlers and flushes nothing (nothing here is shared state).
+    unsafe {
+        libc::write(fds.err, buf.as_ptr().cast(), n);
+        libc::_exit(code)
+    }
+}
+
+/// `rc == -1` → fail with errno.
+fn check(rc: libc::c_long, fds: &Fds, step: &str, detail: &CStr) {
+    if rc == -1 {
+        fail(fds, step, detail.to_bytes(), errno(), 1);
+    }
+}
+
+fn opt_ptr(s: &Option<std::ffi::CString>) -> *const libc::c_char {
+    s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// Closes every descriptor except 0-2 and `keep` (init never execs, so
+/// close-on-exec does not help: without this it would hold copies of the
+/// runner's descriptors, e.g. other runs' output pipes, for its lifetime).
+fn close_others(keep: &mut [RawFd]) {
+    keep.sort_unstable();
+    let mut first: u32 = 3;
+    for &fd in keep.iter() {
+        if fd < 0 || (fd as u32) < first {
+            continue;
+        }
+        if fd as u32 > first {
+            // SAFETY: close_range(2) closes descriptors this process owns
+            // and will not use; those in `keep` are outside the range.
+            unsafe { libc::close_range(first, fd as u32 - 1, 0) };
+        }
+        first = fd as u32 + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::close_range(first, u32::MAX, 0) };
+}
+
+/// Every signal back to its default action (the runner's handlers are not
+/// meant to run here) and an empty signal mask.
+fn reset_signals() {
+    // SAFETY: sigaction(2) with SIG_DFL for each catchable signal (failures
+    // for SIGKILL/SIGSTOP and unused numbers are expected and harmless);
+    // sigprocmask(2) with an empty set built on the stack.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..libc::SIGRTMAX() + 1 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+extern "C" fn forward(sig: libc::c_int) {
+    let job = JOB_PID.load(Ordering::Relaxed);
+    if job > 0 {
+        // SAFETY: kill(2) is async-signal-safe; errors (job gone) are moot.
+        unsafe { libc::kill(job, sig) };
+    }
+}
+
+fn forwarded_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset(3) on a stack sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in FORWARDED {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// A fork-like raw clone(2): the child returns 0. Not glibc's fork(), whose
+/// atfork handlers would take locks that may be held forever here.
+fn raw_fork() -> libc::c_long {
+    // SAFETY: clone(2) with only SIGCHLD and a null stack duplicates this
+    // process like fork(2); the child continues on a copy of this stack.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    }
+}
+
+/// pid 1 of the container.
+pub fn init(plan: &Plan, fds: &Fds) -> ! {
+    let mut keep = [
+        fds.go,
+        fds.err,
+        fds.status,
+        plan.stdin.unwrap_or(-1),
+        plan.stdout,
+        plan.stderr,
+    ];
+    close_others(&mut keep);
+    reset_signals();
+    // SAFETY: prctl(2) PR_SET_PDEATHSIG takes a signal number, no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+
+    // Wait until the runner has placed us in the run's cgroups.
+    let mut go = 0u8;
+    loop {
+        // SAFETY: read(2) of one byte into a local.
+        let n = unsafe { libc::read(fds.go, (&mut go as *mut u8).cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n == 0 || errno() != libc::EINTR {
+            // The runner gave up (or died) before the go byte.
+            // SAFETY: _exit(2) ends this process without touching shared state.
+            unsafe { libc::_exit(1) };
+        }
+    }
+    // SAFETY: closing our copy of the go pipe, not used again.
+    unsafe { libc::close(fds.go) };
+
+    build_root(plan, fds);
+    // SAFETY: sethostname(2) reads `len` bytes of a live C string.
+    let rc = unsafe { libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()) };
+    check(rc as _, fds, "sethostname", &plan.hostname);
+    if plan.loopback {
+        loopback_up(fds);
+    }
+    // After pivot_root the old root is detached, so every path resolves
+    // inside the new root: a successful chdir proves workdir is inside it.
+    // SAFETY: chdir(2) on a live C string.
+    check(
+        unsafe { libc::chdir(plan.workdir.as_ptr()) } as _,
+        fds,
+        "chdir to workdir",
+        &plan.workdir,
+    );
+
+    // Block the forwarded signals until the job's pid is known, then install the forwarder.
+    let set = forwarded_set();
+    // SAFETY: sigprocmask(2) and sigaction(2) with stack structs; `forward`
+    // only loads an atomic and calls kill(2), both async-signal-safe.
+    unsafe {
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = forward as *const () as usize;
+        act.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut act.sa_mask);
+        for sig in FORWARDED {
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    let job = raw_fork();
+    if job == 0 {
+        job_main(plan, fds);
+    }
+    if job == -1 {
+        fail(fds, "fork the job", b"", errno(), 1);
+    }
+    let job = job as i32;
+    JOB_PID.store(job, Ordering::Relaxed);
+    // SAFETY: unblocking with a stack sigset; closing descriptors that only
+    // the job needs (its stdio) or that must reach EOF (the error pipe).
+    unsafe {
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::close(fds.err);
+        for fd in [plan.stdin.unwrap_or(-1), plan.stdout, plan.stderr] {
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+    }
+
+    // Reap every process of the namespace until the job ends.
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid(2) writes into a local.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == job {
+            // SAFETY: write(2) of the 4-byte status from a local; then
+            // _exit(2). Init exiting makes the kernel SIGKILL everything
+            // left in the pid namespace (pid_namespaces(7)).
+            unsafe {
+                libc::write(fds.status, (&status as *const i32).cast(), 4);
+                let code = if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                };
+                libc::_exit(code)
+            }
+        }
+        if pid == -1 && errno() == libc::ECHILD {
+            // SAFETY: as above; cannot happen while the job lives.
+            unsafe { libc::_exit(1) };
+        }
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// mount_setattr(2) AT_RECURSIVE MOUNT_ATTR_RDONLY: the whole tree at `path`
+/// read-only in one call (kernel ≥ 5.12).
+fn read_only(path: &CStr, fds: &Fds, shown: &CStr) {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr(2) reads `size` bytes of a live struct and a live C string.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            size_of::<MountAttr>(),
+        )
+    };
+    check(rc, fds, "make read-only (mount_setattr)", shown);
+}
+
+/// mkdir -p, without allocating.
+fn mkdir_all(path: &CStr, fds: &Fds) {
+    let bytes = path.to_bytes_with_nul();
+    let mut buf = [0u8; libc::PATH_MAX as usize];
+    if bytes.len() > buf.len() {
+        fail(fds, "mkdir", path.to_bytes(), libc::ENAMETOOLONG, 1);
+    }
+    buf[..bytes.len()].copy_from_slice(bytes);
+    let len = bytes.len() - 1;
+    for i in 1..=len {
+        if i == len || buf[i] == b'/' {
+            let saved = buf[i];
+            buf[i] = 0;
+            // SAFETY: mkdir(2) on a NUL-terminated prefix in a stack buffer.
+            if unsafe { libc::mkdir(buf.as_ptr().cast(), 0o755) } == -1 && errno() != libc::EEXIST {
+                fail(fds, "mkdir", path.to_bytes(), errno(), 1);
+            }
+            buf[i] = saved;
+        }
+    }
+}
+
+/// Makes mounts private, builds the new root and pivots into it.
+fn build_root(plan: &Plan, fds: &Fds) {
+    // SAFETY: mount(2) with null source/type/data changes propagation only:
+    // nothing done below leaks back into the runner's mount namespace.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    check(rc as _, fds, "make mounts private on", c"/");
+    for op in &plan.ops {
+        // SAFETY (whole match): mount(2), mkdir(2), open(2), close(2) and
+        // symlink(2) on C strings prepared before clone, all alive in `plan`.
+        match op {
+            MountOp::Mount {
+                what,
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+                shown,
+            } => {
+                let rc = unsafe {
+                    libc::mount(
+                        opt_ptr(source),
+                        target.as_ptr(),
+                        opt_ptr(fstype),
+                        *flags,
+                        opt_ptr(data).cast(),
+                    )
+                };
+                check(rc as _, fds, what, shown);
+            }
+            MountOp::ReadOnly { target, shown } => read_only(target, fds, shown),
+            MountOp::MkdirAll { path } => mkdir_all(path, fds),
+            MountOp::Mkdir { path, mode } => {
+                if unsafe { libc::mkdir(path.as_ptr(), *mode) } == -1 && errno() != libc::EEXIST {
+                    fail(fds, "mkdir", path.to_bytes(), errno(), 1);
+                }
+            }
+            MountOp::Touch { path } => {
+                let fd = unsafe {
+                    libc::open(
+                        path.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    )
+                };
+                check(fd as _, fds, "create", path);
+                unsafe { libc::close(fd) };
+            }
+            MountOp::Symlink { target, link } => {
+                let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
+                if rc == -1 && errno() != libc::EEXIST {
+                    fail(fds, "symlink", link.to_bytes(), errno(), 1);
+                }
+            }
+            MountOp::Mask { path, shown } => {
+                let rc = unsafe {
+                    libc::mount(
+                        c"/dev/null".as_ptr(),
+                        path.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    )
+                };
+                if rc == -1 {
+                    match errno() {
+                        libc::ENOENT => {}
+                        libc::ENOTDIR => {
+                            let rc = unsafe {
+                                libc::mount(
+                                    c"tmpfs".as_ptr(),
+                                    path.as_ptr(),
+                                    c"tmpfs".as_ptr(),
+                                    libc::MS_RDONLY
+                                        | libc::MS_NOSUID
+                                        | libc::MS_NODEV
+                                        | libc::MS_NOEXEC,
+                                    c"size=0".as_ptr().cast(),
+                                )
+                            };
+                            check(rc as _, fds, "mask", shown);
+                        }
+                        e => fail(fds, "mask", shown.to_bytes(), e, 1),
+                    }
+                }
+            }
+            MountOp::ReadOnlyPath { path, shown } => {
+                let rc = unsafe {
+                    libc::mount(
+                        path.as_ptr(),
+                        path.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REC,
+                        std::ptr::null(),
+                    )
+                };
+                if rc == -1 && errno() == libc::ENOENT {
+                    continue;
+                }
+                check(rc as _, fds, "bind read-only path", shown);
+                read_only(path, fds, shown);
+            }
+        }
+    }
+    // runc's trick: pivot_root(".", ".") stacks the old root on top of the
+    // new one; unmounting "." (lazily) then detaches the old root with every
+    // mount under it, without needing a put_old directory in a read-only tree.
+    // SAFETY: chdir(2), pivot_root(2) and umount2(2) on static C strings.
+    unsafe {
+        check(
+            libc::chdir(plan.root.as_ptr()) as _,
+            fds,
+            "chdir to new root",
+            &plan.root,
+        );
+        check(
+            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
+            fds,
+            "pivot_root",
+            &plan.root,
+        );
+        check(
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as _,
+            fds,
+            "detach old root",
+            c"",
+        );
+        check(libc::chdir(c"/".as_ptr()) as _, fds, "chdir", c"/");
+    }
+}
+
+/// `ip link set lo up`, via SIOCGIFFLAGS/SIOCSIFFLAGS on a socket (netdevice(7)).
+fn loopback_up(fds: &Fds) {
+    // SAFETY: socket(2); ioctl(2) on a zeroed `ifreq` whose name is "lo"
+    // (NUL-terminated, shorter than IFNAMSIZ); the kernel reads and writes
+    // only that struct. The socket is closed afterwards.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        check(sock as _, fds, "socket for", c"lo");
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as libc::c_char;
+        ifr.ifr_name[1] = b'o' as libc::c_char;
+        check(
+            libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut ifr) as _,
+            fds,
+            "SIOCGIFFLAGS",
+            c"lo",
+        );
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        check(
+            libc::ioctl(sock, libc::SIOCSIFFLAGS, &ifr) as _,
+            fds,
+            "SIOCSIFFLAGS up",
+            c"lo",
+        );
+        libc::close(sock);
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// pid 2: the job, from privileges down to execve.
+fn job_main(plan: &Plan, fds: &Fds) -> ! {
+    reset_signals();
+    // SAFETY (whole block): system calls on stack data and on C strings and
+    // vectors prepared before clone and alive in `plan`; see each man page:
+    // setsid(2), fcntl(2), dup2(2), close_range(2), setrlimit(2),
+    // set_mempolicy(2), prctl(2), setgroups(2), setgid(2), setuid(2),
+    // capset(2), seccomp(2), execve(2).
+    unsafe {
+        check(libc::setsid() as _, fds, "setsid", c"");
+
+        // stdio: first above 2, so that dup2 onto 0-2 cannot clobber a source.
+        let stdin = match plan.stdin {
+            Some(fd) => fd,
+            None => {
+                let fd = libc::open(plan.dev_null.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                check(fd as _, fds, "open", &plan.dev_null);
+                fd
+            }
+        };
+        let mut high = [0; 3];
+        for (i, fd) in [stdin, plan.stdout, plan.stderr].into_iter().enumerate() {
+            high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+            check(high[i] as _, fds, "dup stdio", c"");
+        }
+        for (i, fd) in high.into_iter().enumerate() {
+            check(libc::dup2(fd, i as i32) as _, fds, "dup2 stdio", c"");
+        }
+        // Nothing of the runner's beyond stdio reaches the job.
+        libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
+
+        for (resource, value, name) in &plan.rlimits {
+            let lim = libc::rlimit {
+                rlim_cur: *value,
+                rlim_max: *value,
+            };
+            check(
+                libc::setrlimit(*resource as _, &lim) as _,
+                fds,
+                "setrlimit",
+                name,
+            );
+        }
+        if let Some((mode, mask)) = &plan.mempolicy {
+            let maxnode = mask.len() * libc::c_ulong::BITS as usize + 1;
+            check(
+                libc::syscall(libc::SYS_set_mempolicy, *mode, mask.as_ptr(), maxnode),
+                fds,
+                "set_mempolicy",
+                c"",
+            );
+        }
+
+        // Capabilities (capabilities(7)): shrink the bounding set while we
+        // still hold CAP_SETPCAP, switch user keeping the permitted set,
+        // then set effective/permitted/inheritable and ambient to the kept ones.
+        for cap in 0..=plan.last_cap {
+            if plan.caps & (1 << cap) == 0
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) == -1
+                && errno() != libc::EINVAL
+            {
+                fail(
+                    fds,
+                    "drop capability from the bounding set",
+                    b"",
+                    errno(),
+                    1,
+                );
+            }
+        }
+        if let Some((uid, gid)) = plan.user {
+            check(
+                libc::prctl(libc::PR_SET_KEEPCAPS, 1 as libc::c_ulong) as _,
+                fds,
+                "prctl PR_SET_KEEPCAPS",
+                c"",
+            );
+            // Raw system calls: glibc's wrappers broadcast the change to
+            // every thread it believes exists (nptl setxid), waiting forever
+            // on the runner's threads, which do not exist in this process.
+            if plan.flags & libc::CLONE_NEWUSER as u64 == 0 {
+                check(
+                    libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t),
+                    fds,
+                    "setgroups",
+                    c"",
+                );
+            }
+            check(libc::syscall(libc::SYS_setgid, gid), fds, "setgid", c"");
+            check(libc::syscall(libc::SYS_setuid, uid), fds, "setuid", c"");
+        }
+        check(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) as _,
+            fds,
+            "prctl PR_SET_NO_NEW_PRIVS",
+            c"",
+        );
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == -1
+            && errno() != libc::EINVAL
+        {
+            fail(fds, "clear ambient capabilities", b"", errno(), 1);
+        }
+        let (lo, hi) = (plan.caps as u32, (plan.caps >> 32) as u32);
+        let header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = [
+            CapData {
+                effective: lo,
+                permitted: lo,
+                inheritable: lo,
+            },
+            CapData {
+                effective: hi,
+                permitted: hi,
+                inheritable: hi,
+            },
+        ];
+        check(
+            libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()),
+            fds,
+            "capset",
+            c"",
+        );
+        for cap in 0..=plan.last_cap {
+            if plan.caps & (1 << cap) != 0 {
+                let rc = libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                    cap as libc::c_ulong,
+                    0,
+                    0,
+                );
+                check(rc as _, fds, "raise ambient capability", c"");
+            }
+        }
+
+        #[repr(C)]
+        struct SockFprog {
+            len: libc::c_ushort,
+            filter: *const seccompiler::sock_filter,
+        }
+        for prog in plan.seccomp {
+            let fprog = SockFprog {
+                len: prog.len() as libc::c_ushort,
+                filter: prog.as_ptr(),
+            };
+            let rc = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &fprog as *const SockFprog,
+            );
+            check(rc, fds, "seccomp", c"");
+        }
+
+        // execvpe's rule: try each PATH candidate; report EACCES over ENOENT.
+        let mut err = libc::ENOENT;
+        for path in &plan.candidates {
+            libc::execve(
+                path.as_ptr(),
+                plan.argv_ptrs.as_ptr(),
+                plan.env_ptrs.as_ptr(),
+            );
+            match errno() {
+                libc::ENOENT | libc::ENOTDIR => {}
+                e => {
+                    err = e;
+                    if e != libc::EACCES {
+                        break;
+                    }
+                }
+            }
+        }
+        fail(fds, "execve", plan.argv0.to_bytes(), err, 127)
+    }
+}

@@ -1,0 +1,1186 @@
+//! Clone into namespaces, build the root, drop privileges, exec.
+//! All `unsafe` of the crate lives here; every block says why it is sound.
+//!
+//! Shape of a container (see `child.rs` for the code that runs after clone):
+//!
+//! ```text
+//! runner ──clone3/clone──▶ init (pid 1: new pid, mount, uts, ipc, net[, cgroup][, user] ns)
+//!   │ place(pid) in cgroups     │ waits for the go byte
+//!   │ [uid/gid maps]            │ mounts, pivot_root, hostname, lo up, chdir
+//!   │ go byte ───────────────▶  │ fork ──▶ job (pid 2): setsid, stdio, rlimits, mempolicy,
+//!   │                           │          uid/gid, no_new_privs, capabilities, seccomp, execve
+//!   │ ◀── error pipe: EOF after the job's execve, or "step: errno"
+//!   │                           │ reaps everything, forwards SIGTERM/SIGINT/..., writes the
+//!   │ ◀── status pipe: the job's raw wait status; init then exits (which kills the namespace)
+//! ```
+//!
+//! Everything the child needs (C strings, the mount list, the seccomp
+//! programs, the exec candidates) is prepared before clone: the runner may
+//! have threads, and after a raw clone the child must not allocate (another
+//! thread may have held the allocator's lock at the moment of the clone).
+//!
+//! User ids: as root, no user namespace is made; when `user` is set, the
+//! job switches to that uid:gid after setup (setgroups, setgid, setuid). When
+//! not root (rootless), a user namespace maps the requested uid:gid inside
+//! (0:0 by default) to the caller's own uid:gid, the only ids it may map.
+#![allow(unsafe_code)]
+
+mod caps;
+mod child;
+mod seccomp;
+
+use crate::cpulist::CpuList;
+use crate::spec::{MemPolicy, Mount, Network, Rootfs};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Everything the container needs to start one run.
+#[derive(Debug)]
+pub struct ContainerConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub hostname: String,
+    pub rootfs: Rootfs,
+    pub network: Network,
+    pub mounts: Vec<Mount>,
+    /// (host directory, target inside) bound read-write.
+    pub writable: Vec<(PathBuf, PathBuf)>,
+    pub user: Option<(u32, u32)>,
+    pub capabilities: Vec<String>,
+    /// (resource name like "nofile", value) soft = hard.
+    pub rlimits: Vec<(String, u64)>,
+    /// set_mempolicy for the job.
+    pub mempolicy: Option<(MemPolicy, CpuList)>,
+    /// Job's stdin (None = /dev/null), stdout and stderr.
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Why a container did not start: the step and errno.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("container setup failed at {step}: {message}")]
+pub struct SetupError {
+    pub step: String,
+    pub message: String,
+}
+
+impl SetupError {
+    fn new(step: impl Into<String>, message: impl Into<String>) -> Self {
+        SetupError {
+            step: step.into(),
+            message: message.into(),
+        }
+    }
+
+    fn os(step: impl Into<String>, err: io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(errno) => SetupError::new(step, describe_errno(errno)),
+            None => SetupError::new(step, err.to_string()),
+        }
+    }
+}
+
+/// "No such file or directory (ENOENT)".
+fn describe_errno(errno: i32) -> String {
+    let e = nix::errno::Errno::from_raw(errno);
+    format!("{} ({e:?})", e.desc())
+}
+
+/// How the job ended, as init saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobStatus {
+    /// The job's exit code when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the job (or init, when init itself was killed
+    /// from outside, e.g. by the cgroup kill, before it could report).
+    pub signal: Option<i32>,
+}
+
+/// A started container: its init (pid 1 inside) as seen from the host.
+///
+/// Dropping a container that was not waited for kills it (SIGKILL to init,
+/// which takes the whole pid namespace down) and reaps init.
+#[derive(Debug)]
+pub struct Container {
+    pub pid: i32,
+    /// pidfd of init: readable when it exits.
+    pub pidfd: OwnedFd,
+    /// Read end of the status pipe: init writes the job's raw wait status.
+    status: OwnedFd,
+    reaped: bool,
+}
+
+impl Container {
+    /// Sends `signal` to init; SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and
+    /// SIGUSR2 are forwarded to the job, SIGKILL kills the namespace.
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        // SAFETY: pidfd_send_signal(2) with a pidfd we own, a null siginfo and
+        // no flags; the pidfd cannot refer to a recycled pid.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<u8>(),
+                0,
+            )
+        };
+        if rc == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for init to exit and returns how the job ended.
+    pub fn wait(mut self) -> io::Result<JobStatus> {
+        let status = wait_pid(self.pid, 0)?.expect("blocking waitpid returns a status");
+        self.reaped = true;
+        Ok(self.job_status(status))
+    }
+
+    /// Like `wait`, without blocking: None while init runs (poll `pidfd` for
+    /// readability to know when to call it).
+    pub fn try_wait(&mut self) -> io::Result<Option<JobStatus>> {
+        if self.reaped {
+            return Err(io::Error::other("container already reaped"));
+        }
+        match wait_pid(self.pid, libc::WNOHANG)? {
+            None => Ok(None),
+            Some(status) => {
+                self.reaped = true;
+                Ok(Some(self.job_status(status)))
+            }
+        }
+    }
+
+    /// The job's status from the status pipe, or, when init died without
+    /// writing one (killed from outside), init's own status.
+    fn job_status(&self, init_status: i32) -> JobStatus {
+        let mut raw = [0u8; 4];
+        let n = read_full(self.status.as_raw_fd(), &mut raw);
+        let status = if n == 4 {
+            i32::from_ne_bytes(raw)
+        } else {
+            init_status
+        };
+        decode_status(status)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.signal(libc::SIGKILL);
+            let _ = wait_pid(self.pid, 0);
+        }
+    }
+}
+
+fn decode_status(status: i32) -> JobStatus {
+    if libc::WIFEXITED(status) {
+        JobStatus {
+            exit_code: Some(libc::WEXITSTATUS(status)),
+            signal: None,
+        }
+    } else if libc::WIFSIGNALED(status) {
+        JobStatus {
+            exit_code: None,
+            signal: Some(libc::WTERMSIG(status)),
+        }
+    } else {
+        JobStatus {
+            exit_code: None,
+            signal: None,
+        }
+    }
+}
+
+/// waitpid(2) on one child, retrying on EINTR. None: WNOHANG and still running.
+fn wait_pid(pid: i32, flags: i32) -> io::Result<Option<i32>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid(2) writes the status into a local i32.
+        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if rc == pid {
+            return Ok(Some(status));
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Reads until `buf` is full or EOF; returns the bytes read (errors count as EOF).
+fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: read(2) into the unfilled tail of a live buffer.
+        let n = unsafe { libc::read(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done) };
+        if n > 0 {
+            done += n as usize;
+        } else if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    done
+}
+
+/// A pipe with both ends close-on-exec: (read, write).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) writes two new descriptors into the array; we take
+    // ownership of them right away.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Default PATH when the job's environment has none (the one runc and docker use).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One step of building the root, done by init before pivot_root. Paths
+/// are absolute on the host (the new root is `<root dir>/...`); `shown` is
+/// the path as the job will see it, for error messages.
+#[derive(Debug)]
+enum MountOp {
+    /// mount(2).
+    Mount {
+        what: &'static str,
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+        shown: CString,
+    },
+    /// mount_setattr(2) AT_RECURSIVE MOUNT_ATTR_RDONLY.
+    ReadOnly {
+        target: CString,
+        shown: CString,
+    },
+    /// mkdir -p (only into a writable rootfs directory, before it is made read-only).
+    MkdirAll {
+        path: CString,
+    },
+    Mkdir {
+        path: CString,
+        mode: libc::mode_t,
+    },
+    /// An empty file to bind a device node onto.
+    Touch {
+        path: CString,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    /// runc's masked paths: /dev/null over a file, an empty read-only tmpfs
+    /// over a directory, nothing when missing.
+    Mask {
+        path: CString,
+        shown: CString,
+    },
+    /// runc's read-only paths: bound onto themselves read-only; nothing when missing.
+    ReadOnlyPath {
+        path: CString,
+        shown: CString,
+    },
+}
+
+/// What init and the job do, prepared before clone.
+struct Plan {
+    flags: u64,
+    root: CString,
+    ops: Vec<MountOp>,
+    hostname: CString,
+    loopback: bool,
+    workdir: CString,
+    // job
+    stdin: Option<RawFd>,
+    stdout: RawFd,
+    stderr: RawFd,
+    dev_null: CString,
+    rlimits: Vec<(u32, u64, CString)>,
+    mempolicy: Option<(i32, Vec<libc::c_ulong>)>,
+    user: Option<(u32, u32)>,
+    /// Capability bitmask to keep.
+    caps: u64,
+    last_cap: u32,
+    seccomp: &'static [seccompiler::BpfProgram],
+    argv0: CString,
+    candidates: Vec<CString>,
+    /// Owns the strings `argv_ptrs` points into.
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    /// Owns the strings `env_ptrs` points into.
+    _env: Vec<CString>,
+    env_ptrs: Vec<*const libc::c_char>,
+}
+
+/// Paths runc masks (files get /dev/null, directories an empty read-only tmpfs).
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths runc makes read-only.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+fn cstr(bytes: impl AsRef<[u8]>, what: &str) -> Result<CString, SetupError> {
+    CString::new(bytes.as_ref()).map_err(|_| {
+        SetupError::new(
+            "prepare",
+            format!(
+                "{what} `{}` contains a NUL byte",
+                String::from_utf8_lossy(bytes.as_ref())
+            ),
+        )
+    })
+}
+
+fn path_cstr(path: &Path) -> Result<CString, SetupError> {
+    cstr(path.as_os_str().as_bytes(), "path")
+}
+
+/// `root` + `inside` (an absolute path without `..`), as a C string.
+fn under(root: &Path, inside: &Path) -> Result<CString, SetupError> {
+    if !inside.is_absolute() || inside.components().any(|c| c == Component::ParentDir) {
+        return Err(SetupError::new(
+            "prepare",
+            format!(
+                "path `{}` inside the container: expected an absolute path without `..`",
+                inside.display()
+            ),
+        ));
+    }
+    let rel = inside.strip_prefix("/").unwrap_or(inside);
+    if rel.as_os_str().is_empty() {
+        return path_cstr(root);
+    }
+    path_cstr(&root.join(rel))
+}
+
+fn seccomp_programs() -> Result<&'static [seccompiler::BpfProgram], SetupError> {
+    static PROGRAMS: OnceLock<Result<Vec<seccompiler::BpfProgram>, String>> = OnceLock::new();
+    match PROGRAMS.get_or_init(seccomp::programs) {
+        Ok(p) => Ok(p),
+        Err(e) => Err(SetupError::new("seccomp", e.clone())),
+    }
+}
+
+fn rlimit_resource(name: &str) -> Option<u32> {
+    Some(match name {
+        "as" => libc::RLIMIT_AS,
+        "core" => libc::RLIMIT_CORE,
+        "cpu" => libc::RLIMIT_CPU,
+        "data" => libc::RLIMIT_DATA,
+        "fsize" => libc::RLIMIT_FSIZE,
+        "locks" => libc::RLIMIT_LOCKS,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "msgqueue" => libc::RLIMIT_MSGQUEUE,
+        "nice" => libc::RLIMIT_NICE,
+        "nofile" => libc::RLIMIT_NOFILE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "rss" => libc::RLIMIT_RSS,
+        "rtprio" => libc::RLIMIT_RTPRIO,
+        "rttime" => libc::RLIMIT_RTTIME,
+        "sigpending" => libc::RLIMIT_SIGPENDING,
+        "stack" => libc::RLIMIT_STACK,
+        _ => return None,
+    } as u32)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The PATH candidates for argv[0] (execvp's rule: a name with a slash is used as is).
+fn exec_candidates(argv0: &str, env: &[(String, String)]) -> Vec<PathBuf> {
+    if argv0.contains('/') {
+        return vec![PathBuf::from(argv0)];
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(argv0))
+        .collect()
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+impl Plan {
+    fn new(
+        cfg: &ContainerConfig,
+        root: &Path,
+        cgroup_ns: bool,
+        userns: bool,
+    ) -> Result<Plan, SetupError> {
+        let argv0 = cfg
+            .argv
+            .first()
+            .ok_or_else(|| SetupError::new("prepare", "empty command"))?;
+        let argv = cfg
+            .argv
+            .iter()
+            .map(|a| cstr(a, "argument"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut env = Vec::with_capacity(cfg.env.len() + 1);
+        for (k, v) in &cfg.env {
+            if k.is_empty() || k.contains('=') {
+                return Err(SetupError::new(
+                    "prepare",
+                    format!("environment variable name `{k}`: expected a name without `=`"),
+                ));
+            }
+            env.push(cstr(format!("{k}={v}"), "environment variable")?);
+        }
+        if !cfg.env.iter().any(|(k, _)| k == "PATH") {
+            env.push(cstr(format!("PATH={DEFAULT_PATH}"), "PATH")?);
+        }
+        let candidates = exec_candidates(argv0, &cfg.env)
+            .iter()
+            .map(|p| path_cstr(p))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut rlimits = Vec::new();
+        for (name, value) in &cfg.rlimits {
+            let res = rlimit_resource(name).ok_or_else(|| {
+                SetupError::new(
+                    "prepare",
+                    format!("unknown rlimit `{name}`: expected one of as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack"),
+                )
+            })?;
+            rlimits.push((res, *value, cstr(name, "rlimit")?));
+        }
+        if !cfg.rlimits.iter().any(|(n, _)| n == "nofile") {
+            rlimits.push((
+                libc::RLIMIT_NOFILE as u32,
+                crate::spec::DEFAULT_NOFILE,
+                cstr("nofile", "rlimit")?,
+            ));
+        }
+
+        let mempolicy = match &cfg.mempolicy {
+            None => None,
+            Some((_, nodes)) if nodes.is_empty() => {
+                return Err(SetupError::new(
+                    "prepare",
+                    "memory policy with an empty node list",
+                ));
+            }
+            Some((policy, nodes)) => {
+                let mode = match policy {
+                    MemPolicy::Preferred => 1,  // MPOL_PREFERRED
+                    MemPolicy::Bind => 2,       // MPOL_BIND
+                    MemPolicy::Interleave => 3, // MPOL_INTERLEAVE
+                };
+                let bits = libc::c_ulong::BITS;
+                let max = nodes.iter().max().unwrap_or(0);
+                let mut mask = vec![0 as libc::c_ulong; (max / bits + 1) as usize];
+                for n in nodes.iter() {
+                    mask[(n / bits) as usize] |= 1 << (n % bits);
+                }
+                Some((mode, mask))
+            }
+        };
+
+        let mut caps = 0u64;
+        for name in &cfg.capabilities {
+            caps |= 1
+                << caps::number(name).ok_or_else(|| {
+                    SetupError::new(
+                        "prepare",
+                        format!("unknown capability `{name}`: expected a name like CAP_NET_RAW"),
+                    )
+                })?;
+        }
+
+        let workdir = cfg.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
+        if !workdir.is_absolute() {
+            return Err(SetupError::new(
+                "prepare",
+                format!("workdir `{}`: expected an absolute path", workdir.display()),
+            ));
+        }
+
+        let mut flags =
+            (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)
+                as u64;
+        if cfg.network == Network::None {
+            flags |= libc::CLONE_NEWNET as u64;
+        }
+        if cgroup_ns {
+            flags |= libc::CLONE_NEWCGROUP as u64;
+        }
+        if userns {
+            flags |= libc::CLONE_NEWUSER as u64;
+        }
+
+        Ok(Plan {
+            flags,
+            root: path_cstr(root)?,
+            ops: root_ops(cfg, root)?,
+            hostname: cstr(&cfg.hostname, "hostname")?,
+            loopback: cfg.network == Network::None,
+            workdir: path_cstr(&workdir)?,
+            stdin: cfg.stdin.as_ref().map(|f| f.as_raw_fd()),
+            stdout: cfg.stdout.as_raw_fd(),
+            stderr: cfg.stderr.as_raw_fd(),
+            dev_null: cstr("/dev/null", "path")?,
+            rlimits,
+            mempolicy,
+            user: cfg.user,
+            caps,
+            last_cap: caps::last_cap(),
+            seccomp: seccomp_programs()?,
+            argv0: cstr(argv0, "argument")?,
+            candidates,
+            argv_ptrs: null_terminated(&argv),
+            _argv: argv,
+            env_ptrs: null_terminated(&env),
+            _env: env,
+        })
+    }
+}
+
+/// The steps that build the new root at `root`, in order.
+fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupError> {
+    use MountOp::*;
+    let nosuid = libc::MS_NOSUID;
+    let nodev = libc::MS_NODEV;
+    let noexec = libc::MS_NOEXEC;
+    let c = |s: &str| cstr(s, "path");
+    let at = |inside: &str| under(root, Path::new(inside));
+    let mount = |what,
+                 source: Option<CString>,
+                 inside: &str,
+                 fstype: Option<&str>,
+                 flags,
+                 data: Option<&str>| {
+        Ok::<_, SetupError>(Mount {
+            what,
+            source,
+            target: at(inside)?,
+            fstype: fstype.map(c).transpose()?,
+            flags,
+            data: data.map(c).transpose()?,
+            shown: c(inside)?,
+        })
+    };
+    let mut ops = Vec::new();
+    let targets: Vec<&Path> = cfg
+        .mounts
+        .iter()
+        .map(|m| m.target.as_path())
+        .chain(cfg.writable.iter().map(|(_, t)| t.as_path()))
+        .collect();
+    let host_missing = match cfg.rootfs {
+        Rootfs::Host => missing_host_targets(&targets)?,
+        Rootfs::Dir(_) => Vec::new(),
+    };
+    if !host_missing.is_empty() {
+        // The host tree is never written to, so a mount point it lacks (a
+        // new top-level directory such as /data) needs a root of our own: a
+        // tmpfs holding the host's top-level entries bound in, plus the new
+        // directories. Only runs that ask for such a mount pay for it.
+        ops.push(Mount {
+            what: "mount tmpfs root on",
+            source: Some(c("tmpfs")?),
+            target: path_cstr(root)?,
+            fstype: Some(c("tmpfs")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: Some(c("mode=755,size=64k")?),
+            shown: c("/")?,
+        });
+        ops.extend(host_top_level_ops(root)?);
+        for t in &host_missing {
+            ops.push(MkdirAll {
+                path: under(root, t)?,
+            });
+        }
+    } else {
+        let (source, shown) = match &cfg.rootfs {
+            Rootfs::Host => (PathBuf::from("/"), PathBuf::from("/")),
+            Rootfs::Dir(dir) => (dir.clone(), dir.clone()),
+        };
+        ops.push(Mount {
+            what: "bind root",
+            source: Some(path_cstr(&source)?),
+            target: path_cstr(root)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+            shown: path_cstr(&shown)?,
+        });
+    }
+    if matches!(cfg.rootfs, Rootfs::Dir(_)) {
+        // Mount points must exist before the tree turns read-only. The host
+        // tree is never written to: its mount points must exist already.
+        for inside in ["/proc", "/sys", "/dev", "/tmp"] {
+            ops.push(MkdirAll { path: at(inside)? });
+        }
+        for m in &cfg.mounts {
+            if m.source.is_file() {
+                let parent = m.target.parent().unwrap_or(Path::new("/"));
+                ops.push(MkdirAll {
+                    path: under(root, parent)?,
+                });
+                ops.push(Touch {
+                    path: under(root, &m.target)?,
+                });
+            } else {
+                ops.push(MkdirAll {
+                    path: under(root, &m.target)?,
+                });
+            }
+        }
+        for (_, target) in &cfg.writable {
+            ops.push(MkdirAll {
+                path: under(root, target)?,
+            });
+        }
+    }
+    ops.push(ReadOnly {
+        target: path_cstr(root)?,
+        shown: c("/")?,
+    });
+
+    ops.push(mount(
+        "mount proc on",
+        Some(c("proc")?),
+        "/proc",
+        Some("proc"),
+        nosuid | nodev | noexec,
+        None,
+    )?);
+    if cfg.network == Network::None {
+        // A fresh sysfs shows the new network namespace's devices (only lo).
+        ops.push(mount(
+            "mount sysfs on",
+            Some(c("sysfs")?),
+            "/sys",
+            Some("sysfs"),
+            nosuid | nodev | noexec | libc::MS_RDONLY,
+            None,
+        )?);
+    } else if matches!(cfg.rootfs, Rootfs::Dir(_)) {
+        ops.push(mount(
+            "bind /sys on",
+            Some(c("/sys")?),
+            "/sys",
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?);
+        ops.push(ReadOnly {
+            target: at("/sys")?,
+            shown: c("/sys")?,
+        });
+    }
+
+    ops.push(mount(
+        "mount tmpfs on",
+        Some(c("tmpfs")?),
+        "/dev",
+        Some("tmpfs"),
+        nosuid | noexec,
+        Some("mode=755,size=65536k"),
+    )?);
+    for dev in DEVICES {
+        let inside = format!("/dev/{dev}");
+        ops.push(Touch { path: at(&inside)? });
+        ops.push(mount(
+            "bind device on",
+            Some(c(&inside)?),
+            &inside,
+            None,
+            libc::MS_BIND,
+            None,
+        )?);
+    }
+    ops.push(Mkdir {
+        path: at("/dev/pts")?,
+        mode: 0o755,
+    });
+    ops.push(mount(
+        "mount devpts on",
+        Some(c("devpts")?),
+        "/dev/pts",
+        Some("devpts"),
+        nosuid | noexec,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?);
+    ops.push(Symlink {
+        target: c("pts/ptmx")?,
+        link: at("/dev/ptmx")?,
+    });
+    ops.push(Mkdir {
+        path: at("/dev/shm")?,
+        mode: 0o1777,
+    });
+    ops.push(mount(
+        "mount tmpfs on",
+        Some(c("shm")?),
+        "/dev/shm",
+        Some("tmpfs"),
+        nosuid | nodev | noexec,
+        Some("mode=1777"),
+    )?);
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Symlink {
+            target: c(target)?,
+            link: at(&format!("/dev/{link}"))?,
+        });
+    }
+    // Mounted by init, which already sits in the run's memory cgroup.
+    ops.push(mount(
+        "mount tmpfs on",
+        Some(c("tmpfs")?),
+        "/tmp",
+        Some("tmpfs"),
+        nosuid | nodev,
+        Some("mode=1777"),
+    )?);
+
+    for m in &cfg.mounts {
+        let shown = path_cstr(&m.target)?;
+        ops.push(Mount {
+            what: "bind mount on",
+            source: Some(path_cstr(&m.source)?),
+            target: under(root, &m.target)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+            shown: shown.clone(),
+        });
+        if m.read_only {
+            ops.push(ReadOnly {
+                target: under(root, &m.target)?,
+                shown,
+            });
+        }
+    }
+    for (source, target) in &cfg.writable {
+        ops.push(Mount {
+            what: "bind writable dir on",
+            source: Some(path_cstr(source)?),
+            target: under(root, target)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+            shown: path_cstr(target)?,
+        });
+    }
+    for p in MASKED_PATHS {
+        ops.push(Mask {
+            path: at(p)?,
+            shown: c(p)?,
+        });
+    }
+    for p in READONLY_PATHS {
+        ops.push(ReadOnlyPath {
+            path: at(p)?,
+            shown: c(p)?,
+        });
+    }
+    Ok(ops)
+}
+
+/// The directory the new root is mounted on (inside the container's own
+/// mount namespace only); removed again before `spawn` returns.
+/// Top-level directories that mount targets need and the host tree lacks.
+/// A missing target deeper in an existing host directory cannot be made
+/// without writing to the host: that is an error naming it.
+fn missing_host_targets(targets: &[&Path]) -> Result<Vec<PathBuf>, SetupError> {
+    let mut missing = Vec::new();
+    for t in targets {
+        if t.exists() {
+            continue;
+        }
+        let mut comps = t
+            .components()
+            .skip_while(|c| matches!(c, std::path::Component::RootDir));
+        let Some(first) = comps.next() else { continue };
+        let top = Path::new("/").join(first);
+        if top.exists() {
+            return Err(SetupError::new(
+                format!("mount target {}", t.display()),
+                format!(
+                    "it does not exist in the host tree, which stays read-only; mount at a new top-level directory (like /data) or create {} on the host",
+                    t.display()
+                ),
+            ));
+        }
+        if !missing.contains(&top) {
+            missing.push(top);
+        }
+    }
+    Ok(missing)
+}
+
+/// The host's top-level entries recreated in a tmpfs root: directories
+/// bound in (recursively), symlinks copied, files bound; /proc, /sys, /dev
+/// and /tmp only as mount points, since fresh ones go there.
+fn host_top_level_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = Vec::new();
+    let entries = std::fs::read_dir("/").map_err(|e| SetupError::os("read the host's /", e))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let host = Path::new("/").join(&name);
+        let inside = under(root, &host)?;
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_symlink() {
+            let target = std::fs::read_link(&host)
+                .map_err(|e| SetupError::os(format!("readlink {}", host.display()), e))?;
+            ops.push(MountOp::Symlink {
+                target: path_cstr(&target)?,
+                link: inside,
+            });
+        } else if ft.is_dir() {
+            ops.push(MountOp::Mkdir {
+                path: inside.clone(),
+                mode: 0o755,
+            });
+            if !matches!(name.to_str(), Some("proc" | "sys" | "dev" | "tmp")) {
+                ops.push(MountOp::Mount {
+                    what: "bind host directory",
+                    source: Some(path_cstr(&host)?),
+                    target: inside,
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                    shown: path_cstr(&host)?,
+                });
+            }
+        } else if ft.is_file() {
+            ops.push(MountOp::Touch {
+                path: inside.clone(),
+            });
+            ops.push(MountOp::Mount {
+                what: "bind host file",
+                source: Some(path_cstr(&host)?),
+                target: inside,
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+                shown: path_cstr(&host)?,
+            });
+        }
+    }
+    Ok(ops)
+}
+
+fn make_root_dir() -> io::Result<PathBuf> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let base = if is_root() && Path::new("/run").is_dir() {
+        PathBuf::from("/run/packrun")
+    } else {
+        std::env::temp_dir()
+    };
+    std::fs::create_dir_all(&base)?;
+    let dir = base.join(format!(
+        "root-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Removes the root directory when `spawn` returns, whatever happened.
+struct RootDir(PathBuf);
+
+impl Drop for RootDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Starts the container. `place` is called with init's host pid while init
+/// waits, to put it in the run's cgroups before anything else happens; on
+/// v2 `cgroup_dir` (an open cgroup directory) lets clone3 start it there.
+///
+/// Returns once the job has exec'd, or with the step that failed (the
+/// container is then gone). Init gets PR_SET_PDEATHSIG(SIGKILL): it dies,
+/// with its namespace, when the thread that called `spawn` exits, so call
+/// it from a thread that outlives the run (the run loop).
+pub fn spawn(
+    cfg: ContainerConfig,
+    cgroup_dir: Option<BorrowedFd<'_>>,
+    place: &mut dyn FnMut(i32) -> std::io::Result<()>,
+) -> Result<Container, SetupError> {
+    let userns = !is_root();
+    let root =
+        RootDir(make_root_dir().map_err(|e| SetupError::os("create the root directory", e))?);
+    let plan = Plan::new(&cfg, &root.0, cgroup_dir.is_some(), userns)?;
+    let (go_r, go_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
+    let (err_r, err_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
+    let (status_r, status_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
+    let fds = child::Fds {
+        go: go_r.as_raw_fd(),
+        err: err_w.as_raw_fd(),
+        status: status_w.as_raw_fd(),
+    };
+
+    let (pid, pidfd) = clone(&plan, cgroup_dir, &fds).map_err(|e| SetupError::os("clone", e))?;
+    drop((go_r, err_w, status_w));
+    drop(cfg); // the job's stdio now belongs to the container
+    let container = Container {
+        pid,
+        pidfd,
+        status: status_r,
+        reaped: false,
+    };
+
+    if userns {
+        write_id_maps(pid, container_user(&plan))
+            .map_err(|e| SetupError::new("write uid/gid maps", e.to_string()))?;
+    }
+    place(pid).map_err(|e| SetupError::new("place in cgroups", e.to_string()))?;
+    // SAFETY: write(2) of one byte from a live buffer to our pipe.
+    if unsafe { libc::write(go_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+        // init is gone: its error (if any) is on the error pipe.
+        if let Some(e) = read_setup_error(&err_r) {
+            return Err(e);
+        }
+        return Err(SetupError::os("start init", io::Error::last_os_error()));
+    }
+    drop(go_w);
+    if let Some(e) = read_setup_error(&err_r) {
+        return Err(e); // dropping `container` kills and reaps it
+    }
+    drop(root);
+    Ok(container)
+}
+
+/// The uid:gid inside a rootless container: the requested one or root.
+fn container_user(plan: &Plan) -> (u32, u32) {
+    plan.user.unwrap_or((0, 0))
+}
+
+/// Maps `inside` to the caller's own uid and gid (all an unprivileged
+/// process may map; see user_namespaces(7)).
+fn write_id_maps(pid: i32, inside: (u32, u32)) -> Result<(), crate::fsx::PathError> {
+    // SAFETY: getuid(2)/getgid(2) cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    crate::fsx::write(proc.join("uid_map"), format!("{} {uid} 1\n", inside.0))?;
+    crate::fsx::write(proc.join("setgroups"), "deny")?;
+    crate::fsx::write(proc.join("gid_map"), format!("{} {gid} 1\n", inside.1))?;
+    Ok(())
+}
+
+/// Reads the error pipe to EOF: None when every writer closed it without a
+/// word (the job exec'd), else the step and errno the child reported.
+fn read_setup_error(err_r: &OwnedFd) -> Option<SetupError> {
+    let mut buf = [0u8; child::ERR_MAX];
+    let n = read_full(err_r.as_raw_fd(), &mut buf);
+    if n == 0 {
+        return None;
+    }
+    if n < 4 {
+        return Some(SetupError::new(
+            "read setup status",
+            "short message from the container",
+        ));
+    }
+    let errno = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let step = String::from_utf8_lossy(&buf[4..n]).into_owned();
+    Some(SetupError::new(step, describe_errno(errno)))
+}
+
+/// clone(2): CLONE_INTO_CGROUP (libc's constant is deprecated: it overflows a c_int).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone(2): struct clone_args, CLONE_ARGS_SIZE_VER2 (88 bytes, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// clone3(2) (with CLONE_INTO_CGROUP when a cgroup is given), falling back
+/// to clone(2) where clone3 is missing. Returns init's pid and pidfd; the
+/// child never returns from here.
+fn clone(
+    plan: &Plan,
+    cgroup_dir: Option<BorrowedFd<'_>>,
+    fds: &child::Fds,
+) -> io::Result<(i32, OwnedFd)> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: plan.flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(dir) = cgroup_dir {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = dir.as_raw_fd() as u64;
+    }
+    // SAFETY: clone3(2) without CLONE_VM and with a null stack behaves like
+    // fork(2): the child gets a copy of this address space and returns here
+    // on a copy of this stack. `args` and `pidfd` outlive the call. In the
+    // child we only call `child::init`, which never returns and never
+    // allocates (see its docs).
+    let mut rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            size_of::<CloneArgs>(),
+        )
+    };
+    if rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // No clone3 (kernel < 5.3, or a seccomp profile hiding it): plain
+        // clone; the caller's `place` moves init into its cgroups instead.
+        // SAFETY: clone(2) with a null stack and no CLONE_VM is fork-like
+        // (as above); with CLONE_PIDFD the pidfd is stored through the
+        // parent_tid argument, the third on every architecture.
+        rc = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                plan.flags | libc::CLONE_PIDFD as u64 | libc::SIGCHLD as u64,
+                0usize,
+                &mut pidfd as *mut libc::c_int,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    match rc {
+        -1 => Err(io::Error::last_os_error()),
+        0 => child::init(plan, fds),
+        pid => {
+            // SAFETY: the kernel stored a new pidfd that nothing else owns.
+            Ok((pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_candidates_follow_path_unless_the_name_has_a_slash() {
+        let env = vec![("PATH".to_string(), "/a::/b".to_string())];
+        assert_eq!(
+            exec_candidates("sh", &env),
+            vec![
+                PathBuf::from("/a/sh"),
+                PathBuf::from("./sh"),
+                PathBuf::from("/b/sh")
+            ]
+        );
+        assert_eq!(exec_candidates("./x", &env), vec![PathBuf::from("./x")]);
+        assert_eq!(
+            exec_candidates("true", &[])[0],
+            PathBuf::from("/usr/local/sbin/true")
+        );
+    }
+
+    #[test]
+    fn paths_inside_must_be_absolute_without_dotdot() {
+        let root = Path::new("/run/r");
+        assert_eq!(
+            under(root, Path::new("/data/x")).unwrap().to_str().unwrap(),
+            "/run/r/data/x"
+        );
+        assert_eq!(
+            under(root, Path::new("/")).unwrap().to_str().unwrap(),
+            "/run/r"
+        );
+        let e = under(root, Path::new("/a/../etc")).unwrap_err();
+        assert!(e.message.contains("`/a/../etc`"), "{e}");
+        assert!(under(root, Path::new("data")).is_err());
+    }
+
+    #[test]
+    fn raw_wait_status_decodes_to_exit_code_or_signal() {
+        assert_eq!(
+            decode_status(3 << 8),
+            JobStatus {
+                exit_code: Some(3),
+                signal: None
+            }
+        );
+        assert_eq!(
+            decode_status(libc::SIGKILL),
+            JobStatus {
+                exit_code: None,
+                signal: Some(9)
+            }
+        );
+    }
+
+    #[test]
+    fn errno_is_described_with_its_name() {
+        assert_eq!(
+            describe_errno(libc::ENOENT),
+            "No such file or directory (ENOENT)"
+        );
+    }
+
+    #[test]
+    fn unknown_rlimit_names_are_rejected_with_the_list() {
+        assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE as u32));
+        assert_eq!(rlimit_resource("files"), None);
+    }
+}

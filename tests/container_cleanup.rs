@@ -1,0 +1,88 @@
+//! Leaves no trace: after containers that succeed, fail at setup, fail in
+//! `place`, or are killed, no root directory, mount or process remains.
+//! Its own test binary, so nothing else in this process spawns meanwhile.
+
+use packrun::container::{spawn, ContainerConfig};
+use packrun::spec::{Network, Rootfs};
+use std::os::fd::OwnedFd;
+
+fn config(argv: &[&str]) -> ContainerConfig {
+    let null = || OwnedFd::from(std::fs::File::create("/dev/null").unwrap());
+    ContainerConfig {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
+        workdir: None,
+        hostname: "clean".into(),
+        rootfs: Rootfs::Host,
+        network: Network::None,
+        mounts: vec![],
+        writable: vec![],
+        user: None,
+        capabilities: vec![],
+        rlimits: vec![],
+        mempolicy: None,
+        stdin: None,
+        stdout: null(),
+        stderr: null(),
+    }
+}
+
+/// Root directories this process made, its mounts and its children.
+fn traces() -> (Vec<String>, String, String) {
+    let prefix = format!("root-{}-", std::process::id());
+    let roots = std::fs::read_dir("/run/packrun")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut children = String::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        children +=
+            &std::fs::read_to_string(task.unwrap().path().join("children")).unwrap_or_default();
+    }
+    (roots, mounts, children)
+}
+
+#[test]
+fn no_directory_mount_or_process_is_left_after_any_outcome() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root to create namespaces and mounts");
+        return;
+    }
+    let before = traces();
+    assert!(
+        before.0.is_empty() && before.2.trim().is_empty(),
+        "{before:?}"
+    );
+
+    spawn(config(&["/bin/true"]), None, &mut |_| Ok(()))
+        .unwrap()
+        .wait()
+        .unwrap();
+    spawn(config(&["/nonexistent"]), None, &mut |_| Ok(())).unwrap_err();
+    spawn(config(&["/bin/true"]), None, &mut |_| {
+        Err(std::io::Error::other("no"))
+    })
+    .unwrap_err();
+    let mut bad_workdir = config(&["/bin/true"]);
+    bad_workdir.workdir = Some("/nowhere".into());
+    spawn(bad_workdir, None, &mut |_| Ok(())).unwrap_err();
+    let running = spawn(config(&["sleep", "100"]), None, &mut |_| Ok(())).unwrap();
+    drop(running); // kills and reaps
+    let killed = spawn(
+        config(&["/bin/sh", "-c", "sleep 100 & sleep 100"]),
+        None,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    killed.signal(libc::SIGKILL).unwrap();
+    assert_eq!(killed.wait().unwrap().signal, Some(libc::SIGKILL));
+
+    let after = traces();
+    assert_eq!(after.0, Vec::<String>::new(), "root directories left");
+    assert_eq!(after.1, before.1, "mount table changed");
+    assert_eq!(after.2.trim(), "", "child processes left");
+}

@@ -1,0 +1,507 @@
+//! The VM suite: each test boots one VM with a cgroup layout and NUMA
+//! topology the development machines lack, runs a whole scenario inside
+//! (tests/vm/scenarios/) and checks what it printed. Skipped, saying why,
+//! where qemu, the kernel or busybox is missing; a failure when CI=true.
+//! Set them up with tests/vm/ci-install.sh.
+
+#[path = "vm/harness.rs"]
+mod harness;
+
+use harness::{Layout, Topology, Vm};
+use packrun::cpulist::CpuList;
+use std::time::Duration;
+
+/// Boots `vm`, prints its timings and output, and checks that the scenario
+/// exited 0, printed no FAIL line and printed "ok NAME" for every `expected`
+/// check (so a check that never ran fails too). Returns the guest's stdout.
+fn run_scenario(test: &str, vm: Vm, expected: &[&str]) -> Option<String> {
+    let tools = harness::tools_or_skip(test)?;
+    let out = harness::boot(&tools, &vm).unwrap_or_else(|e| panic!("{test}: {e}"));
+    eprintln!(
+        "{test}: {} boot {:.1} s, total {:.1} s, {} attempt(s), exit status {}",
+        out.accel,
+        out.boot_time.as_secs_f64(),
+        out.total_time.as_secs_f64(),
+        out.attempts,
+        out.status
+    );
+    eprintln!(
+        "--- guest stdout\n{}--- guest stderr\n{}---",
+        out.stdout, out.stderr
+    );
+    if out.status != 0 {
+        eprintln!("--- guest console\n{}---", out.console);
+    }
+    let failed: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL "))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{test}: checks failed in the guest:\n{}",
+        failed.join("\n")
+    );
+    let passed: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ok ")?.split(':').next())
+        .collect();
+    let missing: Vec<&&str> = expected.iter().filter(|e| !passed.contains(e)).collect();
+    assert!(
+        missing.is_empty(),
+        "{test}: these checks never reported ok: {missing:?}"
+    );
+    assert_eq!(out.status, 0, "{test}: the scenario exited {}", out.status);
+    Some(out.stdout)
+}
+
+const COMMON: &[&str] = &["packrun-version", "node-count", "node0-cpulist"];
+
+#[test]
+fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
+    let vm = Vm {
+        topology: Topology {
+            cpus: 8,
+            nodes: 4,
+            memory_mib: 4096,
+        },
+        layout: Layout::V2,
+        scenarios: vec!["common.sh", "v2.sh"],
+        timeout: Duration::from_secs(180),
+    };
+    let expected = [
+        COMMON,
+        &[
+            "node1-cpulist",
+            "node2-cpulist",
+            "node3-cpulist",
+            "v2-mounted",
+            "v2-controller-cpuset",
+            "v2-controller-cpu",
+            "v2-controller-io",
+            "v2-controller-memory",
+            "v2-controller-pids",
+            "v2-cpuset-cpus",
+            "v2-cpuset-mems",
+            "v2-cpuset-effective",
+            "v2-mems-node2-shmem-grew-kb",
+            "v2-oom-exit",
+            "v2-oom-kill-count",
+            "v2-oom-peak",
+            "v2-oom-peak-within-limit",
+            "v2-pids-current",
+            "v2-pids-events-max",
+            "v2-cgroup-kill-empties",
+            "v2-cpu-max-throttled",
+            "v2-cleanup",
+        ],
+    ]
+    .concat();
+    let Some(stdout) = run_scenario("v2", vm, &expected) else {
+        return;
+    };
+    assert!(
+        stdout.contains("ok node1-cpulist: 2-3"),
+        "node1 should hold CPUs 2-3:\n{stdout}"
+    );
+}
+
+#[test]
+fn cgroup_v1_per_controller_hierarchies_limit_as_packrun_expects() {
+    let vm = Vm {
+        topology: Topology {
+            cpus: 4,
+            nodes: 2,
+            memory_mib: 2048,
+        },
+        layout: Layout::V1,
+        scenarios: vec!["common.sh", "v1.sh"],
+        timeout: Duration::from_secs(180),
+    };
+    run_scenario("v1", vm, &V1_CHECKS.concat());
+}
+
+#[test]
+fn cgroup_v1_comounted_as_systemd_legacy_mode_limits_alike() {
+    let vm = Vm {
+        topology: Topology {
+            cpus: 4,
+            nodes: 2,
+            memory_mib: 2048,
+        },
+        layout: Layout::V1Comounted,
+        scenarios: vec!["common.sh", "v1.sh"],
+        timeout: Duration::from_secs(180),
+    };
+    run_scenario(
+        "v1-comounted",
+        vm,
+        &[&V1_CHECKS.concat()[..], &["v1-cpu-cpuacct-comounted"]].concat(),
+    );
+}
+
+const V1_CHECKS: [&[&str]; 2] = [
+    COMMON,
+    &[
+        "node1-cpulist",
+        "v1-mount-cpu",
+        "v1-mount-cpuacct",
+        "v1-mount-cpuset",
+        "v1-mount-memory",
+        "v1-mount-devices",
+        "v1-mount-freezer",
+        "v1-mount-blkio",
+        "v1-mount-pids",
+        "v1-mount-name-systemd",
+        "v1-mount-unified",
+        "v1-cpuset-empty-refuses-tasks",
+        "v1-cpuset-cpus",
+        "v1-cpuset-mems",
+        "v1-oom-exit",
+        "v1-oom-kill-count",
+        "v1-oom-peak",
+        "v1-pids-current",
+        "v1-pids-events-max",
+        "v1-freezer-frozen",
+        "v1-freeze-kill-thaw-empties",
+        "v1-cpu-quota-throttled",
+        "v1-cleanup",
+    ],
+];
+
+#[test]
+fn delegated_v2_subtree_needs_a_supervisor_leaf_before_controllers() {
+    let vm = Vm {
+        topology: Topology {
+            cpus: 4,
+            nodes: 2,
+            memory_mib: 2048,
+        },
+        layout: Layout::V2Delegated,
+        scenarios: vec!["common.sh", "v2-delegated.sh"],
+        timeout: Duration::from_secs(180),
+    };
+    let expected = [
+        COMMON,
+        &[
+            "node1-cpulist",
+            "delegated-own-cgroup",
+            "delegated-controller-cpuset",
+            "delegated-controller-memory",
+            "delegated-enable-with-process-busy",
+            "delegated-moved-to-leaf",
+            "delegated-enable-after-move",
+            "delegated-run-cpus",
+            "delegated-run-mems",
+            "delegated-run-oom-exit",
+            "delegated-run-oom-kill-count",
+            "delegated-cleanup",
+        ],
+    ]
+    .concat();
+    run_scenario("v2-delegated", vm, &expected);
+}
+
+/// The text between "begin-blob NAME" and "end-blob NAME" lines (see
+/// scenarios/lib.sh), for every blob whose name starts with `prefix`.
+fn blobs<'a>(stdout: &'a str, prefix: &str) -> Vec<(&'a str, String)> {
+    let mut found = Vec::new();
+    let mut current: Option<(&str, Vec<&str>)> = None;
+    for line in stdout.lines() {
+        if let Some(name) = line.strip_prefix("begin-blob ") {
+            current = Some((name, Vec::new()));
+        } else if let Some(name) = line.strip_prefix("end-blob ") {
+            if let Some((n, lines)) = current.take().filter(|(n, _)| *n == name) {
+                if n.starts_with(prefix) {
+                    found.push((n, lines.join("\n")));
+                }
+            }
+        } else if let Some((_, lines)) = current.as_mut() {
+            lines.push(line);
+        }
+    }
+    found
+}
+
+fn blob(stdout: &str, name: &str) -> String {
+    let found = blobs(stdout, name).into_iter().find(|(n, _)| *n == name);
+    found
+        .unwrap_or_else(|| panic!("the guest printed no `{name}` blob:\n{stdout}"))
+        .1
+}
+
+fn cpus(list: &str) -> CpuList {
+    list.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("`{list}` is not a CPU list: {e:?}"))
+}
+
+/// `key=value` words of a line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The guest's nodes in the packrun tests: 8 CPUs on 4 nodes.
+const NODE_CPUS: [&str; 4] = ["0-1", "2-3", "4-5", "6-7"];
+
+fn v2_four_nodes(scenarios: Vec<&'static str>) -> Vm {
+    Vm {
+        topology: Topology {
+            cpus: 8,
+            nodes: 4,
+            memory_mib: 4096,
+        },
+        layout: Layout::V2,
+        scenarios,
+        timeout: Duration::from_secs(240),
+    }
+}
+
+/// Checks one placement of jobs/vm-numa.yaml against the guest's nodes.
+/// `numa: local` keeps a run on one node when its CPUs fit in one (2 here),
+/// else on as few nodes as hold them; its memory nodes are its CPUs' nodes.
+fn check_placement(
+    what: &str,
+    job: &str,
+    threads: Option<u32>,
+    cpu_list: &CpuList,
+    mems: &CpuList,
+) {
+    let node_cpus = NODE_CPUS.map(cpus);
+    let on_nodes =
+        CpuList::from_ids((0..4u32).filter(|&n| !cpu_list.is_disjoint(&node_cpus[n as usize])));
+    match job {
+        "local" => {
+            let n = threads.unwrap_or_else(|| panic!("{what}: no threads parameter"));
+            assert_eq!(
+                cpu_list.len(),
+                n as usize,
+                "{what}: {n} CPUs, got {cpu_list}"
+            );
+            assert_eq!(
+                on_nodes.len(),
+                n.div_ceil(2) as usize,
+                "{what}: numa local on the fewest nodes, got cpus {cpu_list}"
+            );
+            assert_eq!(
+                mems, &on_nodes,
+                "{what}: numa local: mems are the CPUs' nodes"
+            );
+        }
+        "spread" => assert!(
+            on_nodes.len() > 1,
+            "{what}: spread run on one node: cpus {cpu_list}"
+        ),
+        "bind2" => assert_eq!(mems, &cpus("2"), "{what}: bind to node 2"),
+        other => panic!("{what}: unexpected job {other}"),
+    }
+}
+
+/// Runs that overlap in time never share a CPU.
+fn check_disjoint<T: PartialOrd>(placed: &[(String, CpuList, T, T)]) {
+    for (i, a) in placed.iter().enumerate() {
+        for b in &placed[i + 1..] {
+            if a.2 < b.3 && b.2 < a.3 {
+                assert!(
+                    a.1.is_disjoint(&b.1),
+                    "{} ({}) and {} ({}) at once on shared CPUs",
+                    a.0,
+                    a.1,
+                    b.0,
+                    b.1
+                );
+            }
+        }
+    }
+}
+
+/// Host side of scenarios/packrun-plan.sh.
+fn check_packrun_plan(stdout: &str) {
+    let topo: serde_json::Value =
+        serde_json::from_str(&blob(stdout, "packrun-topology")).expect("topology JSON");
+    let nodes = topo["nodes"].as_array().expect("topology.nodes");
+    let seen: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["cpus"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(seen, NODE_CPUS, "packrun topology's nodes");
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&blob(stdout, "packrun-plan")).expect("plan JSON");
+    let runs = plan["runs"].as_array().expect("plan.runs");
+    assert_eq!(runs.len(), 3 * 2 + 1 + 1, "planned runs");
+    let mut placed = Vec::new();
+    for r in runs {
+        let (job, rep) = (r["job"].as_str().expect("job"), &r["rep"]);
+        let what = format!("plan: {job} rep {rep}");
+        let threads = r["parameters"]["threads"]
+            .as_str()
+            .map(|t| t.parse().unwrap());
+        let (c, m) = (
+            cpus(r["cpus"].as_str().expect("cpus")),
+            cpus(r["mems"].as_str().expect("mems")),
+        );
+        check_placement(&what, job, threads, &c, &m);
+        placed.push((
+            what,
+            c,
+            r["start_s"].as_f64().unwrap(),
+            r["end_s"].as_f64().unwrap(),
+        ));
+    }
+    check_disjoint(&placed);
+}
+
+/// Host side of scenarios/packrun-run.sh: every row of runs.csv against
+/// what the run printed from inside, placements, and exec's OOM record.
+fn check_packrun_run(stdout: &str) {
+    let mut inside = std::collections::HashMap::new();
+    for (_, log) in blobs(stdout, "log ") {
+        for line in log
+            .lines()
+            .filter(|l| l.starts_with("where ") || l.starts_with("touched "))
+        {
+            let key = (
+                field(line, "job").unwrap().to_owned(),
+                field(line, "rep").unwrap().to_owned(),
+            );
+            inside
+                .entry(key)
+                .or_insert_with(Vec::new)
+                .push(line.to_owned());
+        }
+    }
+    let csv_text = blob(stdout, "runs.csv");
+    eprintln!("runs.csv:\n{csv_text}\nfrom inside the runs:\n{inside:#?}");
+    let mut rows = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers = rows.headers().expect("runs.csv header").clone();
+    let col = |row: &csv::StringRecord, name: &str| -> String {
+        let i = headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("runs.csv has no `{name}` column"));
+        row[i].to_owned()
+    };
+    let mut placed = Vec::new();
+    for row in rows.records() {
+        let row = row.expect("runs.csv row");
+        let (job, rep) = (col(&row, "job"), col(&row, "rep"));
+        let what = format!("runs.csv: {job} rep {rep}");
+        assert_eq!(col(&row, "state"), "COMPLETED", "{what}: {row:?}");
+        let (c, m) = (cpus(&col(&row, "cpus")), cpus(&col(&row, "mems")));
+        let lines = inside
+            .get(&(job.clone(), rep.clone()))
+            .unwrap_or_else(|| panic!("{what}: the run printed nothing"));
+        let whereline = lines.iter().find(|l| l.starts_with("where ")).unwrap();
+        assert_eq!(
+            cpus(field(whereline, "cpus").unwrap()),
+            c,
+            "{what}: Cpus_allowed_list inside vs runs.csv"
+        );
+        assert_eq!(
+            cpus(field(whereline, "mems").unwrap()),
+            m,
+            "{what}: Mems_allowed_list inside vs runs.csv"
+        );
+        let threads = (job == "local").then(|| col(&row, "parameter_threads").parse().unwrap());
+        check_placement(&what, &job, threads, &c, &m);
+        if job == "bind2" {
+            let before: u64 = field(whereline, "shmem2_before_kb")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let touched = lines
+                .iter()
+                .find(|l| l.starts_with("touched "))
+                .expect("bind2 touched its memory");
+            let after: u64 = field(touched, "shmem2_after_kb").unwrap().parse().unwrap();
+            assert!(
+                after >= before + 64 * 1024,
+                "{what}: node 2 Shmem {before} → {after} kB, expected 64 MiB more"
+            );
+        }
+        let time = |name: &str| chrono::DateTime::parse_from_rfc3339(&col(&row, name)).expect(name);
+        placed.push((what, c, time("start_time"), time("end_time")));
+    }
+    assert_eq!(placed.len(), 3 * 2 + 1 + 1, "runs in runs.csv");
+    check_disjoint(&placed);
+
+    // After SIGKILL and --resume: every run once, all COMPLETED.
+    let resumed = blob(stdout, "resumed-runs.csv");
+    let mut rows = csv::Reader::from_reader(resumed.as_bytes());
+    let headers = rows.headers().expect("resumed runs.csv header").clone();
+    let [key, state] = ["run_key", "state"].map(|n| headers.iter().position(|h| h == n).expect(n));
+    let rows: Vec<csv::StringRecord> = rows
+        .records()
+        .map(|r| r.expect("resumed runs.csv row"))
+        .collect();
+    let mut keys: Vec<&str> = rows.iter().map(|r| &r[key]).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        (rows.len(), keys.len()),
+        (4, 4),
+        "after SIGKILL and --resume, 4 runs once each:\n{resumed}"
+    );
+    assert!(
+        rows.iter().all(|r| &r[state] == "COMPLETED"),
+        "resumed runs:\n{resumed}"
+    );
+
+    let exec = blob(stdout, "packrun-exec-oom");
+    assert!(
+        exec.contains("OUT_OF_MEMORY"),
+        "packrun exec of a 256 MiB allocation under 64 MiB:\n{exec}"
+    );
+}
+
+// Issue 5, item 2. Drop the #[ignore] once packrun implements what the
+// scenario uses (run them anyway: `cargo test --test vm -- --ignored`); a
+// todo!() shows up as "packrun does not implement this yet". To save a boot,
+// their scenario files can instead join the v2 test's list, with the
+// check_packrun_* calls on its stdout.
+#[test]
+#[ignore = "needs packrun topology, validate and plan (issue 5, item 2)"]
+fn packrun_sees_four_nodes_and_plans_numa_local_runs_on_them() {
+    let expected = [
+        COMMON,
+        &["packrun-topology", "packrun-validate", "packrun-plan"],
+    ]
+    .concat();
+    let Some(stdout) = run_scenario(
+        "packrun-plan",
+        v2_four_nodes(vec!["common.sh", "packrun-plan.sh"]),
+        &expected,
+    ) else {
+        return;
+    };
+    check_packrun_plan(&stdout);
+}
+
+#[test]
+#[ignore = "needs packrun run, exec and resume with cgroup v2 (issue 5, item 2)"]
+fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when_interrupted() {
+    let expected = [
+        COMMON,
+        &[
+            "packrun-run",
+            "packrun-exec-oom",
+            "packrun-leaves-no-cgroup",
+            "packrun-sigint-exit",
+            "packrun-sigint-leaves-no-cgroup",
+            "packrun-resume-after-sigkill",
+            "packrun-resume-leaves-no-cgroup",
+        ],
+    ]
+    .concat();
+    let Some(stdout) = run_scenario(
+        "packrun-run",
+        v2_four_nodes(vec!["common.sh", "packrun-run.sh"]),
+        &expected,
+    ) else {
+        return;
+    };
+    check_packrun_run(&stdout);
+}
