@@ -15,6 +15,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod slurm;
 pub mod spec;
 pub mod topology;
 
@@ -92,6 +93,7 @@ pub fn main(cli: Cli) -> i32 {
             }
         }
         Command::Exec(args) => exec(args),
+        Command::Slurm(cmd) => slurm::main(cmd),
         Command::Plan {
             file,
             topology,
@@ -341,9 +343,12 @@ fn environment() -> Result<Environment, String> {
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
     cgroup::prepare_v2_parent(&hierarchy).map_err(|e| fsx::chain(&e))?;
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    // Under Slurm the node's name: several slurmd may share one host.
+    let host = slurm::node_name().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     Ok(Environment {
         topology,
         hierarchy,
@@ -357,13 +362,23 @@ fn run_batch(args: RunArgs) -> i32 {
         eprintln!("packrun run: --topology is for `packrun plan` only; a real run uses this machine's topology");
         return exit::INVALID;
     }
-    let batch = match spec::load(&args.file) {
+    let mut batch = match spec::load(&args.file) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
             return exit::INVALID;
         }
     };
+    if let Some(shard) = args.shard {
+        let skip = match args.skip_runs.as_deref().map(report::read_done).transpose() {
+            Ok(done) => done.unwrap_or_default().into_keys().collect(),
+            Err(e) => {
+                eprintln!("packrun run: {}", fsx::chain(&e));
+                return exit::INVALID;
+            }
+        };
+        batch.runs = slurm::keep_shard(std::mem::take(&mut batch.runs), shard, &skip);
+    }
     let env = match environment() {
         Ok(e) => e,
         Err(e) => {
@@ -392,7 +407,17 @@ fn run_batch(args: RunArgs) -> i32 {
             return exit::INVALID;
         }
     };
-    match batch_in(&dir, &args, &batch, &env, planned) {
+    // Inside a Slurm step: the runs' cgroups go below the step's.
+    let cgroup_base = match slurm::cgroup_base(&env.hierarchy) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("packrun run: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    let result = batch_in(&dir, &args, &batch, &env, planned, &cgroup_base);
+    slurm::remove_step_base(&env.hierarchy, &cgroup_base);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("packrun run: {e}");
@@ -408,6 +433,7 @@ fn batch_in(
     batch: &spec::Batch,
     env: &Environment,
     planned: std::time::Duration,
+    cgroup_base: &str,
 ) -> Result<i32, String> {
     let e = |e: &dyn std::error::Error| fsx::chain(e);
     let params = param_names(batch);
@@ -436,7 +462,8 @@ fn batch_in(
 
     let opts = run::Options {
         hierarchy: env.hierarchy.clone(),
-        cgroup_base: "packrun".into(),
+        // Inside a Slurm step: child cgroups of the step's own.
+        cgroup_base: cgroup_base.into(),
         batch_id: run::journal::batch_id(owner),
         output: run::Output::Logs(dir.to_path_buf()),
         scratch: dir.join("scratch"),
