@@ -221,7 +221,9 @@ pub struct ExecArgs {
 /// `packrun run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    pub file: PathBuf,
+    /// The job file (with --resume: default the copy kept in DIR/job.yaml).
+    #[arg(required_unless_present = "resume")]
+    pub file: Option<PathBuf>,
     /// Results folder (default: results/<name>-<UTC timestamp>/).
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub out: Option<PathBuf>,

@@ -362,7 +362,12 @@ fn run_batch(args: RunArgs) -> i32 {
         eprintln!("packrun run: --topology is for `packrun plan` only; a real run uses this machine's topology");
         return exit::INVALID;
     }
-    let mut batch = match spec::load(&args.file) {
+    let file = match (&args.file, &args.resume) {
+        (Some(f), _) => f.clone(),
+        (None, Some(dir)) => dir.join("job.yaml"),
+        (None, None) => unreachable!("clap requires FILE without --resume"),
+    };
+    let mut batch = match spec::load(&file) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
@@ -391,7 +396,7 @@ fn run_batch(args: RunArgs) -> i32 {
     };
     if let Err(errors) = plan::check_feasible(&batch.runs, &env.topology, &batch.groups) {
         for e in errors {
-            eprintln!("{}: {e}", args.file.display());
+            eprintln!("{}: {e}", file.display());
         }
         return exit::INVALID;
     }
@@ -585,7 +590,7 @@ fn results_dir(args: &RunArgs, batch: &spec::Batch) -> Result<std::path::PathBuf
             let old = std::fs::read_to_string(dir.join("job.yaml")).unwrap_or_default();
             return Err(format!(
                 "{} changed since the batch in {} began ({}); resume with --force to run the missing runs of the new file",
-                args.file.display(),
+                batch.file.display(),
                 dir.display(),
                 report::describe_change(&old, &batch.source)
             ));

@@ -532,7 +532,7 @@ fn task(dir: &Path) -> Result<i32, Failure> {
     let out = dir.join("nodes").join(&node);
     let again = out.join("manifest.json").exists();
     let args = RunArgs {
-        file: sub.file,
+        file: Some(sub.file),
         out: (!again).then(|| out.clone()),
         resume: again.then(|| out.clone()),
         force: again,
