@@ -80,6 +80,9 @@ pub enum Command {
     /// Print the man page (roff).
     #[command(after_help = "Examples:\n  packrun man > packrun.1 && man ./packrun.1")]
     Man,
+    /// Run a job file across a Slurm cluster: one packrun per node, results merged.
+    #[command(subcommand)]
+    Slurm(SlurmCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,6 +109,48 @@ pub struct ReportArgs {
     /// Also write GNU parallel's joblog of every run to FILE.
     #[arg(long, value_name = "FILE")]
     pub joblog: Option<PathBuf>,
+}
+
+/// `packrun slurm ...`.
+#[derive(Debug, Subcommand)]
+pub enum SlurmCommand {
+    /// Split the runs into one shard per node and submit one sbatch job of N exclusive nodes.
+    Submit(SubmitArgs),
+    /// Show the job's state in squeue and the rows each node has written so far.
+    Status { dir: PathBuf },
+    /// Merge the nodes' runs.csv into DIR/runs.csv and write DIR/summary.csv.
+    Merge { dir: PathBuf },
+    /// Run this node's shard (what the batch script's one task per node runs).
+    #[command(hide = true)]
+    Task { dir: PathBuf },
+}
+
+/// `packrun slurm submit`.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    pub file: PathBuf,
+    /// Number of nodes; the runs are split into this many shards of about equal work.
+    #[arg(long, value_name = "N")]
+    pub nodes: usize,
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// Time limit of the whole job, in sbatch's format (1:00:00, 2-0).
+    #[arg(long, value_name = "D")]
+    pub time: Option<String>,
+    #[arg(long, value_name = "A")]
+    pub account: Option<String>,
+    /// One more sbatch option, written as an #SBATCH line. Repeatable.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch_arg: Vec<String>,
+    /// Results folder, on a file system every node sees (default: results/<name>-<UTC timestamp>/).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Submit again only the runs missing from DIR/runs.csv (merged first).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// With --resume: accept a job file that changed since the first submission.
+    #[arg(long, requires = "resume")]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -176,7 +221,9 @@ pub struct ExecArgs {
 /// `packrun run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    pub file: PathBuf,
+    /// The job file (with --resume: default the copy kept in DIR/job.yaml).
+    #[arg(required_unless_present = "resume")]
+    pub file: Option<PathBuf>,
     /// Results folder (default: results/<name>-<UTC timestamp>/).
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub out: Option<PathBuf>,
@@ -195,4 +242,10 @@ pub struct RunArgs {
     /// No progress bars: one line per finished run.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run only shard I of N (0-based), as split by `packrun slurm submit`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::slurm::Shard>,
+    /// With --shard: leave out the runs in this runs.csv before splitting.
+    #[arg(long, value_name = "CSV", requires = "shard", hide = true)]
+    pub skip_runs: Option<PathBuf>,
 }

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod slurm;
 pub mod spec;
 pub mod topology;
 
@@ -92,6 +93,7 @@ pub fn main(cli: Cli) -> i32 {
             }
         }
         Command::Exec(args) => exec(args),
+        Command::Slurm(cmd) => slurm::main(cmd),
         Command::Plan {
             file,
             topology,
@@ -341,9 +343,12 @@ fn environment() -> Result<Environment, String> {
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
     cgroup::prepare_v2_parent(&hierarchy).map_err(|e| fsx::chain(&e))?;
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    // Under Slurm the node's name: several slurmd may share one host.
+    let host = slurm::node_name().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     Ok(Environment {
         topology,
         hierarchy,
@@ -357,13 +362,28 @@ fn run_batch(args: RunArgs) -> i32 {
         eprintln!("packrun run: --topology is for `packrun plan` only; a real run uses this machine's topology");
         return exit::INVALID;
     }
-    let batch = match spec::load(&args.file) {
+    let file = match (&args.file, &args.resume) {
+        (Some(f), _) => f.clone(),
+        (None, Some(dir)) => dir.join("job.yaml"),
+        (None, None) => unreachable!("clap requires FILE without --resume"),
+    };
+    let mut batch = match spec::load(&file) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
             return exit::INVALID;
         }
     };
+    if let Some(shard) = args.shard {
+        let skip = match args.skip_runs.as_deref().map(report::read_done).transpose() {
+            Ok(done) => done.unwrap_or_default().into_keys().collect(),
+            Err(e) => {
+                eprintln!("packrun run: {}", fsx::chain(&e));
+                return exit::INVALID;
+            }
+        };
+        batch.runs = slurm::keep_shard(std::mem::take(&mut batch.runs), shard, &skip);
+    }
     let env = match environment() {
         Ok(e) => e,
         Err(e) => {
@@ -376,7 +396,7 @@ fn run_batch(args: RunArgs) -> i32 {
     };
     if let Err(errors) = plan::check_feasible(&batch.runs, &env.topology, &batch.groups) {
         for e in errors {
-            eprintln!("{}: {e}", args.file.display());
+            eprintln!("{}: {e}", file.display());
         }
         return exit::INVALID;
     }
@@ -392,7 +412,17 @@ fn run_batch(args: RunArgs) -> i32 {
             return exit::INVALID;
         }
     };
-    match batch_in(&dir, &args, &batch, &env, planned) {
+    // Inside a Slurm step: the runs' cgroups go below the step's.
+    let cgroup_base = match slurm::cgroup_base(&env.hierarchy) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("packrun run: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    let result = batch_in(&dir, &args, &batch, &env, planned, &cgroup_base);
+    slurm::remove_step_base(&env.hierarchy, &cgroup_base);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("packrun run: {e}");
@@ -408,6 +438,7 @@ fn batch_in(
     batch: &spec::Batch,
     env: &Environment,
     planned: std::time::Duration,
+    cgroup_base: &str,
 ) -> Result<i32, String> {
     let e = |e: &dyn std::error::Error| fsx::chain(e);
     let params = param_names(batch);
@@ -436,7 +467,8 @@ fn batch_in(
 
     let opts = run::Options {
         hierarchy: env.hierarchy.clone(),
-        cgroup_base: "packrun".into(),
+        // Inside a Slurm step: child cgroups of the step's own.
+        cgroup_base: cgroup_base.into(),
         batch_id: run::journal::batch_id(owner),
         output: run::Output::Logs(dir.to_path_buf()),
         scratch: dir.join("scratch"),
@@ -558,7 +590,7 @@ fn results_dir(args: &RunArgs, batch: &spec::Batch) -> Result<std::path::PathBuf
             let old = std::fs::read_to_string(dir.join("job.yaml")).unwrap_or_default();
             return Err(format!(
                 "{} changed since the batch in {} began ({}); resume with --force to run the missing runs of the new file",
-                args.file.display(),
+                batch.file.display(),
                 dir.display(),
                 report::describe_change(&old, &batch.source)
             ));

@@ -88,12 +88,12 @@ fn close_others(keep: &mut [RawFd]) {
         if fd as u32 > first {
             // SAFETY: close_range(2) closes descriptors this process owns
             // and will not use; those in `keep` are outside the range.
-            unsafe { libc::close_range(first, fd as u32 - 1, 0) };
+            unsafe { close_range(first, fd as u32 - 1, 0) };
         }
         first = fd as u32 + 1;
     }
     // SAFETY: as above.
-    unsafe { libc::close_range(first, u32::MAX, 0) };
+    unsafe { close_range(first, u32::MAX, 0) };
 }
 
 /// Every signal back to its default action (the runner's handlers are not
@@ -469,14 +469,14 @@ fn loopback_up(fds: &Fds) {
         ifr.ifr_name[0] = b'l' as libc::c_char;
         ifr.ifr_name[1] = b'o' as libc::c_char;
         check(
-            libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut ifr) as _,
+            libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut ifr) as _,
             fds,
             "SIOCGIFFLAGS",
             c"lo",
         );
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
         check(
-            libc::ioctl(sock, libc::SIOCSIFFLAGS, &ifr) as _,
+            libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &ifr) as _,
             fds,
             "SIOCSIFFLAGS up",
             c"lo",
@@ -530,7 +530,7 @@ fn job_main(plan: &Plan, fds: &Fds) -> ! {
             check(libc::dup2(fd, i as i32) as _, fds, "dup2 stdio", c"");
         }
         // Nothing of the runner's beyond stdio reaches the job.
-        libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
+        close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
 
         for (resource, value, name) in &plan.rlimits {
             let lim = libc::rlimit {
@@ -684,4 +684,14 @@ fn job_main(plan: &Plan, fds: &Fds) -> ! {
         }
         fail(fds, "execve", plan.argv0.to_bytes(), err, 127)
     }
+}
+
+/// close_range(2) through the raw system call: musl's libc has no wrapper.
+///
+/// # Safety
+/// The caller must own every descriptor in the range and not use any of
+/// them afterwards (with flags 0), as with close(2).
+unsafe fn close_range(first: u32, last: u32, flags: libc::c_uint) -> libc::c_long {
+    // SAFETY: the syscall takes three integers; soundness is the caller's contract above.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) }
 }

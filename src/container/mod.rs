@@ -1184,3 +1184,14 @@ mod tests {
         assert_eq!(rlimit_resource("files"), None);
     }
 }
+
+/// Restores the default action of SIGPIPE, which Rust's runtime ignores, so
+/// that `packrun topology | head` ends quietly like other Unix tools instead
+/// of panicking on a closed stdout.
+pub fn restore_default_sigpipe() {
+    // SAFETY: SIG_DFL is a valid disposition and no handler runs Rust code;
+    // called at start-up before any thread exists. See signal(7).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

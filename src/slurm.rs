@@ -1,0 +1,871 @@
+//! Running a job file across a Slurm cluster: one node-local packrun per
+//! node, each running its shard of the runs, results merged afterwards.
+//!
+//! `submit` splits the runs into N shards, writes `DIR/packrun.sbatch` and
+//! `DIR/slurm.json`, and submits one job of N exclusive nodes. Each node's
+//! single task (`packrun slurm task DIR`) runs `packrun run --shard I/N`
+//! into `DIR/nodes/<node>/`; the batch script then runs `packrun slurm
+//! merge DIR`. The job file, the results folder and the packrun binary must
+//! be on a file system every node sees (as for any Slurm job).
+
+use crate::cli::{RunArgs, SlurmCommand, SubmitArgs};
+use crate::{exit, fsx, report, spec};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `--shard I/N`: this process runs shard I (0-based) of N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("invalid shard `{s}`: expected I/N with 0 <= I < N, like 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// Predicted work of a run: CPUs × estimated seconds.
+fn work(r: &spec::Run) -> f64 {
+    f64::from(r.resources.cpus) * r.estimate.as_secs_f64()
+}
+
+/// Splits `runs` into `n` shards of about equal predicted work; returns the
+/// run indices of each shard, in submission order.
+///
+/// Deterministic greedy (LPT): units sorted by work, largest first (ties in
+/// file order), each to the least loaded shard (ties to the lowest index).
+/// A unit is one run, except that all runs of jobs linked by `depends_on`
+/// (in either direction, transitively) form one unit: a dependency can only
+/// be waited for on the node that runs it.
+pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
+    let n = n.max(1);
+    // Union-find over job names linked by depends_on.
+    let mut jobs: Vec<&str> = Vec::new();
+    for r in runs {
+        for j in std::iter::once(r.job.as_str()).chain(r.depends_on.iter().map(String::as_str)) {
+            if !jobs.contains(&j) {
+                jobs.push(j);
+            }
+        }
+    }
+    let id = |j: &str| {
+        jobs.iter()
+            .position(|x| *x == j)
+            .expect("every job was listed")
+    };
+    let mut parent: Vec<usize> = (0..jobs.len()).collect();
+    fn root(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    let mut linked = vec![false; jobs.len()];
+    for r in runs {
+        for d in &r.depends_on {
+            let (a, b) = (root(&mut parent, id(&r.job)), root(&mut parent, id(d)));
+            parent[a] = b;
+            linked[id(&r.job)] = true;
+            linked[id(d)] = true;
+        }
+    }
+    // Units: (work, first run index, run indices).
+    let mut units: Vec<(f64, usize, Vec<usize>)> = Vec::new();
+    let mut unit_of_component: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, r) in runs.iter().enumerate() {
+        let j = id(&r.job);
+        if linked[j] {
+            let c = root(&mut parent, j);
+            let u = *unit_of_component.entry(c).or_insert_with(|| {
+                units.push((0.0, i, Vec::new()));
+                units.len() - 1
+            });
+            units[u].0 += work(r);
+            units[u].2.push(i);
+        } else {
+            units.push((work(r), i, vec![i]));
+        }
+    }
+    units.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut load = vec![0.0f64; n];
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (w, _, idx) in units {
+        let s = (0..n)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]).then(a.cmp(&b)))
+            .expect("n >= 1");
+        load[s] += w;
+        shards[s].extend(idx);
+    }
+    for s in &mut shards {
+        s.sort_unstable();
+    }
+    shards
+}
+
+/// The runs of `shard`: leaves out the runs in `skip`, splits the rest.
+pub fn keep_shard(runs: Vec<spec::Run>, shard: Shard, skip: &HashSet<String>) -> Vec<spec::Run> {
+    let runs: Vec<spec::Run> = runs
+        .into_iter()
+        .filter(|r| !skip.contains(&r.key))
+        .collect();
+    let mine: HashSet<usize> = split(&runs, shard.count)
+        .swap_remove(shard.index)
+        .into_iter()
+        .collect();
+    runs.into_iter()
+        .enumerate()
+        .filter(|(i, _)| mine.contains(i))
+        .map(|(_, r)| r)
+        .collect()
+}
+
+/// This node's name inside a Slurm job (SLURMD_NODENAME, which tells apart
+/// several slurmd on one host), used for the `host` column and `nodes/<name>/`.
+pub fn node_name() -> Option<String> {
+    ["SLURMD_NODENAME", "SLURM_NODENAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
+/// On cgroup v1, the step's cgroup from the text of /proc/self/cgroup: the
+/// cpuset controller's path (the one that confines the step's CPUs; a
+/// cpuset child must be a subset of it), plus `/packrun`. None when the
+/// process sits at the cpuset root (Slurm's task/cgroup is off).
+pub fn step_cgroup_base_v1(proc_self_cgroup: &str) -> Option<String> {
+    let path = proc_self_cgroup.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        ctrls
+            .split(',')
+            .any(|c| c == "cpuset")
+            .then(|| path.trim().trim_matches('/').to_string())
+    })?;
+    (!path.is_empty()).then(|| format!("{path}/packrun"))
+}
+
+/// The cgroup base for the runs' cgroups: `packrun`, except inside a Slurm
+/// step (SLURM_JOB_ID set) on cgroup v1, where it is below the step's cgroup
+/// so the runs are child cgroups of it and stay inside what Slurm gave the
+/// step. The step's path is made in the controllers Slurm does not manage
+/// (cpuset values copied from the parent), and removed by
+/// [`remove_step_base`] afterwards.
+///
+/// On v2 the cgroup module nests packrun's groups below the process's own
+/// cgroup already whenever SLURM_JOB_ID is set (see `cgroup::detect_host`).
+pub fn cgroup_base(h: &crate::cgroup::Hierarchy) -> Result<String, String> {
+    let crate::cgroup::Hierarchy::V1 { mounts } = h else {
+        return Ok("packrun".into());
+    };
+    if std::env::var_os("SLURM_JOB_ID").is_none() {
+        return Ok("packrun".into());
+    }
+    let own = fsx::read_to_string("/proc/self/cgroup").map_err(|e| fsx::chain(&e))?;
+    let Some(base) = step_cgroup_base_v1(&own) else {
+        return Ok("packrun".into());
+    };
+    let step = Path::new(&base).parent().expect("base ends in /packrun");
+    for (_, m) in mounts {
+        let mut dir = m.clone();
+        for part in step.components() {
+            let parent = dir.clone();
+            dir.push(part);
+            if dir.exists() {
+                continue;
+            }
+            std::fs::create_dir(&dir)
+                .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
+            // v1 cpuset: a new group has empty cpus and mems until set.
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if dir.join(f).exists() {
+                    let v = fsx::read_trimmed(parent.join(f)).map_err(|e| fsx::chain(&e))?;
+                    fsx::write(dir.join(f), v).map_err(|e| fsx::chain(&e))?;
+                }
+            }
+        }
+    }
+    Ok(base)
+}
+
+/// Removes what [`cgroup_base`] and the runs left below the step's cgroup:
+/// `<base>` in every controller, then on v1, in controllers where this
+/// process is not in the step's path (Slurm does not manage them), the
+/// step path made for packrun. rmdir fails on a cgroup with children or
+/// tasks, so nothing still in use is touched.
+pub fn remove_step_base(h: &crate::cgroup::Hierarchy, base: &str) {
+    let crate::cgroup::Hierarchy::V1 { mounts } = h else {
+        return;
+    };
+    if base == "packrun" {
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for (ctrl, root) in mounts {
+        let _ = std::fs::remove_dir(root.join(base));
+        let mine = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            c.split(',')
+                .any(|c| c == ctrl)
+                .then(|| p.trim_matches('/').to_string())
+        });
+        if mine.is_some_and(|m| !m.is_empty() && base.starts_with(&m)) {
+            continue;
+        }
+        let mut p = Path::new(base).parent();
+        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
+            if std::fs::remove_dir(root.join(dir)).is_err() {
+                break;
+            }
+            p = dir.parent();
+        }
+    }
+}
+
+/// What `submit` records in `DIR/slurm.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Submission {
+    pub job_id: String,
+    pub nodes: usize,
+    /// The job file, absolute.
+    pub file: PathBuf,
+    pub job_file_sha256: String,
+    /// runs.csv whose run_keys the shards leave out (on --resume).
+    pub skip: Option<PathBuf>,
+    /// Runs submitted (after leaving out `skip`).
+    pub runs: usize,
+    pub submitted: String,
+    /// Earlier submissions into the same folder (job ids).
+    #[serde(default)]
+    pub previous: Vec<String>,
+}
+
+pub fn main(cmd: SlurmCommand) -> i32 {
+    let r = match cmd {
+        SlurmCommand::Submit(a) => submit(&a),
+        SlurmCommand::Status { dir } => status(&dir),
+        SlurmCommand::Merge { dir } => merge(&dir).map(|n| {
+            println!("merged {n} runs into {}", dir.join("runs.csv").display());
+            exit::OK
+        }),
+        SlurmCommand::Task { dir } => task(&dir),
+    };
+    r.unwrap_or_else(|(code, msg)| {
+        eprintln!("packrun slurm: {msg}");
+        code
+    })
+}
+
+type Failure = (i32, String);
+
+fn env_err(msg: String) -> Failure {
+    (exit::ENVIRONMENT, msg)
+}
+
+fn io<E: std::error::Error>(e: E) -> Failure {
+    env_err(fsx::chain(&e))
+}
+
+/// Single-quotes `s` for /bin/sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The batch script: N exclusive nodes, one task each.
+pub fn batch_script(a: &SubmitArgs, name: &str, dir: &Path, packrun: &Path) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    s += &format!("#SBATCH --job-name=packrun-{name}\n");
+    s += &format!("#SBATCH --nodes={}\n", a.nodes);
+    s += "#SBATCH --ntasks-per-node=1\n#SBATCH --exclusive\n";
+    s += &format!("#SBATCH --output={}\n", dir.join("slurm-%j.out").display());
+    if let Some(p) = &a.partition {
+        s += &format!("#SBATCH --partition={p}\n");
+    }
+    if let Some(t) = &a.time {
+        s += &format!("#SBATCH --time={t}\n");
+    }
+    if let Some(acc) = &a.account {
+        s += &format!("#SBATCH --account={acc}\n");
+    }
+    for x in &a.sbatch_arg {
+        s += &format!("#SBATCH {x}\n");
+    }
+    let (p, d) = (
+        sh_quote(&packrun.display().to_string()),
+        sh_quote(&dir.display().to_string()),
+    );
+    s += "# Written by `packrun slurm submit`. One packrun per node runs its shard\n";
+    s += "# (`packrun run --shard $SLURM_NODEID/N`) into nodes/<node>/; this node,\n";
+    s += "# the last to finish, then merges the nodes' rows.\n";
+    s += &format!("srun --ntasks-per-node=1 --kill-on-bad-exit=0 {p} slurm task {d}\n");
+    s += "code=$?\n";
+    s += &format!("{p} slurm merge {d} || exit 3\n");
+    s += "exit $code\n";
+    s
+}
+
+/// Parses `sbatch --parsable` output: `123` or `123;cluster`.
+pub fn parse_job_id(out: &str) -> Option<String> {
+    let id = out.trim().split(';').next()?.trim();
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit() || c == '_')).then(|| id.to_string())
+}
+
+fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
+    if a.nodes == 0 {
+        return Err((exit::INVALID, "--nodes 0: expected at least 1 node".into()));
+    }
+    if let Some(bad) = a
+        .sbatch_arg
+        .iter()
+        .find(|x| !x.starts_with('-') || x.contains('\n'))
+    {
+        return Err((
+            exit::INVALID,
+            format!("invalid --sbatch-arg `{bad}`: expected one sbatch option like --mem=0 or --qos=long"),
+        ));
+    }
+    let batch = spec::load(&a.file).map_err(|e| (exit::INVALID, e.to_string()))?;
+    let file = std::fs::canonicalize(&a.file)
+        .map_err(|e| env_err(format!("{}: {e}", a.file.display())))?;
+    let sha = report::sha256_hex(batch.source.as_bytes());
+
+    let (dir, skip, previous) = match &a.resume {
+        Some(dir) => {
+            let old = read_submission(dir)?;
+            if old.job_file_sha256 != sha && !a.force {
+                return Err((
+                    exit::INVALID,
+                    format!(
+                        "{} changed since the batch in {} was submitted; resume with --force to run the missing runs of the new file",
+                        a.file.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+            merge(dir)?;
+            let skip = dir.join("skip.csv");
+            let merged = dir.join("runs.csv");
+            if merged.exists() {
+                std::fs::copy(&merged, &skip).map_err(|e| {
+                    env_err(format!(
+                        "copy {} to {}: {e}",
+                        merged.display(),
+                        skip.display()
+                    ))
+                })?;
+            }
+            let mut previous = old.previous;
+            previous.push(old.job_id);
+            (dir.clone(), merged.exists().then_some(skip), previous)
+        }
+        None => {
+            let dir = match &a.out {
+                Some(d) => d.clone(),
+                None => Path::new("results").join(format!(
+                    "{}-{}",
+                    batch.name,
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                )),
+            };
+            if dir.join("slurm.json").exists() {
+                return Err((
+                    exit::INVALID,
+                    format!(
+                        "{} holds a submitted batch already; use --resume {} to continue it",
+                        dir.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| env_err(format!("cannot create {}: {e}", dir.display())))?;
+            (dir, None, Vec::new())
+        }
+    };
+    let dir =
+        std::fs::canonicalize(&dir).map_err(|e| env_err(format!("{}: {e}", dir.display())))?;
+    let done: HashSet<String> = match &skip {
+        Some(p) => report::read_done(p).map_err(io)?.into_keys().collect(),
+        None => HashSet::new(),
+    };
+    let todo: Vec<spec::Run> = batch
+        .runs
+        .iter()
+        .filter(|r| !done.contains(&r.key))
+        .cloned()
+        .collect();
+    if todo.is_empty() {
+        println!(
+            "every run of {} is in {} already: nothing to submit",
+            a.file.display(),
+            dir.join("runs.csv").display()
+        );
+        return Ok(exit::OK);
+    }
+    let shards = split(&todo, a.nodes);
+    let packrun = std::env::current_exe()
+        .map_err(|e| env_err(format!("cannot find the packrun binary: {e}")))?;
+    let script = dir.join("packrun.sbatch");
+    fsx::write(&script, batch_script(a, &batch.name, &dir, &packrun)).map_err(io)?;
+
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&script)
+        .output()
+        .map_err(|e| {
+            env_err(format!(
+                "cannot run sbatch: {e}; is Slurm's client installed and on PATH?"
+            ))
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(env_err(format!(
+            "sbatch {} failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let job_id = parse_job_id(&stdout).ok_or_else(|| {
+        env_err(format!(
+            "sbatch printed `{}`, expected a job id",
+            stdout.trim()
+        ))
+    })?;
+    let sub = Submission {
+        job_id: job_id.clone(),
+        nodes: a.nodes,
+        file,
+        job_file_sha256: sha,
+        skip,
+        runs: todo.len(),
+        submitted: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        previous,
+    };
+    let json = serde_json::to_string_pretty(&sub).expect("submission serializes") + "\n";
+    fsx::write(dir.join("slurm.json"), json).map_err(io)?;
+    let sizes: Vec<String> = shards.iter().map(|s| s.len().to_string()).collect();
+    println!(
+        "submitted job {job_id}: {} runs on {} nodes (shards of {} runs); results in {}",
+        todo.len(),
+        a.nodes,
+        sizes.join(", "),
+        dir.display()
+    );
+    Ok(exit::OK)
+}
+
+fn read_submission(dir: &Path) -> Result<Submission, Failure> {
+    let path = dir.join("slurm.json");
+    let text = fsx::read_to_string(&path).map_err(io)?;
+    serde_json::from_str(&text).map_err(|e| {
+        (
+            exit::INVALID,
+            format!(
+                "{}: {e}; expected what `packrun slurm submit` writes",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Node result folders: `DIR/nodes/<node>` holding a runs.csv, by name.
+fn node_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, Failure> {
+    let nodes = dir.join("nodes");
+    let entries = match std::fs::read_dir(&nodes) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(env_err(format!("cannot read {}: {e}", nodes.display()))),
+    };
+    let mut v: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().join("runs.csv").is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The task of one node: its shard of the job file into `DIR/nodes/<node>/`.
+fn task(dir: &Path) -> Result<i32, Failure> {
+    let sub = read_submission(dir)?;
+    let var = |v: &str| {
+        std::env::var(v).map_err(|_| {
+            env_err(format!(
+                "{v} is not set: `packrun slurm task` runs inside the job `packrun slurm submit` made"
+            ))
+        })
+    };
+    let index: usize = var("SLURM_NODEID")?
+        .parse()
+        .map_err(|_| env_err("SLURM_NODEID is not a number".into()))?;
+    if let Ok(n) = var("SLURM_NNODES") {
+        if n.parse::<usize>().ok() != Some(sub.nodes) {
+            return Err(env_err(format!(
+                "the job has {n} nodes, but {} were asked for",
+                sub.nodes
+            )));
+        }
+    }
+    let shard = Shard {
+        index,
+        count: sub.nodes,
+    };
+    let node = node_name()
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| format!("node{index}"));
+    let out = dir.join("nodes").join(&node);
+    let again = out.join("manifest.json").exists();
+    let args = RunArgs {
+        file: Some(sub.file),
+        out: (!again).then(|| out.clone()),
+        resume: again.then(|| out.clone()),
+        force: again,
+        max_parallel: None,
+        topology: None,
+        quiet: true,
+        shard: Some(shard),
+        skip_runs: sub.skip,
+    };
+    eprintln!(
+        "packrun on {node}: shard {}/{} into {}",
+        shard.index,
+        shard.count,
+        out.display()
+    );
+    Ok(crate::run_batch(args))
+}
+
+/// Merges `DIR/nodes/*/runs.csv` into `DIR/runs.csv` (each run_key once:
+/// the first node in name order that has it), then writes summary.csv
+/// and report.html.
+/// Returns the number of rows.
+pub fn merge(dir: &Path) -> Result<usize, Failure> {
+    let nodes = node_dirs(dir)?;
+    let mut header: Option<(PathBuf, csv::StringRecord)> = None;
+    let mut seen = HashSet::new();
+    let mut rows: Vec<csv::StringRecord> = Vec::new();
+    for (_, nd) in &nodes {
+        let path = nd.join("runs.csv");
+        let text = fsx::read_to_string(&path).map_err(io)?;
+        // A node may be writing: only whole lines count.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let mut rdr = csv::Reader::from_reader(complete.as_bytes());
+        let h = rdr
+            .headers()
+            .map_err(|e| env_err(format!("{}: {e}", path.display())))?
+            .clone();
+        let key = h
+            .iter()
+            .position(|c| c == "run_key")
+            .ok_or_else(|| env_err(format!("{}: no run_key column", path.display())))?;
+        match &header {
+            Some((first, fh)) if fh != &h => {
+                return Err(env_err(format!(
+                    "{} has columns [{}], but {} has [{}]: were they run from the same job file?",
+                    path.display(),
+                    h.iter().collect::<Vec<_>>().join(","),
+                    first.display(),
+                    fh.iter().collect::<Vec<_>>().join(",")
+                )))
+            }
+            Some(_) => {}
+            None => header = Some((path.clone(), h.clone())),
+        }
+        for (i, r) in rdr.records().enumerate() {
+            let r = r.map_err(|e| env_err(format!("{}: row {}: {e}", path.display(), i + 2)))?;
+            if seen.insert(r[key].to_string()) {
+                rows.push(r);
+            }
+        }
+    }
+    let Some((_, header)) = header else {
+        return Ok(0);
+    };
+    // Start time order, as a local batch appends them.
+    let start = header.iter().position(|c| c == "start_time");
+    if let Some(s) = start {
+        rows.sort_by(|a, b| a[s].cmp(&b[s]));
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(&header).expect("CSV to memory");
+    for r in &rows {
+        w.write_record(r).expect("CSV to memory");
+    }
+    let data = w.into_inner().expect("CSV to memory");
+    let path = dir.join("runs.csv");
+    let tmp = dir.join(".runs.csv.merge");
+    fsx::write(&tmp, data).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(|e| {
+        env_err(format!(
+            "rename {} to {}: {e}",
+            tmp.display(),
+            path.display()
+        ))
+    })?;
+    let parsed = report::read_rows(&path).map_err(io)?;
+    report::write_summary(&dir.join("summary.csv"), &report::summarize(&parsed)).map_err(io)?;
+    // The nodes' manifests stay in nodes/<node>/; the page is made without one.
+    crate::html::write_report(dir).map_err(io)?;
+    Ok(rows.len())
+}
+
+fn status(dir: &Path) -> Result<i32, Failure> {
+    let sub = read_submission(dir)?;
+    let out = Command::new("squeue")
+        .args(["-h", "-j", &sub.job_id, "-o", "%T %M %N"])
+        .output()
+        .map_err(|e| env_err(format!("cannot run squeue: {e}")))?;
+    let q = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !q.is_empty() {
+        println!("job {}: {q}", sub.job_id);
+    } else {
+        println!("job {}: no longer in the queue", sub.job_id);
+    }
+    let mut total = 0;
+    for (node, nd) in node_dirs(dir)? {
+        let done = report::read_done(&nd.join("runs.csv")).map_err(io)?;
+        let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in done.values() {
+            *states.entry(s.as_str()).or_default() += 1;
+        }
+        let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        println!("{node}: {} rows ({})", done.len(), parts.join(", "));
+        total += done.len();
+    }
+    println!("{total} of {} runs recorded", sub.runs);
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(job: &str, cpus: u32, secs: u64, deps: &[&str]) -> spec::Run {
+        spec::Run {
+            key: format!("{job}-{cpus}-{secs}"),
+            job: job.into(),
+            params: Vec::new(),
+            rep: 1,
+            warmup: false,
+            command: vec!["/bin/true".into()],
+            env: Vec::new(),
+            workdir: None,
+            resources: spec::Resources {
+                cpus,
+                cpuset: None,
+                memory: None,
+                numa: spec::Numa::Local,
+                cpu_quota: None,
+                pids: spec::DEFAULT_PIDS,
+                io: spec::Io::default(),
+                rlimits: Vec::new(),
+            },
+            time_limit: None,
+            cpu_time_limit: None,
+            estimate: std::time::Duration::from_secs(secs),
+            container: spec::Container {
+                rootfs: spec::Rootfs::Host,
+                network: spec::Network::None,
+                hostname: job.into(),
+                mounts: Vec::new(),
+                writable: Vec::new(),
+                user: None,
+                capabilities: Vec::new(),
+            },
+            log_limit: spec::DEFAULT_LOG_LIMIT,
+            group: None,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn shard_parses_index_and_count_and_rejects_out_of_range() {
+        assert_eq!("1/4".parse::<Shard>(), Ok(Shard { index: 1, count: 4 }));
+        let e = "4/4".parse::<Shard>().unwrap_err();
+        assert!(e.contains("`4/4`") && e.contains("I/N"), "{e}");
+        assert!("x".parse::<Shard>().is_err());
+        assert!("0/0".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn split_puts_the_largest_runs_first_on_the_least_loaded_shard() {
+        let runs = vec![
+            run("a", 1, 10, &[]),
+            run("b", 4, 10, &[]),
+            run("c", 2, 10, &[]),
+            run("d", 1, 20, &[]),
+        ];
+        // Work 10, 40, 20, 20: b → 0; c → 1; d → 1 (20 < 40); a → 0 (40 = 40: lowest index).
+        assert_eq!(split(&runs, 2), vec![vec![0, 1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn split_keeps_jobs_linked_by_depends_on_on_one_shard() {
+        let runs = vec![
+            run("prep", 1, 5, &[]),
+            run("x", 1, 5, &[]),
+            run("main", 1, 5, &["prep"]),
+            run("main", 1, 5, &["prep"]),
+            run("y", 1, 5, &[]),
+        ];
+        let shards = split(&runs, 3);
+        let with_prep = shards.iter().find(|s| s.contains(&0)).unwrap();
+        assert_eq!(with_prep, &vec![0, 2, 3]);
+        assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 5);
+    }
+
+    #[test]
+    fn keep_shard_leaves_out_skipped_runs_and_covers_the_rest_once() {
+        let runs: Vec<spec::Run> = (1..=7).map(|i| run(&format!("j{i}"), 1, i, &[])).collect();
+        let skip: HashSet<String> = [runs[2].key.clone()].into();
+        let mut all: Vec<String> = (0..3)
+            .flat_map(|i| keep_shard(runs.clone(), Shard { index: i, count: 3 }, &skip))
+            .map(|r| r.key)
+            .collect();
+        all.sort();
+        let mut want: Vec<String> = runs
+            .iter()
+            .map(|r| r.key.clone())
+            .filter(|k| !skip.contains(k))
+            .collect();
+        want.sort();
+        assert_eq!(all, want);
+    }
+
+    #[test]
+    fn step_cgroup_base_is_the_cpuset_path_of_the_step_on_v1() {
+        let v1 = "6:freezer:/slurm_n1/uid_0/job_1/step_0\n3:cpuset:/slurm_n1/uid_0/job_1/step_0\n1:cpu:/\n0::/\n";
+        assert_eq!(
+            step_cgroup_base_v1(v1).as_deref(),
+            Some("slurm_n1/uid_0/job_1/step_0/packrun")
+        );
+        assert_eq!(step_cgroup_base_v1("3:cpuset:/\n0::/\n"), None);
+        assert_eq!(step_cgroup_base_v1("0::/system.slice/x\n"), None);
+    }
+
+    #[test]
+    fn sbatch_job_id_is_read_from_parsable_output() {
+        assert_eq!(parse_job_id("123\n").as_deref(), Some("123"));
+        assert_eq!(parse_job_id("45;cluster\n").as_deref(), Some("45"));
+        assert_eq!(parse_job_id("Submitted batch job 3"), None);
+    }
+
+    #[test]
+    fn batch_script_asks_for_exclusive_nodes_and_quotes_paths() {
+        let a = SubmitArgs {
+            file: "j.yaml".into(),
+            nodes: 3,
+            partition: Some("fat".into()),
+            time: Some("1:00:00".into()),
+            account: None,
+            sbatch_arg: vec!["--qos=long".into()],
+            out: None,
+            resume: None,
+            force: false,
+        };
+        let s = batch_script(
+            &a,
+            "sweep",
+            Path::new("/shared/it's"),
+            Path::new("/opt/packrun"),
+        );
+        for want in [
+            "#SBATCH --nodes=3\n",
+            "#SBATCH --exclusive\n",
+            "#SBATCH --partition=fat\n",
+            "#SBATCH --time=1:00:00\n",
+            "#SBATCH --qos=long\n",
+            "srun --ntasks-per-node=1 --kill-on-bad-exit=0 '/opt/packrun' slurm task '/shared/it'\\''s'\n",
+            "'/opt/packrun' slurm merge '/shared/it'\\''s'",
+        ] {
+            assert!(s.contains(want), "missing {want:?} in\n{s}");
+        }
+    }
+
+    #[test]
+    fn merge_keeps_each_run_key_once_and_checks_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = crate::report::header(&["i".into()]).join(",");
+        let ncols = head.split(',').count();
+        let row = |key: &str, host: &str, start: &str| {
+            let h: Vec<&str> = head.split(',').collect();
+            h.iter()
+                .map(|c| match *c {
+                    "run_key" => key.to_string(),
+                    "job" => "j".into(),
+                    "host" => host.into(),
+                    "rep" => "1".into(),
+                    "warmup" => "false".into(),
+                    "start_time" | "end_time" => start.into(),
+                    "state" => "COMPLETED".into(),
+                    "exit_code" => "0".into(),
+                    "parameter_i" => "1".into(),
+                    c if c.ends_with("_s")
+                        || c.ends_with("_bytes")
+                        || c.ends_with("peak")
+                        || c == "oom_kills" =>
+                    {
+                        "0".into()
+                    }
+                    _ => String::new(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for (n, rows) in [
+            (
+                "n1",
+                vec![
+                    row("k1", "n1", "2024-01-01T00:00:02Z"),
+                    row("k2", "n1", "2024-01-01T00:00:03Z"),
+                ],
+            ),
+            (
+                "n2",
+                vec![
+                    row("k3", "n2", "2024-01-01T00:00:01Z"),
+                    row("k2", "n2", "2024-01-01T00:00:04Z"),
+                ],
+            ),
+        ] {
+            let d = dir.path().join("nodes").join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("runs.csv"), format!("{head}\n{}\n", rows.join("\n"))).unwrap();
+        }
+        assert_eq!(merge(dir.path()).unwrap(), 3);
+        let text = std::fs::read_to_string(dir.path().join("runs.csv")).unwrap();
+        let keys: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert_eq!(keys, ["k3", "k1", "k2"]);
+        assert!(text.lines().all(|l| l.split(',').count() == ncols));
+        assert!(text.contains(",n1,") && text.contains(",n2,"));
+        assert!(dir.path().join("summary.csv").exists());
+        assert!(dir.path().join("report.html").exists());
+
+        std::fs::write(dir.path().join("nodes/n2/runs.csv"), "run_key,job\nk9,j\n").unwrap();
+        let (_, e) = merge(dir.path()).unwrap_err();
+        assert!(
+            e.contains("nodes/n2/runs.csv") && e.contains("same job file"),
+            "{e}"
+        );
+    }
+}
