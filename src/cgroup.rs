@@ -463,6 +463,32 @@ impl RunCgroup {
         Ok(())
     }
 
+    /// On v1, the `tasks` file of every directory, for a task to join by
+    /// writing "0" (see container::ContainerConfig::join_tasks).
+    pub fn v1_tasks_files(&self) -> Vec<PathBuf> {
+        match self.h {
+            Hierarchy::V1 { .. } => self.dirs.iter().map(|d| d.join("tasks")).collect(),
+            Hierarchy::V2 { .. } => Vec::new(),
+        }
+    }
+
+    /// On v2, whether `pid` is in this group already (clone3 with
+    /// CLONE_INTO_CGROUP put it there, unless the kernel lacked clone3).
+    pub fn holds(&self, pid: i32) -> bool {
+        let Hierarchy::V2 { root, .. } = &self.h else {
+            return false;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            return false;
+        };
+        let Some(own) = own_v2_cgroup(&text) else {
+            return false;
+        };
+        self.dirs
+            .first()
+            .is_some_and(|d| d.strip_prefix(root).is_ok_and(|rel| rel == own))
+    }
+
     /// On v2, the directory to open for clone3(CLONE_INTO_CGROUP).
     pub fn v2_dir(&self) -> Option<&Path> {
         match self.h {

@@ -24,6 +24,7 @@ fn config(argv: &[&str]) -> ContainerConfig {
         stdin: None,
         stdout: null(),
         stderr: null(),
+        join_tasks: Vec::new(),
     }
 }
 

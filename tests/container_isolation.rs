@@ -35,6 +35,7 @@ fn config(argv: &[&str]) -> (ContainerConfig, File, File) {
         stdin: None,
         stdout: out_w,
         stderr: err_w,
+        join_tasks: Vec::new(),
     };
     (cfg, File::from(out_r), File::from(err_r))
 }

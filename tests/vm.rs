@@ -363,9 +363,11 @@ fn check_packrun_run(stdout: &str) {
             .lines()
             .filter(|l| l.starts_with("where ") || l.starts_with("touched "))
         {
+            // A job's runs differ by parameters as well as by rep.
             let key = (
                 field(line, "job").unwrap().to_owned(),
                 field(line, "rep").unwrap().to_owned(),
+                field(line, "threads").unwrap_or("").to_owned(),
             );
             inside
                 .entry(key)
@@ -387,12 +389,16 @@ fn check_packrun_run(stdout: &str) {
     let mut placed = Vec::new();
     for row in rows.records() {
         let row = row.expect("runs.csv row");
-        let (job, rep) = (col(&row, "job"), col(&row, "rep"));
-        let what = format!("runs.csv: {job} rep {rep}");
+        let (job, rep, threads) = (
+            col(&row, "job"),
+            col(&row, "rep"),
+            col(&row, "parameter_threads"),
+        );
+        let what = format!("runs.csv: {job} threads={threads} rep {rep}");
         assert_eq!(col(&row, "state"), "COMPLETED", "{what}: {row:?}");
         let (c, m) = (cpus(&col(&row, "cpus")), cpus(&col(&row, "mems")));
         let lines = inside
-            .get(&(job.clone(), rep.clone()))
+            .get(&(job.clone(), rep.clone(), threads.clone()))
             .unwrap_or_else(|| panic!("{what}: the run printed nothing"));
         let whereline = lines.iter().find(|l| l.starts_with("where ")).unwrap();
         assert_eq!(

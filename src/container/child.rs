@@ -25,6 +25,8 @@ pub struct Fds {
     pub err: RawFd,
     /// Write end: the job's raw wait status, from init.
     pub status: RawFd,
+    /// cgroup v1 `tasks` files init joins by writing "0" (prepared before clone).
+    pub join_tasks: Vec<RawFd>,
 }
 
 /// The job's pid, for the signal forwarder.
@@ -155,6 +157,12 @@ fn raw_fork() -> libc::c_long {
 
 /// pid 1 of the container.
 pub fn init(plan: &Plan, fds: &Fds) -> ! {
+    // Into the run's cgroups first, before anything else runs here.
+    for &fd in &fds.join_tasks {
+        // SAFETY: write(2) of a live two-byte buffer to a descriptor we hold.
+        let n = unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) };
+        check(n as _, fds, "join cgroup", c"tasks");
+    }
     let mut keep = [
         fds.go,
         fds.err,

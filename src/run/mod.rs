@@ -622,6 +622,19 @@ fn start(
         Numa::Nodes { nodes, policy } => Some((*policy, nodes.clone())),
         _ => None,
     };
+    let mut join_tasks = Vec::new();
+    for path in cg.v1_tasks_files() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .at("open", &path)
+        {
+            Ok(f) => join_tasks.push(OwnedFd::from(f)),
+            Err(e) => return Err(fail(State::Error, crate::fsx::chain(&e), logs)),
+        }
+    }
+    // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
+    let self_placed = !join_tasks.is_empty();
     let cfg = ContainerConfig {
         argv: run
             .command
@@ -646,9 +659,13 @@ fn start(
         stdin: None,
         stdout,
         stderr,
+        join_tasks,
     };
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     let spawned = container::spawn(cfg, cgroup_dir.as_ref().map(|f| f.as_fd()), &mut |pid| {
+        if self_placed || (cgroup_dir.is_some() && cg.holds(pid)) {
+            return Ok(());
+        }
         cg.attach(pid)
             .map_err(|e| std::io::Error::other(crate::fsx::chain(&e)))
     });
