@@ -423,9 +423,10 @@ fn check_packrun_run(stdout: &str) {
                 .find(|l| l.starts_with("touched "))
                 .expect("bind2 touched its memory");
             let after: u64 = field(touched, "shmem2_after_kb").unwrap().parse().unwrap();
+            // 64 MiB touched; other shmem on the node may shrink meanwhile by a little.
             assert!(
-                after >= before + 64 * 1024,
-                "{what}: node 2 Shmem {before} → {after} kB, expected 64 MiB more"
+                after >= before + 60 * 1024,
+                "{what}: node 2 Shmem {before} → {after} kB, expected about 64 MiB more"
             );
         }
         let time = |name: &str| chrono::DateTime::parse_from_rfc3339(&col(&row, name)).expect(name);
