@@ -464,13 +464,8 @@ fn check_packrun_run(stdout: &str) {
     );
 }
 
-// Issue 5, item 2. Drop the #[ignore] once packrun implements what the
-// scenario uses (run them anyway: `cargo test --test vm -- --ignored`); a
-// todo!() shows up as "packrun does not implement this yet". To save a boot,
-// their scenario files can instead join the v2 test's list, with the
-// check_packrun_* calls on its stdout.
+// packrun itself on cgroup v2 with four NUMA nodes: one boot each.
 #[test]
-#[ignore = "needs packrun topology, validate and plan (issue 5, item 2)"]
 fn packrun_sees_four_nodes_and_plans_numa_local_runs_on_them() {
     let expected = [
         COMMON,
@@ -488,7 +483,6 @@ fn packrun_sees_four_nodes_and_plans_numa_local_runs_on_them() {
 }
 
 #[test]
-#[ignore = "needs packrun run, exec and resume with cgroup v2 (issue 5, item 2)"]
 fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when_interrupted() {
     let expected = [
         COMMON,
