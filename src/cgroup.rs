@@ -141,14 +141,18 @@ pub fn own_v2_cgroup(proc_self_cgroup: &str) -> Option<PathBuf> {
 /// The running host's setup. On v2, packrun nests its groups inside the
 /// cgroup it was started in when that one was delegated to it (systemd's
 /// Delegate=yes marks it with the `trusted.delegate` attribute; a Slurm step
-/// is recognised by SLURM_JOB_ID), else below the root.
+/// is recognised by SLURM_JOB_ID; `PACKRUN_CGROUP=self` says so for any
+/// other delegation), else below the root.
 pub fn detect_host() -> Result<Hierarchy, CgroupError> {
     let text = fsx::read_to_string("/proc/self/mountinfo")?;
     let mut h = detect(&text)?;
     if let Hierarchy::V2 { root, parent } = &mut h {
-        let own = own_v2_cgroup(&fsx::read_to_string("/proc/self/cgroup")?).unwrap_or_default();
+        let own = delegated_parent(
+            own_v2_cgroup(&fsx::read_to_string("/proc/self/cgroup")?).unwrap_or_default(),
+        );
         let delegated = !own.as_os_str().is_empty()
             && (std::env::var_os("SLURM_JOB_ID").is_some()
+                || std::env::var("PACKRUN_CGROUP").is_ok_and(|v| v == "self")
                 || is_marked_delegated(&root.join(&own))
                 || !writable(&root.join("cgroup.subtree_control")));
         if delegated {
@@ -156,6 +160,18 @@ pub fn detect_host() -> Result<Hierarchy, CgroupError> {
         }
     }
     Ok(h)
+}
+
+/// The leaf packrun moves itself into (see `prepare_v2_parent`).
+const SUPERVISOR: &str = "supervisor";
+
+/// A packrun started from a process that an earlier packrun moved into the
+/// `supervisor` leaf belongs to the delegated cgroup above that leaf.
+fn delegated_parent(own: PathBuf) -> PathBuf {
+    match own.file_name() {
+        Some(n) if n == SUPERVISOR => own.parent().map(Path::to_path_buf).unwrap_or_default(),
+        _ => own,
+    }
 }
 
 /// systemd (since v251) marks the cgroup of a unit with Delegate=yes with
@@ -276,7 +292,7 @@ pub fn prepare_v2_parent(h: &Hierarchy) -> Result<(), CgroupError> {
     let dir = root.join(parent);
     let procs = fsx::read_to_string(dir.join("cgroup.procs"))?;
     if !procs.trim().is_empty() {
-        let leaf = dir.join("supervisor");
+        let leaf = dir.join(SUPERVISOR);
         match std::fs::create_dir(&leaf) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -882,6 +898,18 @@ mod tests {
         let e = detect(text).unwrap_err().to_string();
         assert!(e.contains("cpuacct, memory, pids"), "{e}");
         assert!(detect("").is_err());
+    }
+
+    #[test]
+    fn a_second_packrun_started_from_the_supervisor_leaf_uses_the_delegated_cgroup() {
+        assert_eq!(
+            delegated_parent("system.slice/x.service/supervisor".into()),
+            PathBuf::from("system.slice/x.service")
+        );
+        assert_eq!(
+            delegated_parent("system.slice/x.service".into()),
+            PathBuf::from("system.slice/x.service")
+        );
     }
 
     #[test]

@@ -171,6 +171,36 @@ const V1_CHECKS: [&[&str]; 2] = [
 ];
 
 #[test]
+fn packrun_in_a_delegated_subtree_moves_into_a_leaf_and_nests_its_runs() {
+    let vm = Vm {
+        topology: Topology {
+            cpus: 4,
+            nodes: 2,
+            memory_mib: 2048,
+        },
+        layout: Layout::V2Delegated,
+        scenarios: vec!["common.sh", "packrun-delegated.sh"],
+        timeout: Duration::from_secs(180),
+    };
+    let expected = [
+        COMMON,
+        &[
+            "packrun-delegated-nested",
+            "packrun-delegated-not-at-root",
+            "packrun-delegated-exec-exit",
+            "packrun-delegated-supervisor",
+            "packrun-delegated-controllers",
+            "packrun-delegated-run",
+            "packrun-delegated-completed",
+            "packrun-delegated-oom",
+            "packrun-delegated-leaves-only-the-leaf",
+        ],
+    ]
+    .concat();
+    run_scenario("packrun-delegated", vm, &expected);
+}
+
+#[test]
 fn delegated_v2_subtree_needs_a_supervisor_leaf_before_controllers() {
     let vm = Vm {
         topology: Topology {
