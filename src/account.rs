@@ -65,6 +65,18 @@ pub fn single(text: &str) -> Option<u64> {
     text.trim().parse().ok()
 }
 
+/// Splits an exact CPU total in the ratio of sampled user and system times
+/// (v1's cpuacct.usage_user/_sys are tick samples that do not add up to
+/// cpuacct.usage). Without samples it is all counted as user time.
+pub fn split_cpu(total: u64, user: u64, system: u64) -> (u64, u64) {
+    let sum = user as u128 + system as u128;
+    if sum == 0 {
+        return (total, 0);
+    }
+    let u = (total as u128 * user as u128 / sum) as u64;
+    (u, total - u)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +109,17 @@ mod tests {
     fn blkio_v1_sums_read_and_write_and_skips_total() {
         let t = "254:0 Read 8192\n254:0 Write 67108864\n254:0 Sync 67117056\n254:0 Async 0\n254:0 Discard 0\n254:0 Total 67117056\nTotal 67117056\n";
         assert_eq!(blkio_v1(t), (8192, 67108864));
+    }
+
+    #[test]
+    fn cpu_total_is_split_in_the_sampled_ratio_and_adds_up() {
+        assert_eq!(
+            split_cpu(533_000_000, 580_000_000, 20_000_000),
+            (515_233_333, 17_766_667)
+        );
+        let (u, s) = split_cpu(7, 1, 2);
+        assert_eq!(u + s, 7);
+        assert_eq!(split_cpu(100, 0, 0), (100, 0));
     }
 
     #[test]

@@ -540,15 +540,22 @@ impl RunCgroup {
             Hierarchy::V1 { .. } => {
                 if let Some(d) = self.dir_of("cpuacct") {
                     u.cpu_ns = account::single(&read(&d, "cpuacct.usage")?).unwrap_or(0);
-                    if d.join("cpuacct.usage_user").exists() {
-                        u.user_ns = account::single(&read(&d, "cpuacct.usage_user")?).unwrap_or(0);
-                        u.system_ns = account::single(&read(&d, "cpuacct.usage_sys")?).unwrap_or(0);
+                    // The user/system split of v1 is sampled at ticks and does not add up to
+                    // the exact total: keep the total, split it in the sampled ratio.
+                    let (user, system) = if d.join("cpuacct.usage_user").exists() {
+                        (
+                            account::single(&read(&d, "cpuacct.usage_user")?).unwrap_or(0),
+                            account::single(&read(&d, "cpuacct.usage_sys")?).unwrap_or(0),
+                        )
                     } else {
                         // cpuacct.stat counts USER_HZ ticks (100 per second on every Linux ABI).
                         let st = read(&d, "cpuacct.stat")?;
-                        u.user_ns = account::flat_keyed(&st, "user").unwrap_or(0) * 10_000_000;
-                        u.system_ns = account::flat_keyed(&st, "system").unwrap_or(0) * 10_000_000;
-                    }
+                        (
+                            account::flat_keyed(&st, "user").unwrap_or(0) * 10_000_000,
+                            account::flat_keyed(&st, "system").unwrap_or(0) * 10_000_000,
+                        )
+                    };
+                    (u.user_ns, u.system_ns) = account::split_cpu(u.cpu_ns, user, system);
                 }
                 if let Some(d) = self.dir_of("memory") {
                     u.memory_peak_bytes =
@@ -575,7 +582,15 @@ impl RunCgroup {
                     }
                 }
                 self.sample();
-                u.pids_peak = self.pids_seen.get();
+                // Newer kernels keep pids.peak on v1 too; older ones only the samples.
+                u.pids_peak = match self
+                    .dir_of("pids")
+                    .map(|d| d.join("pids.peak"))
+                    .filter(|p| p.exists())
+                {
+                    Some(p) => account::single(&fsx::read_to_string(p)?).unwrap_or(0),
+                    None => self.pids_seen.get(),
+                };
             }
             Hierarchy::V2 { .. } => {
                 let d = &self.dirs[0];
