@@ -618,6 +618,7 @@ fn results_dir(args: &RunArgs, batch: &spec::Batch) -> Result<std::path::PathBuf
 
 /// Kills and removes the cgroups of batches whose packrun died (SIGKILL, crash).
 fn reap_orphans(h: &cgroup::Hierarchy) {
+    container::remove_stale_root_dirs();
     let batches = cgroup::list_batches(h, "packrun");
     for b in run::journal::orphans(batches.iter().map(String::as_str)) {
         match cgroup::cleanup_batch(h, "packrun", &b) {

@@ -1201,3 +1201,26 @@ pub fn restore_default_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
+
+/// Removes the root directories (`/run/packrun/root-<pid>-<n>`) that a
+/// packrun killed in the middle of starting a container left behind. They
+/// are empty on the host: the mounts on them lived in the dead container's
+/// mount namespace. Directories of live processes are left alone.
+pub fn remove_stale_root_dirs() {
+    let Ok(entries) = std::fs::read_dir("/run/packrun") else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("root-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
