@@ -4,9 +4,10 @@
 //! Shape of a container (see `child.rs` for the code that runs after clone):
 //!
 //! ```text
-//! runner ──clone3/clone──▶ init (pid 1: new pid, mount, uts, ipc, net[, cgroup][, user] ns)
+//! runner ──clone3/clone──▶ init (pid 1: new pid[, user] ns)
 //!   │ place(pid) in cgroups     │ waits for the go byte
-//!   │ [uid/gid maps]            │ mounts, pivot_root, hostname, lo up, chdir
+//!   │ [uid/gid maps]            │ unshare mount, uts, ipc, net[, cgroup] ns
+//!   │                           │ mounts, pivot_root, hostname, lo up, chdir
 //!   │ go byte ───────────────▶  │ fork ──▶ job (pid 2): setsid, stdio, rlimits, mempolicy,
 //!   │                           │          uid/gid, no_new_privs, capabilities, seccomp, execve
 //!   │ ◀── error pipe: EOF after the job's execve, or "step: errno"
@@ -384,7 +385,13 @@ enum MountOp {
 
 /// What init and the job do, prepared before clone.
 struct Plan {
+    /// Namespaces clone makes: the pid namespace (only clone can make init
+    /// its pid 1) and, rootless, the user namespace the runner maps ids of.
     flags: u64,
+    /// Namespaces init makes itself with unshare(2) once told to go: the
+    /// same isolation, but their cost (a network namespace above all) is
+    /// paid by init, in parallel, not by the runner's one thread.
+    unshare: libc::c_int,
     root: CString,
     ops: Vec<MountOp>,
     hostname: CString,
@@ -627,21 +634,23 @@ impl Plan {
             ));
         }
 
-        let mut flags =
-            (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)
-                as u64;
-        if cfg.network == Network::None {
-            flags |= libc::CLONE_NEWNET as u64;
-        }
-        if cgroup_ns {
-            flags |= libc::CLONE_NEWCGROUP as u64;
-        }
+        let mut flags = libc::CLONE_NEWPID as u64;
         if userns {
             flags |= libc::CLONE_NEWUSER as u64;
+        }
+        let mut unshare = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if cfg.network == Network::None {
+            unshare |= libc::CLONE_NEWNET;
+        }
+        if cgroup_ns {
+            // Made after the go byte, when init sits in the run's cgroup
+            // (also where clone3 is missing and `place` moved it there).
+            unshare |= libc::CLONE_NEWCGROUP;
         }
 
         Ok(Plan {
             flags,
+            unshare,
             root: path_cstr(root)?,
             ops: root_ops(cfg, root)?,
             hostname: cstr(&cfg.hostname, "hostname")?,
