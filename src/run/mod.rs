@@ -191,6 +191,9 @@ pub fn execute(
     };
     // CPUs other packrun processes hold, as last seen (reserved in `alloc`).
     let mut foreign = CpuList::new();
+    // Cgroups of finished runs, killed and read, to remove once the next
+    // runs have started (dropped, they are removed too).
+    let mut to_remove: Vec<RunCgroup> = Vec::new();
 
     loop {
         // Start, in file order, every pending run that fits now (backfill).
@@ -247,6 +250,9 @@ pub fn execute(
                     }
                 }
             }
+        }
+        for cg in to_remove.drain(..) {
+            let _ = cg.remove();
         }
         if running.is_empty() && (pending.is_empty() || outcome.interrupted) {
             break;
@@ -400,7 +406,7 @@ pub fn execute(
             let r = running.swap_remove(k);
             let run = &runs[r.index];
             alloc.release(&r.placement);
-            let rec = collect(r, run);
+            let rec = collect(r, run, &mut to_remove);
             finish(
                 &mut remaining,
                 &mut failed_jobs,
@@ -763,7 +769,9 @@ fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
 }
 
 /// After init exited: status, usage, cleanup, the record.
-fn collect(r: Running, run: &Run) -> Record {
+/// The emptied cgroup goes to `to_remove`: the loop removes it after it
+/// started what the freed CPUs allow (rmdir is slow and nothing waits on it).
+fn collect(r: Running, run: &Run, to_remove: &mut Vec<RunCgroup>) -> Record {
     let wall_time = r.start.elapsed();
     let end_time = Utc::now();
     let (status, wait_error): (JobStatus, _) = match r.container.wait() {
@@ -777,7 +785,7 @@ fn collect(r: Running, run: &Run) -> Record {
     // background) dies with the cgroup; usage is read after, so it counts.
     let _ = r.cgroup.kill();
     let usage = r.cgroup.usage();
-    let _ = r.cgroup.remove();
+    to_remove.push(r.cgroup);
     let mut usage_error = None;
     let usage = usage.unwrap_or_else(|e| {
         usage_error = Some(crate::fsx::chain(&e));
