@@ -56,9 +56,14 @@ pub struct IoThrottle {
 
 /// The v1 controllers a run uses. cpu and cpuacct are often co-mounted;
 /// directories are de-duplicated by path.
-const V1_CONTROLLERS: [&str; 7] = [
-    "cpuset", "cpu", "cpuacct", "memory", "pids", "blkio", "freezer",
-];
+///
+/// No freezer: killing a run needs no freeze. Every run has its own pid
+/// namespace and its seccomp filter forbids setns, unshare and clone with
+/// namespace flags, so every task of the run lives in that namespace, and
+/// SIGKILL to its init kills them all at once (zap_pid_ns_processes; no
+/// fork succeeds in a dying namespace). The freezer cost a group per run
+/// and, on each freeze, static-key text patching (IPIs to every CPU).
+const V1_CONTROLLERS: [&str; 6] = ["cpuset", "cpu", "cpuacct", "memory", "pids", "blkio"];
 /// The v1 controllers without which packrun cannot measure or limit.
 const V1_REQUIRED: [&str; 4] = ["cpuset", "cpuacct", "memory", "pids"];
 /// The v2 controllers enabled for packrun's subtree (those the parent offers).
@@ -672,8 +677,10 @@ fn sigkill_all(pids: &[i32]) {
 }
 
 /// Kills every task of a run's directories: `cgroup.kill` on v2 where the
-/// kernel has it (5.14+); else freeze, SIGKILL each task, thaw — so nothing
-/// forks away between reading the list and killing it.
+/// kernel has it (5.14+); on older v2 freeze, SIGKILL each task, thaw, so
+/// nothing forks away between reading the list and killing it. On v1,
+/// SIGKILL each listed task until none is left: the list holds the run's
+/// pid-namespace init, whose death kills the rest (see V1_CONTROLLERS).
 fn kill_dirs(h: &Hierarchy, dirs: &[PathBuf]) -> Result<(), CgroupError> {
     let Some(first) = dirs.first() else {
         return Ok(());
@@ -691,27 +698,10 @@ fn kill_dirs(h: &Hierarchy, dirs: &[PathBuf]) -> Result<(), CgroupError> {
             sigkill_all(&procs_of(first));
             let _ = fsx::write(first.join("cgroup.freeze"), "0");
         }
-        Hierarchy::V1 { .. } => {
-            let freezer = h
-                .v1_mount("freezer")
-                .and_then(|m| dirs.iter().find(|d| d.starts_with(m)))
-                .filter(|d| d.join("freezer.state").exists());
-            if let Some(f) = freezer {
-                let _ = fsx::write(f.join("freezer.state"), "FROZEN");
-                while start.elapsed() < KILL_WAIT {
-                    match std::fs::read_to_string(f.join("freezer.state")) {
-                        Ok(s) if s.trim() == "FREEZING" => {
-                            std::thread::sleep(Duration::from_millis(1))
-                        }
-                        _ => break,
-                    }
-                }
-                sigkill_all(&procs_of(f));
-                let _ = fsx::write(f.join("freezer.state"), "THAWED");
-            }
-        }
+        Hierarchy::V1 { .. } => {}
     }
-    // Wait until empty; SIGKILL again anything that slipped through (a fork racing the freeze).
+    // Wait until empty; SIGKILL again anything that slipped through (a
+    // fork racing the freeze on v2, the rest of the namespace on v1).
     let mut delay = Duration::from_micros(200);
     loop {
         let left: Vec<i32> = dirs.iter().flat_map(|d| procs_of(d)).collect();
@@ -869,7 +859,7 @@ mod tests {
 ";
 
     #[test]
-    fn hybrid_host_is_v1_with_every_controller() {
+    fn hybrid_host_is_v1_with_every_controller_a_run_uses() {
         let Hierarchy::V1 { mounts } = detect(HYBRID).unwrap() else {
             panic!("not v1")
         };
@@ -881,7 +871,11 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(get("memory"), PathBuf::from("/sys/fs/cgroup/memory"));
-        assert_eq!(get("freezer"), PathBuf::from("/sys/fs/cgroup/freezer"));
+        assert_eq!(get("blkio"), PathBuf::from("/sys/fs/cgroup/blkio"));
+        assert!(
+            !mounts.iter().any(|(c, _)| c == "freezer"),
+            "runs need no freezer group: {mounts:?}"
+        );
     }
 
     #[test]

@@ -193,6 +193,12 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     // SAFETY: closing our copy of the go pipe, not used again.
     unsafe { libc::close(fds.go) };
 
+    // The other namespaces (see Plan::unshare); a new user namespace, if
+    // any, has its id maps by now.
+    // SAFETY: unshare(2) takes flags only.
+    let rc = unsafe { libc::unshare(plan.unshare) };
+    check(rc as _, fds, "unshare namespaces", c"");
+
     build_root(plan, fds);
     // SAFETY: sethostname(2) reads `len` bytes of a live C string.
     let rc = unsafe { libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()) };

@@ -4,9 +4,10 @@
 //! Shape of a container (see `child.rs` for the code that runs after clone):
 //!
 //! ```text
-//! runner ──clone3/clone──▶ init (pid 1: new pid, mount, uts, ipc, net[, cgroup][, user] ns)
+//! runner ──clone3/clone──▶ init (pid 1: new pid[, user] ns)
 //!   │ place(pid) in cgroups     │ waits for the go byte
-//!   │ [uid/gid maps]            │ mounts, pivot_root, hostname, lo up, chdir
+//!   │ [uid/gid maps]            │ unshare mount, uts, ipc, net[, cgroup] ns
+//!   │                           │ mounts, pivot_root, hostname, lo up, chdir
 //!   │ go byte ───────────────▶  │ fork ──▶ job (pid 2): setsid, stdio, rlimits, mempolicy,
 //!   │                           │          uid/gid, no_new_privs, capabilities, seccomp, execve
 //!   │ ◀── error pipe: EOF after the job's execve, or "step: errno"
@@ -31,9 +32,10 @@ mod seccomp;
 
 use crate::cpulist::CpuList;
 use crate::spec::{MemPolicy, Mount, Network, Rootfs};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,10 +121,86 @@ pub struct Container {
     pub pidfd: OwnedFd,
     /// Read end of the status pipe: init writes the job's raw wait status.
     status: OwnedFd,
+    /// Read end of the error pipe (non-blocking) while setup is under way:
+    /// EOF once the job exec'd, or the step and errno that failed.
+    setup: Option<OwnedFd>,
+    /// What the error pipe said so far.
+    setup_msg: Vec<u8>,
+    /// The directory the root was mounted on: removed once setup is over
+    /// (init has pivoted away from it) or when the container is dropped.
+    root: Option<RootDir>,
     reaped: bool,
 }
 
 impl Container {
+    /// The error pipe to poll for readability while setup is under way;
+    /// None once `poll_setup` reported the end of setup.
+    pub fn setup_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.setup.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Reads the error pipe without blocking: Ok(true) once the job has
+    /// exec'd (every writer closed it without a word), Ok(false) while
+    /// setup goes on, Err with the step that failed. Once init exited its
+    /// answer is final (init writes the error before it exits).
+    pub fn poll_setup(&mut self) -> Result<bool, SetupError> {
+        let Some(fd) = &self.setup else {
+            return Ok(true);
+        };
+        let mut buf = [0u8; child::ERR_MAX];
+        loop {
+            // SAFETY: read(2) into a live local buffer from our own pipe.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let room = child::ERR_MAX.saturating_sub(self.setup_msg.len());
+                self.setup_msg
+                    .extend_from_slice(&buf[..(n as usize).min(room)]);
+                continue;
+            }
+            if n == 0 {
+                break;
+            }
+            match io::Error::last_os_error() {
+                e if e.kind() == io::ErrorKind::Interrupted => continue,
+                e if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                e => {
+                    self.end_setup();
+                    return Err(SetupError::os("read setup status", e));
+                }
+            }
+        }
+        self.end_setup();
+        match parse_setup_error(&self.setup_msg) {
+            None => Ok(true),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Blocks until setup is over (see `poll_setup`).
+    pub fn wait_setup(&mut self) -> Result<(), SetupError> {
+        loop {
+            if self.poll_setup()? {
+                return Ok(());
+            }
+            let Some(fd) = &self.setup else {
+                return Ok(());
+            };
+            let mut pfd = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut pfd, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    self.end_setup();
+                    return Err(SetupError::os("wait for setup", e.into()));
+                }
+            }
+        }
+    }
+
+    fn end_setup(&mut self) {
+        self.setup = None;
+        self.root = None;
+    }
+
     /// Sends `signal` to init; SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and
     /// SIGUSR2 are forwarded to the job, SIGKILL kills the namespace.
     pub fn signal(&self, signal: i32) -> io::Result<()> {
@@ -307,7 +385,13 @@ enum MountOp {
 
 /// What init and the job do, prepared before clone.
 struct Plan {
+    /// Namespaces clone makes: the pid namespace (only clone can make init
+    /// its pid 1) and, rootless, the user namespace the runner maps ids of.
     flags: u64,
+    /// Namespaces init makes itself with unshare(2) once told to go: the
+    /// same isolation, but their cost (a network namespace above all) is
+    /// paid by init, in parallel, not by the runner's one thread.
+    unshare: libc::c_int,
     root: CString,
     ops: Vec<MountOp>,
     hostname: CString,
@@ -550,21 +634,23 @@ impl Plan {
             ));
         }
 
-        let mut flags =
-            (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)
-                as u64;
-        if cfg.network == Network::None {
-            flags |= libc::CLONE_NEWNET as u64;
-        }
-        if cgroup_ns {
-            flags |= libc::CLONE_NEWCGROUP as u64;
-        }
+        let mut flags = libc::CLONE_NEWPID as u64;
         if userns {
             flags |= libc::CLONE_NEWUSER as u64;
+        }
+        let mut unshare = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if cfg.network == Network::None {
+            unshare |= libc::CLONE_NEWNET;
+        }
+        if cgroup_ns {
+            // Made after the go byte, when init sits in the run's cgroup
+            // (also where clone3 is missing and `place` moved it there).
+            unshare |= libc::CLONE_NEWCGROUP;
         }
 
         Ok(Plan {
             flags,
+            unshare,
             root: path_cstr(root)?,
             ops: root_ops(cfg, root)?,
             hostname: cstr(&cfg.hostname, "hostname")?,
@@ -839,7 +925,7 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
 }
 
 /// The directory the new root is mounted on (inside the container's own
-/// mount namespace only); removed again before `spawn` returns.
+/// mount namespace only); removed once setup is over.
 /// Top-level directories that mount targets need and the host tree lacks.
 /// A missing target deeper in an existing host directory cannot be made
 /// without writing to the host: that is an error naming it.
@@ -939,7 +1025,8 @@ fn make_root_dir() -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Removes the root directory when `spawn` returns, whatever happened.
+/// Removes the root directory when dropped (setup over, or the container gone).
+#[derive(Debug)]
 struct RootDir(PathBuf);
 
 impl Drop for RootDir {
@@ -948,15 +1035,31 @@ impl Drop for RootDir {
     }
 }
 
+/// Starts the container and waits until the job has exec'd: see
+/// `spawn_async`, then `Container::wait_setup`. On a setup error the
+/// container is gone (killed and reaped) when this returns.
+pub fn spawn(
+    cfg: ContainerConfig,
+    cgroup_dir: Option<BorrowedFd<'_>>,
+    place: &mut dyn FnMut(i32) -> std::io::Result<()>,
+) -> Result<Container, SetupError> {
+    let mut c = spawn_async(cfg, cgroup_dir, place)?;
+    c.wait_setup()?; // on error, dropping `c` kills and reaps it
+    Ok(c)
+}
+
 /// Starts the container. `place` is called with init's host pid while init
 /// waits, to put it in the run's cgroups before anything else happens; on
 /// v2 `cgroup_dir` (an open cgroup directory) lets clone3 start it there.
 ///
-/// Returns once the job has exec'd, or with the step that failed (the
-/// container is then gone). Init gets PR_SET_PDEATHSIG(SIGKILL): it dies,
-/// with its namespace, when the thread that called `spawn` exits, so call
-/// it from a thread that outlives the run (the run loop).
-pub fn spawn(
+/// Returns as soon as init was told to go, while it still builds the root:
+/// poll `Container::setup_fd` and call `Container::poll_setup` to learn
+/// when the job has exec'd or which step failed (then drop the container:
+/// that kills and reaps it). Errors up to the go byte are returned here,
+/// the container gone. Init gets PR_SET_PDEATHSIG(SIGKILL): it dies, with
+/// its namespace, when the thread that called this exits, so call it from
+/// a thread that outlives the run (the run loop).
+pub fn spawn_async(
     cfg: ContainerConfig,
     cgroup_dir: Option<BorrowedFd<'_>>,
     place: &mut dyn FnMut(i32) -> std::io::Result<()>,
@@ -968,6 +1071,7 @@ pub fn spawn(
     let (go_r, go_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
     let (err_r, err_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
     let (status_r, status_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
+    set_nonblocking(&err_r).map_err(|e| SetupError::os("pipe", e))?;
     let fds = child::Fds {
         go: go_r.as_raw_fd(),
         err: err_w.as_raw_fd(),
@@ -978,10 +1082,13 @@ pub fn spawn(
     let (pid, pidfd) = clone(&plan, cgroup_dir, &fds).map_err(|e| SetupError::os("clone", e))?;
     drop((go_r, err_w, status_w));
     drop(cfg); // the job's stdio now belongs to the container
-    let container = Container {
+    let mut container = Container {
         pid,
         pidfd,
         status: status_r,
+        setup: Some(err_r),
+        setup_msg: Vec::new(),
+        root: None,
         reaped: false,
     };
 
@@ -992,18 +1099,27 @@ pub fn spawn(
     place(pid).map_err(|e| SetupError::new("place in cgroups", e.to_string()))?;
     // SAFETY: write(2) of one byte from a live buffer to our pipe.
     if unsafe { libc::write(go_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+        let write_err = io::Error::last_os_error();
         // init is gone: its error (if any) is on the error pipe.
-        if let Some(e) = read_setup_error(&err_r) {
-            return Err(e);
-        }
-        return Err(SetupError::os("start init", io::Error::last_os_error()));
+        container.root = Some(root);
+        container.wait_setup()?;
+        return Err(SetupError::os("start init", write_err));
     }
     drop(go_w);
-    if let Some(e) = read_setup_error(&err_r) {
-        return Err(e); // dropping `container` kills and reaps it
-    }
-    drop(root);
+    container.root = Some(root);
     Ok(container)
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl(2) F_GETFL/F_SETFL on a descriptor we own; no memory involved.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags == -1 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) == -1
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The uid:gid inside a rootless container: the requested one or root.
@@ -1023,11 +1139,10 @@ fn write_id_maps(pid: i32, inside: (u32, u32)) -> Result<(), crate::fsx::PathErr
     Ok(())
 }
 
-/// Reads the error pipe to EOF: None when every writer closed it without a
-/// word (the job exec'd), else the step and errno the child reported.
-fn read_setup_error(err_r: &OwnedFd) -> Option<SetupError> {
-    let mut buf = [0u8; child::ERR_MAX];
-    let n = read_full(err_r.as_raw_fd(), &mut buf);
+/// The error pipe's whole content: None when every writer closed it without
+/// a word (the job exec'd), else the step and errno the child reported.
+fn parse_setup_error(buf: &[u8]) -> Option<SetupError> {
+    let n = buf.len();
     if n == 0 {
         return None;
     }

@@ -191,6 +191,9 @@ pub fn execute(
     };
     // CPUs other packrun processes hold, as last seen (reserved in `alloc`).
     let mut foreign = CpuList::new();
+    // Cgroups of finished runs, killed and read, to remove once the next
+    // runs have started (dropped, they are removed too).
+    let mut to_remove: Vec<RunCgroup> = Vec::new();
 
     loop {
         // Start, in file order, every pending run that fits now (backfill).
@@ -248,6 +251,9 @@ pub fn execute(
                 }
             }
         }
+        for cg in to_remove.drain(..) {
+            let _ = cg.remove();
+        }
         if running.is_empty() && (pending.is_empty() || outcome.interrupted) {
             break;
         }
@@ -291,21 +297,67 @@ pub fn execute(
             .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let mut fds: Vec<PollFd<'_>> = running
-            .iter()
-            .map(|r| PollFd::new(r.container.pidfd.as_fd(), PollFlags::POLLIN))
-            .collect();
+        // Per run its pidfd; then the signalfd; then the setup fds of runs
+        // still starting (`starting[j]` is the run of the j-th).
+        let n = running.len();
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2 * n + 1);
+        fds.extend(
+            running
+                .iter()
+                .map(|r| PollFd::new(r.container.pidfd.as_fd(), PollFlags::POLLIN)),
+        );
         fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
+        let mut starting: Vec<usize> = Vec::new();
+        for (k, r) in running.iter().enumerate() {
+            if let Some(fd) = r.container.setup_fd() {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                starting.push(k);
+            }
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(RunError::Poll(e)),
         }
-        let exited: Vec<bool> = fds[..running.len()]
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        let signalled = fds[running.len()].revents().is_some_and(|r| !r.is_empty());
+        let fired = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+        let mut exited: Vec<bool> = fds[..n].iter().map(fired).collect();
+        let signalled = fired(&fds[n]);
+        let mut setup_ready = vec![false; n];
+        for (j, f) in fds[n + 1..].iter().enumerate() {
+            setup_ready[starting[j]] = fired(f);
+        }
         drop(fds);
+
+        // Setups that ended: the job exec'd (nothing to do) or a step failed
+        // (the run ends as ERROR). A run whose init exited while starting is
+        // looked at first: init writes its error before it exits.
+        let mut k = n;
+        while k > 0 {
+            k -= 1;
+            let r = &mut running[k];
+            if !(setup_ready[k] || (exited[k] && r.container.setup_fd().is_some())) {
+                continue;
+            }
+            match r.container.poll_setup() {
+                Ok(true) => {}
+                // Still starting: a pidfd stays readable, seen next round.
+                Ok(false) => exited[k] = false,
+                Err(e) => {
+                    let r = running.swap_remove(k);
+                    exited.swap_remove(k);
+                    let run = &runs[r.index];
+                    alloc.release(&r.placement);
+                    let rec = setup_failed(r, run, e);
+                    finish(
+                        &mut remaining,
+                        &mut failed_jobs,
+                        &mut outcome,
+                        run,
+                        rec,
+                        on_event,
+                    );
+                }
+            }
+        }
 
         if signalled {
             while let Ok(Some(_)) = signals.read_signal() {}
@@ -354,7 +406,7 @@ pub fn execute(
             let r = running.swap_remove(k);
             let run = &runs[r.index];
             alloc.release(&r.placement);
-            let rec = collect(r, run);
+            let rec = collect(r, run, &mut to_remove);
             finish(
                 &mut remaining,
                 &mut failed_jobs,
@@ -662,7 +714,9 @@ fn start(
         join_tasks,
     };
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
-    let spawned = container::spawn(cfg, cgroup_dir.as_ref().map(|f| f.as_fd()), &mut |pid| {
+    // Returns while init still builds the root: the loop polls the setup
+    // fd, so the setups of several runs overlap.
+    let spawned = container::spawn_async(cfg, cgroup_dir.as_ref().map(|f| f.as_fd()), &mut |pid| {
         if self_placed || (cgroup_dir.is_some() && cg.holds(pid)) {
             return Ok(());
         }
@@ -695,8 +749,29 @@ fn start(
     })
 }
 
+/// A run whose container setup failed: the container is killed and reaped,
+/// the cgroup removed, the record says ERROR with the failed step.
+fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
+    drop(r.container); // kills and reaps init
+    let _ = r.cgroup.kill();
+    let _ = r.cgroup.remove();
+    let mut rec = not_started(run, State::Error, e.to_string());
+    rec.cpus = r.placement.cpus;
+    rec.mems = r.placement.mems;
+    rec.start_time = r.start_time;
+    rec.end_time = Utc::now();
+    rec.wall_time = r.start.elapsed();
+    if let Some((o, e)) = r.logs {
+        rec.stdout = Some(o);
+        rec.stderr = Some(e);
+    }
+    rec
+}
+
 /// After init exited: status, usage, cleanup, the record.
-fn collect(r: Running, run: &Run) -> Record {
+/// The emptied cgroup goes to `to_remove`: the loop removes it after it
+/// started what the freed CPUs allow (rmdir is slow and nothing waits on it).
+fn collect(r: Running, run: &Run, to_remove: &mut Vec<RunCgroup>) -> Record {
     let wall_time = r.start.elapsed();
     let end_time = Utc::now();
     let (status, wait_error): (JobStatus, _) = match r.container.wait() {
@@ -710,7 +785,7 @@ fn collect(r: Running, run: &Run) -> Record {
     // background) dies with the cgroup; usage is read after, so it counts.
     let _ = r.cgroup.kill();
     let usage = r.cgroup.usage();
-    let _ = r.cgroup.remove();
+    to_remove.push(r.cgroup);
     let mut usage_error = None;
     let usage = usage.unwrap_or_else(|e| {
         usage_error = Some(crate::fsx::chain(&e));
