@@ -1322,7 +1322,9 @@ pub fn restore_default_sigpipe() {
 /// are empty on the host: the mounts on them lived in the dead container's
 /// mount namespace. Directories of live processes are left alone.
 pub fn remove_stale_root_dirs() {
-    let Ok(entries) = std::fs::read_dir("/run/packrun") else { return };
+    let Ok(entries) = std::fs::read_dir("/run/packrun") else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(pid) = name
