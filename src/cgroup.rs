@@ -295,25 +295,38 @@ pub fn prepare_v2_parent(h: &Hierarchy) -> Result<(), CgroupError> {
         return enable_v2_controllers(root);
     }
     let dir = root.join(parent);
-    let procs = fsx::read_to_string(dir.join("cgroup.procs"))?;
-    if !procs.trim().is_empty() {
-        let leaf = dir.join(SUPERVISOR);
-        match std::fs::create_dir(&leaf) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(PathError::new("create cgroup", &leaf, e).into()),
-        }
-        // Every process of the parent moves (a Slurm step or a service may hold several).
-        for pid in procs.split_whitespace() {
-            match fsx::write(leaf.join("cgroup.procs"), pid) {
+    let leaf = dir.join(SUPERVISOR);
+    // Other processes of the delegated cgroup may fork while we move them
+    // (a shell starting commands): move, enable, and on EBUSY move what
+    // appeared meanwhile and try again, for a bounded time.
+    let start = Instant::now();
+    loop {
+        let procs = fsx::read_to_string(dir.join("cgroup.procs"))?;
+        if !procs.trim().is_empty() {
+            match std::fs::create_dir(&leaf) {
                 Ok(()) => {}
-                // Gone meanwhile.
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(PathError::new("create cgroup", &leaf, e).into()),
+            }
+            // Every process of the parent moves (a Slurm step or a service may hold several).
+            for pid in procs.split_whitespace() {
+                match fsx::write(leaf.join("cgroup.procs"), pid) {
+                    Ok(()) => {}
+                    // Gone meanwhile.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
+        match enable_v2_controllers(&dir) {
+            Err(CgroupError::Io(e))
+                if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < KILL_WAIT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
-    enable_v2_controllers(&dir)
 }
 
 /// Creates `<base>/<batch>` (controllers enabled on v2) once per batch, so

@@ -32,7 +32,9 @@ done
 check_eq packrun-delegated-nested "$(ls $D/packrun 2>/dev/null | grep -c '^b')" 1
 check_eq packrun-delegated-not-at-root "$(ls -d $CG/packrun 2>/dev/null)" ""
 wait $EPID
-check_eq packrun-delegated-exec-exit "$?" 0
+st=$?
+check_eq packrun-delegated-exec-exit "$st" 0
+[ "$st" = 0 ] || sed "s/^/exec: /" /tmp/deleg-exec.out
 check_eq packrun-delegated-supervisor "$(cat /proc/self/cgroup)" "0::${D#$CG}/supervisor"
 check_eq packrun-delegated-controllers "$(cat $D/cgroup.subtree_control)" "cpuset cpu io memory pids"
 
