@@ -523,6 +523,10 @@ impl RunCgroup {
             .is_some_and(|d| d.strip_prefix(root).is_ok_and(|rel| rel == own))
     }
 
+    pub fn version(&self) -> u8 {
+        self.h.version()
+    }
+
     /// On v2, the directory to open for clone3(CLONE_INTO_CGROUP).
     pub fn v2_dir(&self) -> Option<&Path> {
         match self.h {

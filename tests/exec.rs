@@ -201,6 +201,49 @@ fn page_cache_is_not_an_oom() {
 }
 
 #[test]
+fn direct_io_writes_and_reads_are_counted_in_bytes() {
+    if !privileged("direct_io_writes_and_reads_are_counted_in_bytes") {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let bind = format!("{}:/out", dir.path().display());
+    let (_, rec) = exec(
+        &["--bind", &bind],
+        &[
+            "/bin/dd",
+            "if=/dev/zero",
+            "of=/out/f",
+            "bs=1M",
+            "count=64",
+            "oflag=direct",
+            "status=none",
+        ],
+    );
+    assert_eq!(rec["state"], "COMPLETED", "{rec}");
+    let written = rec["io_write_bytes"].as_u64().unwrap();
+    assert!(
+        (64 << 20..(64 << 20) + (1 << 20)).contains(&written),
+        "io_write_bytes {written}: {rec}"
+    );
+    let (_, rec) = exec(
+        &["--bind", &bind],
+        &[
+            "/bin/dd",
+            "if=/out/f",
+            "of=/dev/null",
+            "bs=1M",
+            "iflag=direct",
+            "status=none",
+        ],
+    );
+    let read = rec["io_read_bytes"].as_u64().unwrap();
+    assert!(
+        (64 << 20..(64 << 20) + (1 << 20)).contains(&read),
+        "io_read_bytes {read}: {rec}"
+    );
+}
+
+#[test]
 fn fork_bomb_stops_at_the_pids_limit() {
     if !privileged("fork_bomb_stops_at_the_pids_limit") {
         return;

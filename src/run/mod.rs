@@ -785,12 +785,22 @@ fn collect(r: Running, run: &Run, to_remove: &mut Vec<RunCgroup>) -> Record {
     // background) dies with the cgroup; usage is read after, so it counts.
     let _ = r.cgroup.kill();
     let usage = r.cgroup.usage();
+    let version = r.cgroup.version();
     to_remove.push(r.cgroup);
     let mut usage_error = None;
-    let usage = usage.unwrap_or_else(|e| {
+    let mut usage = usage.unwrap_or_else(|e| {
         usage_error = Some(crate::fsx::chain(&e));
         Usage::default()
     });
+    // cgroup v1's blkio counters miss direct I/O and late writeback; the
+    // block I/O that init's reaped processes report is the better figure
+    // there. v2's io.stat counts both.
+    if version == 1 {
+        if let (Some(r), Some(w)) = (status.io_read_bytes, status.io_write_bytes) {
+            usage.io_read_bytes = usage.io_read_bytes.max(r);
+            usage.io_write_bytes = usage.io_write_bytes.max(w);
+        }
+    }
 
     let (state, mut reason) = if let Some((state, reason)) = r.killed_for {
         (state, reason)
