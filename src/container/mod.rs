@@ -1286,14 +1286,14 @@ mod tests {
             decode_status(3 << 8),
             JobStatus {
                 exit_code: Some(3),
-                signal: None
+                ..JobStatus::default()
             }
         );
         assert_eq!(
             decode_status(libc::SIGKILL),
             JobStatus {
-                exit_code: None,
-                signal: Some(9)
+                signal: Some(9),
+                ..JobStatus::default()
             }
         );
     }

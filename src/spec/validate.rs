@@ -110,50 +110,6 @@ const RLIMITS: [&str; 16] = [
     "stack",
 ];
 
-const CAPABILITIES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
-
 /// Validates a type-clean document (`root`, with `pruned` paths removed
 /// because they had type errors) into jobs, groups and runs.
 pub fn validate(raw: RawFile, root: &Value, pruned: &[YPath], base: &Path) -> (Output, Vec<Issue>) {
@@ -689,7 +645,7 @@ fn job(
     for (i, c) in container.capabilities.iter().flatten().enumerate() {
         let up = c.trim().to_ascii_uppercase();
         let bare = up.strip_prefix("CAP_").unwrap_or(&up);
-        if CAPABILITIES.contains(&bare) {
+        if crate::spec::CAPABILITIES.contains(&bare) {
             capabilities.push(format!("CAP_{bare}"));
         } else {
             cx.err([&jc.at(&["container", "capabilities"])[..], &[Seg::Index(i)]].concat(), format!("unknown capability `{c}`: expected a name like CAP_NET_RAW (see capabilities(7))"));
