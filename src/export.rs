@@ -46,7 +46,7 @@ pub fn count_outliers(values: &[f64]) -> usize {
         .count()
 }
 
-/// A job and parameter set: the lead's summary plus what the exports need.
+/// A job and parameter set: report's summary plus what the exports need.
 #[derive(Debug, Clone)]
 pub struct Group<'a> {
     pub summary: Summary,
