@@ -230,38 +230,43 @@ impl Hierarchy {
 
 /// Creates `dir` (and missing parents below `top`) the way each version needs.
 fn ensure_dir(h: &Hierarchy, top: &Path, dir: &Path) -> Result<(), CgroupError> {
-    if dir.exists() {
-        if let Hierarchy::V2 { .. } = h {
-            enable_v2_controllers(dir)?;
-        }
-        return Ok(());
-    }
-    if let Some(p) = dir.parent() {
-        if p != top && p.starts_with(top) {
-            ensure_dir(h, top, p)?;
-        }
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(PathError::new("create cgroup", dir, e).into()),
-    }
-    let parent = dir.parent().unwrap_or(top);
-    match h {
-        Hierarchy::V1 { .. } => {
-            // v1 cpuset: a new group starts with empty cpus and mems, and the
-            // kernel refuses tasks (and children's settings) until both are set.
-            if dir.join("cpuset.cpus").exists() {
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    let v = fsx::read_trimmed(parent.join(f))?;
-                    fsx::write(dir.join(f), v)?;
-                }
+    if !dir.exists() {
+        if let Some(p) = dir.parent() {
+            if p != top && p.starts_with(top) {
+                ensure_dir(h, top, p)?;
             }
         }
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            // Another packrun made it a moment ago.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(PathError::new("create cgroup", dir, e).into()),
+        }
+    }
+    match h {
+        Hierarchy::V1 { .. } => fill_v1_cpuset(top, dir),
         Hierarchy::V2 { .. } => {
             // "No internal processes": only groups without tasks hand
             // controllers to children; ours never hold tasks above the runs.
-            enable_v2_controllers(dir)?;
+            enable_v2_controllers(dir)
+        }
+    }
+}
+
+/// v1 cpuset: a new group starts with empty cpus and mems, and the kernel
+/// refuses tasks until both are set, and refuses a child's value that is not
+/// a subset of its parent's (EACCES). A group another packrun has just made
+/// may still be empty: fill it from its parent, the parent first.
+fn fill_v1_cpuset(top: &Path, dir: &Path) -> Result<(), CgroupError> {
+    if dir == top || !dir.starts_with(top) || !dir.join("cpuset.cpus").exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(top);
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        if fsx::read_trimmed(dir.join(f))?.is_empty() {
+            fill_v1_cpuset(top, parent)?;
+            let v = fsx::read_trimmed(parent.join(f))?;
+            fsx::write(dir.join(f), v)?;
         }
     }
     Ok(())
@@ -1117,6 +1122,31 @@ mod tests {
         );
         assert_eq!((u.memory_peak_bytes, u.oom_kills), (4096, 3));
         std::mem::forget(cg);
+    }
+
+    #[test]
+    fn a_v1_cpuset_group_left_empty_by_a_concurrent_packrun_is_filled_from_its_parents() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path();
+        std::fs::write(top.join("cpuset.cpus"), "0-3\n").unwrap();
+        std::fs::write(top.join("cpuset.mems"), "0-1\n").unwrap();
+        // Both levels exist, as another packrun made them, but are still empty.
+        for d in ["packrun", "packrun/b1"] {
+            std::fs::create_dir_all(top.join(d)).unwrap();
+            std::fs::write(top.join(d).join("cpuset.cpus"), "\n").unwrap();
+            std::fs::write(top.join(d).join("cpuset.mems"), "\n").unwrap();
+        }
+        fill_v1_cpuset(top, &top.join("packrun/b1")).unwrap();
+        for d in ["packrun", "packrun/b1"] {
+            assert_eq!(
+                std::fs::read_to_string(top.join(d).join("cpuset.cpus")).unwrap(),
+                "0-3"
+            );
+            assert_eq!(
+                std::fs::read_to_string(top.join(d).join("cpuset.mems")).unwrap(),
+                "0-1"
+            );
+        }
     }
 
     #[test]

@@ -198,6 +198,7 @@ pub fn execute(
     loop {
         // Start, in file order, every pending run that fits now (backfill).
         let mut blocked_by_others = false;
+        let mut placed_any = false;
         if !outcome.interrupted && !pending.is_empty() {
             let mut ctx = Choose {
                 runs,
@@ -229,6 +230,7 @@ pub fn execute(
                 }
                 None => ctx.choose(&mut alloc),
             };
+            placed_any = !starts.is_empty();
             for (index, placement) in starts {
                 let run = &runs[index];
                 on_event(Event::Started {
@@ -256,6 +258,11 @@ pub fn execute(
         }
         if running.is_empty() && (pending.is_empty() || outcome.interrupted) {
             break;
+        }
+        if running.is_empty() && placed_any {
+            // Every run just placed failed to start (its row is written)
+            // and gave its CPUs back: place again before concluding anything.
+            continue;
         }
         if running.is_empty() && !blocked_by_others {
             // Nothing runs and nothing pending fits: only possible when the
