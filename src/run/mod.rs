@@ -267,18 +267,14 @@ pub fn execute(
         if running.is_empty() && !blocked_by_others {
             // Nothing runs and nothing pending fits: only possible when the
             // allocator's view is wrong (feasibility is checked before).
+            let never = "no placement fits this run on the CPUs packrun may use";
             for index in pending.drain(..) {
-                let run = &runs[index];
-                let rec = not_started(
-                    run,
-                    State::Error,
-                    "no placement fits this run on the CPUs packrun may use".into(),
-                );
+                let rec = not_started(&runs[index], State::Error, never.into());
                 finish(
                     &mut remaining,
                     &mut failed_jobs,
                     &mut outcome,
-                    run,
+                    &runs[index],
                     rec,
                     on_event,
                 );
@@ -426,18 +422,14 @@ pub fn execute(
     }
 
     if outcome.interrupted {
+        let why = "packrun was interrupted before it started";
         for index in pending {
-            let run = &runs[index];
-            let rec = not_started(
-                run,
-                State::Cancelled,
-                "packrun was interrupted before it started".into(),
-            );
+            let rec = not_started(&runs[index], State::Cancelled, why.into());
             finish(
                 &mut remaining,
                 &mut failed_jobs,
                 &mut outcome,
-                run,
+                &runs[index],
                 rec,
                 on_event,
             );
