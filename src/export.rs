@@ -2,7 +2,7 @@
 //! summary, hyperfine's JSON export and GNU parallel's joblog. Formats what
 //! runs.csv holds; outliers are counted, never dropped.
 
-use crate::report::{human_bytes, Row, Stats, Summary};
+use crate::report::{self, human_bytes, Row, Stats, Summary};
 use std::collections::BTreeMap;
 
 /// Iglewicz and Hoaglin's cut-off: a modified z-score above 3.5 marks an outlier.
@@ -218,23 +218,9 @@ pub fn markdown(groups: &[Group]) -> String {
 
 /// CSV: summary.csv's numbers plus mean user/system time and outliers.
 pub fn csv(groups: &[Group]) -> String {
-    let mut params: Vec<String> = Vec::new();
-    for g in groups {
-        for (p, _) in &g.summary.params {
-            if !params.contains(p) {
-                params.push(p.clone());
-            }
-        }
-    }
+    let params = report::summary_params(groups.iter().map(|g| &g.summary));
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut head: Vec<String> = vec!["job".into()];
-    head.extend(params.iter().map(|p| format!("parameter_{p}")));
-    head.push("runs".into());
-    for m in ["wall_time_s", "cpu_time_s"] {
-        for st in ["median", "mean", "stddev", "min", "max"] {
-            head.push(format!("{m}_{st}"));
-        }
-    }
+    let mut head = report::summary_head(&params);
     head.extend(
         [
             "user_time_s_mean",
@@ -245,36 +231,11 @@ pub fn csv(groups: &[Group]) -> String {
         ]
         .map(String::from),
     );
-    let states: Vec<String> = groups
-        .first()
-        .map(|g| {
-            g.summary
-                .states
-                .iter()
-                .map(|(s, _)| s.to_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
-    head.extend(states.iter().cloned());
+    head.extend(report::state_columns());
     w.write_record(&head).expect("CSV to memory");
     for g in groups {
         let s = &g.summary;
-        let mut c = vec![s.job.clone()];
-        for p in &params {
-            c.push(
-                s.params
-                    .iter()
-                    .find(|(k, _)| k == p)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-            );
-        }
-        c.push(s.runs.to_string());
-        for st in [&s.wall, &s.cpu] {
-            for v in [st.median, st.mean, st.stddev, st.min, st.max] {
-                c.push(format!("{v:.6}"));
-            }
-        }
+        let mut c = report::summary_cells(s, &params);
         let (user, system) = user_system(g);
         c.push(format!("{user:.6}"));
         c.push(format!("{system:.6}"));

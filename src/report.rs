@@ -595,8 +595,8 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
         .collect()
 }
 
-/// Writes summary.csv.
-pub fn write_summary(path: &Path, summaries: &[Summary]) -> Result<(), PathError> {
+/// Parameter names of the summaries, first seen first.
+pub fn summary_params<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> Vec<String> {
     let mut params: Vec<String> = Vec::new();
     for s in summaries {
         for (p, _) in &s.params {
@@ -605,6 +605,12 @@ pub fn write_summary(path: &Path, summaries: &[Summary]) -> Result<(), PathError
             }
         }
     }
+    params
+}
+
+/// The leading columns every summary CSV shares: job, parameters, runs,
+/// and median/mean/stddev/min/max of wall and CPU time.
+pub fn summary_head(params: &[String]) -> Vec<String> {
     let mut head: Vec<String> = vec!["job".into()];
     head.extend(params.iter().map(|p| format!("parameter_{p}")));
     head.push("runs".into());
@@ -613,27 +619,45 @@ pub fn write_summary(path: &Path, summaries: &[Summary]) -> Result<(), PathError
             head.push(format!("{m}_{st}"));
         }
     }
+    head
+}
+
+/// The cells under `summary_head` for one summary.
+pub fn summary_cells(s: &Summary, params: &[String]) -> Vec<String> {
+    let mut cells = vec![s.job.clone()];
+    for p in params {
+        cells.push(
+            s.params
+                .iter()
+                .find(|(k, _)| k == p)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+        );
+    }
+    cells.push(s.runs.to_string());
+    for st in [&s.wall, &s.cpu] {
+        for v in [st.median, st.mean, st.stddev, st.min, st.max] {
+            cells.push(format!("{v:.6}"));
+        }
+    }
+    cells
+}
+
+/// The per-state count columns (lower-case state names), in `Summary::states` order.
+pub fn state_columns() -> impl Iterator<Item = String> {
+    STATES.iter().map(|s| s.to_lowercase())
+}
+
+/// Writes summary.csv.
+pub fn write_summary(path: &Path, summaries: &[Summary]) -> Result<(), PathError> {
+    let params = summary_params(summaries);
+    let mut head = summary_head(&params);
     head.push("memory_peak_bytes_max".into());
     head.push("failures".into());
-    head.extend(STATES.iter().map(|s| s.to_lowercase()));
+    head.extend(state_columns());
     let mut out = csv_line(&head);
     for s in summaries {
-        let mut cells = vec![s.job.clone()];
-        for p in &params {
-            cells.push(
-                s.params
-                    .iter()
-                    .find(|(k, _)| k == p)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-            );
-        }
-        cells.push(s.runs.to_string());
-        for st in [&s.wall, &s.cpu] {
-            for v in [st.median, st.mean, st.stddev, st.min, st.max] {
-                cells.push(format!("{v:.6}"));
-            }
-        }
+        let mut cells = summary_cells(s, &params);
         cells.push(s.max_memory_peak.to_string());
         cells.push(s.failures.to_string());
         cells.extend(s.states.iter().map(|(_, n)| n.to_string()));
