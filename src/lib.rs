@@ -210,53 +210,37 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
     if cpus == 0 {
         return Err("--cpus 0: expected at least 1 CPU".into());
     }
-    Ok(spec::Run {
-        key: format!("exec-{}", std::process::id()),
-        job: "exec".into(),
-        params: Vec::new(),
-        rep: 1,
-        warmup: false,
-        command: a.command.clone(),
-        // A one-off command keeps the caller's environment, as unshare(1) does.
-        env: std::env::vars().collect(),
-        workdir: a.workdir.clone(),
-        resources: spec::Resources {
-            cpus,
-            cpuset,
-            memory: a
-                .memory
-                .as_deref()
-                .map(|s| parse_bytes("--memory", s))
-                .transpose()?,
-            numa,
-            cpu_quota: None,
-            pids: a.pids.unwrap_or(spec::DEFAULT_PIDS),
-            io: spec::Io::default(),
-            rlimits: vec![("nofile".into(), spec::DEFAULT_NOFILE)],
-        },
-        time_limit,
-        cpu_time_limit: a
-            .cpu_time_limit
-            .as_deref()
-            .map(|s| parse_duration("--cpu-time-limit", s))
-            .transpose()?,
-        estimate: time_limit.unwrap_or(spec::DEFAULT_ESTIMATE),
-        container: spec::Container {
-            rootfs,
-            network: match a.network {
-                cli::NetworkArg::None => spec::Network::None,
-                cli::NetworkArg::Host => spec::Network::Host,
-            },
-            hostname: a.hostname.clone(),
-            mounts,
-            writable: Vec::new(),
-            user: None,
-            capabilities: Vec::new(),
-        },
-        log_limit: spec::DEFAULT_LOG_LIMIT,
-        group: None,
-        depends_on: Vec::new(),
-    })
+    let mut run = spec::Run::with_defaults("exec", a.command.clone());
+    run.key = format!("exec-{}", std::process::id());
+    // A one-off command keeps the caller's environment, as unshare(1) does.
+    run.env = std::env::vars().collect();
+    run.workdir = a.workdir.clone();
+    let r = &mut run.resources;
+    r.cpus = cpus;
+    r.cpuset = cpuset;
+    r.memory = a
+        .memory
+        .as_deref()
+        .map(|s| parse_bytes("--memory", s))
+        .transpose()?;
+    r.numa = numa;
+    r.pids = a.pids.unwrap_or(spec::DEFAULT_PIDS);
+    run.time_limit = time_limit;
+    run.cpu_time_limit = a
+        .cpu_time_limit
+        .as_deref()
+        .map(|s| parse_duration("--cpu-time-limit", s))
+        .transpose()?;
+    run.estimate = time_limit.unwrap_or(spec::DEFAULT_ESTIMATE);
+    let c = &mut run.container;
+    c.rootfs = rootfs;
+    c.network = match a.network {
+        cli::NetworkArg::None => spec::Network::None,
+        cli::NetworkArg::Host => spec::Network::Host,
+    };
+    c.hostname = a.hostname.clone();
+    c.mounts = mounts;
+    Ok(run)
 }
 
 /// `packrun exec`: one run; the usage record goes to stderr, the exit code is the job's.

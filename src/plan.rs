@@ -1229,7 +1229,7 @@ pub fn render_json(batch: &crate::spec::Batch, schedule: &Schedule) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Container, Io, MemPolicy, Network, Resources, Rootfs};
+    use crate::spec::MemPolicy;
     use std::path::Path;
 
     fn fixture(name: &str) -> Topology {
@@ -1240,41 +1240,13 @@ mod tests {
     }
 
     fn run(job: &str, cpus: u32, secs: u64) -> Run {
-        Run {
-            key: format!("{job}-{cpus}-{secs}"),
-            job: job.into(),
-            params: vec![],
-            rep: 1,
-            warmup: false,
-            command: vec!["true".into()],
-            env: vec![],
-            workdir: None,
-            resources: Resources {
-                cpus,
-                cpuset: None,
-                memory: None,
-                numa: Numa::Local,
-                cpu_quota: None,
-                pids: 1024,
-                io: Io::default(),
-                rlimits: vec![],
-            },
-            time_limit: None,
-            cpu_time_limit: None,
-            estimate: Duration::from_secs(secs),
-            container: Container {
-                rootfs: Rootfs::Host,
-                network: Network::None,
-                hostname: job.into(),
-                mounts: vec![],
-                writable: vec![],
-                user: None,
-                capabilities: vec![],
-            },
-            log_limit: 1 << 20,
-            group: None,
-            depends_on: vec![],
-        }
+        let mut r = Run::with_defaults(job, vec!["true".into()]);
+        r.key = format!("{job}-{cpus}-{secs}");
+        r.resources.cpus = cpus;
+        r.resources.rlimits.clear();
+        r.estimate = Duration::from_secs(secs);
+        r.log_limit = 1 << 20;
+        r
     }
 
     fn list(s: &str) -> CpuList {

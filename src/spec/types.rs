@@ -209,3 +209,46 @@ pub const CAPABILITIES: &[&str] = &[
     "BPF",
     "CHECKPOINT_RESTORE",
 ];
+
+impl Run {
+    /// A run of `command` with every default a job file would give it (one
+    /// CPU, default pids and nofile, host root, own network, no limits):
+    /// for runs made without a job file (`packrun exec`, planner tests).
+    pub fn with_defaults(job: &str, command: Vec<String>) -> Run {
+        Run {
+            key: job.to_string(),
+            job: job.to_string(),
+            params: Vec::new(),
+            rep: 1,
+            warmup: false,
+            command,
+            env: Vec::new(),
+            workdir: None,
+            resources: Resources {
+                cpus: 1,
+                cpuset: None,
+                memory: None,
+                numa: Numa::Local,
+                cpu_quota: None,
+                pids: DEFAULT_PIDS,
+                io: Io::default(),
+                rlimits: vec![("nofile".into(), DEFAULT_NOFILE)],
+            },
+            time_limit: None,
+            cpu_time_limit: None,
+            estimate: DEFAULT_ESTIMATE,
+            container: Container {
+                rootfs: Rootfs::Host,
+                network: Network::None,
+                hostname: job.to_string(),
+                mounts: Vec::new(),
+                writable: Vec::new(),
+                user: None,
+                capabilities: Vec::new(),
+            },
+            log_limit: DEFAULT_LOG_LIMIT,
+            group: None,
+            depends_on: Vec::new(),
+        }
+    }
+}
