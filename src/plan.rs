@@ -528,26 +528,39 @@ impl Allocator {
             // (score, chosen nodes in fill order)
             let mut best: Option<((u64, u64), Vec<usize>)> = None;
             for &s in &cand {
-                let mut set = vec![s];
-                if m > 1 {
-                    let mut others: Vec<usize> = cand.iter().copied().filter(|&n| n != s).collect();
-                    others.sort_by_key(|&n| (sh.distances[s][n], n));
-                    set.extend(others.into_iter().take(m - 1));
-                }
-                if set.len() < m {
-                    continue;
-                }
-                let free: u64 = set.iter().map(|&n| dom.free[n] as u64).sum();
-                if free < k as u64 {
-                    continue;
-                }
-                if fixed.is_none() && split(mem, &set).iter().any(|&(n, b)| pool[n] < b) {
-                    continue;
-                }
-                let dist: u64 = set.iter().map(|&n| sh.distances[s][n] as u64).sum();
-                let score = (dist, free - k as u64);
-                if best.as_ref().is_none_or(|(b, _)| score < *b) {
-                    best = Some((score, set));
+                // Each seed tries its closest nodes (the most free first among
+                // equally close ones), then its freest nodes, so a set of `m`
+                // nodes that holds the run is found even when the closest
+                // nodes are nearly full. The closest feasible set wins.
+                for by_free in [false, true] {
+                    let mut set = vec![s];
+                    if m > 1 {
+                        let mut others: Vec<usize> =
+                            cand.iter().copied().filter(|&n| n != s).collect();
+                        if by_free {
+                            others.sort_by_key(|&n| (Reverse(dom.free[n]), sh.distances[s][n], n));
+                        } else {
+                            others.sort_by_key(|&n| (sh.distances[s][n], Reverse(dom.free[n]), n));
+                        }
+                        set.extend(others.into_iter().take(m - 1));
+                    } else if by_free {
+                        continue;
+                    }
+                    if set.len() < m {
+                        continue;
+                    }
+                    let free: u64 = set.iter().map(|&n| dom.free[n] as u64).sum();
+                    if free < k as u64 {
+                        continue;
+                    }
+                    if fixed.is_none() && split(mem, &set).iter().any(|&(n, b)| pool[n] < b) {
+                        continue;
+                    }
+                    let dist: u64 = set.iter().map(|&n| sh.distances[s][n] as u64).sum();
+                    let score = (dist, free - k as u64);
+                    if best.as_ref().is_none_or(|(b, _)| score < *b) {
+                        best = Some((score, set));
+                    }
                 }
             }
             if let Some((_, set)) = best {
@@ -1302,6 +1315,34 @@ mod tests {
         assert_eq!(p.cpus.len(), 20);
         let p = a.place(&run("wide2", 20, 1)).unwrap();
         assert_eq!(p.mems.to_string(), "2-3");
+    }
+
+    #[test]
+    fn run_larger_than_a_node_spans_two_nodes_when_two_hold_it() {
+        let t = fixture("4node-2l3");
+        let mut a = Allocator::new(&t, &[]);
+        // Node 0 keeps one free CPU, node 3 none; nodes 1 and 2 are free and
+        // equally far from each other as from node 0.
+        a.reserve(&list("0-6,24-39,56-63"));
+        let p = a.place(&run("wide", 20, 1)).unwrap();
+        assert_eq!(p.cpus.len(), 20);
+        assert_eq!(
+            p.mems.to_string(),
+            "1-2",
+            "two whole nodes hold 20 CPUs; cpus {}",
+            p.cpus
+        );
+    }
+
+    #[test]
+    fn run_larger_than_a_node_uses_far_nodes_rather_than_more_nodes() {
+        let t = fixture("4node-2l3");
+        let mut a = Allocator::new(&t, &[]);
+        // Each node's close partner keeps one free CPU: 0 and 2 are free,
+        // 1 and 3 nearly full. Two far nodes beat three or four.
+        a.reserve(&list("8-14,24-30,40-47,56-63"));
+        let p = a.place(&run("wide", 20, 1)).unwrap();
+        assert_eq!(p.mems.to_string(), "0,2", "cpus {}", p.cpus);
     }
 
     #[test]
