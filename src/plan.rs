@@ -523,7 +523,28 @@ impl Allocator {
         let fits_one = allowed
             .iter()
             .any(|&n| dom.total[n] as usize >= k && (fixed.is_some() || cap[n] >= mem));
-        let max_m = if fits_one { 1 } else { cand.len().min(k) };
+        // Likewise a wider run waits for as few nodes as could hold it, unless
+        // the whole domain is free (so a run never waits for what cannot come).
+        let all_free = allowed.iter().all(|&n| dom.free[n] == dom.total[n]);
+        let max_m = if fits_one {
+            1
+        } else if all_free {
+            cand.len().min(k)
+        } else {
+            let mut totals: Vec<(u32, u64)> =
+                allowed.iter().map(|&n| (dom.total[n], cap[n])).collect();
+            totals.sort_unstable_by_key(|&t| Reverse(t));
+            let (mut cpus, mut bytes) = (0u64, 0u64);
+            let fewest = totals
+                .iter()
+                .position(|&(c, b)| {
+                    cpus += c as u64;
+                    bytes += b;
+                    cpus >= k as u64 && (fixed.is_some() || bytes >= mem)
+                })
+                .map_or(totals.len(), |i| i + 1);
+            cand.len().min(k).min(fewest)
+        };
         for m in 1..=max_m {
             // (score, chosen nodes in fill order)
             let mut best: Option<((u64, u64), Vec<usize>)> = None;
@@ -1343,6 +1364,19 @@ mod tests {
         a.reserve(&list("8-14,24-30,40-47,56-63"));
         let p = a.place(&run("wide", 20, 1)).unwrap();
         assert_eq!(p.mems.to_string(), "0,2", "cpus {}", p.cpus);
+    }
+
+    #[test]
+    fn run_larger_than_a_node_waits_for_two_nodes_rather_than_taking_four() {
+        let t = fixture("4node-2l3");
+        let mut a = Allocator::new(&t, &[]);
+        // Six free CPUs on every node: 24 in all, but no two nodes hold 20.
+        let held = list("0-4,32-36,8-12,40-44,16-20,48-52,24-28,56-60");
+        a.reserve(&held);
+        assert!(a.place(&run("wide", 20, 1)).is_none());
+        a.unreserve(&held);
+        let p = a.place(&run("wide", 20, 1)).unwrap();
+        assert_eq!(p.mems.len(), 2, "cpus {}", p.cpus);
     }
 
     #[test]
