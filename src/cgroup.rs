@@ -848,7 +848,10 @@ pub fn cleanup_batch(h: &Hierarchy, base: &str, batch: &str) -> Result<(), Cgrou
         kill_dirs(h, &dirs)?;
         remove_dirs(&dirs)?;
     }
-    remove_dirs(&batch_dirs)
+    // A single run's batch (`packrun exec`) is the run's own group.
+    let live: Vec<PathBuf> = batch_dirs.into_iter().filter(|d| d.exists()).collect();
+    kill_dirs(h, &live)?;
+    remove_dirs(&live)
 }
 
 #[cfg(test)]

@@ -274,6 +274,7 @@ fn exec(args: ExecArgs) -> i32 {
         scratch: std::env::temp_dir(),
         max_parallel: Some(1),
         cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
+        single: true,
     };
     let alloc = plan::Allocator::new(&env.topology, &[]);
     let mut record = None;
@@ -458,6 +459,7 @@ fn batch_in(
         scratch: dir.join("scratch"),
         max_parallel: args.max_parallel,
         cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
+        single: false,
     };
     let mut progress = progress::Progress::new(batch.runs.len(), done.len(), planned, args.quiet);
     let mut lost_rows = 0;

@@ -187,10 +187,38 @@ pub fn read(
         n.cpus = n.cpus.intersection(&usable);
     }
 
-    let mut cpus = Vec::with_capacity(usable.len());
+    let mut cpus: Vec<Cpu> = Vec::with_capacity(usable.len());
     let mut core_ids: BTreeMap<(u32, u32), u32> = BTreeMap::new();
+    // L3 domains already read, and the cache index that held the L3: on a
+    // large machine most CPUs are then found without reading their files.
+    let mut l3_lists: Vec<CpuList> = Vec::new();
+    let mut l3_index: Option<std::ffi::OsString> = None;
     for id in usable.iter() {
+        let node = nodes
+            .iter()
+            .find(|n| n.cpus.contains(id))
+            .map(|n| n.id)
+            .expect("usable CPUs are drawn from node cpulists");
         let dir = cpu_dir.join(format!("cpu{id}"));
+        let known_l3 = l3_lists
+            .iter()
+            .find(|l| l.contains(id))
+            .map(|l| l.iter().next().unwrap_or(id).min(id));
+        // An SMT sibling of a CPU already read shares its core and package.
+        if let Some(sib) = cpus.iter().find(|c| c.siblings.contains(id)) {
+            if let Some(l3) = known_l3 {
+                let c = Cpu {
+                    id,
+                    core: sib.core,
+                    package: sib.package,
+                    node,
+                    l3,
+                    siblings: sib.siblings.clone(),
+                };
+                cpus.push(c);
+                continue;
+            }
+        }
         let topo = dir.join("topology");
         let core_id = read_u32(&topo.join("core_id"))?;
         let package = read_u32(&topo.join("physical_package_id"))?;
@@ -204,17 +232,19 @@ pub fn read(
         }
         let next = core_ids.len() as u32;
         let core = *core_ids.entry((package, core_id)).or_insert(next);
-        let l3 = match read_l3(&dir.join("cache"))? {
-            Some(shared) => shared.iter().next().unwrap_or(id).min(id),
-            // No level-3 cache listed (some VMs and small SoCs): the package is
-            // the shared cache domain we know of (filled in below).
-            None => NO_L3,
+        let l3 = match known_l3 {
+            Some(l3) => l3,
+            None => match read_l3(&dir.join("cache"), &mut l3_index)? {
+                Some(shared) => {
+                    let first = shared.iter().next().unwrap_or(id).min(id);
+                    l3_lists.push(shared);
+                    first
+                }
+                // No level-3 cache listed (some VMs and small SoCs): the package is
+                // the shared cache domain we know of (filled in below).
+                None => NO_L3,
+            },
         };
-        let node = nodes
-            .iter()
-            .find(|n| n.cpus.contains(id))
-            .map(|n| n.id)
-            .expect("usable CPUs are drawn from node cpulists");
         cpus.push(Cpu {
             id,
             core,
@@ -238,8 +268,19 @@ pub fn read(
 
 const NO_L3: u32 = u32::MAX;
 
-/// The `shared_cpu_list` of the level-3 cache below a CPU's `cache` dir, if it has one.
-fn read_l3(cache: &Path) -> Result<Option<CpuList>, TopologyError> {
+/// The `shared_cpu_list` of the level-3 cache below a CPU's `cache` dir, if it
+/// has one. `hint` is the index dir that held the L3 of the CPU before; it is
+/// tried first.
+fn read_l3(
+    cache: &Path,
+    hint: &mut Option<std::ffi::OsString>,
+) -> Result<Option<CpuList>, TopologyError> {
+    if let Some(name) = hint.as_ref() {
+        let d = cache.join(name);
+        if d.join("level").exists() && read_u32(&d.join("level"))? == 3 {
+            return Ok(Some(read_list(&d.join("shared_cpu_list"))?));
+        }
+    }
     let entries = match std::fs::read_dir(cache) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -255,6 +296,7 @@ fn read_l3(cache: &Path) -> Result<Option<CpuList>, TopologyError> {
     dirs.sort();
     for d in dirs {
         if read_u32(&d.join("level"))? == 3 {
+            *hint = d.file_name().map(|n| n.to_os_string());
             return Ok(Some(read_list(&d.join("shared_cpu_list"))?));
         }
     }

@@ -447,3 +447,52 @@ print(open("/proc/self/status").read().split("CapEff:")[1].split()[0])
         "capabilities not dropped:\n{s}"
     );
 }
+
+#[test]
+fn cgroup_of_a_killed_exec_is_removed_by_the_next_packrun() {
+    if !privileged("cgroup_of_a_killed_exec_is_removed_by_the_next_packrun") {
+        return;
+    }
+    let tag = format!("packrun-orphan-{}", std::process::id());
+    let mut child = std::process::Command::new(BIN)
+        // The tag goes by the environment, so that only the sleeper (not
+        // packrun's own command line) carries it.
+        .args([
+            "exec",
+            "--",
+            "/bin/bash",
+            "-c",
+            "exec -a \"$ORPHAN_TAG\" sleep 60",
+        ])
+        .env("ORPHAN_TAG", &tag)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("packrun starts");
+    let pid = child.id();
+    let started = std::time::Instant::now();
+    while processes_with(&tag).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SIGKILL: packrun cannot clean up; the run dies with its init, the
+    // cgroup stays until the next packrun finds its owner gone.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let orphans = cgroups_of(pid);
+    assert!(!orphans.is_empty(), "nothing left to reap after SIGKILL");
+    let (out, next) = packrun(&["exec", "--", "/bin/true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("removed the cgroups of batch b{pid}-")),
+        "no word of the orphan: {err}"
+    );
+    assert!(cgroups_of(pid).is_empty(), "left: {:?}", cgroups_of(pid));
+    assert!(cgroups_of(next).is_empty());
+    assert!(processes_with(&tag).is_empty());
+}

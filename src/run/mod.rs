@@ -112,6 +112,9 @@ pub struct Options {
     pub max_parallel: Option<usize>,
     /// The machine-wide claims file; None only in tests that own the machine.
     pub cpu_lock: Option<PathBuf>,
+    /// One run only (`packrun exec`): its cgroup is the batch's own group,
+    /// one level less to make and remove in every hierarchy.
+    pub single: bool,
 }
 
 /// How often a batch waiting for CPUs that another packrun holds looks again.
@@ -125,6 +128,8 @@ pub enum RunError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error("cannot watch signals: {0}")]
     Signals(nix::Error),
+    #[error("a single-run batch was given {0} runs")]
+    Single(usize),
     #[error("poll failed: {0}")]
     Poll(nix::Error),
 }
@@ -160,7 +165,12 @@ pub fn execute(
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<Outcome, RunError> {
     let signals = watch_signals()?;
-    cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
+    if opts.single && runs.len() > 1 {
+        return Err(RunError::Single(runs.len()));
+    }
+    if !opts.single {
+        cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
+    }
     let mut outcome = Outcome {
         all_completed: true,
         ..Outcome::default()
@@ -620,13 +630,12 @@ fn start(
 
     let mut limits = limits_for(run, &placement);
     limits.io = io_throttles(run);
-    let cg = match RunCgroup::create(
-        &opts.hierarchy,
-        &opts.cgroup_base,
-        &opts.batch_id,
-        &run.key,
-        &limits,
-    ) {
+    // A single run's group is `<base>/<batch>`, else `<base>/<batch>/<key>`.
+    let (batch, name) = match opts.single {
+        true => ("", opts.batch_id.as_str()),
+        false => (opts.batch_id.as_str(), run.key.as_str()),
+    };
+    let cg = match RunCgroup::create(&opts.hierarchy, &opts.cgroup_base, batch, name, &limits) {
         Ok(cg) => cg,
         Err(e) => {
             return Err(fail(
