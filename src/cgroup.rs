@@ -381,10 +381,18 @@ impl RunCgroup {
             memory_seen: Cell::new(0),
         };
         for (d, top) in dirs.iter().zip(&tops) {
-            if let Some(parent) = d.parent().filter(|p| !p.exists()) {
-                ensure_dir(h, top, parent)?;
+            let mut made = std::fs::create_dir(d);
+            if made
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                // The batch's (or the base's) group is not there yet.
+                if let Some(parent) = d.parent() {
+                    ensure_dir(h, top, parent)?;
+                }
+                made = std::fs::create_dir(d);
             }
-            match std::fs::create_dir(d) {
+            match made {
                 Ok(()) => {}
                 // A leftover of a crashed run with the same key: reuse after emptying it.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -427,14 +435,13 @@ impl RunCgroup {
                     if let Some(m) = l.memory {
                         fsx::write(d.join("memory.limit_in_bytes"), m.to_string())?;
                         // Swap off: memory+swap equal to memory (only with swap accounting).
-                        if d.join("memory.memsw.limit_in_bytes").exists() {
-                            fsx::write(d.join("memory.memsw.limit_in_bytes"), m.to_string())?;
-                        }
+                        fsx::write_if_present(
+                            d.join("memory.memsw.limit_in_bytes"),
+                            m.to_string(),
+                        )?;
                     }
-                    if d.join("memory.swappiness").exists() {
-                        // Best effort: the root group refuses it and some kernels lack it.
-                        let _ = fsx::write(d.join("memory.swappiness"), "0");
-                    }
+                    // Best effort: the root group refuses it and some kernels lack it.
+                    let _ = fsx::write_if_present(d.join("memory.swappiness"), "0");
                 }
                 if let (Some(d), Some(q)) = (&cpu, l.cpu_quota) {
                     fsx::write(d.join("cpu.cfs_period_us"), "100000")?;
@@ -466,9 +473,7 @@ impl RunCgroup {
                 let d = &self.dirs[0];
                 if let Some(m) = l.memory {
                     fsx::write(d.join("memory.max"), m.to_string())?;
-                    if d.join("memory.swap.max").exists() {
-                        fsx::write(d.join("memory.swap.max"), "0")?;
-                    }
+                    fsx::write_if_present(d.join("memory.swap.max"), "0")?;
                 }
                 if let Some(q) = l.cpu_quota {
                     let quota = ((q * 100_000.0).round() as u64).max(1000);
@@ -569,19 +574,20 @@ impl RunCgroup {
                     u.cpu_ns = account::single(&read(&d, "cpuacct.usage")?).unwrap_or(0);
                     // The user/system split of v1 is sampled at ticks and does not add up to
                     // the exact total: keep the total, split it in the sampled ratio.
-                    let (user, system) = if d.join("cpuacct.usage_user").exists() {
-                        (
-                            account::single(&read(&d, "cpuacct.usage_user")?).unwrap_or(0),
-                            account::single(&read(&d, "cpuacct.usage_sys")?).unwrap_or(0),
-                        )
-                    } else {
-                        // cpuacct.stat counts USER_HZ ticks (100 per second on every Linux ABI).
-                        let st = read(&d, "cpuacct.stat")?;
-                        (
-                            account::flat_keyed(&st, "user").unwrap_or(0) * 10_000_000,
-                            account::flat_keyed(&st, "system").unwrap_or(0) * 10_000_000,
-                        )
-                    };
+                    let (user, system) =
+                        if let Some(user) = fsx::read_if_present(d.join("cpuacct.usage_user"))? {
+                            (
+                                account::single(&user).unwrap_or(0),
+                                account::single(&read(&d, "cpuacct.usage_sys")?).unwrap_or(0),
+                            )
+                        } else {
+                            // cpuacct.stat counts USER_HZ ticks (100 per second on every Linux ABI).
+                            let st = read(&d, "cpuacct.stat")?;
+                            (
+                                account::flat_keyed(&st, "user").unwrap_or(0) * 10_000_000,
+                                account::flat_keyed(&st, "system").unwrap_or(0) * 10_000_000,
+                            )
+                        };
                     (u.user_ns, u.system_ns) = account::split_cpu(u.cpu_ns, user, system);
                 }
                 if let Some(d) = self.dir_of("memory") {
@@ -591,31 +597,30 @@ impl RunCgroup {
                         .unwrap_or(0);
                 }
                 if let Some(d) = self.dir_of("blkio") {
-                    let f = [
-                        "blkio.throttle.io_service_bytes_recursive",
-                        "blkio.throttle.io_service_bytes",
-                    ]
-                    .into_iter()
-                    .find(|f| d.join(f).exists());
-                    if let Some(f) = f {
-                        (u.io_read_bytes, u.io_write_bytes) = account::blkio_v1(&read(&d, f)?);
+                    let text = match fsx::read_if_present(
+                        d.join("blkio.throttle.io_service_bytes_recursive"),
+                    )? {
+                        Some(t) => Some(t),
+                        None => fsx::read_if_present(d.join("blkio.throttle.io_service_bytes"))?,
+                    };
+                    if let Some(t) = text {
+                        (u.io_read_bytes, u.io_write_bytes) = account::blkio_v1(&t);
                     }
                 }
                 if let Some(d) = self.dir_of("cpu") {
-                    if d.join("cpu.stat").exists() {
+                    if let Some(st) = fsx::read_if_present(d.join("cpu.stat"))? {
                         u.cpu_throttled_ns =
-                            account::flat_keyed(&read(&d, "cpu.stat")?, "throttled_time")
-                                .unwrap_or(0);
+                            account::flat_keyed(&st, "throttled_time").unwrap_or(0);
                     }
                 }
                 self.sample();
                 // Newer kernels keep pids.peak on v1 too; older ones only the samples.
-                u.pids_peak = match self
-                    .dir_of("pids")
-                    .map(|d| d.join("pids.peak"))
-                    .filter(|p| p.exists())
-                {
-                    Some(p) => account::single(&fsx::read_to_string(p)?).unwrap_or(0),
+                let peak = match self.dir_of("pids") {
+                    Some(d) => fsx::read_if_present(d.join("pids.peak"))?,
+                    None => None,
+                };
+                u.pids_peak = match peak {
+                    Some(t) => account::single(&t).unwrap_or(0),
                     None => self.pids_seen.get(),
                 };
             }
@@ -627,20 +632,19 @@ impl RunCgroup {
                 u.system_ns = account::flat_keyed(&st, "system_usec").unwrap_or(0) * 1000;
                 u.cpu_throttled_ns = account::flat_keyed(&st, "throttled_usec").unwrap_or(0) * 1000;
                 self.sample();
-                u.memory_peak_bytes = match d.join("memory.peak").exists() {
-                    true => account::single(&read(d, "memory.peak")?).unwrap_or(0),
-                    false => self.memory_seen.get(),
+                u.memory_peak_bytes = match fsx::read_if_present(d.join("memory.peak"))? {
+                    Some(t) => account::single(&t).unwrap_or(0),
+                    None => self.memory_seen.get(),
                 };
-                if d.join("memory.events").exists() {
-                    u.oom_kills =
-                        account::flat_keyed(&read(d, "memory.events")?, "oom_kill").unwrap_or(0);
+                if let Some(t) = fsx::read_if_present(d.join("memory.events"))? {
+                    u.oom_kills = account::flat_keyed(&t, "oom_kill").unwrap_or(0);
                 }
-                if d.join("io.stat").exists() {
-                    (u.io_read_bytes, u.io_write_bytes) = account::io_stat_v2(&read(d, "io.stat")?);
+                if let Some(t) = fsx::read_if_present(d.join("io.stat"))? {
+                    (u.io_read_bytes, u.io_write_bytes) = account::io_stat_v2(&t);
                 }
-                u.pids_peak = match d.join("pids.peak").exists() {
-                    true => account::single(&read(d, "pids.peak")?).unwrap_or(0),
-                    false => self.pids_seen.get(),
+                u.pids_peak = match fsx::read_if_present(d.join("pids.peak"))? {
+                    Some(t) => account::single(&t).unwrap_or(0),
+                    None => self.pids_seen.get(),
                 };
             }
         }

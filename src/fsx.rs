@@ -51,9 +51,44 @@ impl<T> Context<T> for io::Result<T> {
     }
 }
 
+/// Reads a whole file. Unlike `std::fs::read_to_string` it does not stat
+/// the file first to size the buffer: cgroupfs, sysfs and procfs report
+/// sizes that mean nothing, and on the per-run path every syscall counts.
 pub fn read_to_string(path: impl AsRef<Path>) -> Result<String, PathError> {
     let p = path.as_ref();
-    std::fs::read_to_string(p).at("read", p)
+    read_file(p)?.ok_or_else(|| PathError::new("read", p, io::ErrorKind::NotFound.into()))
+}
+
+/// Like `read_to_string`, but a missing file is `None` (an optional
+/// interface file: one open instead of a stat and an open).
+pub fn read_if_present(path: impl AsRef<Path>) -> Result<Option<String>, PathError> {
+    read_file(path.as_ref())
+}
+
+fn read_file(p: &Path) -> Result<Option<String>, PathError> {
+    use std::io::Read;
+    let mut f = match std::fs::File::open(p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(PathError::new("read", p, e)),
+    };
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(PathError::new("read", p, e)),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|e| PathError::new("read", p, io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
 /// Reads a one-value file (sysfs, cgroupfs) and trims the trailing newline.
@@ -65,6 +100,24 @@ pub fn read_trimmed(path: impl AsRef<Path>) -> Result<String, PathError> {
 pub fn write(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<(), PathError> {
     let p = path.as_ref();
     std::fs::write(p, data).at("write", p)
+}
+
+/// Writes the value in one write(2) to an existing file (an optional
+/// interface file); `false` when there is no such file.
+pub fn write_if_present(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<bool, PathError> {
+    use std::io::Write;
+    let p = path.as_ref();
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(p)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(PathError::new("write", p, e)),
+    };
+    f.write_all(data.as_ref()).at("write", p)?;
+    Ok(true)
 }
 
 /// Formats an error and its chain of causes on one line: "a: b: c".

@@ -477,7 +477,16 @@ fn batch_in(
             }
             progress.finished(&rec);
         }
+        run::Event::Flush => {
+            if let Err(x) = csv.sync() {
+                eprintln!("packrun run: {}", fsx::chain(&x));
+            }
+        }
     });
+    // Also after an error that ended the loop early.
+    if let Err(x) = csv.sync() {
+        eprintln!("packrun run: {}", fsx::chain(&x));
+    }
     progress.finish();
     let outcome = outcome.map_err(|x| e(&x))?;
 

@@ -121,6 +121,8 @@ pub struct RunsCsv {
     file: File,
     params: Vec<String>,
     host: String,
+    /// Rows written since the last sync.
+    unsynced: bool,
 }
 
 impl RunsCsv {
@@ -164,14 +166,27 @@ impl RunsCsv {
             file,
             params: param_names.to_vec(),
             host: host.to_string(),
+            unsynced: false,
         })
     }
 
-    /// Appends one row in a single write and syncs it to disk.
+    /// Appends one row in a single write: a crash of packrun never leaves
+    /// half a row. `sync` makes the rows appended so far durable.
     pub fn append(&mut self, rec: &Record) -> Result<(), PathError> {
         let line = csv_line(&row(rec, &self.params, &self.host));
         self.file.write_all(&line).at("write", &self.path)?;
-        self.file.sync_data().at("sync", &self.path)
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Syncs the rows appended since the last call to disk (one fdatasync
+    /// for all the runs that ended together).
+    pub fn sync(&mut self) -> Result<(), PathError> {
+        if self.unsynced {
+            self.file.sync_data().at("sync", &self.path)?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 }
 

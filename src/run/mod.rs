@@ -88,6 +88,10 @@ pub enum Event<'a> {
         placement: &'a Placement,
     },
     Finished(Record),
+    /// The rows of the runs finished so far may be synced to disk now: the
+    /// loop has started what the freed CPUs allow (and does so once more
+    /// before it returns).
+    Flush,
 }
 
 /// Where a run's output goes.
@@ -263,6 +267,7 @@ pub fn execute(
                 }
             }
         }
+        on_event(Event::Flush);
         for cg in to_remove.drain(..) {
             let _ = cg.remove();
         }
@@ -445,6 +450,7 @@ pub fn execute(
             );
         }
     }
+    on_event(Event::Flush);
     cgroup::remove_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id);
     Ok(outcome)
 }
