@@ -807,6 +807,10 @@ pub fn device_of(path: &Path) -> Result<(u32, u32), CgroupError> {
 /// other batch uses it (best effort: another packrun may be creating one).
 pub fn remove_batch(h: &Hierarchy, base: &str, batch: &str) {
     let _ = remove_dirs(&h.dirs(base, Path::new(batch)));
+    if base.is_empty() {
+        // A single run's group below the top: nothing of ours above it.
+        return;
+    }
     for d in h.dirs(base, Path::new("")) {
         let _ = std::fs::remove_dir(d);
     }
@@ -817,7 +821,7 @@ pub fn list_batches(h: &Hierarchy, base: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for d in h.dirs(base, Path::new("")) {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if !names.contains(&n) {
                     names.push(n);

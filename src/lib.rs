@@ -266,10 +266,15 @@ fn exec(args: ExecArgs) -> i32 {
         return exit::INVALID;
     }
     reap_orphans(&env.hierarchy);
+    // One run's group sits where a batch's `packrun` group would, named
+    // `packrun-<batch>`: no parent group to make and remove per command.
     let opts = run::Options {
         hierarchy: env.hierarchy,
-        cgroup_base: "packrun".into(),
-        batch_id: run::journal::batch_id(run::cpulock::Owner::current()),
+        cgroup_base: String::new(),
+        batch_id: format!(
+            "{EXEC_PREFIX}{}",
+            run::journal::batch_id(run::cpulock::Owner::current())
+        ),
         output: run::Output::Inherit,
         scratch: std::env::temp_dir(),
         max_parallel: Some(1),
@@ -612,16 +617,29 @@ fn results_dir(args: &RunArgs, batch: &spec::Batch) -> Result<std::path::PathBuf
 }
 
 /// Kills and removes the cgroups of batches whose packrun died (SIGKILL, crash).
+/// Name prefix of the group of a single run (`packrun exec`), beside the
+/// batches' `packrun` group.
+const EXEC_PREFIX: &str = "packrun-";
+
 fn reap_orphans(h: &cgroup::Hierarchy) {
     container::remove_stale_root_dirs();
     let batches = cgroup::list_batches(h, "packrun");
-    for b in run::journal::orphans(batches.iter().map(String::as_str)) {
-        match cgroup::cleanup_batch(h, "packrun", &b) {
-            Ok(()) => eprintln!("packrun: removed the cgroups of batch {b}, whose packrun is gone"),
-            Err(e) => eprintln!(
-                "packrun: cannot clean up batch {b} left by a dead packrun: {}",
-                fsx::chain(&e)
-            ),
+    let singles: Vec<String> = cgroup::list_batches(h, "")
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(EXEC_PREFIX).map(String::from))
+        .collect();
+    let found = [("packrun", "", batches), ("", EXEC_PREFIX, singles)];
+    for (base, prefix, ids) in found {
+        for b in run::journal::orphans(ids.iter().map(String::as_str)) {
+            match cgroup::cleanup_batch(h, base, &format!("{prefix}{b}")) {
+                Ok(()) => {
+                    eprintln!("packrun: removed the cgroups of batch {b}, whose packrun is gone")
+                }
+                Err(e) => eprintln!(
+                    "packrun: cannot clean up batch {b} left by a dead packrun: {}",
+                    fsx::chain(&e)
+                ),
+            }
         }
     }
 }

@@ -58,15 +58,26 @@ pub fn packrun(args: &[&str]) -> (Output, u32) {
     (out, pid)
 }
 
-/// Every cgroup directory of the batch that packrun process `pid` made.
+/// Every cgroup directory of the batch that packrun process `pid` made
+/// (`packrun/b<pid>-…`, or `packrun-b<pid>-…` for a single run).
 pub fn cgroups_of(pid: u32) -> Vec<PathBuf> {
     let prefix = format!("b{pid}-");
+    let single = format!("packrun-b{pid}-");
     let mut found = Vec::new();
     for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
         let Ok(entries) = std::fs::read_dir(base) else {
             continue;
         };
         for e in entries.flatten() {
+            for dir in [e.path(), PathBuf::from(base)] {
+                if let Ok(bs) = std::fs::read_dir(&dir) {
+                    for b in bs.flatten() {
+                        if b.file_name().to_string_lossy().starts_with(&single) {
+                            found.push(b.path());
+                        }
+                    }
+                }
+            }
             for dir in [e.path().join("packrun"), Path::new(base).join("packrun")] {
                 if let Ok(bs) = std::fs::read_dir(&dir) {
                     for b in bs.flatten() {
