@@ -21,16 +21,17 @@ jobs:
     command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"]
 YAML
 
-# While a run is going, its cgroup sits below the delegated one.
+# While a run is going, its cgroup (packrun-<batch> for `packrun exec`)
+# sits below the delegated one.
 packrun exec --memory 32MiB -- sleep 3 >/tmp/deleg-exec.out 2>&1 &
 EPID=$!
 _i=0
-while [ -z "$(ls $D/packrun 2>/dev/null)" ] && [ $_i -lt 100 ]; do
+while [ -z "$(ls -d $D/packrun-b* 2>/dev/null)" ] && [ $_i -lt 100 ]; do
     sleep 0.1
     _i=$((_i + 1))
 done
-check_eq packrun-delegated-nested "$(ls $D/packrun 2>/dev/null | grep -c '^b')" 1
-check_eq packrun-delegated-not-at-root "$(ls -d $CG/packrun 2>/dev/null)" ""
+check_eq packrun-delegated-nested "$(ls -d $D/packrun-b* 2>/dev/null | wc -l)" 1
+check_eq packrun-delegated-not-at-root "$(ls -d $CG/packrun* 2>/dev/null)" ""
 wait $EPID
 st=$?
 check_eq packrun-delegated-exec-exit "$st" 0
