@@ -138,19 +138,28 @@ fn forwarded_set() -> libc::sigset_t {
     }
 }
 
-/// A fork-like raw clone(2): the child returns 0. Not glibc's fork(), whose
-/// atfork handlers would take locks that may be held forever here.
-fn raw_fork() -> libc::c_long {
-    // SAFETY: clone(2) with only SIGCHLD and a null stack duplicates this
-    // process like fork(2); the child continues on a copy of this stack.
+/// Starts the job as posix_spawn does: clone(2) with CLONE_VM | CLONE_VFORK
+/// on a stack of its own, so init's memory is shared, not copied, and init
+/// sleeps until the job has exec'd (or failed and exited). The job only makes
+/// system calls on its own stack and on `plan`, which init does not touch
+/// meanwhile; it has its own descriptor table, signal handlers and
+/// credentials (no CLONE_FILES, CLONE_SIGHAND or CLONE_THREAD).
+fn spawn_job(plan: &Plan, fds: &Fds) -> libc::pid_t {
+    extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` points at the pair on init's stack below, alive:
+        // init is suspended until this process has exec'd or exited.
+        let (plan, fds) = unsafe { &*(arg as *const (&Plan, &Fds)) };
+        job_main(plan, fds)
+    }
+    let pair: (&Plan, &Fds) = (plan, fds);
+    // SAFETY: clone(3) runs `entry` on the mapped stack prepared before
+    // the runner cloned init; see above for the sharing.
     unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+        libc::clone(
+            entry,
+            plan.job_stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &pair as *const (&Plan, &Fds) as *mut libc::c_void,
         )
     }
 }
@@ -230,10 +239,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
-    let job = raw_fork();
-    if job == 0 {
-        job_main(plan, fds);
-    }
+    let job = spawn_job(plan, fds);
     if job == -1 {
         fail(fds, "fork the job", b"", errno(), 1);
     }

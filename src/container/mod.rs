@@ -390,6 +390,57 @@ enum MountOp {
     },
 }
 
+/// Memory the job runs on until its execve, with a guard page below it
+/// (a stack overflow faults instead of writing into init's memory).
+struct JobStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl JobStack {
+    /// Far more than the job's setup uses (system calls on small locals).
+    const SIZE: usize = 256 << 10;
+    const GUARD: usize = 4096;
+
+    fn new() -> io::Result<JobStack> {
+        let len = Self::SIZE + Self::GUARD;
+        // SAFETY: an anonymous private mapping of our own; the lowest page
+        // is made inaccessible as the guard. Nothing else refers to it.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::mprotect(base, Self::GUARD, libc::PROT_NONE) != 0 {
+                let e = io::Error::last_os_error();
+                libc::munmap(base, len);
+                return Err(e);
+            }
+            Ok(JobStack { base, len })
+        }
+    }
+
+    /// The top of the stack (stacks grow down on every Linux ABI we build for).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of our own mapping, 16-byte aligned (page aligned).
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for JobStack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping once; init has its own copy.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
 /// What init and the job do, prepared before clone.
 struct Plan {
     /// Namespaces clone makes: the pid namespace (only clone can make init
@@ -416,6 +467,10 @@ struct Plan {
     caps: u64,
     last_cap: u32,
     seccomp: &'static [seccompiler::BpfProgram],
+    /// The job's stack: init starts the job with CLONE_VM | CLONE_VFORK,
+    /// as posix_spawn does, so no page table is copied and none is freed
+    /// again at its execve; init waits until the job has exec'd.
+    job_stack: JobStack,
     argv0: CString,
     candidates: Vec<CString>,
     /// Owns the strings `argv_ptrs` points into.
@@ -673,6 +728,7 @@ impl Plan {
             caps,
             last_cap: caps::last_cap(),
             seccomp: seccomp_programs()?,
+            job_stack: JobStack::new().map_err(|e| SetupError::os("map the job's stack", e))?,
             argv0: cstr(argv0, "argument")?,
             candidates,
             argv_ptrs: null_terminated(&argv),
