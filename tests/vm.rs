@@ -426,6 +426,8 @@ fn check_packrun_run(stdout: &str) {
         );
         let what = format!("runs.csv: {job} threads={threads} rep {rep}");
         assert_eq!(col(&row, "state"), "COMPLETED", "{what}: {row:?}");
+        // The guest's init names the machine.
+        assert_eq!(col(&row, "host"), "packrun-vm", "{what}: host");
         let (c, m) = (cpus(&col(&row, "cpus")), cpus(&col(&row, "mems")));
         let lines = inside
             .get(&(job.clone(), rep.clone(), threads.clone()))

@@ -31,6 +31,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run
+# A host name, as on a real machine (runs.csv's host column).
+hostname packrun-vm
 echo "packrun-vm: init reached"
 
 die() {
