@@ -195,13 +195,19 @@ impl Hierarchy {
     /// The directories of `<base>/<rel>` in every hierarchy packrun uses
     /// (on v1 one per mount, de-duplicated for co-mounted controllers).
     fn dirs(&self, base: &str, rel: &Path) -> Vec<PathBuf> {
+        self.dirs_for(base, rel, |_| true)
+    }
+
+    /// Like `dirs`, on v1 only in the hierarchies with a controller that
+    /// `needed` names.
+    fn dirs_for(&self, base: &str, rel: &Path, needed: impl Fn(&str) -> bool) -> Vec<PathBuf> {
         match self {
             Hierarchy::V2 { root, parent } => vec![root.join(parent).join(base).join(rel)],
             Hierarchy::V1 { mounts } => {
                 let mut v: Vec<PathBuf> = Vec::new();
-                for (_, m) in mounts {
+                for (c, m) in mounts {
                     let d = m.join(base).join(rel);
-                    if !v.contains(&d) {
+                    if needed(c) && !v.contains(&d) {
                         v.push(d);
                     }
                 }
@@ -367,9 +373,18 @@ impl RunCgroup {
         limits: &Limits,
     ) -> Result<RunCgroup, CgroupError> {
         let rel = Path::new(batch).join(run);
-        let dirs = h.dirs(base, &rel);
+        // On v1 a run joins the hierarchies it needs: `cpu` only for a quota
+        // (cpuacct counts the time) and `blkio` only for I/O throttles (v1's
+        // blkio counters miss direct and buffered I/O that init's rusage
+        // counts). Each hierarchy less is a mkdir, a join and an rmdir less.
+        let needed = |c: &str| match c {
+            "cpu" => limits.cpu_quota.is_some(),
+            "blkio" => !limits.io.is_empty(),
+            _ => true,
+        };
+        let dirs = h.dirs_for(base, &rel, needed);
         let tops: Vec<PathBuf> = h
-            .dirs(base, Path::new(""))
+            .dirs_for(base, Path::new(""), needed)
             .iter()
             .map(|d| d.parent().unwrap_or(d).to_path_buf())
             .collect();

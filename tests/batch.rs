@@ -341,3 +341,58 @@ fn two_batches_at_once_never_share_a_cpu() {
     assert_eq!(all.len(), 24);
     assert_no_cpu_overlap(&all);
 }
+
+#[test]
+fn runs_join_the_cpu_and_blkio_hierarchies_only_for_their_limits() {
+    if !privileged("runs_join_the_cpu_and_blkio_hierarchies_only_for_their_limits") {
+        return;
+    }
+    let dir = out_dir();
+    let (out, pid) = packrun(&[
+        "run",
+        "--quiet",
+        "--out",
+        dir.path().to_str().unwrap(),
+        job("limits.yaml").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    no_leftovers(pid);
+    let rows = rows(dir.path());
+    let by_job: HashMap<&str, &Row> = rows.iter().map(|r| (r["job"].as_str(), r)).collect();
+    let quota = by_job["quota"];
+    let throttled: f64 = quota["cpu_throttled_s"].parse().unwrap();
+    assert!(throttled > 0.0, "a 10% quota never throttled: {quota:?}");
+    // `/proc/self/cgroup` as the job saw it: the group of the hierarchy
+    // holding `controller`, when that hierarchy holds nothing else.
+    let group = |job: &str, controller: &str| -> Option<String> {
+        let text = std::fs::read_to_string(&by_job[job]["stdout"]).unwrap();
+        text.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            (ctrls == controller).then(|| path.to_string())
+        })
+    };
+    if group("plain", "cpuacct").is_none() {
+        println!("cgroup v2 or co-mounted cpu,cpuacct: hierarchy membership not checked");
+        return;
+    }
+    assert_eq!(
+        group("plain", "cpu").as_deref(),
+        Some("/"),
+        "no quota, no cpu group"
+    );
+    assert_eq!(
+        group("plain", "blkio").as_deref(),
+        Some("/"),
+        "no throttle, no blkio group"
+    );
+    assert!(group("quota", "cpu").unwrap().contains("/packrun/"));
+    assert!(group("io", "blkio").unwrap().contains("/packrun/"));
+    for job in ["plain", "quota", "io"] {
+        assert!(
+            group(job, "cpuacct").unwrap().contains("/packrun/"),
+            "{job}: cpuacct"
+        );
+    }
+}
