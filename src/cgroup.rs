@@ -93,12 +93,11 @@ pub fn detect(mountinfo: &str) -> Result<Hierarchy, CgroupError> {
                     }
                 }
             }
-            "cgroup2" => {
+            "cgroup2"
                 // Prefer the canonical location when there are several.
-                if v2.is_none() || mount_point == Path::new("/sys/fs/cgroup") {
+                if (v2.is_none() || mount_point == Path::new("/sys/fs/cgroup")) => {
                     v2 = Some(mount_point);
                 }
-            }
             _ => {}
         }
     }

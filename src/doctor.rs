@@ -108,13 +108,12 @@ pub fn parse_mountinfo(text: &str) -> Mounts {
         let mut post = post.split_whitespace();
         let (fstype, _source, opts) = (post.next(), post.next(), post.next().unwrap_or(""));
         match fstype {
-            Some("cgroup2") => {
+            Some("cgroup2")
                 // The unified mount of a hybrid setup holds no controllers;
                 // prefer /sys/fs/cgroup itself when both exist.
-                if m.v2.is_none() || point == "/sys/fs/cgroup" {
+                if (m.v2.is_none() || point == "/sys/fs/cgroup") => {
                     m.v2 = Some(point.to_string());
                 }
-            }
             Some("cgroup") => {
                 let ctrls: Vec<String> = opts
                     .split(',')
@@ -306,7 +305,7 @@ fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
                     "usable: {}; no {io} controller, so I/O limits are refused",
                     usable.join(", ")
                 ),
-                format!("a kernel with CONFIG_BLK_CGROUP; on v1: mount -t cgroup -o blkio cgroup /sys/fs/cgroup/blkio"),
+                "a kernel with CONFIG_BLK_CGROUP; on v1: mount -t cgroup -o blkio cgroup /sys/fs/cgroup/blkio".to_string(),
             )
         }
     } else {

@@ -567,12 +567,15 @@ const STATES: [&str; 6] = [
     "ERROR",
 ];
 
+/// A job and one of its parameter sets.
+type GroupKey<'a> = (&'a str, &'a [(String, String)]);
+
 /// Groups rows by job and parameter set (in first-seen order) and summarises
 /// each; statistics cover the COMPLETED measured runs.
 pub fn summarize(rows: &[Row]) -> Vec<Summary> {
     use rayon::prelude::*;
-    let mut order: Vec<(&str, &[(String, String)])> = Vec::new();
-    let mut groups: HashMap<(&str, &[(String, String)]), Vec<&Row>> = HashMap::new();
+    let mut order: Vec<GroupKey<'_>> = Vec::new();
+    let mut groups: HashMap<GroupKey<'_>, Vec<&Row>> = HashMap::new();
     for r in rows.iter().filter(|r| !r.warmup) {
         let k = (r.job.as_str(), r.params.as_slice());
         groups

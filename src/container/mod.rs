@@ -569,7 +569,7 @@ fn rlimit_resource(name: &str) -> Option<u32> {
         "sigpending" => libc::RLIMIT_SIGPENDING,
         "stack" => libc::RLIMIT_STACK,
         _ => return None,
-    } as u32)
+    })
 }
 
 fn is_root() -> bool {
@@ -647,7 +647,7 @@ impl Plan {
         }
         if !cfg.rlimits.iter().any(|(n, _)| n == "nofile") {
             rlimits.push((
-                libc::RLIMIT_NOFILE as u32,
+                libc::RLIMIT_NOFILE,
                 crate::spec::DEFAULT_NOFILE,
                 cstr("nofile", "rlimit")?,
             ));
@@ -1298,6 +1298,42 @@ fn clone(
     }
 }
 
+/// Restores the default action of SIGPIPE, which Rust's runtime ignores, so
+/// that `packrun topology | head` ends quietly like other Unix tools instead
+/// of panicking on a closed stdout.
+pub fn restore_default_sigpipe() {
+    // SAFETY: SIG_DFL is a valid disposition and no handler runs Rust code;
+    // called at start-up before any thread exists. See signal(7).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Removes the root directories (`/run/packrun/root-<pid>-<n>`) that a
+/// packrun killed in the middle of starting a container left behind. They
+/// are empty on the host: the mounts on them lived in the dead container's
+/// mount namespace. Directories of live processes are left alone.
+pub fn remove_stale_root_dirs() {
+    let Ok(entries) = std::fs::read_dir("/run/packrun") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("root-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1364,43 +1400,7 @@ mod tests {
 
     #[test]
     fn unknown_rlimit_names_are_rejected_with_the_list() {
-        assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE as u32));
+        assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE));
         assert_eq!(rlimit_resource("files"), None);
-    }
-}
-
-/// Restores the default action of SIGPIPE, which Rust's runtime ignores, so
-/// that `packrun topology | head` ends quietly like other Unix tools instead
-/// of panicking on a closed stdout.
-pub fn restore_default_sigpipe() {
-    // SAFETY: SIG_DFL is a valid disposition and no handler runs Rust code;
-    // called at start-up before any thread exists. See signal(7).
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-/// Removes the root directories (`/run/packrun/root-<pid>-<n>`) that a
-/// packrun killed in the middle of starting a container left behind. They
-/// are empty on the host: the mounts on them lived in the dead container's
-/// mount namespace. Directories of live processes are left alone.
-pub fn remove_stale_root_dirs() {
-    let Ok(entries) = std::fs::read_dir("/run/packrun") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("root-"))
-            .and_then(|n| n.split('-').next())
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-        if !alive {
-            let _ = std::fs::remove_dir(e.path());
-        }
     }
 }
