@@ -78,23 +78,31 @@ fn no_leftovers(pid: u32) {
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
 
-#[test]
-fn thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows() {
-    if !privileged("thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows") {
-        return;
-    }
+/// `packrun run --quiet` on tests/jobs/NAME into a fresh folder: checks the
+/// exit code and that no cgroup is left; returns the folder, the rows and
+/// packrun's stderr.
+fn run_job_file(name: &str, code: i32) -> (tempfile::TempDir, Vec<Row>, String) {
     let dir = out_dir();
     let (out, pid) = packrun(&[
         "run",
         "--quiet",
         "--out",
         dir.path().to_str().unwrap(),
-        job("thirty.yaml").to_str().unwrap(),
+        job(name).to_str().unwrap(),
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{err}");
     no_leftovers(pid);
     let rows = rows(dir.path());
+    (dir, rows, err)
+}
+
+#[test]
+fn thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows() {
+    if !privileged("thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows") {
+        return;
+    }
+    let (dir, rows, err) = run_job_file("thirty.yaml", 0);
     // sweep: 3 levels × 2 sizes × (4 + 1 warmup) = 30; single: 5 + 1 = 6.
     assert_eq!(rows.len(), 36, "{err}");
     let sweep: Vec<&Row> = rows.iter().filter(|r| r["job"] == "sweep").collect();
@@ -137,18 +145,7 @@ fn failures_are_rows_with_their_state_and_the_batch_exits_one() {
     if !privileged("failures_are_rows_with_their_state_and_the_batch_exits_one") {
         return;
     }
-    let dir = out_dir();
-    let (out, pid) = packrun(&[
-        "run",
-        "--quiet",
-        "--out",
-        dir.path().to_str().unwrap(),
-        job("failures.yaml").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    no_leftovers(pid);
-    let rows = rows(dir.path());
+    let (_dir, rows, err) = run_job_file("failures.yaml", 1);
     let by_job: HashMap<&str, &Row> = rows.iter().map(|r| (r["job"].as_str(), r)).collect();
     assert_eq!(by_job.len(), 5, "{err}");
     let check = |job: &str, state: &str, reason: &str| {
@@ -347,18 +344,7 @@ fn runs_join_the_cpu_and_blkio_hierarchies_only_for_their_limits() {
     if !privileged("runs_join_the_cpu_and_blkio_hierarchies_only_for_their_limits") {
         return;
     }
-    let dir = out_dir();
-    let (out, pid) = packrun(&[
-        "run",
-        "--quiet",
-        "--out",
-        dir.path().to_str().unwrap(),
-        job("limits.yaml").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    no_leftovers(pid);
-    let rows = rows(dir.path());
+    let (_dir, rows, _) = run_job_file("limits.yaml", 0);
     let by_job: HashMap<&str, &Row> = rows.iter().map(|r| (r["job"].as_str(), r)).collect();
     let quota = by_job["quota"];
     let throttled: f64 = quota["cpu_throttled_s"].parse().unwrap();
