@@ -550,6 +550,9 @@ fn seccomp_programs() -> Result<&'static [seccompiler::BpfProgram], SetupError> 
     }
 }
 
+// The RLIMIT_* constants are u32 on glibc and c_int on musl: the casts
+// are needed on one of them.
+#[allow(clippy::unnecessary_cast)]
 fn rlimit_resource(name: &str) -> Option<u32> {
     Some(match name {
         "as" => libc::RLIMIT_AS,
@@ -569,7 +572,7 @@ fn rlimit_resource(name: &str) -> Option<u32> {
         "sigpending" => libc::RLIMIT_SIGPENDING,
         "stack" => libc::RLIMIT_STACK,
         _ => return None,
-    })
+    } as u32)
 }
 
 fn is_root() -> bool {
@@ -647,7 +650,7 @@ impl Plan {
         }
         if !cfg.rlimits.iter().any(|(n, _)| n == "nofile") {
             rlimits.push((
-                libc::RLIMIT_NOFILE,
+                rlimit_resource("nofile").expect("nofile is a resource"),
                 crate::spec::DEFAULT_NOFILE,
                 cstr("nofile", "rlimit")?,
             ));
@@ -1400,7 +1403,9 @@ mod tests {
 
     #[test]
     fn unknown_rlimit_names_are_rejected_with_the_list() {
-        assert_eq!(rlimit_resource("nofile"), Some(libc::RLIMIT_NOFILE));
+        #[allow(clippy::unnecessary_cast)] // u32 on glibc, c_int on musl
+        let nofile = libc::RLIMIT_NOFILE as u32;
+        assert_eq!(rlimit_resource("nofile"), Some(nofile));
         assert_eq!(rlimit_resource("files"), None);
     }
 }
