@@ -147,7 +147,7 @@ fn failures_are_rows_with_their_state_and_the_batch_exits_one() {
     }
     let (_dir, rows, err) = run_job_file("failures.yaml", 1);
     let by_job: HashMap<&str, &Row> = rows.iter().map(|r| (r["job"].as_str(), r)).collect();
-    assert_eq!(by_job.len(), 5, "{err}");
+    assert_eq!(by_job.len(), 6, "{err}");
     let check = |job: &str, state: &str, reason: &str| {
         let r = by_job[job];
         assert_eq!(r["state"], state, "{job}: {r:?}");
@@ -158,6 +158,7 @@ fn failures_are_rows_with_their_state_and_the_batch_exits_one() {
     check("hog", "OUT_OF_MEMORY", "OOM");
     check("three", "FAILED", "exit code 3");
     check("missing", "ERROR", "ENOENT");
+    check("nodisk", "ERROR", "not a block device");
     assert_eq!(by_job["three"]["exit_code"], "3");
     assert!(by_job["hog"]["oom_kills"].parse::<u64>().unwrap() >= 1);
 }

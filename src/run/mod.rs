@@ -578,31 +578,33 @@ fn limits_for(run: &Run, placement: &Placement) -> Limits {
     }
 }
 
-fn io_throttles(run: &Run) -> Vec<cgroup::IoThrottle> {
+/// The run's I/O limits on the disk holding `io.device` (else the workdir,
+/// else /). A path on no disk (tmpfs, overlay, NFS) is an error: a limit
+/// the kernel cannot apply must not vanish without a word.
+fn io_throttles(run: &Run) -> Result<Vec<cgroup::IoThrottle>, String> {
     let io = &run.resources.io;
     if io.read_bps.is_none()
         && io.write_bps.is_none()
         && io.read_iops.is_none()
         && io.write_iops.is_none()
     {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let path = io
         .device
         .clone()
         .or_else(|| run.workdir.clone())
         .unwrap_or_else(|| PathBuf::from("/"));
-    match cgroup::device_of(&path) {
-        Ok((major, minor)) => vec![cgroup::IoThrottle {
-            major,
-            minor,
-            read_bps: io.read_bps,
-            write_bps: io.write_bps,
-            read_iops: io.read_iops,
-            write_iops: io.write_iops,
-        }],
-        Err(_) => Vec::new(),
-    }
+    let (major, minor) =
+        cgroup::device_of(&path).map_err(|e| format!("io limits: {}", crate::fsx::chain(&e)))?;
+    Ok(vec![cgroup::IoThrottle {
+        major,
+        minor,
+        read_bps: io.read_bps,
+        write_bps: io.write_bps,
+        read_iops: io.read_iops,
+        write_iops: io.write_iops,
+    }])
 }
 
 fn open_logs(dir: &Path, key: &str) -> Result<(PathBuf, PathBuf, File, File), PathError> {
@@ -637,7 +639,7 @@ fn start(
     };
 
     let mut limits = limits_for(run, &placement);
-    limits.io = io_throttles(run);
+    limits.io = io_throttles(run).map_err(|e| fail(State::Error, e, None))?;
     // A single run's group is `<base>/<batch>`, else `<base>/<batch>/<key>`.
     let (batch, name) = match opts.single {
         true => ("", opts.batch_id.as_str()),
