@@ -191,6 +191,14 @@ fn rand_suffix() -> u32 {
         .subsec_nanos()
 }
 
+/// `packrun run --quiet [EXTRA] --resume DIR FILE`.
+fn resume(dir: &Path, file: &Path, extra: &[&str]) -> (std::process::Output, u32) {
+    let mut args = vec!["run", "--quiet"];
+    args.extend_from_slice(extra);
+    args.extend(["--resume", dir.to_str().unwrap(), file.to_str().unwrap()]);
+    packrun(&args)
+}
+
 /// Waits until runs.csv holds at least `n` rows (bounded).
 fn wait_rows(dir: &Path, n: usize) {
     for _ in 0..600 {
@@ -244,13 +252,7 @@ fn sigkill_then_resume_records_each_run_once_and_leaves_nothing() {
     child.wait().unwrap();
     let before = rows(&d).len();
     assert!(before < 12, "the batch finished before it was killed");
-    let (out, pid2) = packrun(&[
-        "run",
-        "--quiet",
-        "--resume",
-        d.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
+    let (out, pid2) = resume(&d, &file, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     no_leftovers(pid);
@@ -286,24 +288,11 @@ fn resume_with_a_changed_job_file_is_refused_naming_the_change() {
         .unwrap()
         .replace("repetitions: 12", "repetitions: 13");
     std::fs::write(&file, text).unwrap();
-    let (out, _) = packrun(&[
-        "run",
-        "--quiet",
-        "--resume",
-        d.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
+    let (out, _) = resume(&d, &file, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("repetitions: 13"), "{err}");
-    let (out, _) = packrun(&[
-        "run",
-        "--quiet",
-        "--force",
-        "--resume",
-        d.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
+    let (out, _) = resume(&d, &file, &["--force"]);
     assert_eq!(
         out.status.code(),
         Some(0),

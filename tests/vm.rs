@@ -60,16 +60,7 @@ const COMMON: &[&str] = &["packrun-version", "node-count", "node0-cpulist"];
 
 #[test]
 fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
-    let vm = Vm {
-        topology: Topology {
-            cpus: 8,
-            nodes: 4,
-            memory_mib: 4096,
-        },
-        layout: Layout::V2,
-        scenarios: vec!["common.sh", "v2.sh"],
-        timeout: Duration::from_secs(180),
-    };
+    let vm = vm(FOUR_NODES, Layout::V2, "v2.sh", 180);
     let expected = [
         COMMON,
         &[
@@ -109,31 +100,13 @@ fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
 
 #[test]
 fn cgroup_v1_per_controller_hierarchies_limit_as_packrun_expects() {
-    let vm = Vm {
-        topology: Topology {
-            cpus: 4,
-            nodes: 2,
-            memory_mib: 2048,
-        },
-        layout: Layout::V1,
-        scenarios: vec!["common.sh", "v1.sh"],
-        timeout: Duration::from_secs(180),
-    };
+    let vm = vm(TWO_NODES, Layout::V1, "v1.sh", 180);
     run_scenario("v1", vm, &V1_CHECKS.concat());
 }
 
 #[test]
 fn cgroup_v1_comounted_as_systemd_legacy_mode_limits_alike() {
-    let vm = Vm {
-        topology: Topology {
-            cpus: 4,
-            nodes: 2,
-            memory_mib: 2048,
-        },
-        layout: Layout::V1Comounted,
-        scenarios: vec!["common.sh", "v1.sh"],
-        timeout: Duration::from_secs(180),
-    };
+    let vm = vm(TWO_NODES, Layout::V1Comounted, "v1.sh", 180);
     run_scenario(
         "v1-comounted",
         vm,
@@ -172,16 +145,7 @@ const V1_CHECKS: [&[&str]; 2] = [
 
 #[test]
 fn packrun_in_a_delegated_subtree_moves_into_a_leaf_and_nests_its_runs() {
-    let vm = Vm {
-        topology: Topology {
-            cpus: 4,
-            nodes: 2,
-            memory_mib: 2048,
-        },
-        layout: Layout::V2Delegated,
-        scenarios: vec!["common.sh", "packrun-delegated.sh"],
-        timeout: Duration::from_secs(180),
-    };
+    let vm = vm(TWO_NODES, Layout::V2Delegated, "packrun-delegated.sh", 180);
     let expected = [
         COMMON,
         &[
@@ -202,16 +166,7 @@ fn packrun_in_a_delegated_subtree_moves_into_a_leaf_and_nests_its_runs() {
 
 #[test]
 fn delegated_v2_subtree_needs_a_supervisor_leaf_before_controllers() {
-    let vm = Vm {
-        topology: Topology {
-            cpus: 4,
-            nodes: 2,
-            memory_mib: 2048,
-        },
-        layout: Layout::V2Delegated,
-        scenarios: vec!["common.sh", "v2-delegated.sh"],
-        timeout: Duration::from_secs(180),
-    };
+    let vm = vm(TWO_NODES, Layout::V2Delegated, "v2-delegated.sh", 180);
     let expected = [
         COMMON,
         &[
@@ -276,18 +231,29 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// The guest's nodes in the packrun tests: 8 CPUs on 4 nodes.
 const NODE_CPUS: [&str; 4] = ["0-1", "2-3", "4-5", "6-7"];
 
-fn v2_four_nodes(scenarios: Vec<&'static str>) -> Vm {
+/// A guest of `topology` and `layout` that runs common.sh, then `scenario`.
+fn vm(topology: Topology, layout: Layout, scenario: &'static str, timeout_s: u64) -> Vm {
     Vm {
-        topology: Topology {
-            cpus: 8,
-            nodes: 4,
-            memory_mib: 4096,
-        },
-        layout: Layout::V2,
-        scenarios,
-        timeout: Duration::from_secs(240),
+        topology,
+        layout,
+        scenarios: vec!["common.sh", scenario],
+        timeout: Duration::from_secs(timeout_s),
     }
 }
+
+/// 4 CPUs on 2 nodes.
+const TWO_NODES: Topology = Topology {
+    cpus: 4,
+    nodes: 2,
+    memory_mib: 2048,
+};
+
+/// 8 CPUs on 4 nodes.
+const FOUR_NODES: Topology = Topology {
+    cpus: 8,
+    nodes: 4,
+    memory_mib: 4096,
+};
 
 /// Checks one placement of jobs/vm-numa.yaml against the guest's nodes.
 /// `numa: local` keeps a run on one node when its CPUs fit in one (2 here),
@@ -506,7 +472,7 @@ fn packrun_sees_four_nodes_and_plans_numa_local_runs_on_them() {
     .concat();
     let Some(stdout) = run_scenario(
         "packrun-plan",
-        v2_four_nodes(vec!["common.sh", "packrun-plan.sh"]),
+        vm(FOUR_NODES, Layout::V2, "packrun-plan.sh", 240),
         &expected,
     ) else {
         return;
@@ -531,7 +497,7 @@ fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when
     .concat();
     let Some(stdout) = run_scenario(
         "packrun-run",
-        v2_four_nodes(vec!["common.sh", "packrun-run.sh"]),
+        vm(FOUR_NODES, Layout::V2, "packrun-run.sh", 240),
         &expected,
     ) else {
         return;
