@@ -21,19 +21,8 @@ fn out_dir() -> tempfile::TempDir {
         .unwrap()
 }
 
-type Row = HashMap<String, String>;
-
 fn rows(dir: &Path) -> Vec<Row> {
-    let mut rdr = csv::Reader::from_path(dir.join("runs.csv")).unwrap();
-    let head: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
-    rdr.records()
-        .map(|r| {
-            head.iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
+    csv_rows(&dir.join("runs.csv"))
 }
 
 fn time(s: &str) -> chrono::DateTime<chrono::Utc> {

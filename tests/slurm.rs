@@ -374,22 +374,6 @@ fn remove_tree(dir: &Path) {
     eprintln!("cannot remove {}", dir.display());
 }
 
-type Row = HashMap<String, String>;
-
-fn rows(path: &Path) -> Vec<Row> {
-    let mut rdr =
-        csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let head: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
-    rdr.records()
-        .map(|r| {
-            head.iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect()
-}
-
 fn packrun_in(cluster: &Cluster, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -490,7 +474,7 @@ fn submit_and_wait(cluster: &mut Cluster, args: &[&str], out_dir: &Path) -> Stri
 /// Each run exactly once, COMPLETED, on one of the cluster's nodes; both
 /// nodes ran some. Returns the rows.
 fn check_merged(cluster: &Cluster, out_dir: &Path, runs: usize) -> Vec<Row> {
-    let rows = rows(&out_dir.join("runs.csv"));
+    let rows = csv_rows(&out_dir.join("runs.csv"));
     let keys: BTreeSet<&str> = rows.iter().map(|r| r["run_key"].as_str()).collect();
     assert_eq!(rows.len(), runs, "rows: {rows:?}");
     assert_eq!(keys.len(), runs, "a run_key appears twice");
@@ -507,7 +491,7 @@ fn check_merged(cluster: &Cluster, out_dir: &Path, runs: usize) -> Vec<Row> {
         );
     }
     for n in &cluster.nodes {
-        let node_rows = self::rows(&out_dir.join("nodes").join(n).join("runs.csv"));
+        let node_rows = csv_rows(&out_dir.join("nodes").join(n).join("runs.csv"));
         assert!(!node_rows.is_empty(), "node {n} ran nothing");
         assert!(node_rows.iter().all(|r| &r["host"] == n));
     }
@@ -573,7 +557,7 @@ fn resume_resubmits_only_the_runs_missing_from_the_merged_results() {
     // A node lost its last rows (as if killed): cut node r1's runs.csv to its header.
     let lost_csv = out_dir.join("nodes/r1/runs.csv");
     let text = std::fs::read_to_string(&lost_csv).unwrap();
-    let lost: Vec<String> = rows(&lost_csv)
+    let lost: Vec<String> = csv_rows(&lost_csv)
         .into_iter()
         .map(|r| r["run_key"].clone())
         .collect();

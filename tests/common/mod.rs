@@ -120,3 +120,21 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
     }
     pids
 }
+
+/// A runs.csv row: column name to cell.
+pub type Row = std::collections::HashMap<String, String>;
+
+/// Every row of a CSV file with a header line.
+pub fn csv_rows(path: &Path) -> Vec<Row> {
+    let mut rdr =
+        csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let head: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    rdr.records()
+        .map(|r| {
+            head.iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
