@@ -2,29 +2,16 @@
 //! `place`, or are killed, no root directory, mount or process remains.
 //! Its own test binary, so nothing else in this process spawns meanwhile.
 
+mod common;
+
 use packrun::container::{spawn, ContainerConfig};
-use packrun::spec::{Network, Rootfs};
 use std::os::fd::OwnedFd;
 
 fn config(argv: &[&str]) -> ContainerConfig {
     let null = || OwnedFd::from(std::fs::File::create("/dev/null").unwrap());
     ContainerConfig {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        env: vec![],
-        workdir: None,
         hostname: "clean".into(),
-        rootfs: Rootfs::Host,
-        network: Network::None,
-        mounts: vec![],
-        writable: vec![],
-        user: None,
-        capabilities: vec![],
-        rlimits: vec![],
-        mempolicy: None,
-        stdin: None,
-        stdout: null(),
-        stderr: null(),
-        join_tasks: Vec::new(),
+        ..ContainerConfig::new(argv.iter().map(|s| s.to_string()).collect(), null(), null())
     }
 }
 
@@ -49,8 +36,7 @@ fn traces() -> (Vec<String>, String, String) {
 
 #[test]
 fn no_directory_mount_or_process_is_left_after_any_outcome() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: needs root to create namespaces and mounts");
+    if !common::privileged("no_directory_mount_or_process_is_left_after_any_outcome") {
         return;
     }
     let before = traces();

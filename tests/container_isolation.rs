@@ -2,40 +2,21 @@
 //! seccomp. They need root (CI runs as root); elsewhere they print why they
 //! skip. Every container is waited for or dropped (which kills it).
 
+mod common;
+use common::privileged;
+
 use packrun::container::{spawn, Container, ContainerConfig, JobStatus, SetupError};
-use packrun::spec::{Mount, Network, Rootfs};
+use packrun::spec::{Mount, Rootfs};
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipping {test}: needs root to create namespaces and mounts");
-    false
-}
 
 fn config(argv: &[&str]) -> (ContainerConfig, File, File) {
     let (out_r, out_w) = nix::unistd::pipe().unwrap();
     let (err_r, err_w) = nix::unistd::pipe().unwrap();
     let cfg = ContainerConfig {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        env: vec![],
-        workdir: None,
         hostname: "box".into(),
-        rootfs: Rootfs::Host,
-        network: Network::None,
-        mounts: vec![],
-        writable: vec![],
-        user: None,
-        capabilities: vec![],
-        rlimits: vec![],
-        mempolicy: None,
-        stdin: None,
-        stdout: out_w,
-        stderr: err_w,
-        join_tasks: Vec::new(),
+        ..ContainerConfig::new(argv.iter().map(|s| s.to_string()).collect(), out_w, err_w)
     };
     (cfg, File::from(out_r), File::from(err_r))
 }
@@ -92,7 +73,7 @@ const EXITED_0: JobStatus = JobStatus {
 
 #[test]
 fn job_is_pid_2_under_init_in_an_empty_pid_namespace() {
-    if !root_or_skip("job_is_pid_2_under_init_in_an_empty_pid_namespace") {
+    if !privileged("job_is_pid_2_under_init_in_an_empty_pid_namespace") {
         return;
     }
     // Shell builtins only: no extra process shows up in /proc.
@@ -103,7 +84,7 @@ fn job_is_pid_2_under_init_in_an_empty_pid_namespace() {
 
 #[test]
 fn job_cannot_see_or_signal_host_processes() {
-    if !root_or_skip("job_cannot_see_or_signal_host_processes") {
+    if !privileged("job_cannot_see_or_signal_host_processes") {
         return;
     }
     let me = std::process::id();
@@ -115,7 +96,7 @@ fn job_cannot_see_or_signal_host_processes() {
 
 #[test]
 fn hostname_is_the_one_given() {
-    if !root_or_skip("hostname_is_the_one_given") {
+    if !privileged("hostname_is_the_one_given") {
         return;
     }
     let out = run_with(&["cat", "/proc/sys/kernel/hostname"], |c| {
@@ -126,7 +107,7 @@ fn hostname_is_the_one_given() {
 
 #[test]
 fn only_loopback_exists_and_it_is_up() {
-    if !root_or_skip("only_loopback_exists_and_it_is_up") {
+    if !privileged("only_loopback_exists_and_it_is_up") {
         return;
     }
     let out = sh("ls /sys/class/net; cat /sys/class/net/lo/flags");
@@ -139,7 +120,7 @@ fn only_loopback_exists_and_it_is_up() {
 
 #[test]
 fn host_tree_is_read_only_and_tmp_is_private_and_writable() {
-    if !root_or_skip("host_tree_is_read_only_and_tmp_is_private_and_writable") {
+    if !privileged("host_tree_is_read_only_and_tmp_is_private_and_writable") {
         return;
     }
     let name = format!("packrun-test-{}", std::process::id());
@@ -163,7 +144,7 @@ fn host_tree_is_read_only_and_tmp_is_private_and_writable() {
 
 #[test]
 fn proc_sys_is_read_only_and_interrupts_are_masked() {
-    if !root_or_skip("proc_sys_is_read_only_and_interrupts_are_masked") {
+    if !privileged("proc_sys_is_read_only_and_interrupts_are_masked") {
         return;
     }
     // (/proc/kcore and /proc/sysrq-trigger are masked too, but not every
@@ -188,7 +169,7 @@ fn proc_sys_is_read_only_and_interrupts_are_masked() {
 
 #[test]
 fn minimal_dev_has_the_usual_nodes_and_a_private_pts() {
-    if !root_or_skip("minimal_dev_has_the_usual_nodes_and_a_private_pts") {
+    if !privileged("minimal_dev_has_the_usual_nodes_and_a_private_pts") {
         return;
     }
     let out = sh("ls /dev | tr '\\n' ' '; head -c 4 /dev/zero | wc -c; ls /dev/pts | tr '\\n' ' '");
@@ -202,7 +183,7 @@ fn minimal_dev_has_the_usual_nodes_and_a_private_pts() {
 
 #[test]
 fn seccomp_denies_namespaces_mounts_and_keyrings_even_with_cap_sys_admin() {
-    if !root_or_skip("seccomp_denies_namespaces_mounts_and_keyrings_even_with_cap_sys_admin") {
+    if !privileged("seccomp_denies_namespaces_mounts_and_keyrings_even_with_cap_sys_admin") {
         return;
     }
     let py = r#"
@@ -240,7 +221,7 @@ except OSError as e:
 
 #[test]
 fn capabilities_are_all_dropped_unless_asked_for() {
-    if !root_or_skip("capabilities_are_all_dropped_unless_asked_for") {
+    if !privileged("capabilities_are_all_dropped_unless_asked_for") {
         return;
     }
     let script = "grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status | tr -s '\\t' ' '; grep NoNewPrivs /proc/self/status";
@@ -263,7 +244,7 @@ fn capabilities_are_all_dropped_unless_asked_for() {
 
 #[test]
 fn user_ids_and_rlimits_apply_to_the_job() {
-    if !root_or_skip("user_ids_and_rlimits_apply_to_the_job") {
+    if !privileged("user_ids_and_rlimits_apply_to_the_job") {
         return;
     }
     let out = run_with(
@@ -278,7 +259,7 @@ fn user_ids_and_rlimits_apply_to_the_job() {
 
 #[test]
 fn missing_executable_is_a_setup_error_naming_execve_and_enoent() {
-    if !root_or_skip("missing_executable_is_a_setup_error_naming_execve_and_enoent") {
+    if !privileged("missing_executable_is_a_setup_error_naming_execve_and_enoent") {
         return;
     }
     let (cfg, _out, _err) = config(&["/nonexistent"]);
@@ -296,7 +277,7 @@ fn missing_executable_is_a_setup_error_naming_execve_and_enoent() {
 
 #[test]
 fn missing_workdir_is_a_setup_error() {
-    if !root_or_skip("missing_workdir_is_a_setup_error") {
+    if !privileged("missing_workdir_is_a_setup_error") {
         return;
     }
     let (mut cfg, _out, _err) = config(&["true"]);
@@ -308,7 +289,7 @@ fn missing_workdir_is_a_setup_error() {
 
 #[test]
 fn failing_place_kills_init_and_is_a_setup_error() {
-    if !root_or_skip("failing_place_kills_init_and_is_a_setup_error") {
+    if !privileged("failing_place_kills_init_and_is_a_setup_error") {
         return;
     }
     let (cfg, _out, _err) = config(&["true"]);
@@ -329,7 +310,7 @@ fn failing_place_kills_init_and_is_a_setup_error() {
 
 #[test]
 fn exit_codes_and_signals_come_back_exactly() {
-    if !root_or_skip("exit_codes_and_signals_come_back_exactly") {
+    if !privileged("exit_codes_and_signals_come_back_exactly") {
         return;
     }
     assert_eq!(
@@ -368,7 +349,7 @@ fn exit_codes_and_signals_come_back_exactly() {
 
 #[test]
 fn sigterm_to_init_is_forwarded_to_the_job() {
-    if !root_or_skip("sigterm_to_init_is_forwarded_to_the_job") {
+    if !privileged("sigterm_to_init_is_forwarded_to_the_job") {
         return;
     }
     let (cfg, out, err) = config(&["sleep", "100"]);
@@ -386,7 +367,7 @@ fn sigterm_to_init_is_forwarded_to_the_job() {
 
 #[test]
 fn killing_init_kills_the_whole_namespace() {
-    if !root_or_skip("killing_init_kills_the_whole_namespace") {
+    if !privileged("killing_init_kills_the_whole_namespace") {
         return;
     }
     let marker = format!("{}.{}", 900 + std::process::id() % 97, std::process::id());
@@ -400,7 +381,7 @@ fn killing_init_kills_the_whole_namespace() {
 
 #[test]
 fn double_forked_daemon_dies_when_the_job_exits() {
-    if !root_or_skip("double_forked_daemon_dies_when_the_job_exits") {
+    if !privileged("double_forked_daemon_dies_when_the_job_exits") {
         return;
     }
     let marker = format!("{}.{}", 800 + std::process::id() % 97, std::process::id());
@@ -427,7 +408,7 @@ fn processes_with(needle: &str) -> usize {
 
 #[test]
 fn binds_honour_read_only_and_writable_dirs_reach_the_host() {
-    if !root_or_skip("binds_honour_read_only_and_writable_dirs_reach_the_host") {
+    if !privileged("binds_honour_read_only_and_writable_dirs_reach_the_host") {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -463,7 +444,7 @@ fn binds_honour_read_only_and_writable_dirs_reach_the_host() {
 
 #[test]
 fn env_is_only_what_was_given_plus_a_default_path() {
-    if !root_or_skip("env_is_only_what_was_given_plus_a_default_path") {
+    if !privileged("env_is_only_what_was_given_plus_a_default_path") {
         return;
     }
     let out = run_with(&["/usr/bin/env"], |c| {
@@ -477,7 +458,7 @@ fn env_is_only_what_was_given_plus_a_default_path() {
 
 #[test]
 fn spawn_time_of_bin_true() {
-    if !root_or_skip("spawn_time_of_bin_true") {
+    if !privileged("spawn_time_of_bin_true") {
         return;
     }
     let mut times = Vec::new();
@@ -497,7 +478,7 @@ fn spawn_time_of_bin_true() {
 
 #[test]
 fn a_directory_rootfs_becomes_the_read_only_root() {
-    if !root_or_skip("a_directory_rootfs_becomes_the_read_only_root") {
+    if !privileged("a_directory_rootfs_becomes_the_read_only_root") {
         return;
     }
     // A tiny root file system: dash and the two libraries it links.
@@ -529,7 +510,7 @@ fn a_directory_rootfs_becomes_the_read_only_root() {
 
 #[test]
 fn memory_policy_applies_to_the_job() {
-    if !root_or_skip("memory_policy_applies_to_the_job") {
+    if !privileged("memory_policy_applies_to_the_job") {
         return;
     }
     let out = run_with(

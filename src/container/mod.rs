@@ -70,6 +70,32 @@ pub struct ContainerConfig {
     pub join_tasks: Vec<OwnedFd>,
 }
 
+impl ContainerConfig {
+    /// `argv` in a container of the host's root, read-only, with no network,
+    /// hostname "packrun", no extra mounts, limits or capabilities, stdin
+    /// from /dev/null; set the other fields with struct update syntax.
+    pub fn new(argv: Vec<String>, stdout: OwnedFd, stderr: OwnedFd) -> ContainerConfig {
+        ContainerConfig {
+            argv,
+            env: Vec::new(),
+            workdir: None,
+            hostname: "packrun".into(),
+            rootfs: Rootfs::Host,
+            network: Network::None,
+            mounts: Vec::new(),
+            writable: Vec::new(),
+            user: None,
+            capabilities: Vec::new(),
+            rlimits: Vec::new(),
+            mempolicy: None,
+            stdin: None,
+            stdout,
+            stderr,
+            join_tasks: Vec::new(),
+        }
+    }
+}
+
 /// Why a container did not start: the step and errno.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("container setup failed at {step}: {message}")]

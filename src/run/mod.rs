@@ -108,7 +108,8 @@ pub enum Output {
 /// How to run a set of runs.
 pub struct Options {
     pub hierarchy: Hierarchy,
-    /// Top cgroup name ("packrun").
+    /// Top cgroup name: "packrun" for a batch; empty for `packrun exec`,
+    /// whose group `packrun-<batch>` sits at the top itself.
     pub cgroup_base: String,
     /// Batch cgroup name below the base (unique per packrun process).
     pub batch_id: String,
@@ -118,8 +119,8 @@ pub struct Options {
     pub max_parallel: Option<usize>,
     /// The machine-wide claims file; None only in tests that own the machine.
     pub cpu_lock: Option<PathBuf>,
-    /// One run only (`packrun exec`): its cgroup is the batch's own group,
-    /// one level less to make and remove in every hierarchy.
+    /// One run only (`packrun exec`): its cgroup is `<base>/<batch_id>`
+    /// itself, one level less to make and remove in every hierarchy.
     pub single: bool,
 }
 
