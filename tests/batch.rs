@@ -361,3 +361,67 @@ fn runs_join_the_cpu_and_blkio_hierarchies_only_for_their_limits() {
         );
     }
 }
+
+#[test]
+fn runs_at_once_have_their_own_network_and_later_runs_reuse_a_clean_one() {
+    if !privileged("runs_at_once_have_their_own_network_and_later_runs_reuse_a_clean_one") {
+        return;
+    }
+    let dir = out_dir();
+    let (out, pid) = packrun(&[
+        "run",
+        "--quiet",
+        "--max-parallel",
+        "2",
+        "--out",
+        dir.path().to_str().unwrap(),
+        job("netns.yaml").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    no_leftovers(pid);
+    let rows = rows(dir.path());
+    assert_eq!(rows.len(), 11, "{err}");
+    // What each run saw: its namespace and a clean loopback-only network.
+    let net: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let log = std::fs::read_to_string(&r["stdout"]).unwrap();
+            assert!(
+                log.contains("lo=0x9 devices=lo tcp=0"),
+                "{}: {log}",
+                r["run_key"]
+            );
+            log.split_whitespace().next().unwrap().to_string()
+        })
+        .collect();
+    for (i, a) in rows.iter().enumerate() {
+        for (j, b) in rows.iter().enumerate().skip(i + 1) {
+            let overlap = time(&a["start_time"]) < time(&b["end_time"])
+                && time(&b["start_time"]) < time(&a["end_time"]);
+            assert!(
+                !overlap || net[i] != net[j],
+                "runs {} and {} ran at once in {}",
+                a["run_key"],
+                b["run_key"],
+                net[i]
+            );
+        }
+    }
+    let distinct = |job: &str| -> std::collections::HashSet<&String> {
+        (0..rows.len())
+            .filter(|&i| rows[i]["job"] == job)
+            .map(|i| &net[i])
+            .collect()
+    };
+    // Two at a time: the eight runs without capabilities need two namespaces.
+    let pooled: std::collections::HashSet<&String> = distinct("plain")
+        .union(&distinct("server"))
+        .copied()
+        .collect();
+    assert!(pooled.len() <= 2, "{pooled:?}");
+    // A job keeping CAP_NET_ADMIN gets a fresh one per run.
+    let admin = distinct("admin");
+    assert_eq!(admin.len(), 3, "{admin:?}");
+    assert!(admin.is_disjoint(&pooled));
+}

@@ -179,6 +179,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
         plan.stdin.unwrap_or(-1),
         plan.stdout,
         plan.stderr,
+        plan.join_net.unwrap_or(-1),
     ];
     close_others(&mut keep);
     reset_signals();
@@ -207,6 +208,14 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     // SAFETY: unshare(2) takes flags only.
     let rc = unsafe { libc::unshare(plan.unshare) };
     check(rc as _, fds, "unshare namespaces", c"");
+    if let Some(net) = plan.join_net {
+        // SAFETY: setns(2) on a descriptor kept open for this; then closed,
+        // so the job does not inherit it.
+        let rc = unsafe { libc::setns(net, libc::CLONE_NEWNET) };
+        check(rc as _, fds, "join the network namespace", c"");
+        // SAFETY: as above.
+        unsafe { libc::close(net) };
+    }
 
     build_root(plan, fds);
     // SAFETY: sethostname(2) reads `len` bytes of a live C string.
@@ -488,31 +497,38 @@ fn build_root(plan: &Plan, fds: &Fds) {
     }
 }
 
-/// `ip link set lo up`, via SIOCGIFFLAGS/SIOCSIFFLAGS on a socket (netdevice(7)).
 fn loopback_up(fds: &Fds) {
+    if let Err((step, errno)) = set_loopback_up() {
+        fail(fds, step, b"lo", errno, 1);
+    }
+}
+
+/// `ip link set lo up` in the caller's network namespace, via
+/// SIOCGIFFLAGS/SIOCSIFFLAGS on a socket (netdevice(7)). Allocates nothing;
+/// an error is the failed step and errno.
+pub(super) fn set_loopback_up() -> Result<(), (&'static str, i32)> {
     // SAFETY: socket(2); ioctl(2) on a zeroed `ifreq` whose name is "lo"
     // (NUL-terminated, shorter than IFNAMSIZ); the kernel reads and writes
-    // only that struct. The socket is closed afterwards.
+    // only that struct. The socket is closed on every path.
     unsafe {
         let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        check(sock as _, fds, "socket for", c"lo");
+        if sock == -1 {
+            return Err(("socket for", errno()));
+        }
         let mut ifr: libc::ifreq = std::mem::zeroed();
         ifr.ifr_name[0] = b'l' as libc::c_char;
         ifr.ifr_name[1] = b'o' as libc::c_char;
-        check(
-            libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut ifr) as _,
-            fds,
-            "SIOCGIFFLAGS",
-            c"lo",
-        );
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        check(
-            libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &ifr) as _,
-            fds,
-            "SIOCSIFFLAGS up",
-            c"lo",
-        );
+        let mut result = Ok(());
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut ifr) == -1 {
+            result = Err(("SIOCGIFFLAGS", errno()));
+        } else {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &ifr) == -1 {
+                result = Err(("SIOCSIFFLAGS up", errno()));
+            }
+        }
         libc::close(sock);
+        result
     }
 }
 

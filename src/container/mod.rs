@@ -68,6 +68,12 @@ pub struct ContainerConfig {
     /// task moving itself skips the RCU grace period that writing another
     /// task's pid to cgroup.procs waits for (10-17 ms on a busy machine).
     pub join_tasks: Vec<OwnedFd>,
+    /// With `Network::None`: a network namespace to join (see
+    /// `new_network_namespace`) instead of making a fresh one. A batch
+    /// reuses one for runs that never overlap in time, since making a
+    /// network namespace and the kernel's deferred teardown of it are the
+    /// most expensive part of a short run. Ignored in a user namespace.
+    pub netns: Option<OwnedFd>,
 }
 
 impl ContainerConfig {
@@ -92,6 +98,7 @@ impl ContainerConfig {
             stdout,
             stderr,
             join_tasks: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -480,6 +487,8 @@ struct Plan {
     ops: Vec<MountOp>,
     hostname: CString,
     loopback: bool,
+    /// A network namespace init joins with setns(2) instead of unsharing one.
+    join_net: Option<RawFd>,
     workdir: CString,
     // job
     stdin: Option<RawFd>,
@@ -730,7 +739,13 @@ impl Plan {
             flags |= libc::CLONE_NEWUSER as u64;
         }
         let mut unshare = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-        if cfg.network == Network::None {
+        // A runner-made namespace can only be joined from the runner's own
+        // user namespace (setns needs CAP_SYS_ADMIN over its owner).
+        let join_net = match (&cfg.netns, cfg.network, userns) {
+            (Some(fd), Network::None, false) => Some(fd.as_raw_fd()),
+            _ => None,
+        };
+        if cfg.network == Network::None && join_net.is_none() {
             unshare |= libc::CLONE_NEWNET;
         }
         if cgroup_ns {
@@ -745,7 +760,8 @@ impl Plan {
             root: path_cstr(root)?,
             ops: root_ops(cfg, root)?,
             hostname: cstr(&cfg.hostname, "hostname")?,
-            loopback: cfg.network == Network::None,
+            loopback: cfg.network == Network::None && join_net.is_none(),
+            join_net,
             workdir: path_cstr(&workdir)?,
             stdin: cfg.stdin.as_ref().map(|f| f.as_raw_fd()),
             stdout: cfg.stdout.as_raw_fd(),
@@ -1200,6 +1216,31 @@ pub fn spawn_async(
     drop(go_w);
     container.root = Some(root);
     Ok(container)
+}
+
+/// A new network namespace with only loopback, up: what `Network::None`
+/// gives a run, made by the runner so that runs can join it one after the
+/// other (`ContainerConfig::netns`). Made on a thread of its own that ends
+/// right after, so no thread of the runner leaves the host's network. Needs
+/// root (CAP_SYS_ADMIN).
+pub fn new_network_namespace() -> io::Result<OwnedFd> {
+    let made =
+        std::thread::Builder::new()
+            .name("netns".into())
+            .spawn(|| -> io::Result<OwnedFd> {
+                // SAFETY: unshare(2) takes flags only; it moves this thread alone.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                let ns = std::fs::File::open("/proc/thread-self/ns/net")?;
+                child::set_loopback_up().map_err(|(step, errno)| {
+                    let e = io::Error::from_raw_os_error(errno);
+                    io::Error::new(e.kind(), format!("{step} lo: {e}"))
+                })?;
+                Ok(ns.into())
+            })?;
+    made.join()
+        .map_err(|_| io::Error::other("the thread making a network namespace panicked"))?
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {

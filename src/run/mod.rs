@@ -11,7 +11,7 @@ use crate::container::{self, ContainerConfig, JobStatus};
 use crate::cpulist::CpuList;
 use crate::fsx::{Context, PathError};
 use crate::plan::{Allocator, Placement};
-use crate::spec::{Numa, Run};
+use crate::spec::{Network, Numa, Run};
 use chrono::{DateTime, Utc};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -160,6 +160,56 @@ struct Running {
     next_cpu_check: Option<Instant>,
     killed_for: Option<(State, String)>,
     logs: Option<(PathBuf, PathBuf)>,
+    /// The pooled network namespace the run joined, if any.
+    netns: Option<OwnedFd>,
+}
+
+/// Network namespaces for the runs of a batch to join, each used by one run
+/// at a time: a run that ended gives its namespace back for a later run.
+/// Making a network namespace, and the kernel tearing it down afterwards,
+/// costs more CPU than anything else in a short run; a namespace whose
+/// processes all died holds no sockets and, for a job without
+/// capabilities, nothing else the job could have changed. A single run
+/// (`packrun exec`), a job that keeps capabilities (CAP_NET_ADMIN could
+/// change addresses, routes or sysctls) and rootless runs get a fresh one.
+struct NetPool {
+    enabled: bool,
+    free: Vec<OwnedFd>,
+}
+
+impl NetPool {
+    fn new(opts: &Options) -> NetPool {
+        NetPool {
+            enabled: !opts.single && nix::unistd::geteuid().is_root(),
+            free: Vec::new(),
+        }
+    }
+
+    /// A namespace for `run` to join, or None when it makes its own.
+    fn take(&mut self, run: &Run) -> Option<OwnedFd> {
+        if !self.enabled
+            || run.container.network != Network::None
+            || !run.container.capabilities.is_empty()
+        {
+            return None;
+        }
+        if let Some(fd) = self.free.pop() {
+            return Some(fd);
+        }
+        match container::new_network_namespace() {
+            Ok(fd) => Some(fd),
+            Err(_) => {
+                // Each run makes its own then; if that fails too, its
+                // row says why.
+                self.enabled = false;
+                None
+            }
+        }
+    }
+
+    fn give_back(&mut self, fd: Option<OwnedFd>) {
+        self.free.extend(fd);
+    }
 }
 
 /// Runs `runs`, skipping those whose key is in `done` (with their recorded
@@ -202,6 +252,7 @@ pub fn execute(
         .filter(|&i| !done.contains_key(&runs[i].key))
         .collect();
     let mut running: Vec<Running> = Vec::new();
+    let mut nets = NetPool::new(opts);
     let mut lock = match &opts.cpu_lock {
         Some(path) => Some(cpulock::CpuLock::new(path)?),
         None => None,
@@ -254,7 +305,7 @@ pub fn execute(
                     run,
                     placement: &placement,
                 });
-                match start(index, run, placement.clone(), opts) {
+                match start(index, run, placement.clone(), opts, &mut nets) {
                     Ok(r) => running.push(r),
                     Err(rec) => {
                         alloc.release(&placement);
@@ -363,8 +414,9 @@ pub fn execute(
                 // Still starting: a pidfd stays readable, seen next round.
                 Ok(false) => exited[k] = false,
                 Err(e) => {
-                    let r = running.swap_remove(k);
+                    let mut r = running.swap_remove(k);
                     exited.swap_remove(k);
+                    nets.give_back(r.netns.take());
                     let run = &runs[r.index];
                     alloc.release(&r.placement);
                     let rec = setup_failed(r, run, e);
@@ -424,9 +476,11 @@ pub fn execute(
             if !exited[k] {
                 continue;
             }
-            let r = running.swap_remove(k);
+            let mut r = running.swap_remove(k);
             let run = &runs[r.index];
             alloc.release(&r.placement);
+            // init has exited, so every process of the run is gone.
+            nets.give_back(r.netns.take());
             let rec = collect(r, run, &mut to_remove);
             finish(
                 &mut remaining,
@@ -622,6 +676,7 @@ fn start(
     run: &Run,
     placement: Placement,
     opts: &Options,
+    nets: &mut NetPool,
 ) -> Result<Running, Box<Record>> {
     let start_time = Utc::now();
     let start = Instant::now();
@@ -706,6 +761,7 @@ fn start(
     }
     // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
     let self_placed = !join_tasks.is_empty();
+    let netns = nets.take(run);
     let cfg = ContainerConfig {
         argv: run
             .command
@@ -731,6 +787,7 @@ fn start(
         stdout,
         stderr,
         join_tasks,
+        netns: netns.as_ref().and_then(|fd| fd.try_clone().ok()),
     };
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     // Returns while init still builds the root: the loop polls the setup
@@ -745,6 +802,8 @@ fn start(
     let c = match spawned {
         Ok(c) => c,
         Err(e) => {
+            // Every process of the container is gone (spawn_async's promise).
+            nets.give_back(netns);
             let _ = cg.kill();
             let _ = cg.remove();
             return Err(fail(State::Error, e.to_string(), logs));
@@ -765,6 +824,7 @@ fn start(
         next_cpu_check,
         killed_for: None,
         logs,
+        netns,
     })
 }
 
