@@ -1,18 +1,21 @@
 //! What runs after clone: init (pid 1 in the new pid namespace) and the job
 //! (pid 2, its child).
 //!
-//! Rules for this file: the process was made by a raw clone of a possibly
+//! Rules for this file: init was made by a raw clone of a possibly
 //! multi-threaded runner, so no atfork handler ran and a lock another thread
 //! held at that moment (the allocator's, stdio's) stays locked forever here.
-//! So: no allocation, no `std::io` printing, no panics; only system calls
-//! on data prepared by `Plan::new` before the clone (signal-safety(7)).
-//! Every failure goes to the error pipe as `errno` + "step path" and ends
-//! the process with `_exit`.
+//! Usually init even shares the runner's memory (`clone_shared`), while the
+//! runner's other threads go on. So: no allocation, no `std::io` printing,
+//! no panics, no writes to memory but its own stack and thread-local slots;
+//! only system calls on data prepared by `Plan::new` before the clone
+//! (signal-safety(7)), through libc wrappers that touch no process-wide
+//! state (credentials change by raw system calls, not glibc's setuid, which
+//! would signal the runner's threads). Every failure goes to the error pipe
+//! as `errno` + "step path" and ends the process with `_exit`.
 
 use super::{MountOp, Plan};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Largest error message (fits in PIPE_BUF, so one write is atomic).
 pub const ERR_MAX: usize = 1024;
@@ -29,8 +32,14 @@ pub struct Fds {
     pub join_tasks: Vec<RawFd>,
 }
 
-/// The job's pid, for the signal forwarder.
-static JOB_PID: AtomicI32 = AtomicI32::new(0);
+thread_local! {
+    /// The job's pid, for the signal forwarder. Thread-local, not a plain
+    /// static: an init that shares the runner's memory (see
+    /// `clone_shared`) runs on the thread-local storage of its own spawner
+    /// thread, so each init has its own, while a static would be shared by
+    /// all. A const-initialised Cell is a bare TLS slot: safe in a handler.
+    static JOB_PID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
 
 /// Signals init forwards to the job.
 const FORWARDED: [libc::c_int; 6] = [
@@ -119,7 +128,7 @@ fn reset_signals() {
 }
 
 extern "C" fn forward(sig: libc::c_int) {
-    let job = JOB_PID.load(Ordering::Relaxed);
+    let job = JOB_PID.get();
     if job > 0 {
         // SAFETY: kill(2) is async-signal-safe; errors (job gone) are moot.
         unsafe { libc::kill(job, sig) };
@@ -253,7 +262,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
         fail(fds, "fork the job", b"", errno(), 1);
     }
     let job = job as i32;
-    JOB_PID.store(job, Ordering::Relaxed);
+    JOB_PID.set(job);
     // SAFETY: unblocking with a stack sigset; closing descriptors that only
     // the job needs (its stdio) or that must reach EOF (the error pipe).
     unsafe {

@@ -4,7 +4,8 @@
 //! Shape of a container (see `child.rs` for the code that runs after clone):
 //!
 //! ```text
-//! runner ──clone3/clone──▶ init (pid 1: new pid[, user] ns)
+//! runner ──clone3──▶ init (pid 1: new pid[, user] ns; from a spawner
+//!   │                      thread with CLONE_VM|CLONE_VFORK: see clone_shared)
 //!   │ place(pid) in cgroups     │ waits for the go byte
 //!   │ [uid/gid maps]            │ unshare mount, uts, ipc, net[, cgroup] ns
 //!   │                           │ mounts, pivot_root, hostname, lo up, chdir
@@ -168,6 +169,9 @@ pub struct Container {
     /// (init has pivoted away from it) or when the container is dropped.
     root: Option<RootDir>,
     reaped: bool,
+    /// The thread that cloned init sharing the runner's memory (see
+    /// `clone_shared`): it returns once init is gone and is joined on drop.
+    spawner: Option<Spawner>,
 }
 
 impl Container {
@@ -306,6 +310,10 @@ impl Drop for Container {
             let _ = self.signal(libc::SIGKILL);
             let _ = wait_pid(self.pid, 0);
         }
+        if let Some(thread) = self.spawner.take() {
+            // init is gone, so its clone3 has returned or is about to.
+            let _ = thread.join();
+        }
     }
 }
 
@@ -423,19 +431,20 @@ enum MountOp {
     },
 }
 
-/// Memory the job runs on until its execve, with a guard page below it
-/// (a stack overflow faults instead of writing into init's memory).
-struct JobStack {
+/// Memory a child cloned with CLONE_VM runs on, with a guard page below it
+/// (a stack overflow faults instead of writing into memory it shares): the
+/// job until its execve, and init when it shares the runner's memory.
+struct ChildStack {
     base: *mut libc::c_void,
     len: usize,
 }
 
-impl JobStack {
+impl ChildStack {
     /// Far more than the job's setup uses (system calls on small locals).
     const SIZE: usize = 256 << 10;
     const GUARD: usize = 4096;
 
-    fn new() -> io::Result<JobStack> {
+    fn new() -> io::Result<ChildStack> {
         let len = Self::SIZE + Self::GUARD;
         // SAFETY: an anonymous private mapping of our own; the lowest page
         // is made inaccessible as the guard. Nothing else refers to it.
@@ -456,7 +465,7 @@ impl JobStack {
                 libc::munmap(base, len);
                 return Err(e);
             }
-            Ok(JobStack { base, len })
+            Ok(ChildStack { base, len })
         }
     }
 
@@ -465,9 +474,14 @@ impl JobStack {
         // SAFETY: one past the end of our own mapping, 16-byte aligned (page aligned).
         unsafe { self.base.cast::<u8>().add(self.len).cast() }
     }
+
+    /// clone3's view: the lowest usable address (above the guard) and the size.
+    fn usable(&self) -> (u64, u64) {
+        (self.base as u64 + Self::GUARD as u64, Self::SIZE as u64)
+    }
 }
 
-impl Drop for JobStack {
+impl Drop for ChildStack {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping once; init has its own copy.
         unsafe { libc::munmap(self.base, self.len) };
@@ -505,7 +519,7 @@ struct Plan {
     /// The job's stack: init starts the job with CLONE_VM | CLONE_VFORK,
     /// as posix_spawn does, so no page table is copied and none is freed
     /// again at its execve; init waits until the job has exec'd.
-    job_stack: JobStack,
+    job_stack: ChildStack,
     argv0: CString,
     candidates: Vec<CString>,
     /// Owns the strings `argv_ptrs` points into.
@@ -773,7 +787,7 @@ impl Plan {
             caps,
             last_cap: caps::last_cap(),
             seccomp: seccomp_programs()?,
-            job_stack: JobStack::new().map_err(|e| SetupError::os("map the job's stack", e))?,
+            job_stack: ChildStack::new().map_err(|e| SetupError::os("map the job's stack", e))?,
             argv0: cstr(argv0, "argument")?,
             candidates,
             argv_ptrs: null_terminated(&argv),
@@ -1165,8 +1179,9 @@ pub fn spawn(
 /// when the job has exec'd or which step failed (then drop the container:
 /// that kills and reaps it). Errors up to the go byte are returned here,
 /// the container gone. Init gets PR_SET_PDEATHSIG(SIGKILL): it dies, with
-/// its namespace, when the thread that called this exits, so call it from
-/// a thread that outlives the run (the run loop).
+/// its namespace, when the thread that cloned it exits: the spawner thread
+/// of `clone_shared`, which lives as long as init, or else the caller, so
+/// call this from a thread that outlives the run (the run loop).
 pub fn spawn_async(
     cfg: ContainerConfig,
     cgroup_dir: Option<BorrowedFd<'_>>,
@@ -1187,12 +1202,28 @@ pub fn spawn_async(
         join_tasks: cfg.join_tasks.iter().map(|f| f.as_raw_fd()).collect(),
     };
 
-    let (pid, pidfd) = clone(&plan, cgroup_dir, &fds).map_err(|e| SetupError::os("clone", e))?;
+    let inside = container_user(&plan);
+    // Rootless runs keep the copying clone: their user namespace is made
+    // by the same clone, and is best kept on the long-tested path.
+    let (pid, pidfd, spawner) = match userns {
+        true => clone(&plan, cgroup_dir, &fds).map(|(pid, fd)| (pid, fd, None)),
+        false => match clone_shared(plan, cgroup_dir, fds) {
+            Ok((pid, fd, thread)) => Ok((pid, fd, Some(thread))),
+            // No clone3 (see `clone`): the copying clone, which falls back
+            // to clone(2).
+            Err((e, Some(data))) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                clone(&data.plan, cgroup_dir, &data.fds).map(|(pid, fd)| (pid, fd, None))
+            }
+            Err((e, _)) => Err(e),
+        },
+    }
+    .map_err(|e| SetupError::os("clone", e))?;
     drop((go_r, err_w, status_w));
     drop(cfg); // the job's stdio now belongs to the container
     let mut container = Container {
         pid,
         pidfd,
+        spawner,
         status: status_r,
         setup: Some(err_r),
         setup_msg: Vec::new(),
@@ -1201,7 +1232,7 @@ pub fn spawn_async(
     };
 
     if userns {
-        write_id_maps(pid, container_user(&plan))
+        write_id_maps(pid, inside)
             .map_err(|e| SetupError::new("write uid/gid maps", e.to_string()))?;
     }
     place(pid).map_err(|e| SetupError::new("place in cgroups", e.to_string()))?;
@@ -1308,6 +1339,233 @@ struct CloneArgs {
     set_tid: u64,
     set_tid_size: u64,
     cgroup: u64,
+}
+
+/// What init needs while it shares the runner's memory, owned by its
+/// spawner thread until init is gone.
+struct SpawnData {
+    plan: Plan,
+    fds: child::Fds,
+    stack: ChildStack,
+}
+
+// SAFETY: the raw pointers in `Plan` (argv and envp arrays, the job's stack)
+// and in `ChildStack` point into memory the same value owns (the CStrings'
+// and Vecs' heap buffers, the mappings), which moving it to another thread
+// neither moves nor frees; nothing else refers to them.
+unsafe impl Send for SpawnData {}
+
+/// The thread blocked in clone3 while its init lives: None when init ran,
+/// else the error and the data back (for the copying clone to use).
+type Spawner = std::thread::JoinHandle<Option<(io::Error, Box<SpawnData>)>>;
+
+/// clone3(2) with CLONE_VM | CLONE_VFORK from a thread of its own, as
+/// posix_spawn starts a process from a multi-threaded program: init shares
+/// the runner's memory instead of getting a copy, so no page table is
+/// copied at the clone, no page is copied when the runner or init writes it
+/// afterwards, and none is freed at init's exit. The spawner thread sleeps
+/// in clone3 until init is gone; the runner's other threads go on. init
+/// runs on a stack of its own and on the spawner thread's thread-local
+/// storage (errno: that thread does nothing meanwhile), allocates nothing
+/// and only reads `plan` and `fds`, which the thread owns until init is
+/// gone (see child.rs). Returns init's pid and pidfd once the kernel has
+/// stored them (before init runs), and the thread.
+#[cfg(target_arch = "x86_64")]
+fn clone_shared(
+    plan: Plan,
+    cgroup_dir: Option<BorrowedFd<'_>>,
+    fds: child::Fds,
+) -> Result<(i32, OwnedFd, Spawner), SpawnFailed> {
+    use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+    use std::sync::Arc;
+    /// Where the kernel stores init's pid and pidfd (before init first
+    /// runs), and the word init sets to 1 (and wakes) once it runs, or the
+    /// thread sets to 2 when clone3 failed.
+    struct Ids {
+        pid: AtomicI32,
+        pidfd: AtomicI32,
+        state: AtomicU32,
+    }
+    struct InitArgs<'a> {
+        plan: &'a Plan,
+        fds: &'a child::Fds,
+        state: &'a AtomicU32,
+    }
+    extern "C" fn entry(arg: *mut libc::c_void) -> ! {
+        // SAFETY: `arg` points at the InitArgs on the spawner thread's
+        // stack, which sleeps in clone3 until init is gone.
+        let args = unsafe { &*(arg as *const InitArgs<'_>) };
+        args.state.store(1, Ordering::Release);
+        futex_wake(args.state);
+        child::init(args.plan, args.fds)
+    }
+
+    let stack = ChildStack::new().map_err(|e| (e, None))?;
+    let data = Box::new(SpawnData { plan, fds, stack });
+    let ids = Arc::new(Ids {
+        pid: AtomicI32::new(0),
+        pidfd: AtomicI32::new(-1),
+        state: AtomicU32::new(0),
+    });
+    let cgroup = cgroup_dir.map(|d| d.as_raw_fd());
+    let thread_ids = Arc::clone(&ids);
+    let thread = std::thread::Builder::new()
+        .name("packrun-init".into())
+        .stack_size(64 << 10)
+        .spawn(move || {
+            let (lowest, size) = data.stack.usable();
+            let mut args = CloneArgs {
+                flags: data.plan.flags
+                    | (libc::CLONE_VM
+                        | libc::CLONE_VFORK
+                        | libc::CLONE_PIDFD
+                        | libc::CLONE_PARENT_SETTID) as u64,
+                pidfd: thread_ids.pidfd.as_ptr() as u64,
+                parent_tid: thread_ids.pid.as_ptr() as u64,
+                exit_signal: libc::SIGCHLD as u64,
+                stack: lowest,
+                stack_size: size,
+                ..Default::default()
+            };
+            if let Some(fd) = cgroup {
+                args.flags |= CLONE_INTO_CGROUP;
+                args.cgroup = fd as u64;
+            }
+            let init_args = InitArgs {
+                plan: &data.plan,
+                fds: &data.fds,
+                state: &thread_ids.state,
+            };
+            // SAFETY: see `clone3_on_stack`; `args`, the id slots (kept
+            // alive by `thread_ids`), `init_args` and `data` outlive the
+            // call, which returns only once init has exited.
+            let rc = unsafe {
+                clone3_on_stack(
+                    &mut args,
+                    entry,
+                    &init_args as *const InitArgs<'_> as *mut libc::c_void,
+                )
+            };
+            if rc < 0 {
+                thread_ids.state.store(2, Ordering::Release);
+                futex_wake(&thread_ids.state);
+                return Some((io::Error::from_raw_os_error(-rc as i32), data));
+            }
+            None
+        })
+        // The closure, with the plan, is gone with the failed spawn.
+        .map_err(|e| (e, None))?;
+    while ids.state.load(Ordering::Acquire) == 0 {
+        futex_wait(&ids.state, 0);
+    }
+    let pid = ids.pid.load(Ordering::Acquire);
+    if ids.state.load(Ordering::Acquire) == 1 && pid > 0 {
+        let pidfd = ids.pidfd.load(Ordering::Acquire);
+        // SAFETY: the kernel stored a new pidfd that nothing else owns.
+        return Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }, thread));
+    }
+    Err(match thread.join() {
+        Ok(Some((e, data))) => (e, Some(data)),
+        Ok(None) => (io::Error::other("init's pid was not stored"), None),
+        Err(_) => (io::Error::other("the thread starting init panicked"), None),
+    })
+}
+
+/// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,
+/// or on a spurious wake-up: callers loop).
+#[cfg(target_arch = "x86_64")]
+fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+    // SAFETY: futex(2) on a live, aligned u32 of this process, no timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// futex(2) FUTEX_WAKE for every waiter on `word`. Private futexes work
+/// between init and the runner: they share one address space.
+#[cfg(target_arch = "x86_64")]
+fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: futex(2) on a live, aligned u32 of this address space.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+/// Why `clone_shared` did not start init, with the plan back when the
+/// copying clone may still start it (clone3 refused before running it).
+type SpawnFailed = (io::Error, Option<Box<SpawnData>>);
+
+/// Elsewhere: no shared clone (the trampoline is x86_64 assembly), so
+/// always the copying clone.
+#[cfg(not(target_arch = "x86_64"))]
+fn clone_shared(
+    plan: Plan,
+    _cgroup_dir: Option<BorrowedFd<'_>>,
+    fds: child::Fds,
+) -> Result<(i32, OwnedFd, Spawner), SpawnFailed> {
+    let stack = ChildStack {
+        base: std::ptr::null_mut(),
+        len: 0,
+    };
+    Err((
+        io::Error::from_raw_os_error(libc::ENOSYS),
+        Some(Box::new(SpawnData { plan, fds, stack })),
+    ))
+}
+
+/// clone3(2) whose child starts on `args.stack` and calls `entry(arg)`.
+/// Returns the child's pid, or -errno. A raw system call, because the
+/// child cannot return into the caller's frames: with CLONE_VM they are the
+/// parent's, on the parent's stack.
+///
+/// # Safety
+/// `args` must describe a mapped stack that nothing else uses, and `entry`
+/// must not return and must only touch memory that stays valid and
+/// unwritten by others while the child may use it.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_on_stack(
+    args: &mut CloneArgs,
+    entry: extern "C" fn(*mut libc::c_void) -> !,
+    arg: *mut libc::c_void,
+) -> i64 {
+    let rc: i64;
+    // The child returns from `syscall` with rax = 0 and rsp at the top of
+    // its stack (16-byte aligned, so `call` leaves the alignment the ABI
+    // expects at entry); r12 and r13 survive the system call. rbp = 0 ends
+    // backtraces there.
+    // SAFETY: the caller's contract above.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => rc,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") size_of::<CloneArgs>(),
+            in("r12") entry,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    rc
 }
 
 /// clone3(2) (with CLONE_INTO_CGROUP when a cgroup is given), falling back
