@@ -13,7 +13,7 @@
 //! would signal the runner's threads). Every failure goes to the error pipe
 //! as `errno` + "step path" and ends the process with `_exit`.
 
-use super::{MountOp, Plan};
+use super::{MountOp, Plan, PlanOutput};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
@@ -147,20 +147,34 @@ fn forwarded_set() -> libc::sigset_t {
     }
 }
 
+/// Creates (or truncates) a log file for the job, write-only.
+fn create(path: &CStr, fds: &Fds) -> RawFd {
+    // SAFETY: open(2) on a C string prepared before clone.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o666,
+        )
+    };
+    check(fd as _, fds, "create", path);
+    fd
+}
+
 /// Starts the job as posix_spawn does: clone(2) with CLONE_VM | CLONE_VFORK
 /// on a stack of its own, so init's memory is shared, not copied, and init
 /// sleeps until the job has exec'd (or failed and exited). The job only makes
 /// system calls on its own stack and on `plan`, which init does not touch
 /// meanwhile; it has its own descriptor table, signal handlers and
 /// credentials (no CLONE_FILES, CLONE_SIGHAND or CLONE_THREAD).
-fn spawn_job(plan: &Plan, fds: &Fds) -> libc::pid_t {
+fn spawn_job(plan: &Plan, fds: &Fds, output: [RawFd; 2]) -> libc::pid_t {
     extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `arg` points at the pair on init's stack below, alive:
+        // SAFETY: `arg` points at the triple on init's stack below, alive:
         // init is suspended until this process has exec'd or exited.
-        let (plan, fds) = unsafe { &*(arg as *const (&Plan, &Fds)) };
-        job_main(plan, fds)
+        let (plan, fds, output) = unsafe { &*(arg as *const (&Plan, &Fds, [RawFd; 2])) };
+        job_main(plan, fds, *output)
     }
-    let pair: (&Plan, &Fds) = (plan, fds);
+    let pair: (&Plan, &Fds, [RawFd; 2]) = (plan, fds, output);
     // SAFETY: clone(3) runs `entry` on the mapped stack prepared before
     // the runner cloned init; see above for the sharing.
     unsafe {
@@ -168,14 +182,21 @@ fn spawn_job(plan: &Plan, fds: &Fds) -> libc::pid_t {
             entry,
             plan.job_stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &pair as *const (&Plan, &Fds) as *mut libc::c_void,
+            &pair as *const (&Plan, &Fds, [RawFd; 2]) as *mut libc::c_void,
         )
     }
 }
 
 /// pid 1 of the container.
 pub fn init(plan: &Plan, fds: &Fds) -> ! {
-    // Into the run's cgroups first, before anything else runs here.
+    // The job's log files, made here rather than by the runner (see
+    // JobOutput::Files); before joining the run's cgroups, which then
+    // count only the run's own work.
+    let output = match &plan.output {
+        PlanOutput::Fds(stdout, stderr) => [*stdout, *stderr],
+        PlanOutput::Files(stdout, stderr) => [create(stdout, fds), create(stderr, fds)],
+    };
+    // Into the run's cgroups, before anything else runs here.
     for &fd in &fds.join_tasks {
         // SAFETY: write(2) of a live two-byte buffer to a descriptor we hold.
         let n = unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) };
@@ -186,8 +207,8 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
         fds.err,
         fds.status,
         plan.stdin.unwrap_or(-1),
-        plan.stdout,
-        plan.stderr,
+        output[0],
+        output[1],
         plan.join_net.unwrap_or(-1),
     ];
     close_others(&mut keep);
@@ -257,7 +278,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
-    let job = spawn_job(plan, fds);
+    let job = spawn_job(plan, fds, output);
     if job == -1 {
         fail(fds, "fork the job", b"", errno(), 1);
     }
@@ -268,7 +289,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     unsafe {
         libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         libc::close(fds.err);
-        for fd in [plan.stdin.unwrap_or(-1), plan.stdout, plan.stderr] {
+        for fd in [plan.stdin.unwrap_or(-1), output[0], output[1]] {
             if fd > 2 {
                 libc::close(fd);
             }
@@ -558,7 +579,7 @@ struct CapData {
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// pid 2: the job, from privileges down to execve.
-fn job_main(plan: &Plan, fds: &Fds) -> ! {
+fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2]) -> ! {
     reset_signals();
     // SAFETY (whole block): system calls on stack data and on C strings and
     // vectors prepared before clone and alive in `plan`; see each man page:
@@ -578,7 +599,7 @@ fn job_main(plan: &Plan, fds: &Fds) -> ! {
             }
         };
         let mut high = [0; 3];
-        for (i, fd) in [stdin, plan.stdout, plan.stderr].into_iter().enumerate() {
+        for (i, fd) in [stdin, output[0], output[1]].into_iter().enumerate() {
             high[i] = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
             check(high[i] as _, fds, "dup stdio", c"");
         }

@@ -60,10 +60,10 @@ pub struct ContainerConfig {
     pub rlimits: Vec<(String, u64)>,
     /// set_mempolicy for the job.
     pub mempolicy: Option<(MemPolicy, CpuList)>,
-    /// Job's stdin (None = /dev/null), stdout and stderr.
+    /// Job's stdin (None = /dev/null).
     pub stdin: Option<OwnedFd>,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    /// Job's stdout and stderr.
+    pub output: JobOutput,
     /// cgroup v1 `tasks` files of the run's groups, opened for writing:
     /// init writes "0" to each before anything else, moving itself in. A
     /// task moving itself skips the RCU grace period that writing another
@@ -75,6 +75,19 @@ pub struct ContainerConfig {
     /// network namespace and the kernel's deferred teardown of it are the
     /// most expensive part of a short run. Ignored in a user namespace.
     pub netns: Option<OwnedFd>,
+}
+
+/// Where the job's stdout and stderr go.
+#[derive(Debug)]
+pub enum JobOutput {
+    /// These descriptors.
+    Fds { stdout: OwnedFd, stderr: OwnedFd },
+    /// Files that init creates (or truncates) as its first step, before it
+    /// joins the run's cgroups, rather than the runner: making a new inode
+    /// is slow on some file systems (ext4 without a journal scans for
+    /// recently deleted ones), and the runner's one thread is what limits a
+    /// batch of short runs. A relative path is from the runner's directory.
+    Files { stdout: PathBuf, stderr: PathBuf },
 }
 
 impl ContainerConfig {
@@ -96,8 +109,7 @@ impl ContainerConfig {
             rlimits: Vec::new(),
             mempolicy: None,
             stdin: None,
-            stdout,
-            stderr,
+            output: JobOutput::Fds { stdout, stderr },
             join_tasks: Vec::new(),
             netns: None,
         }
@@ -506,8 +518,8 @@ struct Plan {
     workdir: CString,
     // job
     stdin: Option<RawFd>,
-    stdout: RawFd,
-    stderr: RawFd,
+    /// The job's stdout and stderr: descriptors, or files init creates.
+    output: PlanOutput,
     dev_null: CString,
     rlimits: Vec<(u32, u64, CString)>,
     mempolicy: Option<(i32, Vec<libc::c_ulong>)>,
@@ -528,6 +540,12 @@ struct Plan {
     /// Owns the strings `env_ptrs` points into.
     _env: Vec<CString>,
     env_ptrs: Vec<*const libc::c_char>,
+}
+
+/// `JobOutput` prepared for the child.
+enum PlanOutput {
+    Fds(RawFd, RawFd),
+    Files(CString, CString),
 }
 
 /// Paths runc masks (files get /dev/null, directories an empty read-only tmpfs).
@@ -778,8 +796,14 @@ impl Plan {
             join_net,
             workdir: path_cstr(&workdir)?,
             stdin: cfg.stdin.as_ref().map(|f| f.as_raw_fd()),
-            stdout: cfg.stdout.as_raw_fd(),
-            stderr: cfg.stderr.as_raw_fd(),
+            output: match &cfg.output {
+                JobOutput::Fds { stdout, stderr } => {
+                    PlanOutput::Fds(stdout.as_raw_fd(), stderr.as_raw_fd())
+                }
+                JobOutput::Files { stdout, stderr } => {
+                    PlanOutput::Files(path_cstr(stdout)?, path_cstr(stderr)?)
+                }
+            },
             dev_null: cstr("/dev/null", "path")?,
             rlimits,
             mempolicy,

@@ -7,7 +7,7 @@ pub mod journal;
 
 use crate::account::Usage;
 use crate::cgroup::{self, Hierarchy, Limits, RunCgroup};
-use crate::container::{self, ContainerConfig, JobStatus};
+use crate::container::{self, ContainerConfig, JobOutput, JobStatus};
 use crate::cpulist::CpuList;
 use crate::fsx::{Context, PathError};
 use crate::plan::{Allocator, Placement};
@@ -662,12 +662,21 @@ fn io_throttles(run: &Run) -> Result<Vec<cgroup::IoThrottle>, String> {
     }])
 }
 
-fn open_logs(dir: &Path, key: &str) -> Result<(PathBuf, PathBuf, File, File), PathError> {
-    let out = dir.join("logs").join(format!("{key}.out"));
-    let err = dir.join("logs").join(format!("{key}.err"));
-    let fo = File::create(&out).at("create", &out)?;
-    let fe = File::create(&err).at("create", &err)?;
-    Ok((out, err, fo, fe))
+/// The log files of a run that failed before or while starting: those
+/// its init got to create.
+fn set_logs(rec: &mut Record, logs: Option<(PathBuf, PathBuf)>) {
+    if let Some((o, e)) = logs {
+        rec.stdout = o.exists().then_some(o);
+        rec.stderr = e.exists().then_some(e);
+    }
+}
+
+fn log_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
+    let logs = dir.join("logs");
+    (
+        logs.join(format!("{key}.out")),
+        logs.join(format!("{key}.err")),
+    )
 }
 
 /// Creates the cgroup, starts the container, sets the deadlines.
@@ -687,10 +696,7 @@ fn start(
         rec.start_time = start_time;
         rec.end_time = Utc::now();
         rec.wall_time = start.elapsed();
-        if let Some((o, e)) = logs {
-            rec.stdout = Some(o);
-            rec.stderr = Some(e);
-        }
+        set_logs(&mut rec, logs);
         Box::new(rec)
     };
 
@@ -712,16 +718,21 @@ fn start(
         }
     };
 
-    let (logs, stdout, stderr) = match &opts.output {
-        Output::Logs(dir) => match open_logs(dir, &run.key) {
-            Ok((o, e, fo, fe)) => (Some((o, e)), OwnedFd::from(fo), OwnedFd::from(fe)),
-            Err(e) => return Err(fail(State::Error, crate::fsx::chain(&e), None)),
-        },
+    let (logs, output) = match &opts.output {
+        // Made by the container's init (see JobOutput::Files).
+        Output::Logs(dir) => {
+            let (o, e) = log_paths(dir, &run.key);
+            let output = JobOutput::Files {
+                stdout: o.clone(),
+                stderr: e.clone(),
+            };
+            (Some((o, e)), output)
+        }
         Output::Inherit => match (
             std::io::stdout().as_fd().try_clone_to_owned(),
             std::io::stderr().as_fd().try_clone_to_owned(),
         ) {
-            (Ok(o), Ok(e)) => (None, o, e),
+            (Ok(stdout), Ok(stderr)) => (None, JobOutput::Fds { stdout, stderr }),
             (Err(e), _) | (_, Err(e)) => {
                 return Err(fail(
                     State::Error,
@@ -784,8 +795,7 @@ fn start(
         rlimits: run.resources.rlimits.clone(),
         mempolicy,
         stdin: None,
-        stdout,
-        stderr,
+        output,
         join_tasks,
         netns: netns.as_ref().and_then(|fd| fd.try_clone().ok()),
     };
@@ -840,10 +850,7 @@ fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
     rec.start_time = r.start_time;
     rec.end_time = Utc::now();
     rec.wall_time = r.start.elapsed();
-    if let Some((o, e)) = r.logs {
-        rec.stdout = Some(o);
-        rec.stderr = Some(e);
-    }
+    set_logs(&mut rec, r.logs);
     rec
 }
 
