@@ -358,7 +358,7 @@ def bench_batch(res, ws, worker, n, reps, tag):
 
     tools = [
         ("packrun run", packrun_argv, False,
-         f"a job file: one job, /bin/true, repetitions {n}, cpus 1; each run in its own container and cgroups"),
+         f"a job file: one job, /bin/true, repetitions {n}, cpus 1; each run in its own container and cgroups (a network namespace is reused by runs that do not overlap)"),
         (f"GNU parallel -j {NPROC}", lambda k: [sh, "-c", f"seq {n} | {which('parallel')} --will-cite -j {NPROC} true"],
          False, "isolates nothing"),
         (f"xargs -P {NPROC}", lambda k: [sh, "-c", f"seq {n} | xargs -n1 -P {NPROC} true"], False, "isolates nothing"),
