@@ -488,6 +488,7 @@ impl ChildStack {
     }
 
     /// clone3's view: the lowest usable address (above the guard) and the size.
+    #[cfg(target_arch = "x86_64")]
     fn usable(&self) -> (u64, u64) {
         (self.base as u64 + Self::GUARD as u64, Self::SIZE as u64)
     }
@@ -1370,6 +1371,8 @@ struct CloneArgs {
 struct SpawnData {
     plan: Plan,
     fds: child::Fds,
+    /// init's stack (unused where there is no shared clone).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     stack: ChildStack,
 }
 
