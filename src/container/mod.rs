@@ -184,6 +184,8 @@ pub struct Container {
     /// The thread that cloned init sharing the runner's memory (see
     /// `clone_shared`): it returns once init is gone and is joined on drop.
     spawner: Option<Spawner>,
+    /// `ContainerConfig::netns`, kept for `take_netns`.
+    netns: Option<OwnedFd>,
 }
 
 impl Container {
@@ -248,6 +250,13 @@ impl Container {
                 }
             }
         }
+    }
+
+    /// The network namespace given in `ContainerConfig::netns`, for a later
+    /// run to join: only once this container's init has exited (then every
+    /// process that was in it is gone).
+    pub fn take_netns(&mut self) -> Option<OwnedFd> {
+        self.netns.take()
     }
 
     fn end_setup(&mut self) {
@@ -1208,7 +1217,7 @@ pub fn spawn(
 /// of `clone_shared`, which lives as long as init, or else the caller, so
 /// call this from a thread that outlives the run (the run loop).
 pub fn spawn_async(
-    cfg: ContainerConfig,
+    mut cfg: ContainerConfig,
     cgroup_dir: Option<BorrowedFd<'_>>,
     place: &mut dyn FnMut(i32) -> std::io::Result<()>,
 ) -> Result<Container, SetupError> {
@@ -1244,11 +1253,13 @@ pub fn spawn_async(
     }
     .map_err(|e| SetupError::os("clone", e))?;
     drop((go_r, err_w, status_w));
+    let netns = cfg.netns.take();
     drop(cfg); // the job's stdio now belongs to the container
     let mut container = Container {
         pid,
         pidfd,
         spawner,
+        netns,
         status: status_r,
         setup: Some(err_r),
         setup_msg: Vec::new(),

@@ -160,8 +160,6 @@ struct Running {
     next_cpu_check: Option<Instant>,
     killed_for: Option<(State, String)>,
     logs: Option<(PathBuf, PathBuf)>,
-    /// The pooled network namespace the run joined, if any.
-    netns: Option<OwnedFd>,
 }
 
 /// Network namespaces for the runs of a batch to join, each used by one run
@@ -416,7 +414,7 @@ pub fn execute(
                 Err(e) => {
                     let mut r = running.swap_remove(k);
                     exited.swap_remove(k);
-                    nets.give_back(r.netns.take());
+                    nets.give_back(r.container.take_netns());
                     let run = &runs[r.index];
                     alloc.release(&r.placement);
                     let rec = setup_failed(r, run, e);
@@ -480,7 +478,7 @@ pub fn execute(
             let run = &runs[r.index];
             alloc.release(&r.placement);
             // init has exited, so every process of the run is gone.
-            nets.give_back(r.netns.take());
+            nets.give_back(r.container.take_netns());
             let rec = collect(r, run, &mut to_remove);
             finish(
                 &mut remaining,
@@ -772,7 +770,6 @@ fn start(
     }
     // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
     let self_placed = !join_tasks.is_empty();
-    let netns = nets.take(run);
     let cfg = ContainerConfig {
         argv: run
             .command
@@ -797,7 +794,7 @@ fn start(
         stdin: None,
         output,
         join_tasks,
-        netns: netns.as_ref().and_then(|fd| fd.try_clone().ok()),
+        netns: nets.take(run),
     };
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     // Returns while init still builds the root: the loop polls the setup
@@ -812,8 +809,8 @@ fn start(
     let c = match spawned {
         Ok(c) => c,
         Err(e) => {
-            // Every process of the container is gone (spawn_async's promise).
-            nets.give_back(netns);
+            // A pooled namespace went with the config: the next run
+            // that needs one makes a new one.
             let _ = cg.kill();
             let _ = cg.remove();
             return Err(fail(State::Error, e.to_string(), logs));
@@ -834,7 +831,6 @@ fn start(
         next_cpu_check,
         killed_for: None,
         logs,
-        netns,
     })
 }
 
