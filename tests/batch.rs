@@ -426,3 +426,39 @@ fn runs_at_once_have_their_own_network_and_later_runs_reuse_a_clean_one() {
     let admin = distinct("admin");
     assert!(admin.is_disjoint(&pooled), "{admin:?} {pooled:?}");
 }
+
+#[test]
+fn a_log_file_init_cannot_create_makes_an_error_row_that_names_it() {
+    if !privileged("a_log_file_init_cannot_create_makes_an_error_row_that_names_it") {
+        return;
+    }
+    // The run's key, from a first batch.
+    let (_first, first, _) = run_job_file("single.yaml", 0);
+    let key = first[0]["run_key"].clone();
+    // A directory where the run's stdout file would go: init's open fails.
+    let dir = out_dir();
+    let blocker = dir.path().join("logs").join(format!("{key}.out"));
+    std::fs::create_dir_all(&blocker).unwrap();
+    let (out, pid) = packrun(&[
+        "run",
+        "--quiet",
+        "--out",
+        dir.path().to_str().unwrap(),
+        job("single.yaml").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    no_leftovers(pid);
+    let rows = rows(dir.path());
+    assert_eq!(rows.len(), 1, "{err}");
+    let row = &rows[0];
+    assert_eq!(row["state"], "ERROR", "{row:?}");
+    assert!(
+        row["termination_reason"].contains(blocker.to_str().unwrap())
+            && row["termination_reason"].contains("EISDIR"),
+        "{row:?}"
+    );
+    // Only files init made are named.
+    assert_eq!(row["stdout"], "", "{row:?}");
+    assert_eq!(row["stderr"], "", "{row:?}");
+}

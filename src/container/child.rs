@@ -22,7 +22,7 @@ pub const ERR_MAX: usize = 1024;
 
 /// The runner's pipe ends the child uses.
 pub struct Fds {
-    /// Read end: the go byte after `place`.
+    /// init's end of the go channel (a socket): the go byte after `place`.
     pub go: RawFd,
     /// Write end, close-on-exec: setup errors.
     pub err: RawFd,

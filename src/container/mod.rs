@@ -400,6 +400,29 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// The channel for the go byte: a socket pair, not a pipe, so that sending
+/// to an init that already died of a setup error gives EPIPE
+/// (MSG_NOSIGNAL) instead of a SIGPIPE that would end the runner (packrun
+/// restores SIGPIPE's default action for its command-line tools).
+fn go_channel() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair(2) writes two new descriptors into the array; we
+    // take ownership of them right away.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } == -1
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Default PATH when the job's environment has none (the one runc and docker use).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -1225,7 +1248,7 @@ pub fn spawn_async(
     let root =
         RootDir(make_root_dir().map_err(|e| SetupError::os("create the root directory", e))?);
     let plan = Plan::new(&cfg, &root.0, cgroup_dir.is_some(), userns)?;
-    let (go_r, go_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
+    let (go_r, go_w) = go_channel().map_err(|e| SetupError::os("socketpair", e))?;
     let (err_r, err_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
     let (status_r, status_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
     set_nonblocking(&err_r).map_err(|e| SetupError::os("pipe", e))?;
@@ -1272,8 +1295,16 @@ pub fn spawn_async(
             .map_err(|e| SetupError::new("write uid/gid maps", e.to_string()))?;
     }
     place(pid).map_err(|e| SetupError::new("place in cgroups", e.to_string()))?;
-    // SAFETY: write(2) of one byte from a live buffer to our pipe.
-    if unsafe { libc::write(go_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+    // SAFETY: send(2) of one byte from a live buffer on our socket.
+    let sent = unsafe {
+        libc::send(
+            go_w.as_raw_fd(),
+            [1u8].as_ptr().cast(),
+            1,
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent != 1 {
         let write_err = io::Error::last_os_error();
         // init is gone: its error (if any) is on the error pipe.
         container.root = Some(root);

@@ -664,8 +664,8 @@ fn io_throttles(run: &Run) -> Result<Vec<cgroup::IoThrottle>, String> {
 /// its init got to create.
 fn set_logs(rec: &mut Record, logs: Option<(PathBuf, PathBuf)>) {
     if let Some((o, e)) = logs {
-        rec.stdout = o.exists().then_some(o);
-        rec.stderr = e.exists().then_some(e);
+        rec.stdout = o.is_file().then_some(o);
+        rec.stderr = e.is_file().then_some(e);
     }
 }
 
