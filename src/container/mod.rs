@@ -29,6 +29,7 @@
 
 mod caps;
 mod child;
+pub mod ids;
 mod seccomp;
 
 use crate::cpulist::CpuList;
