@@ -212,8 +212,11 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
     }
     let mut run = spec::Run::with_defaults("exec", a.command.clone());
     run.key = format!("exec-{}", std::process::id());
-    // A one-off command keeps the caller's environment, as unshare(1) does.
-    run.env = std::env::vars().collect();
+    // A one-off command keeps the caller's environment, as unshare(1) does,
+    // but for who it is: HOME, USER and LOGNAME are the run's own.
+    run.env = std::env::vars()
+        .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"))
+        .collect();
     run.workdir = a.workdir.clone();
     let r = &mut run.resources;
     r.cpus = cpus;
@@ -280,6 +283,7 @@ fn exec(args: ExecArgs) -> i32 {
         max_parallel: Some(1),
         cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
         single: true,
+        ids: container::ids::IdSource::host(container::ids::machine_slots()),
     };
     let alloc = plan::Allocator::new(&env.topology, &[]);
     let mut record = None;
@@ -436,6 +440,7 @@ fn batch_in(
     let done = report::read_done(&runs_csv).map_err(|x| e(&x))?;
     let mut csv = report::RunsCsv::open(&runs_csv, &params, &env.host).map_err(|x| e(&x))?;
     let owner = run::cpulock::Owner::current();
+    let ids = container::ids::IdSource::host(container::ids::machine_slots());
     let mut manifest = report::Manifest {
         packrun_version: env!("CARGO_PKG_VERSION").into(),
         name: batch.name.clone(),
@@ -451,6 +456,20 @@ fn batch_in(
         end: None,
         runner_pid: owner.pid as u32,
         runs: batch.runs.len(),
+        userns: report::UserNsManifest {
+            ids: ids.describe(),
+            host_ids_jobs: batch
+                .jobs
+                .iter()
+                .filter(|j| {
+                    batch
+                        .runs
+                        .iter()
+                        .any(|r| r.job == j.name && r.container.userns == spec::UserNs::Host)
+                })
+                .map(|j| j.name.clone())
+                .collect(),
+        },
     };
     fsx::write(dir.join("job.yaml"), &batch.source).map_err(|x| e(&x))?;
     report::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
@@ -465,6 +484,7 @@ fn batch_in(
         max_parallel: args.max_parallel,
         cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
         single: false,
+        ids,
     };
     let mut progress = progress::Progress::new(batch.runs.len(), done.len(), planned, args.quiet);
     let mut lost_rows = 0;

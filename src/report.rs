@@ -16,6 +16,7 @@ const TAIL: &[&str] = &[
     "host",
     "cpus",
     "mems",
+    "userns",
     "start_time",
     "end_time",
     "wall_time_s",
@@ -82,6 +83,7 @@ pub fn row(rec: &Record, param_names: &[String], host: &str) -> Vec<String> {
         host.to_string(),
         rec.cpus.to_string(),
         rec.mems.to_string(),
+        rec.userns.clone(),
         rec.start_time
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         rec.end_time
@@ -269,12 +271,13 @@ pub fn record_csv(rec: &Record, host: &str) -> String {
 }
 
 /// Columns that hold text even when the text looks like a number ("1" as a CPU list).
-const TEXT_COLUMNS: [&str; 11] = [
+const TEXT_COLUMNS: [&str; 12] = [
     "run_key",
     "job",
     "host",
     "cpus",
     "mems",
+    "userns",
     "start_time",
     "end_time",
     "state",
@@ -323,6 +326,7 @@ mod tests {
             warmup: false,
             cpus: CpuList::parse("0-1").unwrap(),
             mems: CpuList::parse("0").unwrap(),
+            userns: "0:1610612736:65536".into(),
             start_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
             end_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap(),
             wall_time: Duration::from_millis(1500),
@@ -768,6 +772,18 @@ pub struct Manifest {
     /// pid of the packrun process that runs (or ran) the batch.
     pub runner_pid: u32,
     pub runs: usize,
+    /// Whose ids the runs had.
+    #[serde(default)]
+    pub userns: UserNsManifest,
+}
+
+/// The manifest's account of the runs' user namespaces.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct UserNsManifest {
+    /// Where each run's own ids came from.
+    pub ids: String,
+    /// Jobs that kept the host's ids (`userns: host`).
+    pub host_ids_jobs: Vec<String>,
 }
 
 pub fn write_manifest(path: &Path, m: &Manifest) -> Result<(), PathError> {

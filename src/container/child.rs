@@ -20,6 +20,10 @@ use std::os::fd::RawFd;
 /// Largest error message (fits in PIPE_BUF, so one write is atomic).
 pub const ERR_MAX: usize = 1024;
 
+/// Most mounts and writable dirs of one run (their sources are held open
+/// in an array on init's stack while it builds the root).
+pub const MAX_BINDS: usize = 256;
+
 /// The runner's pipe ends the child uses.
 pub struct Fds {
     /// init's end of the go channel (a socket): the go byte after `place`.
@@ -30,6 +34,9 @@ pub struct Fds {
     pub status: RawFd,
     /// cgroup v1 `tasks` files init joins by writing "0" (prepared before clone).
     pub join_tasks: Vec<RawFd>,
+    /// A detached sysfs mount of the run's (pooled) network namespace that
+    /// init moves onto /sys, or -1: init mounts a fresh one.
+    pub sysfs: RawFd,
 }
 
 thread_local! {
@@ -167,14 +174,15 @@ fn create(path: &CStr, fds: &Fds) -> RawFd {
 /// system calls on its own stack and on `plan`, which init does not touch
 /// meanwhile; it has its own descriptor table, signal handlers and
 /// credentials (no CLONE_FILES, CLONE_SIGHAND or CLONE_THREAD).
-fn spawn_job(plan: &Plan, fds: &Fds, output: [RawFd; 2]) -> libc::pid_t {
+fn spawn_job(plan: &Plan, fds: &Fds, output: [RawFd; 2], chrooted: bool) -> libc::pid_t {
+    type Args<'a> = (&'a Plan, &'a Fds, [RawFd; 2], bool);
     extern "C" fn entry(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `arg` points at the triple on init's stack below, alive:
+        // SAFETY: `arg` points at the tuple on init's stack below, alive:
         // init is suspended until this process has exec'd or exited.
-        let (plan, fds, output) = unsafe { &*(arg as *const (&Plan, &Fds, [RawFd; 2])) };
-        job_main(plan, fds, *output)
+        let (plan, fds, output, chrooted) = unsafe { &*(arg as *const Args<'_>) };
+        job_main(plan, fds, *output, *chrooted)
     }
-    let pair: (&Plan, &Fds, [RawFd; 2]) = (plan, fds, output);
+    let pair: Args<'_> = (plan, fds, output, chrooted);
     // SAFETY: clone(3) runs `entry` on the mapped stack prepared before
     // the runner cloned init; see above for the sharing.
     unsafe {
@@ -182,7 +190,7 @@ fn spawn_job(plan: &Plan, fds: &Fds, output: [RawFd; 2]) -> libc::pid_t {
             entry,
             plan.job_stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &pair as *const (&Plan, &Fds, [RawFd; 2]) as *mut libc::c_void,
+            &pair as *const Args<'_> as *mut libc::c_void,
         )
     }
 }
@@ -209,7 +217,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
         plan.stdin.unwrap_or(-1),
         output[0],
         output[1],
-        plan.join_net.unwrap_or(-1),
+        fds.sysfs,
     ];
     close_others(&mut keep);
     reset_signals();
@@ -233,21 +241,15 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     // SAFETY: closing our copy of the go pipe, not used again.
     unsafe { libc::close(fds.go) };
 
-    // The other namespaces (see Plan::unshare); a new user namespace, if
-    // any, has its id maps by now.
+    // The other namespaces (see Plan::unshare), owned by the run's user
+    // namespace, which has its id maps by now. init keeps its host uid
+    // until the job switches: host paths it binds (a results folder below
+    // a 0700 home) are reached as their owner, not as an unmapped id.
     // SAFETY: unshare(2) takes flags only.
     let rc = unsafe { libc::unshare(plan.unshare) };
     check(rc as _, fds, "unshare namespaces", c"");
-    if let Some(net) = plan.join_net {
-        // SAFETY: setns(2) on a descriptor kept open for this; then closed,
-        // so the job does not inherit it.
-        let rc = unsafe { libc::setns(net, libc::CLONE_NEWNET) };
-        check(rc as _, fds, "join the network namespace", c"");
-        // SAFETY: as above.
-        unsafe { libc::close(net) };
-    }
 
-    build_root(plan, fds);
+    let chrooted = build_root(plan, fds);
     // SAFETY: sethostname(2) reads `len` bytes of a live C string.
     let rc = unsafe { libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()) };
     check(rc as _, fds, "sethostname", &plan.hostname);
@@ -278,7 +280,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
-    let job = spawn_job(plan, fds, output);
+    let job = spawn_job(plan, fds, output, chrooted);
     if job == -1 {
         fail(fds, "fork the job", b"", errno(), 1);
     }
@@ -388,8 +390,10 @@ fn mkdir_all(path: &CStr, fds: &Fds) {
     }
 }
 
-/// Makes mounts private, builds the new root and pivots into it.
-fn build_root(plan: &Plan, fds: &Fds) {
+/// Makes mounts private, builds the new root and pivots into it. Returns
+/// true when the host's root is the initramfs, which pivot_root(2) cannot
+/// leave: then the new root is moved onto / and chroot'ed into instead.
+fn build_root(plan: &Plan, fds: &Fds) -> bool {
     // SAFETY: mount(2) with null source/type/data changes propagation only:
     // nothing done below leaks back into the runner's mount namespace.
     let rc = unsafe {
@@ -402,6 +406,14 @@ fn build_root(plan: &Plan, fds: &Fds) {
         )
     };
     check(rc as _, fds, "make mounts private on", c"/");
+    // The sources of the job's binds, opened as the host uid init still
+    // has (see Plan::bind_sources), in this mount namespace.
+    let mut sources = [-1 as RawFd; MAX_BINDS];
+    for (slot, source) in sources.iter_mut().zip(&plan.bind_sources) {
+        // SAFETY: open(2) O_PATH on a C string prepared before clone.
+        *slot = unsafe { libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        check(*slot as _, fds, "open the source of a bind", source);
+    }
     for op in &plan.ops {
         // SAFETY (whole match): mount(2), mkdir(2), open(2), close(2) and
         // symlink(2) on C strings prepared before clone, all alive in `plan`.
@@ -427,6 +439,39 @@ fn build_root(plan: &Plan, fds: &Fds) {
                 check(rc as _, fds, what, shown);
             }
             MountOp::ReadOnly { target, shown } => read_only(target, fds, shown),
+            MountOp::Bind {
+                what,
+                slot,
+                target,
+                shown,
+            } => bind_from(sources[*slot], target, fds, what, shown),
+            MountOp::Become => become_job_user(plan, fds),
+            MountOp::Sysfs { target } => {
+                let rc = if fds.sysfs >= 0 {
+                    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_move_mount,
+                            fds.sysfs,
+                            c"".as_ptr(),
+                            libc::AT_FDCWD,
+                            target.as_ptr(),
+                            MOVE_MOUNT_F_EMPTY_PATH,
+                        )
+                    }
+                } else {
+                    unsafe {
+                        libc::mount(
+                            c"sysfs".as_ptr(),
+                            target.as_ptr(),
+                            c"sysfs".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+                            std::ptr::null(),
+                        ) as libc::c_long
+                    }
+                };
+                check(rc, fds, "mount sysfs on", c"/sys");
+            }
             MountOp::MkdirAll { path } => mkdir_all(path, fds),
             MountOp::Mkdir { path, mode } => {
                 if unsafe { libc::mkdir(path.as_ptr(), *mode) } == -1 && errno() != libc::EEXIST {
@@ -503,7 +548,8 @@ fn build_root(plan: &Plan, fds: &Fds) {
     // runc's trick: pivot_root(".", ".") stacks the old root on top of the
     // new one; unmounting "." (lazily) then detaches the old root with every
     // mount under it, without needing a put_old directory in a read-only tree.
-    // SAFETY: chdir(2), pivot_root(2) and umount2(2) on static C strings.
+    // SAFETY: chdir(2), pivot_root(2), umount2(2), mount(2) and chroot(2)
+    // on C strings that live in `plan` or are static.
     unsafe {
         check(
             libc::chdir(plan.root.as_ptr()) as _,
@@ -511,12 +557,29 @@ fn build_root(plan: &Plan, fds: &Fds) {
             "chdir to new root",
             &plan.root,
         );
-        check(
-            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
-            fds,
-            "pivot_root",
-            &plan.root,
-        );
+        let rc = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
+        if rc == -1 && errno() == libc::EINVAL && root_is_initramfs() {
+            // The initramfs (rootfs) has no parent mount, so pivot_root
+            // refuses to move it; runc's answer for such hosts: move the
+            // new root over / and chroot into it. The job gets no
+            // capability that could undo a chroot (see job_main).
+            check(
+                libc::mount(
+                    c".".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_MOVE,
+                    std::ptr::null(),
+                ) as _,
+                fds,
+                "move the new root onto /",
+                &plan.root,
+            );
+            check(libc::chroot(c".".as_ptr()) as _, fds, "chroot", &plan.root);
+            check(libc::chdir(c"/".as_ptr()) as _, fds, "chdir", c"/");
+            return true;
+        }
+        check(rc, fds, "pivot_root", &plan.root);
         check(
             libc::umount2(c".".as_ptr(), libc::MNT_DETACH) as _,
             fds,
@@ -525,6 +588,90 @@ fn build_root(plan: &Plan, fds: &Fds) {
         );
         check(libc::chdir(c"/".as_ptr()) as _, fds, "chdir", c"/");
     }
+    for fd in sources.into_iter().filter(|&fd| fd >= 0) {
+        // SAFETY: closing the O_PATH descriptors opened above.
+        unsafe { libc::close(fd) };
+    }
+    false
+}
+
+/// Binds the tree at `source` (an O_PATH descriptor) onto `target`, with
+/// everything mounted below it: open_tree(2) OPEN_TREE_CLONE|AT_RECURSIVE,
+/// then move_mount(2), as mount --rbind does by path.
+fn bind_from(source: RawFd, target: &CStr, fds: &Fds, what: &str, shown: &CStr) {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: open_tree(2) and move_mount(2) on our descriptors and C
+    // strings prepared before clone; the clone's descriptor is closed.
+    unsafe {
+        let tree = libc::syscall(
+            libc::SYS_open_tree,
+            source,
+            c"".as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | libc::AT_EMPTY_PATH as libc::c_uint
+                | AT_RECURSIVE,
+        );
+        check(tree, fds, what, shown);
+        let rc = libc::syscall(
+            libc::SYS_move_mount,
+            tree as RawFd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        );
+        libc::close(tree as RawFd);
+        check(rc, fds, what, shown);
+    }
+}
+
+/// init takes the job's ids inside its user namespace (see MountOp::Become).
+/// Its capabilities there stay: it was not the namespace's root before
+/// (its host uid is not mapped), so the kernel's rules for leaving root
+/// (capabilities(7)) do not apply. A change of credentials clears the
+/// parent-death signal, which is set again.
+fn become_job_user(plan: &Plan, fds: &Fds) {
+    let (uid, gid) = plan.job_ids;
+    // SAFETY: raw setgroups(2), setresgid(2), setresuid(2) on stack values
+    // (glibc's wrappers would signal the runner's threads: see the top),
+    // and prctl(2) with integers.
+    unsafe {
+        let rc = libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t);
+        // Denied where only the user's own ids are mapped: they keep theirs.
+        if rc == -1 && errno() != libc::EPERM {
+            fail(fds, "setgroups", b"", errno(), 1);
+        }
+        check(
+            libc::syscall(libc::SYS_setresgid, gid, gid, gid),
+            fds,
+            "take the job's gid",
+            c"",
+        );
+        check(
+            libc::syscall(libc::SYS_setresuid, uid, uid, uid),
+            fds,
+            "take the job's uid",
+            c"",
+        );
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    }
+}
+
+/// Whether / is the initramfs: the rootfs mount, which has no parent
+/// (its statfs type is ramfs or tmpfs, and "/.." is "/" itself at the
+/// top of the mount tree). Checked only after pivot_root said EINVAL.
+fn root_is_initramfs() -> bool {
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    // SAFETY: statfs(2) into a zeroed local.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c"/".as_ptr(), &mut st) } == -1 {
+        return false;
+    }
+    matches!(st.f_type as i64, RAMFS_MAGIC | TMPFS_MAGIC)
 }
 
 fn loopback_up(fds: &Fds) {
@@ -579,8 +726,21 @@ struct CapData {
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// pid 2: the job, from privileges down to execve.
-fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2]) -> ! {
+fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2], chrooted: bool) -> ! {
     reset_signals();
+    // In a chroot (see build_root), CAP_SYS_CHROOT leads out of it (chroot
+    // into a subdirectory, then `..` past the old root) and CAP_SYS_ADMIN
+    // could unmount the new root: neither is handed out there.
+    const ESCAPES: u64 = (1 << 18) | (1 << 21); // CAP_SYS_CHROOT, CAP_SYS_ADMIN;
+    if chrooted && plan.caps & ESCAPES != 0 {
+        fail(
+            fds,
+            "keep CAP_SYS_CHROOT or CAP_SYS_ADMIN: the host's root is the initramfs, where a run is only chroot'ed, and these capabilities would lead out of it",
+            b"",
+            libc::EPERM,
+            1,
+        );
+    }
     // SAFETY (whole block): system calls on stack data and on C strings and
     // vectors prepared before clone and alive in `plan`; see each man page:
     // setsid(2), fcntl(2), dup2(2), close_range(2), setrlimit(2),
@@ -648,7 +808,11 @@ fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2]) -> ! {
                 );
             }
         }
-        if let Some((uid, gid)) = plan.user {
+        // The job's ids: in its user namespace always (init kept the host
+        // uid it was cloned with, which the namespace does not map), with
+        // the host's ids only when `user` asks.
+        if plan.userns || plan.user.is_some() {
+            let (uid, gid) = plan.job_ids;
             check(
                 libc::prctl(libc::PR_SET_KEEPCAPS, 1 as libc::c_ulong) as _,
                 fds,
@@ -658,16 +822,24 @@ fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2]) -> ! {
             // Raw system calls: glibc's wrappers broadcast the change to
             // every thread it believes exists (nptl setxid), waiting forever
             // on the runner's threads, which do not exist in this process.
-            if plan.flags & libc::CLONE_NEWUSER as u64 == 0 {
-                check(
-                    libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t),
-                    fds,
-                    "setgroups",
-                    c"",
-                );
+            // A rootless namespace that maps the user's own ids alone has
+            // setgroups denied (the user keeps their own groups there).
+            let rc = libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t);
+            if rc == -1 && !(plan.userns && errno() == libc::EPERM) {
+                fail(fds, "setgroups", b"", errno(), 1);
             }
-            check(libc::syscall(libc::SYS_setgid, gid), fds, "setgid", c"");
-            check(libc::syscall(libc::SYS_setuid, uid), fds, "setuid", c"");
+            check(
+                libc::syscall(libc::SYS_setresgid, gid, gid, gid),
+                fds,
+                "setresgid",
+                c"",
+            );
+            check(
+                libc::syscall(libc::SYS_setresuid, uid, uid, uid),
+                fds,
+                "setresuid",
+                c"",
+            );
         }
         check(
             libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) as _,

@@ -92,6 +92,16 @@ fn lookup(maps: &[IdMap], inside: u32) -> Option<u32> {
         .map(|m| m.outside + (inside - m.inside))
 }
 
+/// CPU slots of this machine: the highest possible CPU id + 1, the same
+/// for every packrun on it whatever its affinity (so their blocks line up).
+pub fn machine_slots() -> u32 {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|t| crate::cpulist::CpuList::parse(t.trim()).ok())
+        .and_then(|l| l.iter().max())
+        .map_or(nix::sched::CpuSet::count() as u32, |m| m + 1)
+}
+
 /// Where the runs' ids come from on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdSource {

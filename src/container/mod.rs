@@ -74,8 +74,18 @@ pub struct ContainerConfig {
     /// `new_network_namespace`) instead of making a fresh one. A batch
     /// reuses one for runs that never overlap in time, since making a
     /// network namespace and the kernel's deferred teardown of it are the
-    /// most expensive part of a short run. Ignored in a user namespace.
+    /// most expensive part of a short run. Joined by the thread that
+    /// clones init, before the clone: a namespace the runner made belongs
+    /// to the host's user namespace, which init (in its own) could not join.
+    /// Ignored where init is cloned the copying way (rootless).
     pub netns: Option<OwnedFd>,
+    /// The run's uid and gid maps: its own user namespace. None: the
+    /// host's ids (`userns: host`, root only).
+    pub ids: Option<ids::IdMaps>,
+    /// Host paths to cover with a fresh tmpfs besides `spec::HIDDEN_PATHS`.
+    pub hidden: Vec<PathBuf>,
+    /// Paths of `spec::HIDDEN_PATHS` to leave visible (read-only).
+    pub visible: Vec<PathBuf>,
 }
 
 /// Where the job's stdout and stderr go.
@@ -113,8 +123,20 @@ impl ContainerConfig {
             output: JobOutput::Fds { stdout, stderr },
             join_tasks: Vec::new(),
             netns: None,
+            ids: default_ids(),
+            hidden: Vec::new(),
+            visible: Vec::new(),
         }
     }
+}
+
+/// The maps of a run on CPU 0 with root inside, from this machine's source
+/// (see `ids`): what `ContainerConfig::new` gives. None where the source
+/// has no ids for it.
+pub fn default_ids() -> Option<ids::IdMaps> {
+    ids::IdSource::host(ids::machine_slots())
+        .maps(0, (0, 0))
+        .ok()
 }
 
 /// Why a container did not start: the step and errno.
@@ -469,6 +491,22 @@ enum MountOp {
         path: CString,
         shown: CString,
     },
+    /// A fresh sysfs: moved from `child::Fds::sysfs` when the spawner
+    /// thread made one (in a pooled network namespace), else mounted.
+    Sysfs {
+        target: CString,
+    },
+    /// A bind of the host path opened into slot `slot` (see Plan::bind_sources).
+    Bind {
+        what: &'static str,
+        slot: usize,
+        target: CString,
+        shown: CString,
+    },
+    /// init takes the job's ids inside (keeping its capabilities there):
+    /// file systems the run mounts belong to its user namespace, and the
+    /// kernel makes nothing in them for an id the namespace does not map.
+    Become,
     /// runc's read-only paths: bound onto themselves read-only; nothing when missing.
     ReadOnlyPath {
         path: CString,
@@ -547,8 +585,20 @@ struct Plan {
     ops: Vec<MountOp>,
     hostname: CString,
     loopback: bool,
-    /// A network namespace init joins with setns(2) instead of unsharing one.
+    /// A network namespace the spawner thread joins before the clone, so
+    /// init is in it from the start (it could not join it from its own
+    /// user namespace); its sysfs then comes from `child::Fds::sysfs`.
     join_net: Option<RawFd>,
+    /// The job's ids inside: `user`, or root.
+    job_ids: (u32, u32),
+    /// Host paths of the job's mounts and writable dirs, in the order of
+    /// the `MountOp::Bind` slots: init opens them (O_PATH) while it still
+    /// has the host uid it was cloned with, which reaches them as their
+    /// owner does (a results folder below a 0700 home), then takes the
+    /// job's ids before it makes anything in the run's own file systems.
+    bind_sources: Vec<CString>,
+    /// The run has a user namespace of its own.
+    userns: bool,
     workdir: CString,
     // job
     stdin: Option<RawFd>,
@@ -706,12 +756,55 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 }
 
 impl Plan {
-    fn new(
-        cfg: &ContainerConfig,
-        root: &Path,
-        cgroup_ns: bool,
-        userns: bool,
-    ) -> Result<Plan, SetupError> {
+    /// A network namespace of its own instead of a pooled one (where init
+    /// is not cloned by a thread that could join it first).
+    fn own_network(&mut self) {
+        if self.join_net.take().is_some() {
+            self.unshare |= libc::CLONE_NEWNET;
+            self.loopback = true;
+        }
+    }
+
+    fn new(cfg: &ContainerConfig, root: &Path, cgroup_ns: bool) -> Result<Plan, SetupError> {
+        let userns = cfg.ids.is_some();
+        let job_ids = cfg.user.unwrap_or((0, 0));
+        if let Some(ids) = &cfg.ids {
+            if ids.host_uid(job_ids.0).is_none() || ids.host_gid(job_ids.1).is_none() {
+                return Err(SetupError::new(
+                    "prepare",
+                    format!(
+                        "the job's ids {}:{} inside are not in the run's id maps ({})",
+                        job_ids.0,
+                        job_ids.1,
+                        ids.describe()
+                    ),
+                ));
+            }
+        } else if !is_root() {
+            return Err(SetupError::new(
+                "prepare",
+                "the host's ids (userns: host) need root",
+            ));
+        }
+        let hidden = hidden_paths(cfg);
+        let home = Home::of(job_ids.0, &hidden);
+        let bind_sources = cfg
+            .mounts
+            .iter()
+            .map(|m| &m.source)
+            .chain(cfg.writable.iter().map(|(s, _)| s))
+            .map(|p| path_cstr(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        if bind_sources.len() > child::MAX_BINDS {
+            return Err(SetupError::new(
+                "prepare",
+                format!(
+                    "{} mounts and writable dirs: at most {} per run",
+                    bind_sources.len(),
+                    child::MAX_BINDS
+                ),
+            ));
+        }
         let argv0 = cfg
             .argv
             .first()
@@ -731,8 +824,18 @@ impl Plan {
             }
             env.push(cstr(format!("{k}={v}"), "environment variable")?);
         }
-        if !cfg.env.iter().any(|(k, _)| k == "PATH") {
+        let has = |name: &str| cfg.env.iter().any(|(k, _)| k == name);
+        if !has("PATH") {
             env.push(cstr(format!("PATH={DEFAULT_PATH}"), "PATH")?);
+        }
+        for (name, value) in [
+            ("HOME", home.path),
+            ("USER", home.user),
+            ("LOGNAME", home.user),
+        ] {
+            if !has(name) {
+                env.push(cstr(format!("{name}={value}"), name)?);
+            }
         }
         let candidates = exec_candidates(argv0, &cfg.env)
             .iter()
@@ -805,10 +908,8 @@ impl Plan {
             flags |= libc::CLONE_NEWUSER as u64;
         }
         let mut unshare = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-        // A runner-made namespace can only be joined from the runner's own
-        // user namespace (setns needs CAP_SYS_ADMIN over its owner).
-        let join_net = match (&cfg.netns, cfg.network, userns) {
-            (Some(fd), Network::None, false) => Some(fd.as_raw_fd()),
+        let join_net = match (&cfg.netns, cfg.network) {
+            (Some(fd), Network::None) => Some(fd.as_raw_fd()),
             _ => None,
         };
         if cfg.network == Network::None && join_net.is_none() {
@@ -824,10 +925,13 @@ impl Plan {
             flags,
             unshare,
             root: path_cstr(root)?,
-            ops: root_ops(cfg, root)?,
+            ops: root_ops(cfg, root, &hidden, home, job_ids, userns)?,
+            bind_sources,
             hostname: cstr(&cfg.hostname, "hostname")?,
             loopback: cfg.network == Network::None && join_net.is_none(),
             join_net,
+            job_ids,
+            userns,
             workdir: path_cstr(&workdir)?,
             stdin: cfg.stdin.as_ref().map(|f| f.as_raw_fd()),
             output: match &cfg.output {
@@ -856,8 +960,105 @@ impl Plan {
     }
 }
 
+/// The job's HOME: a fresh writable directory in a tmpfs of the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Home {
+    path: &'static str,
+    /// USER and LOGNAME.
+    user: &'static str,
+    /// A tmpfs of its own (below the hidden /home).
+    own_tmpfs: bool,
+}
+
+impl Home {
+    /// /root for root inside, /home/packrun for other ids; /tmp when the
+    /// job shows or binds those paths (then they are not fresh).
+    fn of(uid: u32, hidden: &[PathBuf]) -> Home {
+        let hid = |p: &str| hidden.iter().any(|h| h == Path::new(p));
+        let (path, user, own_tmpfs) = match uid {
+            0 if hid("/root") => ("/root", "root", false),
+            0 => ("/tmp", "root", false),
+            _ if hid("/home") => ("/home/packrun", "packrun", true),
+            _ => ("/tmp", "packrun", false),
+        };
+        Home {
+            path,
+            user,
+            own_tmpfs,
+        }
+    }
+}
+
+/// The paths that get a fresh tmpfs: `spec::HIDDEN_PATHS` less those
+/// made visible, plus those asked for; not a path the job binds something
+/// onto (its bind covers it), nor one the root lacks or has as a symlink
+/// (/var/run -> /run is covered by /run), nor one below another.
+fn hidden_paths(cfg: &ContainerConfig) -> Vec<PathBuf> {
+    let mut list: Vec<PathBuf> = crate::spec::HIDDEN_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| !cfg.visible.contains(p))
+        .collect();
+    for h in &cfg.hidden {
+        if !list.contains(h) {
+            list.push(h.clone());
+        }
+    }
+    let bound = |p: &PathBuf| {
+        cfg.mounts.iter().any(|m| &m.target == p) || cfg.writable.iter().any(|(_, t)| t == p)
+    };
+    list.retain(|p| !bound(p) && is_dir_in_root(&cfg.rootfs, p));
+    let all = list.clone();
+    list.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
+    list
+}
+
+/// Whether `inside` is a directory (not a symlink) of the run's root. A
+/// directory root gets /tmp made when it lacks it.
+fn is_dir_in_root(rootfs: &Rootfs, inside: &Path) -> bool {
+    let host = match rootfs {
+        Rootfs::Host => inside.to_path_buf(),
+        Rootfs::Dir(dir) if inside == Path::new("/tmp") => return dir.is_dir(),
+        Rootfs::Dir(dir) => dir.join(inside.strip_prefix("/").unwrap_or(inside)),
+    };
+    std::fs::symlink_metadata(host).is_ok_and(|m| m.is_dir())
+}
+
+/// Whether a mount target lies inside a tmpfs the run gets (so its mount
+/// point is made there, not in the root).
+fn in_tmpfs(target: &Path, hidden: &[PathBuf]) -> bool {
+    hidden.iter().any(|h| target != h && target.starts_with(h))
+}
+
+/// The mount point for a bind of `source` at `target`: a directory, or an
+/// empty file for a file.
+fn mount_point(root: &Path, source: &Path, target: &Path) -> Result<Vec<MountOp>, SetupError> {
+    if source.is_file() {
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        Ok(vec![
+            MountOp::MkdirAll {
+                path: under(root, parent)?,
+            },
+            MountOp::Touch {
+                path: under(root, target)?,
+            },
+        ])
+    } else {
+        Ok(vec![MountOp::MkdirAll {
+            path: under(root, target)?,
+        }])
+    }
+}
+
 /// The steps that build the new root at `root`, in order.
-fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupError> {
+fn root_ops(
+    cfg: &ContainerConfig,
+    root: &Path,
+    hidden: &[PathBuf],
+    home: Home,
+    (uid, gid): (u32, u32),
+    userns: bool,
+) -> Result<Vec<MountOp>, SetupError> {
     use MountOp::*;
     let nosuid = libc::MS_NOSUID;
     let nodev = libc::MS_NODEV;
@@ -881,14 +1082,20 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
         })
     };
     let mut ops = Vec::new();
-    let targets: Vec<&Path> = cfg
+    // (source, target) of every bind, and whether its mount point is made
+    // in the root (before it turns read-only) or in a tmpfs of the run.
+    let binds: Vec<(&Path, &Path)> = cfg
         .mounts
         .iter()
-        .map(|m| m.target.as_path())
-        .chain(cfg.writable.iter().map(|(_, t)| t.as_path()))
+        .map(|m| (m.source.as_path(), m.target.as_path()))
+        .chain(cfg.writable.iter().map(|(s, t)| (s.as_path(), t.as_path())))
         .collect();
+    let (in_tmpfs_binds, in_root_binds): (Vec<_>, Vec<_>) =
+        binds.iter().partition(|(_, t)| in_tmpfs(t, hidden));
     let host_missing = match cfg.rootfs {
-        Rootfs::Host => missing_host_targets(&targets)?,
+        Rootfs::Host => {
+            missing_host_targets(&in_root_binds.iter().map(|(_, t)| *t).collect::<Vec<_>>())?
+        }
         Rootfs::Dir(_) => Vec::new(),
     };
     if !host_missing.is_empty() {
@@ -896,6 +1103,9 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
         // new top-level directory such as /data) needs a root of our own: a
         // tmpfs holding the host's top-level entries bound in, plus the new
         // directories. Only runs that ask for such a mount pay for it.
+        if userns {
+            ops.push(Become);
+        }
         ops.push(Mount {
             what: "mount tmpfs root on",
             source: Some(c("tmpfs")?),
@@ -932,26 +1142,12 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
         for inside in ["/proc", "/sys", "/dev", "/tmp"] {
             ops.push(MkdirAll { path: at(inside)? });
         }
-        for m in &cfg.mounts {
-            if m.source.is_file() {
-                let parent = m.target.parent().unwrap_or(Path::new("/"));
-                ops.push(MkdirAll {
-                    path: under(root, parent)?,
-                });
-                ops.push(Touch {
-                    path: under(root, &m.target)?,
-                });
-            } else {
-                ops.push(MkdirAll {
-                    path: under(root, &m.target)?,
-                });
-            }
+        for (source, target) in &in_root_binds {
+            ops.extend(mount_point(root, source, target)?);
         }
-        for (_, target) in &cfg.writable {
-            ops.push(MkdirAll {
-                path: under(root, target)?,
-            });
-        }
+    }
+    if userns && host_missing.is_empty() {
+        ops.push(Become);
     }
     ops.push(ReadOnly {
         target: path_cstr(root)?,
@@ -967,15 +1163,12 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
         None,
     )?);
     if cfg.network == Network::None {
-        // A fresh sysfs shows the new network namespace's devices (only lo).
-        ops.push(mount(
-            "mount sysfs on",
-            Some(c("sysfs")?),
-            "/sys",
-            Some("sysfs"),
-            nosuid | nodev | noexec | libc::MS_RDONLY,
-            None,
-        )?);
+        // A fresh sysfs shows the run's network namespace's devices (only
+        // lo): mounted by init, or made by the thread that joined a pooled
+        // namespace for it (see child::Fds::sysfs).
+        ops.push(Sysfs {
+            target: at("/sys")?,
+        });
     } else if matches!(cfg.rootfs, Rootfs::Dir(_)) {
         ops.push(mount(
             "bind /sys on",
@@ -1050,25 +1243,51 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
             link: at(&format!("/dev/{link}"))?,
         });
     }
-    // Mounted by init, which already sits in the run's memory cgroup.
-    ops.push(mount(
-        "mount tmpfs on",
-        Some(c("tmpfs")?),
-        "/tmp",
-        Some("tmpfs"),
-        nosuid | nodev,
-        Some("mode=1777"),
-    )?);
+    // The host's private state, out of sight: a fresh tmpfs each, mounted
+    // by init, which already sits in the run's memory cgroup (so they
+    // count in its memory), owned by the job's ids inside.
+    for h in hidden {
+        let mode = match h.to_str() {
+            Some("/tmp" | "/var/tmp") => "1777",
+            Some("/root") => "700",
+            _ => "755",
+        };
+        ops.push(Mount {
+            what: "mount tmpfs on",
+            source: Some(c("tmpfs")?),
+            target: under(root, h)?,
+            fstype: Some(c("tmpfs")?),
+            flags: nosuid | nodev,
+            data: Some(c(&format!("mode={mode},uid={uid},gid={gid}"))?),
+            shown: path_cstr(h)?,
+        });
+    }
+    if home.own_tmpfs {
+        ops.push(MkdirAll {
+            path: at(home.path)?,
+        });
+        ops.push(mount(
+            "mount tmpfs on",
+            Some(c("tmpfs")?),
+            home.path,
+            Some("tmpfs"),
+            nosuid | nodev,
+            Some(&format!("mode=700,uid={uid},gid={gid}")),
+        )?);
+    }
+    for (source, target) in &in_tmpfs_binds {
+        ops.extend(mount_point(root, source, target)?);
+    }
 
+    // Their sources were opened by init before it took the job's ids (see
+    // Plan::bind_sources), in this order.
+    let mut slot = 0..;
     for m in &cfg.mounts {
         let shown = path_cstr(&m.target)?;
-        ops.push(Mount {
+        ops.push(Bind {
             what: "bind mount on",
-            source: Some(path_cstr(&m.source)?),
+            slot: slot.next().expect("unbounded"),
             target: under(root, &m.target)?,
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REC,
-            data: None,
             shown: shown.clone(),
         });
         if m.read_only {
@@ -1078,14 +1297,11 @@ fn root_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupErr
             });
         }
     }
-    for (source, target) in &cfg.writable {
-        ops.push(Mount {
+    for (_, target) in &cfg.writable {
+        ops.push(Bind {
             what: "bind writable dir on",
-            source: Some(path_cstr(source)?),
+            slot: slot.next().expect("unbounded"),
             target: under(root, target)?,
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REC,
-            data: None,
             shown: path_cstr(target)?,
         });
     }
@@ -1245,10 +1461,9 @@ pub fn spawn_async(
     cgroup_dir: Option<BorrowedFd<'_>>,
     place: &mut dyn FnMut(i32) -> std::io::Result<()>,
 ) -> Result<Container, SetupError> {
-    let userns = !is_root();
     let root =
         RootDir(make_root_dir().map_err(|e| SetupError::os("create the root directory", e))?);
-    let plan = Plan::new(&cfg, &root.0, cgroup_dir.is_some(), userns)?;
+    let plan = Plan::new(&cfg, &root.0, cgroup_dir.is_some())?;
     let (go_r, go_w) = go_channel().map_err(|e| SetupError::os("socketpair", e))?;
     let (err_r, err_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
     let (status_r, status_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
@@ -1258,18 +1473,23 @@ pub fn spawn_async(
         err: err_w.as_raw_fd(),
         status: status_w.as_raw_fd(),
         join_tasks: cfg.join_tasks.iter().map(|f| f.as_raw_fd()).collect(),
+        sysfs: -1,
     };
 
-    let inside = container_user(&plan);
-    // Rootless runs keep the copying clone: their user namespace is made
-    // by the same clone, and is best kept on the long-tested path.
-    let (pid, pidfd, spawner) = match userns {
-        true => clone(&plan, cgroup_dir, &fds).map(|(pid, fd)| (pid, fd, None)),
-        false => match clone_shared(plan, cgroup_dir, fds) {
+    // Rootless runs keep the copying clone: newuidmap may need init to be
+    // a process of its own, and a pooled network namespace is not theirs.
+    let (pid, pidfd, spawner) = match is_root() {
+        false => {
+            let mut plan = plan;
+            plan.own_network();
+            clone(&plan, cgroup_dir, &fds).map(|(pid, fd)| (pid, fd, None))
+        }
+        true => match clone_shared(plan, cgroup_dir, fds) {
             Ok((pid, fd, thread)) => Ok((pid, fd, Some(thread))),
             // No clone3 (see `clone`): the copying clone, which falls back
-            // to clone(2).
-            Err((e, Some(data))) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            // to clone(2), in a network namespace of its own.
+            Err((e, Some(mut data))) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                data.plan.own_network();
                 clone(&data.plan, cgroup_dir, &data.fds).map(|(pid, fd)| (pid, fd, None))
             }
             Err((e, _)) => Err(e),
@@ -1278,6 +1498,7 @@ pub fn spawn_async(
     .map_err(|e| SetupError::os("clone", e))?;
     drop((go_r, err_w, status_w));
     let netns = cfg.netns.take();
+    let ids = cfg.ids.take();
     drop(cfg); // the job's stdio now belongs to the container
     let mut container = Container {
         pid,
@@ -1291,9 +1512,8 @@ pub fn spawn_async(
         reaped: false,
     };
 
-    if userns {
-        write_id_maps(pid, inside)
-            .map_err(|e| SetupError::new("write uid/gid maps", e.to_string()))?;
+    if let Some(ids) = &ids {
+        write_id_maps(pid, ids).map_err(|e| SetupError::new("write uid/gid maps", e))?;
     }
     place(pid).map_err(|e| SetupError::new("place in cgroups", e.to_string()))?;
     // SAFETY: send(2) of one byte from a live buffer on our socket.
@@ -1354,20 +1574,41 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The uid:gid inside a rootless container: the requested one or root.
-fn container_user(plan: &Plan) -> (u32, u32) {
-    plan.user.unwrap_or((0, 0))
-}
-
-/// Maps `inside` to the caller's own uid and gid (all an unprivileged
-/// process may map; see user_namespaces(7)).
-fn write_id_maps(pid: i32, inside: (u32, u32)) -> Result<(), crate::fsx::PathError> {
+/// Writes init's uid and gid maps (user_namespaces(7)): as root directly;
+/// rootless, the user's own ids alone directly (after denying setgroups,
+/// as the kernel requires), or subordinate ids through the setuid helpers
+/// newuidmap and newgidmap.
+fn write_id_maps(pid: i32, maps: &ids::IdMaps) -> Result<(), String> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let write = |file: &str, text: String| {
+        crate::fsx::write(proc.join(file), text).map_err(|e| crate::fsx::chain(&e))
+    };
     // SAFETY: getuid(2)/getgid(2) cannot fail and touch no memory.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    crate::fsx::write(proc.join("uid_map"), format!("{} {uid} 1\n", inside.0))?;
-    crate::fsx::write(proc.join("setgroups"), "deny")?;
-    crate::fsx::write(proc.join("gid_map"), format!("{} {gid} 1\n", inside.1))?;
+    let own = |m: &[ids::IdMap], id: u32| m.len() == 1 && m[0].outside == id && m[0].count == 1;
+    if is_root() || (own(&maps.uid, uid) && own(&maps.gid, gid)) {
+        write("uid_map", ids::IdMaps::map_text(&maps.uid))?;
+        if !is_root() {
+            write("setgroups", "deny".into())?;
+        }
+        return write("gid_map", ids::IdMaps::map_text(&maps.gid));
+    }
+    for (helper, m) in [("newuidmap", &maps.uid), ("newgidmap", &maps.gid)] {
+        let out = std::process::Command::new(helper)
+            .arg(pid.to_string())
+            .args(ids::IdMaps::helper_args(m))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("{helper}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{helper} {pid} {}: {} ({})",
+                ids::IdMaps::helper_args(m).join(" "),
+                String::from_utf8_lossy(&out.stderr).trim(),
+                out.status
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -1483,6 +1724,22 @@ fn clone_shared(
         .name("packrun-init".into())
         .stack_size(64 << 10)
         .spawn(move || {
+            let mut data = data;
+            // Into the pooled network namespace first: init, made in a
+            // user namespace of its own, could not join it.
+            let sysfs = match data.plan.join_net {
+                Some(net) => match join_network(net) {
+                    Ok(fd) => {
+                        data.fds.sysfs = fd.as_raw_fd();
+                        Some(fd)
+                    }
+                    Err(_) => {
+                        data.plan.own_network();
+                        None
+                    }
+                },
+                None => None,
+            };
             let (lowest, size) = data.stack.usable();
             let mut args = CloneArgs {
                 flags: data.plan.flags
@@ -1516,6 +1773,7 @@ fn clone_shared(
                     &init_args as *const InitArgs<'_> as *mut libc::c_void,
                 )
             };
+            drop(sysfs);
             if rc < 0 {
                 thread_ids.state.store(2, Ordering::Release);
                 futex_wake(&thread_ids.state);
@@ -1539,6 +1797,53 @@ fn clone_shared(
         Ok(None) => (io::Error::other("init's pid was not stored"), None),
         Err(_) => (io::Error::other("the thread starting init panicked"), None),
     })
+}
+
+/// In the calling thread: joins the network namespace `net` and makes a
+/// detached, read-only sysfs mount for it (fsopen, fsconfig, fsmount),
+/// which init moves onto the run's /sys. A sysfs shows the network
+/// devices of the namespace of whoever makes it, and only a process with
+/// CAP_SYS_ADMIN over the namespace's owner may make one: init, in a user
+/// namespace of its own, is not that for a namespace the runner made.
+#[cfg(target_arch = "x86_64")]
+fn join_network(net: RawFd) -> io::Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // MOUNT_ATTR_RDONLY | NOSUID | NODEV | NOEXEC
+    const ATTRS: libc::c_uint = 0x1 | 0x2 | 0x4 | 0x8;
+    // SAFETY: setns(2) on a descriptor the caller keeps open; it moves
+    // this thread alone, which only clones init afterwards.
+    if unsafe { libc::setns(net, libc::CLONE_NEWNET) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fsopen(2) with a static C string; we own the new descriptor.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"sysfs".as_ptr(), FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and is owned by no one else.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    // SAFETY: fsconfig(2) and fsmount(2) on our fs context, with null key
+    // and value as FSCONFIG_CMD_CREATE takes them.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let m = libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, ATTRS);
+        if m < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(m as RawFd))
+    }
 }
 
 /// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,

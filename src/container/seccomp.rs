@@ -3,7 +3,8 @@
 //!
 //! Default: allow. Denied with EPERM: the kernel keyring, new namespaces
 //! (unshare, setns, clone with a CLONE_NEW* flag), mount table changes, bpf,
-//! perf, userfaultfd, io_uring, kexec, kernel modules and vsock sockets.
+//! perf, userfaultfd, io_uring, kexec, kernel modules, vsock sockets and
+//! personality(2) values other than those docker's default profile allows.
 //! clone3 gets ENOSYS, as in docker's profile: its flags sit in a struct a
 //! filter cannot read, and ENOSYS makes glibc fall back to clone, whose flags
 //! the filter checks. A syscall from a foreign ABI (i386 or x32 on x86_64)
@@ -119,6 +120,20 @@ fn eperm_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     rules.insert(
         libc::SYS_socket,
         vec![SeccompRule::new(vec![vsock]).map_err(err)?],
+    );
+    // personality(2): only the values docker's default profile allows
+    // (PER_LINUX, PER_LINUX32, UNAME26 with either, and the query
+    // 0xffffffff); READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE and the rest are
+    // refused.
+    let allowed: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+    let not_allowed = allowed
+        .iter()
+        .map(|&v| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    rules.insert(
+        libc::SYS_personality,
+        vec![SeccompRule::new(not_allowed).map_err(err)?],
     );
     Ok(rules)
 }

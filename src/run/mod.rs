@@ -7,11 +7,12 @@ pub mod journal;
 
 use crate::account::Usage;
 use crate::cgroup::{self, Hierarchy, Limits, RunCgroup};
+use crate::container::ids::{IdMaps, IdSource};
 use crate::container::{self, ContainerConfig, JobOutput, JobStatus};
 use crate::cpulist::CpuList;
 use crate::fsx::{Context, PathError};
 use crate::plan::{Allocator, Placement};
-use crate::spec::{Network, Numa, Run};
+use crate::spec::{Network, Numa, Run, UserNs};
 use chrono::{DateTime, Utc};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -68,6 +69,10 @@ pub struct Record {
     pub warmup: bool,
     pub cpus: CpuList,
     pub mems: CpuList,
+    /// The run's uid map (`inside:outside:count`, space-separated), or
+    /// `host` when it kept the host's ids (`userns: host`); empty when it
+    /// never got that far.
+    pub userns: String,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     pub wall_time: Duration,
@@ -122,6 +127,8 @@ pub struct Options {
     /// One run only (`packrun exec`): its cgroup is `<base>/<batch_id>`
     /// itself, one level less to make and remove in every hierarchy.
     pub single: bool,
+    /// Where each run's user namespace takes its host ids from.
+    pub ids: IdSource,
 }
 
 /// How often a batch waiting for CPUs that another packrun holds looks again.
@@ -160,6 +167,11 @@ struct Running {
     next_cpu_check: Option<Instant>,
     killed_for: Option<(State, String)>,
     logs: Option<(PathBuf, PathBuf)>,
+    /// The run's id maps (None: the host's ids), for its row and to give
+    /// what it wrote in its writable dirs back to the runner's user.
+    ids: Option<IdMaps>,
+    /// The host directories of its writable dirs.
+    writable: Vec<PathBuf>,
 }
 
 /// Network namespaces for the runs of a batch to join, each used by one run
@@ -700,6 +712,18 @@ fn start(
 
     let mut limits = limits_for(run, &placement);
     limits.io = io_throttles(run).map_err(|e| fail(State::Error, e, None))?;
+    // Its own block of host ids, by its first CPU (see container::ids).
+    let ids = match run.container.userns {
+        UserNs::Host => None,
+        UserNs::Private => {
+            let slot = placement.cpus.iter().next().unwrap_or(0);
+            let user = run.container.user.unwrap_or((0, 0));
+            match opts.ids.maps(slot, user) {
+                Ok(m) => Some(m),
+                Err(e) => return Err(fail(State::Error, format!("user namespace: {e}"), None)),
+            }
+        }
+    };
     // A single run's group is `<base>/<batch>`, else `<base>/<batch>/<key>`.
     let (batch, name) = match opts.single {
         true => ("", opts.batch_id.as_str()),
@@ -750,6 +774,9 @@ fn start(
         if let Err(e) = std::fs::create_dir_all(&host).at("create", &host) {
             return Err(fail(State::Error, crate::fsx::chain(&e), logs));
         }
+        if let Err(e) = give_to_job(&host, ids.as_ref(), run.container.user) {
+            return Err(fail(State::Error, e, logs));
+        }
         writable.push((host, target.clone()));
     }
 
@@ -795,7 +822,11 @@ fn start(
         output,
         join_tasks,
         netns: nets.take(run),
+        ids: ids.clone(),
+        hidden: run.container.hidden.clone(),
+        visible: run.container.visible.clone(),
     };
+    let writable_dirs: Vec<PathBuf> = cfg.writable.iter().map(|(h, _)| h.clone()).collect();
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     // Returns while init still builds the root: the loop polls the setup
     // fd, so the setups of several runs overlap.
@@ -813,6 +844,7 @@ fn start(
             // that needs one makes a new one.
             let _ = cg.kill();
             let _ = cg.remove();
+            give_back(&writable_dirs, ids.as_ref());
             return Err(fail(State::Error, e.to_string(), logs));
         }
     };
@@ -831,7 +863,67 @@ fn start(
         next_cpu_check,
         killed_for: None,
         logs,
+        ids,
+        writable: writable_dirs,
     })
+}
+
+/// A writable dir is the job's: owned by its ids inside, mapped to the
+/// host (as root; rootless, the job's id already maps to the user's own,
+/// who owns the directory).
+fn give_to_job(dir: &Path, ids: Option<&IdMaps>, user: Option<(u32, u32)>) -> Result<(), String> {
+    let Some(ids) = ids else { return Ok(()) };
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let (uid, gid) = user.unwrap_or((0, 0));
+    let (Some(hu), Some(hg)) = (ids.host_uid(uid), ids.host_gid(gid)) else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(dir, Some(hu), Some(hg)).map_err(|e| {
+        format!(
+            "cannot give {} to the run's ids {hu}:{hg}: {e}",
+            dir.display()
+        )
+    })
+}
+
+/// After the run: everything in its writable dirs that its ids own goes
+/// back to the runner's user, who can then read and delete the results
+/// folder (chown before and after rather than idmapped mounts: it works on
+/// every file system and kernel, and costs a walk only of runs that have
+/// writable dirs). Rootless there is nothing to give back: the job's id
+/// is the user's own. Returns the paths it could not change.
+fn give_back(dirs: &[PathBuf], ids: Option<&IdMaps>) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut failed = Vec::new();
+    let Some(ids) = ids else { return failed };
+    if !nix::unistd::geteuid().is_root() {
+        return failed;
+    }
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let (own_u, own_g) = (ids.holds(meta.uid(), false), ids.holds(meta.gid(), true));
+        if own_u || own_g {
+            let r = std::os::unix::fs::lchown(&path, own_u.then_some(uid), own_g.then_some(gid));
+            if let Err(e) = r {
+                failed.push(format!("{}: {e}", path.display()));
+            }
+        }
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    failed
 }
 
 /// A run whose container setup failed: the container is killed and reaped,
@@ -843,11 +935,24 @@ fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
     let mut rec = not_started(run, State::Error, e.to_string());
     rec.cpus = r.placement.cpus;
     rec.mems = r.placement.mems;
+    rec.userns = describe_ids(r.ids.as_ref());
     rec.start_time = r.start_time;
     rec.end_time = Utc::now();
     rec.wall_time = r.start.elapsed();
     set_logs(&mut rec, r.logs);
+    let failed = give_back(&r.writable, r.ids.as_ref());
+    if !failed.is_empty() {
+        rec.termination_reason.push_str(&format!(
+            "; not given back to the runner's user: {}",
+            failed.join(", ")
+        ));
+    }
     rec
+}
+
+/// The runs.csv cell of a run's ids.
+fn describe_ids(ids: Option<&IdMaps>) -> String {
+    ids.map_or_else(|| "host".into(), IdMaps::describe)
 }
 
 /// After init exited: status, usage, cleanup, the record.
@@ -908,6 +1013,13 @@ fn collect(r: Running, run: &Run, to_remove: &mut Vec<RunCgroup>) -> Record {
     if let Some(e) = wait_error {
         reason.push_str(&format!("; {e}"));
     }
+    let failed = give_back(&r.writable, r.ids.as_ref());
+    if !failed.is_empty() {
+        reason.push_str(&format!(
+            "; not given back to the runner's user: {}",
+            failed.join(", ")
+        ));
+    }
     let (stdout, stderr) = match r.logs {
         Some((o, e)) => {
             for (path, what) in [(&o, "stdout"), (&e, "stderr")] {
@@ -927,6 +1039,7 @@ fn collect(r: Running, run: &Run, to_remove: &mut Vec<RunCgroup>) -> Record {
         warmup: run.warmup,
         cpus: r.placement.cpus,
         mems: r.placement.mems,
+        userns: describe_ids(r.ids.as_ref()),
         start_time: r.start_time,
         end_time,
         wall_time,
@@ -964,6 +1077,7 @@ fn not_started(run: &Run, state: State, reason: String) -> Record {
         warmup: run.warmup,
         cpus: CpuList::new(),
         mems: CpuList::new(),
+        userns: String::new(),
         start_time: now,
         end_time: now,
         wall_time: Duration::ZERO,

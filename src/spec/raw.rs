@@ -150,8 +150,22 @@ pub struct RawContainer {
     pub writable: Option<Vec<String>>,
     /// `uid:gid` to run as inside the container (default: root with no capabilities).
     pub user: Option<Text>,
-    /// Capabilities to keep, like `CAP_NET_RAW` or `NET_RAW` (default none).
+    /// Capabilities to keep, like `CAP_NET_RAW` or `NET_RAW` (default none); they hold inside the run's user namespace only.
     pub capabilities: Option<Vec<String>>,
+    /// `private` (the default: the run's own user namespace, root inside mapped to unprivileged host ids) or `host` (the host's ids; needs root; recorded in runs.csv and the manifest).
+    pub userns: Option<UserNsKind>,
+    /// Absolute paths to cover with a fresh tmpfs besides /tmp, /var/tmp, /run, /var/run, /home and /root.
+    pub hidden: Option<Vec<String>>,
+    /// Absolute paths of those hidden by default to show after all, read-only.
+    pub visible: Option<Vec<String>>,
+}
+
+/// The user namespace of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UserNsKind {
+    Private,
+    Host,
 }
 
 /// Network mode of a container.

@@ -132,9 +132,36 @@ pub struct Container {
     pub writable: Vec<PathBuf>,
     /// uid:gid inside; None = root inside (with no capabilities).
     pub user: Option<(u32, u32)>,
-    /// Capabilities the job asks to keep (names like `CAP_NET_RAW`); default none.
+    /// Capabilities the job asks to keep (names like `CAP_NET_RAW`); default
+    /// none. They hold inside the run's user namespace only.
     pub capabilities: Vec<String>,
+    /// Whose ids the run has: its own user namespace (the default) or the host's.
+    pub userns: UserNs,
+    /// Host paths covered by a fresh tmpfs besides the default ones
+    /// (`container.hidden`).
+    pub hidden: Vec<PathBuf>,
+    /// Default hidden paths to show after all, read-only (`container.visible`).
+    pub visible: Vec<PathBuf>,
 }
+
+/// The user namespace of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserNs {
+    /// Its own: root inside maps to an unprivileged range (the default).
+    #[default]
+    Private,
+    /// The host's ids (`userns: host`): root inside is the host's root,
+    /// with its capabilities dropped. Needs root; recorded in runs.csv and
+    /// the manifest.
+    Host,
+}
+
+/// Paths of the host that a run does not see: each gets a fresh tmpfs
+/// (counted in the run's memory) unless the job binds something right
+/// there or lists it in `container.visible`. Sockets, pid files and
+/// secrets live here; a read-only mount would not stop connect(2) on a
+/// unix socket.
+pub const HIDDEN_PATHS: &[&str] = &["/tmp", "/var/tmp", "/run", "/var/run", "/home", "/root"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rootfs {
@@ -245,6 +272,9 @@ impl Run {
                 writable: Vec::new(),
                 user: None,
                 capabilities: Vec::new(),
+                userns: UserNs::Private,
+                hidden: Vec::new(),
+                visible: Vec::new(),
             },
             log_limit: DEFAULT_LOG_LIMIT,
             group: None,

@@ -4,7 +4,7 @@
 use super::expand::{self, Combo, Piece};
 use super::raw::{
     CountValue, FloatValue, IdList, NetworkKind, NumaPolicy, RawFile, RawJob, RawMatrix, Scalar,
-    SizeValue, Text,
+    SizeValue, Text, UserNsKind,
 };
 use super::types::*;
 use super::units;
@@ -68,6 +68,32 @@ impl Ctx<'_> {
             );
         }
     }
+}
+
+/// A list of absolute paths inside the container (`container.hidden`, `.visible`).
+fn abs_paths(cx: &mut Ctx<'_>, at: &[Seg], list: &Option<Vec<String>>, what: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (i, p) in list.iter().flatten().enumerate() {
+        let path = Path::new(p);
+        if !p.starts_with('/')
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            cx.err(
+                [at, &[Seg::Index(i)]].concat(),
+                format!("{what} path `{p}`: expected an absolute path without `..`"),
+            );
+        } else if path.parent().is_none() {
+            cx.err(
+                [at, &[Seg::Index(i)]].concat(),
+                format!("{what} path `/`: expected a directory below the root"),
+            );
+        } else {
+            out.push(path.to_path_buf());
+        }
+    }
+    out
 }
 
 fn child(path: &[Seg], key: &str) -> YPath {
@@ -652,6 +678,23 @@ fn job(
         }
     }
 
+    let userns = match container.userns {
+        None | Some(UserNsKind::Private) => UserNs::Private,
+        Some(UserNsKind::Host) => UserNs::Host,
+    };
+    let hidden = abs_paths(
+        cx,
+        &jc.at(&["container", "hidden"]),
+        &container.hidden,
+        "hidden",
+    );
+    let visible = abs_paths(
+        cx,
+        &jc.at(&["container", "visible"]),
+        &container.visible,
+        "visible",
+    );
+
     // Runs.
     let mut runs = Vec::new();
     for combo in &combos {
@@ -719,6 +762,9 @@ fn job(
                     writable: writable.clone(),
                     user,
                     capabilities: capabilities.clone(),
+                    userns,
+                    hidden: hidden.clone(),
+                    visible: visible.clone(),
                 },
                 log_limit,
                 group: raw.group.clone(),
