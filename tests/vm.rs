@@ -627,3 +627,44 @@ fn check_packrun_user(stdout: &str) {
     .map(|(j, s)| (j.to_owned(), s.to_owned()));
     assert_eq!(states, want, "runs.csv states");
 }
+
+// A host whose root is the initramfs: pivot_root(2) refuses it, so packrun
+// needs another way into a run's root, one a run cannot climb out of.
+#[test]
+fn packrun_on_a_host_whose_root_is_the_initramfs() {
+    let mut vm = vm(TWO_NODES, Layout::V2, "packrun-initramfs.sh", 300);
+    vm.initramfs_root = true;
+    let expected = [
+        COMMON,
+        &[
+            "guest-root-is-initramfs",
+            "initramfs-pivot-root-refused",
+            "initramfs-run",
+            "initramfs-completed",
+            "initramfs-escape-completed",
+            "initramfs-escape-chroot-denied",
+            "initramfs-escape-dotdot-is-root",
+            "initramfs-escape-dotdotdot-is-root",
+            "initramfs-keep-chroot-refused",
+            "initramfs-exec-true",
+            "initramfs-leaves-no-cgroup",
+        ],
+    ]
+    .concat();
+    let Some(stdout) = run_scenario("packrun-initramfs", vm, &expected) else {
+        return;
+    };
+    let mut states: Vec<(String, String)> = csv_rows(&blob(&stdout, "runs.csv"))
+        .into_iter()
+        .map(|r| (r["job"].clone(), r["state"].clone()))
+        .collect();
+    states.sort();
+    let want = [
+        ("escape", "COMPLETED"),
+        ("hello", "COMPLETED"),
+        ("hello", "COMPLETED"),
+        ("keep_chroot", "ERROR"),
+    ]
+    .map(|(j, s)| (j.to_owned(), s.to_owned()));
+    assert_eq!(states, want, "runs.csv states");
+}
