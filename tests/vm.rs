@@ -32,22 +32,36 @@ fn run_scenario(test: &str, vm: Vm, expected: &[&str]) -> Option<String> {
     if out.status != 0 {
         eprintln!("--- guest console\n{}---", out.console);
     }
-    let failed: Vec<&str> = out
+    // Check lines only: a blob (a command's output) may hold any text.
+    let mut in_blob = false;
+    let checks: Vec<&str> = out
         .stdout
         .lines()
+        .filter(|l| {
+            if l.starts_with("begin-blob ") {
+                in_blob = true;
+            } else if l.starts_with("end-blob ") {
+                in_blob = false;
+                return false;
+            }
+            !in_blob
+        })
+        .collect();
+    let failed: Vec<&str> = checks
+        .iter()
+        .copied()
         .filter(|l| l.starts_with("FAIL "))
         .collect();
-    assert!(
-        failed.is_empty(),
-        "{test}: checks failed in the guest:\n{}",
-        failed.join("\n")
-    );
-    let passed: Vec<&str> = out
-        .stdout
-        .lines()
+    let passed: Vec<&str> = checks
+        .iter()
         .filter_map(|l| l.strip_prefix("ok ")?.split(':').next())
         .collect();
     let missing: Vec<&&str> = expected.iter().filter(|e| !passed.contains(e)).collect();
+    assert!(
+        failed.is_empty(),
+        "{test}: checks failed in the guest:\n{}\nthese checks never reported ok: {missing:?}",
+        failed.join("\n")
+    );
     assert!(
         missing.is_empty(),
         "{test}: these checks never reported ok: {missing:?}"
@@ -238,6 +252,7 @@ fn vm(topology: Topology, layout: Layout, scenario: &'static str, timeout_s: u64
         layout,
         scenarios: vec!["common.sh", scenario],
         timeout: Duration::from_secs(timeout_s),
+        initramfs_root: false,
     }
 }
 
@@ -503,4 +518,153 @@ fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when
         return;
     };
     check_packrun_run(&stdout);
+}
+
+/// The rows of a runs.csv blob, as column name → value.
+fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let headers = rows.headers().expect("runs.csv header").clone();
+    rows.records()
+        .map(|r| {
+            let r = r.expect("runs.csv row");
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+// packrun without root: uid 1000 in a cgroup v2 subtree delegated to it as
+// systemd delegates one to a user, with no subordinate ids. Runs get a user
+// namespace mapping root inside to the user alone.
+#[test]
+fn packrun_as_an_ordinary_user_in_a_delegated_cgroup_v2_subtree() {
+    let vm = vm(TWO_NODES, Layout::V2DelegatedUser, "packrun-user.sh", 480);
+    let expected = [
+        COMMON,
+        &[
+            // The guest's set-up.
+            "user-uid",
+            "user-no-capabilities",
+            "user-home",
+            "user-no-subuid",
+            "user-in-delegated-cgroup",
+            "user-owns-delegated-cgroup",
+            "user-parent-not-owned",
+            "user-controllers",
+            "user-can-mkdir-and-move",
+            "user-can-write-subtree-control",
+            "user-can-set-limits",
+            "user-probe-undone",
+            // packrun.
+            "user-doctor",
+            "user-run",
+            "user-completed",
+            "user-oom",
+            "user-timeout",
+            "user-cpus-where",
+            "user-mems-where",
+            "user-cpus-oom",
+            "user-mems-oom",
+            "user-cpus-timeout",
+            "user-mems-timeout",
+            "user-inside-uid",
+            "user-inside-uid-map",
+            "user-exec-true",
+            "user-exec-uid-map",
+            "user-leaves-only-the-leaf",
+            "user-results-owned",
+        ],
+    ]
+    .concat();
+    let Some(stdout) = run_scenario("packrun-user", vm, &expected) else {
+        return;
+    };
+    check_packrun_user(&stdout);
+}
+
+/// Host side of scenarios/packrun-user.sh: runs.csv's states, and every
+/// run's cpus and mems against what it printed from inside.
+fn check_packrun_user(stdout: &str) {
+    let rows = csv_rows(&blob(stdout, "runs.csv"));
+    let logs = blobs(stdout, "log ");
+    let mut states: Vec<(String, String)> = Vec::new();
+    for row in &rows {
+        let (job, key) = (&row["job"], &row["run_key"]);
+        states.push((job.clone(), row["state"].clone()));
+        let (_, log) = logs
+            .iter()
+            .find(|(name, _)| name.ends_with(&format!("/{key}.out")))
+            .unwrap_or_else(|| panic!("{job}: no stdout log for run {key}"));
+        let line = log
+            .lines()
+            .find(|l| l.starts_with("where "))
+            .unwrap_or_else(|| panic!("{job}: the run printed nothing:\n{log}"));
+        for (col, name) in [("cpus", "cpus"), ("mems", "mems")] {
+            assert_eq!(
+                cpus(field(line, name).unwrap_or("?")),
+                cpus(&row[col]),
+                "{job}: {name} inside vs runs.csv"
+            );
+        }
+        if job == "where" {
+            assert_eq!(field(line, "uid"), Some("0"), "{job}: root inside");
+            assert_eq!(
+                field(line, "uid_map"),
+                Some("0:1000:1"),
+                "{job}: root inside is the user outside, and nothing else"
+            );
+        }
+    }
+    states.sort();
+    let want = [
+        ("oom", "OUT_OF_MEMORY"),
+        ("timeout", "TIMEOUT"),
+        ("where", "COMPLETED"),
+    ]
+    .map(|(j, s)| (j.to_owned(), s.to_owned()));
+    assert_eq!(states, want, "runs.csv states");
+}
+
+// A host whose root is the initramfs: pivot_root(2) refuses it, so packrun
+// needs another way into a run's root, one a run cannot climb out of.
+#[test]
+fn packrun_on_a_host_whose_root_is_the_initramfs() {
+    let mut vm = vm(TWO_NODES, Layout::V2, "packrun-initramfs.sh", 300);
+    vm.initramfs_root = true;
+    let expected = [
+        COMMON,
+        &[
+            "guest-root-is-initramfs",
+            "initramfs-pivot-root-refused",
+            "initramfs-run",
+            "initramfs-completed",
+            "initramfs-escape-completed",
+            "initramfs-escape-chroot-denied",
+            "initramfs-escape-dotdot-is-root",
+            "initramfs-escape-dotdotdot-is-root",
+            "initramfs-keep-chroot-refused",
+            "initramfs-exec-true",
+            "initramfs-leaves-no-cgroup",
+        ],
+    ]
+    .concat();
+    let Some(stdout) = run_scenario("packrun-initramfs", vm, &expected) else {
+        return;
+    };
+    let mut states: Vec<(String, String)> = csv_rows(&blob(&stdout, "runs.csv"))
+        .into_iter()
+        .map(|r| (r["job"].clone(), r["state"].clone()))
+        .collect();
+    states.sort();
+    let want = [
+        ("escape", "COMPLETED"),
+        ("hello", "COMPLETED"),
+        ("hello", "COMPLETED"),
+        ("keep_chroot", "ERROR"),
+    ]
+    .map(|(j, s)| (j.to_owned(), s.to_owned()));
+    assert_eq!(states, want, "runs.csv states");
 }

@@ -52,6 +52,14 @@ pub enum Layout {
     /// `system.slice/packrun.service` as a systemd Delegate=yes service
     /// does (its path is in `$PACKRUN_VM_DELEGATED`).
     V2Delegated,
+    /// cgroup2 with `user.slice/user-1000.slice/user@1000.service`
+    /// delegated to uid 1000 as systemd does for a user's manager with
+    /// Delegate=yes (controllers enabled down to its parent; the directory,
+    /// its cgroup.procs, cgroup.threads and cgroup.subtree_control chowned
+    /// to 1000:1000). The scenario's shell is moved into it as root and
+    /// then runs as uid 1000:1000 (user `packrun`, HOME /tmp/u, no
+    /// /etc/subuid entry); its path is in `$PACKRUN_VM_DELEGATED`.
+    V2DelegatedUser,
 }
 
 impl Layout {
@@ -61,6 +69,7 @@ impl Layout {
             Layout::V1 => "v1",
             Layout::V1Comounted => "v1-comounted",
             Layout::V2Delegated => "v2-delegated",
+            Layout::V2DelegatedUser => "v2-delegated-user",
         }
     }
 }
@@ -74,6 +83,10 @@ pub struct Vm {
     pub scenarios: Vec<&'static str>,
     /// Whole-VM deadline, boot included.
     pub timeout: Duration,
+    /// Keep the initial ramfs (rootfs) as the guest's root instead of
+    /// moving it onto a tmpfs (`packrun.initramfs=1`): the hosts where
+    /// pivot_root(2) is refused, as when a system runs from its initramfs.
+    pub initramfs_root: bool,
 }
 
 /// What the guest left behind.
@@ -432,7 +445,7 @@ fn boot_once(
         .arg("-initrd")
         .arg(initrd)
         .arg("-append")
-        .arg(cmdline(vm.layout))
+        .arg(cmdline(vm))
         .args(["-serial", &format!("file:{}", console.display())])
         .args(["-serial", &format!("file:{}", stdout.display())])
         .args(["-serial", &format!("file:{}", stderr.display())])
@@ -545,7 +558,8 @@ fn qemu_args(vm: &Vm, accel: &str) -> Vec<String> {
     a
 }
 
-fn cmdline(layout: Layout) -> String {
+fn cmdline(vm: &Vm) -> String {
+    let layout = vm.layout;
     let mut c = String::from(
         "console=ttyS0 panic=-1 oops=panic loglevel=4 lpj=9200000 mitigations=off tsc=reliable \
          no_timer_check cryptomgr.notests rdinit=/init quiet",
@@ -554,6 +568,9 @@ fn cmdline(layout: Layout) -> String {
         c.push_str(" cgroup_no_v1=all");
     }
     write!(c, " packrun.layout={}", layout.name()).unwrap();
+    if vm.initramfs_root {
+        c.push_str(" packrun.initramfs=1");
+    }
     c
 }
 

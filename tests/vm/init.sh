@@ -1,8 +1,10 @@
 #!/bin/busybox sh
-# Guest /init for the VM test suite (tests/vm.rs). Mounts the pseudo file
-# systems, sets up the cgroup layout named by `packrun.layout=` on the kernel
-# command line, runs /scenario/run.sh with stdout on ttyS1 and stderr on
-# ttyS2, prints the exit-status marker on the console and powers off.
+# Guest /init for the VM test suite (tests/vm.rs). Moves the root onto a
+# tmpfs (unless `packrun.initramfs=1`), mounts the pseudo file systems, sets
+# up the cgroup layout named by `packrun.layout=` on the kernel command line,
+# runs /scenario/run.sh with stdout on ttyS1 and stderr on ttyS2 (as uid 1000
+# for the v2-delegated-user layout), prints the exit-status marker on the
+# console and powers off.
 #
 # Protocol with the host (tests/vm/harness.rs):
 #   console line "packrun-vm: init reached"       -> the boot watchdog stops
@@ -10,7 +12,16 @@
 # A missing exit marker means the guest crashed.
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+# `packrun.initramfs=1` on the kernel command line keeps the initial ramfs
+# as the root, as on hosts that run from their initramfs.
+initramfs=0
 if [ ! -e /.packrun-vm-root ]; then
+    /bin/busybox mkdir -p /proc
+    /bin/busybox mount -t proc proc /proc
+    case " $(/bin/busybox cat /proc/cmdline) " in *" packrun.initramfs=1 "*) initramfs=1 ;; esac
+    /bin/busybox umount /proc
+fi
+if [ ! -e /.packrun-vm-root ] && [ $initramfs = 0 ]; then
     # pivot_root(2) refuses the initial ramfs as the current root, and
     # packrun's containers pivot_root away from it: move everything onto a
     # tmpfs and start again from there.
@@ -64,6 +75,31 @@ v2)
     mount_v2
     enable_controllers $CG
     ;;
+v2-delegated-user)
+    # As systemd delegates a user's manager (user@1000.service,
+    # Delegate=yes): the controllers are enabled down to its parent; the
+    # cgroup itself, its cgroup.procs, cgroup.threads and
+    # cgroup.subtree_control belong to the user, so the user can create and
+    # fill cgroups below it and enable controllers for them.
+    mount_v2
+    enable_controllers $CG
+    u=$CG/user.slice/user-1000.slice/user@1000.service
+    mkdir -p $u || die "mkdir delegated cgroup"
+    enable_controllers $CG/user.slice
+    enable_controllers $CG/user.slice/user-1000.slice
+    chown 1000:1000 $u $u/cgroup.procs $u/cgroup.threads $u/cgroup.subtree_control ||
+        die "chown delegated cgroup"
+    # The user: in /etc/passwd for su, with a home of its own and no
+    # /etc/subuid or /etc/subgid entry (so a user namespace can map only
+    # the user's own ids).
+    mkdir -p /etc /tmp/u || die "mkdir /etc /tmp/u"
+    echo "root:x:0:0:root:/root:/bin/sh" >/etc/passwd
+    echo "packrun:x:1000:1000:packrun:/tmp/u:/bin/sh" >>/etc/passwd
+    printf 'root:x:0:\npackrun:x:1000:\n' >/etc/group
+    rm -f /etc/subuid /etc/subgid
+    chown 1000:1000 /tmp/u && chmod 700 /tmp/u || die "chown /tmp/u"
+    export PACKRUN_VM_DELEGATED=$u PACKRUN_VM_USER=packrun
+    ;;
 v2-delegated)
     # As systemd gives a service with Delegate=yes: the controllers are
     # enabled down to the service's cgroup, the service's main process sits
@@ -103,10 +139,17 @@ v1-comounted)
     die "unknown packrun.layout=$layout on the kernel command line"
     ;;
 esac
-export PACKRUN_VM_LAYOUT=$layout
+export PACKRUN_VM_LAYOUT=$layout PACKRUN_VM_INITRAMFS=$initramfs
 
 cd /scenario || die "no /scenario"
-if [ -n "$PACKRUN_VM_DELEGATED" ]; then
+if [ -n "$PACKRUN_VM_USER" ]; then
+    # Into the delegated cgroup as root, then the user's shell: busybox su
+    # (root needs no password) sets uid, gid and groups from /etc/passwd
+    # and /etc/group, HOME, USER and LOGNAME, and keeps the rest of the
+    # environment.
+    sh -c 'echo $$ >"$PACKRUN_VM_DELEGATED/cgroup.procs" && exec su -s /bin/sh "$PACKRUN_VM_USER" -c "cd /scenario && exec sh /scenario/run.sh"' \
+        >/dev/ttyS1 2>/dev/ttyS2 </dev/null
+elif [ -n "$PACKRUN_VM_DELEGATED" ]; then
     # Only the scenario's shell enters the delegated cgroup (this init stays
     # at the root), so the scenario is the service's only process.
     sh -c 'echo $$ >"$PACKRUN_VM_DELEGATED/cgroup.procs" && exec sh /scenario/run.sh' \

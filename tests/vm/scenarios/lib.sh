@@ -106,6 +106,46 @@ step() { # NAME EXPECTED_STATUS CMD...
     fi
 }
 
+# Prints the named columns of every row of a CSV file with a header line,
+# tab-separated (so `cut -f` finds empty fields), one line per row. Finds
+# columns by name, so new columns do not move them; handles quoted fields
+# (not ones spanning lines). Exits 2 when a column is missing.
+csv_cols() { # FILE NAME...
+    _f=$1
+    shift
+    awk -v want="$*" '
+    function fields(line, out,    n, i, c, f, q) {
+        n = 0; f = ""; q = 0
+        for (i = 1; i <= length(line); i++) {
+            c = substr(line, i, 1)
+            if (q) {
+                if (c != "\"") f = f c
+                else if (substr(line, i + 1, 1) == "\"") { f = f c; i++ }
+                else q = 0
+            } else if (c == "\"") q = 1
+            else if (c == ",") { out[++n] = f; f = "" }
+            else f = f c
+        }
+        out[++n] = f
+        return n
+    }
+    NR == 1 {
+        n = fields($0, head)
+        for (i = 1; i <= n; i++) col[head[i]] = i
+        m = split(want, w, " ")
+        for (j = 1; j <= m; j++)
+            if (!(w[j] in col)) { print "csv_cols: no column " w[j] >"/dev/stderr"; exit 2 }
+        next
+    }
+    {
+        delete row
+        fields($0, row)
+        line = ""
+        for (j = 1; j <= m; j++) line = line (j > 1 ? "\t" : "") row[col[w[j]]]
+        print line
+    }' "$_f"
+}
+
 finish() {
     if [ "$FAILED" -gt 0 ]; then
         echo "$FAILED check(s) failed"
