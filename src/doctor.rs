@@ -506,13 +506,14 @@ fn swap(p: &Probe) -> Check {
     }
 }
 
-/// Claims of other live packrun processes in /run/packrun/cpus
-/// (`<pid> <start ticks> <cpu list>` lines).
+/// Claims of other live packrun processes of this user (in
+/// /run/packrun/cpus for root; see `cpulock::runtime_dir`):
+/// `<pid> <start ticks> <cpu list>` lines.
 fn claims(p: &Probe) -> Check {
     const N: &str = "other packruns";
-    let text = p
-        .read(crate::run::cpulock::DEFAULT_PATH)
-        .unwrap_or_default();
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+    let file = crate::run::cpulock::runtime_dir(p.euid, xdg.as_deref()).join("cpus");
+    let text = p.read(&file.to_string_lossy()).unwrap_or_default();
     let mut live = Vec::new();
     for l in text.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();

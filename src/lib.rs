@@ -278,7 +278,7 @@ fn exec(args: ExecArgs) -> i32 {
         output: run::Output::Inherit,
         scratch: std::env::temp_dir(),
         max_parallel: Some(1),
-        cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
+        cpu_lock: Some(run::cpulock::default_path()),
         single: true,
     };
     let alloc = plan::Allocator::new(&env.topology, &[]);
@@ -463,7 +463,7 @@ fn batch_in(
         output: run::Output::Logs(dir.to_path_buf()),
         scratch: dir.join("scratch"),
         max_parallel: args.max_parallel,
-        cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
+        cpu_lock: Some(run::cpulock::default_path()),
         single: false,
     };
     let mut progress = progress::Progress::new(batch.runs.len(), done.len(), planned, args.quiet);
