@@ -3,7 +3,9 @@
 //! below a root path (`/` on the machine, a fake tree in tests).
 
 use crate::cpulist::CpuList;
+use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,9 +54,16 @@ fn bad(
 pub struct Probe {
     pub root: PathBuf,
     pub euid: u32,
+    pub egid: u32,
+    /// Supplementary groups (getgroups).
+    pub groups: Vec<u32>,
     pub pid: i32,
     /// CPUs this process may run on (sched_getaffinity); None if unknown.
     pub affinity: Option<CpuList>,
+    /// PATH, where newuidmap and newgidmap are looked for (below `root`).
+    pub path_env: OsString,
+    /// XDG_RUNTIME_DIR, which decides where a user's CPU claims live.
+    pub runtime_dir: Option<OsString>,
 }
 
 impl Probe {
@@ -71,8 +80,14 @@ impl Probe {
         Probe {
             root: PathBuf::from("/"),
             euid: nix::unistd::Uid::effective().as_raw(),
+            egid: nix::unistd::Gid::effective().as_raw(),
+            groups: nix::unistd::getgroups()
+                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_default(),
             pid: std::process::id() as i32,
             affinity,
+            path_env: std::env::var_os("PATH").unwrap_or_default(),
+            runtime_dir: std::env::var_os("XDG_RUNTIME_DIR"),
         }
     }
 
@@ -151,6 +166,7 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.extend(cgroups(p, &mounts));
     out.extend(namespaces(p));
     out.push(seccomp(p));
+    out.push(user_ids(p));
     out.push(numa(p));
     out.push(affinity(p));
     out.push(smt(p));
@@ -160,38 +176,208 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out
 }
 
+/// The command that puts a command into a cgroup delegated to the user.
+pub const DELEGATE: &str = "systemd-run --user --scope -p Delegate=yes";
+
+/// The fix when a delegated cgroup lacks controllers, for systemd's user
+/// managers (whose default is `Delegate=pids memory cpu`).
+const DELEGATE_CONTROLLERS: &str = "as root: mkdir -p /etc/systemd/system/user@.service.d && printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' > /etc/systemd/system/user@.service.d/delegate.conf && systemctl daemon-reload, then log in again";
+
+/// What decides whether this process may create the runs' cgroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub euid: u32,
+    /// The cgroup version packrun uses here (1 or 2).
+    pub version: u8,
+    /// The cgroup the runs go below (v2; on a delegated subtree packrun's own).
+    pub parent: PathBuf,
+    /// Its owner; None when it cannot be read.
+    pub owner: Option<u32>,
+    /// Whether its cgroup.procs or cgroup.subtree_control is writable for this user.
+    pub writable: bool,
+    /// What its cgroup.controllers offers; None when unreadable.
+    pub controllers: Option<Vec<String>>,
+}
+
+impl Facts {
+    /// The facts of cgroup `dir` (absolute) for a process of `euid` in `groups`.
+    pub fn of_dir(euid: u32, groups: &[u32], version: u8, dir: PathBuf) -> Facts {
+        let may_write = |f: &str| {
+            std::fs::metadata(dir.join(f)).is_ok_and(|m| {
+                let bit = if m.uid() == euid {
+                    0o200
+                } else if groups.contains(&m.gid()) {
+                    0o020
+                } else {
+                    0o002
+                };
+                m.mode() & bit != 0
+            })
+        };
+        Facts {
+            euid,
+            version,
+            owner: std::fs::metadata(&dir).ok().map(|m| m.uid()),
+            writable: may_write("cgroup.procs") || may_write("cgroup.subtree_control"),
+            controllers: std::fs::read_to_string(dir.join("cgroup.controllers"))
+                .ok()
+                .map(|t| t.split_whitespace().map(String::from).collect()),
+            parent: dir,
+        }
+    }
+
+    /// This process's facts on hierarchy `h` (see `cgroup::detect_host`).
+    pub fn read(h: &crate::cgroup::Hierarchy) -> Facts {
+        let euid = nix::unistd::Uid::effective().as_raw();
+        match h {
+            crate::cgroup::Hierarchy::V1 { .. } => Facts {
+                euid,
+                version: 1,
+                parent: PathBuf::new(),
+                owner: None,
+                writable: false,
+                controllers: None,
+            },
+            crate::cgroup::Hierarchy::V2 { root, parent } => {
+                let mut groups: Vec<u32> = nix::unistd::getgroups()
+                    .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                    .unwrap_or_default();
+                groups.push(nix::unistd::Gid::effective().as_raw());
+                let dir = if parent.as_os_str().is_empty() {
+                    root.clone()
+                } else {
+                    root.join(parent)
+                };
+                Facts::of_dir(euid, &groups, 2, dir)
+            }
+        }
+    }
+}
+
+/// How a process may run packrun's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Root,
+    /// Not root, in a cgroup v2 subtree delegated to it.
+    Delegated,
+}
+
+/// Why a process may not run packrun's runs, and the one command that fixes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; fix: {}", self.reason, self.fix)
+    }
+}
+
+/// Root may always; anybody else needs cgroup v2 and a parent cgroup
+/// delegated to them (owned by them, or with cgroup.procs or
+/// cgroup.subtree_control writable) that offers the controllers a run
+/// uses. `command` is the command line to repeat in the fix.
+pub fn standing(f: &Facts, command: &str) -> Result<Standing, Refusal> {
+    if f.euid == 0 {
+        return Ok(Standing::Root);
+    }
+    let uid = f.euid;
+    if f.version != 2 {
+        return Err(Refusal {
+            reason: format!("running as uid {uid} on cgroup v1, where only root may create cgroups (without root packrun needs a delegated cgroup v2)"),
+            fix: format!("sudo {command}"),
+        });
+    }
+    let dir = f.parent.display();
+    if f.owner != Some(uid) && !f.writable {
+        return Err(Refusal {
+            reason: format!(
+                "running as uid {uid} in cgroup {dir}, which is not delegated to you (owned by {}, cgroup.procs and cgroup.subtree_control not writable); expected a cgroup v2 subtree delegated to uid {uid}",
+                f.owner.map_or("an unknown uid".into(), |o| format!("uid {o}"))
+            ),
+            fix: format!("{DELEGATE} {command}"),
+        });
+    }
+    if let Some(offered) = &f.controllers {
+        let missing: Vec<&str> = REQUIRED
+            .iter()
+            .copied()
+            .filter(|c| !offered.iter().any(|o| o == c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Refusal {
+                reason: format!(
+                    "running as uid {uid} in the delegated cgroup {dir}, which offers {}; expected {} (missing: {})",
+                    if offered.is_empty() {
+                        "no controllers".to_string()
+                    } else {
+                        format!("the controllers `{}`", offered.join(" "))
+                    },
+                    REQUIRED.join(", "),
+                    missing.join(", ")
+                ),
+                fix: DELEGATE_CONTROLLERS.into(),
+            });
+        }
+    }
+    Ok(Standing::Delegated)
+}
+
+/// Words joined for a POSIX shell, quoted where needed.
+pub fn shell_join(words: impl IntoIterator<Item = String>) -> String {
+    words
+        .into_iter()
+        .map(|w| {
+            let plain = !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+            if plain {
+                w
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn privileges(p: &Probe, mounts: &Mounts) -> Check {
     const N: &str = "privileges";
     if p.euid == 0 {
         return ok(N, "running as root");
     }
-    // A delegated v2 cgroup (owned by this user) is enough for the cgroups,
-    // not for mount and PID namespaces: packrun still needs root.
+    // The cgroup the runs would go below: this process's own (above the
+    // `supervisor` leaf an earlier packrun made), as cgroup::detect_host finds it.
     let own = p
         .read(&format!("proc/{}/cgroup", p.pid))
         .or_else(|| p.read("proc/self/cgroup"))
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(String::from))
-        });
-    let delegated = match (&mounts.v2, own) {
-        (Some(mp), Some(cg)) => {
-            use std::os::unix::fs::MetadataExt;
-            let dir = p.path(mp).join(cg.trim_start_matches('/'));
-            std::fs::metadata(&dir).is_ok_and(|m| m.uid() == p.euid)
-        }
-        _ => false,
+        .and_then(|t| crate::cgroup::own_v2_cgroup(&t))
+        .map(|c| match c.file_name() {
+            Some(n) if n == "supervisor" => c.parent().map(Path::to_path_buf).unwrap_or_default(),
+            _ => c,
+        })
+        .unwrap_or_default();
+    let version = if mounts.v1.is_empty() { 2 } else { 1 };
+    let dir = match &mounts.v2 {
+        Some(mp) if own.as_os_str().is_empty() => p.path(mp),
+        Some(mp) => p.path(mp).join(own),
+        None => PathBuf::new(),
     };
-    bad(
-        N,
-        Level::Fail,
-        if delegated {
-            format!("running as uid {}; your cgroup is delegated to you, but containers need root for mount and PID namespaces", p.euid)
-        } else {
-            format!("running as uid {}, without a delegated cgroup", p.euid)
-        },
-        "run packrun as root: sudo packrun run JOBFILE",
-    )
+    let mut groups = p.groups.clone();
+    groups.push(p.egid);
+    let facts = Facts::of_dir(p.euid, &groups, version, dir);
+    match standing(&facts, "packrun run FILE") {
+        Ok(_) => ok(
+            N,
+            format!(
+                "running as uid {} in a delegated cgroup v2 subtree: rootless",
+                p.euid
+            ),
+        ),
+        Err(r) => bad(N, Level::Fail, r.reason, r.fix),
+    }
 }
 
 fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
@@ -330,7 +516,8 @@ fn namespaces(p: &Probe) -> Vec<Check> {
     const N: &str = "namespaces";
     let mut fail = Vec::new();
     let mut fixes = Vec::new();
-    // (file in /proc/self/ns, sysctl suffix, kernel option)
+    // (file in /proc/self/ns, sysctl suffix, kernel option); every run has
+    // a user namespace of its own, as root too.
     for (ns, sysctl, config) in [
         ("mnt", "mnt", "(always built in)"),
         ("pid", "pid", "CONFIG_PID_NS"),
@@ -338,6 +525,7 @@ fn namespaces(p: &Probe) -> Vec<Check> {
         ("uts", "uts", "CONFIG_UTS_NS"),
         ("ipc", "ipc", "CONFIG_IPC_NS"),
         ("cgroup", "cgroup", "CONFIG_CGROUPS"),
+        ("user", "user", "CONFIG_USER_NS"),
     ] {
         if !p.path(&format!("proc/self/ns/{ns}")).exists() {
             fail.push(format!("{ns} (no /proc/self/ns/{ns})"));
@@ -351,6 +539,30 @@ fn namespaces(p: &Probe) -> Vec<Check> {
             fixes.push(format!("sysctl -w user.max_{sysctl}_namespaces=15000"));
         }
     }
+    // Knobs that keep user namespaces from everybody but root.
+    if p.euid != 0 {
+        for (knob, off, why, on) in [
+            (
+                "unprivileged_userns_clone",
+                "0",
+                "only root may create one",
+                "1",
+            ),
+            (
+                "apparmor_restrict_unprivileged_userns",
+                "1",
+                "AppArmor denies them to unconfined programs",
+                "0",
+            ),
+        ] {
+            if p.read(&format!("proc/sys/kernel/{knob}"))
+                .is_some_and(|v| v.trim() == off)
+            {
+                fail.push(format!("user (kernel.{knob} is {off}: {why})"));
+                fixes.push(format!("sysctl -w kernel.{knob}={on}"));
+            }
+        }
+    }
     if !fail.is_empty() {
         return vec![bad(
             N,
@@ -359,18 +571,85 @@ fn namespaces(p: &Probe) -> Vec<Check> {
             fixes.join("; "),
         )];
     }
-    let user_off = !p.path("proc/self/ns/user").exists()
-        || p.read("proc/sys/user/max_user_namespaces")
-            .is_some_and(|v| v.trim() == "0");
-    if user_off {
-        return vec![bad(
-            N,
-            Level::Warn,
-            "mnt, pid, net, uts, ipc, cgroup usable; user namespaces off (needed only for a job's `user:` mapping)",
-            "sysctl -w user.max_user_namespaces=15000",
-        )];
-    }
     vec![ok(N, "mnt, pid, net, uts, ipc, cgroup, user")]
+}
+
+/// The name of `uid` in passwd text, or the uid of user `name`.
+fn passwd_lookup(text: &str, uid: Option<u32>, name: Option<&str>) -> Option<(String, u32)> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let id = f.get(2)?.parse::<u32>().ok()?;
+        (Some(id) == uid || Some(f[0]) == name).then(|| (f[0].to_string(), id))
+    })
+}
+
+/// Where a run's user ids come from (see `container::ids`), from the
+/// probe's /etc/subuid, /etc/subgid, /etc/passwd and PATH.
+fn user_ids(p: &Probe) -> Check {
+    use crate::container::ids;
+    const N: &str = "user ids";
+    let slots = list(p, "sys/devices/system/cpu/online")
+        .and_then(|l| l.iter().max())
+        .map_or(1, |m| m + 1);
+    let passwd = p.read("etc/passwd").unwrap_or_default();
+    let host = p.root == Path::new("/");
+    let user_name = passwd_lookup(&passwd, Some(p.euid), None)
+        .map(|(n, _)| n)
+        .or_else(|| {
+            host.then(|| nix::unistd::User::from_uid(p.euid.into()).ok().flatten())
+                .flatten()
+                .map(|u| u.name)
+        });
+    let packrun_uid = passwd_lookup(&passwd, None, Some("packrun"))
+        .map(|(_, id)| id)
+        .or_else(|| {
+            host.then(|| nix::unistd::User::from_name("packrun").ok().flatten())
+                .flatten()
+                .map(|u| u.uid.as_raw())
+        });
+    let on_path = |name: &str| {
+        std::env::split_paths(&p.path_env)
+            .filter(|d| d.is_absolute())
+            .any(|d| p.path(&d.to_string_lossy()).join(name).is_file())
+    };
+    let probe = ids::Probe {
+        euid: p.euid,
+        egid: p.egid,
+        user_name: user_name.clone(),
+        packrun_uid,
+        subuid: p.read("etc/subuid").unwrap_or_default(),
+        subgid: p.read("etc/subgid").unwrap_or_default(),
+        helpers: on_path("newuidmap") && on_path("newgidmap"),
+        slots,
+    };
+    let source = ids::IdSource::detect(&probe);
+    if !matches!(source, ids::IdSource::Own { .. }) {
+        return ok(N, source.describe());
+    }
+    let user = user_name.unwrap_or_else(|| p.euid.to_string());
+    let mut fixes = Vec::new();
+    if !probe.helpers {
+        fixes.push("apt-get install uidmap".to_string());
+    }
+    let has_range = ids::parse_subid(&probe.subuid, &user, p.euid).is_some()
+        && ids::parse_subid(&probe.subgid, &user, p.egid).is_some();
+    if has_range && probe.helpers {
+        // Present, but too small for two ids per CPU.
+        fixes.push(format!(
+            "give {user} at least {} ids in /etc/subuid and /etc/subgid, e.g. the line {user}:100000:65536 in each",
+            2 * slots
+        ));
+    } else if !has_range {
+        fixes.push(format!(
+            "add the line {user}:100000:65536 to /etc/subuid and to /etc/subgid"
+        ));
+    }
+    bad(
+        N,
+        Level::Warn,
+        format!("{}: a job sees no other user or group", source.describe()),
+        format!("as root: {}", fixes.join(", and ")),
+    )
 }
 
 fn seccomp(p: &Probe) -> Check {
@@ -506,13 +785,13 @@ fn swap(p: &Probe) -> Check {
     }
 }
 
-/// Claims of other live packrun processes in /run/packrun/cpus
-/// (`<pid> <start ticks> <cpu list>` lines).
+/// Claims of other live packrun processes of this user (in
+/// /run/packrun/cpus for root; see `cpulock::runtime_dir`):
+/// `<pid> <start ticks> <cpu list>` lines.
 fn claims(p: &Probe) -> Check {
     const N: &str = "other packruns";
-    let text = p
-        .read(crate::run::cpulock::DEFAULT_PATH)
-        .unwrap_or_default();
+    let file = crate::run::cpulock::runtime_dir(p.euid, p.runtime_dir.as_deref()).join("cpus");
+    let text = p.read(&file.to_string_lossy()).unwrap_or_default();
     let mut live = Vec::new();
     for l in text.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
@@ -681,11 +960,44 @@ mod tests {
             Probe {
                 root: self.0.path().to_path_buf(),
                 euid: 0,
+                egid: 0,
+                groups: Vec::new(),
                 pid: 4242,
                 affinity: Some(CpuList::parse("0-7").unwrap()),
+                path_env: "/usr/local/bin:/usr/bin:/bin".into(),
+                runtime_dir: None,
             }
         }
+        /// A probe of a user in the cgroup `SCOPE`; the user owns that
+        /// cgroup when `delegated` (as root the tree is given to uid 4242),
+        /// else is a uid other than its owner.
+        fn user_in_scope(&self, delegated: bool) -> Probe {
+            let dir = self.0.path().join("sys/fs/cgroup").join(SCOPE);
+            for f in ["cgroup.procs", "cgroup.subtree_control"] {
+                self.put(&format!("sys/fs/cgroup/{SCOPE}/{f}"), "");
+            }
+            self.put(
+                &format!("sys/fs/cgroup/{SCOPE}/cgroup.controllers"),
+                "cpuset cpu io memory pids\n",
+            );
+            self.put("proc/self/cgroup", &format!("0::/{SCOPE}\n"));
+            let me = nix::unistd::getuid().as_raw();
+            let owner = if me == 0 {
+                for p in ["", "cgroup.procs", "cgroup.subtree_control"] {
+                    std::os::unix::fs::chown(dir.join(p), Some(4242), None).unwrap();
+                }
+                4242
+            } else {
+                me
+            };
+            let mut p = self.probe();
+            p.euid = if delegated { owner } else { owner + 1 };
+            p.egid = p.euid;
+            p
+        }
     }
+
+    const SCOPE: &str = "user.slice/user-1000.slice/user@1000.service/app.slice/run-u7.scope";
 
     fn find<'a>(c: &'a [Check], name: &str) -> &'a Check {
         c.iter().find(|c| c.name == name).unwrap()
@@ -772,15 +1084,51 @@ mod tests {
     }
 
     #[test]
-    fn user_namespaces_off_is_only_a_warning() {
+    fn user_namespaces_off_fail_as_every_run_needs_one() {
         let t = Tree::healthy();
         t.put("proc/sys/user/max_user_namespaces", "0\n");
         let n = find(&checks(&t.probe()), "namespaces").clone();
-        assert_eq!(n.level, Level::Warn);
+        assert_eq!(n.level, Level::Fail);
+        assert_eq!(
+            n.detail,
+            "cannot create: user (user.max_user_namespaces is 0)"
+        );
         assert_eq!(
             n.fix.as_deref(),
             Some("sysctl -w user.max_user_namespaces=15000")
         );
+    }
+
+    #[test]
+    fn debian_and_ubuntu_knobs_fail_only_without_root_each_with_its_sysctl() {
+        let t = Tree::healthy();
+        t.put("proc/sys/kernel/unprivileged_userns_clone", "0\n");
+        t.put(
+            "proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1\n",
+        );
+        assert_eq!(find(&checks(&t.probe()), "namespaces").level, Level::Ok);
+        let mut p = t.probe();
+        p.euid = 1000;
+        let n = find(&checks(&p), "namespaces").clone();
+        assert_eq!(n.level, Level::Fail);
+        assert!(
+            n.detail.contains("kernel.unprivileged_userns_clone is 0")
+                && n.detail
+                    .contains("kernel.apparmor_restrict_unprivileged_userns is 1"),
+            "{}",
+            n.detail
+        );
+        assert_eq!(
+            n.fix.as_deref(),
+            Some("sysctl -w kernel.unprivileged_userns_clone=1; sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
+        );
+        t.put("proc/sys/kernel/unprivileged_userns_clone", "1\n");
+        t.put(
+            "proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "0\n",
+        );
+        assert_eq!(find(&checks(&p), "namespaces").level, Level::Ok);
     }
 
     #[test]
@@ -791,17 +1139,261 @@ mod tests {
     }
 
     #[test]
-    fn not_root_fails_and_says_to_use_sudo() {
+    fn not_root_outside_a_delegated_cgroup_fails_and_names_the_systemd_run_command() {
         let t = Tree::healthy();
+        let p = t.user_in_scope(false);
+        let c = checks(&p);
+        let k = find(&c, "privileges");
+        assert_eq!(k.level, Level::Fail);
+        assert!(
+            k.detail
+                .contains(&format!("running as uid {} in cgroup ", p.euid))
+                && k.detail.contains(SCOPE)
+                && k.detail.contains("not delegated to you"),
+            "{}",
+            k.detail
+        );
+        assert_eq!(
+            k.fix.as_deref(),
+            Some("systemd-run --user --scope -p Delegate=yes packrun run FILE")
+        );
+        assert!(summary(&c).unwrap_err().contains("Delegate=yes"));
+    }
+
+    #[test]
+    fn not_root_in_a_delegated_cgroup_v2_subtree_runs_rootless() {
+        let t = Tree::healthy();
+        let p = t.user_in_scope(true);
+        let k = find(&checks(&p), "privileges").clone();
+        assert_eq!(k.level, Level::Ok, "{k:?}");
+        assert_eq!(
+            k.detail,
+            format!(
+                "running as uid {} in a delegated cgroup v2 subtree: rootless",
+                p.euid
+            )
+        );
+    }
+
+    #[test]
+    fn a_delegated_cgroup_seen_from_the_supervisor_leaf_is_its_parent() {
+        let t = Tree::healthy();
+        let p = t.user_in_scope(true);
+        // Another packrun moved this shell into the leaf, and that leaf
+        // offers nothing: the parent is what is judged.
+        t.put(
+            &format!("sys/fs/cgroup/{SCOPE}/supervisor/cgroup.controllers"),
+            "",
+        );
+        t.put("proc/self/cgroup", &format!("0::/{SCOPE}/supervisor\n"));
+        assert_eq!(find(&checks(&p), "privileges").level, Level::Ok);
+    }
+
+    #[test]
+    fn a_delegated_cgroup_without_cpuset_fails_and_names_the_user_manager_drop_in() {
+        let t = Tree::healthy();
+        let p = t.user_in_scope(true);
+        // systemd's default for user managers: Delegate=pids memory cpu.
+        t.put(
+            &format!("sys/fs/cgroup/{SCOPE}/cgroup.controllers"),
+            "cpu memory pids\n",
+        );
+        let k = find(&checks(&p), "privileges").clone();
+        assert_eq!(k.level, Level::Fail);
+        assert!(k.detail.contains("(missing: cpuset)"), "{}", k.detail);
+        assert!(
+            k.fix
+                .as_deref()
+                .unwrap()
+                .contains("Delegate=cpu cpuset io memory pids"),
+            "{:?}",
+            k.fix
+        );
+    }
+
+    #[test]
+    fn not_root_on_cgroup_v1_fails_and_says_to_use_sudo() {
+        let t = Tree::healthy();
+        t.put("proc/self/mountinfo", V1_MOUNTINFO);
         let mut p = t.probe();
         p.euid = 1000;
-        let c = checks(&p);
-        assert_eq!(find(&c, "privileges").level, Level::Fail);
-        assert!(find(&c, "privileges")
-            .fix
-            .as_ref()
-            .unwrap()
-            .starts_with("run packrun as root"));
+        let k = find(&checks(&p), "privileges").clone();
+        assert_eq!(k.level, Level::Fail);
+        assert!(k.detail.contains("cgroup v1"), "{}", k.detail);
+        assert_eq!(k.fix.as_deref(), Some("sudo packrun run FILE"));
+    }
+
+    fn facts(euid: u32, version: u8, owner: u32, writable: bool) -> Facts {
+        Facts {
+            euid,
+            version,
+            parent: "/sys/fs/cgroup/a.scope".into(),
+            owner: Some(owner),
+            writable,
+            controllers: Some(REQUIRED.iter().map(|c| c.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn root_may_always_and_a_user_only_in_a_v2_cgroup_it_owns_or_may_write() {
+        let cmd = "packrun run 'my jobs.yaml'";
+        assert_eq!(standing(&facts(0, 1, 0, false), cmd), Ok(Standing::Root));
+        assert_eq!(
+            standing(&facts(1000, 2, 1000, false), cmd),
+            Ok(Standing::Delegated)
+        );
+        // A cgroup of root's whose cgroup.procs the user may write (a Slurm step).
+        assert_eq!(
+            standing(&facts(1000, 2, 0, true), cmd),
+            Ok(Standing::Delegated)
+        );
+        let r = standing(&facts(1000, 2, 0, false), cmd).unwrap_err();
+        assert_eq!(
+            r.fix,
+            "systemd-run --user --scope -p Delegate=yes packrun run 'my jobs.yaml'"
+        );
+        assert!(
+            r.reason.contains("cgroup /sys/fs/cgroup/a.scope")
+                && r.reason.contains("owned by uid 0")
+                && r.reason
+                    .contains("expected a cgroup v2 subtree delegated to uid 1000"),
+            "{}",
+            r.reason
+        );
+        let mut bare = facts(1000, 2, 1000, false);
+        bare.controllers = Some(Vec::new());
+        let r = standing(&bare, cmd).unwrap_err();
+        assert!(
+            r.reason
+                .contains("offers no controllers; expected cpu, cpuset, memory, pids"),
+            "{}",
+            r.reason
+        );
+        let r = standing(&facts(1000, 1, 1000, true), cmd).unwrap_err();
+        assert!(r.reason.contains("on cgroup v1"), "{}", r.reason);
+        assert_eq!(r.fix, "sudo packrun run 'my jobs.yaml'");
+    }
+
+    #[test]
+    fn writability_follows_the_owner_group_and_other_bits_for_the_given_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["cgroup.procs", "cgroup.subtree_control"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let set = |f: &str, mode: u32| {
+            std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(mode))
+                .unwrap()
+        };
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        let (owner, group) = (meta.uid(), meta.gid());
+        let stranger = owner + 1;
+        let of = |uid: u32, groups: &[u32]| Facts::of_dir(uid, groups, 2, dir.path().to_path_buf());
+        set("cgroup.procs", 0o644);
+        set("cgroup.subtree_control", 0o644);
+        assert!(of(owner, &[]).writable);
+        assert_eq!(of(owner, &[]).owner, Some(owner));
+        assert!(!of(stranger, &[]).writable);
+        set("cgroup.procs", 0o664);
+        assert!(
+            of(stranger, &[group]).writable,
+            "group-writable cgroup.procs"
+        );
+        assert!(!of(stranger, &[]).writable);
+        set("cgroup.subtree_control", 0o646);
+        assert!(of(stranger, &[]).writable, "world-writable subtree_control");
+        assert_eq!(of(stranger, &[]).controllers, None);
+    }
+
+    #[test]
+    fn words_are_quoted_for_the_shell_only_where_needed() {
+        let w = |v: &[&str]| shell_join(v.iter().map(|s| s.to_string()));
+        assert_eq!(
+            w(&["packrun", "run", "jobs/a-1.yaml"]),
+            "packrun run jobs/a-1.yaml"
+        );
+        assert_eq!(w(&["x", "it's here", ""]), "x 'it'\\''s here' ''");
+    }
+
+    #[test]
+    fn root_ids_come_from_the_default_range_split_by_the_online_cpus() {
+        let t = Tree::healthy();
+        let k = find(&checks(&t.probe()), "user ids").clone();
+        assert_eq!(k.level, Level::Ok);
+        // 8 CPUs online (0-7): 65,536 ids each.
+        assert!(
+            k.detail
+                .starts_with("each run its own 65536 ids from 1610612736-")
+                && k.detail.contains("packrun's default range"),
+            "{}",
+            k.detail
+        );
+        t.put(
+            "etc/passwd",
+            "root:x:0:0::/root:/bin/sh\npackrun:x:990:990::/:/bin/false\n",
+        );
+        t.put("etc/subuid", "packrun:200000:80000\n");
+        t.put("etc/subgid", "990:300000:80000\n");
+        let k = find(&checks(&t.probe()), "user ids").clone();
+        assert!(
+            k.detail
+                .starts_with("each run its own 10000 ids from 200000-279999"),
+            "{}",
+            k.detail
+        );
+    }
+
+    #[test]
+    fn rootless_ids_use_the_subordinate_range_when_newuidmap_is_on_path() {
+        let t = Tree::healthy();
+        t.put("etc/passwd", "alice:x:1000:1000::/home/alice:/bin/sh\n");
+        t.put("etc/subuid", "alice:100000:65536\n");
+        t.put("etc/subgid", "alice:100000:65536\n");
+        t.put("usr/bin/newuidmap", "");
+        t.put("usr/bin/newgidmap", "");
+        let mut p = t.probe();
+        (p.euid, p.egid) = (1000, 1000);
+        let k = find(&checks(&p), "user ids").clone();
+        assert_eq!(k.level, Level::Ok, "{k:?}");
+        assert!(
+            k.detail.contains("your uid 1000") && k.detail.contains("100000:65536"),
+            "{}",
+            k.detail
+        );
+        // Not on this PATH: the user's own id alone.
+        p.path_env = "/opt/bin".into();
+        let k = find(&checks(&p), "user ids").clone();
+        assert_eq!(k.level, Level::Warn);
+        assert_eq!(k.fix.as_deref(), Some("as root: apt-get install uidmap"));
+    }
+
+    #[test]
+    fn rootless_without_subordinate_ids_warns_and_names_the_package_and_the_line() {
+        let t = Tree::healthy();
+        t.put("etc/passwd", "alice:x:1000:1000::/home/alice:/bin/sh\n");
+        let mut p = t.probe();
+        (p.euid, p.egid) = (1000, 1000);
+        let k = find(&checks(&p), "user ids").clone();
+        assert_eq!(k.level, Level::Warn);
+        assert!(k.detail.contains("your uid 1000 alone"), "{}", k.detail);
+        assert_eq!(
+            k.fix.as_deref(),
+            Some("as root: apt-get install uidmap, and add the line alice:100000:65536 to /etc/subuid and to /etc/subgid")
+        );
+        t.put("usr/bin/newuidmap", "");
+        t.put("usr/bin/newgidmap", "");
+        t.put("etc/subuid", "alice:100000:8\n");
+        t.put("etc/subgid", "alice:100000:8\n");
+        let k = find(&checks(&p), "user ids").clone();
+        assert_eq!(k.level, Level::Warn);
+        assert!(
+            k.fix
+                .as_deref()
+                .unwrap()
+                .contains("give alice at least 16 ids"),
+            "{:?}",
+            k.fix
+        );
     }
 
     #[test]
@@ -857,6 +1449,32 @@ mod tests {
         assert_eq!(
             k.fix.as_deref(),
             Some("wait for it to end, or stop it: kill 77")
+        );
+    }
+
+    #[test]
+    fn a_users_claims_are_read_from_their_runtime_dir_not_roots() {
+        let t = Tree::healthy();
+        let stat = "77 (packrun) S 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5000 0 0\n";
+        t.put("proc/77/stat", stat);
+        t.put("run/packrun/cpus", "77 5000 0-3\n");
+        t.put("run/user/1000/packrun/cpus", "77 5000 4-5\n");
+        let mut p = t.probe();
+        p.euid = 1000;
+        p.runtime_dir = Some("/run/user/1000".into());
+        let k = find(&checks(&p), "other packruns").clone();
+        assert!(
+            k.detail.starts_with("packrun 77 holds CPUs 4-5"),
+            "{}",
+            k.detail
+        );
+        p.runtime_dir = None;
+        t.put("tmp/packrun-1000/cpus", "77 5000 6\n");
+        let k = find(&checks(&p), "other packruns").clone();
+        assert!(
+            k.detail.starts_with("packrun 77 holds CPUs 6;"),
+            "{}",
+            k.detail
         );
     }
 

@@ -281,7 +281,7 @@ fn exec(args: ExecArgs) -> i32 {
         output: run::Output::Inherit,
         scratch: std::env::temp_dir(),
         max_parallel: Some(1),
-        cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
+        cpu_lock: Some(run::cpulock::default_path()),
         single: true,
         ids: container::ids::IdSource::host(container::ids::machine_slots()),
     };
@@ -328,14 +328,15 @@ struct Environment {
     host: String,
 }
 
+/// Root may run anywhere; anybody else needs a cgroup v2 subtree delegated
+/// to them (see `doctor::standing`), checked before anything is created.
 fn environment() -> Result<Environment, String> {
+    let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
     if !nix::unistd::Uid::effective().is_root() {
-        return Err(
-            "packrun needs root to create cgroups and namespaces (run it with sudo)".into(),
-        );
+        let command = doctor::shell_join(std::env::args());
+        doctor::standing(&doctor::Facts::read(&hierarchy), &command).map_err(|r| r.to_string())?;
     }
     let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
-    let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
     cgroup::prepare_v2_parent(&hierarchy).map_err(|e| fsx::chain(&e))?;
     // Under Slurm the node's name: several slurmd may share one host.
     let host = slurm::node_name().unwrap_or_else(|| {
@@ -482,7 +483,7 @@ fn batch_in(
         output: run::Output::Logs(dir.to_path_buf()),
         scratch: dir.join("scratch"),
         max_parallel: args.max_parallel,
-        cpu_lock: Some(run::cpulock::DEFAULT_PATH.into()),
+        cpu_lock: Some(run::cpulock::default_path()),
         single: false,
         ids,
     };

@@ -7,12 +7,80 @@
 
 use crate::cpulist::CpuList;
 use crate::fsx::{Context, PathError};
+use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Where the claims live by default.
-pub const DEFAULT_PATH: &str = "/run/packrun/cpus";
+/// The directory of root's claims, shared by every packrun run as root.
+pub const ROOT_DIR: &str = "/run/packrun";
+
+/// Where this process's packrun keeps its claims: see [`runtime_dir`].
+pub fn default_path() -> PathBuf {
+    runtime_dir(
+        nix::unistd::geteuid().as_raw(),
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+    )
+    .join("cpus")
+}
+
+/// The directory of packrun's per-machine state for a user: `/run/packrun`
+/// for root; otherwise `$XDG_RUNTIME_DIR/packrun` (when set to an absolute
+/// path), else `/tmp/packrun-<uid>`. Each user's packruns share one claims
+/// file there; different users' are apart.
+pub fn runtime_dir(euid: u32, xdg_runtime_dir: Option<&OsStr>) -> PathBuf {
+    if euid == 0 {
+        return PathBuf::from(ROOT_DIR);
+    }
+    match xdg_runtime_dir.map(Path::new) {
+        Some(d) if d.is_absolute() => d.join("packrun"),
+        _ => PathBuf::from(format!("/tmp/packrun-{euid}")),
+    }
+}
+
+/// Creates `dir` (mode 0700 when it is new and not root's shared
+/// directory) and checks that it belongs to this user: a directory of
+/// somebody else (say one made in /tmp ahead of us) is refused.
+pub fn private_dir(dir: &Path) -> Result<(), PathError> {
+    let euid = nix::unistd::geteuid().as_raw();
+    let made = if dir == Path::new(ROOT_DIR) {
+        std::fs::create_dir_all(dir)
+    } else {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    };
+    made.at("create", dir)?;
+    // Not followed: a symbolic link is judged by its own owner.
+    let meta = std::fs::symlink_metadata(dir).at("inspect", dir)?;
+    if !meta.is_dir() || meta.uid() != euid {
+        return Err(PathError::new(
+            "use",
+            dir,
+            std::io::Error::other(format!(
+                "it is {} of uid {}; expected a directory of uid {euid} (this user), as packrun keeps its CPU claims there",
+                if meta.is_dir() { "a directory" } else { "not a directory but a file or link" },
+                meta.uid()
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens (creating) the claims file readable and writable by its owner
+/// only: a run that could open it could flock it and stall every packrun.
+fn open_claims(path: &Path) -> Result<std::fs::File, PathError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .at("open", path)
+}
 
 /// Identity of a process that survives pid reuse: pid and start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +157,14 @@ pub struct CpuLock {
 impl CpuLock {
     pub fn new(path: &Path) -> Result<CpuLock, PathError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).at("create", dir)?;
+            private_dir(dir)?;
+        }
+        // A file made by an older packrun may be world-readable.
+        let file = open_claims(path)?;
+        let mode = file.metadata().at("inspect", path)?.mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .at("restrict the mode (to 0600) of", path)?;
         }
         Ok(CpuLock {
             path: path.to_path_buf(),
@@ -101,13 +176,7 @@ impl CpuLock {
     /// Runs `f` with the file locked, given the CPUs that other live
     /// processes hold; `f` returns what this process holds afterwards.
     pub fn update<T>(&mut self, f: impl FnOnce(&CpuList) -> (CpuList, T)) -> Result<T, PathError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.path)
-            .at("open", &self.path)?;
+        let file = open_claims(&self.path)?;
         // Released when the file is closed at the end of this function.
         let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| std::io::Error::from(e))
@@ -180,6 +249,59 @@ mod tests {
         assert_eq!(text, format!("{} {} 5\n", me.pid, me.start_ticks));
         drop(lock);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn root_keeps_claims_in_run_and_a_user_in_the_runtime_dir_or_tmp() {
+        assert_eq!(
+            runtime_dir(0, Some(OsStr::new("/run/user/0"))),
+            Path::new("/run/packrun")
+        );
+        assert_eq!(
+            runtime_dir(1000, Some(OsStr::new("/run/user/1000"))),
+            Path::new("/run/user/1000/packrun")
+        );
+        assert_eq!(runtime_dir(1000, None), Path::new("/tmp/packrun-1000"));
+        assert_eq!(
+            runtime_dir(1000, Some(OsStr::new("relative"))),
+            Path::new("/tmp/packrun-1000"),
+            "a relative XDG_RUNTIME_DIR is ignored, as the spec says"
+        );
+    }
+
+    #[test]
+    fn the_claims_file_is_made_private_and_an_old_world_readable_one_is_narrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("packrun");
+        let path = sub.join("cpus");
+        CpuLock::new(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&sub), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        CpuLock::new(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn a_claims_directory_of_another_user_or_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        let e = crate::fsx::chain(&private_dir(&link).unwrap_err());
+        assert!(e.contains("not a directory"), "{e}");
+        // As root a directory given away; otherwise one root owns.
+        let other = if nix::unistd::geteuid().is_root() {
+            let d = dir.path().join("theirs");
+            std::fs::create_dir(&d).unwrap();
+            std::os::unix::fs::chown(&d, Some(4242), None).unwrap();
+            d
+        } else {
+            PathBuf::from("/")
+        };
+        let e = crate::fsx::chain(&private_dir(&other).unwrap_err());
+        assert!(e.contains("expected a directory of uid"), "{e}");
+        assert!(e.contains(&other.display().to_string()), "{e}");
     }
 
     #[test]
