@@ -443,16 +443,19 @@ fn binds_honour_read_only_and_writable_dirs_reach_the_host() {
 }
 
 #[test]
-fn env_is_only_what_was_given_plus_a_default_path() {
-    if !privileged("env_is_only_what_was_given_plus_a_default_path") {
+fn env_is_only_what_was_given_plus_a_default_path_home_and_user() {
+    if !privileged("env_is_only_what_was_given_plus_a_default_path_home_and_user") {
         return;
     }
     let out = run_with(&["/usr/bin/env"], |c| {
-        c.env = vec![("A".into(), "1".into())]
+        c.env = vec![("A".into(), "1".into()), ("USER".into(), "me".into())]
     });
     assert_eq!(
         out.stdout,
-        format!("A=1\nPATH={}\n", packrun::container::DEFAULT_PATH)
+        format!(
+            "A=1\nUSER=me\nPATH={}\nHOME=/root\nLOGNAME=root\n",
+            packrun::container::DEFAULT_PATH
+        )
     );
 }
 

@@ -22,7 +22,7 @@ pub const ERR_MAX: usize = 1024;
 
 /// Most mounts and writable dirs of one run (their sources are held open
 /// in an array on init's stack while it builds the root).
-pub const MAX_BINDS: usize = 256;
+pub const MAX_BINDS: usize = 250;
 
 /// The runner's pipe ends the child uses.
 pub struct Fds {
@@ -224,21 +224,11 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     // SAFETY: prctl(2) PR_SET_PDEATHSIG takes a signal number, no memory.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
 
-    // Wait until the runner has placed us in the run's cgroups.
-    let mut go = 0u8;
-    loop {
-        // SAFETY: read(2) of one byte into a local.
-        let n = unsafe { libc::read(fds.go, (&mut go as *mut u8).cast(), 1) };
-        if n == 1 {
-            break;
-        }
-        if n == 0 || errno() != libc::EINTR {
-            // The runner gave up (or died) before the go byte.
-            // SAFETY: _exit(2) ends this process without touching shared state.
-            unsafe { libc::_exit(1) };
-        }
-    }
-    // SAFETY: closing our copy of the go pipe, not used again.
+    // Wait until the runner has placed us in the run's cgroups (and sent
+    // the idmapped copies of the job's mounts, if any).
+    let mut idmapped = [-1 as RawFd; MAX_BINDS];
+    receive_go(fds, &mut idmapped);
+    // SAFETY: closing our copy of the go socket, not used again.
     unsafe { libc::close(fds.go) };
 
     // The other namespaces (see Plan::unshare), owned by the run's user
@@ -249,7 +239,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     let rc = unsafe { libc::unshare(plan.unshare) };
     check(rc as _, fds, "unshare namespaces", c"");
 
-    let chrooted = build_root(plan, fds);
+    let chrooted = build_root(plan, fds, &idmapped);
     // SAFETY: sethostname(2) reads `len` bytes of a live C string.
     let rc = unsafe { libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()) };
     check(rc as _, fds, "sethostname", &plan.hostname);
@@ -336,11 +326,11 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
 }
 
 #[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+pub(super) struct MountAttr {
+    pub(super) attr_set: u64,
+    pub(super) attr_clr: u64,
+    pub(super) propagation: u64,
+    pub(super) userns_fd: u64,
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -393,7 +383,7 @@ fn mkdir_all(path: &CStr, fds: &Fds) {
 /// Makes mounts private, builds the new root and pivots into it. Returns
 /// true when the host's root is the initramfs, which pivot_root(2) cannot
 /// leave: then the new root is moved onto / and chroot'ed into instead.
-fn build_root(plan: &Plan, fds: &Fds) -> bool {
+fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
     // SAFETY: mount(2) with null source/type/data changes propagation only:
     // nothing done below leaks back into the runner's mount namespace.
     let rc = unsafe {
@@ -444,7 +434,10 @@ fn build_root(plan: &Plan, fds: &Fds) -> bool {
                 slot,
                 target,
                 shown,
-            } => bind_from(sources[*slot], target, fds, what, shown),
+            } => match idmapped[*slot] {
+                -1 => bind_from(sources[*slot], target, fds, what, shown),
+                tree => move_tree(tree, target, fds, what, shown),
+            },
             MountOp::Become => become_job_user(plan, fds),
             MountOp::Sysfs { target } => {
                 let rc = if fds.sysfs >= 0 {
@@ -588,11 +581,75 @@ fn build_root(plan: &Plan, fds: &Fds) -> bool {
         );
         check(libc::chdir(c"/".as_ptr()) as _, fds, "chdir", c"/");
     }
-    for fd in sources.into_iter().filter(|&fd| fd >= 0) {
-        // SAFETY: closing the O_PATH descriptors opened above.
+    for fd in sources.into_iter().chain(*idmapped).filter(|&fd| fd >= 0) {
+        // SAFETY: closing the descriptors opened or received above.
         unsafe { libc::close(fd) };
     }
     false
+}
+
+/// Reads the go message: one byte, then a byte per mount of the job (1:
+/// an idmapped copy of it comes along, in order, as SCM_RIGHTS). Exits
+/// when the runner gave up (or died) before sending it.
+fn receive_go(fds: &Fds, idmapped: &mut [RawFd; MAX_BINDS]) {
+    let mut data = [0u8; 1 + MAX_BINDS];
+    // Room for a cmsghdr and MAX_BINDS descriptors, aligned for cmsghdr.
+    let mut control = [0u64; 2 + MAX_BINDS / 2];
+    // SAFETY: recvmsg(2) into local buffers whose sizes the msghdr states;
+    // the CMSG_* helpers only compute addresses inside `control`.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&control) as _;
+        let n = loop {
+            let n = libc::recvmsg(fds.go, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n >= 1 {
+                break n as usize;
+            }
+            if n == 0 || errno() != libc::EINTR {
+                libc::_exit(1);
+            }
+        };
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return;
+        }
+        let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
+        let received = libc::CMSG_DATA(cmsg) as *const RawFd;
+        let mut k = 0;
+        for (slot, &flag) in idmapped.iter_mut().zip(&data[1..n]) {
+            if flag == 1 && k < count {
+                *slot = received.add(k).read_unaligned();
+                k += 1;
+            }
+        }
+    }
+}
+
+/// Attaches a detached mount (an idmapped copy the runner made) at `target`.
+fn move_tree(tree: RawFd, target: &CStr, fds: &Fds, what: &str, shown: &CStr) {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: move_mount(2) of a descriptor we hold onto a live C string.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(rc, fds, what, shown);
 }
 
 /// Binds the tree at `source` (an O_PATH descriptor) onto `target`, with

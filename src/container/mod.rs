@@ -209,6 +209,10 @@ pub struct Container {
     spawner: Option<Spawner>,
     /// `ContainerConfig::netns`, kept for `take_netns`.
     netns: Option<OwnedFd>,
+    /// The run's id maps and the host directories of its writable dirs,
+    /// whose content goes back to the runner's user (`give_back`).
+    ids: Option<ids::IdMaps>,
+    writable: Vec<PathBuf>,
 }
 
 impl Container {
@@ -307,11 +311,20 @@ impl Container {
         Ok(())
     }
 
-    /// Waits for init to exit and returns how the job ended.
+    /// Waits for init to exit and returns how the job ended; what the
+    /// job wrote in its writable dirs is the runner's user's again.
     pub fn wait(mut self) -> io::Result<JobStatus> {
         let status = wait_pid(self.pid, 0)?.expect("blocking waitpid returns a status");
         self.reaped = true;
+        self.give_back();
         Ok(self.job_status(status))
+    }
+
+    /// Once init has exited: gives what the run's ids own in its writable
+    /// dirs back to the runner's user (see `give_back`), once. Returns the
+    /// paths it could not change. `wait` and dropping do it too.
+    pub fn give_back(&mut self) -> Vec<String> {
+        give_back(&std::mem::take(&mut self.writable), self.ids.as_ref())
     }
 
     /// Like `wait`, without blocking: None while init runs (poll `pidfd` for
@@ -358,6 +371,7 @@ impl Drop for Container {
             // init is gone, so its clone3 has returned or is about to.
             let _ = thread.join();
         }
+        self.give_back();
     }
 }
 
@@ -434,7 +448,7 @@ fn go_channel() -> io::Result<(OwnedFd, OwnedFd)> {
     if unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
             0,
             fds.as_mut_ptr(),
         )
@@ -1464,6 +1478,10 @@ pub fn spawn_async(
     let root =
         RootDir(make_root_dir().map_err(|e| SetupError::os("create the root directory", e))?);
     let plan = Plan::new(&cfg, &root.0, cgroup_dir.is_some())?;
+    let writable: Vec<PathBuf> = cfg.writable.iter().map(|(h, _)| h.clone()).collect();
+    for dir in &writable {
+        give_to_job(dir, cfg.ids.as_ref(), cfg.user).map_err(|e| SetupError::new("prepare", e))?;
+    }
     let (go_r, go_w) = go_channel().map_err(|e| SetupError::os("socketpair", e))?;
     let (err_r, err_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
     let (status_r, status_w) = pipe().map_err(|e| SetupError::os("pipe", e))?;
@@ -1499,12 +1517,15 @@ pub fn spawn_async(
     drop((go_r, err_w, status_w));
     let netns = cfg.netns.take();
     let ids = cfg.ids.take();
+    let mounts: Vec<PathBuf> = cfg.mounts.iter().map(|m| m.source.clone()).collect();
     drop(cfg); // the job's stdio now belongs to the container
     let mut container = Container {
         pid,
         pidfd,
         spawner,
         netns,
+        ids,
+        writable,
         status: status_r,
         setup: Some(err_r),
         setup_msg: Vec::new(),
@@ -1512,21 +1533,18 @@ pub fn spawn_async(
         reaped: false,
     };
 
-    if let Some(ids) = &ids {
+    if let Some(ids) = &container.ids {
         write_id_maps(pid, ids).map_err(|e| SetupError::new("write uid/gid maps", e))?;
     }
     place(pid).map_err(|e| SetupError::new("place in cgroups", e.to_string()))?;
-    // SAFETY: send(2) of one byte from a live buffer on our socket.
-    let sent = unsafe {
-        libc::send(
-            go_w.as_raw_fd(),
-            [1u8].as_ptr().cast(),
-            1,
-            libc::MSG_NOSIGNAL,
-        )
+    let idmapped = match &container.ids {
+        Some(_) if is_root() => idmapped_mounts(pid, &mounts),
+        _ => Vec::new(),
     };
-    if sent != 1 {
-        let write_err = io::Error::last_os_error();
+    let sent = send_go(&go_w, &idmapped);
+    drop(idmapped);
+    if sent.is_err() {
+        let write_err = sent.expect_err("checked");
         // init is gone: its error (if any) is on the error pipe.
         container.root = Some(root);
         container.wait_setup()?;
@@ -1535,6 +1553,110 @@ pub fn spawn_async(
     drop(go_w);
     container.root = Some(root);
     Ok(container)
+}
+
+/// Idmapped copies of the job's mounts (mount_setattr(2)
+/// MOUNT_ATTR_IDMAP with the run's user namespace): through them the
+/// host's ids show as the run's, so host root's files are the run's
+/// root's, and what the job writes lands as the host ids it maps to. Only
+/// the runner can make them (CAP_SYS_ADMIN over the file system's user
+/// namespace, the host's); init attaches them. None where the file system
+/// cannot idmap (kernel < 5.12, NFS, tmpfs before 6.3): that bind is a
+/// plain one, where the job reaches files as its mapped ids.
+fn idmapped_mounts(pid: i32, sources: &[PathBuf]) -> Vec<Option<OwnedFd>> {
+    if sources.is_empty() {
+        return Vec::new();
+    }
+    let Ok(userns) = std::fs::File::open(format!("/proc/{pid}/ns/user")) else {
+        return Vec::new();
+    };
+    sources
+        .iter()
+        .map(|s| idmapped(s, userns.as_raw_fd()).ok())
+        .collect()
+}
+
+fn idmapped(source: &Path, userns: RawFd) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let path = path_cstr(source).map_err(|e| io::Error::other(e.to_string()))?;
+    // SAFETY: open_tree(2) on a live C string; we own the new descriptor.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and is owned by no one else.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let attr = child::MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    // SAFETY: mount_setattr(2) reads `size` bytes of a live struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const child::MountAttr,
+            size_of::<child::MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(tree)
+}
+
+/// The go message (see child::receive_go): a byte, a byte per mount saying
+/// whether its idmapped copy comes along, and those copies as SCM_RIGHTS.
+/// MSG_NOSIGNAL: an init that died of a setup error gives EPIPE, not a
+/// SIGPIPE that would end the runner.
+fn send_go(sock: &OwnedFd, idmapped: &[Option<OwnedFd>]) -> io::Result<()> {
+    let mut data = vec![1u8];
+    data.extend(idmapped.iter().map(|m| u8::from(m.is_some())));
+    let fds: Vec<RawFd> = idmapped.iter().flatten().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: the CMSG_* helpers compute sizes and addresses inside
+    // `control`, which is large enough by CMSG_SPACE and aligned for a
+    // cmsghdr (u64); sendmsg(2) reads the buffers the msghdr points at.
+    unsafe {
+        let space = libc::CMSG_SPACE(size_of_val(fds.as_slice()) as u32) as usize;
+        let mut control = vec![0u64; space.div_ceil(8)];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of_val(fds.as_slice()) as u32) as _;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(cmsg) as *mut RawFd,
+                fds.len(),
+            );
+        }
+        if libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) != data.len() as isize {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// A new network namespace with only loopback, up: what `Network::None`
@@ -1999,6 +2121,68 @@ fn clone(
             Ok((pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) }))
         }
     }
+}
+
+/// A writable dir is the job's: owned by its ids inside, mapped to the
+/// host (as root; rootless, the job's id already maps to the user's own,
+/// who owns the directory).
+fn give_to_job(
+    dir: &Path,
+    ids: Option<&ids::IdMaps>,
+    user: Option<(u32, u32)>,
+) -> Result<(), String> {
+    let Some(ids) = ids else { return Ok(()) };
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let (uid, gid) = user.unwrap_or((0, 0));
+    let (Some(hu), Some(hg)) = (ids.host_uid(uid), ids.host_gid(gid)) else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(dir, Some(hu), Some(hg)).map_err(|e| {
+        format!(
+            "cannot give {} to the run's ids {hu}:{hg}: {e}",
+            dir.display()
+        )
+    })
+}
+
+/// After the run: everything in its writable dirs that its ids own goes
+/// back to the runner's user, who can then read and delete the results
+/// folder (chown before and after rather than idmapped mounts: it works on
+/// every file system and kernel, and costs a walk only of runs that have
+/// writable dirs). Rootless there is nothing to give back: the job's id
+/// is the user's own. Returns the paths it could not change.
+fn give_back(dirs: &[PathBuf], ids: Option<&ids::IdMaps>) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut failed = Vec::new();
+    let Some(ids) = ids else { return failed };
+    if !nix::unistd::geteuid().is_root() {
+        return failed;
+    }
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let (own_u, own_g) = (ids.holds(meta.uid(), false), ids.holds(meta.gid(), true));
+        if own_u || own_g {
+            let r = std::os::unix::fs::lchown(&path, own_u.then_some(uid), own_g.then_some(gid));
+            if let Err(e) = r {
+                failed.push(format!("{}: {e}", path.display()));
+            }
+        }
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    failed
 }
 
 /// Restores the default action of SIGPIPE, which Rust's runtime ignores, so

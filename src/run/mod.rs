@@ -167,11 +167,8 @@ struct Running {
     next_cpu_check: Option<Instant>,
     killed_for: Option<(State, String)>,
     logs: Option<(PathBuf, PathBuf)>,
-    /// The run's id maps (None: the host's ids), for its row and to give
-    /// what it wrote in its writable dirs back to the runner's user.
+    /// The run's id maps (None: the host's ids), for its row.
     ids: Option<IdMaps>,
-    /// The host directories of its writable dirs.
-    writable: Vec<PathBuf>,
 }
 
 /// Network namespaces for the runs of a batch to join, each used by one run
@@ -774,9 +771,6 @@ fn start(
         if let Err(e) = std::fs::create_dir_all(&host).at("create", &host) {
             return Err(fail(State::Error, crate::fsx::chain(&e), logs));
         }
-        if let Err(e) = give_to_job(&host, ids.as_ref(), run.container.user) {
-            return Err(fail(State::Error, e, logs));
-        }
         writable.push((host, target.clone()));
     }
 
@@ -826,7 +820,6 @@ fn start(
         hidden: run.container.hidden.clone(),
         visible: run.container.visible.clone(),
     };
-    let writable_dirs: Vec<PathBuf> = cfg.writable.iter().map(|(h, _)| h.clone()).collect();
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     // Returns while init still builds the root: the loop polls the setup
     // fd, so the setups of several runs overlap.
@@ -844,7 +837,6 @@ fn start(
             // that needs one makes a new one.
             let _ = cg.kill();
             let _ = cg.remove();
-            give_back(&writable_dirs, ids.as_ref());
             return Err(fail(State::Error, e.to_string(), logs));
         }
     };
@@ -864,66 +856,7 @@ fn start(
         killed_for: None,
         logs,
         ids,
-        writable: writable_dirs,
     })
-}
-
-/// A writable dir is the job's: owned by its ids inside, mapped to the
-/// host (as root; rootless, the job's id already maps to the user's own,
-/// who owns the directory).
-fn give_to_job(dir: &Path, ids: Option<&IdMaps>, user: Option<(u32, u32)>) -> Result<(), String> {
-    let Some(ids) = ids else { return Ok(()) };
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    let (uid, gid) = user.unwrap_or((0, 0));
-    let (Some(hu), Some(hg)) = (ids.host_uid(uid), ids.host_gid(gid)) else {
-        return Ok(());
-    };
-    std::os::unix::fs::chown(dir, Some(hu), Some(hg)).map_err(|e| {
-        format!(
-            "cannot give {} to the run's ids {hu}:{hg}: {e}",
-            dir.display()
-        )
-    })
-}
-
-/// After the run: everything in its writable dirs that its ids own goes
-/// back to the runner's user, who can then read and delete the results
-/// folder (chown before and after rather than idmapped mounts: it works on
-/// every file system and kernel, and costs a walk only of runs that have
-/// writable dirs). Rootless there is nothing to give back: the job's id
-/// is the user's own. Returns the paths it could not change.
-fn give_back(dirs: &[PathBuf], ids: Option<&IdMaps>) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut failed = Vec::new();
-    let Some(ids) = ids else { return failed };
-    if !nix::unistd::geteuid().is_root() {
-        return failed;
-    }
-    let (uid, gid) = (
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
-    );
-    let mut stack: Vec<PathBuf> = dirs.to_vec();
-    while let Some(path) = stack.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let (own_u, own_g) = (ids.holds(meta.uid(), false), ids.holds(meta.gid(), true));
-        if own_u || own_g {
-            let r = std::os::unix::fs::lchown(&path, own_u.then_some(uid), own_g.then_some(gid));
-            if let Err(e) = r {
-                failed.push(format!("{}: {e}", path.display()));
-            }
-        }
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                stack.extend(entries.flatten().map(|e| e.path()));
-            }
-        }
-    }
-    failed
 }
 
 /// A run whose container setup failed: the container is killed and reaped,
@@ -940,13 +873,6 @@ fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
     rec.end_time = Utc::now();
     rec.wall_time = r.start.elapsed();
     set_logs(&mut rec, r.logs);
-    let failed = give_back(&r.writable, r.ids.as_ref());
-    if !failed.is_empty() {
-        rec.termination_reason.push_str(&format!(
-            "; not given back to the runner's user: {}",
-            failed.join(", ")
-        ));
-    }
     rec
 }
 
@@ -958,9 +884,10 @@ fn describe_ids(ids: Option<&IdMaps>) -> String {
 /// After init exited: status, usage, cleanup, the record.
 /// The emptied cgroup goes to `to_remove`: the loop removes it after it
 /// started what the freed CPUs allow (rmdir is slow and nothing waits on it).
-fn collect(r: Running, run: &Run, to_remove: &mut Vec<RunCgroup>) -> Record {
+fn collect(mut r: Running, run: &Run, to_remove: &mut Vec<RunCgroup>) -> Record {
     let wall_time = r.start.elapsed();
     let end_time = Utc::now();
+    let not_given_back = r.container.give_back();
     let (status, wait_error): (JobStatus, _) = match r.container.wait() {
         Ok(s) => (s, None),
         Err(e) => (
@@ -1013,11 +940,10 @@ fn collect(r: Running, run: &Run, to_remove: &mut Vec<RunCgroup>) -> Record {
     if let Some(e) = wait_error {
         reason.push_str(&format!("; {e}"));
     }
-    let failed = give_back(&r.writable, r.ids.as_ref());
-    if !failed.is_empty() {
+    if !not_given_back.is_empty() {
         reason.push_str(&format!(
             "; not given back to the runner's user: {}",
-            failed.join(", ")
+            not_given_back.join(", ")
         ));
     }
     let (stdout, stderr) = match r.logs {
