@@ -134,3 +134,51 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// The directory of root's claims, shared by every packrun run as root.
+pub const ROOT_DIR: &str = "/run/packrun";
+
+/// The directory of packrun's per-machine state for a user: `/run/packrun`
+/// for root; otherwise `$XDG_RUNTIME_DIR/packrun` (when set to an absolute
+/// path), else `/tmp/packrun-<uid>`. Each user's packruns share one claims
+/// file there; different users' are apart.
+pub fn runtime_dir(euid: u32, xdg_runtime_dir: Option<&std::ffi::OsStr>) -> PathBuf {
+    if euid == 0 {
+        return PathBuf::from(ROOT_DIR);
+    }
+    match xdg_runtime_dir.map(Path::new) {
+        Some(d) if d.is_absolute() => d.join("packrun"),
+        _ => PathBuf::from(format!("/tmp/packrun-{euid}")),
+    }
+}
+
+/// Creates `dir` (mode 0700 when it is new and not root's shared
+/// directory) and checks that it belongs to this user: a directory of
+/// somebody else (say one made in /tmp ahead of us) is refused.
+pub fn private_dir(dir: &Path) -> Result<(), PathError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let euid = nix::unistd::geteuid().as_raw();
+    let made = if dir == Path::new(ROOT_DIR) {
+        std::fs::create_dir_all(dir)
+    } else {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    };
+    made.at("create", dir)?;
+    // Not followed: a symbolic link is judged by its own owner.
+    let meta = std::fs::symlink_metadata(dir).at("inspect", dir)?;
+    if !meta.is_dir() || meta.uid() != euid {
+        return Err(PathError::new(
+            "use",
+            dir,
+            std::io::Error::other(format!(
+                "it is {} of uid {}; expected a directory of uid {euid} (this user), as packrun keeps its CPU claims there",
+                if meta.is_dir() { "a directory" } else { "not a directory but a file or link" },
+                meta.uid()
+            )),
+        ));
+    }
+    Ok(())
+}

@@ -1045,9 +1045,9 @@ fn in_tmpfs(target: &Path, hidden: &[PathBuf]) -> bool {
 }
 
 /// The mount point for a bind of `source` at `target`: a directory, or an
-/// empty file for a file.
+/// empty file for anything else (a file, a unix socket, a device).
 fn mount_point(root: &Path, source: &Path, target: &Path) -> Result<Vec<MountOp>, SetupError> {
-    if source.is_file() {
+    if !source.is_dir() {
         let parent = target.parent().unwrap_or(Path::new("/"));
         Ok(vec![
             MountOp::MkdirAll {
@@ -1418,14 +1418,20 @@ fn host_top_level_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
     Ok(ops)
 }
 
+/// Where the directories new roots are mounted on live: packrun's state
+/// directory, /run/packrun as root, else this user's own (0700) one, not
+/// a shared /tmp where another user could make the name first.
+fn root_dir_base() -> PathBuf {
+    crate::fsx::runtime_dir(
+        nix::unistd::geteuid().as_raw(),
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+    )
+}
+
 fn make_root_dir() -> io::Result<PathBuf> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let base = if is_root() && Path::new("/run").is_dir() {
-        PathBuf::from("/run/packrun")
-    } else {
-        std::env::temp_dir()
-    };
-    std::fs::create_dir_all(&base)?;
+    let base = root_dir_base();
+    crate::fsx::private_dir(&base).map_err(|e| io::Error::other(crate::fsx::chain(&e)))?;
     let dir = base.join(format!(
         "root-{}-{}",
         std::process::id(),
@@ -2196,12 +2202,13 @@ pub fn restore_default_sigpipe() {
     }
 }
 
-/// Removes the root directories (`/run/packrun/root-<pid>-<n>`) that a
+/// Removes the root directories (`/run/packrun/root-<pid>-<n>`, rootless
+/// in the user's state directory) that a
 /// packrun killed in the middle of starting a container left behind. They
 /// are empty on the host: the mounts on them lived in the dead container's
 /// mount namespace. Directories of live processes are left alone.
 pub fn remove_stale_root_dirs() {
-    let Ok(entries) = std::fs::read_dir("/run/packrun") else {
+    let Ok(entries) = std::fs::read_dir(root_dir_base()) else {
         return;
     };
     for e in entries.flatten() {
@@ -2257,6 +2264,53 @@ mod tests {
         let e = under(root, Path::new("/a/../etc")).unwrap_err();
         assert!(e.message.contains("`/a/../etc`"), "{e}");
         assert!(under(root, Path::new("data")).is_err());
+    }
+
+    #[test]
+    fn the_hosts_private_dirs_are_hidden_unless_shown_or_bound_and_extra_ones_are_added() {
+        let root = tempfile::tempdir().unwrap();
+        for d in ["tmp", "run", "home", "root", "srv/secret", "var/tmp"] {
+            std::fs::create_dir_all(root.path().join(d)).unwrap();
+        }
+        // /var/run -> /run is covered by /run.
+        std::os::unix::fs::symlink("../run", root.path().join("var/run")).unwrap();
+        let (w, _) = nix::unistd::pipe().unwrap();
+        let (w2, _) = nix::unistd::pipe().unwrap();
+        let mut cfg = ContainerConfig::new(vec!["x".into()], w, w2);
+        cfg.rootfs = Rootfs::Dir(root.path().into());
+        let list = |cfg: &ContainerConfig| {
+            hidden_paths(cfg)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(list(&cfg), ["/tmp", "/var/tmp", "/run", "/home", "/root"]);
+        cfg.visible = vec!["/home".into()];
+        cfg.hidden = vec!["/srv/secret".into(), "/run/user".into(), "/missing".into()];
+        cfg.mounts = vec![Mount {
+            source: "/data".into(),
+            target: "/root".into(),
+            read_only: true,
+        }];
+        assert_eq!(list(&cfg), ["/tmp", "/var/tmp", "/run", "/srv/secret"]);
+        let hidden = hidden_paths(&cfg);
+        assert!(in_tmpfs(Path::new("/run/x.sock"), &hidden));
+        assert!(!in_tmpfs(Path::new("/run"), &hidden));
+        assert!(!in_tmpfs(Path::new("/data"), &hidden));
+    }
+
+    #[test]
+    fn home_is_root_s_or_packrun_s_fresh_dir_and_tmp_when_that_is_not_fresh() {
+        let all: Vec<PathBuf> = ["/tmp", "/home", "/root"].map(PathBuf::from).into();
+        assert_eq!(Home::of(0, &all).path, "/root");
+        assert_eq!(Home::of(0, &all).user, "root");
+        let h = Home::of(1000, &all);
+        assert_eq!(
+            (h.path, h.user, h.own_tmpfs),
+            ("/home/packrun", "packrun", true)
+        );
+        assert_eq!(Home::of(0, &all[..2]).path, "/tmp");
+        assert_eq!(Home::of(7, &all[..1]).path, "/tmp");
     }
 
     #[test]

@@ -6,15 +6,12 @@
 //! by whoever reads them next.
 
 use crate::cpulist::CpuList;
+pub use crate::fsx::{private_dir, runtime_dir, ROOT_DIR};
 use crate::fsx::{Context, PathError};
-use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-/// The directory of root's claims, shared by every packrun run as root.
-pub const ROOT_DIR: &str = "/run/packrun";
 
 /// Where this process's packrun keeps its claims: see [`runtime_dir`].
 pub fn default_path() -> PathBuf {
@@ -23,50 +20,6 @@ pub fn default_path() -> PathBuf {
         std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
     )
     .join("cpus")
-}
-
-/// The directory of packrun's per-machine state for a user: `/run/packrun`
-/// for root; otherwise `$XDG_RUNTIME_DIR/packrun` (when set to an absolute
-/// path), else `/tmp/packrun-<uid>`. Each user's packruns share one claims
-/// file there; different users' are apart.
-pub fn runtime_dir(euid: u32, xdg_runtime_dir: Option<&OsStr>) -> PathBuf {
-    if euid == 0 {
-        return PathBuf::from(ROOT_DIR);
-    }
-    match xdg_runtime_dir.map(Path::new) {
-        Some(d) if d.is_absolute() => d.join("packrun"),
-        _ => PathBuf::from(format!("/tmp/packrun-{euid}")),
-    }
-}
-
-/// Creates `dir` (mode 0700 when it is new and not root's shared
-/// directory) and checks that it belongs to this user: a directory of
-/// somebody else (say one made in /tmp ahead of us) is refused.
-pub fn private_dir(dir: &Path) -> Result<(), PathError> {
-    let euid = nix::unistd::geteuid().as_raw();
-    let made = if dir == Path::new(ROOT_DIR) {
-        std::fs::create_dir_all(dir)
-    } else {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    };
-    made.at("create", dir)?;
-    // Not followed: a symbolic link is judged by its own owner.
-    let meta = std::fs::symlink_metadata(dir).at("inspect", dir)?;
-    if !meta.is_dir() || meta.uid() != euid {
-        return Err(PathError::new(
-            "use",
-            dir,
-            std::io::Error::other(format!(
-                "it is {} of uid {}; expected a directory of uid {euid} (this user), as packrun keeps its CPU claims there",
-                if meta.is_dir() { "a directory" } else { "not a directory but a file or link" },
-                meta.uid()
-            )),
-        ));
-    }
-    Ok(())
 }
 
 /// Opens (creating) the claims file readable and writable by its owner
@@ -221,6 +174,7 @@ impl Drop for CpuLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
     fn start_ticks_survive_spaces_and_parentheses_in_the_command() {
