@@ -9,6 +9,14 @@ results/bench/<UTC timestamp>/. It measures; it asserts nothing about time.
 Timing: every start-to-exit figure is taken by this driver around
 posix_spawn() and wait4() with a monotonic clock, the same way for every tool,
 so the driver's own spawn cost (~0.1 ms) is in every figure alike.
+
+--baseline PATH: another packrun binary (say, one built from an earlier
+commit) measured beside this one. The per-run section gains
+`packrun exec (baseline)` and the batch section `packrun run (baseline)`:
+the same arguments, timed the same way, interleaved round robin with every
+other tool in the same rounds, so both binaries see the same machine state.
+Their rows say new/baseline (this packrun's median ÷ the baseline's) and the
+difference of the medians. Without the option nothing changes.
 """
 
 import argparse
@@ -248,15 +256,24 @@ class PerRunTool:
         return spawn_timed(argv) + ("", "")
 
 
-def per_run_tools(ws, worker, tag):
+BASELINE_SUFFIX = " (baseline)"
+
+
+def packrun_exec_argv(binary):
+    return lambda i: [binary, "exec", "--cpuset", "1", "--memory", "256MiB", "--pids", "64", "--", "/bin/true"]
+
+
+def per_run_tools(ws, worker, tag, baseline=None):
     unshare, bwrap, crun, runc = which("unshare"), which("bwrap"), which("crun"), which("runc")
     crun_note = ("crun refuses hybrid cgroup hosts: run in a private mount namespace with "
                  f"{UNIFIED} unmounted; crun's own start-to-exit timed inside it"
                  if worker.unmounted else "")
+    exec_notes = "host root read-only; cpuset, memory, pids limits; pid/mount/uts/ipc/net/cgroup ns"
+    base = [PerRunTool("packrun exec" + BASELINE_SUFFIX, packrun_exec_argv(baseline),
+                       f"{baseline}, the same arguments")] if baseline else []
     return [
-        PerRunTool("packrun exec", lambda i: [PACKRUN, "exec", "--cpuset", "1", "--memory", "256MiB",
-                                              "--pids", "64", "--", "/bin/true"],
-                   "host root read-only; cpuset, memory, pids limits; pid/mount/uts/ipc/net/cgroup ns"),
+        PerRunTool("packrun exec", packrun_exec_argv(PACKRUN), exec_notes),
+        *base,
         PerRunTool("crun run", lambda i: [crun, "run", "--bundle", ws.bundle, f"{tag}-c{i}"],
                    "OCI bundle: host root bound read-only; cpuset 1, memory 256MiB, pids 64; "
                    "pid/mount/uts/ipc/net ns. " + crun_note, worker=worker),
@@ -311,13 +328,29 @@ def bench_per_run(res, tools, reps, warmup):
             continue
         m = median(t.times)
         notes = t.notes
-        if t is ref and floor.times:
+        if (t is ref or t.name == ref.name + BASELINE_SUFFIX) and floor.times:
             notes = f"{m / median(floor.times):.2f}× the unshare floor; " + notes
         if t.failures:
             notes = f"{t.failures} failed runs left out; " + notes
+        notes = vs_baseline(t.name, m, {u.name: median(u.times) for u in tools if not u.error and u.times},
+                            lambda x: ms(x)) + notes
         res.row("/bin/true start-to-exit, per run",
                 t.name, f"median {ms(m)}, p90 {ms(p90(t.times))} (n={len(t.times)})",
                 ratio(m, ref_med), notes)
+
+
+def vs_baseline(name, m, medians, fmt):
+    """For a tool measured beside its baseline: "new/baseline 1.04× (+0.12 ms); "."""
+    if name.endswith(BASELINE_SUFFIX):
+        new = medians.get(name[:-len(BASELINE_SUFFIX)])
+        base = m
+    else:
+        new = m
+        base = medians.get(name + BASELINE_SUFFIX)
+    if new is None or base is None or not base or math.isnan(new) or math.isnan(base):
+        return ""
+    d = new - base
+    return f"new/baseline {new / base:.3f}× ({'+' if d >= 0 else '−'}{fmt(abs(d))}, {d / base * 100:+.1f}%); "
 
 
 # --- batch throughput -----------------------------------------------------------
@@ -345,20 +378,25 @@ def count_completed(runs_csv):
         return 0
 
 
-def bench_batch(res, ws, worker, n, reps, tag):
+def bench_batch(res, ws, worker, n, reps, tag, baseline=None):
     jobfile = batch_jobfile(ws, n)
     sh = which("sh")
     crun = which("crun")
     outs = []
 
-    def packrun_argv(k):
-        out = os.path.join(ws.dir, f"batch-{k}")
-        outs.append(out)
-        return [PACKRUN, "run", jobfile, "--out", out, "--quiet"]
+    def packrun_argv(binary, prefix):
+        def argv(k):
+            out = os.path.join(ws.dir, f"{prefix}-{k}")
+            outs.append(out)
+            return [binary, "run", jobfile, "--out", out, "--quiet"]
+        return argv
 
+    base = [("packrun run" + BASELINE_SUFFIX, packrun_argv(baseline, "batch-baseline"), False,
+             f"{baseline}, the same job file")] if baseline else []
     tools = [
-        ("packrun run", packrun_argv, False,
+        ("packrun run", packrun_argv(PACKRUN, "batch"), False,
          f"a job file: one job, /bin/true, repetitions {n}, cpus 1; each run in its own container and cgroups (a network namespace is reused by runs that do not overlap)"),
+        *base,
         (f"GNU parallel -j {NPROC}", lambda k: [sh, "-c", f"seq {n} | {which('parallel')} --will-cite -j {NPROC} true"],
          False, "isolates nothing"),
         (f"xargs -P {NPROC}", lambda k: [sh, "-c", f"seq {n} | xargs -n1 -P {NPROC} true"], False, "isolates nothing"),
@@ -382,7 +420,7 @@ def bench_batch(res, ws, worker, n, reps, tag):
             else:
                 ns, rc = spawn_timed(argv)
             note = ""
-            if name == "packrun run":
+            if name.startswith("packrun run"):
                 done = count_completed(os.path.join(outs[-1], "runs.csv"))
                 note = f"{done} COMPLETED rows"
                 if done != n:
@@ -395,14 +433,21 @@ def bench_batch(res, ws, worker, n, reps, tag):
             print(f"  {name}: {ms(ns)} rc={rc}", file=sys.stderr)
     for out in outs:
         shutil.rmtree(out, ignore_errors=True)
-    ref = median(times["packrun run"]) if times["packrun run"] else None
+    ref = median(times["packrun run"]) if times["packrun run"] and "packrun run" not in errors else None
+    medians = {name: median(xs) for name, xs in times.items() if xs and name not in errors}
     for name, _, _, notes in tools:
         if name in errors:
             res.row(f"{n} × /bin/true, batch", name, "failed: " + errors[name], "—", notes)
             continue
         m = median(times[name])
+        notes = vs_baseline(name, m, medians, lambda x: f"{x / 1e9:.3f} s") + notes
+        if name.startswith("packrun run"):
+            xs = sorted(times[name])
+            spread = f", min {xs[0] / 1e9:.2f} s, max {xs[-1] / 1e9:.2f} s" if len(xs) > 1 else ""
+        else:
+            spread = ""
         res.row(f"{n} × /bin/true, batch", name,
-                f"{m / 1e9:.2f} s ({n / (m / 1e9):.0f} runs/s, n={len(times[name])})", ratio(m, ref), notes)
+                f"{m / 1e9:.2f} s ({n / (m / 1e9):.0f} runs/s, n={len(times[name])}{spread})", ratio(m, ref), notes)
 
 
 # --- accounting accuracy and limits -------------------------------------------
@@ -615,7 +660,7 @@ def bench_planning(res):
 # --- main ---------------------------------------------------------------------
 
 
-def versions(worker):
+def versions(worker, baseline=None):
     def first(argv):
         try:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -632,6 +677,7 @@ def versions(worker):
         "benchexec": first([RUNEXEC, "--version"]), "parallel": first(["parallel", "--version"]),
         "hyperfine": first(["hyperfine", "--version"]), "time": first(["/usr/bin/time", "--version"]),
         "util-linux unshare": first(["unshare", "--version"]),
+        **({"packrun baseline": f"{baseline}: {first([baseline, '--version'])}"} if baseline else {}),
     }
 
 
@@ -643,6 +689,10 @@ def main():
     ap.add_argument("--out", help="results dir (default results/bench/<UTC timestamp>)")
     ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning",
                     help="comma-separated sections to run")
+    ap.add_argument("--batch-reps", type=int, help="rounds of the batch benchmark (default 3, quick 1)")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="another packrun binary, measured beside this one (interleaved) in the per_run "
+                         "and batch sections as `packrun exec (baseline)` and `packrun run (baseline)`")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -655,7 +705,10 @@ def main():
         os.execvp("unshare", ["unshare", "-m", "--propagation", "private", sys.executable,
                               os.path.abspath(__file__), *sys.argv[1:]])
     reps = a.reps or (30 if a.quick else 200)
-    batch_reps = 1 if a.quick else 3
+    batch_reps = a.batch_reps or (1 if a.quick else 3)
+    baseline = os.path.abspath(a.baseline) if a.baseline else None
+    if baseline and not os.access(baseline, os.X_OK):
+        sys.exit(f"bench: --baseline {a.baseline}: not an executable file")
     acc_reps = 1 if a.quick else 3
     sections = set(a.only.split(","))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -671,13 +724,13 @@ def main():
     res = Results()
     started = time.time()
     try:
-        env = versions(worker)
+        env = versions(worker, baseline)
         if "per_run" in sections:
             print("per run: /bin/true in a limited container", file=sys.stderr)
-            bench_per_run(res, per_run_tools(ws, worker, tag), reps, warmup=5)
+            bench_per_run(res, per_run_tools(ws, worker, tag, baseline), reps, warmup=5)
         if "batch" in sections:
             print(f"batch: {a.batch} runs", file=sys.stderr)
-            bench_batch(res, ws, worker, a.batch, batch_reps, tag)
+            bench_batch(res, ws, worker, a.batch, batch_reps, tag, baseline)
         if "accuracy" in sections:
             print("accounting accuracy", file=sys.stderr)
             bench_accuracy(res, ws, acc_reps)
@@ -699,6 +752,9 @@ def main():
         f"Host {env['host']}: {env['cpu']}, {env['cpus']} CPUs, kernel {env['kernel']}, cgroup {env['cgroup']}.",
         "vs packrun: the tool's figure ÷ packrun's (above 1 means packrun is faster or closer).",
     ]
+    if baseline:
+        notes.append(f"Baseline: {env['packrun baseline']}, interleaved with the others in the same rounds; "
+                     "new/baseline is this packrun's median ÷ the baseline's.")
     if worker.unmounted:
         notes.append(f"crun refuses hybrid cgroup hosts (\"cgroups in hybrid mode not supported\"), so it ran in a "
                      f"private mount namespace with {UNIFIED} unmounted; its times are taken inside that namespace.")

@@ -3,7 +3,15 @@
 # hyperfine and GNU time. Installs the peers (Debian packages; BenchExec from
 # PyPI into the virtualenv target/bench/venv), builds packrun in release mode
 # and the helpers, then runs bench/bench.py. Needs root and network for the
-# first run. Options go to the driver: --quick, --reps N, --only SECTIONS.
+# first run. Options go to the driver: --quick, --reps N, --batch-reps N,
+# --only SECTIONS, --baseline PATH.
+#
+# --baseline PATH measures another packrun binary (say, one built from an
+# earlier commit) beside this one: `packrun exec (baseline)` in the per_run
+# section and `packrun run (baseline)` in the batch section, interleaved round
+# robin with the other tools in the same rounds; their rows give new/baseline.
+#   git worktree add --detach ../old <commit> && (cd ../old && cargo build --release)
+#   sudo bench/run.sh --only per_run,batch --baseline ../old/target/release/packrun
 set -eu
 cd "$(dirname "$0")/.."
 

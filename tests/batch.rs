@@ -87,6 +87,7 @@ fn run_job_file(name: &str, code: i32) -> (tempfile::TempDir, Vec<Row>, String) 
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows() {
     if !privileged("thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows") {
         return;
@@ -130,6 +131,7 @@ fn thirty_runs_with_matrix_repetitions_and_warmup_give_thirty_rows() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn failures_are_rows_with_their_state_and_the_batch_exits_one() {
     if !privileged("failures_are_rows_with_their_state_and_the_batch_exits_one") {
         return;
@@ -200,6 +202,7 @@ fn wait_rows(dir: &Path, n: usize) {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn sigint_cancels_running_runs_and_exits_130_leaving_nothing() {
     if !privileged("sigint_cancels_running_runs_and_exits_130_leaving_nothing") {
         return;
@@ -228,6 +231,7 @@ fn sigint_cancels_running_runs_and_exits_130_leaving_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn sigkill_then_resume_records_each_run_once_and_leaves_nothing() {
     if !privileged("sigkill_then_resume_records_each_run_once_and_leaves_nothing") {
         return;
@@ -259,6 +263,7 @@ fn sigkill_then_resume_records_each_run_once_and_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn resume_with_a_changed_job_file_is_refused_naming_the_change() {
     if !privileged("resume_with_a_changed_job_file_is_refused_naming_the_change") {
         return;
@@ -292,6 +297,7 @@ fn resume_with_a_changed_job_file_is_refused_naming_the_change() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn two_batches_at_once_never_share_a_cpu() {
     if !privileged("two_batches_at_once_never_share_a_cpu") {
         return;
@@ -319,6 +325,7 @@ fn two_batches_at_once_never_share_a_cpu() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn runs_join_the_cpu_and_blkio_hierarchies_only_for_their_limits() {
     if !privileged("runs_join_the_cpu_and_blkio_hierarchies_only_for_their_limits") {
         return;
@@ -363,6 +370,7 @@ fn runs_join_the_cpu_and_blkio_hierarchies_only_for_their_limits() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn runs_at_once_have_their_own_network_and_later_runs_reuse_a_clean_one() {
     if !privileged("runs_at_once_have_their_own_network_and_later_runs_reuse_a_clean_one") {
         return;
@@ -428,6 +436,7 @@ fn runs_at_once_have_their_own_network_and_later_runs_reuse_a_clean_one() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn a_log_file_init_cannot_create_makes_an_error_row_that_names_it() {
     if !privileged("a_log_file_init_cannot_create_makes_an_error_row_that_names_it") {
         return;

@@ -72,6 +72,7 @@ const EXITED_0: JobStatus = JobStatus {
 };
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn job_is_pid_2_under_init_in_an_empty_pid_namespace() {
     if !privileged("job_is_pid_2_under_init_in_an_empty_pid_namespace") {
         return;
@@ -83,6 +84,7 @@ fn job_is_pid_2_under_init_in_an_empty_pid_namespace() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn job_cannot_see_or_signal_host_processes() {
     if !privileged("job_cannot_see_or_signal_host_processes") {
         return;
@@ -95,6 +97,7 @@ fn job_cannot_see_or_signal_host_processes() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn hostname_is_the_one_given() {
     if !privileged("hostname_is_the_one_given") {
         return;
@@ -106,6 +109,7 @@ fn hostname_is_the_one_given() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn only_loopback_exists_and_it_is_up() {
     if !privileged("only_loopback_exists_and_it_is_up") {
         return;
@@ -119,6 +123,7 @@ fn only_loopback_exists_and_it_is_up() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn host_tree_is_read_only_and_tmp_is_private_and_writable() {
     if !privileged("host_tree_is_read_only_and_tmp_is_private_and_writable") {
         return;
@@ -143,6 +148,7 @@ fn host_tree_is_read_only_and_tmp_is_private_and_writable() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn proc_sys_is_read_only_and_interrupts_are_masked() {
     if !privileged("proc_sys_is_read_only_and_interrupts_are_masked") {
         return;
@@ -168,6 +174,7 @@ fn proc_sys_is_read_only_and_interrupts_are_masked() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn minimal_dev_has_the_usual_nodes_and_a_private_pts() {
     if !privileged("minimal_dev_has_the_usual_nodes_and_a_private_pts") {
         return;
@@ -182,6 +189,7 @@ fn minimal_dev_has_the_usual_nodes_and_a_private_pts() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn seccomp_denies_namespaces_mounts_and_keyrings_even_with_cap_sys_admin() {
     if !privileged("seccomp_denies_namespaces_mounts_and_keyrings_even_with_cap_sys_admin") {
         return;
@@ -220,6 +228,7 @@ except OSError as e:
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn capabilities_are_all_dropped_unless_asked_for() {
     if !privileged("capabilities_are_all_dropped_unless_asked_for") {
         return;
@@ -243,6 +252,7 @@ fn capabilities_are_all_dropped_unless_asked_for() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn user_ids_and_rlimits_apply_to_the_job() {
     if !privileged("user_ids_and_rlimits_apply_to_the_job") {
         return;
@@ -258,6 +268,7 @@ fn user_ids_and_rlimits_apply_to_the_job() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn missing_executable_is_a_setup_error_naming_execve_and_enoent() {
     if !privileged("missing_executable_is_a_setup_error_naming_execve_and_enoent") {
         return;
@@ -276,6 +287,7 @@ fn missing_executable_is_a_setup_error_naming_execve_and_enoent() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn missing_workdir_is_a_setup_error() {
     if !privileged("missing_workdir_is_a_setup_error") {
         return;
@@ -288,6 +300,7 @@ fn missing_workdir_is_a_setup_error() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn failing_place_kills_init_and_is_a_setup_error() {
     if !privileged("failing_place_kills_init_and_is_a_setup_error") {
         return;
@@ -309,6 +322,7 @@ fn failing_place_kills_init_and_is_a_setup_error() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn exit_codes_and_signals_come_back_exactly() {
     if !privileged("exit_codes_and_signals_come_back_exactly") {
         return;
@@ -348,6 +362,7 @@ fn exit_codes_and_signals_come_back_exactly() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn sigterm_to_init_is_forwarded_to_the_job() {
     if !privileged("sigterm_to_init_is_forwarded_to_the_job") {
         return;
@@ -366,6 +381,7 @@ fn sigterm_to_init_is_forwarded_to_the_job() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn killing_init_kills_the_whole_namespace() {
     if !privileged("killing_init_kills_the_whole_namespace") {
         return;
@@ -380,6 +396,7 @@ fn killing_init_kills_the_whole_namespace() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn double_forked_daemon_dies_when_the_job_exits() {
     if !privileged("double_forked_daemon_dies_when_the_job_exits") {
         return;
@@ -407,6 +424,7 @@ fn processes_with(needle: &str) -> usize {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn binds_honour_read_only_and_writable_dirs_reach_the_host() {
     if !privileged("binds_honour_read_only_and_writable_dirs_reach_the_host") {
         return;
@@ -443,6 +461,7 @@ fn binds_honour_read_only_and_writable_dirs_reach_the_host() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn env_is_only_what_was_given_plus_a_default_path_home_and_user() {
     if !privileged("env_is_only_what_was_given_plus_a_default_path_home_and_user") {
         return;
@@ -460,6 +479,7 @@ fn env_is_only_what_was_given_plus_a_default_path_home_and_user() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn spawn_time_of_bin_true() {
     if !privileged("spawn_time_of_bin_true") {
         return;
@@ -480,6 +500,7 @@ fn spawn_time_of_bin_true() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn a_directory_rootfs_becomes_the_read_only_root() {
     if !privileged("a_directory_rootfs_becomes_the_read_only_root") {
         return;
@@ -512,6 +533,7 @@ fn a_directory_rootfs_becomes_the_read_only_root() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn memory_policy_applies_to_the_job() {
     if !privileged("memory_policy_applies_to_the_job") {
         return;

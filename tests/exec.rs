@@ -34,6 +34,7 @@ fn stdout(out: &std::process::Output) -> String {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn job_is_init_s_child_in_an_empty_pid_namespace() {
     if !privileged("job_is_init_s_child_in_an_empty_pid_namespace") {
         return;
@@ -59,6 +60,7 @@ fn job_is_init_s_child_in_an_empty_pid_namespace() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn job_cannot_signal_host_processes() {
     if !privileged("job_cannot_signal_host_processes") {
         return;
@@ -77,6 +79,7 @@ fn job_cannot_signal_host_processes() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn hostname_is_the_run_s_own() {
     if !privileged("hostname_is_the_run_s_own") {
         return;
@@ -91,6 +94,7 @@ fn hostname_is_the_run_s_own() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn only_loopback_exists_and_it_is_up() {
     if !privileged("only_loopback_exists_and_it_is_up") {
         return;
@@ -121,6 +125,7 @@ fn only_loopback_exists_and_it_is_up() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn host_tree_is_read_only_and_tmp_is_private() {
     if !privileged("host_tree_is_read_only_and_tmp_is_private") {
         return;
@@ -142,6 +147,7 @@ fn host_tree_is_read_only_and_tmp_is_private() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn cpus_and_memory_nodes_inside_match_what_was_asked() {
     if !privileged("cpus_and_memory_nodes_inside_match_what_was_asked") {
         return;
@@ -163,6 +169,7 @@ fn cpus_and_memory_nodes_inside_match_what_was_asked() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn allocation_over_the_limit_is_out_of_memory() {
     if !privileged("allocation_over_the_limit_is_out_of_memory") {
         return;
@@ -175,6 +182,7 @@ fn allocation_over_the_limit_is_out_of_memory() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn page_cache_is_not_an_oom() {
     if !privileged("page_cache_is_not_an_oom") {
         return;
@@ -201,6 +209,7 @@ fn page_cache_is_not_an_oom() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn direct_io_writes_and_reads_are_counted_in_bytes() {
     if !privileged("direct_io_writes_and_reads_are_counted_in_bytes") {
         return;
@@ -244,6 +253,7 @@ fn direct_io_writes_and_reads_are_counted_in_bytes() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn fork_bomb_stops_at_the_pids_limit() {
     if !privileged("fork_bomb_stops_at_the_pids_limit") {
         return;
@@ -279,6 +289,7 @@ fn fork_bomb_stops_at_the_pids_limit() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn double_forked_daemon_dies_with_the_run() {
     if !privileged("double_forked_daemon_dies_with_the_run") {
         return;
@@ -292,6 +303,7 @@ fn double_forked_daemon_dies_with_the_run() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn wall_time_limit_ends_the_run_as_timeout_with_all_descendants() {
     if !privileged("wall_time_limit_ends_the_run_as_timeout_with_all_descendants") {
         return;
@@ -312,6 +324,7 @@ fn wall_time_limit_ends_the_run_as_timeout_with_all_descendants() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn cpu_time_limit_ends_a_burn_as_timeout() {
     if !privileged("cpu_time_limit_ends_a_burn_as_timeout") {
         return;
@@ -333,6 +346,7 @@ fn cpu_time_limit_ends_a_burn_as_timeout() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn cpu_time_of_a_two_second_burn_is_within_two_percent() {
     if !privileged("cpu_time_of_a_two_second_burn_is_within_two_percent") {
         return;
@@ -351,6 +365,7 @@ fn cpu_time_of_a_two_second_burn_is_within_two_percent() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn peak_of_a_200_mib_allocation_is_within_three_percent() {
     if !privileged("peak_of_a_200_mib_allocation_is_within_three_percent") {
         return;
@@ -369,6 +384,7 @@ fn peak_of_a_200_mib_allocation_is_within_three_percent() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn exit_code_and_signal_come_back_exactly() {
     if !privileged("exit_code_and_signal_come_back_exactly") {
         return;
@@ -383,6 +399,7 @@ fn exit_code_and_signal_come_back_exactly() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn missing_executable_is_an_error_naming_execve() {
     if !privileged("missing_executable_is_an_error_naming_execve") {
         return;
@@ -394,6 +411,7 @@ fn missing_executable_is_an_error_naming_execve() {
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn seccomp_and_dropped_capabilities_deny_with_eperm() {
     if !privileged("seccomp_and_dropped_capabilities_deny_with_eperm") {
         return;
@@ -449,6 +467,7 @@ print(open("/proc/self/status").read().split("CapEff:")[1].split()[0])
 }
 
 #[test]
+#[ignore = "needs root: real cgroups and namespaces"]
 fn cgroup_of_a_killed_exec_is_removed_by_the_next_packrun() {
     if !privileged("cgroup_of_a_killed_exec_is_removed_by_the_next_packrun") {
         return;

@@ -155,6 +155,7 @@ fn check(chromium: &Path, dir: &Path) {
 }
 
 #[test]
+#[ignore = "needs Chromium (tests/ci-install-ux.sh)"]
 fn the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors() {
     let Some(chromium) =
         chromium("the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors")
@@ -177,6 +178,7 @@ fn the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors() {
 }
 
 #[test]
+#[ignore = "needs Chromium (tests/ci-install-ux.sh)"]
 fn the_report_of_a_real_batch_shows_one_bar_per_run_and_cpu_without_console_errors() {
     let name = "the_report_of_a_real_batch_shows_one_bar_per_run_and_cpu_without_console_errors";
     if !privileged(name) {

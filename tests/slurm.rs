@@ -384,6 +384,7 @@ fn packrun_in(cluster: &Cluster, args: &[&str]) -> Output {
 }
 
 #[test]
+#[ignore = "needs root and Slurm (tests/ci-install-slurm.sh)"]
 fn a_two_node_job_runs_one_task_on_each_test_node() {
     if !slurm_available("a_two_node_job_runs_one_task_on_each_test_node") {
         return;
@@ -501,6 +502,7 @@ fn check_merged(cluster: &Cluster, out_dir: &Path, runs: usize) -> Vec<Row> {
 }
 
 #[test]
+#[ignore = "needs root and Slurm (tests/ci-install-slurm.sh)"]
 fn twenty_runs_across_two_nodes_are_merged_into_one_runs_csv() {
     if !slurm_available("twenty_runs_across_two_nodes_are_merged_into_one_runs_csv") {
         return;
@@ -538,6 +540,7 @@ fn twenty_runs_across_two_nodes_are_merged_into_one_runs_csv() {
 }
 
 #[test]
+#[ignore = "needs root and Slurm (tests/ci-install-slurm.sh)"]
 fn resume_resubmits_only_the_runs_missing_from_the_merged_results() {
     if !slurm_available("resume_resubmits_only_the_runs_missing_from_the_merged_results") {
         return;

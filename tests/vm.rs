@@ -73,6 +73,7 @@ fn run_scenario(test: &str, vm: Vm, expected: &[&str]) -> Option<String> {
 const COMMON: &[&str] = &["packrun-version", "node-count", "node0-cpulist"];
 
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
     let vm = vm(FOUR_NODES, Layout::V2, "v2.sh", 180);
     let expected = [
@@ -113,12 +114,14 @@ fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
 }
 
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn cgroup_v1_per_controller_hierarchies_limit_as_packrun_expects() {
     let vm = vm(TWO_NODES, Layout::V1, "v1.sh", 180);
     run_scenario("v1", vm, &V1_CHECKS.concat());
 }
 
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn cgroup_v1_comounted_as_systemd_legacy_mode_limits_alike() {
     let vm = vm(TWO_NODES, Layout::V1Comounted, "v1.sh", 180);
     run_scenario(
@@ -158,6 +161,7 @@ const V1_CHECKS: [&[&str]; 2] = [
 ];
 
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn packrun_in_a_delegated_subtree_moves_into_a_leaf_and_nests_its_runs() {
     let vm = vm(TWO_NODES, Layout::V2Delegated, "packrun-delegated.sh", 180);
     let expected = [
@@ -179,6 +183,7 @@ fn packrun_in_a_delegated_subtree_moves_into_a_leaf_and_nests_its_runs() {
 }
 
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn delegated_v2_subtree_needs_a_supervisor_leaf_before_controllers() {
     let vm = vm(TWO_NODES, Layout::V2Delegated, "v2-delegated.sh", 180);
     let expected = [
@@ -479,6 +484,7 @@ fn check_packrun_run(stdout: &str) {
 
 // packrun itself on cgroup v2 with four NUMA nodes: one boot each.
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn packrun_sees_four_nodes_and_plans_numa_local_runs_on_them() {
     let expected = [
         COMMON,
@@ -496,6 +502,7 @@ fn packrun_sees_four_nodes_and_plans_numa_local_runs_on_them() {
 }
 
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when_interrupted() {
     let expected = [
         COMMON,
@@ -540,6 +547,7 @@ fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
 // systemd delegates one to a user, with no subordinate ids. Runs get a user
 // namespace mapping root inside to the user alone.
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn packrun_as_an_ordinary_user_in_a_delegated_cgroup_v2_subtree() {
     let vm = vm(TWO_NODES, Layout::V2DelegatedUser, "packrun-user.sh", 480);
     let expected = [
@@ -631,6 +639,7 @@ fn check_packrun_user(stdout: &str) {
 // A host whose root is the initramfs: pivot_root(2) refuses it, so packrun
 // needs another way into a run's root, one a run cannot climb out of.
 #[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
 fn packrun_on_a_host_whose_root_is_the_initramfs() {
     let mut vm = vm(TWO_NODES, Layout::V2, "packrun-initramfs.sh", 300);
     vm.initramfs_root = true;
