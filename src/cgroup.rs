@@ -360,6 +360,7 @@ pub struct RunCgroup {
     /// Sampled maxima where the kernel keeps no peak (v1 pids, old v2 memory).
     pids_seen: Cell<u64>,
     memory_seen: Cell<u64>,
+    sampled: Cell<bool>,
 }
 
 impl RunCgroup {
@@ -393,6 +394,7 @@ impl RunCgroup {
             removed: false,
             pids_seen: Cell::new(0),
             memory_seen: Cell::new(0),
+            sampled: Cell::new(false),
         };
         for (d, top) in dirs.iter().zip(&tops) {
             let mut made = std::fs::create_dir(d);
@@ -559,24 +561,67 @@ impl RunCgroup {
         }
     }
 
-    /// Notes the current pids and memory where the kernel keeps no peak.
-    pub fn sample(&self) {
+    /// Notes the current pids and memory where the kernel keeps no peak
+    /// (pids.peak is 6.1+, v2's memory.peak 5.19+; v1 has
+    /// memory.max_usage_in_bytes). Returns whether samples are needed at
+    /// all here: the run loop samples on a tick while the run lives, since
+    /// a value read after the kill is no peak.
+    pub fn sample(&self) -> bool {
+        let mut needed = false;
         if let Some(d) = self.dir_of("pids") {
-            if let Some(n) = std::fs::read_to_string(d.join("pids.current"))
-                .ok()
-                .and_then(|t| account::single(&t))
-            {
-                self.pids_seen.set(self.pids_seen.get().max(n));
+            if !d.join("pids.peak").exists() {
+                needed = true;
+                if let Some(n) = std::fs::read_to_string(d.join("pids.current"))
+                    .ok()
+                    .and_then(|t| account::single(&t))
+                {
+                    self.pids_seen.set(self.pids_seen.get().max(n));
+                }
             }
         }
         if let Hierarchy::V2 { .. } = self.h {
-            if let Some(n) = std::fs::read_to_string(self.dirs[0].join("memory.current"))
-                .ok()
-                .and_then(|t| account::single(&t))
-            {
-                self.memory_seen.set(self.memory_seen.get().max(n));
+            if !self.dirs[0].join("memory.peak").exists() {
+                needed = true;
+                if let Some(n) = std::fs::read_to_string(self.dirs[0].join("memory.current"))
+                    .ok()
+                    .and_then(|t| account::single(&t))
+                {
+                    self.memory_seen.set(self.memory_seen.get().max(n));
+                }
             }
         }
+        if needed {
+            self.sampled.set(true);
+        }
+        needed
+    }
+
+    /// Whether its memory or pids peak comes from samples (see `sample`).
+    pub fn peaks_sampled(&self) -> bool {
+        self.sampled.get()
+    }
+
+    /// The CPU time its tasks used so far.
+    pub fn cpu_time(&self) -> Result<Duration, CgroupError> {
+        let read = |d: &Path, f: &str| fsx::read_to_string(d.join(f));
+        let ns = match &self.h {
+            Hierarchy::V1 { .. } => match self.dir_of("cpuacct") {
+                Some(d) => account::single(&read(&d, "cpuacct.usage")?),
+                None => None,
+            },
+            Hierarchy::V2 { .. } => {
+                account::flat_keyed(&read(&self.dirs[0], "cpu.stat")?, "usage_usec")
+                    .map(|u| u * 1000)
+            }
+        };
+        ns.map(Duration::from_nanos).ok_or_else(|| {
+            CgroupError::Setup(format!(
+                "{}: no CPU time in its cpu.stat or cpuacct.usage",
+                self.dirs
+                    .first()
+                    .map_or(String::new(), |d| d.display().to_string())
+            ))
+        })
     }
 
     pub fn usage(&self) -> Result<Usage, CgroupError> {
@@ -676,9 +721,43 @@ impl RunCgroup {
             .collect())
     }
 
-    /// Kills every task and waits (bounded) until it is empty.
+    /// Kills every task and waits (bounded, up to 5 s) until it is empty.
     pub fn kill(&self) -> Result<(), CgroupError> {
         kill_dirs(&self.h, &self.dirs)
+    }
+
+    /// Sends the kill (see `kill_dirs`) without waiting for it: what the
+    /// event loop does, which must not sleep.
+    pub fn start_kill(&self) -> Result<(), CgroupError> {
+        signal_kill(&self.h, &self.dirs)
+    }
+
+    /// Whether every task is gone (what is left is killed again); waits up
+    /// to `max` for it.
+    pub fn wait_empty(&self, max: Duration) -> Result<bool, CgroupError> {
+        wait_empty(&self.dirs, max)
+    }
+
+    /// One attempt at removing it, for the event loop: Ok(None) when gone,
+    /// Ok(Some(self)) while tasks are left or the kernel still holds it
+    /// (EBUSY): try again later.
+    pub fn try_remove(mut self) -> Result<Option<RunCgroup>, CgroupError> {
+        if !self.wait_empty(Duration::ZERO)? {
+            return Ok(Some(self));
+        }
+        for d in &self.dirs {
+            match std::fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(Some(self)),
+                Err(e) => {
+                    self.removed = true;
+                    return Err(PathError::new("remove cgroup", d, e).into());
+                }
+            }
+        }
+        self.removed = true;
+        Ok(None)
     }
 
     /// Removes it (with retries while the kernel lets go of dying tasks).
@@ -699,12 +778,16 @@ impl Drop for RunCgroup {
 
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-fn procs_of(d: &Path) -> Vec<i32> {
-    std::fs::read_to_string(d.join("cgroup.procs"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+/// The tasks of a cgroup directory; one that is gone has none. An
+/// unreadable list is an error: an empty one would pass for "all killed".
+fn procs_of(d: &Path) -> Result<Vec<i32>, CgroupError> {
+    match fsx::read_if_present(d.join("cgroup.procs"))? {
+        None => Ok(Vec::new()),
+        Some(t) => Ok(t
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()),
+    }
 }
 
 fn sigkill_all(pids: &[i32]) {
@@ -722,43 +805,71 @@ fn sigkill_all(pids: &[i32]) {
 /// SIGKILL each listed task until none is left: the list holds the run's
 /// pid-namespace init, whose death kills the rest (see V1_CONTROLLERS).
 fn kill_dirs(h: &Hierarchy, dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    signal_kill(h, dirs)?;
+    if wait_empty(dirs, KILL_WAIT)? {
+        return Ok(());
+    }
+    let first = dirs
+        .first()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let left: Vec<i32> = dirs
+        .iter()
+        .map(|d| procs_of(d))
+        .collect::<Result<Vec<_>, _>>()?
+        .concat();
+    Err(CgroupError::Setup(format!(
+        "{first}: {} task(s) still alive {} s after SIGKILL: {left:?}",
+        left.len(),
+        KILL_WAIT.as_secs(),
+    )))
+}
+
+/// The kill itself, without waiting (see `kill_dirs`).
+fn signal_kill(h: &Hierarchy, dirs: &[PathBuf]) -> Result<(), CgroupError> {
     let Some(first) = dirs.first() else {
         return Ok(());
     };
     if !first.exists() {
         return Ok(());
     }
-    let start = Instant::now();
     match h {
         Hierarchy::V2 { .. } if first.join("cgroup.kill").exists() => {
             fsx::write(first.join("cgroup.kill"), "1")?;
         }
         Hierarchy::V2 { .. } => {
             let _ = fsx::write(first.join("cgroup.freeze"), "1");
-            sigkill_all(&procs_of(first));
+            let procs = procs_of(first);
+            if let Ok(p) = &procs {
+                sigkill_all(p);
+            }
             let _ = fsx::write(first.join("cgroup.freeze"), "0");
+            procs?;
         }
-        Hierarchy::V1 { .. } => {}
+        Hierarchy::V1 { .. } => sigkill_all(&procs_of(first)?),
     }
-    // Wait until empty; SIGKILL again anything that slipped through (a
-    // fork racing the freeze on v2, the rest of the namespace on v1).
+    Ok(())
+}
+
+/// Waits (up to `max`) until no directory holds a task, SIGKILLing again
+/// anything that slipped through (a fork racing the freeze on v2, the rest
+/// of the namespace on v1). True when empty.
+fn wait_empty(dirs: &[PathBuf], max: Duration) -> Result<bool, CgroupError> {
+    let start = Instant::now();
     let mut delay = Duration::from_micros(200);
     loop {
-        let left: Vec<i32> = dirs.iter().flat_map(|d| procs_of(d)).collect();
-        if left.is_empty() {
-            return Ok(());
+        let mut left = Vec::new();
+        for d in dirs {
+            left.extend(procs_of(d)?);
         }
-        if start.elapsed() > KILL_WAIT {
-            return Err(CgroupError::Setup(format!(
-                "{}: {} task(s) still alive {} s after SIGKILL: {:?}",
-                first.display(),
-                left.len(),
-                KILL_WAIT.as_secs(),
-                left
-            )));
+        if left.is_empty() {
+            return Ok(true);
         }
         sigkill_all(&left);
-        std::thread::sleep(delay);
+        if start.elapsed() >= max {
+            return Ok(false);
+        }
+        std::thread::sleep(delay.min(max.saturating_sub(start.elapsed())));
         delay = (delay * 2).min(Duration::from_millis(20));
     }
 }

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod sched;
 pub mod slurm;
 pub mod spec;
 pub mod topology;

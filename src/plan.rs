@@ -33,10 +33,11 @@
 //!   use only its CPUs; ungrouped runs use what no group took.
 
 use crate::cpulist::CpuList;
+use crate::sched::{Placer, Scheduler};
 use crate::spec::{Group, Numa, Run};
 use crate::topology::Topology;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -764,6 +765,25 @@ pub fn fmt_bytes(b: u64) -> String {
     format!("{b}B")
 }
 
+/// Runs that place alike get the same class (see sched): equal CPUs,
+/// cpuset, memory, NUMA and group.
+pub fn place_classes(runs: &[Run]) -> Vec<usize> {
+    let mut class_of: HashMap<PlaceKey, usize> = HashMap::new();
+    runs.iter()
+        .map(|r| {
+            let next = class_of.len();
+            *class_of.entry(PlaceKey::of(r)).or_insert(next)
+        })
+        .collect()
+}
+
+impl Placer for Allocator {
+    type Placement = Placement;
+    fn place(&mut self, run: &Run) -> Option<Placement> {
+        Allocator::place(self, run)
+    }
+}
+
 /// What decides a run's placement; runs with equal keys place identically.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PlaceKey {
@@ -998,60 +1018,14 @@ pub fn simulate(
 ) -> Result<Schedule, Vec<PlanError>> {
     check_feasible(runs, topo, groups)?;
     let mut alloc = Allocator::new(topo, groups);
-    let cap = max_parallel.unwrap_or(usize::MAX).max(1);
-
-    let mut class_of: HashMap<PlaceKey, usize> = HashMap::new();
-    let class: Vec<usize> = runs
-        .iter()
-        .map(|r| {
-            let next = class_of.len();
-            *class_of.entry(PlaceKey::of(r)).or_insert(next)
-        })
-        .collect();
-    let mut queues: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); class_of.len()];
-
-    // Dependencies: runs left per job, and per run the number of jobs it still waits on.
-    let mut left_of_job: HashMap<&str, usize> = HashMap::new();
-    for r in runs {
-        *left_of_job.entry(r.job.as_str()).or_default() += 1;
-    }
-    let mut waiting_on = vec![0usize; runs.len()];
-    let mut dependents: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, r) in runs.iter().enumerate() {
-        let deps: BTreeSet<&str> = r.depends_on.iter().map(String::as_str).collect();
-        for dep in deps {
-            if left_of_job.get(dep).copied().unwrap_or(0) > 0 {
-                waiting_on[i] += 1;
-                dependents.entry(dep).or_default().push(i);
-            }
-        }
-        if waiting_on[i] == 0 {
-            queues[class[i]].insert(i);
-        }
-    }
-
+    let mut sched = Scheduler::new(runs, place_classes(runs), &|_| None, max_parallel);
     let mut entries: Vec<Planned> = Vec::with_capacity(runs.len());
     let mut entry_of = vec![usize::MAX; runs.len()];
     let mut ends: BinaryHeap<Reverse<(Duration, usize)>> = BinaryHeap::new();
     let mut now = Duration::ZERO;
-    let mut running = 0usize;
     loop {
-        let mut heads: BinaryHeap<Reverse<(usize, usize)>> = queues
-            .iter()
-            .enumerate()
-            .filter_map(|(c, q)| q.first().map(|&i| Reverse((i, c))))
-            .collect();
-        while let Some(Reverse((i, c))) = heads.pop() {
-            if running >= cap {
-                break;
-            }
-            let Some(p) = alloc.place(&runs[i]) else {
-                continue;
-            };
-            queues[c].remove(&i);
-            if let Some(&next) = queues[c].first() {
-                heads.push(Reverse((next, c)));
-            }
+        // Nothing fails in a simulation: nothing is cancelled.
+        for (i, p) in sched.next(&mut alloc, ends.len()).start {
             let end = now + runs[i].estimate;
             ends.push(Reverse((end, i)));
             entry_of[i] = entries.len();
@@ -1061,7 +1035,6 @@ pub fn simulate(
                 start: now.as_secs_f64(),
                 end: end.as_secs_f64(),
             });
-            running += 1;
         }
         let Some(Reverse((t, _))) = ends.peek().copied() else {
             break;
@@ -1073,22 +1046,7 @@ pub fn simulate(
             }
             ends.pop();
             alloc.release(&entries[entry_of[i]].placement);
-            running -= 1;
-            let left = left_of_job
-                .get_mut(runs[i].job.as_str())
-                .expect("counted above");
-            *left -= 1;
-            if *left == 0 {
-                for &r in dependents
-                    .get(runs[i].job.as_str())
-                    .map_or(&[][..], Vec::as_slice)
-                {
-                    waiting_on[r] -= 1;
-                    if waiting_on[r] == 0 {
-                        queues[class[r]].insert(r);
-                    }
-                }
-            }
+            sched.finished(i, true);
         }
     }
 

@@ -1,0 +1,706 @@
+//! The real launcher: each run in its own container (see `container`)
+//! under its own cgroup (see `cgroup`), watched through its init's pidfd
+//! and, while it sets up, its error pipe; SIGINT and SIGTERM through a
+//! signalfd; all in one poll(2).
+
+use super::{
+    not_started, signal_name, Happened, Launcher, Options, Output, Record, RunError, State,
+};
+use crate::account::Usage;
+use crate::cgroup::{self, Limits, RunCgroup};
+use crate::container::ids::IdMaps;
+use crate::container::{self, ContainerConfig, JobOutput, JobStatus};
+use crate::cpulist::CpuList;
+use crate::fsx::Context;
+use crate::plan::Placement;
+use crate::spec::{Network, Numa, Run, UserNs};
+use chrono::{DateTime, Utc};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long collecting a run waits for what its init left (its namespace
+/// died with init, so this is the kernel catching up).
+const COLLECT_WAIT: Duration = Duration::from_millis(20);
+
+/// The real machine behind the run loop.
+pub struct Host<'o> {
+    opts: &'o Options,
+    runs: &'o [Run],
+    running: HashMap<usize, Running>,
+    nets: NetPool,
+    signals: SignalFd,
+    /// Cgroups of finished runs, killed and read, to remove between
+    /// passes (`tidy`); whatever is left when the batch ends goes then.
+    to_remove: Vec<RunCgroup>,
+}
+
+impl<'o> Host<'o> {
+    /// Watches signals and makes the batch's cgroup (removed again, with
+    /// everything in it, when the host is dropped: also on an early error).
+    pub fn new(opts: &'o Options, runs: &'o [Run]) -> Result<Host<'o>, RunError> {
+        let signals = watch_signals()?;
+        if let Output::Logs(dir) = &opts.output {
+            std::fs::create_dir_all(dir.join("logs")).at("create", dir.join("logs"))?;
+        }
+        if !opts.single {
+            cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
+        }
+        Ok(Host {
+            opts,
+            runs,
+            running: HashMap::new(),
+            nets: NetPool::new(opts),
+            signals,
+            to_remove: Vec::new(),
+        })
+    }
+}
+
+impl Drop for Host<'_> {
+    fn drop(&mut self) {
+        // Containers first (dropping one kills and reaps it), then their
+        // cgroups, then the batch's.
+        self.running.clear();
+        for cg in self.to_remove.drain(..) {
+            let _ = cg.remove();
+        }
+        if !self.opts.single {
+            cgroup::remove_batch(
+                &self.opts.hierarchy,
+                &self.opts.cgroup_base,
+                &self.opts.batch_id,
+            );
+        }
+    }
+}
+
+impl Launcher for Host<'_> {
+    fn start(
+        &mut self,
+        _index: usize,
+        run: &Run,
+        placement: &Placement,
+    ) -> Result<(), Box<Record>> {
+        let r = start(run, placement.clone(), self.opts, &mut self.nets)?;
+        self.running.insert(_index, r);
+        Ok(())
+    }
+
+    fn wait(&mut self, until: Option<Instant>) -> Result<Vec<Happened>, RunError> {
+        let now = Instant::now();
+        let timeout = match until {
+            Some(t) => PollTimeout::try_from(
+                t.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1,
+            )
+            .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        // Per run its pidfd; then the signalfd; then the setup fds of runs
+        // still starting.
+        let order: Vec<usize> = self.running.keys().copied().collect();
+        let n = order.len();
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2 * n + 1);
+        fds.extend(
+            order
+                .iter()
+                .map(|i| PollFd::new(self.running[i].container.pidfd.as_fd(), PollFlags::POLLIN)),
+        );
+        fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
+        let mut starting: Vec<usize> = Vec::new();
+        for (k, i) in order.iter().enumerate() {
+            if let Some(fd) = self.running[i].container.setup_fd() {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                starting.push(k);
+            }
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(RunError::Poll(e)),
+        }
+        let fired = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+        let exited: Vec<bool> = fds[..n].iter().map(fired).collect();
+        let signalled = fired(&fds[n]);
+        let mut setup_ready = vec![false; n];
+        for (j, f) in fds[n + 1..].iter().enumerate() {
+            setup_ready[starting[j]] = fired(f);
+        }
+        drop(fds);
+
+        let mut happened = Vec::new();
+        if signalled {
+            while let Ok(Some(_)) = self.signals.read_signal() {}
+            happened.push(Happened::Interrupted);
+        }
+        for (k, &index) in order.iter().enumerate() {
+            let r = self.running.get_mut(&index).expect("listed above");
+            // A run whose init exited while starting is looked at first:
+            // init writes its error before it exits.
+            let mut ended = exited[k];
+            if setup_ready[k] || (ended && r.container.setup_fd().is_some()) {
+                match r.container.poll_setup() {
+                    // The job exec'd: nothing to do.
+                    Ok(true) => {}
+                    // Still starting: a pidfd stays readable, seen next time.
+                    Ok(false) => ended = false,
+                    Err(e) => {
+                        let mut r = self.running.remove(&index).expect("listed above");
+                        self.nets.give_back(r.container.take_netns());
+                        let rec = setup_failed(r, &self.runs[index], e);
+                        happened.push(Happened::SetupFailed(index, Box::new(rec)));
+                        continue;
+                    }
+                }
+            }
+            if ended {
+                happened.push(Happened::Ended(index));
+            }
+        }
+        Ok(happened)
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn cpu_time(&mut self, index: usize) -> Result<Duration, String> {
+        let r = self.running.get(&index).ok_or("not running")?;
+        r.cgroup.cpu_time().map_err(|e| crate::fsx::chain(&e))
+    }
+
+    fn sample(&mut self, index: usize) -> bool {
+        self.running.get(&index).is_some_and(|r| r.cgroup.sample())
+    }
+
+    fn kill(&mut self, index: usize) -> Result<(), String> {
+        let Some(r) = self.running.get(&index) else {
+            return Ok(());
+        };
+        // Killing the cgroup kills init and with it the whole pid
+        // namespace; where that fails, killing init does the same.
+        match r.cgroup.start_kill() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = crate::fsx::chain(&e);
+                r.container
+                    .signal(libc::SIGKILL)
+                    .map_err(|s| format!("{e}; SIGKILL to its init: {s}"))
+            }
+        }
+    }
+
+    fn collect(&mut self, index: usize, run: &Run, killed_for: Option<(State, String)>) -> Record {
+        let mut r = self
+            .running
+            .remove(&index)
+            .expect("collect of a running run");
+        // init has exited, so every process of the run is gone.
+        self.nets.give_back(r.container.take_netns());
+        collect(r, run, killed_for, &mut self.to_remove)
+    }
+
+    fn tidy(&mut self) {
+        let mut keep = Vec::new();
+        for cg in self.to_remove.drain(..) {
+            if let Ok(Some(cg)) = cg.try_remove() {
+                keep.push(cg);
+            }
+        }
+        self.to_remove = keep;
+    }
+}
+
+/// A run that is going now.
+struct Running {
+    placement: Placement,
+    cgroup: RunCgroup,
+    container: container::Container,
+    start: Instant,
+    start_time: DateTime<Utc>,
+    logs: Option<(PathBuf, PathBuf)>,
+    /// The run's id maps (None: the host's ids), for its row.
+    ids: Option<IdMaps>,
+}
+
+/// Network namespaces for the runs of a batch to join, each used by one run
+/// at a time: a run that ended gives its namespace back for a later run.
+/// Making a network namespace, and the kernel tearing it down afterwards,
+/// costs more CPU than anything else in a short run; a namespace whose
+/// processes all died holds no sockets and, for a job without
+/// capabilities, nothing else the job could have changed. A single run
+/// (`packrun exec`), a job that keeps capabilities (CAP_NET_ADMIN could
+/// change addresses, routes or sysctls) and rootless runs get a fresh one.
+struct NetPool {
+    enabled: bool,
+    free: Vec<OwnedFd>,
+}
+
+impl NetPool {
+    fn new(opts: &Options) -> NetPool {
+        NetPool {
+            enabled: !opts.single && nix::unistd::geteuid().is_root(),
+            free: Vec::new(),
+        }
+    }
+
+    /// A namespace for `run` to join, or None when it makes its own.
+    fn take(&mut self, run: &Run) -> Option<OwnedFd> {
+        if !self.enabled
+            || run.container.network != Network::None
+            || !run.container.capabilities.is_empty()
+        {
+            return None;
+        }
+        if let Some(fd) = self.free.pop() {
+            return Some(fd);
+        }
+        match container::new_network_namespace() {
+            Ok(fd) => Some(fd),
+            Err(_) => {
+                // Each run makes its own then; if that fails too, its
+                // row says why.
+                self.enabled = false;
+                None
+            }
+        }
+    }
+
+    fn give_back(&mut self, fd: Option<OwnedFd>) {
+        self.free.extend(fd);
+    }
+}
+
+/// Blocks SIGINT and SIGTERM and returns a signalfd for them.
+fn watch_signals() -> Result<SignalFd, RunError> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGINT);
+    mask.add(Signal::SIGTERM);
+    mask.thread_block().map_err(RunError::Signals)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(RunError::Signals)
+}
+
+/// Expands `{cpus}` with the assigned list.
+fn fill_cpus(s: &str, cpus: &CpuList) -> String {
+    s.replace("{cpus}", &cpus.to_string())
+}
+
+/// The memory nodes a run is limited to and its memory policy.
+fn limits_for(run: &Run, placement: &Placement) -> Limits {
+    Limits {
+        cpus: placement.cpus.clone(),
+        mems: placement.mems.clone(),
+        memory: run.resources.memory,
+        cpu_quota: run.resources.cpu_quota,
+        pids: run.resources.pids,
+        io: Vec::new(),
+    }
+}
+
+/// The run's I/O limits on the disk holding `io.device` (else the workdir,
+/// else /). A path on no disk (tmpfs, overlay, NFS) is an error: a limit
+/// the kernel cannot apply must not vanish without a word.
+fn io_throttles(run: &Run) -> Result<Vec<cgroup::IoThrottle>, String> {
+    let io = &run.resources.io;
+    if io.read_bps.is_none()
+        && io.write_bps.is_none()
+        && io.read_iops.is_none()
+        && io.write_iops.is_none()
+    {
+        return Ok(Vec::new());
+    }
+    let path = io
+        .device
+        .clone()
+        .or_else(|| run.workdir.clone())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let (major, minor) =
+        cgroup::device_of(&path).map_err(|e| format!("io limits: {}", crate::fsx::chain(&e)))?;
+    Ok(vec![cgroup::IoThrottle {
+        major,
+        minor,
+        read_bps: io.read_bps,
+        write_bps: io.write_bps,
+        read_iops: io.read_iops,
+        write_iops: io.write_iops,
+    }])
+}
+
+/// The log files of a run that failed before or while starting: those
+/// its init got to create.
+fn set_logs(rec: &mut Record, logs: Option<(PathBuf, PathBuf)>) {
+    if let Some((o, e)) = logs {
+        rec.stdout = o.is_file().then_some(o);
+        rec.stderr = e.is_file().then_some(e);
+    }
+}
+
+fn log_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
+    let logs = dir.join("logs");
+    (
+        logs.join(format!("{key}.out")),
+        logs.join(format!("{key}.err")),
+    )
+}
+
+/// Creates the cgroup, starts the container, sets the deadlines.
+fn start(
+    run: &Run,
+    placement: Placement,
+    opts: &Options,
+    nets: &mut NetPool,
+) -> Result<Running, Box<Record>> {
+    let start_time = Utc::now();
+    let start = Instant::now();
+    let fail = |state: State, reason: String, logs: Option<(PathBuf, PathBuf)>| {
+        let mut rec = not_started(run, state, reason);
+        rec.cpus = placement.cpus.clone();
+        rec.mems = placement.mems.clone();
+        rec.start_time = start_time;
+        rec.end_time = Utc::now();
+        rec.wall_time = start.elapsed();
+        set_logs(&mut rec, logs);
+        Box::new(rec)
+    };
+
+    let mut limits = limits_for(run, &placement);
+    limits.io = io_throttles(run).map_err(|e| fail(State::Error, e, None))?;
+    // Its own block of host ids, by its first CPU (see container::ids).
+    let ids = match run.container.userns {
+        UserNs::Host => None,
+        UserNs::Private => {
+            let slot = placement.cpus.iter().next().unwrap_or(0);
+            let user = run.container.user.unwrap_or((0, 0));
+            match opts.ids.maps(slot, user) {
+                Ok(m) => Some(m),
+                Err(e) => return Err(fail(State::Error, format!("user namespace: {e}"), None)),
+            }
+        }
+    };
+    // A single run's group is `<base>/<batch>`, else `<base>/<batch>/<key>`.
+    let (batch, name) = match opts.single {
+        true => ("", opts.batch_id.as_str()),
+        false => (opts.batch_id.as_str(), run.key.as_str()),
+    };
+    let cg = match RunCgroup::create(&opts.hierarchy, &opts.cgroup_base, batch, name, &limits) {
+        Ok(cg) => cg,
+        Err(e) => {
+            return Err(fail(
+                State::Error,
+                format!("cgroup: {}", crate::fsx::chain(&e)),
+                None,
+            ))
+        }
+    };
+
+    let (logs, output) = match &opts.output {
+        // Made by the container's init (see JobOutput::Files).
+        Output::Logs(dir) => {
+            let (o, e) = log_paths(dir, &run.key);
+            let output = JobOutput::Files {
+                stdout: o.clone(),
+                stderr: e.clone(),
+            };
+            (Some((o, e)), output)
+        }
+        Output::Inherit => match (
+            std::io::stdout().as_fd().try_clone_to_owned(),
+            std::io::stderr().as_fd().try_clone_to_owned(),
+        ) {
+            (Ok(stdout), Ok(stderr)) => (None, JobOutput::Fds { stdout, stderr }),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(fail(
+                    State::Error,
+                    format!("cannot duplicate stdout/stderr: {e}"),
+                    None,
+                ))
+            }
+        },
+    };
+
+    let mut writable = Vec::new();
+    for target in &run.container.writable {
+        let host = opts
+            .scratch
+            .join(&run.key)
+            .join(target.strip_prefix("/").unwrap_or(target));
+        if let Err(e) = std::fs::create_dir_all(&host).at("create", &host) {
+            return Err(fail(State::Error, crate::fsx::chain(&e), logs));
+        }
+        writable.push((host, target.clone()));
+    }
+
+    let mempolicy = match &run.resources.numa {
+        Numa::Nodes { nodes, policy } => Some((*policy, nodes.clone())),
+        _ => None,
+    };
+    let mut join_tasks = Vec::new();
+    for path in cg.v1_tasks_files() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .at("open", &path)
+        {
+            Ok(f) => join_tasks.push(OwnedFd::from(f)),
+            Err(e) => return Err(fail(State::Error, crate::fsx::chain(&e), logs)),
+        }
+    }
+    // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
+    let self_placed = !join_tasks.is_empty();
+    let cfg = ContainerConfig {
+        argv: run
+            .command
+            .iter()
+            .map(|a| fill_cpus(a, &placement.cpus))
+            .collect(),
+        env: run
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), fill_cpus(v, &placement.cpus)))
+            .collect(),
+        workdir: run.workdir.clone(),
+        hostname: run.container.hostname.clone(),
+        rootfs: run.container.rootfs.clone(),
+        network: run.container.network,
+        mounts: run.container.mounts.clone(),
+        writable,
+        user: run.container.user,
+        capabilities: run.container.capabilities.clone(),
+        rlimits: run.resources.rlimits.clone(),
+        mempolicy,
+        stdin: None,
+        output,
+        join_tasks,
+        netns: nets.take(run),
+        ids: ids.clone(),
+        hidden: run.container.hidden.clone(),
+        visible: run.container.visible.clone(),
+    };
+    let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
+    // Returns while init still builds the root: the loop polls the setup
+    // fd, so the setups of several runs overlap.
+    let spawned = container::spawn_async(cfg, cgroup_dir.as_ref().map(|f| f.as_fd()), &mut |pid| {
+        if self_placed || (cgroup_dir.is_some() && cg.holds(pid)) {
+            return Ok(());
+        }
+        cg.attach(pid)
+            .map_err(|e| std::io::Error::other(crate::fsx::chain(&e)))
+    });
+    let c = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            // A pooled namespace went with the config: the next run
+            // that needs one makes a new one.
+            let _ = cg.kill();
+            let _ = cg.remove();
+            return Err(fail(State::Error, e.to_string(), logs));
+        }
+    };
+    Ok(Running {
+        placement,
+        cgroup: cg,
+        container: c,
+        start,
+        start_time,
+        logs,
+        ids,
+    })
+}
+
+/// A run whose container setup failed: the container is killed and reaped,
+/// the cgroup removed, the record says ERROR with the failed step.
+fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
+    drop(r.container); // kills and reaps init
+    let _ = r.cgroup.kill();
+    let _ = r.cgroup.remove();
+    let mut rec = not_started(run, State::Error, e.to_string());
+    rec.cpus = r.placement.cpus;
+    rec.mems = r.placement.mems;
+    rec.userns = describe_ids(r.ids.as_ref());
+    rec.start_time = r.start_time;
+    rec.end_time = Utc::now();
+    rec.wall_time = r.start.elapsed();
+    set_logs(&mut rec, r.logs);
+    rec
+}
+
+/// The runs.csv cell of a run's ids.
+fn describe_ids(ids: Option<&IdMaps>) -> String {
+    ids.map_or_else(|| "host".into(), IdMaps::describe)
+}
+
+/// After init exited: status, usage, cleanup, the record.
+/// The emptied cgroup goes to `to_remove`: the loop removes it after it
+/// started what the freed CPUs allow (rmdir is slow and nothing waits on it).
+fn collect(
+    mut r: Running,
+    run: &Run,
+    killed_for: Option<(State, String)>,
+    to_remove: &mut Vec<RunCgroup>,
+) -> Record {
+    let wall_time = r.start.elapsed();
+    let end_time = Utc::now();
+    let not_given_back = r.container.give_back();
+    let (status, wait_error): (JobStatus, _) = match r.container.wait() {
+        Ok(s) => (s, None),
+        Err(e) => (
+            JobStatus::default(),
+            Some(format!("cannot reap the container's init: {e}")),
+        ),
+    };
+    // Anything the job left behind (a daemon that escaped into the
+    // background) dies with the cgroup; usage is read after, so it counts.
+    // The wait is short: init's exit killed its namespace already; what
+    // is left then is removed later, without holding up the loop.
+    let killed = r
+        .cgroup
+        .start_kill()
+        .and_then(|()| r.cgroup.wait_empty(COLLECT_WAIT));
+    let usage = r.cgroup.usage();
+    let sampled = r.cgroup.peaks_sampled();
+    let version = r.cgroup.version();
+    to_remove.push(r.cgroup);
+    let mut usage_error = None;
+    let mut usage = usage.unwrap_or_else(|e| {
+        usage_error = Some(crate::fsx::chain(&e));
+        Usage::default()
+    });
+    // cgroup v1's blkio counters miss direct I/O and late writeback; the
+    // block I/O that init's reaped processes report is the better figure
+    // there. v2's io.stat counts both.
+    if version == 1 {
+        if let (Some(r), Some(w)) = (status.io_read_bytes, status.io_write_bytes) {
+            usage.io_read_bytes = usage.io_read_bytes.max(r);
+            usage.io_write_bytes = usage.io_write_bytes.max(w);
+        }
+    }
+
+    let (state, mut reason) = if let Some((state, reason)) = killed_for {
+        (state, reason)
+    } else if usage.oom_kills > 0 {
+        (
+            State::OutOfMemory,
+            format!("the kernel's OOM killer killed {} task(s)", usage.oom_kills),
+        )
+    } else {
+        match (status.exit_code, status.signal) {
+            (Some(0), _) => (State::Completed, "exited".to_string()),
+            (Some(c), _) => (State::Failed, format!("exit code {c}")),
+            (None, Some(s)) => (
+                State::Failed,
+                format!("killed by signal {s} ({})", signal_name(s)),
+            ),
+            (None, None) => (State::Failed, "ended without a status".to_string()),
+        }
+    };
+    if let Some(e) = usage_error {
+        reason.push_str(&format!("; usage unreadable: {e}"));
+    }
+    if let Err(e) = killed {
+        reason.push_str(&format!(
+            "; cannot kill what is left: {}",
+            crate::fsx::chain(&e)
+        ));
+    }
+    if sampled {
+        reason.push_str(&format!(
+            "; peak memory and pids sampled every {} ms (the kernel keeps no memory.peak or pids.peak)",
+            super::SAMPLE_EVERY.as_millis()
+        ));
+    }
+    if let Some(e) = wait_error {
+        reason.push_str(&format!("; {e}"));
+    }
+    if !not_given_back.is_empty() {
+        reason.push_str(&format!(
+            "; not given back to the runner's user: {}",
+            not_given_back.join(", ")
+        ));
+    }
+    let (stdout, stderr) = match r.logs {
+        Some((o, e)) => {
+            for (path, what) in [(&o, "stdout"), (&e, "stderr")] {
+                match cap_log(path, run.log_limit) {
+                    Ok(0) => {}
+                    Ok(cut) => reason.push_str(&format!(
+                        "; {what} cut to its first and last {} bytes ({cut} left out)",
+                        run.log_limit / 2
+                    )),
+                    Err(e) => reason.push_str(&format!(
+                        "; {what} over {} bytes and not cut: {e}",
+                        run.log_limit
+                    )),
+                }
+            }
+            (Some(o), Some(e))
+        }
+        None => (None, None),
+    };
+    Record {
+        key: run.key.clone(),
+        job: run.job.clone(),
+        params: run.params.clone(),
+        rep: run.rep,
+        warmup: run.warmup,
+        cpus: r.placement.cpus,
+        mems: r.placement.mems,
+        userns: describe_ids(r.ids.as_ref()),
+        start_time: r.start_time,
+        end_time,
+        wall_time,
+        usage,
+        memory_limit: run.resources.memory,
+        exit_code: status.exit_code,
+        signal: status.signal,
+        state,
+        termination_reason: reason,
+        stdout,
+        stderr,
+    }
+}
+
+/// Cuts a log file longer than `limit` to its first and last `limit / 2`
+/// bytes with a marker line between them saying how much was left out, as
+/// BenchExec keeps head and tail. Returns the bytes left out (0: not cut).
+fn cap_log(path: &Path, limit: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    if len <= limit {
+        return Ok(0);
+    }
+    let head = limit / 2;
+    let tail = limit - head;
+    let cut = len - head - tail;
+    let marker = format!(
+        "\n[packrun: {cut} bytes left out here; the log was cut to its first and last bytes]\n"
+    );
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    f.write_all_at(marker.as_bytes(), head)?;
+    // Move the tail down behind the marker, front to back (the target
+    // lies before the source, so nothing is overwritten before it is read).
+    let mut buf = vec![0u8; (64 << 10).min(tail as usize).max(1)];
+    let (mut from, mut to) = (len - tail, head + marker.len() as u64);
+    while from < len {
+        let n = f.read_at(&mut buf, from)?;
+        if n == 0 {
+            break;
+        }
+        f.write_all_at(&buf[..n], to)?;
+        from += n as u64;
+        to += n as u64;
+    }
+    f.set_len(to)?;
+    Ok(cut)
+}
