@@ -1215,6 +1215,39 @@ mod tests {
     }
 
     #[test]
+    fn sampling_is_needed_and_noted_only_where_the_kernel_keeps_no_peak() {
+        let (t, h) = fake_v2();
+        let run = t.path().join("packrun/b/r");
+        std::fs::create_dir_all(&run).unwrap();
+        for d in [t.path().join("packrun"), t.path().join("packrun/b")] {
+            std::fs::write(d.join("cgroup.controllers"), "memory pids\n").unwrap();
+        }
+        let cg = RunCgroup::create(&h, "packrun", "b", "r", &Limits::default()).unwrap();
+        std::fs::write(run.join("memory.current"), "4096").unwrap();
+        std::fs::write(run.join("pids.current"), "3").unwrap();
+        assert!(cg.sample(), "no memory.peak or pids.peak: samples needed");
+        assert!(cg.peaks_sampled());
+        std::fs::write(run.join("memory.peak"), "8192").unwrap();
+        std::fs::write(run.join("pids.peak"), "4").unwrap();
+        let cg2 = RunCgroup::create(&h, "packrun", "b", "r", &Limits::default()).unwrap();
+        assert!(!cg2.sample(), "the kernel keeps both peaks");
+        assert!(!cg2.peaks_sampled());
+        std::mem::forget((cg, cg2));
+    }
+
+    #[test]
+    fn an_unreadable_task_list_is_an_error_not_an_empty_cgroup() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("r");
+        // cgroup.procs that cannot be read (here: a directory).
+        std::fs::create_dir_all(dir.join("cgroup.procs")).unwrap();
+        let e = wait_empty(std::slice::from_ref(&dir), Duration::ZERO).unwrap_err();
+        assert!(e.to_string().contains("cgroup.procs"), "{e}");
+        // A directory that is gone holds no task.
+        assert!(wait_empty(&[t.path().join("gone")], Duration::ZERO).unwrap());
+    }
+
+    #[test]
     fn v1_limits_go_to_each_controller_and_usage_reads_v1_files() {
         let t = tempfile::tempdir().unwrap();
         let mounts: Vec<(String, PathBuf)> = ["cpuset", "cpuacct", "memory", "pids"]

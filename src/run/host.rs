@@ -704,3 +704,30 @@ fn cap_log(path: &Path, limit: u64) -> std::io::Result<u64> {
     f.set_len(to)?;
     Ok(cut)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_log_keeps_its_head_and_tail_around_a_line_saying_how_much_was_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.out");
+        let text: String = (0..1000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(cap_log(&path, 100).unwrap(), 900);
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert!(kept.starts_with(&text[..50]), "{kept}");
+        assert!(kept.ends_with(&text[950..]), "{kept}");
+        assert!(
+            kept.contains("\n[packrun: 900 bytes left out here"),
+            "{kept}"
+        );
+        // Short enough: left alone.
+        std::fs::write(&path, "short").unwrap();
+        assert_eq!(cap_log(&path, 100).unwrap(), 0);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "short");
+    }
+}

@@ -523,3 +523,684 @@ fn not_started(run: &Run, state: State, reason: String) -> Record {
 pub fn signal_name(s: i32) -> &'static str {
     Signal::try_from(s).map(|s| s.as_str()).unwrap_or("unknown")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Allocator;
+    use std::collections::HashMap;
+
+    /// What a scripted run does.
+    #[derive(Debug, Clone)]
+    struct Script {
+        /// Seconds until it ends by itself.
+        secs: f64,
+        exit: i32,
+        /// CPU seconds it uses per second.
+        cpu_rate: f64,
+        /// It cannot start (an ERROR record from `start`).
+        start_error: bool,
+        /// Its setup fails this long after the start.
+        setup_error: Option<f64>,
+        /// Kills that fail before one works.
+        kill_fails: u32,
+        cpu_unreadable: bool,
+    }
+
+    impl Default for Script {
+        fn default() -> Script {
+            Script {
+                secs: 1.0,
+                exit: 0,
+                cpu_rate: 1.0,
+                start_error: false,
+                setup_error: None,
+                kill_fails: 0,
+                cpu_unreadable: false,
+            }
+        }
+    }
+
+    struct Started {
+        at: Duration,
+        script: Script,
+        killed_at: Option<Duration>,
+        kill_tries: u32,
+    }
+
+    /// A machine on a virtual clock: runs end when their script says,
+    /// waiting costs no real time.
+    struct Fake {
+        base: Instant,
+        now: Duration,
+        /// By job name.
+        scripts: HashMap<String, Script>,
+        running: HashMap<usize, Started>,
+        interrupt_at: Option<Duration>,
+        /// Start times of runs by index, in start order.
+        starts: Vec<(usize, Duration)>,
+        samples: HashMap<usize, u32>,
+    }
+
+    impl Fake {
+        fn new(scripts: &[(&str, Script)]) -> Fake {
+            Fake {
+                base: Instant::now(),
+                now: Duration::ZERO,
+                scripts: scripts
+                    .iter()
+                    .map(|(j, s)| (j.to_string(), s.clone()))
+                    .collect(),
+                running: HashMap::new(),
+                interrupt_at: None,
+                starts: Vec::new(),
+                samples: HashMap::new(),
+            }
+        }
+
+        fn end_of(s: &Started) -> Duration {
+            let own = s.at + Duration::from_secs_f64(s.script.secs);
+            let setup = s
+                .script
+                .setup_error
+                .map(|t| s.at + Duration::from_secs_f64(t));
+            [Some(own), s.killed_at, setup]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("own end")
+        }
+    }
+
+    impl Launcher for Fake {
+        fn start(&mut self, index: usize, run: &Run, p: &Placement) -> Result<(), Box<Record>> {
+            let script = self.scripts.get(&run.job).cloned().unwrap_or_default();
+            if script.start_error {
+                let mut rec = not_started(run, State::Error, "cgroup: scripted".into());
+                rec.cpus = p.cpus.clone();
+                return Err(Box::new(rec));
+            }
+            self.starts.push((index, self.now));
+            self.running.insert(
+                index,
+                Started {
+                    at: self.now,
+                    script,
+                    killed_at: None,
+                    kill_tries: 0,
+                },
+            );
+            Ok(())
+        }
+
+        fn wait(&mut self, until: Option<Instant>) -> Result<Vec<Happened>, RunError> {
+            let next = self
+                .running
+                .values()
+                .map(Fake::end_of)
+                .chain(self.interrupt_at)
+                .min();
+            let until = until.map(|u| u.saturating_duration_since(self.base));
+            let t = match (next, until) {
+                (Some(n), Some(u)) => n.min(u),
+                (Some(n), None) => n,
+                (None, Some(u)) => u,
+                (None, None) => panic!("the loop would wait forever"),
+            };
+            self.now = self.now.max(t);
+            let mut out = Vec::new();
+            if self.interrupt_at.is_some_and(|i| i <= self.now) {
+                self.interrupt_at = None;
+                out.push(Happened::Interrupted);
+            }
+            let mut ended: Vec<usize> = self
+                .running
+                .iter()
+                .filter(|(_, s)| Fake::end_of(s) <= self.now)
+                .map(|(&i, _)| i)
+                .collect();
+            ended.sort();
+            for i in ended {
+                let s = &self.running[&i];
+                let setup_failed = s.killed_at.is_none()
+                    && s.script
+                        .setup_error
+                        .is_some_and(|t| s.at + Duration::from_secs_f64(t) <= self.now);
+                if setup_failed {
+                    self.running.remove(&i);
+                    let mut run = Run::with_defaults("setup", Vec::new());
+                    run.key = format!("run-{i}");
+                    let rec = not_started(
+                        &run,
+                        State::Error,
+                        "container setup failed at scripted".into(),
+                    );
+                    out.push(Happened::SetupFailed(i, Box::new(rec)));
+                } else {
+                    out.push(Happened::Ended(i));
+                }
+            }
+            Ok(out)
+        }
+
+        fn now(&self) -> Instant {
+            self.base + self.now
+        }
+
+        fn cpu_time(&mut self, index: usize) -> Result<Duration, String> {
+            let s = &self.running[&index];
+            if s.script.cpu_unreadable {
+                return Err("cpu.stat: scripted".into());
+            }
+            Ok((self.now - s.at).mul_f64(s.script.cpu_rate))
+        }
+
+        fn sample(&mut self, index: usize) -> bool {
+            *self.samples.entry(index).or_default() += 1;
+            true
+        }
+
+        fn kill(&mut self, index: usize) -> Result<(), String> {
+            let now = self.now;
+            let s = self.running.get_mut(&index).expect("kill of a running run");
+            s.kill_tries += 1;
+            if s.kill_tries <= s.script.kill_fails {
+                return Err("cgroup.kill: scripted".into());
+            }
+            s.killed_at.get_or_insert(now);
+            Ok(())
+        }
+
+        fn collect(
+            &mut self,
+            index: usize,
+            run: &Run,
+            killed_for: Option<(State, String)>,
+        ) -> Record {
+            let s = self
+                .running
+                .remove(&index)
+                .expect("collect of a running run");
+            let (state, reason) = killed_for.unwrap_or(match s.script.exit {
+                0 => (State::Completed, "exited".into()),
+                c => (State::Failed, format!("exit code {c}")),
+            });
+            let mut rec = not_started(run, state, reason);
+            rec.wall_time = self.now - s.at;
+            rec.exit_code = Some(s.script.exit);
+            rec
+        }
+
+        fn tidy(&mut self) {}
+    }
+
+    fn run(job: &str, cpus: u32, secs: u64) -> Run {
+        let mut r = Run::with_defaults(job, vec!["true".into()]);
+        r.resources.cpus = cpus;
+        r.estimate = Duration::from_secs(secs);
+        r
+    }
+
+    fn keyed(mut runs: Vec<Run>) -> Vec<Run> {
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.key = format!("{}-{i}", r.job);
+        }
+        runs
+    }
+
+    fn two_cpus() -> crate::topology::Topology {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/this-machine");
+        crate::topology::read(&root, None, None).unwrap()
+    }
+
+    struct Batch {
+        rows: Vec<Record>,
+        outcome: Outcome,
+        starts: Vec<(usize, Duration)>,
+        samples: HashMap<usize, u32>,
+    }
+
+    fn drive_with(
+        runs: &[Run],
+        fake: &mut Fake,
+        max: Option<usize>,
+        done: &HashMap<String, State>,
+    ) -> Batch {
+        let mut alloc = Allocator::new(&two_cpus(), &[]);
+        let mut rows = Vec::new();
+        let outcome = drive(runs, &mut alloc, fake, None, max, done, &mut |ev| {
+            if let Event::Finished(rec) = ev {
+                rows.push(rec);
+            }
+        })
+        .unwrap();
+        Batch {
+            rows,
+            outcome,
+            starts: fake.starts.clone(),
+            samples: fake.samples.clone(),
+        }
+    }
+
+    fn script(secs: f64) -> Script {
+        Script {
+            secs,
+            ..Script::default()
+        }
+    }
+
+    fn state_of<'a>(b: &'a Batch, key: &str) -> &'a Record {
+        b.rows
+            .iter()
+            .find(|r| r.key == key)
+            .unwrap_or_else(|| panic!("no row for {key}"))
+    }
+
+    #[test]
+    fn a_small_run_backfills_while_a_wide_one_waits_for_cpus() {
+        let runs = keyed(vec![run("a", 1, 10), run("wide", 2, 1), run("c", 1, 1)]);
+        let mut fake = Fake::new(&[
+            ("a", script(10.0)),
+            ("wide", script(1.0)),
+            ("c", script(1.0)),
+        ]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let order: Vec<(usize, u64)> = b.starts.iter().map(|(i, t)| (*i, t.as_secs())).collect();
+        assert_eq!(order, [(0, 0), (2, 0), (1, 10)]);
+        assert!(b.outcome.all_completed);
+        assert_eq!(b.rows.len(), 3);
+    }
+
+    #[test]
+    fn max_parallel_keeps_runs_from_overlapping() {
+        let runs = keyed(vec![run("a", 1, 1), run("a", 1, 1), run("a", 1, 1)]);
+        let mut fake = Fake::new(&[("a", script(2.0))]);
+        let b = drive_with(&runs, &mut fake, Some(1), &HashMap::new());
+        let times: Vec<u64> = b.starts.iter().map(|(_, t)| t.as_secs()).collect();
+        assert_eq!(times, [0, 2, 4]);
+    }
+
+    #[test]
+    fn a_dependent_job_starts_once_every_run_of_its_dependency_ended() {
+        let mut runs = keyed(vec![run("a", 1, 1), run("a", 1, 3), run("b", 1, 1)]);
+        runs[2].depends_on = vec!["a".into()];
+        let mut fake = Fake::new(&[("a", script(1.0))]);
+        fake.scripts.insert("a".into(), script(1.0));
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert_eq!(
+            b.starts.last().map(|(i, t)| (*i, t.as_secs())),
+            Some((2, 1))
+        );
+    }
+
+    #[test]
+    fn a_failed_dependency_cancels_its_dependents_and_theirs_with_a_row_each() {
+        let mut runs = keyed(vec![
+            run("a", 1, 1),
+            run("b", 1, 1),
+            run("c", 1, 1),
+            run("d", 1, 1),
+        ]);
+        runs[1].depends_on = vec!["a".into()];
+        runs[2].depends_on = vec!["b".into()];
+        let mut fake = Fake::new(&[(
+            "a",
+            Script {
+                exit: 3,
+                ..Script::default()
+            },
+        )]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert_eq!(state_of(&b, "a-0").state, State::Failed);
+        let cancelled = state_of(&b, "b-1");
+        assert_eq!(cancelled.state, State::Cancelled);
+        assert_eq!(
+            cancelled.termination_reason,
+            "dependency `a` did not complete"
+        );
+        assert_eq!(
+            state_of(&b, "c-2").termination_reason,
+            "dependency `b` did not complete"
+        );
+        assert_eq!(state_of(&b, "d-3").state, State::Completed);
+        assert!(!b.outcome.all_completed);
+    }
+
+    #[test]
+    fn a_wall_time_limit_ends_a_run_as_timeout_at_its_deadline() {
+        let mut runs = keyed(vec![run("slow", 1, 60)]);
+        runs[0].time_limit = Some(Duration::from_secs(2));
+        let mut fake = Fake::new(&[("slow", script(60.0))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let r = &b.rows[0];
+        assert_eq!(r.state, State::Timeout);
+        assert_eq!(r.termination_reason, "wall time limit 2s");
+        assert_eq!(r.wall_time.as_secs(), 2);
+    }
+
+    #[test]
+    fn a_cpu_time_limit_ends_a_run_once_its_cpus_used_it_up() {
+        let mut runs = keyed(vec![run("burn", 2, 60)]);
+        runs[0].cpu_time_limit = Some(Duration::from_secs(4));
+        let mut fake = Fake::new(&[(
+            "burn",
+            Script {
+                secs: 60.0,
+                cpu_rate: 2.0,
+                ..Script::default()
+            },
+        )]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let r = &b.rows[0];
+        assert_eq!(r.state, State::Timeout);
+        assert_eq!(r.termination_reason, "cpu time limit 4s");
+        // Checked often enough near the end: within 10 ms of 2 s of wall time.
+        assert!(
+            (r.wall_time.as_secs_f64() - 2.0).abs() <= 0.011,
+            "{:?}",
+            r.wall_time
+        );
+    }
+
+    #[test]
+    fn a_run_within_its_cpu_budget_completes() {
+        let mut runs = keyed(vec![run("light", 1, 5)]);
+        runs[0].cpu_time_limit = Some(Duration::from_secs(4));
+        let mut fake = Fake::new(&[(
+            "light",
+            Script {
+                secs: 5.0,
+                cpu_rate: 0.5,
+                ..Script::default()
+            },
+        )]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert_eq!(b.rows[0].state, State::Completed);
+    }
+
+    #[test]
+    fn an_unreadable_cpu_time_ends_the_run_as_error_instead_of_turning_its_budget_off() {
+        let mut runs = keyed(vec![run("blind", 1, 60)]);
+        runs[0].cpu_time_limit = Some(Duration::from_secs(4));
+        let mut fake = Fake::new(&[(
+            "blind",
+            Script {
+                secs: 60.0,
+                cpu_unreadable: true,
+                ..Script::default()
+            },
+        )]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let r = &b.rows[0];
+        assert_eq!(r.state, State::Error);
+        assert!(
+            r.termination_reason.contains("cannot read its CPU time"),
+            "{}",
+            r.termination_reason
+        );
+        assert!(r.wall_time < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn sigint_cancels_the_running_runs_and_records_the_rest_as_cancelled() {
+        let runs = keyed(vec![run("a", 1, 9), run("a", 1, 9), run("a", 1, 9)]);
+        let mut fake = Fake::new(&[("a", script(9.0))]);
+        fake.interrupt_at = Some(Duration::from_secs(1));
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert!(b.outcome.interrupted);
+        assert_eq!(b.rows.len(), 3);
+        assert!(
+            b.rows.iter().all(|r| r.state == State::Cancelled),
+            "{:?}",
+            b.rows
+        );
+        assert_eq!(
+            state_of(&b, "a-2").termination_reason,
+            "packrun was interrupted before it started"
+        );
+        assert_eq!(
+            state_of(&b, "a-0").termination_reason,
+            "packrun was interrupted"
+        );
+        assert_eq!(state_of(&b, "a-0").wall_time.as_secs(), 1);
+    }
+
+    #[test]
+    fn resume_runs_only_what_is_not_done_and_cancels_dependents_of_failed_runs() {
+        let mut runs = keyed(vec![
+            run("a", 1, 1),
+            run("a", 1, 1),
+            run("b", 1, 1),
+            run("c", 1, 1),
+        ]);
+        runs[3].depends_on = vec!["b".into()];
+        let done = HashMap::from([
+            ("a-0".to_string(), State::Completed),
+            ("b-2".to_string(), State::Failed),
+        ]);
+        let mut fake = Fake::new(&[]);
+        let b = drive_with(&runs, &mut fake, None, &done);
+        let keys: Vec<&str> = b.rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert_eq!(state_of(&b, "a-1").state, State::Completed);
+        assert_eq!(state_of(&b, "c-3").state, State::Cancelled);
+    }
+
+    #[test]
+    fn a_run_that_cannot_start_is_an_error_row_and_its_cpus_go_to_the_next() {
+        let runs = keyed(vec![run("bad", 2, 1), run("good", 2, 1)]);
+        let mut fake = Fake::new(&[(
+            "bad",
+            Script {
+                start_error: true,
+                ..Script::default()
+            },
+        )]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert_eq!(state_of(&b, "bad-0").state, State::Error);
+        assert_eq!(state_of(&b, "good-1").state, State::Completed);
+        assert_eq!(b.starts, [(1, Duration::ZERO)]);
+    }
+
+    #[test]
+    fn a_setup_error_is_an_error_row_and_the_batch_goes_on() {
+        let runs = keyed(vec![run("broken", 2, 1), run("fine", 2, 1)]);
+        let mut fake = Fake::new(&[(
+            "broken",
+            Script {
+                setup_error: Some(0.01),
+                ..Script::default()
+            },
+        )]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert_eq!(b.rows.len(), 2);
+        assert_eq!(b.rows[0].state, State::Error);
+        assert!(b.rows[0]
+            .termination_reason
+            .starts_with("container setup failed"));
+        assert_eq!(state_of(&b, "fine-1").state, State::Completed);
+    }
+
+    #[test]
+    fn a_kill_that_fails_is_tried_again_until_the_run_ends() {
+        let mut runs = keyed(vec![run("stubborn", 1, 60)]);
+        runs[0].time_limit = Some(Duration::from_secs(1));
+        let mut fake = Fake::new(&[(
+            "stubborn",
+            Script {
+                secs: 60.0,
+                kill_fails: 2,
+                ..Script::default()
+            },
+        )]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let r = &b.rows[0];
+        assert_eq!(r.state, State::Timeout);
+        assert!(
+            r.termination_reason
+                .contains("a kill failed first: cgroup.kill: scripted"),
+            "{}",
+            r.termination_reason
+        );
+        // Two failed tries, KILL_RETRY apart, then the third worked.
+        assert_eq!(r.wall_time, Duration::from_secs(1) + 2 * KILL_RETRY);
+    }
+
+    #[test]
+    fn memory_and_pids_are_sampled_on_a_tick_while_a_run_lives() {
+        let runs = keyed(vec![run("a", 1, 1)]);
+        let mut fake = Fake::new(&[("a", script(1.05))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert_eq!(b.samples.get(&0), Some(&10), "every 100 ms for 1.05 s");
+    }
+
+    #[test]
+    fn every_run_gets_exactly_one_row_whatever_becomes_of_it() {
+        let mut runs = keyed(vec![
+            run("ok", 1, 1),
+            run("fail", 1, 1),
+            run("slow", 1, 9),
+            run("nostart", 1, 1),
+            run("after", 1, 1),
+        ]);
+        runs[2].time_limit = Some(Duration::from_secs(1));
+        runs[4].depends_on = vec!["fail".into()];
+        let mut fake = Fake::new(&[
+            (
+                "fail",
+                Script {
+                    exit: 1,
+                    ..Script::default()
+                },
+            ),
+            ("slow", script(9.0)),
+            (
+                "nostart",
+                Script {
+                    start_error: true,
+                    ..Script::default()
+                },
+            ),
+        ]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let mut keys: Vec<&str> = b.rows.iter().map(|r| r.key.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["after-4", "fail-1", "nostart-3", "ok-0", "slow-2"]);
+    }
+
+    #[test]
+    fn an_error_after_the_batch_cgroup_was_made_removes_it() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().to_path_buf();
+        std::fs::write(root.join("cgroup.controllers"), "cpuset cpu memory pids\n").unwrap();
+        std::fs::write(root.join("cgroup.subtree_control"), "").unwrap();
+        let blocker = t.path().join("not-a-dir");
+        std::fs::write(&blocker, "").unwrap();
+        let opts = Options {
+            hierarchy: Hierarchy::V2 {
+                root: root.clone(),
+                parent: PathBuf::new(),
+            },
+            cgroup_base: "packrun".into(),
+            batch_id: "b1-1".into(),
+            output: Output::Inherit,
+            scratch: t.path().join("scratch"),
+            max_parallel: None,
+            // The claims file cannot be made: execute fails after the
+            // batch's cgroup exists.
+            cpu_lock: Some(blocker.join("cpus")),
+            single: false,
+            ids: IdSource::Own { uid: 0, gid: 0 },
+        };
+        let runs = keyed(vec![run("a", 1, 1)]);
+        let alloc = Allocator::new(&two_cpus(), &[]);
+        assert!(execute(&runs, alloc, &opts, &HashMap::new(), &mut |_| {}).is_err());
+        assert!(root.join("packrun").exists(), "the base group stays");
+        assert!(
+            !root.join("packrun/b1-1").exists(),
+            "the batch's group is gone"
+        );
+    }
+
+    mod same_order_as_the_plan {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            /// plan::simulate and the run loop, given the same durations,
+            /// start the same runs in the same order at the same times.
+            #[test]
+            fn the_run_loop_starts_runs_as_plan_simulate_predicts(
+                specs in proptest::collection::vec((1u32..=2, 1u64..=5, 0usize..3), 1..12)
+            ) {
+                let mut runs = Vec::new();
+                for (i, (cpus, secs, dep)) in specs.iter().enumerate() {
+                    let mut r = run(&format!("j{}", i % 4), *cpus, *secs);
+                    // Depend on an earlier job only (no cycles).
+                    if *dep > 0 && i % 4 >= *dep {
+                        r.depends_on = vec![format!("j{}", i % 4 - dep)];
+                    }
+                    runs.push(r);
+                }
+                let runs = keyed(runs);
+                let topo = two_cpus();
+                let Ok(plan) = crate::plan::simulate(&runs, &topo, &[], None) else {
+                    return Ok(());
+                };
+                let predicted: Vec<(usize, u64)> = plan
+                    .entries
+                    .iter()
+                    .map(|e| (e.run, e.start.round() as u64))
+                    .collect();
+                // Each run's duration is its estimate, scripted by run key.
+                let mut fake = Fake::new(&[]);
+                for r in &runs {
+                    fake.scripts.insert(r.key.clone(), script(r.estimate.as_secs_f64()));
+                }
+                let mut alloc = Allocator::new(&topo, &[]);
+                let mut scripted = ScriptByKey { fake: &mut fake };
+                drive(&runs, &mut alloc, &mut scripted, None, None, &HashMap::new(), &mut |_| {}).unwrap();
+                let actual: Vec<(usize, u64)> = fake
+                    .starts
+                    .iter()
+                    .map(|(i, t)| (*i, t.as_secs_f64().round() as u64))
+                    .collect();
+                prop_assert_eq!(actual, predicted);
+            }
+        }
+
+        /// The fake, scripted by run key instead of job name.
+        struct ScriptByKey<'a> {
+            fake: &'a mut Fake,
+        }
+
+        impl Launcher for ScriptByKey<'_> {
+            fn start(&mut self, index: usize, run: &Run, p: &Placement) -> Result<(), Box<Record>> {
+                let mut r = run.clone();
+                r.job = run.key.clone();
+                self.fake.start(index, &r, p)
+            }
+            fn wait(&mut self, until: Option<Instant>) -> Result<Vec<Happened>, RunError> {
+                self.fake.wait(until)
+            }
+            fn now(&self) -> Instant {
+                self.fake.now()
+            }
+            fn cpu_time(&mut self, index: usize) -> Result<Duration, String> {
+                self.fake.cpu_time(index)
+            }
+            fn sample(&mut self, index: usize) -> bool {
+                self.fake.sample(index)
+            }
+            fn kill(&mut self, index: usize) -> Result<(), String> {
+                self.fake.kill(index)
+            }
+            fn collect(&mut self, index: usize, run: &Run, k: Option<(State, String)>) -> Record {
+                self.fake.collect(index, run, k)
+            }
+            fn tidy(&mut self) {}
+        }
+    }
+}
