@@ -350,7 +350,8 @@ def vs_baseline(name, m, medians, fmt):
     if new is None or base is None or not base or math.isnan(new) or math.isnan(base):
         return ""
     d = new - base
-    return f"new/baseline {new / base:.3f}× ({'+' if d >= 0 else '−'}{fmt(abs(d))}, {d / base * 100:+.1f}%); "
+    sign = "+" if d >= 0 else "−"
+    return f"new/baseline {new / base:.3f}× ({sign}{fmt(abs(d))}, {sign}{abs(d) / base * 100:.1f}%); "
 
 
 # --- batch throughput -----------------------------------------------------------

@@ -217,6 +217,7 @@ fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
     // but for who it is: HOME, USER and LOGNAME are the run's own.
     run.env = std::env::vars()
         .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"))
+        .map(|(k, v)| (k, spec::Template::literal(&v)))
         .collect();
     run.workdir = a.workdir.clone();
     let r = &mut run.resources;

@@ -471,3 +471,15 @@ fn a_log_file_init_cannot_create_makes_an_error_row_that_names_it() {
     assert_eq!(row["stdout"], "", "{row:?}");
     assert_eq!(row["stderr"], "", "{row:?}");
 }
+
+#[test]
+#[ignore = "needs root: real cgroups and namespaces"]
+fn cpus_placeholder_fills_only_itself_not_the_shells_or_an_escaped_one() {
+    if !privileged("cpus_placeholder_fills_only_itself_not_the_shells_or_an_escaped_one") {
+        return;
+    }
+    let (_dir, rows, _) = run_job_file("cpus.yaml", 0);
+    let cpus = &rows[0]["cpus"];
+    let out = std::fs::read_to_string(&rows[0]["stdout"]).unwrap();
+    assert_eq!(out, format!("shellvar {{cpus}} {cpus} at-{cpus}\n"));
+}

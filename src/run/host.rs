@@ -10,7 +10,6 @@ use crate::account::Usage;
 use crate::cgroup::{self, Limits, RunCgroup};
 use crate::container::ids::IdMaps;
 use crate::container::{self, ContainerConfig, JobOutput, JobStatus};
-use crate::cpulist::CpuList;
 use crate::fsx::Context;
 use crate::plan::Placement;
 use crate::spec::{Network, Numa, Run, UserNs};
@@ -285,10 +284,6 @@ fn watch_signals() -> Result<SignalFd, RunError> {
         .map_err(RunError::Signals)
 }
 
-/// Expands `{cpus}` with the assigned list.
-fn fill_cpus(s: &str, cpus: &CpuList) -> String {
-    s.replace("{cpus}", &cpus.to_string())
-}
 
 /// The memory nodes a run is limited to and its memory policy.
 fn limits_for(run: &Run, placement: &Placement) -> Limits {
@@ -452,16 +447,18 @@ fn start(
     }
     // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
     let self_placed = !join_tasks.is_empty();
+    // `{cpus}` is the assigned list.
+    let cpus = placement.cpus.to_string();
     let cfg = ContainerConfig {
         argv: run
             .command
             .iter()
-            .map(|a| fill_cpus(a, &placement.cpus))
+            .map(|a| a.render(Some(&cpus)))
             .collect(),
         env: run
             .env
             .iter()
-            .map(|(k, v)| (k.clone(), fill_cpus(v, &placement.cpus)))
+            .map(|(k, v)| (k.clone(), v.render(Some(&cpus))))
             .collect(),
         workdir: run.workdir.clone(),
         hostname: run.container.hostname.clone(),

@@ -93,6 +93,83 @@ pub fn fill(pieces: &[Piece], value: impl Fn(&str) -> Option<String>) -> String 
     s
 }
 
+/// A text of a run whose `{cpus}` is filled only when the run starts (its
+/// CPUs are known then): the pieces left after the other placeholders were
+/// filled, so a literal `{{cpus}}` and the shell's `${cpus}` stay what they
+/// are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(Vec<Piece>);
+
+impl Template {
+    /// Plain text, no placeholder (a command line given as is).
+    pub fn literal(s: &str) -> Template {
+        Template(match s.is_empty() {
+            true => Vec::new(),
+            false => vec![Piece::Lit(s.to_string())],
+        })
+    }
+
+    /// Fills the placeholders `value` knows; keeps the others (`cpus`).
+    pub fn partial(pieces: &[Piece], value: impl Fn(&str) -> Option<String>) -> Template {
+        let mut out: Vec<Piece> = Vec::new();
+        for p in pieces {
+            let lit = match p {
+                Piece::Lit(l) => l.clone(),
+                Piece::Var(n) => match value(n) {
+                    Some(v) => v,
+                    None => {
+                        out.push(Piece::Var(n.clone()));
+                        continue;
+                    }
+                },
+            };
+            match out.last_mut() {
+                Some(Piece::Lit(prev)) => prev.push_str(&lit),
+                _ if lit.is_empty() => {}
+                _ => out.push(Piece::Lit(lit)),
+            }
+        }
+        Template(out)
+    }
+
+    /// The text with `{cpus}` as `cpus` (None: shown as `{cpus}`).
+    pub fn render(&self, cpus: Option<&str>) -> String {
+        let mut s = String::new();
+        for p in &self.0 {
+            match (p, cpus) {
+                (Piece::Lit(l), _) => s.push_str(l),
+                (Piece::Var(n), Some(c)) if n == "cpus" => s.push_str(c),
+                (Piece::Var(n), _) => {
+                    s.push('{');
+                    s.push_str(n);
+                    s.push('}');
+                }
+            }
+        }
+        s
+    }
+}
+
+/// Parsed as a template (`{cpus}` a placeholder, `{{` a brace).
+impl From<&str> for Template {
+    fn from(s: &str) -> Template {
+        Template(parse_template(s))
+    }
+}
+
+/// Compares the text as shown (`{cpus}` unfilled).
+impl PartialEq<&str> for Template {
+    fn eq(&self, other: &&str) -> bool {
+        self.render(None) == *other
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(None))
+    }
+}
+
 /// One matrix point: parameter name -> value, in parameter order.
 pub type Combo = Vec<(String, String)>;
 
@@ -305,6 +382,11 @@ mod tests {
 
     #[test]
     fn unknown_to_the_filler_stays_as_a_placeholder() {
+        let t = Template::partial(&parse_template("echo ${cpus} {{cpus}} {cpus} {x}"), |n| {
+            (n == "x").then(|| "1".to_string())
+        });
+        assert_eq!(t.render(Some("0-3")), "echo ${cpus} {cpus} 0-3 1");
+        assert_eq!(t.render(None), "echo ${cpus} {cpus} {cpus} 1");
         let pieces = parse_template("taskset -c {cpus} run");
         assert_eq!(fill(&pieces, |_| None), "taskset -c {cpus} run");
         assert_eq!(names(&pieces).collect::<Vec<_>>(), vec!["cpus"]);

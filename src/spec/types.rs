@@ -2,6 +2,7 @@
 //! (plan, run, report) sees only these types, never raw YAML.
 
 use crate::cpulist::CpuList;
+pub use crate::spec::expand::Template;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,9 +56,9 @@ pub struct Run {
     pub warmup: bool,
     /// argv after placeholder expansion; `{cpus}` is left in place and filled
     /// in at start with the assigned list. A `shell:` job is `["/bin/sh", "-c", text]`.
-    pub command: Vec<String>,
+    pub command: Vec<Template>,
     /// Environment given to the job (on top of a minimal PATH/HOME/TERM-less base).
-    pub env: Vec<(String, String)>,
+    pub env: Vec<(String, Template)>,
     pub workdir: Option<PathBuf>,
     pub resources: Resources,
     /// Wall clock limit, enforced from outside.
@@ -248,7 +249,7 @@ impl Run {
             params: Vec::new(),
             rep: 1,
             warmup: false,
-            command,
+            command: command.iter().map(|a| Template::literal(a)).collect(),
             env: Vec::new(),
             workdir: None,
             resources: Resources {

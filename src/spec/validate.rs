@@ -713,17 +713,19 @@ fn job(
             let vars =
                 |n: &str| vars(n).or_else(|| param_names.iter().any(|p| p == n).then(String::new));
             let fill = |f: &Field| -> String { expand::fill(&f.pieces, vars) };
-            let mut command: Vec<String> = command_fields.iter().map(&fill).collect();
+            // `{cpus}` waits for the run's placement.
+            let template = |f: &Field| Template::partial(&f.pieces, |n| vars(n));
+            let mut command: Vec<Template> = command_fields.iter().map(template).collect();
             if is_shell {
                 command = vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    command.pop().unwrap_or_default(),
+                    Template::literal("/bin/sh"),
+                    Template::literal("-c"),
+                    command.pop().unwrap_or_else(|| Template::literal("")),
                 ];
             }
-            let env: Vec<(String, String)> = env_fields
+            let env: Vec<(String, Template)> = env_fields
                 .iter()
-                .map(|(k, f)| (k.clone(), fill(f)))
+                .map(|(k, f)| (k.clone(), template(f)))
                 .collect();
             let workdir = workdir.as_ref().map(|w| {
                 let w = fill(w);
