@@ -145,107 +145,31 @@ fn load_topology(dir: Option<&Path>) -> Result<topology::Topology, i32> {
     })
 }
 
-/// Parses a size like `512MiB` or `2G` (binary units, as docker and Slurm read them).
-fn parse_bytes(what: &str, s: &str) -> Result<u64, String> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(s)
-        .map_err(|e| format!("invalid size `{s}` for {what}: {e}; expected a number and a unit like 512MiB or 2G"))
-}
-
-fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| {
-        format!("invalid duration `{s}` for {what}: {e}; expected e.g. 30s, 1m30s, 250ms")
-    })
-}
-
-/// The one run that `packrun exec` describes.
+/// The one run that `packrun exec` describes: its flags as a job, checked
+/// by the job file's rules.
 fn exec_run(a: &ExecArgs) -> Result<spec::Run, String> {
-    let cpuset = match &a.cpuset {
-        Some(s) => Some(cpulist::CpuList::parse(s).map_err(|e| format!("--cpuset: {e}"))?),
-        None => None,
+    let req = spec::ExecRequest {
+        cpus: a.cpus,
+        cpuset: a.cpuset.clone(),
+        mems: a.mems.clone(),
+        memory: a.memory.clone(),
+        pids: a.pids,
+        time_limit: a.time_limit.clone(),
+        cpu_time_limit: a.cpu_time_limit.clone(),
+        network_host: matches!(a.network, cli::NetworkArg::Host),
+        rootfs: a.rootfs.clone(),
+        binds: a.bind.clone(),
+        workdir: a.workdir.clone(),
+        hostname: a.hostname.clone(),
+        command: a.command.clone(),
+        // A one-off command keeps the caller's environment, as unshare(1)
+        // does, but for who it is: HOME, USER and LOGNAME are the run's own.
+        env: std::env::vars()
+            .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"))
+            .collect(),
     };
-    let numa = match &a.mems {
-        Some(s) => spec::Numa::Nodes {
-            nodes: cpulist::CpuList::parse(s).map_err(|e| format!("--mems: {e}"))?,
-            policy: spec::MemPolicy::Bind,
-        },
-        None => spec::Numa::Local,
-    };
-    let mut mounts = Vec::new();
-    for b in &a.bind {
-        let parts: Vec<&str> = b.split(':').collect();
-        let (src, dst, ro) = match parts.as_slice() {
-            [s, d] => (s, d, false),
-            [s, d, "ro"] => (s, d, true),
-            [s, d, "rw"] => (s, d, false),
-            _ => {
-                return Err(format!(
-                    "invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro"
-                ))
-            }
-        };
-        let source =
-            std::fs::canonicalize(src).map_err(|e| format!("--bind `{b}`: source {src}: {e}"))?;
-        mounts.push(spec::Mount {
-            source,
-            target: dst.into(),
-            read_only: ro,
-        });
-    }
-    let rootfs = match a.rootfs.as_str() {
-        "host" => spec::Rootfs::Host,
-        dir => spec::Rootfs::Dir(
-            std::fs::canonicalize(dir).map_err(|e| format!("--rootfs {dir}: {e}"))?,
-        ),
-    };
-    let time_limit = a
-        .time_limit
-        .as_deref()
-        .map(|s| parse_duration("--time-limit", s))
-        .transpose()?;
-    let cpus = match &cpuset {
-        Some(c) => c.len() as u32,
-        None => a.cpus.unwrap_or(1),
-    };
-    if cpus == 0 {
-        return Err("--cpus 0: expected at least 1 CPU".into());
-    }
-    let mut run = spec::Run::with_defaults("exec", a.command.clone());
-    run.key = format!("exec-{}", std::process::id());
-    // A one-off command keeps the caller's environment, as unshare(1) does,
-    // but for who it is: HOME, USER and LOGNAME are the run's own.
-    run.env = std::env::vars()
-        .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"))
-        .map(|(k, v)| (k, spec::Template::literal(&v)))
-        .collect();
-    run.workdir = a.workdir.clone();
-    let r = &mut run.resources;
-    r.cpus = cpus;
-    r.cpuset = cpuset;
-    r.memory = a
-        .memory
-        .as_deref()
-        .map(|s| parse_bytes("--memory", s))
-        .transpose()?;
-    r.numa = numa;
-    r.pids = a.pids.unwrap_or(spec::DEFAULT_PIDS);
-    run.time_limit = time_limit;
-    run.cpu_time_limit = a
-        .cpu_time_limit
-        .as_deref()
-        .map(|s| parse_duration("--cpu-time-limit", s))
-        .transpose()?;
-    run.estimate = time_limit.unwrap_or(spec::DEFAULT_ESTIMATE);
-    let c = &mut run.container;
-    c.rootfs = rootfs;
-    c.network = match a.network {
-        cli::NetworkArg::None => spec::Network::None,
-        cli::NetworkArg::Host => spec::Network::Host,
-    };
-    c.hostname = a.hostname.clone();
-    c.mounts = mounts;
-    Ok(run)
+    let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
+    spec::exec_run(&req, &cwd)
 }
 
 /// `packrun exec`: one run; the usage record goes to stderr, the exit code is the job's.

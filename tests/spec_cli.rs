@@ -152,3 +152,27 @@ fn schema_subcommand_prints_the_committed_schema() {
         committed.trim_end()
     );
 }
+
+#[test]
+fn exec_flags_are_checked_by_the_job_files_rules_before_anything_starts() {
+    let exec = |flags: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_packrun"))
+            .arg("exec")
+            .args(flags)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = exec(&["--memory", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--memory: size `0` is zero"), "{err}");
+    let (code, err) = exec(&["--time-limit", "0s"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--time-limit: duration `0s` is zero"), "{err}");
+    // A bare number is seconds, as in a job file: not a flag error (exit 2).
+    let (code, err) = exec(&["--time-limit", "30", "--memory", "1x"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("--time-limit"), "{err}");
+    assert!(err.contains("--memory"), "{err}");
+}

@@ -8,6 +8,8 @@ mod units;
 mod validate;
 mod yaml;
 
+mod exec;
+pub use exec::{exec_run, ExecRequest};
 pub use types::*;
 
 use std::path::{Path, PathBuf};
