@@ -480,27 +480,6 @@ fn env_is_only_what_was_given_plus_a_default_path_home_and_user() {
 
 #[test]
 #[ignore = "needs root: real cgroups and namespaces"]
-fn spawn_time_of_bin_true() {
-    if !privileged("spawn_time_of_bin_true") {
-        return;
-    }
-    let mut times = Vec::new();
-    for _ in 0..30 {
-        let (cfg, out, err) = config(&["/bin/true"]);
-        let t = std::time::Instant::now();
-        let c = start(cfg).unwrap();
-        let spawned = t.elapsed();
-        let res = finish(c, out, err);
-        times.push((spawned, t.elapsed()));
-        assert_eq!(res.status, EXITED_0);
-    }
-    times.sort();
-    let (spawn, total) = times[times.len() / 2];
-    println!("container /bin/true over 30 runs: median spawn (to execve) {spawn:?}, spawn to exit reaped {total:?}");
-}
-
-#[test]
-#[ignore = "needs root: real cgroups and namespaces"]
 fn a_directory_rootfs_becomes_the_read_only_root() {
     if !privileged("a_directory_rootfs_becomes_the_read_only_root") {
         return;

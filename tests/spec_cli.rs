@@ -162,7 +162,10 @@ fn exec_flags_are_checked_by_the_job_files_rules_before_anything_starts() {
             .args(["--", "true"])
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, err) = exec(&["--memory", "0"]);
     assert_eq!(code, Some(2), "{err}");

@@ -284,7 +284,6 @@ fn watch_signals() -> Result<SignalFd, RunError> {
         .map_err(RunError::Signals)
 }
 
-
 /// The memory nodes a run is limited to and its memory policy.
 fn limits_for(run: &Run, placement: &Placement) -> Limits {
     Limits {
@@ -450,11 +449,7 @@ fn start(
     // `{cpus}` is the assigned list.
     let cpus = placement.cpus.to_string();
     let cfg = ContainerConfig {
-        argv: run
-            .command
-            .iter()
-            .map(|a| a.render(Some(&cpus)))
-            .collect(),
+        argv: run.command.iter().map(|a| a.render(Some(&cpus))).collect(),
         env: run
             .env
             .iter()

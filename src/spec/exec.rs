@@ -70,7 +70,11 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
         let (source, target, read_only) = match parts.as_slice() {
             [s, d] | [s, d, "rw"] => (s, d, false),
             [s, d, "ro"] => (s, d, true),
-            _ => return Err(format!("invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro")),
+            _ => {
+                return Err(format!(
+                    "invalid --bind `{b}`: expected SRC:DST or SRC:DST:ro"
+                ))
+            }
         };
         mounts.push(json!({"source": source, "target": target, "read_only": read_only}));
     }
@@ -78,7 +82,10 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
     // The command is set as given below: arguments are no templates.
     job.insert("command".into(), json!(["exec"]));
     job.insert("resources".into(), Value::Object(resources));
-    for (key, value) in [("time_limit", &req.time_limit), ("cpu_time_limit", &req.cpu_time_limit)] {
+    for (key, value) in [
+        ("time_limit", &req.time_limit),
+        ("cpu_time_limit", &req.cpu_time_limit),
+    ] {
         if let Some(v) = value {
             job.insert(key.into(), json!(v));
         }
@@ -161,9 +168,13 @@ mod tests {
         assert!(e.contains("--time-limit: ") && e.contains("zero"), "{e}");
         let mut r = req();
         r.binds = vec!["a".into()];
-        assert!(exec_run(&r, Path::new("/")).unwrap_err().contains("invalid --bind `a`"));
+        assert!(exec_run(&r, Path::new("/"))
+            .unwrap_err()
+            .contains("invalid --bind `a`"));
         let mut r = req();
         r.cpus = Some(0);
-        assert!(exec_run(&r, Path::new("/")).unwrap_err().starts_with("--cpus: "));
+        assert!(exec_run(&r, Path::new("/"))
+            .unwrap_err()
+            .starts_with("--cpus: "));
     }
 }
