@@ -291,149 +291,205 @@ pub fn drive(
     runs: &[Run],
     alloc: &mut Allocator,
     launcher: &mut dyn Launcher,
-    mut lock: Option<&mut cpulock::CpuLock>,
+    lock: Option<&mut cpulock::CpuLock>,
     max_parallel: Option<usize>,
     done: &HashMap<String, State>,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<Outcome, RunError> {
     let was_done = |i: usize| done.get(&runs[i].key).map(|s| *s == State::Completed);
-    let mut sched = Scheduler::new(
+    let mut l = Loop {
         runs,
-        crate::plan::place_classes(runs),
-        &was_done,
-        max_parallel,
-    );
-    let mut outcome = Outcome {
-        all_completed: true,
-        ..Outcome::default()
+        sched: Scheduler::new(
+            runs,
+            crate::plan::place_classes(runs),
+            &was_done,
+            max_parallel,
+        ),
+        alloc,
+        launcher,
+        lock,
+        on_event,
+        live: Vec::new(),
+        foreign: CpuList::new(),
+        outcome: Outcome {
+            all_completed: true,
+            ..Outcome::default()
+        },
     };
-    let mut live: Vec<Live> = Vec::new();
-    // CPUs other packrun processes hold, as last seen (reserved in `alloc`).
-    let mut foreign = CpuList::new();
-    fn report(outcome: &mut Outcome, on_event: &mut dyn FnMut(Event<'_>), rec: Record) {
-        if rec.state != State::Completed {
-            outcome.all_completed = false;
-        }
-        on_event(Event::Finished(rec));
-    }
-
     loop {
-        // Start, in file order, every pending run that fits now (backfill).
-        let mut blocked_by_others = false;
-        let mut placed_any = false;
-        if !outcome.interrupted && sched.pending() > 0 {
-            let decided = match lock.as_deref_mut() {
-                // Other packrun processes' CPUs are off limits while we choose.
-                Some(lock) => {
-                    let decided = lock.update(|others| {
-                        alloc.unreserve(&foreign);
-                        foreign = others.clone();
-                        alloc.reserve(&foreign);
-                        let d = sched.next(alloc, live.len());
-                        let mine = live
-                            .iter()
-                            .map(|l| &l.placement.cpus)
-                            .chain(d.start.iter().map(|(_, p)| &p.cpus))
-                            .fold(CpuList::new(), |acc, c| acc.union(c));
-                        (mine, d)
-                    })?;
-                    blocked_by_others = !foreign.is_empty();
-                    decided
-                }
-                None => sched.next(alloc, live.len()),
-            };
-            for (i, dep) in decided.cancelled {
-                let why = format!("dependency `{dep}` did not complete");
-                report(
-                    &mut outcome,
-                    on_event,
-                    not_started(&runs[i], State::Cancelled, why),
-                );
-            }
-            placed_any = !decided.start.is_empty();
-            for (index, placement) in decided.start {
-                let run = &runs[index];
-                on_event(Event::Started {
-                    run,
-                    placement: &placement,
-                });
-                match launcher.start(index, run, &placement) {
-                    Ok(()) => live.push(Live::new(index, run, placement, launcher.now())),
-                    Err(rec) => {
-                        alloc.release(&placement);
-                        sched.finished(index, false);
-                        report(&mut outcome, on_event, *rec);
-                    }
-                }
-            }
-        }
-        on_event(Event::Flush);
-        launcher.tidy();
-        if live.is_empty() && (sched.pending() == 0 || outcome.interrupted) {
+        let pass = l.start_what_fits()?;
+        (l.on_event)(Event::Flush);
+        l.launcher.tidy();
+        if l.live.is_empty() && (l.sched.pending() == 0 || l.outcome.interrupted) {
             break;
         }
-        if live.is_empty() && placed_any {
+        if l.live.is_empty() && pass.placed_any {
             // Every run just placed failed to start (its row is written)
             // and gave its CPUs back: place again before concluding anything.
             continue;
         }
-        if live.is_empty() && !blocked_by_others {
+        if l.live.is_empty() && !pass.blocked_by_others {
             // Nothing runs and nothing pending fits: only possible when the
             // allocator's view is wrong (feasibility is checked before).
-            let never = "no placement fits this run on the CPUs packrun may use";
-            for i in sched.drain() {
-                report(
-                    &mut outcome,
-                    on_event,
-                    not_started(&runs[i], State::Error, never.into()),
-                );
-            }
+            l.end_pending(
+                State::Error,
+                "no placement fits this run on the CPUs packrun may use",
+            );
             break;
         }
-
-        // Wait for an exit, a deadline, a check or a signal.
-        let mut until = live.iter().filter_map(Live::wake).min();
-        if blocked_by_others && sched.pending() > 0 {
-            let recheck = launcher.now() + FOREIGN_RECHECK;
+        let mut until = l.live.iter().filter_map(Live::wake).min();
+        if pass.blocked_by_others && l.sched.pending() > 0 {
+            let recheck = l.launcher.now() + FOREIGN_RECHECK;
             until = Some(until.map_or(recheck, |u| u.min(recheck)));
         }
-        for happened in launcher.wait(until)? {
-            match happened {
-                Happened::Interrupted => {
-                    outcome.interrupted = true;
-                    for l in live.iter_mut() {
-                        l.kill(launcher, State::Cancelled, "packrun was interrupted".into());
-                    }
+        for happened in l.launcher.wait(until)? {
+            l.handle(happened);
+        }
+        l.check_limits();
+    }
+    if l.outcome.interrupted {
+        l.end_pending(
+            State::Cancelled,
+            "packrun was interrupted before it started",
+        );
+    }
+    (l.on_event)(Event::Flush);
+    Ok(l.outcome)
+}
+
+/// The run loop's state (see `drive`).
+struct Loop<'a, 'r> {
+    runs: &'r [Run],
+    sched: Scheduler<'r>,
+    alloc: &'a mut Allocator,
+    launcher: &'a mut dyn Launcher,
+    lock: Option<&'a mut cpulock::CpuLock>,
+    on_event: &'a mut dyn FnMut(Event<'_>),
+    live: Vec<Live>,
+    /// CPUs other packrun processes hold, as last seen (reserved in `alloc`).
+    foreign: CpuList,
+    outcome: Outcome,
+}
+
+/// What a pass of starts found.
+struct Pass {
+    placed_any: bool,
+    /// Runs wait for CPUs that other packruns hold.
+    blocked_by_others: bool,
+}
+
+impl Loop<'_, '_> {
+    fn report(&mut self, rec: Record) {
+        if rec.state != State::Completed {
+            self.outcome.all_completed = false;
+        }
+        (self.on_event)(Event::Finished(rec));
+    }
+
+    /// Starts, in file order, every pending run that fits now (backfill);
+    /// records the runs a failed dependency cancels.
+    fn start_what_fits(&mut self) -> Result<Pass, RunError> {
+        let mut pass = Pass {
+            placed_any: false,
+            blocked_by_others: false,
+        };
+        if self.outcome.interrupted || self.sched.pending() == 0 {
+            return Ok(pass);
+        }
+        let (sched, alloc, live) = (&mut self.sched, &mut *self.alloc, &self.live);
+        let decided = match self.lock.as_deref_mut() {
+            // Other packrun processes' CPUs are off limits while we choose.
+            Some(lock) => {
+                let foreign = &mut self.foreign;
+                let decided = lock.update(|others| {
+                    alloc.unreserve(foreign);
+                    *foreign = others.clone();
+                    alloc.reserve(foreign);
+                    let d = sched.next(alloc, live.len());
+                    let mine = live
+                        .iter()
+                        .map(|l| &l.placement.cpus)
+                        .chain(d.start.iter().map(|(_, p)| &p.cpus))
+                        .fold(CpuList::new(), |acc, c| acc.union(c));
+                    (mine, d)
+                })?;
+                pass.blocked_by_others = !self.foreign.is_empty();
+                decided
+            }
+            None => sched.next(alloc, live.len()),
+        };
+        for (i, dep) in decided.cancelled {
+            let why = format!("dependency `{dep}` did not complete");
+            self.report(not_started(&self.runs[i], State::Cancelled, why));
+        }
+        pass.placed_any = !decided.start.is_empty();
+        for (index, placement) in decided.start {
+            let run = &self.runs[index];
+            (self.on_event)(Event::Started {
+                run,
+                placement: &placement,
+            });
+            match self.launcher.start(index, run, &placement) {
+                Ok(()) => {
+                    let now = self.launcher.now();
+                    self.live.push(Live::new(index, run, placement, now));
                 }
-                Happened::SetupFailed(index, rec) => {
-                    if let Some(k) = live.iter().position(|l| l.index == index) {
-                        let l = live.swap_remove(k);
-                        alloc.release(&l.placement);
-                    }
-                    sched.finished(index, false);
-                    report(&mut outcome, on_event, *rec);
-                }
-                Happened::Ended(index) => {
-                    let Some(k) = live.iter().position(|l| l.index == index) else {
-                        continue;
-                    };
-                    let l = live.swap_remove(k);
-                    alloc.release(&l.placement);
-                    let mut rec = launcher.collect(index, &runs[index], l.killed_for);
-                    if let Some(e) = l.kill_error {
-                        rec.termination_reason
-                            .push_str(&format!("; a kill failed first: {e}"));
-                    }
-                    sched.finished(index, rec.state == State::Completed);
-                    report(&mut outcome, on_event, rec);
+                Err(rec) => {
+                    self.alloc.release(&placement);
+                    self.sched.finished(index, false);
+                    self.report(*rec);
                 }
             }
         }
+        Ok(pass)
+    }
 
-        // Deadlines, CPU-time budgets, samples and kills to try again.
-        let now = launcher.now();
-        for l in live.iter_mut() {
-            let run = &runs[l.index];
+    /// Takes in what the launcher saw.
+    fn handle(&mut self, happened: Happened) {
+        match happened {
+            Happened::Interrupted => {
+                self.outcome.interrupted = true;
+                for l in self.live.iter_mut() {
+                    l.kill(
+                        &mut *self.launcher,
+                        State::Cancelled,
+                        "packrun was interrupted".into(),
+                    );
+                }
+            }
+            Happened::SetupFailed(index, rec) => {
+                if let Some(k) = self.live.iter().position(|l| l.index == index) {
+                    let l = self.live.swap_remove(k);
+                    self.alloc.release(&l.placement);
+                }
+                self.sched.finished(index, false);
+                self.report(*rec);
+            }
+            Happened::Ended(index) => {
+                let Some(k) = self.live.iter().position(|l| l.index == index) else {
+                    return;
+                };
+                let l = self.live.swap_remove(k);
+                self.alloc.release(&l.placement);
+                let mut rec = self
+                    .launcher
+                    .collect(index, &self.runs[index], l.killed_for);
+                if let Some(e) = l.kill_error {
+                    rec.termination_reason
+                        .push_str(&format!("; a kill failed first: {e}"));
+                }
+                self.sched.finished(index, rec.state == State::Completed);
+                self.report(rec);
+            }
+        }
+    }
+
+    /// Deadlines, CPU-time budgets, samples and kills to try again.
+    fn check_limits(&mut self) {
+        let now = self.launcher.now();
+        for l in self.live.iter_mut() {
+            let run = &self.runs[l.index];
+            let launcher = &mut *self.launcher;
             if l.kill_retry.is_some_and(|t| now >= t) {
                 let (state, reason) = l.killed_for.clone().expect("set before a kill");
                 l.kill(launcher, state, reason);
@@ -448,43 +504,42 @@ pub fn drive(
                 let limit = run.time_limit.unwrap_or_default();
                 let why = format!("wall time limit {}", humantime::format_duration(limit));
                 l.kill(launcher, State::Timeout, why);
-                continue;
-            }
-            if l.next_cpu_check.is_some_and(|t| now >= t) {
-                let limit = run.cpu_time_limit.unwrap_or_default();
-                match launcher.cpu_time(l.index) {
-                    Ok(used) if used >= limit => {
-                        let why = format!("cpu time limit {}", humantime::format_duration(limit));
-                        l.kill(launcher, State::Timeout, why);
-                    }
-                    Ok(used) => {
-                        let left = (limit - used).as_nanos() as u64;
-                        l.next_cpu_check =
-                            Some(now + cpu_check_interval(left, l.placement.cpus.len()));
-                    }
-                    // A budget that cannot be watched is not silently off.
-                    Err(e) => {
-                        let why =
-                            format!("cannot read its CPU time to enforce cpu_time_limit: {e}");
-                        l.kill(launcher, State::Error, why);
-                    }
-                }
+            } else if l.next_cpu_check.is_some_and(|t| now >= t) {
+                l.check_cpu_time(launcher, run, now);
             }
         }
     }
 
-    if outcome.interrupted {
-        let why = "packrun was interrupted before it started";
-        for i in sched.drain() {
-            report(
-                &mut outcome,
-                on_event,
-                not_started(&runs[i], State::Cancelled, why.into()),
-            );
+    /// Records every run neither started nor over with `state` and `why`.
+    fn end_pending(&mut self, state: State, why: &str) {
+        for i in self.sched.drain() {
+            self.report(not_started(&self.runs[i], state, why.into()));
         }
     }
-    on_event(Event::Flush);
-    Ok(outcome)
+}
+
+impl Live {
+    /// Kills the run once its CPU time reached the budget; else looks again
+    /// when it could have. A budget that cannot be watched is not silently
+    /// off: the run ends as ERROR.
+    fn check_cpu_time(&mut self, launcher: &mut dyn Launcher, run: &Run, now: Instant) {
+        let limit = run.cpu_time_limit.unwrap_or_default();
+        match launcher.cpu_time(self.index) {
+            Ok(used) if used >= limit => {
+                let why = format!("cpu time limit {}", humantime::format_duration(limit));
+                self.kill(launcher, State::Timeout, why);
+            }
+            Ok(used) => {
+                let left = (limit - used).as_nanos() as u64;
+                self.next_cpu_check =
+                    Some(now + cpu_check_interval(left, self.placement.cpus.len()));
+            }
+            Err(e) => {
+                let why = format!("cannot read its CPU time to enforce cpu_time_limit: {e}");
+                self.kill(launcher, State::Error, why);
+            }
+        }
+    }
 }
 
 /// When to look at a run's CPU time again: not before it could have used up
