@@ -13,7 +13,8 @@
 //! would signal the runner's threads). Every failure goes to the error pipe
 //! as `errno` + "step path" and ends the process with `_exit`.
 
-use super::{MountOp, Plan, PlanOutput};
+use super::rootfs::{MountArgs, MountOp};
+use super::{Plan, PlanOutput};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
@@ -408,7 +409,7 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
         // SAFETY (whole match): mount(2), mkdir(2), open(2), close(2) and
         // symlink(2) on C strings prepared before clone, all alive in `plan`.
         match op {
-            MountOp::Mount {
+            MountOp::Mount(MountArgs {
                 what,
                 source,
                 target,
@@ -416,7 +417,7 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
                 flags,
                 data,
                 shown,
-            } => {
+            }) => {
                 let rc = unsafe {
                     libc::mount(
                         opt_ptr(source),
