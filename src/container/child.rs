@@ -14,7 +14,7 @@
 //! as `errno` + "step path" and ends the process with `_exit`.
 
 use super::rootfs::{MountArgs, MountOp};
-use super::{Plan, PlanOutput};
+use super::spawn::{Plan, PlanOutput};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 

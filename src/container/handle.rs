@@ -1,7 +1,9 @@
 //! A started container as the runner holds it: setup's outcome, signals,
 //! the job's status, and giving the run's writable dirs back.
 
-use super::{child, describe_errno, ids, JobStatus, RootDir, SetupError, Spawner};
+use super::config::describe_errno;
+use super::spawn::{RootDir, Spawner};
+use super::{child, ids, JobStatus, SetupError};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
