@@ -111,7 +111,7 @@ impl Container {
         self.netns.take()
     }
 
-    pub(super) fn end_setup(&mut self) {
+    fn end_setup(&mut self) {
         self.setup = None;
         self.root = None;
     }

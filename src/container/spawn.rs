@@ -201,7 +201,7 @@ impl Plan {
         check_job_ids(cfg, job_ids)?;
         let hidden = hidden_paths(cfg);
         let home = Home::of(job_ids.0, &hidden);
-        let bind_sources = bind_sources(cfg)?;
+        let bind_sources = bind_sources_of(cfg)?;
         let argv0 = cfg
             .argv
             .first()
@@ -216,8 +216,8 @@ impl Plan {
             .iter()
             .map(|p| path_cstr(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let rlimits = rlimits(&cfg.rlimits)?;
-        let mempolicy = mempolicy(cfg.mempolicy.as_ref())?;
+        let rlimits = job_rlimits(&cfg.rlimits)?;
+        let mempolicy = job_mempolicy(cfg.mempolicy.as_ref())?;
         let caps = capability_mask(&cfg.capabilities)?;
         let workdir = cfg.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
         if !workdir.is_absolute() {
@@ -286,7 +286,7 @@ fn check_job_ids(cfg: &ContainerConfig, job_ids: (u32, u32)) -> Result<(), Setup
 
 /// The host paths of the job's mounts, then of its writable dirs (see
 /// `Plan::bind_sources`), at most `child::MAX_BINDS`.
-fn bind_sources(cfg: &ContainerConfig) -> Result<Vec<CString>, SetupError> {
+fn bind_sources_of(cfg: &ContainerConfig) -> Result<Vec<CString>, SetupError> {
     let sources = cfg
         .mounts
         .iter()
@@ -338,7 +338,7 @@ fn job_env(env: &[(String, String)], home: Home) -> Result<Vec<CString>, SetupEr
 
 /// (resource, value, name) of each limit, with the default `nofile`
 /// unless one is given.
-fn rlimits(limits: &[(String, u64)]) -> Result<Vec<(u32, u64, CString)>, SetupError> {
+fn job_rlimits(limits: &[(String, u64)]) -> Result<Vec<(u32, u64, CString)>, SetupError> {
     let mut out = Vec::new();
     for (name, value) in limits {
         let res = rlimit_resource(name).ok_or_else(|| {
@@ -360,7 +360,7 @@ fn rlimits(limits: &[(String, u64)]) -> Result<Vec<(u32, u64, CString)>, SetupEr
 }
 
 /// set_mempolicy(2)'s mode and node mask.
-fn mempolicy(
+fn job_mempolicy(
     policy: Option<&(MemPolicy, CpuList)>,
 ) -> Result<Option<(i32, Vec<libc::c_ulong>)>, SetupError> {
     match policy {
