@@ -13,7 +13,8 @@
 //! would signal the runner's threads). Every failure goes to the error pipe
 //! as `errno` + "step path" and ends the process with `_exit`.
 
-use super::{MountOp, Plan, PlanOutput};
+use super::rootfs::{MountArgs, MountOp};
+use super::spawn::{Plan, PlanOutput};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
@@ -288,18 +289,23 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
         }
     }
 
-    // Reap every process of the namespace until the job ends.
+    reap_until_the_job_ends(job, fds)
+}
+
+/// Reaps every process of the namespace until the job ends, then writes
+/// the job's status report and exits: init exiting makes the kernel
+/// SIGKILL everything left in the pid namespace (pid_namespaces(7)).
+fn reap_until_the_job_ends(job: i32, fds: &Fds) -> ! {
     loop {
         let mut status = 0;
         // SAFETY: waitpid(2) writes into a local.
         let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
         if pid == job {
-            // SAFETY: write(2) of the status report from a local; then
-            // _exit(2). Init exiting makes the kernel SIGKILL everything
-            // left in the pid namespace (pid_namespaces(7)).
-            // With it go the blocks read and written by every process the
-            // namespace reaped (all of them: init is their reaper), which
-            // counts direct I/O that cgroup v1's blkio counters miss.
+            // With the status go the blocks read and written by every
+            // process the namespace reaped (all of them: init is their
+            // reaper), which counts direct I/O that cgroup v1's blkio
+            // counters miss.
+            // SAFETY: rusage is plain integers, for which zero is valid.
             let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
             // SAFETY: getrusage(2) writes into a local.
             unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
@@ -307,6 +313,8 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
             report[..4].copy_from_slice(&status.to_ne_bytes());
             report[4..12].copy_from_slice(&(ru.ru_inblock as i64).to_ne_bytes());
             report[12..].copy_from_slice(&(ru.ru_oublock as i64).to_ne_bytes());
+            // SAFETY: write(2) of the status report from a local; then
+            // _exit(2), which runs no atexit handlers.
             unsafe {
                 // One write under PIPE_BUF: all or nothing.
                 libc::write(fds.status, report.as_ptr().cast(), report.len());
@@ -384,50 +392,11 @@ fn mkdir_all(path: &CStr, fds: &Fds) {
 /// true when the host's root is the initramfs, which pivot_root(2) cannot
 /// leave: then the new root is moved onto / and chroot'ed into instead.
 fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
-    // SAFETY: mount(2) with null source/type/data changes propagation only:
-    // nothing done below leaks back into the runner's mount namespace.
-    let rc = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    check(rc as _, fds, "make mounts private on", c"/");
-    // The sources of the job's binds, opened as the host uid init still
-    // has (see Plan::bind_sources), in this mount namespace.
-    let mut sources = [-1 as RawFd; MAX_BINDS];
-    for (slot, source) in sources.iter_mut().zip(&plan.bind_sources) {
-        // SAFETY: open(2) O_PATH on a C string prepared before clone.
-        *slot = unsafe { libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-        check(*slot as _, fds, "open the source of a bind", source);
-    }
+    make_mounts_private(fds);
+    let sources = open_bind_sources(plan, fds);
     for op in &plan.ops {
-        // SAFETY (whole match): mount(2), mkdir(2), open(2), close(2) and
-        // symlink(2) on C strings prepared before clone, all alive in `plan`.
         match op {
-            MountOp::Mount {
-                what,
-                source,
-                target,
-                fstype,
-                flags,
-                data,
-                shown,
-            } => {
-                let rc = unsafe {
-                    libc::mount(
-                        opt_ptr(source),
-                        target.as_ptr(),
-                        opt_ptr(fstype),
-                        *flags,
-                        opt_ptr(data).cast(),
-                    )
-                };
-                check(rc as _, fds, what, shown);
-            }
+            MountOp::Mount(args) => mount(args, fds),
             MountOp::ReadOnly { target, shown } => read_only(target, fds, shown),
             MountOp::Bind {
                 what,
@@ -439,105 +408,185 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
                 tree => move_tree(tree, target, fds, what, shown),
             },
             MountOp::Become => become_job_user(plan, fds),
-            MountOp::Sysfs { target } => {
-                let rc = if fds.sysfs >= 0 {
-                    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-                    unsafe {
-                        libc::syscall(
-                            libc::SYS_move_mount,
-                            fds.sysfs,
-                            c"".as_ptr(),
-                            libc::AT_FDCWD,
-                            target.as_ptr(),
-                            MOVE_MOUNT_F_EMPTY_PATH,
-                        )
-                    }
-                } else {
-                    unsafe {
-                        libc::mount(
-                            c"sysfs".as_ptr(),
-                            target.as_ptr(),
-                            c"sysfs".as_ptr(),
-                            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
-                            std::ptr::null(),
-                        ) as libc::c_long
-                    }
-                };
-                check(rc, fds, "mount sysfs on", c"/sys");
-            }
+            MountOp::Sysfs { target } => mount_sysfs(target, fds),
             MountOp::MkdirAll { path } => mkdir_all(path, fds),
-            MountOp::Mkdir { path, mode } => {
-                if unsafe { libc::mkdir(path.as_ptr(), *mode) } == -1 && errno() != libc::EEXIST {
-                    fail(fds, "mkdir", path.to_bytes(), errno(), 1);
-                }
-            }
-            MountOp::Touch { path } => {
-                let fd = unsafe {
-                    libc::open(
-                        path.as_ptr(),
-                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                        0o644,
-                    )
-                };
-                check(fd as _, fds, "create", path);
-                unsafe { libc::close(fd) };
-            }
-            MountOp::Symlink { target, link } => {
-                let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
-                if rc == -1 && errno() != libc::EEXIST {
-                    fail(fds, "symlink", link.to_bytes(), errno(), 1);
-                }
-            }
-            MountOp::Mask { path, shown } => {
-                let rc = unsafe {
-                    libc::mount(
-                        c"/dev/null".as_ptr(),
-                        path.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND,
-                        std::ptr::null(),
-                    )
-                };
-                if rc == -1 {
-                    match errno() {
-                        libc::ENOENT => {}
-                        libc::ENOTDIR => {
-                            let rc = unsafe {
-                                libc::mount(
-                                    c"tmpfs".as_ptr(),
-                                    path.as_ptr(),
-                                    c"tmpfs".as_ptr(),
-                                    libc::MS_RDONLY
-                                        | libc::MS_NOSUID
-                                        | libc::MS_NODEV
-                                        | libc::MS_NOEXEC,
-                                    c"size=0".as_ptr().cast(),
-                                )
-                            };
-                            check(rc as _, fds, "mask", shown);
-                        }
-                        e => fail(fds, "mask", shown.to_bytes(), e, 1),
-                    }
-                }
-            }
-            MountOp::ReadOnlyPath { path, shown } => {
-                let rc = unsafe {
-                    libc::mount(
-                        path.as_ptr(),
-                        path.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    )
-                };
-                if rc == -1 && errno() == libc::ENOENT {
-                    continue;
-                }
-                check(rc as _, fds, "bind read-only path", shown);
-                read_only(path, fds, shown);
-            }
+            MountOp::Mkdir { path, mode } => mkdir(path, *mode, fds),
+            MountOp::Touch { path } => touch(path, fds),
+            MountOp::Symlink { target, link } => symlink(target, link, fds),
+            MountOp::Mask { path, shown } => mask(path, fds, shown),
+            MountOp::ReadOnlyPath { path, shown } => read_only_path(path, fds, shown),
         }
     }
+    if enter_root(plan, fds) {
+        return true;
+    }
+    for fd in sources.into_iter().chain(*idmapped).filter(|&fd| fd >= 0) {
+        // SAFETY: closing the descriptors opened or received above.
+        unsafe { libc::close(fd) };
+    }
+    false
+}
+
+/// Nothing done below leaks back into the runner's mount namespace.
+fn make_mounts_private(fds: &Fds) {
+    // SAFETY: mount(2) with null source/type/data changes propagation only.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    check(rc as _, fds, "make mounts private on", c"/");
+}
+
+/// The sources of the job's binds, opened as the host uid init still
+/// has (see Plan::bind_sources), in this mount namespace; -1 past them.
+fn open_bind_sources(plan: &Plan, fds: &Fds) -> [RawFd; MAX_BINDS] {
+    let mut sources = [-1 as RawFd; MAX_BINDS];
+    for (slot, source) in sources.iter_mut().zip(&plan.bind_sources) {
+        // SAFETY: open(2) O_PATH on a C string prepared before clone.
+        *slot = unsafe { libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        check(*slot as _, fds, "open the source of a bind", source);
+    }
+    sources
+}
+
+fn mount(args: &MountArgs, fds: &Fds) {
+    // SAFETY: mount(2) on C strings prepared before clone, alive in `plan`.
+    let rc = unsafe {
+        libc::mount(
+            opt_ptr(&args.source),
+            args.target.as_ptr(),
+            opt_ptr(&args.fstype),
+            args.flags,
+            opt_ptr(&args.data).cast(),
+        )
+    };
+    check(rc as _, fds, args.what, &args.shown);
+}
+
+/// A fresh sysfs on `target`: the one the spawner thread made, moved, or
+/// else a new mount.
+fn mount_sysfs(target: &CStr, fds: &Fds) {
+    let rc = if fds.sysfs >= 0 {
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+        // SAFETY: move_mount(2) of a descriptor we hold onto a live C string.
+        unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                fds.sysfs,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        }
+    } else {
+        // SAFETY: mount(2) on a live C string and static ones.
+        unsafe {
+            libc::mount(
+                c"sysfs".as_ptr(),
+                target.as_ptr(),
+                c"sysfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+                std::ptr::null(),
+            ) as libc::c_long
+        }
+    };
+    check(rc, fds, "mount sysfs on", c"/sys");
+}
+
+fn mkdir(path: &CStr, mode: libc::mode_t, fds: &Fds) {
+    // SAFETY: mkdir(2) on a C string prepared before clone.
+    if unsafe { libc::mkdir(path.as_ptr(), mode) } == -1 && errno() != libc::EEXIST {
+        fail(fds, "mkdir", path.to_bytes(), errno(), 1);
+    }
+}
+
+/// An empty file (to bind something onto).
+fn touch(path: &CStr, fds: &Fds) {
+    // SAFETY: open(2) on a C string prepared before clone; the new
+    // descriptor is closed right away.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    check(fd as _, fds, "create", path);
+    // SAFETY: as above.
+    unsafe { libc::close(fd) };
+}
+
+fn symlink(target: &CStr, link: &CStr, fds: &Fds) {
+    // SAFETY: symlink(2) on C strings prepared before clone.
+    let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
+    if rc == -1 && errno() != libc::EEXIST {
+        fail(fds, "symlink", link.to_bytes(), errno(), 1);
+    }
+}
+
+/// runc's masking: /dev/null bound over a file, an empty read-only tmpfs
+/// over a directory, nothing when `path` is missing.
+fn mask(path: &CStr, fds: &Fds, shown: &CStr) {
+    // SAFETY: mount(2) on a C string prepared before clone and static ones.
+    let rc = unsafe {
+        libc::mount(
+            c"/dev/null".as_ptr(),
+            path.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    if rc == -1 {
+        match errno() {
+            libc::ENOENT => {}
+            libc::ENOTDIR => {
+                // SAFETY: as above.
+                let rc = unsafe {
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        path.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        c"size=0".as_ptr().cast(),
+                    )
+                };
+                check(rc as _, fds, "mask", shown);
+            }
+            e => fail(fds, "mask", shown.to_bytes(), e, 1),
+        }
+    }
+}
+
+/// runc's read-only paths: `path` bound onto itself read-only; nothing
+/// when it is missing.
+fn read_only_path(path: &CStr, fds: &Fds, shown: &CStr) {
+    // SAFETY: mount(2) on a C string prepared before clone.
+    let rc = unsafe {
+        libc::mount(
+            path.as_ptr(),
+            path.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if rc == -1 && errno() == libc::ENOENT {
+        return;
+    }
+    check(rc as _, fds, "bind read-only path", shown);
+    read_only(path, fds, shown);
+}
+
+/// Into the new root: pivot_root(2), or, where the host's root is the
+/// initramfs, a move onto / and chroot (then returns true).
+fn enter_root(plan: &Plan, fds: &Fds) -> bool {
     // runc's trick: pivot_root(".", ".") stacks the old root on top of the
     // new one; unmounting "." (lazily) then detaches the old root with every
     // mount under it, without needing a put_old directory in a read-only tree.
@@ -580,10 +629,6 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
             c"",
         );
         check(libc::chdir(c"/".as_ptr()) as _, fds, "chdir", c"/");
-    }
-    for fd in sources.into_iter().chain(*idmapped).filter(|&fd| fd >= 0) {
-        // SAFETY: closing the descriptors opened or received above.
-        unsafe { libc::close(fd) };
     }
     false
 }
@@ -785,9 +830,28 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// pid 2: the job, from privileges down to execve.
 fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2], chrooted: bool) -> ! {
     reset_signals();
-    // In a chroot (see build_root), CAP_SYS_CHROOT leads out of it (chroot
-    // into a subdirectory, then `..` past the old root) and CAP_SYS_ADMIN
-    // could unmount the new root: neither is handed out there.
+    refuse_chroot_escapes(plan, fds, chrooted);
+    // SAFETY: setsid(2) takes no arguments.
+    check(unsafe { libc::setsid() } as _, fds, "setsid", c"");
+    set_stdio(plan, fds, output);
+    set_limits(plan, fds);
+    // Capabilities (capabilities(7)): shrink the bounding set while we
+    // still hold CAP_SETPCAP, switch user keeping the permitted set,
+    // then set effective/permitted/inheritable and ambient to the kept ones.
+    drop_from_bounding_set(plan, fds);
+    take_job_ids(plan, fds);
+    // SAFETY: prctl(2) with integers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) };
+    check(rc as _, fds, "prctl PR_SET_NO_NEW_PRIVS", c"");
+    set_capabilities(plan, fds);
+    load_seccomp(plan, fds);
+    exec(plan, fds)
+}
+
+/// In a chroot (see build_root), CAP_SYS_CHROOT leads out of it (chroot
+/// into a subdirectory, then `..` past the old root) and CAP_SYS_ADMIN
+/// could unmount the new root: neither is handed out there.
+fn refuse_chroot_escapes(plan: &Plan, fds: &Fds, chrooted: bool) {
     const ESCAPES: u64 = (1 << 18) | (1 << 21); // CAP_SYS_CHROOT, CAP_SYS_ADMIN;
     if chrooted && plan.caps & ESCAPES != 0 {
         fail(
@@ -798,15 +862,16 @@ fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2], chrooted: bool) -> ! {
             1,
         );
     }
-    // SAFETY (whole block): system calls on stack data and on C strings and
-    // vectors prepared before clone and alive in `plan`; see each man page:
-    // setsid(2), fcntl(2), dup2(2), close_range(2), setrlimit(2),
-    // set_mempolicy(2), prctl(2), setgroups(2), setgid(2), setuid(2),
-    // capset(2), seccomp(2), execve(2).
-    unsafe {
-        check(libc::setsid() as _, fds, "setsid", c"");
+}
 
-        // stdio: first above 2, so that dup2 onto 0-2 cannot clobber a source.
+/// The job's stdin (or /dev/null), stdout and stderr on 0-2, and nothing
+/// else of the runner's beyond exec.
+fn set_stdio(plan: &Plan, fds: &Fds, output: [RawFd; 2]) {
+    // SAFETY: open(2) on a C string prepared before clone; fcntl(2),
+    // dup2(2) and close_range(2) on descriptors this process holds (the
+    // job owns its copy of init's table).
+    unsafe {
+        // First above 2, so that dup2 onto 0-2 cannot clobber a source.
         let stdin = match plan.stdin {
             Some(fd) => fd,
             None => {
@@ -825,7 +890,14 @@ fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2], chrooted: bool) -> ! {
         }
         // Nothing of the runner's beyond stdio reaches the job.
         close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+    }
+}
 
+/// rlimits and the memory policy.
+fn set_limits(plan: &Plan, fds: &Fds) {
+    // SAFETY: setrlimit(2) and set_mempolicy(2) read stack structs and a
+    // mask prepared before clone, alive in `plan`.
+    unsafe {
         for (resource, value, name) in &plan.rlimits {
             let lim = libc::rlimit {
                 rlim_cur: *value,
@@ -847,63 +919,75 @@ fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2], chrooted: bool) -> ! {
                 c"",
             );
         }
+    }
+}
 
-        // Capabilities (capabilities(7)): shrink the bounding set while we
-        // still hold CAP_SETPCAP, switch user keeping the permitted set,
-        // then set effective/permitted/inheritable and ambient to the kept ones.
-        for cap in 0..=plan.last_cap {
-            if plan.caps & (1 << cap) == 0
-                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) == -1
-                && errno() != libc::EINVAL
-            {
-                fail(
-                    fds,
-                    "drop capability from the bounding set",
-                    b"",
-                    errno(),
-                    1,
-                );
-            }
-        }
-        // The job's ids: in its user namespace always (init kept the host
-        // uid it was cloned with, which the namespace does not map), with
-        // the host's ids only when `user` asks.
-        if plan.userns || plan.user.is_some() {
-            let (uid, gid) = plan.job_ids;
-            check(
-                libc::prctl(libc::PR_SET_KEEPCAPS, 1 as libc::c_ulong) as _,
+/// Drops every capability not kept from the bounding set (needs
+/// CAP_SETPCAP, so before the ids change).
+fn drop_from_bounding_set(plan: &Plan, fds: &Fds) {
+    for cap in 0..=plan.last_cap {
+        // SAFETY: prctl(2) with integers.
+        if plan.caps & (1 << cap) == 0
+            && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) } == -1
+            && errno() != libc::EINVAL
+        {
+            fail(
                 fds,
-                "prctl PR_SET_KEEPCAPS",
-                c"",
-            );
-            // Raw system calls: glibc's wrappers broadcast the change to
-            // every thread it believes exists (nptl setxid), waiting forever
-            // on the runner's threads, which do not exist in this process.
-            // A rootless namespace that maps the user's own ids alone has
-            // setgroups denied (the user keeps their own groups there).
-            let rc = libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t);
-            if rc == -1 && !(plan.userns && errno() == libc::EPERM) {
-                fail(fds, "setgroups", b"", errno(), 1);
-            }
-            check(
-                libc::syscall(libc::SYS_setresgid, gid, gid, gid),
-                fds,
-                "setresgid",
-                c"",
-            );
-            check(
-                libc::syscall(libc::SYS_setresuid, uid, uid, uid),
-                fds,
-                "setresuid",
-                c"",
+                "drop capability from the bounding set",
+                b"",
+                errno(),
+                1,
             );
         }
+    }
+}
+
+/// The job's ids: in its user namespace always (init kept the host uid
+/// it was cloned with, which the namespace does not map), with the host's
+/// ids only when `user` asks; the permitted capabilities are kept.
+fn take_job_ids(plan: &Plan, fds: &Fds) {
+    if !(plan.userns || plan.user.is_some()) {
+        return;
+    }
+    let (uid, gid) = plan.job_ids;
+    // SAFETY: prctl(2) with integers; raw setgroups(2), setresgid(2) and
+    // setresuid(2) on stack values.
+    unsafe {
         check(
-            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) as _,
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1 as libc::c_ulong) as _,
             fds,
-            "prctl PR_SET_NO_NEW_PRIVS",
+            "prctl PR_SET_KEEPCAPS",
             c"",
         );
+        // Raw system calls: glibc's wrappers broadcast the change to
+        // every thread it believes exists (nptl setxid), waiting forever
+        // on the runner's threads, which do not exist in this process.
+        // A rootless namespace that maps the user's own ids alone has
+        // setgroups denied (the user keeps their own groups there).
+        let rc = libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t);
+        if rc == -1 && !(plan.userns && errno() == libc::EPERM) {
+            fail(fds, "setgroups", b"", errno(), 1);
+        }
+        check(
+            libc::syscall(libc::SYS_setresgid, gid, gid, gid),
+            fds,
+            "setresgid",
+            c"",
+        );
+        check(
+            libc::syscall(libc::SYS_setresuid, uid, uid, uid),
+            fds,
+            "setresuid",
+            c"",
+        );
+    }
+}
+
+/// Effective, permitted, inheritable and ambient capabilities: the kept ones.
+fn set_capabilities(plan: &Plan, fds: &Fds) {
+    // SAFETY: prctl(2) with integers; capset(2) reads a stack header and
+    // a stack array of two data structs (version 3).
+    unsafe {
         if libc::prctl(
             libc::PR_CAP_AMBIENT,
             libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
@@ -950,46 +1034,61 @@ fn job_main(plan: &Plan, fds: &Fds, output: [RawFd; 2], chrooted: bool) -> ! {
                 check(rc as _, fds, "raise ambient capability", c"");
             }
         }
+    }
+}
 
-        #[repr(C)]
-        struct SockFprog {
-            len: libc::c_ushort,
-            filter: *const seccompiler::sock_filter,
-        }
-        for prog in plan.seccomp {
-            let fprog = SockFprog {
-                len: prog.len() as libc::c_ushort,
-                filter: prog.as_ptr(),
-            };
-            let rc = libc::syscall(
+/// The seccomp filters, in order.
+fn load_seccomp(plan: &Plan, fds: &Fds) {
+    #[repr(C)]
+    struct SockFprog {
+        len: libc::c_ushort,
+        filter: *const seccompiler::sock_filter,
+    }
+    for prog in plan.seccomp {
+        let fprog = SockFprog {
+            len: prog.len() as libc::c_ushort,
+            filter: prog.as_ptr(),
+        };
+        // SAFETY: seccomp(2) reads a stack sock_fprog pointing into a
+        // program compiled before clone, alive for the process.
+        let rc = unsafe {
+            libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
                 0,
                 &fprog as *const SockFprog,
-            );
-            check(rc, fds, "seccomp", c"");
-        }
+            )
+        };
+        check(rc, fds, "seccomp", c"");
+    }
+}
 
-        // execvpe's rule: try each PATH candidate; report EACCES over ENOENT.
-        let mut err = libc::ENOENT;
-        for path in &plan.candidates {
+/// execve(2) of the first PATH candidate that runs (execvpe's rule:
+/// report EACCES over ENOENT).
+fn exec(plan: &Plan, fds: &Fds) -> ! {
+    let mut err = libc::ENOENT;
+    for path in &plan.candidates {
+        // SAFETY: execve(2) on a C string and null-terminated arrays of
+        // pointers into C strings, all prepared before clone and alive in
+        // `plan`.
+        unsafe {
             libc::execve(
                 path.as_ptr(),
                 plan.argv_ptrs.as_ptr(),
                 plan.env_ptrs.as_ptr(),
-            );
-            match errno() {
-                libc::ENOENT | libc::ENOTDIR => {}
-                e => {
-                    err = e;
-                    if e != libc::EACCES {
-                        break;
-                    }
+            )
+        };
+        match errno() {
+            libc::ENOENT | libc::ENOTDIR => {}
+            e => {
+                err = e;
+                if e != libc::EACCES {
+                    break;
                 }
             }
         }
-        fail(fds, "execve", plan.argv0.to_bytes(), err, 127)
     }
+    fail(fds, "execve", plan.argv0.to_bytes(), err, 127)
 }
 
 /// close_range(2) through the raw system call: musl's libc has no wrapper.

@@ -1,0 +1,166 @@
+//! What a container is given and what it reports: its configuration, how
+//! setup failed, how the job ended.
+
+use super::ids;
+use crate::cpulist::CpuList;
+use crate::spec::{MemPolicy, Mount, Network, Rootfs};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+/// Everything the container needs to start one run.
+#[derive(Debug)]
+pub struct ContainerConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub hostname: String,
+    pub rootfs: Rootfs,
+    pub network: Network,
+    pub mounts: Vec<Mount>,
+    /// (host directory, target inside) bound read-write.
+    pub writable: Vec<(PathBuf, PathBuf)>,
+    pub user: Option<(u32, u32)>,
+    pub capabilities: Vec<String>,
+    /// (resource name like "nofile", value) soft = hard.
+    pub rlimits: Vec<(String, u64)>,
+    /// set_mempolicy for the job.
+    pub mempolicy: Option<(MemPolicy, CpuList)>,
+    /// Job's stdin (None = /dev/null).
+    pub stdin: Option<OwnedFd>,
+    /// Job's stdout and stderr.
+    pub output: JobOutput,
+    /// cgroup v1 `tasks` files of the run's groups, opened for writing:
+    /// init writes "0" to each before anything else, moving itself in. A
+    /// task moving itself skips the RCU grace period that writing another
+    /// task's pid to cgroup.procs waits for (10-17 ms on a busy machine).
+    pub join_tasks: Vec<OwnedFd>,
+    /// With `Network::None`: a network namespace to join (see
+    /// `new_network_namespace`) instead of making a fresh one. A batch
+    /// reuses one for runs that never overlap in time, since making a
+    /// network namespace and the kernel's deferred teardown of it are the
+    /// most expensive part of a short run. Joined by the thread that
+    /// clones init, before the clone: a namespace the runner made belongs
+    /// to the host's user namespace, which init (in its own) could not join.
+    /// Ignored where init is cloned the copying way (rootless).
+    pub netns: Option<OwnedFd>,
+    /// The run's uid and gid maps: its own user namespace. None: the
+    /// host's ids (`userns: host`, root only).
+    pub ids: Option<ids::IdMaps>,
+    /// Host paths to cover with a fresh tmpfs besides `spec::HIDDEN_PATHS`.
+    pub hidden: Vec<PathBuf>,
+    /// Paths of `spec::HIDDEN_PATHS` to leave visible (read-only).
+    pub visible: Vec<PathBuf>,
+}
+
+/// Where the job's stdout and stderr go.
+#[derive(Debug)]
+pub enum JobOutput {
+    /// These descriptors.
+    Fds { stdout: OwnedFd, stderr: OwnedFd },
+    /// Files that init creates (or truncates) as its first step, before it
+    /// joins the run's cgroups, rather than the runner: making a new inode
+    /// is slow on some file systems (ext4 without a journal scans for
+    /// recently deleted ones), and the runner's one thread is what limits a
+    /// batch of short runs. A relative path is from the runner's directory.
+    Files { stdout: PathBuf, stderr: PathBuf },
+}
+
+impl ContainerConfig {
+    /// `argv` in a container of the host's root, read-only, with no network,
+    /// hostname "packrun", no extra mounts, limits or capabilities, stdin
+    /// from /dev/null; set the other fields with struct update syntax.
+    pub fn new(argv: Vec<String>, stdout: OwnedFd, stderr: OwnedFd) -> ContainerConfig {
+        ContainerConfig {
+            argv,
+            env: Vec::new(),
+            workdir: None,
+            hostname: "packrun".into(),
+            rootfs: Rootfs::Host,
+            network: Network::None,
+            mounts: Vec::new(),
+            writable: Vec::new(),
+            user: None,
+            capabilities: Vec::new(),
+            rlimits: Vec::new(),
+            mempolicy: None,
+            stdin: None,
+            output: JobOutput::Fds { stdout, stderr },
+            join_tasks: Vec::new(),
+            netns: None,
+            ids: default_ids(),
+            hidden: Vec::new(),
+            visible: Vec::new(),
+        }
+    }
+}
+
+/// The maps of a run on CPU 0 with root inside, from this machine's source
+/// (see `ids`): what `ContainerConfig::new` gives. None where the source
+/// has no ids for it.
+pub fn default_ids() -> Option<ids::IdMaps> {
+    ids::IdSource::host(ids::machine_slots())
+        .maps(0, (0, 0))
+        .ok()
+}
+
+/// Why a container did not start: the step and errno.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("container setup failed at {step}: {message}")]
+pub struct SetupError {
+    pub step: String,
+    pub message: String,
+}
+
+impl SetupError {
+    pub(super) fn new(step: impl Into<String>, message: impl Into<String>) -> Self {
+        SetupError {
+            step: step.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn os(step: impl Into<String>, err: io::Error) -> Self {
+        match err.raw_os_error() {
+            Some(errno) => SetupError::new(step, describe_errno(errno)),
+            None => SetupError::new(step, err.to_string()),
+        }
+    }
+}
+
+/// "No such file or directory (ENOENT)".
+pub(super) fn describe_errno(errno: i32) -> String {
+    let e = nix::errno::Errno::from_raw(errno);
+    format!("{} ({e:?})", e.desc())
+}
+
+/// How the job ended, as init saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobStatus {
+    /// The job's exit code when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the job (or init, when init itself was killed
+    /// from outside, e.g. by the cgroup kill, before it could report).
+    pub signal: Option<i32>,
+    /// Bytes read and written through the block layer by every process of
+    /// the run (getrusage of init's reaped children, 512-byte blocks), when
+    /// init reported them.
+    pub io_read_bytes: Option<u64>,
+    pub io_write_bytes: Option<u64>,
+}
+
+/// Default PATH when the job's environment has none (the one runc and docker use).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_is_described_with_its_name() {
+        assert_eq!(
+            describe_errno(libc::ENOENT),
+            "No such file or directory (ENOENT)"
+        );
+    }
+}

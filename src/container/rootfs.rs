@@ -1,0 +1,921 @@
+//! The new root, planned before clone: the steps (`MountOp`) init takes
+//! to build it, in order. Pure but for a few looks at the host's tree
+//! (which sources are directories, which mount targets and top-level
+//! entries the host has), so it is tested on paths.
+
+use super::{ContainerConfig, SetupError};
+use crate::spec::{Network, Rootfs};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// One step of building the root, done by init before pivot_root. Paths
+/// are absolute on the host (the new root is `<root dir>/...`); `shown` is
+/// the path as the job will see it, for error messages.
+#[derive(Debug)]
+pub(super) enum MountOp {
+    /// mount(2).
+    Mount(MountArgs),
+    /// mount_setattr(2) AT_RECURSIVE MOUNT_ATTR_RDONLY.
+    ReadOnly {
+        target: CString,
+        shown: CString,
+    },
+    /// mkdir -p (only into a writable rootfs directory, before it is made read-only).
+    MkdirAll {
+        path: CString,
+    },
+    Mkdir {
+        path: CString,
+        mode: libc::mode_t,
+    },
+    /// An empty file to bind a device node onto.
+    Touch {
+        path: CString,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    /// runc's masked paths: /dev/null over a file, an empty read-only tmpfs
+    /// over a directory, nothing when missing.
+    Mask {
+        path: CString,
+        shown: CString,
+    },
+    /// A fresh sysfs: moved from `child::Fds::sysfs` when the spawner
+    /// thread made one (in a pooled network namespace), else mounted.
+    Sysfs {
+        target: CString,
+    },
+    /// A bind of the host path opened into slot `slot` (see Plan::bind_sources).
+    Bind {
+        what: &'static str,
+        slot: usize,
+        target: CString,
+        shown: CString,
+    },
+    /// init takes the job's ids inside (keeping its capabilities there):
+    /// file systems the run mounts belong to its user namespace, and the
+    /// kernel makes nothing in them for an id the namespace does not map.
+    Become,
+    /// runc's read-only paths: bound onto themselves read-only; nothing when missing.
+    ReadOnlyPath {
+        path: CString,
+        shown: CString,
+    },
+}
+
+/// The arguments of one mount(2), and for error messages what it does and
+/// the target as the job sees it.
+#[derive(Debug)]
+pub(super) struct MountArgs {
+    pub(super) what: &'static str,
+    pub(super) source: Option<CString>,
+    pub(super) target: CString,
+    pub(super) fstype: Option<CString>,
+    pub(super) flags: libc::c_ulong,
+    pub(super) data: Option<CString>,
+    pub(super) shown: CString,
+}
+
+/// Paths runc masks (files get /dev/null, directories an empty read-only tmpfs).
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths runc makes read-only.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+pub(super) fn cstr(bytes: impl AsRef<[u8]>, what: &str) -> Result<CString, SetupError> {
+    CString::new(bytes.as_ref()).map_err(|_| {
+        SetupError::new(
+            "prepare",
+            format!(
+                "{what} `{}` contains a NUL byte",
+                String::from_utf8_lossy(bytes.as_ref())
+            ),
+        )
+    })
+}
+
+pub(super) fn path_cstr(path: &Path) -> Result<CString, SetupError> {
+    cstr(path.as_os_str().as_bytes(), "path")
+}
+
+/// `root` + `inside` (an absolute path without `..`), as a C string.
+fn under(root: &Path, inside: &Path) -> Result<CString, SetupError> {
+    if !inside.is_absolute() || inside.components().any(|c| c == Component::ParentDir) {
+        return Err(SetupError::new(
+            "prepare",
+            format!(
+                "path `{}` inside the container: expected an absolute path without `..`",
+                inside.display()
+            ),
+        ));
+    }
+    let rel = inside.strip_prefix("/").unwrap_or(inside);
+    if rel.as_os_str().is_empty() {
+        return path_cstr(root);
+    }
+    path_cstr(&root.join(rel))
+}
+
+/// The job's HOME: a fresh writable directory in a tmpfs of the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Home {
+    pub(super) path: &'static str,
+    /// USER and LOGNAME.
+    pub(super) user: &'static str,
+    /// A tmpfs of its own (below the hidden /home).
+    own_tmpfs: bool,
+}
+
+impl Home {
+    /// /root for root inside, /home/packrun for other ids; /tmp when the
+    /// job shows or binds those paths (then they are not fresh).
+    pub(super) fn of(uid: u32, hidden: &[PathBuf]) -> Home {
+        let hid = |p: &str| hidden.iter().any(|h| h == Path::new(p));
+        let (path, user, own_tmpfs) = match uid {
+            0 if hid("/root") => ("/root", "root", false),
+            0 => ("/tmp", "root", false),
+            _ if hid("/home") => ("/home/packrun", "packrun", true),
+            _ => ("/tmp", "packrun", false),
+        };
+        Home {
+            path,
+            user,
+            own_tmpfs,
+        }
+    }
+}
+
+/// The paths that get a fresh tmpfs: `spec::HIDDEN_PATHS` less those
+/// made visible, plus those asked for; not a path the job binds something
+/// onto (its bind covers it), nor one the root lacks or has as a symlink
+/// (/var/run -> /run is covered by /run), nor one below another.
+pub(super) fn hidden_paths(cfg: &ContainerConfig) -> Vec<PathBuf> {
+    let mut list: Vec<PathBuf> = crate::spec::HIDDEN_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| !cfg.visible.contains(p))
+        .collect();
+    for h in &cfg.hidden {
+        if !list.contains(h) {
+            list.push(h.clone());
+        }
+    }
+    let bound = |p: &PathBuf| {
+        cfg.mounts.iter().any(|m| &m.target == p) || cfg.writable.iter().any(|(_, t)| t == p)
+    };
+    list.retain(|p| !bound(p) && is_dir_in_root(&cfg.rootfs, p));
+    let all = list.clone();
+    list.retain(|p| !all.iter().any(|q| q != p && p.starts_with(q)));
+    list
+}
+
+/// Whether `inside` is a directory (not a symlink) of the run's root. A
+/// directory root gets /tmp made when it lacks it.
+fn is_dir_in_root(rootfs: &Rootfs, inside: &Path) -> bool {
+    let host = match rootfs {
+        Rootfs::Host => inside.to_path_buf(),
+        Rootfs::Dir(dir) if inside == Path::new("/tmp") => return dir.is_dir(),
+        Rootfs::Dir(dir) => dir.join(inside.strip_prefix("/").unwrap_or(inside)),
+    };
+    std::fs::symlink_metadata(host).is_ok_and(|m| m.is_dir())
+}
+
+/// Whether a mount target lies inside a tmpfs the run gets (so its mount
+/// point is made there, not in the root).
+fn in_tmpfs(target: &Path, hidden: &[PathBuf]) -> bool {
+    hidden.iter().any(|h| target != h && target.starts_with(h))
+}
+
+/// The mount point for a bind of `source` at `target`: a directory, or an
+/// empty file for anything else (a file, a unix socket, a device).
+fn mount_point(root: &Path, source: &Path, target: &Path) -> Result<Vec<MountOp>, SetupError> {
+    if !source.is_dir() {
+        let parent = target.parent().unwrap_or(Path::new("/"));
+        Ok(vec![
+            MountOp::MkdirAll {
+                path: under(root, parent)?,
+            },
+            MountOp::Touch {
+                path: under(root, target)?,
+            },
+        ])
+    } else {
+        Ok(vec![MountOp::MkdirAll {
+            path: under(root, target)?,
+        }])
+    }
+}
+
+/// The steps that build the new root at `root`, in order.
+pub(super) fn root_ops(
+    cfg: &ContainerConfig,
+    root: &Path,
+    hidden: &[PathBuf],
+    home: Home,
+    job_ids: (u32, u32),
+    userns: bool,
+) -> Result<Vec<MountOp>, SetupError> {
+    // (source, target) of every bind, and whether its mount point is made
+    // in the root (before it turns read-only) or in a tmpfs of the run.
+    let binds: Vec<(&Path, &Path)> = cfg
+        .mounts
+        .iter()
+        .map(|m| (m.source.as_path(), m.target.as_path()))
+        .chain(cfg.writable.iter().map(|(s, t)| (s.as_path(), t.as_path())))
+        .collect();
+    let (in_tmpfs_binds, in_root_binds): (Vec<_>, Vec<_>) =
+        binds.iter().partition(|(_, t)| in_tmpfs(t, hidden));
+    let mut ops = root_mount_ops(cfg, root, &in_root_binds, userns)?;
+    ops.extend(kernel_fs_ops(cfg, root)?);
+    ops.extend(dev_ops(root)?);
+    ops.extend(hidden_ops(root, hidden, home, job_ids)?);
+    for (source, target) in &in_tmpfs_binds {
+        ops.extend(mount_point(root, source, target)?);
+    }
+    ops.extend(bind_ops(cfg, root)?);
+    ops.extend(mask_ops(root)?);
+    Ok(ops)
+}
+
+/// A C string of text written in this file (the error, which cannot
+/// happen, calls it a path).
+fn lit(text: &str) -> Result<CString, SetupError> {
+    cstr(text, "path")
+}
+
+/// `inside` (absolute, written in this file) below the new root at `root`.
+fn at(root: &Path, inside: &str) -> Result<CString, SetupError> {
+    under(root, Path::new(inside))
+}
+
+/// mount(2) of `source` on `inside` the new root.
+fn mount_at(
+    root: &Path,
+    what: &'static str,
+    source: &str,
+    inside: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<MountOp, SetupError> {
+    Ok(MountOp::Mount(MountArgs {
+        what,
+        source: Some(lit(source)?),
+        target: at(root, inside)?,
+        fstype: fstype.map(lit).transpose()?,
+        flags,
+        data: data.map(lit).transpose()?,
+        shown: lit(inside)?,
+    }))
+}
+
+/// The root itself, read-only at the end: a bind of the host's / or of
+/// the rootfs directory, with the mount points of `in_root_binds` made in
+/// a rootfs directory first; or a tmpfs root when a bind needs a mount
+/// point the host tree lacks. `Become` comes before the first inode the
+/// run makes in a file system of its own.
+fn root_mount_ops(
+    cfg: &ContainerConfig,
+    root: &Path,
+    in_root_binds: &[&(&Path, &Path)],
+    userns: bool,
+) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = Vec::new();
+    let host_missing = match cfg.rootfs {
+        Rootfs::Host => {
+            missing_host_targets(&in_root_binds.iter().map(|(_, t)| *t).collect::<Vec<_>>())?
+        }
+        Rootfs::Dir(_) => Vec::new(),
+    };
+    if !host_missing.is_empty() {
+        // The host tree is never written to, so a mount point it lacks (a
+        // new top-level directory such as /data) needs a root of our own: a
+        // tmpfs holding the host's top-level entries bound in, plus the new
+        // directories. Only runs that ask for such a mount pay for it.
+        if userns {
+            ops.push(MountOp::Become);
+        }
+        ops.extend(tmpfs_root_ops(root, &host_missing)?);
+    } else {
+        let (source, shown) = match &cfg.rootfs {
+            Rootfs::Host => (PathBuf::from("/"), PathBuf::from("/")),
+            Rootfs::Dir(dir) => (dir.clone(), dir.clone()),
+        };
+        ops.push(MountOp::Mount(MountArgs {
+            what: "bind root",
+            source: Some(path_cstr(&source)?),
+            target: path_cstr(root)?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+            shown: path_cstr(&shown)?,
+        }));
+    }
+    if matches!(cfg.rootfs, Rootfs::Dir(_)) {
+        // Mount points must exist before the tree turns read-only. The host
+        // tree is never written to: its mount points must exist already.
+        for inside in ["/proc", "/sys", "/dev", "/tmp"] {
+            ops.push(MountOp::MkdirAll {
+                path: at(root, inside)?,
+            });
+        }
+        for (source, target) in in_root_binds {
+            ops.extend(mount_point(root, source, target)?);
+        }
+    }
+    if userns && host_missing.is_empty() {
+        ops.push(MountOp::Become);
+    }
+    ops.push(MountOp::ReadOnly {
+        target: path_cstr(root)?,
+        shown: lit("/")?,
+    });
+    Ok(ops)
+}
+
+/// A tmpfs root holding the host's top-level entries and the directories
+/// `host_missing` that the host tree lacks.
+fn tmpfs_root_ops(root: &Path, host_missing: &[PathBuf]) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = vec![MountOp::Mount(MountArgs {
+        what: "mount tmpfs root on",
+        source: Some(lit("tmpfs")?),
+        target: path_cstr(root)?,
+        fstype: Some(lit("tmpfs")?),
+        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        data: Some(lit("mode=755,size=64k")?),
+        shown: lit("/")?,
+    })];
+    ops.extend(host_top_level_ops(root)?);
+    for t in host_missing {
+        ops.push(MountOp::MkdirAll {
+            path: under(root, t)?,
+        });
+    }
+    Ok(ops)
+}
+
+/// /proc, and /sys: a fresh sysfs without a network, else the host's.
+fn kernel_fs_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = vec![mount_at(
+        root,
+        "mount proc on",
+        "proc",
+        "/proc",
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )?];
+    if cfg.network == Network::None {
+        // A fresh sysfs shows the run's network namespace's devices (only
+        // lo): mounted by init, or made by the thread that joined a pooled
+        // namespace for it (see child::Fds::sysfs).
+        ops.push(MountOp::Sysfs {
+            target: at(root, "/sys")?,
+        });
+    } else if matches!(cfg.rootfs, Rootfs::Dir(_)) {
+        ops.push(mount_at(
+            root,
+            "bind /sys on",
+            "/sys",
+            "/sys",
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?);
+        ops.push(MountOp::ReadOnly {
+            target: at(root, "/sys")?,
+            shown: lit("/sys")?,
+        });
+    }
+    Ok(ops)
+}
+
+/// A fresh /dev: a tmpfs with the host's harmless devices bound in, a
+/// devpts of its own, /dev/shm, and the usual symlinks.
+fn dev_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
+    let (nosuid, nodev, noexec) = (libc::MS_NOSUID, libc::MS_NODEV, libc::MS_NOEXEC);
+    let mut ops = vec![mount_at(
+        root,
+        "mount tmpfs on",
+        "tmpfs",
+        "/dev",
+        Some("tmpfs"),
+        nosuid | noexec,
+        Some("mode=755,size=65536k"),
+    )?];
+    for dev in DEVICES {
+        let inside = format!("/dev/{dev}");
+        ops.push(MountOp::Touch {
+            path: at(root, &inside)?,
+        });
+        ops.push(mount_at(
+            root,
+            "bind device on",
+            &inside,
+            &inside,
+            None,
+            libc::MS_BIND,
+            None,
+        )?);
+    }
+    ops.push(MountOp::Mkdir {
+        path: at(root, "/dev/pts")?,
+        mode: 0o755,
+    });
+    ops.push(mount_at(
+        root,
+        "mount devpts on",
+        "devpts",
+        "/dev/pts",
+        Some("devpts"),
+        nosuid | noexec,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?);
+    ops.push(MountOp::Symlink {
+        target: lit("pts/ptmx")?,
+        link: at(root, "/dev/ptmx")?,
+    });
+    ops.push(MountOp::Mkdir {
+        path: at(root, "/dev/shm")?,
+        mode: 0o1777,
+    });
+    ops.push(mount_at(
+        root,
+        "mount tmpfs on",
+        "shm",
+        "/dev/shm",
+        Some("tmpfs"),
+        nosuid | nodev | noexec,
+        Some("mode=1777"),
+    )?);
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(MountOp::Symlink {
+            target: lit(target)?,
+            link: at(root, &format!("/dev/{link}"))?,
+        });
+    }
+    Ok(ops)
+}
+
+/// The host's private state, out of sight: a fresh tmpfs each, mounted
+/// by init, which already sits in the run's memory cgroup (so they count
+/// in its memory), owned by the job's ids inside; and HOME's own tmpfs.
+fn hidden_ops(
+    root: &Path,
+    hidden: &[PathBuf],
+    home: Home,
+    (uid, gid): (u32, u32),
+) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = Vec::new();
+    for h in hidden {
+        let mode = match h.to_str() {
+            Some("/tmp" | "/var/tmp") => "1777",
+            Some("/root") => "700",
+            _ => "755",
+        };
+        ops.push(MountOp::Mount(MountArgs {
+            what: "mount tmpfs on",
+            source: Some(lit("tmpfs")?),
+            target: under(root, h)?,
+            fstype: Some(lit("tmpfs")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: Some(lit(&format!("mode={mode},uid={uid},gid={gid}"))?),
+            shown: path_cstr(h)?,
+        }));
+    }
+    if home.own_tmpfs {
+        ops.push(MountOp::MkdirAll {
+            path: at(root, home.path)?,
+        });
+        ops.push(mount_at(
+            root,
+            "mount tmpfs on",
+            "tmpfs",
+            home.path,
+            Some("tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(&format!("mode=700,uid={uid},gid={gid}")),
+        )?);
+    }
+    Ok(ops)
+}
+
+/// The job's mounts (read-only ones made so) and writable dirs. Their
+/// sources were opened by init before it took the job's ids (see
+/// Plan::bind_sources), in this order.
+fn bind_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = Vec::new();
+    let mut slot = 0..;
+    for m in &cfg.mounts {
+        let shown = path_cstr(&m.target)?;
+        ops.push(MountOp::Bind {
+            what: "bind mount on",
+            slot: slot.next().expect("unbounded"),
+            target: under(root, &m.target)?,
+            shown: shown.clone(),
+        });
+        if m.read_only {
+            ops.push(MountOp::ReadOnly {
+                target: under(root, &m.target)?,
+                shown,
+            });
+        }
+    }
+    for (_, target) in &cfg.writable {
+        ops.push(MountOp::Bind {
+            what: "bind writable dir on",
+            slot: slot.next().expect("unbounded"),
+            target: under(root, target)?,
+            shown: path_cstr(target)?,
+        });
+    }
+    Ok(ops)
+}
+
+/// runc's masked and read-only paths.
+fn mask_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = Vec::new();
+    for p in MASKED_PATHS {
+        ops.push(MountOp::Mask {
+            path: at(root, p)?,
+            shown: lit(p)?,
+        });
+    }
+    for p in READONLY_PATHS {
+        ops.push(MountOp::ReadOnlyPath {
+            path: at(root, p)?,
+            shown: lit(p)?,
+        });
+    }
+    Ok(ops)
+}
+
+/// Top-level directories that mount targets need and the host tree lacks.
+/// A missing target deeper in an existing host directory cannot be made
+/// without writing to the host: that is an error naming it.
+fn missing_host_targets(targets: &[&Path]) -> Result<Vec<PathBuf>, SetupError> {
+    let mut missing = Vec::new();
+    for t in targets {
+        if t.exists() {
+            continue;
+        }
+        let mut comps = t
+            .components()
+            .skip_while(|c| matches!(c, std::path::Component::RootDir));
+        let Some(first) = comps.next() else { continue };
+        let top = Path::new("/").join(first);
+        if top.exists() {
+            return Err(SetupError::new(
+                format!("mount target {}", t.display()),
+                format!(
+                    "it does not exist in the host tree, which stays read-only; mount at a new top-level directory (like /data) or create {} on the host",
+                    t.display()
+                ),
+            ));
+        }
+        if !missing.contains(&top) {
+            missing.push(top);
+        }
+    }
+    Ok(missing)
+}
+
+/// The host's top-level entries recreated in a tmpfs root: directories
+/// bound in (recursively), symlinks copied, files bound; /proc, /sys, /dev
+/// and /tmp only as mount points, since fresh ones go there.
+fn host_top_level_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
+    let mut ops = Vec::new();
+    let entries = std::fs::read_dir("/").map_err(|e| SetupError::os("read the host's /", e))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let host = Path::new("/").join(&name);
+        let inside = under(root, &host)?;
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_symlink() {
+            let target = std::fs::read_link(&host)
+                .map_err(|e| SetupError::os(format!("readlink {}", host.display()), e))?;
+            ops.push(MountOp::Symlink {
+                target: path_cstr(&target)?,
+                link: inside,
+            });
+        } else if ft.is_dir() {
+            ops.push(MountOp::Mkdir {
+                path: inside.clone(),
+                mode: 0o755,
+            });
+            if !matches!(name.to_str(), Some("proc" | "sys" | "dev" | "tmp")) {
+                ops.push(MountOp::Mount(MountArgs {
+                    what: "bind host directory",
+                    source: Some(path_cstr(&host)?),
+                    target: inside,
+                    fstype: None,
+                    flags: libc::MS_BIND | libc::MS_REC,
+                    data: None,
+                    shown: path_cstr(&host)?,
+                }));
+            }
+        } else if ft.is_file() {
+            ops.push(MountOp::Touch {
+                path: inside.clone(),
+            });
+            ops.push(MountOp::Mount(MountArgs {
+                what: "bind host file",
+                source: Some(path_cstr(&host)?),
+                target: inside,
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+                shown: path_cstr(&host)?,
+            }));
+        }
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Mount;
+
+    #[test]
+    fn paths_inside_must_be_absolute_without_dotdot() {
+        let root = Path::new("/run/r");
+        assert_eq!(
+            under(root, Path::new("/data/x")).unwrap().to_str().unwrap(),
+            "/run/r/data/x"
+        );
+        assert_eq!(
+            under(root, Path::new("/")).unwrap().to_str().unwrap(),
+            "/run/r"
+        );
+        let e = under(root, Path::new("/a/../etc")).unwrap_err();
+        assert!(e.message.contains("`/a/../etc`"), "{e}");
+        assert!(under(root, Path::new("data")).is_err());
+    }
+
+    #[test]
+    fn the_hosts_private_dirs_are_hidden_unless_shown_or_bound_and_extra_ones_are_added() {
+        let root = tempfile::tempdir().unwrap();
+        for d in ["tmp", "run", "home", "root", "srv/secret", "var/tmp"] {
+            std::fs::create_dir_all(root.path().join(d)).unwrap();
+        }
+        // /var/run -> /run is covered by /run.
+        std::os::unix::fs::symlink("../run", root.path().join("var/run")).unwrap();
+        let mut cfg = config(Rootfs::Dir(root.path().into()));
+        let list = |cfg: &ContainerConfig| {
+            hidden_paths(cfg)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(list(&cfg), ["/tmp", "/var/tmp", "/run", "/home", "/root"]);
+        cfg.visible = vec!["/home".into()];
+        cfg.hidden = vec!["/srv/secret".into(), "/run/user".into(), "/missing".into()];
+        cfg.mounts = vec![Mount {
+            source: "/data".into(),
+            target: "/root".into(),
+            read_only: true,
+        }];
+        assert_eq!(list(&cfg), ["/tmp", "/var/tmp", "/run", "/srv/secret"]);
+        let hidden = hidden_paths(&cfg);
+        assert!(in_tmpfs(Path::new("/run/x.sock"), &hidden));
+        assert!(!in_tmpfs(Path::new("/run"), &hidden));
+        assert!(!in_tmpfs(Path::new("/data"), &hidden));
+    }
+
+    #[test]
+    fn home_is_root_s_or_packrun_s_fresh_dir_and_tmp_when_that_is_not_fresh() {
+        let all: Vec<PathBuf> = ["/tmp", "/home", "/root"].map(PathBuf::from).into();
+        assert_eq!(Home::of(0, &all).path, "/root");
+        assert_eq!(Home::of(0, &all).user, "root");
+        let h = Home::of(1000, &all);
+        assert_eq!(
+            (h.path, h.user, h.own_tmpfs),
+            ("/home/packrun", "packrun", true)
+        );
+        assert_eq!(Home::of(0, &all[..2]).path, "/tmp");
+        assert_eq!(Home::of(7, &all[..1]).path, "/tmp");
+    }
+
+    /// Where the tests' new root would be mounted: never touched.
+    const ROOT: &str = "/new/root";
+
+    fn config(rootfs: Rootfs) -> ContainerConfig {
+        let (out, _) = nix::unistd::pipe().unwrap();
+        let (err, _) = nix::unistd::pipe().unwrap();
+        ContainerConfig {
+            rootfs,
+            ..ContainerConfig::new(vec!["x".into()], out, err)
+        }
+    }
+
+    fn mount(source: &Path, target: &str, read_only: bool) -> Mount {
+        Mount {
+            source: source.into(),
+            target: target.into(),
+            read_only,
+        }
+    }
+
+    fn ops(cfg: &ContainerConfig, userns: bool) -> Vec<MountOp> {
+        let hidden = hidden_paths(cfg);
+        let home = Home::of(0, &hidden);
+        root_ops(cfg, Path::new(ROOT), &hidden, home, (0, 0), userns).unwrap()
+    }
+
+    /// The path an op acts on, as the job sees it (below ROOT).
+    fn inside(op: &MountOp) -> Option<String> {
+        let path = match op {
+            MountOp::Mount(m) => &m.target,
+            MountOp::ReadOnly { target, .. }
+            | MountOp::Sysfs { target }
+            | MountOp::Bind { target, .. } => target,
+            MountOp::MkdirAll { path }
+            | MountOp::Mkdir { path, .. }
+            | MountOp::Touch { path }
+            | MountOp::Mask { path, .. }
+            | MountOp::ReadOnlyPath { path, .. } => path,
+            MountOp::Symlink { link, .. } => link,
+            MountOp::Become => return None,
+        };
+        let path = path.to_str().unwrap();
+        Some(match path.strip_prefix(ROOT).unwrap() {
+            "" => "/".to_string(),
+            p => p.to_string(),
+        })
+    }
+
+    fn makes_inode(op: &MountOp) -> bool {
+        matches!(
+            op,
+            MountOp::MkdirAll { .. }
+                | MountOp::Mkdir { .. }
+                | MountOp::Touch { .. }
+                | MountOp::Symlink { .. }
+        )
+    }
+
+    /// A file system the run mounts (not a bind of the host's).
+    fn mounts_a_file_system(op: &MountOp) -> bool {
+        matches!(op, MountOp::Mount(m) if m.fstype.is_some())
+    }
+
+    fn position(ops: &[MountOp], what: impl Fn(&MountOp) -> bool) -> usize {
+        ops.iter()
+            .position(what)
+            .unwrap_or_else(|| panic!("no such op in {ops:#?}"))
+    }
+
+    /// The first op of a kind on `path` (inside).
+    fn find(ops: &[MountOp], path: &str, kind: impl Fn(&MountOp) -> bool) -> usize {
+        position(ops, |op| kind(op) && inside(op).as_deref() == Some(path))
+    }
+
+    fn tree(dirs: &[&str], files: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for d in dirs {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        for f in files {
+            std::fs::write(t.path().join(f), "").unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn a_bind_below_run_gets_its_mount_point_after_the_run_tmpfs_and_before_the_bind() {
+        let rootfs = tree(&["run", "src/dir"], &["src/sock"]);
+        let mut cfg = config(Rootfs::Dir(rootfs.path().into()));
+        cfg.mounts = vec![
+            mount(&rootfs.path().join("src/dir"), "/run/x", false),
+            mount(&rootfs.path().join("src/sock"), "/run/app/sock", false),
+        ];
+        let ops = ops(&cfg, true);
+        let root_read_only = find(&ops, "/", |op| matches!(op, MountOp::ReadOnly { .. }));
+        let run_tmpfs = find(&ops, "/run", mounts_a_file_system);
+        assert!(root_read_only < run_tmpfs);
+
+        let dir = find(&ops, "/run/x", |op| matches!(op, MountOp::MkdirAll { .. }));
+        let dir_bind = find(&ops, "/run/x", |op| matches!(op, MountOp::Bind { .. }));
+        assert!(run_tmpfs < dir && dir < dir_bind, "{ops:#?}");
+
+        let parent = find(&ops, "/run/app", |op| {
+            matches!(op, MountOp::MkdirAll { .. })
+        });
+        let file = find(&ops, "/run/app/sock", |op| {
+            matches!(op, MountOp::Touch { .. })
+        });
+        let file_bind = find(&ops, "/run/app/sock", |op| {
+            matches!(op, MountOp::Bind { .. })
+        });
+        assert!(
+            run_tmpfs < parent && parent < file && file < file_bind,
+            "{ops:#?}"
+        );
+    }
+
+    #[test]
+    fn become_comes_before_the_first_inode_made_in_a_file_system_of_the_run() {
+        let rootfs = tree(&["run", "tmp", "data", "src"], &[]);
+        let mut cfg = config(Rootfs::Dir(rootfs.path().into()));
+        cfg.mounts = vec![mount(&rootfs.path().join("src"), "/data/in", false)];
+        let ops = ops(&cfg, true);
+        let become_at = position(&ops, |op| matches!(op, MountOp::Become));
+        assert_eq!(
+            ops.iter()
+                .filter(|op| matches!(op, MountOp::Become))
+                .count(),
+            1
+        );
+        let first_fs = position(&ops, mounts_a_file_system);
+        let first_inode = first_fs + position(&ops[first_fs..], makes_inode);
+        assert!(become_at < first_inode, "{ops:#?}");
+        // The mount point in the rootfs directory is made before, as the
+        // host uid that owns it.
+        let in_root = find(&ops, "/data/in", makes_inode);
+        assert!(in_root < become_at, "{ops:#?}");
+
+        let host_ids = self::ops(&cfg, false);
+        assert!(!host_ids.iter().any(|op| matches!(op, MountOp::Become)));
+    }
+
+    #[test]
+    fn a_new_top_level_dir_on_the_hosts_tree_makes_a_tmpfs_root_after_become() {
+        let mut cfg = config(Rootfs::Host);
+        let target = "/packrun-no-such-top-level-dir/data";
+        assert!(!Path::new(target).parent().unwrap().exists());
+        cfg.mounts = vec![mount(Path::new("/tmp"), target, true)];
+        let ops = ops(&cfg, true);
+        assert!(matches!(ops[0], MountOp::Become), "{ops:#?}");
+        assert!(
+            matches!(&ops[1], MountOp::Mount(m) if m.what == "mount tmpfs root on"),
+            "{ops:#?}"
+        );
+        let dir = find(&ops, "/packrun-no-such-top-level-dir", |op| {
+            matches!(op, MountOp::MkdirAll { .. })
+        });
+        let root_read_only = find(&ops, "/", |op| matches!(op, MountOp::ReadOnly { .. }));
+        assert!(dir < root_read_only, "{ops:#?}");
+    }
+
+    #[test]
+    fn read_only_binds_are_followed_by_a_read_only_op_and_others_are_not() {
+        let rootfs = tree(&["a", "b", "c"], &[]);
+        let mut cfg = config(Rootfs::Dir(rootfs.path().into()));
+        cfg.mounts = vec![
+            mount(&rootfs.path().join("a"), "/ro", true),
+            mount(&rootfs.path().join("b"), "/rw", false),
+        ];
+        cfg.writable = vec![(rootfs.path().join("c"), "/w".into())];
+        let ops = ops(&cfg, true);
+        let binds: Vec<(usize, usize, String)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| match op {
+                MountOp::Bind { slot, .. } => Some((i, *slot, inside(op).unwrap())),
+                _ => None,
+            })
+            .collect();
+        let slots: Vec<(usize, &str)> = binds.iter().map(|(_, s, t)| (*s, t.as_str())).collect();
+        assert_eq!(slots, [(0, "/ro"), (1, "/rw"), (2, "/w")]);
+        for (i, _, target) in &binds {
+            let next = &ops[i + 1];
+            let read_only =
+                matches!(next, MountOp::ReadOnly { .. }) && inside(next).as_ref() == Some(target);
+            assert_eq!(
+                read_only,
+                target == "/ro",
+                "after the bind on {target}: {next:?}"
+            );
+        }
+    }
+}
