@@ -102,6 +102,28 @@ pub fn write(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<(), PathE
     std::fs::write(p, data).at("write", p)
 }
 
+/// Replaces `path` as a whole: writes `.<name>.tmp` beside it, syncs it and
+/// renames it over `path`, so a reader sees the old file or the new one,
+/// never half of one. A temp file a crash left behind is overwritten.
+pub fn write_atomic(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<(), PathError> {
+    use std::io::Write;
+    let p = path.as_ref();
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).at("create", &tmp)?;
+    f.write_all(data.as_ref()).at("write", &tmp)?;
+    f.sync_all().at("sync", &tmp)?;
+    std::fs::rename(&tmp, p).at("rename a temp file to", p)?;
+    // The rename is durable once the directory is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("sync", dir)
+}
+
 /// Writes the value in one write(2) to an existing file (an optional
 /// interface file); `false` when there is no such file.
 pub fn write_if_present(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> Result<bool, PathError> {

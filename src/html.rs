@@ -9,15 +9,16 @@
 //! own class, data attribute and <title> tooltip, which its backend does not
 //! expose. No fonts are embedded: text uses the browser's sans-serif.
 
-use crate::export::{self, Group};
 use crate::fsx::Context;
-use crate::report::{human_bytes, read_manifest, read_rows, Manifest, ReportError, Row};
+use crate::report::formats::epoch_seconds;
+use crate::report::{byte_unit, human_bytes, label, params_label, Summary};
+use crate::results::{read_manifest, read_rows, Manifest, ResultsError, Row, State};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Writes `dir/report.html` from `dir/runs.csv` and `dir/manifest.json`
 /// (the page is still written, without topology, when the manifest is absent).
-pub fn write_report(dir: &Path) -> Result<PathBuf, ReportError> {
+pub fn write_report(dir: &Path) -> Result<PathBuf, ResultsError> {
     let rows = read_rows(&dir.join("runs.csv"))?;
     let mpath = dir.join("manifest.json");
     let manifest = if mpath.exists() {
@@ -124,7 +125,7 @@ document.querySelectorAll('.run-bar').forEach(function(b){
 
 /// The whole page.
 pub fn render(rows: &[Row], manifest: Option<&Manifest>) -> String {
-    let groups = export::groups(rows);
+    let groups = crate::report::summarize(rows);
     let mut jobs: Vec<&str> = Vec::new();
     for r in rows {
         if !jobs.contains(&r.job.as_str()) {
@@ -141,12 +142,12 @@ pub fn render(rows: &[Row], manifest: Option<&Manifest>) -> String {
         esc(title)
     );
     let _ = writeln!(h, "<h1>{}</h1>", esc(title));
-    let states = |s: &str| rows.iter().filter(|r| r.state == s).count();
+    let states = |s: State| rows.iter().filter(|r| r.state == s).count();
     let _ = writeln!(
         h,
         "<p class=\"sub\">{} runs ({} completed){}{}</p>",
         rows.len(),
-        states("COMPLETED"),
+        states(State::Completed),
         manifest
             .map(|m| format!(" · {} · {}", esc(&m.machine.host), esc(&m.start)))
             .unwrap_or_default(),
@@ -162,7 +163,7 @@ pub fn render(rows: &[Row], manifest: Option<&Manifest>) -> String {
 
     h.push_str("<h2>Usage per job</h2>\n<p class=\"sub\">Measured runs (no warmups): a dot per run, a bar at the median of the completed runs; red rings are runs that did not complete.</p>\n");
     for (i, job) in jobs.iter().enumerate() {
-        let gs: Vec<&Group> = groups.iter().filter(|g| g.summary.job == *job).collect();
+        let gs: Vec<&Summary> = groups.iter().filter(|g| g.job == *job).collect();
         if gs.is_empty() {
             continue;
         }
@@ -229,28 +230,15 @@ struct CpuRow {
 /// a run used that the topology does not list.
 fn cpu_rows(rows: &[Row], manifest: Option<&Manifest>) -> Vec<CpuRow> {
     let mut out: Vec<CpuRow> = Vec::new();
-    if let Some(nodes) = manifest
-        .and_then(|m| m.topology.get("nodes"))
-        .and_then(|n| n.as_array())
-    {
-        for n in nodes {
-            let id = n.get("id").and_then(|v| v.as_u64()).map(|v| v as u32);
-            let cpus = n
-                .get("cpus")
-                .and_then(|v| v.as_str())
-                .and_then(|s| crate::cpulist::CpuList::parse(s).ok());
-            if let (Some(id), Some(cpus)) = (id, cpus) {
-                out.extend(cpus.iter().map(|cpu| CpuRow {
-                    cpu,
-                    node: Some(id),
-                }));
-            }
-        }
+    for n in manifest.iter().flat_map(|m| &m.topology.nodes) {
+        out.extend(n.cpus.iter().map(|cpu| CpuRow {
+            cpu,
+            node: Some(n.id),
+        }));
     }
     let mut extra: Vec<u32> = rows
         .iter()
-        .filter_map(|r| crate::cpulist::CpuList::parse(&r.cpus).ok())
-        .flat_map(|c| c.ids().to_vec())
+        .flat_map(|r| r.cpus.iter())
         .filter(|c| !out.iter().any(|r| r.cpu == *c))
         .collect();
     extra.sort();
@@ -260,20 +248,9 @@ fn cpu_rows(rows: &[Row], manifest: Option<&Manifest>) -> Vec<CpuRow> {
 }
 
 fn tooltip(r: &Row) -> String {
-    let params = r
-        .params
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ");
     format!(
-        "{}{}\nrep {}{}\nCPUs {}\nwall {:.3} s · CPU {:.3} s\npeak memory {}\n{}{}",
-        r.job,
-        if params.is_empty() {
-            String::new()
-        } else {
-            format!(" {params}")
-        },
+        "{}\nrep {}{}\nCPUs {}\nwall {:.3} s · CPU {:.3} s\npeak memory {}\n{}{}",
+        label(&r.job, &r.params),
         r.rep,
         if r.warmup { " (warmup)" } else { "" },
         r.cpus,
@@ -297,8 +274,8 @@ fn schedule(rows: &[Row], manifest: Option<&Manifest>, jobs: &[&str]) -> String 
     let times: Vec<(f64, f64)> = rows
         .iter()
         .map(|r| {
-            let s = export::epoch_seconds(&r.start_time).unwrap_or(0.0);
-            let e = export::epoch_seconds(&r.end_time).unwrap_or(s + r.wall_s);
+            let s = epoch_seconds(r.start_time);
+            let e = epoch_seconds(r.end_time);
             (s, e.max(s))
         })
         .collect();
@@ -381,7 +358,7 @@ fn schedule(rows: &[Row], manifest: Option<&Manifest>, jobs: &[&str]) -> String 
 
     for (r, (s, e)) in rows.iter().zip(&times) {
         let ji = jobs.iter().position(|j| *j == r.job).unwrap_or(0);
-        let done = r.state == "COMPLETED";
+        let done = r.state == State::Completed;
         let fill = if done {
             svg::colour(ji).to_string()
         } else {
@@ -389,15 +366,12 @@ fn schedule(rows: &[Row], manifest: Option<&Manifest>, jobs: &[&str]) -> String 
         };
         let class = format!(
             "run-bar state-{}{}{}",
-            r.state.to_lowercase(),
+            r.state.as_str().to_lowercase(),
             if done { "" } else { " failed" },
             if r.warmup { " warmup" } else { "" }
         );
         let tip = esc(&tooltip(r));
-        let cpu_ids = crate::cpulist::CpuList::parse(&r.cpus)
-            .map(|c| c.ids().to_vec())
-            .unwrap_or_default();
-        for cpu in cpu_ids {
+        for cpu in r.cpus.iter() {
             let Some((_, cy)) = ypos.iter().find(|(c, _)| *c == cpu) else {
                 continue;
             };
@@ -445,7 +419,7 @@ enum Unit {
 /// Dots per run and a median bar, one column per parameter set of a job.
 fn dot_chart(
     title: &str,
-    groups: &[&Group],
+    groups: &[&Summary],
     colour: &str,
     value: impl Fn(&Row) -> f64,
     unit: Unit,
@@ -463,18 +437,7 @@ fn dot_chart(
         .fold(0.0f64, f64::max);
     let (div, uname) = match unit {
         Unit::Seconds => (1.0, "s"),
-        Unit::Bytes => {
-            let p = if max >= (1u64 << 30) as f64 {
-                30
-            } else if max >= (1u64 << 20) as f64 {
-                20
-            } else if max >= 1024.0 {
-                10
-            } else {
-                0
-            };
-            ((1u64 << p) as f64, ["B", "KiB", "MiB", "GiB"][p / 10])
-        }
+        Unit::Bytes => byte_unit(max),
     };
     let step = svg::step(max / div, 4.0);
     let top = ((max / div / step).ceil().max(1.0)) * step;
@@ -501,7 +464,7 @@ fn dot_chart(
         let cx = L + (i as f64 + 0.5) * bw;
         let n = g.rows.len().max(1) as f64;
         let spread = (bw * 0.5).min(60.0);
-        let ok: Vec<f64> = g.completed().map(|r| value(r)).collect();
+        let ok: Vec<f64> = g.completed().map(&value).collect();
         if !ok.is_empty() {
             let m = crate::report::Stats::of(&ok).median;
             let _ = writeln!(
@@ -522,7 +485,7 @@ fn dot_chart(
             } else {
                 cx
             };
-            let done = r.state == "COMPLETED";
+            let done = r.state == State::Completed;
             let (fill, stroke) = if done {
                 (colour, "#fff")
             } else {
@@ -535,13 +498,7 @@ fn dot_chart(
                 esc(&tooltip(r))
             );
         }
-        let label = g
-            .summary
-            .params
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let label = params_label(&g.params);
         let label = if label.is_empty() {
             "(no parameters)".into()
         } else {
@@ -569,8 +526,8 @@ fn dot_chart(
     s
 }
 
-fn summary_table(groups: &[Group]) -> String {
-    let cells = export::cells(groups);
+fn summary_table(groups: &[Summary]) -> String {
+    let cells = crate::report::table_cells(groups);
     let mut s = String::from("<table><thead><tr>");
     for c in &cells[0] {
         let _ = write!(s, "<th>{}</th>", esc(c));
@@ -580,11 +537,7 @@ fn summary_table(groups: &[Group]) -> String {
         let _ = write!(
             s,
             "<tr{}>",
-            if g.summary.failures > 0 {
-                " class=\"bad\""
-            } else {
-                ""
-            }
+            if g.failures > 0 { " class=\"bad\"" } else { "" }
         );
         for (i, c) in row.iter().enumerate() {
             let _ = write!(
@@ -614,20 +567,17 @@ fn manifest_list(m: &Manifest) -> String {
         ("frequency governor", m.machine.governor.clone()),
         ("cgroup version", m.cgroup_version.clone()),
     ];
-    if let Some(nodes) = m.topology.get("nodes").and_then(|n| n.as_array()) {
-        let ncpu = m
-            .topology
-            .get("cpus")
-            .and_then(|c| c.as_array())
-            .map_or(0, |c| c.len());
+    let nodes = &m.topology.nodes;
+    if !nodes.is_empty() {
+        let ncpu = m.topology.cpus.len();
         let desc: Vec<String> = nodes
             .iter()
             .map(|n| {
                 format!(
                     "node {}: CPUs {}, {}",
-                    n.get("id").and_then(|v| v.as_u64()).unwrap_or(0),
-                    n.get("cpus").and_then(|v| v.as_str()).unwrap_or("?"),
-                    human_bytes(n.get("memory_bytes").and_then(|v| v.as_u64()).unwrap_or(0))
+                    n.id,
+                    n.cpus,
+                    human_bytes(n.memory_bytes)
                 )
             })
             .collect();
@@ -670,12 +620,9 @@ mod tests {
         let rows = read_rows(&sample().join("runs.csv")).unwrap();
         let m = read_manifest(&sample().join("manifest.json")).unwrap();
         let page = render(&rows, Some(&m));
-        let expected: usize = rows
-            .iter()
-            .map(|r| crate::cpulist::CpuList::parse(&r.cpus).unwrap().len())
-            .sum();
+        let expected: usize = rows.iter().map(|r| r.cpus.len()).sum();
         assert_eq!(page.matches("class=\"run-bar ").count(), expected);
-        let two = rows.iter().find(|r| r.cpus == "4-5").unwrap();
+        let two = rows.iter().find(|r| r.cpus.to_string() == "4-5").unwrap();
         assert_eq!(
             page.matches(&format!("data-run-key=\"{}\"", two.key))
                 .count(),

@@ -7,13 +7,13 @@ pub mod cli;
 pub mod container;
 pub mod cpulist;
 pub mod doctor;
-pub mod export;
 pub mod fsx;
 pub mod html;
 pub mod machine;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod sched;
 pub mod slurm;
@@ -233,15 +233,15 @@ fn exec(args: ExecArgs) -> i32 {
         return exit::ENVIRONMENT;
     };
     let text = match args.format {
-        RecordFormat::Table => report::record_table(&rec, &env.host),
-        RecordFormat::Csv => report::record_csv(&rec, &env.host),
-        RecordFormat::Json => report::record_json(&rec, &env.host) + "\n",
+        RecordFormat::Table => report::formats::record_table(&rec, &env.host),
+        RecordFormat::Csv => report::formats::record_csv(&rec, &env.host),
+        RecordFormat::Json => report::formats::record_json(&rec, &env.host) + "\n",
     };
     eprint!("{text}");
     match (rec.state, rec.exit_code, rec.signal) {
-        (run::State::Completed, _, _) => exit::OK,
-        (run::State::Cancelled, _, _) => exit::INTERRUPTED,
-        (run::State::Failed, Some(c), _) => c,
+        (results::State::Completed, _, _) => exit::OK,
+        (results::State::Cancelled, _, _) => exit::INTERRUPTED,
+        (results::State::Failed, Some(c), _) => c,
         (_, _, Some(s)) => 128 + s,
         _ => exit::RUN_FAILED,
     }
@@ -296,7 +296,12 @@ fn run_batch(args: RunArgs) -> i32 {
         }
     };
     if let Some(shard) = args.shard {
-        let skip = match args.skip_runs.as_deref().map(report::read_done).transpose() {
+        let skip = match args
+            .skip_runs
+            .as_deref()
+            .map(results::read_done)
+            .transpose()
+        {
             Ok(done) => done.unwrap_or_default().into_keys().collect(),
             Err(e) => {
                 eprintln!("packrun run: {}", fsx::chain(&e));
@@ -364,26 +369,26 @@ fn batch_in(
     let e = |e: &dyn std::error::Error| fsx::chain(e);
     let params = param_names(batch);
     let runs_csv = dir.join("runs.csv");
-    let done = report::read_done(&runs_csv).map_err(|x| e(&x))?;
-    let mut csv = report::RunsCsv::open(&runs_csv, &params, &env.host).map_err(|x| e(&x))?;
+    let done = results::read_done(&runs_csv).map_err(|x| e(&x))?;
+    let mut csv = results::RunsCsv::open(&runs_csv, &params, &env.host).map_err(|x| e(&x))?;
     let owner = run::cpulock::Owner::current();
     let ids = container::ids::IdSource::host(container::ids::machine_slots());
-    let mut manifest = report::Manifest {
+    let mut manifest = results::Manifest {
         packrun_version: env!("CARGO_PKG_VERSION").into(),
         name: batch.name.clone(),
         job_file: batch.file.display().to_string(),
-        job_file_sha256: report::sha256_hex(batch.source.as_bytes()),
+        job_file_sha256: results::sha256_hex(batch.source.as_bytes()),
         machine: machine::read(Path::new("/")),
         cgroup_version: match env.hierarchy {
             cgroup::Hierarchy::V1 { .. } => "1".into(),
             cgroup::Hierarchy::V2 { .. } => "2".into(),
         },
-        topology: serde_json::to_value(&env.topology).expect("topology serializes"),
+        topology: env.topology.clone(),
         start: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         end: None,
         runner_pid: owner.pid as u32,
         runs: batch.runs.len(),
-        userns: report::UserNsManifest {
+        userns: results::UserNsManifest {
             ids: ids.describe(),
             host_ids_jobs: batch
                 .jobs
@@ -399,7 +404,7 @@ fn batch_in(
         },
     };
     fsx::write(dir.join("job.yaml"), &batch.source).map_err(|x| e(&x))?;
-    report::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+    results::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
 
     let opts = run::Options {
         hierarchy: env.hierarchy.clone(),
@@ -442,18 +447,18 @@ fn batch_in(
     progress.finish();
     let outcome = outcome.map_err(|x| e(&x))?;
 
-    let rows = report::read_rows(&runs_csv).map_err(|x| e(&x))?;
+    let rows = results::read_rows(&runs_csv).map_err(|x| e(&x))?;
     let summaries = report::summarize(&rows);
     report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
     manifest.end = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    report::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+    results::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
     if let Err(x) = html::write_report(dir) {
         eprintln!("packrun run: report.html not written: {}", fsx::chain(&x));
     }
-    eprint!("{}", report::summary_table(&summaries));
+    eprint!("{}", report::table(&summaries));
     eprintln!("results: {}", dir.display());
 
-    let all_ok = lost_rows == 0 && rows.iter().all(|r| r.state == "COMPLETED");
+    let all_ok = lost_rows == 0 && rows.iter().all(|r| r.state == results::State::Completed);
     Ok(if outcome.interrupted {
         exit::INTERRUPTED
     } else if all_ok {
@@ -468,21 +473,21 @@ fn batch_in(
 fn report_cmd(args: cli::ReportArgs) -> i32 {
     use cli::ReportFormat as F;
     let runs_csv = args.dir.join("runs.csv");
-    let rows = match report::read_rows(&runs_csv) {
+    let rows = match results::read_rows(&runs_csv) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("packrun report: {}", fsx::chain(&e));
             return exit::INVALID;
         }
     };
-    let groups = export::groups(&rows);
+    let summaries = report::summarize(&rows);
     let text = match args.format {
-        F::Table => export::table(&groups),
-        F::Markdown => export::markdown(&groups),
-        F::Csv => export::csv(&groups),
-        F::Json => export::json(&groups),
+        F::Table => report::table(&summaries),
+        F::Markdown => report::formats::markdown(&summaries),
+        F::Csv => report::formats::csv(&summaries),
+        F::Json => report::formats::json(&summaries),
         F::HyperfineJson => {
-            let (text, left_out) = export::hyperfine_json(&groups);
+            let (text, left_out) = report::formats::hyperfine_json(&summaries);
             if left_out > 0 {
                 eprintln!(
                     "packrun report: {left_out} run(s) that did not complete are left out of hyperfine's times (see runs.csv)"
@@ -493,8 +498,7 @@ fn report_cmd(args: cli::ReportArgs) -> i32 {
     };
     print!("{text}");
     if let Some(path) = &args.joblog {
-        let log = export::read_signals(&runs_csv).and_then(|sig| export::joblog(&rows, &sig));
-        match log.and_then(|l| fsx::write(path, l).map_err(|e| fsx::chain(&e))) {
+        match fsx::write(path, report::formats::joblog(&rows)).map_err(|e| fsx::chain(&e)) {
             Ok(()) => eprintln!("joblog: {}", path.display()),
             Err(e) => {
                 eprintln!("packrun report: {e}");
@@ -531,15 +535,15 @@ fn param_names(batch: &spec::Batch) -> Vec<String> {
 /// must be unchanged unless --force).
 fn results_dir(args: &RunArgs, batch: &spec::Batch) -> Result<std::path::PathBuf, String> {
     if let Some(dir) = &args.resume {
-        let m = report::read_manifest(&dir.join("manifest.json")).map_err(|e| fsx::chain(&e))?;
-        let sha = report::sha256_hex(batch.source.as_bytes());
+        let m = results::read_manifest(&dir.join("manifest.json")).map_err(|e| fsx::chain(&e))?;
+        let sha = results::sha256_hex(batch.source.as_bytes());
         if m.job_file_sha256 != sha && !args.force {
             let old = std::fs::read_to_string(dir.join("job.yaml")).unwrap_or_default();
             return Err(format!(
                 "{} changed since the batch in {} began ({}); resume with --force to run the missing runs of the new file",
                 batch.file.display(),
                 dir.display(),
-                report::describe_change(&old, &batch.source)
+                results::describe_change(&old, &batch.source)
             ));
         }
         return Ok(dir.clone());

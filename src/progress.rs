@@ -3,7 +3,7 @@
 
 use crate::plan::Placement;
 use crate::report::human_bytes;
-use crate::run::{Record, State};
+use crate::results::{Record, State};
 use crate::spec::Run;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -24,10 +24,7 @@ struct Bars {
 }
 
 fn describe(job: &str, params: &[(String, String)], rep: u32, warmup: bool) -> String {
-    let mut s = job.to_string();
-    for (k, v) in params {
-        s.push_str(&format!(" {k}={v}"));
-    }
+    let mut s = crate::report::label(job, params);
     s.push_str(&format!(" rep {rep}"));
     if warmup {
         s.push_str(" (warmup)");

@@ -1,508 +1,15 @@
-//! Output: runs.csv, summary.csv, manifest.json. Formats what was measured;
-//! never recomputes a measurement.
+//! The summary of a results folder: per job and parameter set, statistics
+//! of what runs.csv holds (outliers counted, never dropped), summary.csv and
+//! the one table both `packrun run` and `packrun report` print. The other
+//! formats are in `formats`, the page in `html`. Never recomputes a
+//! measurement.
 
-use crate::fsx::{Context, PathError};
-use crate::run::{Record, State};
+pub mod formats;
+
+use crate::fsx::PathError;
+use crate::results::{csv_line, Row, State};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
-/// The fixed columns of runs.csv; `parameter_<name>` columns go after `job`.
-const HEAD: &[&str] = &["run_key", "job"];
-const TAIL: &[&str] = &[
-    "rep",
-    "warmup",
-    "host",
-    "cpus",
-    "mems",
-    "userns",
-    "start_time",
-    "end_time",
-    "wall_time_s",
-    "user_time_s",
-    "system_time_s",
-    "cpu_time_s",
-    "memory_peak_bytes",
-    "memory_limit_bytes",
-    "oom_kills",
-    "io_read_bytes",
-    "io_write_bytes",
-    "pids_peak",
-    "cpu_throttled_s",
-    "exit_code",
-    "signal",
-    "state",
-    "termination_reason",
-    "stdout",
-    "stderr",
-];
-
-/// The header of runs.csv for these matrix parameter names.
-pub fn header(param_names: &[String]) -> Vec<String> {
-    HEAD.iter()
-        .map(|s| s.to_string())
-        .chain(param_names.iter().map(|p| format!("parameter_{p}")))
-        .chain(TAIL.iter().map(|s| s.to_string()))
-        .collect()
-}
-
-fn secs(d: std::time::Duration) -> String {
-    format!("{:.6}", d.as_secs_f64())
-}
-
-fn ns_secs(ns: u64) -> String {
-    format!("{:.6}", ns as f64 / 1e9)
-}
-
-fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// One record as the cells of a runs.csv row (same order as `header`).
-pub fn row(rec: &Record, param_names: &[String], host: &str) -> Vec<String> {
-    let u = &rec.usage;
-    let mut cells = vec![rec.key.clone(), rec.job.clone()];
-    for p in param_names {
-        cells.push(
-            rec.params
-                .iter()
-                .find(|(k, _)| k == p)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default(),
-        );
-    }
-    let path = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    };
-    cells.extend([
-        rec.rep.to_string(),
-        rec.warmup.to_string(),
-        host.to_string(),
-        rec.cpus.to_string(),
-        rec.mems.to_string(),
-        rec.userns.clone(),
-        rec.start_time
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        rec.end_time
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        secs(rec.wall_time),
-        ns_secs(u.user_ns),
-        ns_secs(u.system_ns),
-        ns_secs(u.cpu_ns),
-        u.memory_peak_bytes.to_string(),
-        opt(rec.memory_limit),
-        u.oom_kills.to_string(),
-        u.io_read_bytes.to_string(),
-        u.io_write_bytes.to_string(),
-        u.pids_peak.to_string(),
-        ns_secs(u.cpu_throttled_ns),
-        opt(rec.exit_code),
-        opt(rec.signal),
-        rec.state.as_str().to_string(),
-        rec.termination_reason.clone(),
-        path(&rec.stdout),
-        path(&rec.stderr),
-    ]);
-    cells
-}
-
-fn csv_line(cells: &[String]) -> Vec<u8> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(cells)
-        .expect("writing CSV to memory cannot fail");
-    w.into_inner().expect("flushing CSV to memory cannot fail")
-}
-
-/// runs.csv, appended one whole row at a time and fsync'd, so a crash never
-/// leaves half a row.
-pub struct RunsCsv {
-    path: PathBuf,
-    file: File,
-    params: Vec<String>,
-    host: String,
-    /// Rows written since the last sync.
-    unsynced: bool,
-}
-
-impl RunsCsv {
-    /// Opens `path` for appending; writes the header when the file is new.
-    /// An existing file must have the same header (same parameter columns).
-    pub fn open(path: &Path, param_names: &[String], host: &str) -> Result<RunsCsv, ReportError> {
-        let want = header(param_names);
-        let exists = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
-        if exists {
-            let mut rdr = csv::Reader::from_path(path).map_err(|e| csv_err(path, e.to_string()))?;
-            let have: Vec<String> = rdr
-                .headers()
-                .map_err(|e| csv_err(path, e.to_string()))?
-                .iter()
-                .map(String::from)
-                .collect();
-            if have != want {
-                return Err(csv_err(
-                    path,
-                    format!(
-                        "its columns are [{}], expected [{}]",
-                        have.join(","),
-                        want.join(",")
-                    ),
-                ));
-            }
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .at("open", path)?;
-        if exists {
-            drop_torn_last_line(&file, path)?;
-        } else {
-            file.write_all(&csv_line(&want)).at("write", path)?;
-            file.sync_data().at("sync", path)?;
-        }
-        Ok(RunsCsv {
-            path: path.to_path_buf(),
-            file,
-            params: param_names.to_vec(),
-            host: host.to_string(),
-            unsynced: false,
-        })
-    }
-
-    /// Appends one row in a single write: a crash of packrun never leaves
-    /// half a row. `sync` makes the rows appended so far durable.
-    pub fn append(&mut self, rec: &Record) -> Result<(), PathError> {
-        let line = csv_line(&row(rec, &self.params, &self.host));
-        self.file.write_all(&line).at("write", &self.path)?;
-        self.unsynced = true;
-        Ok(())
-    }
-
-    /// Syncs the rows appended since the last call to disk (one fdatasync
-    /// for all the runs that ended together).
-    pub fn sync(&mut self) -> Result<(), PathError> {
-        if self.unsynced {
-            self.file.sync_data().at("sync", &self.path)?;
-            self.unsynced = false;
-        }
-        Ok(())
-    }
-}
-
-/// A crash mid-write can leave a last line without its newline: cut it off
-/// so the next row starts on a line of its own (the run is then run again).
-fn drop_torn_last_line(file: &File, path: &Path) -> Result<(), PathError> {
-    let text = std::fs::read(path).at("read", path)?;
-    if text.last().is_some_and(|&b| b != b'\n') {
-        let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        file.set_len(keep as u64).at("truncate", path)?;
-    }
-    Ok(())
-}
-
-fn csv_err(path: &Path, message: impl ToString) -> ReportError {
-    ReportError::Csv {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error(transparent)]
-    Io(#[from] PathError),
-    #[error("{}: {message}", path.display())]
-    Csv { path: PathBuf, message: String },
-}
-
-/// The run_keys already in a runs.csv and their states (for --resume).
-/// A last line without its newline (a crash mid-write) is ignored.
-pub fn read_done(path: &Path) -> Result<HashMap<String, State>, ReportError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(PathError::new("read", path, e).into()),
-    };
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    let mut rdr = csv::Reader::from_reader(complete.as_bytes());
-    let headers = rdr
-        .headers()
-        .map_err(|e| csv_err(path, e.to_string()))?
-        .clone();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(k), Some(s)) = (col("run_key"), col("state")) else {
-        return Err(csv_err(path, "no run_key or state column"));
-    };
-    let mut done = HashMap::new();
-    for (i, r) in rdr.records().enumerate() {
-        let r = r.map_err(|e| csv_err(path, format!("row {}: {e}", i + 2)))?;
-        let state = State::parse(&r[s])
-            .ok_or_else(|| csv_err(path, format!("row {}: unknown state `{}`", i + 2, &r[s])))?;
-        done.insert(r[k].to_string(), state);
-    }
-    Ok(done)
-}
-
-/// A record as `name: value` lines (packrun exec's table).
-pub fn record_table(rec: &Record, host: &str) -> String {
-    let params: Vec<String> = rec.params.iter().map(|(k, _)| k.clone()).collect();
-    let head = header(&params);
-    let cells = row(rec, &params, host);
-    let w = head.iter().map(|h| h.len()).max().unwrap_or(0);
-    head.iter()
-        .zip(cells)
-        .filter(|(h, _)| !matches!(h.as_str(), "stdout" | "stderr" | "job" | "rep" | "warmup"))
-        .map(|(h, c)| format!("{h:<w$}  {c}\n"))
-        .collect()
-}
-
-/// A record as CSV with its header (packrun exec --format csv).
-pub fn record_csv(rec: &Record, host: &str) -> String {
-    let params: Vec<String> = rec.params.iter().map(|(k, _)| k.clone()).collect();
-    let mut out = csv_line(&header(&params));
-    out.extend(csv_line(&row(rec, &params, host)));
-    String::from_utf8(out).expect("CSV of UTF-8 cells is UTF-8")
-}
-
-/// Columns that hold text even when the text looks like a number ("1" as a CPU list).
-const TEXT_COLUMNS: [&str; 12] = [
-    "run_key",
-    "job",
-    "host",
-    "cpus",
-    "mems",
-    "userns",
-    "start_time",
-    "end_time",
-    "state",
-    "termination_reason",
-    "stdout",
-    "stderr",
-];
-
-/// A record as a JSON object of the runs.csv columns (numbers as numbers).
-pub fn record_json(rec: &Record, host: &str) -> String {
-    let params: Vec<String> = rec.params.iter().map(|(k, _)| k.clone()).collect();
-    let mut map = serde_json::Map::new();
-    for (h, c) in header(&params).into_iter().zip(row(rec, &params, host)) {
-        let v = if c.is_empty() {
-            serde_json::Value::Null
-        } else if TEXT_COLUMNS.contains(&h.as_str()) || h.starts_with("parameter_") {
-            c.into()
-        } else if h == "warmup" {
-            (c == "true").into()
-        } else if let Ok(n) = c.parse::<i64>() {
-            n.into()
-        } else if let Ok(f) = c.parse::<f64>() {
-            f.into()
-        } else {
-            c.into()
-        };
-        map.insert(h, v);
-    }
-    serde_json::to_string_pretty(&serde_json::Value::Object(map)).expect("JSON of plain values")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::account::Usage;
-    use crate::cpulist::CpuList;
-    use chrono::TimeZone;
-    use std::time::Duration;
-
-    fn record(key: &str, state: State) -> Record {
-        Record {
-            key: key.into(),
-            job: "xz".into(),
-            params: vec![("threads".into(), "2".into())],
-            rep: 1,
-            warmup: false,
-            cpus: CpuList::parse("0-1").unwrap(),
-            mems: CpuList::parse("0").unwrap(),
-            userns: "0:1610612736:65536".into(),
-            start_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
-            end_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap(),
-            wall_time: Duration::from_millis(1500),
-            usage: Usage {
-                user_ns: 1_250_000_000,
-                cpu_ns: 1_500_000_000,
-                memory_peak_bytes: 4096,
-                ..Usage::default()
-            },
-            memory_limit: Some(1 << 20),
-            exit_code: Some(0),
-            signal: None,
-            state,
-            termination_reason: "exited, \"quoted\"".into(),
-            stdout: None,
-            stderr: None,
-        }
-    }
-
-    #[test]
-    fn header_puts_parameter_columns_after_job() {
-        let h = header(&["threads".into()]);
-        assert_eq!(&h[..4], &["run_key", "job", "parameter_threads", "rep"]);
-        assert_eq!(h.last().unwrap(), "stderr");
-    }
-
-    #[test]
-    fn rows_format_seconds_bytes_and_rfc3339_times() {
-        let cells = row(&record("k1", State::Completed), &["threads".into()], "h");
-        let h = header(&["threads".into()]);
-        let get = |name: &str| cells[h.iter().position(|x| x == name).unwrap()].clone();
-        assert_eq!(get("wall_time_s"), "1.500000");
-        assert_eq!(get("user_time_s"), "1.250000");
-        assert_eq!(get("memory_limit_bytes"), "1048576");
-        assert_eq!(get("start_time"), "2026-01-02T03:04:05.000000Z");
-        assert_eq!(get("signal"), "");
-        assert_eq!(get("parameter_threads"), "2");
-    }
-
-    #[test]
-    fn resume_reads_back_keys_and_states_and_ignores_a_torn_last_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("runs.csv");
-        let params = vec!["threads".to_string()];
-        let mut w = RunsCsv::open(&p, &params, "h").unwrap();
-        w.append(&record("aaa", State::Completed)).unwrap();
-        w.append(&record("bbb", State::Timeout)).unwrap();
-        drop(w);
-        // A crash mid-write leaves a line without its newline.
-        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
-        f.write_all(b"ccc,xz,2,1,fal").unwrap();
-        let done = read_done(&p).unwrap();
-        assert_eq!(done.len(), 2);
-        assert_eq!(done["aaa"], State::Completed);
-        assert_eq!(done["bbb"], State::Timeout);
-        // Appending after the crash starts a clean line.
-        let mut w = RunsCsv::open(&p, &params, "h").unwrap();
-        w.append(&record("ddd", State::Completed)).unwrap();
-        let done = read_done(&p).unwrap();
-        assert_eq!(done.len(), 3, "{}", std::fs::read_to_string(&p).unwrap());
-        assert!(done.contains_key("ddd"));
-    }
-
-    #[test]
-    fn reopening_with_other_parameter_columns_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("runs.csv");
-        RunsCsv::open(&p, &["threads".into()], "h").unwrap();
-        let e = RunsCsv::open(&p, &["level".into()], "h").err().unwrap();
-        assert!(e.to_string().contains("parameter_level"), "{e}");
-    }
-
-    #[test]
-    fn json_record_has_numbers_as_numbers() {
-        let j: serde_json::Value =
-            serde_json::from_str(&record_json(&record("k", State::Completed), "h")).unwrap();
-        assert_eq!(j["wall_time_s"], 1.5);
-        assert_eq!(j["exit_code"], 0);
-        assert_eq!(j["signal"], serde_json::Value::Null);
-        assert_eq!(j["state"], "COMPLETED");
-    }
-}
-
-/// The columns of a runs.csv row that the summary and the report need.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub key: String,
-    pub job: String,
-    pub params: Vec<(String, String)>,
-    pub rep: u32,
-    pub warmup: bool,
-    pub cpus: String,
-    pub start_time: String,
-    pub end_time: String,
-    pub wall_s: f64,
-    pub cpu_s: f64,
-    pub user_s: f64,
-    pub system_s: f64,
-    pub memory_peak: u64,
-    pub exit_code: Option<i32>,
-    pub state: String,
-}
-
-/// Reads every complete row of a runs.csv.
-pub fn read_rows(path: &Path) -> Result<Vec<Row>, ReportError> {
-    let text = crate::fsx::read_to_string(path)?;
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    let mut rdr = csv::Reader::from_reader(complete.as_bytes());
-    let headers = rdr.headers().map_err(|e| csv_err(path, e))?.clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| csv_err(path, format!("no `{name}` column")))
-    };
-    let params: Vec<(usize, String)> = headers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| h.strip_prefix("parameter_").map(|p| (i, p.to_string())))
-        .collect();
-    let c = [
-        col("run_key")?,
-        col("job")?,
-        col("rep")?,
-        col("warmup")?,
-        col("cpus")?,
-        col("start_time")?,
-        col("end_time")?,
-        col("wall_time_s")?,
-        col("cpu_time_s")?,
-        col("user_time_s")?,
-        col("system_time_s")?,
-        col("memory_peak_bytes")?,
-        col("exit_code")?,
-        col("state")?,
-    ];
-    let mut rows = Vec::new();
-    for (i, r) in rdr.records().enumerate() {
-        let r = r.map_err(|e| csv_err(path, format!("row {}: {e}", i + 2)))?;
-        let num = |j: usize| -> Result<f64, ReportError> {
-            r[j].parse::<f64>().map_err(|_| {
-                csv_err(
-                    path,
-                    format!(
-                        "row {}: `{}` in {} is not a number",
-                        i + 2,
-                        &r[j],
-                        &headers[j]
-                    ),
-                )
-            })
-        };
-        rows.push(Row {
-            key: r[c[0]].to_string(),
-            job: r[c[1]].to_string(),
-            params: params
-                .iter()
-                .filter(|(j, _)| !r[*j].is_empty())
-                .map(|(j, p)| (p.clone(), r[*j].to_string()))
-                .collect(),
-            rep: num(c[2])? as u32,
-            warmup: &r[c[3]] == "true",
-            cpus: r[c[4]].to_string(),
-            start_time: r[c[5]].to_string(),
-            end_time: r[c[6]].to_string(),
-            wall_s: num(c[7])?,
-            cpu_s: num(c[8])?,
-            user_s: num(c[9])?,
-            system_s: num(c[10])?,
-            memory_peak: num(c[11])? as u64,
-            exit_code: r[c[12]].parse().ok(),
-            state: r[c[13]].to_string(),
-        });
-    }
-    Ok(rows)
-}
+use std::path::Path;
 
 /// Median, mean, sample standard deviation, min and max.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -543,41 +50,119 @@ impl Stats {
     }
 }
 
-/// One line of summary.csv: a job and parameter set.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Summary {
+/// Iglewicz and Hoaglin's cut-off: a modified z-score above 3.5 marks an outlier.
+pub const OUTLIER_Z: f64 = 3.5;
+
+/// Modified z-scores (Iglewicz and Hoaglin, 1993): 0.6745 (x - median) / MAD,
+/// with MAD the median absolute deviation. When more than half the values
+/// are equal the MAD is 0; then the mean absolute deviation stands in
+/// (scaled by 1.253314 so both estimate the same σ), and when that is 0 too
+/// every value is the median and every score 0.
+pub fn modified_z_scores(values: &[f64]) -> Vec<f64> {
+    if values.is_empty() {
+        return Vec::new();
+    }
+    let med = Stats::of(values).median;
+    let dev: Vec<f64> = values.iter().map(|x| (x - med).abs()).collect();
+    let mad = Stats::of(&dev).median;
+    if mad > 0.0 {
+        return values.iter().map(|x| 0.6745 * (x - med) / mad).collect();
+    }
+    let mean_ad = dev.iter().sum::<f64>() / dev.len() as f64;
+    if mean_ad > 0.0 {
+        values
+            .iter()
+            .map(|x| (x - med) / (1.253314 * mean_ad))
+            .collect()
+    } else {
+        vec![0.0; values.len()]
+    }
+}
+
+/// How many values have a modified z-score above 3.5 (either side).
+pub fn count_outliers(values: &[f64]) -> usize {
+    modified_z_scores(values)
+        .iter()
+        .filter(|z| z.abs() > OUTLIER_Z)
+        .count()
+}
+
+/// A job and one of its parameter sets: its runs and their statistics.
+#[derive(Debug, Clone)]
+pub struct Summary<'a> {
     pub job: String,
     pub params: Vec<(String, String)>,
-    /// Measured runs (warmups left out).
-    pub runs: usize,
+    /// Measured runs (warmups left out), in rep order, every state.
+    pub rows: Vec<&'a Row>,
+    /// Statistics of the completed measured runs.
     pub wall: Stats,
     pub cpu: Stats,
+    pub user_mean: f64,
+    pub system_mean: f64,
     pub max_memory_peak: u64,
     /// Runs that did not complete.
     pub failures: usize,
-    /// Count per state, in a fixed order.
-    pub states: Vec<(String, usize)>,
-    /// Wall times of completed measured runs, in rep order.
+    /// Count per state, in `State::ALL` order.
+    pub states: Vec<(State, usize)>,
+    /// Wall times of the completed measured runs, in rep order.
     pub wall_times: Vec<f64>,
     pub cpu_times: Vec<f64>,
+    /// Completed runs whose wall time is an outlier.
+    pub outliers: usize,
 }
 
-const STATES: [&str; 6] = [
-    "COMPLETED",
-    "FAILED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "CANCELLED",
-    "ERROR",
-];
+impl Summary<'_> {
+    /// Measured runs.
+    pub fn runs(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The completed measured runs, in rep order.
+    pub fn completed(&self) -> impl Iterator<Item = &Row> {
+        self.rows
+            .iter()
+            .copied()
+            .filter(|r| r.state == State::Completed)
+    }
+
+    /// `job threads=2 size=1M`: the label of this group.
+    pub fn label(&self) -> String {
+        label(&self.job, &self.params)
+    }
+}
+
+/// `job threads=2 size=1M`.
+pub fn label(job: &str, params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        job.to_string()
+    } else {
+        format!("{job} {}", params_label(params))
+    }
+}
+
+/// `threads=2 size=1M`.
+pub fn params_label(params: &[(String, String)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
 
 /// A job and one of its parameter sets.
 type GroupKey<'a> = (&'a str, &'a [(String, String)]);
 
 /// Groups rows by job and parameter set (in first-seen order) and summarises
 /// each; statistics cover the COMPLETED measured runs.
-pub fn summarize(rows: &[Row]) -> Vec<Summary> {
-    use rayon::prelude::*;
+pub fn summarize(rows: &[Row]) -> Vec<Summary<'_>> {
     let mut order: Vec<GroupKey<'_>> = Vec::new();
     let mut groups: HashMap<GroupKey<'_>, Vec<&Row>> = HashMap::new();
     for r in rows.iter().filter(|r| !r.warmup) {
@@ -591,34 +176,43 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
             .push(r);
     }
     order
-        .par_iter()
+        .into_iter()
         .map(|k| {
-            let mut g = groups[k].clone();
+            let mut g = groups.remove(&k).unwrap_or_default();
             g.sort_by_key(|r| r.rep);
-            let ok: Vec<&&Row> = g.iter().filter(|r| r.state == "COMPLETED").collect();
+            let ok: Vec<&Row> = g
+                .iter()
+                .copied()
+                .filter(|r| r.state == State::Completed)
+                .collect();
             let wall_times: Vec<f64> = ok.iter().map(|r| r.wall_s).collect();
             let cpu_times: Vec<f64> = ok.iter().map(|r| r.cpu_s).collect();
+            let user: Vec<f64> = ok.iter().map(|r| r.user_s).collect();
+            let system: Vec<f64> = ok.iter().map(|r| r.system_s).collect();
             Summary {
                 job: k.0.to_string(),
                 params: k.1.to_vec(),
-                runs: g.len(),
                 wall: Stats::of(&wall_times),
                 cpu: Stats::of(&cpu_times),
+                user_mean: mean(&user),
+                system_mean: mean(&system),
                 max_memory_peak: g.iter().map(|r| r.memory_peak).max().unwrap_or(0),
                 failures: g.len() - ok.len(),
-                states: STATES
+                states: State::ALL
                     .iter()
-                    .map(|s| (s.to_string(), g.iter().filter(|r| r.state == *s).count()))
+                    .map(|s| (*s, g.iter().filter(|r| r.state == *s).count()))
                     .collect(),
+                outliers: count_outliers(&wall_times),
                 wall_times,
                 cpu_times,
+                rows: g,
             }
         })
         .collect()
 }
 
 /// Parameter names of the summaries, first seen first.
-pub fn summary_params<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> Vec<String> {
+fn summary_params(summaries: &[Summary]) -> Vec<String> {
     let mut params: Vec<String> = Vec::new();
     for s in summaries {
         for (p, _) in &s.params {
@@ -630,9 +224,12 @@ pub fn summary_params<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> V
     params
 }
 
-/// The leading columns every summary CSV shares: job, parameters, runs,
-/// and median/mean/stddev/min/max of wall and CPU time.
-pub fn summary_head(params: &[String]) -> Vec<String> {
+/// The summary as CSV: job, parameters, runs, median/mean/stddev/min/max of
+/// wall and CPU time, max peak memory, failures, a count per state and
+/// outliers (summary.csv); `with_means` adds the mean user and system time
+/// (`packrun report --format csv`).
+pub fn summary_csv(summaries: &[Summary], with_means: bool) -> String {
+    let params = summary_params(summaries);
     let mut head: Vec<String> = vec!["job".into()];
     head.extend(params.iter().map(|p| format!("parameter_{p}")));
     head.push("runs".into());
@@ -641,88 +238,84 @@ pub fn summary_head(params: &[String]) -> Vec<String> {
             head.push(format!("{m}_{st}"));
         }
     }
-    head
-}
-
-/// The cells under `summary_head` for one summary.
-pub fn summary_cells(s: &Summary, params: &[String]) -> Vec<String> {
-    let mut cells = vec![s.job.clone()];
-    for p in params {
-        cells.push(
-            s.params
-                .iter()
-                .find(|(k, _)| k == p)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default(),
-        );
+    head.push("memory_peak_bytes_max".into());
+    head.push("failures".into());
+    head.extend(State::ALL.iter().map(|s| s.as_str().to_lowercase()));
+    head.push("outliers".into());
+    if with_means {
+        head.push("user_time_s_mean".into());
+        head.push("system_time_s_mean".into());
     }
-    cells.push(s.runs.to_string());
-    for st in [&s.wall, &s.cpu] {
-        for v in [st.median, st.mean, st.stddev, st.min, st.max] {
-            cells.push(format!("{v:.6}"));
+    let mut out = csv_line(&head);
+    for s in summaries {
+        let mut cells = vec![s.job.clone()];
+        for p in &params {
+            cells.push(
+                s.params
+                    .iter()
+                    .find(|(k, _)| k == p)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+            );
         }
+        cells.push(s.runs().to_string());
+        for st in [&s.wall, &s.cpu] {
+            for v in [st.median, st.mean, st.stddev, st.min, st.max] {
+                cells.push(format!("{v:.6}"));
+            }
+        }
+        cells.push(s.max_memory_peak.to_string());
+        cells.push(s.failures.to_string());
+        cells.extend(s.states.iter().map(|(_, n)| n.to_string()));
+        cells.push(s.outliers.to_string());
+        if with_means {
+            cells.push(format!("{:.6}", s.user_mean));
+            cells.push(format!("{:.6}", s.system_mean));
+        }
+        out.extend(csv_line(&cells));
     }
-    cells
-}
-
-/// The per-state count columns (lower-case state names), in `Summary::states` order.
-pub fn state_columns() -> impl Iterator<Item = String> {
-    STATES.iter().map(|s| s.to_lowercase())
+    String::from_utf8(out).expect("CSV of UTF-8 cells is UTF-8")
 }
 
 /// Writes summary.csv.
 pub fn write_summary(path: &Path, summaries: &[Summary]) -> Result<(), PathError> {
-    let params = summary_params(summaries);
-    let mut head = summary_head(&params);
-    head.push("memory_peak_bytes_max".into());
-    head.push("failures".into());
-    head.extend(state_columns());
-    let mut out = csv_line(&head);
-    for s in summaries {
-        let mut cells = summary_cells(s, &params);
-        cells.push(s.max_memory_peak.to_string());
-        cells.push(s.failures.to_string());
-        cells.extend(s.states.iter().map(|(_, n)| n.to_string()));
-        out.extend(csv_line(&cells));
-    }
-    crate::fsx::write(path, out)
+    crate::fsx::write(path, summary_csv(summaries, false))
 }
 
-/// Bytes as a short binary size ("1.5 GiB").
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// The end-of-batch table: per job and parameter set, runs, states, median
-/// wall and CPU time, max memory.
-pub fn summary_table(summaries: &[Summary]) -> String {
-    let mut rows = vec![vec![
-        "job".to_string(),
-        "parameters".into(),
-        "runs".into(),
-        "states".into(),
-        "wall median".into(),
-        "cpu median".into(),
-        "max memory".into(),
-    ]];
+/// The cells of the summary table, header first (the terminal table,
+/// Markdown and the page's table).
+pub fn table_cells(summaries: &[Summary]) -> Vec<Vec<String>> {
+    let mut out = vec![[
+        "job",
+        "parameters",
+        "runs",
+        "states",
+        "wall median",
+        "wall mean ± σ",
+        "wall min … max",
+        "cpu median",
+        "cpu mean ± σ",
+        "max memory",
+        "outliers",
+    ]
+    .map(String::from)
+    .to_vec()];
     for s in summaries {
-        let params = s
-            .params
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let none = s.wall_times.is_empty();
+        let t = |x: f64| {
+            if none {
+                "-".to_string()
+            } else {
+                format!("{x:.3} s")
+            }
+        };
+        let pm = |st: &Stats| {
+            if none {
+                "-".to_string()
+            } else {
+                format!("{:.3} ± {:.3} s", st.mean, st.stddev)
+            }
+        };
         let states = s
             .states
             .iter()
@@ -730,99 +323,187 @@ pub fn summary_table(summaries: &[Summary]) -> String {
             .map(|(st, n)| format!("{n} {st}"))
             .collect::<Vec<_>>()
             .join(", ");
-        rows.push(vec![
+        out.push(vec![
             s.job.clone(),
-            params,
-            s.runs.to_string(),
+            params_label(&s.params),
+            s.runs().to_string(),
             states,
-            format!("{:.3} s", s.wall.median),
-            format!("{:.3} s", s.cpu.median),
+            t(s.wall.median),
+            pm(&s.wall),
+            if none {
+                "-".into()
+            } else {
+                format!("{:.3} … {:.3} s", s.wall.min, s.wall.max)
+            },
+            t(s.cpu.median),
+            pm(&s.cpu),
             human_bytes(s.max_memory_peak),
+            s.outliers.to_string(),
         ]);
     }
+    out
+}
+
+/// The summary as a plain text table: the end of `packrun run` and
+/// `packrun report`'s default.
+pub fn table(summaries: &[Summary]) -> String {
+    let rows = table_cells(summaries);
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
-    rows.iter()
-        .map(|r| {
-            r.iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_string()
-                + "\n"
-        })
-        .collect()
-}
-
-/// manifest.json: what ran, where, when.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
-    pub packrun_version: String,
-    pub name: String,
-    pub job_file: String,
-    pub job_file_sha256: String,
-    pub machine: crate::machine::Machine,
-    pub cgroup_version: String,
-    pub topology: serde_json::Value,
-    pub start: String,
-    pub end: Option<String>,
-    /// pid of the packrun process that runs (or ran) the batch.
-    pub runner_pid: u32,
-    pub runs: usize,
-    /// Whose ids the runs had.
-    #[serde(default)]
-    pub userns: UserNsManifest,
-}
-
-/// The manifest's account of the runs' user namespaces.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct UserNsManifest {
-    /// Where each run's own ids came from.
-    pub ids: String,
-    /// Jobs that kept the host's ids (`userns: host`).
-    pub host_ids_jobs: Vec<String>,
-}
-
-pub fn write_manifest(path: &Path, m: &Manifest) -> Result<(), PathError> {
-    let text = serde_json::to_string_pretty(m).expect("manifest serializes");
-    crate::fsx::write(path, text + "\n")
-}
-
-pub fn read_manifest(path: &Path) -> Result<Manifest, ReportError> {
-    let text = crate::fsx::read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|e| csv_err(path, format!("not a packrun manifest: {e}")))
-}
-
-/// SHA-256 of the job file, hex.
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
+    let mut out: String = rows
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .map(|r| {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                .collect();
+            line.join("  ").trim_end().to_string() + "\n"
+        })
+        .collect();
+    let n: usize = summaries.iter().map(|s| s.outliers).sum();
+    if n > 0 {
+        out.push_str(&format!(
+            "{n} wall time outlier(s) (modified z-score > {OUTLIER_Z}) counted above, kept in every statistic\n"
+        ));
+    }
+    out
 }
 
-/// The first lines where two versions of a job file differ, for the
-/// "job file changed" refusal of --resume.
-pub fn describe_change(old: &str, new: &str) -> String {
-    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
-    let mut out = Vec::new();
-    for i in 0..a.len().max(b.len()) {
-        let (x, y) = (a.get(i).copied(), b.get(i).copied());
-        if x != y {
-            out.push(format!(
-                "line {}: `{}` is now `{}`",
-                i + 1,
-                x.unwrap_or("(absent)").trim(),
-                y.unwrap_or("(absent)").trim()
-            ));
-            if out.len() == 3 {
-                break;
-            }
-        }
+/// The binary unit for an amount of bytes: its size and name (1 GiB and
+/// "GiB" for 1.5 GiB).
+pub fn byte_unit(bytes: f64) -> (f64, &'static str) {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut u = 0;
+    while u + 1 < UNITS.len() && bytes >= (1u64 << (10 * (u + 1))) as f64 {
+        u += 1;
     }
-    out.join("; ")
+    ((1u64 << (10 * u)) as f64, UNITS[u])
+}
+
+/// Bytes as a short binary size ("1.5 GiB").
+pub fn human_bytes(b: u64) -> String {
+    match byte_unit(b as f64) {
+        (_, "B") => format!("{b} B"),
+        (div, name) => format!("{:.1} {name}", b as f64 / div),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::parse_runs;
+
+    #[test]
+    fn modified_z_score_flags_one_slow_run_among_steady_ones() {
+        let v = [3.20, 3.12, 3.25, 6.90];
+        let z = modified_z_scores(&v);
+        // median 3.225, MAD median(0.025, 0.105, 0.025, 3.675) = 0.065
+        assert!(
+            (z[3] - 0.6745 * (6.90 - 3.225) / 0.065).abs() < 1e-9,
+            "{z:?}"
+        );
+        assert!(z[..3].iter().all(|z| z.abs() < OUTLIER_Z), "{z:?}");
+        assert_eq!(count_outliers(&v), 1);
+    }
+
+    #[test]
+    fn modified_z_score_falls_back_to_mean_deviation_when_most_values_are_equal() {
+        let v = [1.0, 1.0, 1.0, 1.0, 9.0];
+        let z = modified_z_scores(&v);
+        // MAD is 0; mean absolute deviation is 8/5.
+        assert!((z[4] - 8.0 / (1.253314 * 1.6)).abs() < 1e-9);
+        assert_eq!(count_outliers(&v), 1);
+        assert_eq!(count_outliers(&[2.0, 2.0, 2.0]), 0);
+        assert_eq!(count_outliers(&[]), 0);
+    }
+
+    #[test]
+    fn steady_runs_have_no_outliers() {
+        assert_eq!(count_outliers(&[4.02, 4.10, 3.97, 4.05, 4.01]), 0);
+    }
+
+    #[test]
+    fn outliers_on_both_sides_are_counted_on_fixed_samples() {
+        // median 10.0, MAD 0.1: 12.0 and 8.0 score ±13.5, 10.2 scores 1.35.
+        let v = [10.0, 10.1, 9.9, 10.0, 12.0, 10.2, 8.0, 9.9, 10.1];
+        assert_eq!(count_outliers(&v), 2);
+        // One run is no distribution.
+        assert_eq!(count_outliers(&[42.0]), 0);
+        // Two values: the MAD is half their distance, each scores ±0.6745.
+        assert_eq!(count_outliers(&[1.0, 100.0]), 0);
+    }
+
+    const HEAD: &str = "run_key,job,parameter_threads,rep,warmup,cpus,start_time,end_time,wall_time_s,user_time_s,system_time_s,cpu_time_s,memory_peak_bytes,exit_code,state\n";
+
+    fn row(key: &str, threads: &str, rep: u32, warmup: bool, wall: f64, state: &str) -> String {
+        format!("{key},xz,{threads},{rep},{warmup},0,2026-01-01T00:00:00Z,2026-01-01T00:00:01Z,{wall},0.5,0.25,0.75,{},0,{state}\n", 1000 * rep)
+    }
+
+    fn sample() -> Vec<Row> {
+        let mut text = String::from(HEAD);
+        text += &row("w", "1", 1, true, 99.0, "COMPLETED");
+        for (i, wall) in [3.20, 3.12, 3.25, 6.90, 3.18].iter().enumerate() {
+            text += &row(
+                &format!("a{i}"),
+                "1",
+                i as u32 + 1,
+                false,
+                *wall,
+                "COMPLETED",
+            );
+        }
+        text += &row("b1", "2", 1, false, 2.0, "COMPLETED");
+        text += &row("b2", "2", 2, false, 9.0, "TIMEOUT");
+        parse_runs(Path::new("runs.csv"), &text).unwrap().rows
+    }
+
+    #[test]
+    fn the_summary_leaves_out_warmups_and_counts_states_and_outliers() {
+        let rows = sample();
+        let s = summarize(&rows);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].runs(), s[0].outliers, s[0].failures), (5, 1, 0));
+        assert_eq!(s[0].wall.max, 6.90);
+        assert_eq!((s[1].runs(), s[1].failures), (2, 1));
+        assert_eq!(s[1].wall_times, [2.0]);
+        assert!(s[1].states.contains(&(State::Timeout, 1)));
+        assert_eq!(s[1].user_mean, 0.5);
+    }
+
+    #[test]
+    fn summary_csv_ends_with_the_outliers_column() {
+        let rows = sample();
+        let csv = summary_csv(&summarize(&rows), false);
+        let mut lines = csv.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(head.last(), Some(&"outliers"));
+        assert_eq!(head[head.len() - 3..head.len() - 1], ["cancelled", "error"]);
+        assert!(lines.next().unwrap().ends_with(",1"));
+        let with = summary_csv(&summarize(&rows), true);
+        let head: Vec<&str> = with.lines().next().unwrap().split(',').collect();
+        assert_eq!(
+            head[head.len() - 3..],
+            ["outliers", "user_time_s_mean", "system_time_s_mean"]
+        );
+    }
+
+    #[test]
+    fn the_table_says_how_many_outliers_it_counted() {
+        let rows = sample();
+        let t = table(&summarize(&rows));
+        assert!(t.lines().nth(1).unwrap().ends_with(" 1"), "{t}");
+        assert!(t.contains("1 COMPLETED, 1 TIMEOUT"), "{t}");
+        assert!(t.ends_with("1 wall time outlier(s) (modified z-score > 3.5) counted above, kept in every statistic\n"), "{t}");
+    }
+
+    #[test]
+    fn bytes_are_shown_in_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(human_bytes(5 << 40), "5.0 TiB");
+        assert_eq!(byte_unit(2.0 * 1048576.0), (1048576.0, "MiB"));
+    }
 }

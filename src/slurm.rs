@@ -9,7 +9,7 @@
 //! be on a file system every node sees (as for any Slurm job).
 
 use crate::cli::{RunArgs, SlurmCommand, SubmitArgs};
-use crate::{exit, fsx, report, spec};
+use crate::{exit, fsx, report, results, spec};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -338,7 +338,7 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
     let batch = spec::load(&a.file).map_err(|e| (exit::INVALID, e.to_string()))?;
     let file = std::fs::canonicalize(&a.file)
         .map_err(|e| env_err(format!("{}: {e}", a.file.display())))?;
-    let sha = report::sha256_hex(batch.source.as_bytes());
+    let sha = results::sha256_hex(batch.source.as_bytes());
 
     let (dir, skip, previous) = match &a.resume {
         Some(dir) => {
@@ -396,7 +396,7 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
     let dir =
         std::fs::canonicalize(&dir).map_err(|e| env_err(format!("{}: {e}", dir.display())))?;
     let done: HashSet<String> = match &skip {
-        Some(p) => report::read_done(p).map_err(io)?.into_keys().collect(),
+        Some(p) => results::read_done(p).map_err(io)?.into_keys().collect(),
         None => HashSet::new(),
     };
     let todo: Vec<spec::Run> = batch
@@ -557,69 +557,38 @@ fn task(dir: &Path) -> Result<i32, Failure> {
 /// Returns the number of rows.
 pub fn merge(dir: &Path) -> Result<usize, Failure> {
     let nodes = node_dirs(dir)?;
-    let mut header: Option<(PathBuf, csv::StringRecord)> = None;
+    let mut first: Option<(PathBuf, Vec<String>, Vec<String>)> = None;
     let mut seen = HashSet::new();
-    let mut rows: Vec<csv::StringRecord> = Vec::new();
+    let mut rows: Vec<results::Row> = Vec::new();
     for (_, nd) in &nodes {
         let path = nd.join("runs.csv");
-        let text = fsx::read_to_string(&path).map_err(io)?;
-        // A node may be writing: only whole lines count.
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        let mut rdr = csv::Reader::from_reader(complete.as_bytes());
-        let h = rdr
-            .headers()
-            .map_err(|e| env_err(format!("{}: {e}", path.display())))?
-            .clone();
-        let key = h
-            .iter()
-            .position(|c| c == "run_key")
-            .ok_or_else(|| env_err(format!("{}: no run_key column", path.display())))?;
-        match &header {
-            Some((first, fh)) if fh != &h => {
+        let h = results::read_header(&path).map_err(io)?;
+        match &first {
+            Some((first, fh, _)) if fh != &h => {
                 return Err(env_err(format!(
                     "{} has columns [{}], but {} has [{}]: were they run from the same job file?",
                     path.display(),
-                    h.iter().collect::<Vec<_>>().join(","),
+                    h.join(","),
                     first.display(),
-                    fh.iter().collect::<Vec<_>>().join(",")
+                    fh.join(",")
                 )))
             }
-            Some(_) => {}
-            None => header = Some((path.clone(), h.clone())),
+            _ => {}
         }
-        for (i, r) in rdr.records().enumerate() {
-            let r = r.map_err(|e| env_err(format!("{}: row {}: {e}", path.display(), i + 2)))?;
-            if seen.insert(r[key].to_string()) {
-                rows.push(r);
-            }
+        // A node may be writing: the reader takes whole lines only.
+        let runs = results::read_runs(&path).map_err(io)?;
+        if first.is_none() {
+            first = Some((path, h, runs.params));
         }
+        rows.extend(runs.rows.into_iter().filter(|r| seen.insert(r.key.clone())));
     }
-    let Some((_, header)) = header else {
+    let Some((_, _, params)) = first else {
         return Ok(0);
     };
     // Start time order, as a local batch appends them.
-    let start = header.iter().position(|c| c == "start_time");
-    if let Some(s) = start {
-        rows.sort_by(|a, b| a[s].cmp(&b[s]));
-    }
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(&header).expect("CSV to memory");
-    for r in &rows {
-        w.write_record(r).expect("CSV to memory");
-    }
-    let data = w.into_inner().expect("CSV to memory");
-    let path = dir.join("runs.csv");
-    let tmp = dir.join(".runs.csv.merge");
-    fsx::write(&tmp, data).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(|e| {
-        env_err(format!(
-            "rename {} to {}: {e}",
-            tmp.display(),
-            path.display()
-        ))
-    })?;
-    let parsed = report::read_rows(&path).map_err(io)?;
-    report::write_summary(&dir.join("summary.csv"), &report::summarize(&parsed)).map_err(io)?;
+    rows.sort_by_key(|r| r.start_time);
+    results::write_runs(&dir.join("runs.csv"), &params, &rows).map_err(io)?;
+    report::write_summary(&dir.join("summary.csv"), &report::summarize(&rows)).map_err(io)?;
     // The nodes' manifests stay in nodes/<node>/; the page is made without one.
     crate::html::write_report(dir).map_err(io)?;
     Ok(rows.len())
@@ -639,7 +608,7 @@ fn status(dir: &Path) -> Result<i32, Failure> {
     }
     let mut total = 0;
     for (node, nd) in node_dirs(dir)? {
-        let done = report::read_done(&nd.join("runs.csv")).map_err(io)?;
+        let done = results::read_done(&nd.join("runs.csv")).map_err(io)?;
         let mut states: BTreeMap<&str, usize> = BTreeMap::new();
         for s in done.values() {
             *states.entry(s.as_str()).or_default() += 1;
@@ -804,7 +773,7 @@ mod tests {
     #[test]
     fn merge_keeps_each_run_key_once_and_checks_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let head = crate::report::header(&["i".into()]).join(",");
+        let head = crate::results::header(&["i".into()]).join(",");
         let ncols = head.split(',').count();
         let row = |key: &str, host: &str, start: &str| {
             let h: Vec<&str> = head.split(',').collect();

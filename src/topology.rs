@@ -16,7 +16,7 @@ use crate::fsx::{self, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Topology {
     /// Usable CPUs, ascending by id.
     pub cpus: Vec<Cpu>,
@@ -24,7 +24,7 @@ pub struct Topology {
     pub nodes: Vec<Node>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Cpu {
     pub id: u32,
     /// Machine-wide unique core id (package and core_id folded together).
@@ -37,7 +37,7 @@ pub struct Cpu {
     pub siblings: CpuList,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     pub id: u32,
     /// Usable CPUs of this node.

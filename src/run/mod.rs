@@ -14,76 +14,14 @@ use crate::container::ids::IdSource;
 use crate::cpulist::CpuList;
 use crate::fsx::PathError;
 use crate::plan::{Allocator, Placement};
+use crate::results::{Record, State};
 use crate::sched::Scheduler;
 use crate::spec::Run;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// How a run ended, in Slurm's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum State {
-    Completed,
-    Failed,
-    Timeout,
-    OutOfMemory,
-    Cancelled,
-    Error,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Completed => "COMPLETED",
-            State::Failed => "FAILED",
-            State::Timeout => "TIMEOUT",
-            State::OutOfMemory => "OUT_OF_MEMORY",
-            State::Cancelled => "CANCELLED",
-            State::Error => "ERROR",
-        }
-    }
-    pub fn parse(s: &str) -> Option<State> {
-        Some(match s {
-            "COMPLETED" => State::Completed,
-            "FAILED" => State::Failed,
-            "TIMEOUT" => State::Timeout,
-            "OUT_OF_MEMORY" => State::OutOfMemory,
-            "CANCELLED" => State::Cancelled,
-            "ERROR" => State::Error,
-            _ => return None,
-        })
-    }
-}
-
-/// Everything measured about one run: one row of runs.csv.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub key: String,
-    pub job: String,
-    pub params: Vec<(String, String)>,
-    pub rep: u32,
-    pub warmup: bool,
-    pub cpus: CpuList,
-    pub mems: CpuList,
-    /// The run's uid map (`inside:outside:count`, space-separated), or
-    /// `host` when it kept the host's ids (`userns: host`); empty when it
-    /// never got that far.
-    pub userns: String,
-    pub start_time: DateTime<Utc>,
-    pub end_time: DateTime<Utc>,
-    pub wall_time: Duration,
-    pub usage: Usage,
-    pub memory_limit: Option<u64>,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub state: State,
-    pub termination_reason: String,
-    pub stdout: Option<PathBuf>,
-    pub stderr: Option<PathBuf>,
-}
 
 /// What the loop tells its one owner (progress display and CSV writer).
 // One event at a time, moved once: boxing the record would buy nothing.

@@ -1,0 +1,932 @@
+//! The results folder: runs.csv (its one writer and its one reader, typed
+//! `Row`s), manifest.json, the job file's hash. Holds what was measured;
+//! computes no statistics (that is `report`).
+
+use crate::account::Usage;
+use crate::cpulist::CpuList;
+use crate::fsx::{self, Context, PathError};
+use crate::topology::Topology;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How a run ended, in Slurm's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    Completed,
+    Failed,
+    Timeout,
+    OutOfMemory,
+    Cancelled,
+    Error,
+}
+
+impl State {
+    /// Every state, in the order of summary.csv's count columns.
+    pub const ALL: [State; 6] = [
+        State::Completed,
+        State::Failed,
+        State::Timeout,
+        State::OutOfMemory,
+        State::Cancelled,
+        State::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Completed => "COMPLETED",
+            State::Failed => "FAILED",
+            State::Timeout => "TIMEOUT",
+            State::OutOfMemory => "OUT_OF_MEMORY",
+            State::Cancelled => "CANCELLED",
+            State::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `state` cell that is none of Slurm's words packrun uses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown state `{0}`: expected COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY, CANCELLED or ERROR"
+)]
+pub struct ParseStateError(pub String);
+
+impl FromStr for State {
+    type Err = ParseStateError;
+    fn from_str(s: &str) -> Result<State, ParseStateError> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| ParseStateError(s.to_string()))
+    }
+}
+
+/// Everything measured about one run, as the run loop hands it over.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: String,
+    pub job: String,
+    pub params: Vec<(String, String)>,
+    pub rep: u32,
+    pub warmup: bool,
+    pub cpus: CpuList,
+    pub mems: CpuList,
+    /// The run's uid map (`inside:outside:count`, space-separated), or
+    /// `host` when it kept the host's ids (`userns: host`); empty when it
+    /// never got that far.
+    pub userns: String,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub wall_time: Duration,
+    pub usage: Usage,
+    pub memory_limit: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub state: State,
+    pub termination_reason: String,
+    pub stdout: Option<PathBuf>,
+    pub stderr: Option<PathBuf>,
+}
+
+/// One row of runs.csv, typed. Seconds are what the file holds (six
+/// decimals), so a row read back writes the same cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub key: String,
+    pub job: String,
+    /// This run's matrix parameters (an empty cell is another job's parameter).
+    pub params: Vec<(String, String)>,
+    pub rep: u32,
+    pub warmup: bool,
+    pub host: String,
+    pub cpus: CpuList,
+    pub mems: CpuList,
+    /// As `Record::userns`; empty in folders written before the column existed.
+    pub userns: String,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub wall_s: f64,
+    pub user_s: f64,
+    pub system_s: f64,
+    pub cpu_s: f64,
+    pub memory_peak: u64,
+    pub memory_limit: Option<u64>,
+    pub oom_kills: u64,
+    pub io_read_bytes: u64,
+    pub io_write_bytes: u64,
+    pub pids_peak: u64,
+    pub cpu_throttled_s: f64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub state: State,
+    pub termination_reason: String,
+    pub stdout: Option<PathBuf>,
+    pub stderr: Option<PathBuf>,
+}
+
+/// What a runs.csv column holds (JSON exports type their values by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text even when it looks like a number ("1" as a CPU list).
+    Text,
+    Number,
+    Bool,
+}
+
+/// The fixed columns of runs.csv; `parameter_<name>` columns (text) go
+/// after `run_key` and `job`. Each with what it holds and whether a
+/// runs.csv must have it to be read: the others came later, and an older
+/// folder without them reads as empty (or 0).
+const TAIL: &[(&str, Kind, bool)] = &[
+    ("rep", Kind::Number, true),
+    ("warmup", Kind::Bool, true),
+    ("host", Kind::Text, false),
+    ("cpus", Kind::Text, true),
+    ("mems", Kind::Text, false),
+    ("userns", Kind::Text, false),
+    ("start_time", Kind::Text, true),
+    ("end_time", Kind::Text, true),
+    ("wall_time_s", Kind::Number, true),
+    ("user_time_s", Kind::Number, true),
+    ("system_time_s", Kind::Number, true),
+    ("cpu_time_s", Kind::Number, true),
+    ("memory_peak_bytes", Kind::Number, true),
+    ("memory_limit_bytes", Kind::Number, false),
+    ("oom_kills", Kind::Number, false),
+    ("io_read_bytes", Kind::Number, false),
+    ("io_write_bytes", Kind::Number, false),
+    ("pids_peak", Kind::Number, false),
+    ("cpu_throttled_s", Kind::Number, false),
+    ("exit_code", Kind::Number, true),
+    ("signal", Kind::Number, false),
+    ("state", Kind::Text, true),
+    ("termination_reason", Kind::Text, false),
+    ("stdout", Kind::Text, false),
+    ("stderr", Kind::Text, false),
+];
+
+/// What the column `name` holds.
+pub fn column_kind(name: &str) -> Kind {
+    TAIL.iter()
+        .find(|(n, _, _)| *n == name)
+        .map_or(Kind::Text, |(_, k, _)| *k)
+}
+
+/// The header of runs.csv for these matrix parameter names.
+pub fn header(param_names: &[String]) -> Vec<String> {
+    ["run_key", "job"]
+        .into_iter()
+        .map(String::from)
+        .chain(param_names.iter().map(|p| format!("parameter_{p}")))
+        .chain(TAIL.iter().map(|(name, _, _)| name.to_string()))
+        .collect()
+}
+
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// An RFC 3339 time as runs.csv holds it.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+}
+
+impl Row {
+    /// The row a finished run gets on `host`.
+    pub fn from_record(rec: &Record, host: &str) -> Row {
+        let u = &rec.usage;
+        let secs = |ns: u64| ns as f64 / 1e9;
+        Row {
+            key: rec.key.clone(),
+            job: rec.job.clone(),
+            params: rec.params.clone(),
+            rep: rec.rep,
+            warmup: rec.warmup,
+            host: host.to_string(),
+            cpus: rec.cpus.clone(),
+            mems: rec.mems.clone(),
+            userns: rec.userns.clone(),
+            start_time: rec.start_time,
+            end_time: rec.end_time,
+            wall_s: rec.wall_time.as_secs_f64(),
+            user_s: secs(u.user_ns),
+            system_s: secs(u.system_ns),
+            cpu_s: secs(u.cpu_ns),
+            memory_peak: u.memory_peak_bytes,
+            memory_limit: rec.memory_limit,
+            oom_kills: u.oom_kills,
+            io_read_bytes: u.io_read_bytes,
+            io_write_bytes: u.io_write_bytes,
+            pids_peak: u.pids_peak,
+            cpu_throttled_s: secs(u.cpu_throttled_ns),
+            exit_code: rec.exit_code,
+            signal: rec.signal,
+            state: rec.state,
+            termination_reason: rec.termination_reason.clone(),
+            stdout: rec.stdout.clone(),
+            stderr: rec.stderr.clone(),
+        }
+    }
+
+    /// The cells of this row under `header(param_names)`.
+    pub fn cells(&self, param_names: &[String]) -> Vec<String> {
+        let secs = |s: f64| format!("{s:.6}");
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        let path = |p: &Option<PathBuf>| opt(p.as_ref().map(|p| p.display().to_string()));
+        let mut cells = vec![self.key.clone(), self.job.clone()];
+        for p in param_names {
+            cells.push(opt(self
+                .params
+                .iter()
+                .find(|(k, _)| k == p)
+                .map(|(_, v)| v.clone())));
+        }
+        cells.extend([
+            self.rep.to_string(),
+            self.warmup.to_string(),
+            self.host.clone(),
+            self.cpus.to_string(),
+            self.mems.to_string(),
+            self.userns.clone(),
+            rfc3339(&self.start_time),
+            rfc3339(&self.end_time),
+            secs(self.wall_s),
+            secs(self.user_s),
+            secs(self.system_s),
+            secs(self.cpu_s),
+            self.memory_peak.to_string(),
+            opt(self.memory_limit.map(|v| v.to_string())),
+            self.oom_kills.to_string(),
+            self.io_read_bytes.to_string(),
+            self.io_write_bytes.to_string(),
+            self.pids_peak.to_string(),
+            secs(self.cpu_throttled_s),
+            opt(self.exit_code.map(|v| v.to_string())),
+            opt(self.signal.map(|v| v.to_string())),
+            self.state.as_str().to_string(),
+            self.termination_reason.clone(),
+            path(&self.stdout),
+            path(&self.stderr),
+        ]);
+        cells
+    }
+}
+
+/// One CSV line of these cells, quoted where needed.
+pub fn csv_line(cells: &[String]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(cells)
+        .expect("writing CSV to memory cannot fail");
+    w.into_inner().expect("flushing CSV to memory cannot fail")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    /// A file that is not CSV, or has the wrong columns.
+    #[error("{}: {message}", path.display())]
+    Csv { path: PathBuf, message: String },
+    /// A cell that does not hold what its column does.
+    #[error("{}: line {line}, column {column}: `{value}` is not {expected}", path.display())]
+    Cell {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{}: not a packrun manifest: {message}", path.display())]
+    Manifest { path: PathBuf, message: String },
+}
+
+fn csv_err(path: &Path, message: impl ToString) -> ResultsError {
+    ResultsError::Csv {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// The whole lines of a runs.csv's text: a crash mid-write can leave a
+/// last line without its newline, which is not a row yet.
+fn whole_lines(text: &str) -> &str {
+    &text[..text.rfind('\n').map_or(0, |i| i + 1)]
+}
+
+/// The columns of a runs.csv (its first line).
+pub fn read_header(path: &Path) -> Result<Vec<String>, ResultsError> {
+    let text = fsx::read_to_string(path)?;
+    let mut rdr = csv::Reader::from_reader(whole_lines(&text).as_bytes());
+    let h = rdr.headers().map_err(|e| csv_err(path, e))?;
+    Ok(h.iter().map(String::from).collect())
+}
+
+/// A runs.csv read back: its parameter names (in column order) and rows.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    pub params: Vec<String>,
+    pub rows: Vec<Row>,
+}
+
+/// Reads every whole row of a runs.csv; a row that does not parse is an
+/// error naming the file, the line, the column and the value.
+pub fn read_runs(path: &Path) -> Result<Runs, ResultsError> {
+    parse_runs(path, &fsx::read_to_string(path)?)
+}
+
+/// The rows of a runs.csv.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>, ResultsError> {
+    Ok(read_runs(path)?.rows)
+}
+
+/// The run_keys already in a runs.csv and their states (for --resume);
+/// none when there is no runs.csv yet.
+pub fn read_done(path: &Path) -> Result<HashMap<String, State>, ResultsError> {
+    let Some(text) = fsx::read_if_present(path)? else {
+        return Ok(HashMap::new());
+    };
+    let runs = parse_runs(path, &text)?;
+    Ok(runs.rows.into_iter().map(|r| (r.key, r.state)).collect())
+}
+
+/// Parses the text of a runs.csv (`path` names it in errors).
+pub fn parse_runs(path: &Path, text: &str) -> Result<Runs, ResultsError> {
+    let mut rdr = csv::Reader::from_reader(whole_lines(text).as_bytes());
+    let headers = rdr.headers().map_err(|e| csv_err(path, e))?.clone();
+    let required = ["run_key", "job"]
+        .into_iter()
+        .chain(TAIL.iter().filter(|c| c.2).map(|c| c.0));
+    if let Some(missing) = required
+        .into_iter()
+        .find(|c| !headers.iter().any(|h| h == *c))
+    {
+        return Err(csv_err(path, format!("no `{missing}` column")));
+    }
+    let params: Vec<(usize, String)> = headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_prefix("parameter_").map(|p| (i, p.to_string())))
+        .collect();
+    let mut rows = Vec::new();
+    for r in rdr.records() {
+        let r = r.map_err(|e| match e.position() {
+            Some(p) => csv_err(path, format!("line {}: {e}", p.line())),
+            None => csv_err(path, e),
+        })?;
+        let cells = Cells {
+            path,
+            headers: &headers,
+            record: &r,
+        };
+        rows.push(cells.row(&params)?);
+    }
+    Ok(Runs {
+        params: params.into_iter().map(|(_, p)| p).collect(),
+        rows,
+    })
+}
+
+/// One CSV record and what its cells mean.
+struct Cells<'a> {
+    path: &'a Path,
+    headers: &'a csv::StringRecord,
+    record: &'a csv::StringRecord,
+}
+
+impl Cells<'_> {
+    /// The cell of `column`; `None` when the file has no such column.
+    fn get(&self, column: &str) -> Option<&str> {
+        let i = self.headers.iter().position(|h| h == column)?;
+        self.record.get(i)
+    }
+
+    fn text(&self, column: &str) -> String {
+        self.get(column).unwrap_or_default().to_string()
+    }
+
+    /// Parses a cell; `None` when the file has no such column.
+    fn parse_cell<T>(
+        &self,
+        column: &str,
+        expected: &'static str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ResultsError> {
+        let Some(value) = self.get(column) else {
+            return Ok(None);
+        };
+        parse(value).map(Some).ok_or_else(|| ResultsError::Cell {
+            path: self.path.to_path_buf(),
+            line: self.record.position().map_or(0, |p| p.line()),
+            column: column.to_string(),
+            value: value.to_string(),
+            expected,
+        })
+    }
+
+    /// Parses a cell; an absent column (an older folder) gives `T::default()`.
+    fn parse<T: Default>(
+        &self,
+        column: &str,
+        expected: &'static str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, ResultsError> {
+        Ok(self
+            .parse_cell(column, expected, parse)?
+            .unwrap_or_default())
+    }
+
+    fn num<T: FromStr + Default>(
+        &self,
+        column: &str,
+        expected: &'static str,
+    ) -> Result<T, ResultsError> {
+        self.parse(column, expected, |s| s.parse().ok())
+    }
+
+    /// An empty cell is `None`.
+    fn opt<T: FromStr>(
+        &self,
+        column: &str,
+        expected: &'static str,
+    ) -> Result<Option<T>, ResultsError> {
+        self.parse(column, expected, |s| {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                s.parse().ok().map(Some)
+            }
+        })
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, ResultsError> {
+        self.parse(column, "an RFC 3339 time", |s| parse_time(s).ok())
+    }
+
+    fn path(&self, column: &str) -> Option<PathBuf> {
+        self.get(column)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    }
+
+    fn row(&self, params: &[(usize, String)]) -> Result<Row, ResultsError> {
+        const SECONDS: &str = "a number of seconds";
+        const BYTES: &str = "a number of bytes";
+        const COUNT: &str = "a whole number";
+        const LIST: &str = "a list like 0-3,8";
+        Ok(Row {
+            key: self.text("run_key"),
+            job: self.text("job"),
+            params: params
+                .iter()
+                .filter(|(i, _)| !self.record[*i].is_empty())
+                .map(|(i, p)| (p.clone(), self.record[*i].to_string()))
+                .collect(),
+            rep: self.num("rep", COUNT)?,
+            warmup: self.parse("warmup", "true or false", |s| s.parse().ok())?,
+            host: self.text("host"),
+            cpus: self.num("cpus", LIST)?,
+            mems: self.num("mems", LIST)?,
+            userns: self.text("userns"),
+            start_time: self.time("start_time")?,
+            end_time: self.time("end_time")?,
+            wall_s: self.num("wall_time_s", SECONDS)?,
+            user_s: self.num("user_time_s", SECONDS)?,
+            system_s: self.num("system_time_s", SECONDS)?,
+            cpu_s: self.num("cpu_time_s", SECONDS)?,
+            memory_peak: self.num("memory_peak_bytes", BYTES)?,
+            memory_limit: self.opt("memory_limit_bytes", BYTES)?,
+            oom_kills: self.num("oom_kills", COUNT)?,
+            io_read_bytes: self.num("io_read_bytes", BYTES)?,
+            io_write_bytes: self.num("io_write_bytes", BYTES)?,
+            pids_peak: self.num("pids_peak", COUNT)?,
+            cpu_throttled_s: self.num("cpu_throttled_s", SECONDS)?,
+            exit_code: self.opt("exit_code", "an exit code")?,
+            signal: self.opt("signal", "a signal number")?,
+            state: self
+                .parse_cell("state", "a state", |s| s.parse().ok())?
+                .ok_or_else(|| csv_err(self.path, "no `state` column"))?,
+            termination_reason: self.text("termination_reason"),
+            stdout: self.path("stdout"),
+            stderr: self.path("stderr"),
+        })
+    }
+}
+
+/// runs.csv, appended one whole row at a time and fsync'd, so a crash never
+/// leaves half a row.
+pub struct RunsCsv {
+    path: PathBuf,
+    file: File,
+    params: Vec<String>,
+    host: String,
+    /// Rows written since the last sync.
+    unsynced: bool,
+}
+
+impl RunsCsv {
+    /// Opens `path` for appending; writes the header when the file is new.
+    /// An existing file must have the same header (same parameter columns).
+    pub fn open(path: &Path, param_names: &[String], host: &str) -> Result<RunsCsv, ResultsError> {
+        let want = header(param_names);
+        let exists = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        if exists {
+            let have = read_header(path)?;
+            if have != want {
+                return Err(csv_err(
+                    path,
+                    format!(
+                        "its columns are [{}], expected [{}]",
+                        have.join(","),
+                        want.join(",")
+                    ),
+                ));
+            }
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .at("open", path)?;
+        if exists {
+            drop_torn_last_line(&file, path)?;
+        } else {
+            file.write_all(&csv_line(&want)).at("write", path)?;
+            file.sync_data().at("sync", path)?;
+        }
+        Ok(RunsCsv {
+            path: path.to_path_buf(),
+            file,
+            params: param_names.to_vec(),
+            host: host.to_string(),
+            unsynced: false,
+        })
+    }
+
+    /// Appends one row in a single write: a crash of packrun never leaves
+    /// half a row. `sync` makes the rows appended so far durable.
+    pub fn append(&mut self, rec: &Record) -> Result<(), PathError> {
+        let row = Row::from_record(rec, &self.host);
+        let line = csv_line(&row.cells(&self.params));
+        self.file.write_all(&line).at("write", &self.path)?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Syncs the rows appended since the last call to disk (one fdatasync
+    /// for all the runs that ended together).
+    pub fn sync(&mut self) -> Result<(), PathError> {
+        if self.unsynced {
+            self.file.sync_data().at("sync", &self.path)?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a whole runs.csv at once (the merge of several), atomically.
+pub fn write_runs(path: &Path, param_names: &[String], rows: &[Row]) -> Result<(), PathError> {
+    let mut data = csv_line(&header(param_names));
+    for r in rows {
+        data.extend(csv_line(&r.cells(param_names)));
+    }
+    fsx::write_atomic(path, data)
+}
+
+/// A crash mid-write can leave a last line without its newline: cut it off
+/// so the next row starts on a line of its own (the run is then run again).
+fn drop_torn_last_line(file: &File, path: &Path) -> Result<(), PathError> {
+    let text = std::fs::read(path).at("read", path)?;
+    if text.last().is_some_and(|&b| b != b'\n') {
+        let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        file.set_len(keep as u64).at("truncate", path)?;
+    }
+    Ok(())
+}
+
+/// manifest.json: what ran, where, when.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub packrun_version: String,
+    pub name: String,
+    pub job_file: String,
+    pub job_file_sha256: String,
+    pub machine: crate::machine::Machine,
+    pub cgroup_version: String,
+    pub topology: Topology,
+    pub start: String,
+    pub end: Option<String>,
+    /// pid of the packrun process that runs (or ran) the batch.
+    pub runner_pid: u32,
+    pub runs: usize,
+    /// Whose ids the runs had.
+    #[serde(default)]
+    pub userns: UserNsManifest,
+}
+
+/// The manifest's account of the runs' user namespaces.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct UserNsManifest {
+    /// Where each run's own ids came from.
+    pub ids: String,
+    /// Jobs that kept the host's ids (`userns: host`).
+    pub host_ids_jobs: Vec<String>,
+}
+
+/// Writes manifest.json so that a crash leaves the old one or the new one.
+pub fn write_manifest(path: &Path, m: &Manifest) -> Result<(), PathError> {
+    let text = serde_json::to_string_pretty(m).expect("manifest serializes");
+    fsx::write_atomic(path, text + "\n")
+}
+
+pub fn read_manifest(path: &Path) -> Result<Manifest, ResultsError> {
+    let text = fsx::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| ResultsError::Manifest {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// SHA-256 of the job file, hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The first lines where two versions of a job file differ, for the
+/// "job file changed" refusal of --resume.
+pub fn describe_change(old: &str, new: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let mut out = Vec::new();
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (a.get(i).copied(), b.get(i).copied());
+        if x != y {
+            out.push(format!(
+                "line {}: `{}` is now `{}`",
+                i + 1,
+                x.unwrap_or("(absent)").trim(),
+                y.unwrap_or("(absent)").trim()
+            ));
+            if out.len() == 3 {
+                break;
+            }
+        }
+    }
+    out.join("; ")
+}
+
+/// A finished run's record for tests.
+#[cfg(test)]
+pub(crate) fn sample_record(key: &str, state: State) -> Record {
+    use chrono::TimeZone;
+    Record {
+        key: key.into(),
+        job: "xz".into(),
+        params: vec![("threads".into(), "2".into())],
+        rep: 1,
+        warmup: false,
+        cpus: CpuList::parse("0-1").unwrap(),
+        mems: CpuList::parse("0").unwrap(),
+        userns: "0:1610612736:65536".into(),
+        start_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+        end_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap(),
+        wall_time: Duration::from_millis(1500),
+        usage: Usage {
+            user_ns: 1_250_000_000,
+            cpu_ns: 1_500_000_000,
+            memory_peak_bytes: 4096,
+            ..Usage::default()
+        },
+        memory_limit: Some(1 << 20),
+        exit_code: Some(0),
+        signal: None,
+        state,
+        termination_reason: "exited, \"quoted\"".into(),
+        stdout: None,
+        stderr: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, state: State) -> Record {
+        sample_record(key, state)
+    }
+
+    fn sample_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results-sample")
+    }
+
+    #[test]
+    fn header_puts_parameter_columns_after_job() {
+        let h = header(&["threads".into()]);
+        assert_eq!(&h[..4], &["run_key", "job", "parameter_threads", "rep"]);
+        assert_eq!(h.last().unwrap(), "stderr");
+    }
+
+    #[test]
+    fn rows_format_seconds_bytes_and_rfc3339_times() {
+        let cells =
+            Row::from_record(&record("k1", State::Completed), "h").cells(&["threads".into()]);
+        let h = header(&["threads".into()]);
+        let get = |name: &str| cells[h.iter().position(|x| x == name).unwrap()].clone();
+        assert_eq!(get("wall_time_s"), "1.500000");
+        assert_eq!(get("user_time_s"), "1.250000");
+        assert_eq!(get("memory_limit_bytes"), "1048576");
+        assert_eq!(get("start_time"), "2026-01-02T03:04:05.000000Z");
+        assert_eq!(get("signal"), "");
+        assert_eq!(get("parameter_threads"), "2");
+    }
+
+    #[test]
+    fn resume_reads_back_keys_and_states_and_ignores_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runs.csv");
+        let params = vec!["threads".to_string()];
+        let mut w = RunsCsv::open(&p, &params, "h").unwrap();
+        w.append(&record("aaa", State::Completed)).unwrap();
+        w.append(&record("bbb", State::Timeout)).unwrap();
+        drop(w);
+        // A crash mid-write leaves a line without its newline.
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"ccc,xz,2,1,fal").unwrap();
+        let done = read_done(&p).unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!(done["aaa"], State::Completed);
+        assert_eq!(done["bbb"], State::Timeout);
+        // Appending after the crash starts a clean line.
+        let mut w = RunsCsv::open(&p, &params, "h").unwrap();
+        w.append(&record("ddd", State::Completed)).unwrap();
+        let done = read_done(&p).unwrap();
+        assert_eq!(done.len(), 3, "{}", std::fs::read_to_string(&p).unwrap());
+        assert!(done.contains_key("ddd"));
+    }
+
+    #[test]
+    fn resume_takes_its_done_keys_and_states_from_the_one_reader() {
+        let p = sample_dir().join("runs.csv");
+        let done = read_done(&p).unwrap();
+        let rows = read_rows(&p).unwrap();
+        assert_eq!(done.len(), rows.len());
+        for r in &rows {
+            assert_eq!(done[&r.key], r.state, "{}", r.key);
+        }
+        assert!(done.values().any(|s| *s == State::Timeout));
+        // A batch that has not begun has no runs.csv: nothing is done.
+        assert!(read_done(&sample_dir().join("absent.csv"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn reopening_with_other_parameter_columns_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runs.csv");
+        RunsCsv::open(&p, &["threads".into()], "h").unwrap();
+        let e = RunsCsv::open(&p, &["level".into()], "h").err().unwrap();
+        assert!(e.to_string().contains("parameter_level"), "{e}");
+    }
+
+    #[test]
+    fn a_row_that_does_not_parse_is_an_error_naming_file_line_column_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runs.csv");
+        let mut w = RunsCsv::open(&p, &[], "h").unwrap();
+        w.append(&record("aaa", State::Completed)).unwrap();
+        w.append(&record("bbb", State::Completed)).unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (first, second) = text.split_at(text.find("\nbbb").unwrap());
+        // wall_time_s comes before cpu_time_s, which holds the same value.
+        std::fs::write(
+            &p,
+            first.to_string() + &second.replacen("1.500000", "1.5s", 1),
+        )
+        .unwrap();
+        let e = read_rows(&p).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: line 3, column wall_time_s: `1.5s` is not a number of seconds",
+                p.display()
+            )
+        );
+        // Resume reads through the same reader: it stops rather than run bbb again.
+        assert_eq!(read_done(&p).unwrap_err().to_string(), e);
+    }
+
+    #[test]
+    fn an_unknown_state_or_a_missing_column_is_an_error_too() {
+        let head = header(&[]).join(",");
+        let row = csv_line(&Row::from_record(&record("a", State::Completed), "h").cells(&[]));
+        let bad = String::from_utf8(row).unwrap().replace("COMPLETED", "DONE");
+        let e = parse_runs(Path::new("r.csv"), &format!("{head}\n{bad}")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r.csv: line 2, column state: `DONE` is not a state"
+        );
+        let e = parse_runs(Path::new("r.csv"), "run_key,job\nk,j\n").unwrap_err();
+        assert_eq!(e.to_string(), "r.csv: no `rep` column");
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names_and_other_names_are_refused() {
+        for s in State::ALL {
+            assert_eq!(s.as_str().parse::<State>(), Ok(s));
+            assert_eq!(s.to_string(), s.as_str());
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<State>(&json).unwrap(), s);
+        }
+        for bad in ["completed", "", "OOM", " FAILED"] {
+            let e = bad.parse::<State>().unwrap_err();
+            assert_eq!(e, ParseStateError(bad.into()));
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_row_read_back_writes_the_same_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runs.csv");
+        let params = vec!["threads".to_string(), "size".to_string()];
+        let mut w = RunsCsv::open(&p, &params, "node1").unwrap();
+        let mut rec = record("aaa", State::OutOfMemory);
+        rec.signal = Some(9);
+        rec.exit_code = None;
+        rec.stdout = Some("logs/aaa.out".into());
+        w.append(&rec).unwrap();
+        w.append(&record("bbb", State::Completed)).unwrap();
+        drop(w);
+        let written = std::fs::read_to_string(&p).unwrap();
+        let runs = read_runs(&p).unwrap();
+        assert_eq!(runs.params, params);
+        assert_eq!(runs.rows[0], Row::from_record(&rec, "node1"));
+        assert_eq!(runs.rows[0].signal, Some(9));
+        let copy = dir.path().join("copy.csv");
+        write_runs(&copy, &runs.params, &runs.rows).unwrap();
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), written);
+    }
+
+    #[test]
+    fn a_folder_from_before_the_userns_column_still_reads() {
+        let runs = read_runs(&sample_dir().join("runs.csv")).unwrap();
+        assert_eq!(runs.rows.len(), 20);
+        assert_eq!(runs.params, ["threads", "size"]);
+        assert!(runs.rows.iter().all(|r| r.userns.is_empty()));
+        assert!(runs.rows.iter().any(|r| r.state == State::OutOfMemory));
+    }
+
+    #[test]
+    fn the_manifest_reads_back_with_its_topology_typed() {
+        let m = read_manifest(&sample_dir().join("manifest.json")).unwrap();
+        assert!(!m.topology.cpus.is_empty());
+        assert_eq!(m.topology.nodes[0].id, 0);
+        let text = serde_json::to_value(&m).unwrap();
+        let orig: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sample_dir().join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            text["topology"], orig["topology"],
+            "same JSON keys and values"
+        );
+    }
+
+    #[test]
+    fn the_manifest_is_replaced_whole_and_a_temp_file_left_by_a_crash_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("manifest.json");
+        let mut m = read_manifest(&sample_dir().join("manifest.json")).unwrap();
+        write_manifest(&p, &m).unwrap();
+        // A crash between writing the temp file and renaming it.
+        let tmp = dir.path().join(".manifest.json.tmp");
+        std::fs::write(&tmp, "{\"packrun_ver").unwrap();
+        assert_eq!(read_manifest(&p).unwrap().name, "sample");
+        m.end = Some("2026-03-02T11:00:00Z".into());
+        write_manifest(&p, &m).unwrap();
+        assert_eq!(read_manifest(&p).unwrap().end, m.end);
+        assert!(
+            !tmp.exists(),
+            "the stale temp file was replaced and renamed"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1);
+    }
+}
