@@ -179,3 +179,55 @@ fn exec_flags_are_checked_by_the_job_files_rules_before_anything_starts() {
     assert!(!err.contains("--time-limit"), "{err}");
     assert!(err.contains("--memory"), "{err}");
 }
+
+/// `packrun validate FILE` with its address space limited to 512 MiB, so a
+/// regression that allocates the runs fails here instead of eating the machine.
+fn validate_in_512_mib(file: &Path) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_packrun"));
+    cmd.arg("validate").arg(file);
+    // SAFETY: setrlimit(2) is async-signal-safe and touches only a local.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 512 << 20,
+                rlim_max: 512 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_typo_that_asks_for_billions_of_repetitions_is_an_error_not_an_allocation() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jobs/huge-reps.yaml");
+    let (code, err) = validate_in_512_mib(&file);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(":7:"), "points at repetitions: {err}");
+    assert!(
+        err.contains(
+            "1 combination(s) × (0 warmup + 4,249,672,965 repetitions) = 4,249,672,965 runs"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("more than the 10,000,000 runs"), "{err}");
+}
+
+#[test]
+fn a_matrix_of_a_billion_combinations_is_an_error_not_an_allocation() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jobs/huge-matrix.yaml");
+    let (code, err) = validate_in_512_mib(&file);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("jobs.sweep.matrix: the matrix has 1,000,000,000 combinations (1000 a × 1000 b × 1000 c)"),
+        "{err}"
+    );
+}

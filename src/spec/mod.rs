@@ -54,6 +54,17 @@ impl SpecErrors {
 /// Reads, validates and expands a job file. Relative paths in it (mount
 /// sources, rootfs, io device) are taken relative to its directory.
 pub fn load(path: &Path) -> Result<Batch, SpecErrors> {
+    load_limited(path, DEFAULT_MAX_RUNS)
+}
+
+/// The most runs a job file may expand to unless told otherwise
+/// (`--max-runs`): far more than a machine runs in a day, far less than
+/// what would exhaust its memory before the first run starts.
+pub const DEFAULT_MAX_RUNS: u64 = 10_000_000;
+
+/// `load` with a ceiling on the runs the file may expand to: a file that
+/// asks for more is an error before anything is allocated for its runs.
+pub fn load_limited(path: &Path, max_runs: u64) -> Result<Batch, SpecErrors> {
     let file = path.display().to_string();
     let text = crate::fsx::read_to_string(path).map_err(|e| SpecErrors {
         problems: vec![Problem {
@@ -69,7 +80,7 @@ pub fn load(path: &Path) -> Result<Batch, SpecErrors> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let base = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut batch = parse_with_base(&file, &text, &base)?;
+    let mut batch = parse_limited(&file, &text, &base, max_runs)?;
     batch.file = path.to_path_buf();
     Ok(batch)
 }
@@ -85,6 +96,11 @@ pub fn parse(file: &str, text: &str) -> Result<Batch, SpecErrors> {
 }
 
 fn parse_with_base(file: &str, text: &str, base: &Path) -> Result<Batch, SpecErrors> {
+    parse_limited(file, text, base, DEFAULT_MAX_RUNS)
+}
+
+/// `parse_with_base` with a ceiling on the runs the file may expand to.
+fn parse_limited(file: &str, text: &str, base: &Path, max_runs: u64) -> Result<Batch, SpecErrors> {
     let problem = |path: &[yaml::Seg], at: yaml::At, message: String| {
         let loc = yaml::locate(text, path, at);
         Problem {
@@ -161,7 +177,7 @@ fn parse_with_base(file: &str, text: &str, base: &Path) -> Result<Batch, SpecErr
             return Err(sorted(problems));
         }
     };
-    let (out, issues) = validate::validate(raw, &root, &pruned, base);
+    let (out, issues) = validate::validate(raw, &root, &pruned, base, max_runs);
     problems.extend(
         issues
             .into_iter()

@@ -34,6 +34,9 @@ struct Ctx<'a> {
     pruned: &'a [YPath],
     base: &'a Path,
     issues: Vec<Issue>,
+    /// The most runs the file may expand to, and how many the jobs so far did.
+    max_runs: u64,
+    runs_so_far: u64,
 }
 
 impl Ctx<'_> {
@@ -138,12 +141,20 @@ const RLIMITS: [&str; 16] = [
 
 /// Validates a type-clean document (`root`, with `pruned` paths removed
 /// because they had type errors) into jobs, groups and runs.
-pub fn validate(raw: RawFile, root: &Value, pruned: &[YPath], base: &Path) -> (Output, Vec<Issue>) {
+pub fn validate(
+    raw: RawFile,
+    root: &Value,
+    pruned: &[YPath],
+    base: &Path,
+    max_runs: u64,
+) -> (Output, Vec<Issue>) {
     let mut cx = Ctx {
         root,
         pruned,
         base,
         issues: Vec::new(),
+        max_runs,
+        runs_so_far: 0,
     };
     match raw.version {
         None => cx.missing(&[], "version", "`version: 1`"),
@@ -417,7 +428,7 @@ fn job(
     }
 
     // Matrix.
-    let (combos, param_names) = matrix(cx, jc, raw.matrix.as_ref());
+    let (mut combos, param_names) = matrix(cx, jc, raw.matrix.as_ref());
 
     // Static placeholder check of every templated field.
     let field = |path: YPath, raw: &str| Field {
@@ -695,8 +706,37 @@ fn job(
         "visible",
     );
 
+    // Counted before a run is made (see matrix).
+    let count = combos.len() as u128 * (warmup as u128 + repetitions.max(1) as u128);
+    let total = cx.runs_so_far as u128 + count;
+    if total > cx.max_runs as u128 {
+        let at = match raw.repetitions {
+            Some(_) => jc.at(&["repetitions"]),
+            None => jp.clone(),
+        };
+        cx.err(
+            at,
+            format!(
+                "job `{}` expands to {} combination(s) × ({warmup} warmup + {} repetitions) = {} runs{}, more than the {} runs a batch may have (--max-runs changes the limit)",
+                jc.name,
+                group_digits(combos.len() as u128),
+                group_digits(repetitions.max(1) as u128),
+                group_digits(count),
+                if cx.runs_so_far > 0 {
+                    format!(" ({} with the jobs before it)", group_digits(total))
+                } else {
+                    String::new()
+                },
+                group_digits(cx.max_runs as u128)
+            ),
+        );
+        combos.clear();
+    } else {
+        cx.runs_so_far = total as u64;
+    }
+
     // Runs.
-    let mut runs = Vec::new();
+    let mut runs = Vec::with_capacity(if combos.is_empty() { 0 } else { count as usize });
     for combo in &combos {
         let expected_total = warmup.saturating_add(repetitions.max(1));
         for rep in 1..=expected_total {
@@ -907,6 +947,28 @@ fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Vec<Combo>, Vec<S
             }
         }
     }
+    // Counted before a combination is made: a matrix that explodes is an
+    // error, not an allocation that eats the machine.
+    let product = axes
+        .iter()
+        .map(|(_, v)| v.len() as u128)
+        .fold(1u128, |a, n| a.saturating_mul(n));
+    if !axes.is_empty() && product.saturating_add(include.len() as u128) > cx.max_runs as u128 {
+        let sizes: Vec<String> = axes
+            .iter()
+            .map(|(n, v)| format!("{} {n}", v.len()))
+            .collect();
+        cx.err(
+            mp,
+            format!(
+                "the matrix has {} combinations ({}), more than the {} runs a batch may have (--max-runs changes the limit)",
+                group_digits(product),
+                sizes.join(" × "),
+                group_digits(cx.max_runs as u128)
+            ),
+        );
+        return (Vec::new(), names);
+    }
     let combos = expand::expand_matrix(&axes, &exclude, &include);
     if combos.is_empty() && axes.iter().all(|(_, v)| !v.is_empty()) {
         cx.err(
@@ -915,6 +977,19 @@ fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Vec<Combo>, Vec<S
         );
     }
     (combos, names)
+}
+
+/// 4249672965 as `4,249,672,965`.
+fn group_digits(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Fills placeholders in a scalar; reports the expansion along with any error.
