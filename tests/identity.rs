@@ -279,3 +279,50 @@ fn runs_get_disjoint_id_ranges_writable_files_go_back_to_the_user_and_host_ids_a
         "{manifest}"
     );
 }
+
+#[test]
+#[ignore = "needs root: real namespaces and cgroups"]
+fn a_directory_roots_own_files_belong_to_the_runs_ids_inside() {
+    if !privileged("a directory root's owners") {
+        return;
+    }
+    // dash and the two libraries it links, and a root-only directory, as
+    // an image's tree has them (owned by uid 0 on disk).
+    let rootfs = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for (from, to) in [
+        ("/bin/dash", "bin/sh"),
+        (
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "lib/x86_64-linux-gnu/libc.so.6",
+        ),
+        ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+    ] {
+        let to = rootfs.path().join(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, &to).unwrap();
+    }
+    let private = rootfs.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("secret"), "image root's\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(
+        private.join("secret"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let (out, rec) = exec(
+        &["--rootfs", rootfs.path().to_str().unwrap()],
+        &["/bin/sh", "-c", "read s < /private/secret && echo $s"],
+    );
+    assert_eq!(
+        rec["state"],
+        "COMPLETED",
+        "{rec} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "image root's\n");
+    // Still the host's own on disk, and nothing was written into the tree.
+    let m = std::fs::metadata(private.join("secret")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+}

@@ -397,6 +397,10 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
     for op in &plan.ops {
         match op {
             MountOp::Mount(args) => mount(args, fds),
+            MountOp::RootDir(args) => match idmapped[plan.bind_sources.len()] {
+                -1 => mount(args, fds),
+                tree => move_tree(tree, &args.target, fds, args.what, &args.shown),
+            },
             MountOp::ReadOnly { target, shown } => read_only(target, fds, shown),
             MountOp::Bind {
                 what,
@@ -513,7 +517,9 @@ fn touch(path: &CStr, fds: &Fds) {
     let fd = unsafe {
         libc::open(
             path.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            // Read-only: an existing mount point need not be writable
+            // (on an idmapped root it belongs to the run's ids).
+            libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC,
             0o644,
         )
     };

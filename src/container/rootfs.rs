@@ -16,6 +16,10 @@ use std::path::{Component, Path, PathBuf};
 pub(super) enum MountOp {
     /// mount(2).
     Mount(MountArgs),
+    /// A directory root: the idmapped copy the runner sent in the slot
+    /// after the binds' (see spawn::idmapped_mounts) when there is one,
+    /// else this bind.
+    RootDir(MountArgs),
     /// mount_setattr(2) AT_RECURSIVE MOUNT_ATTR_RDONLY.
     ReadOnly {
         target: CString,
@@ -325,7 +329,15 @@ fn root_mount_ops(
             Rootfs::Host => (PathBuf::from("/"), PathBuf::from("/")),
             Rootfs::Dir(dir) => (dir.clone(), dir.clone()),
         };
-        ops.push(MountOp::Mount(MountArgs {
+        // A directory root is an idmapped copy when the runner could make
+        // one (its files' owners are the run's ids: the image's root is
+        // the run's root); the host's tree never is, or host root's
+        // private files would be the run's root's.
+        let push = match cfg.rootfs {
+            Rootfs::Dir(_) => MountOp::RootDir,
+            Rootfs::Host => MountOp::Mount,
+        };
+        ops.push(push(MountArgs {
             what: "bind root",
             source: Some(path_cstr(&source)?),
             target: path_cstr(root)?,

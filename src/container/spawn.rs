@@ -7,7 +7,7 @@ use super::rootfs::{cstr, hidden_paths, path_cstr, root_ops, Home, MountOp};
 use super::{caps, child, ids, seccomp};
 use super::{ContainerConfig, JobOutput, SetupError, DEFAULT_PATH};
 use crate::cpulist::CpuList;
-use crate::spec::{MemPolicy, Network};
+use crate::spec::{MemPolicy, Network, Rootfs};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -48,6 +48,9 @@ pub fn spawn_async(
     let root =
         RootDir(make_root_dir().map_err(|e| SetupError::os("create the root directory", e))?);
     let plan = Plan::new(&cfg, &root.0, cgroup_dir.is_some())?;
+    if let (Rootfs::Dir(dir), true) = (&cfg.rootfs, cfg.ids.is_some() && is_root()) {
+        make_mount_points(&plan, &root.0, dir)?;
+    }
     let writable: Vec<PathBuf> = cfg.writable.iter().map(|(h, _)| h.clone()).collect();
     for dir in &writable {
         give_to_job(dir, cfg.ids.as_ref(), cfg.user).map_err(|e| SetupError::new("prepare", e))?;
@@ -87,7 +90,15 @@ pub fn spawn_async(
     drop((go_r, err_w, status_w));
     let netns = cfg.netns.take();
     let ids = cfg.ids.take();
-    let mounts: Vec<PathBuf> = cfg.mounts.iter().map(|m| m.source.clone()).collect();
+    // What the runner makes idmapped copies of, in the order of init's
+    // slots: the mounts, no writable dir (those are the job's own, see
+    // give_to_job), then a directory root.
+    let mut to_idmap: Vec<Option<PathBuf>> =
+        cfg.mounts.iter().map(|m| Some(m.source.clone())).collect();
+    to_idmap.extend(cfg.writable.iter().map(|_| None));
+    if let Rootfs::Dir(dir) = &cfg.rootfs {
+        to_idmap.push(Some(dir.clone()));
+    }
     drop(cfg); // the job's stdio now belongs to the container
     let mut container = Container {
         pid,
@@ -108,7 +119,7 @@ pub fn spawn_async(
     }
     place(pid).map_err(|e| SetupError::new("place in cgroups", e.to_string()))?;
     let idmapped = match &container.ids {
-        Some(_) if is_root() => idmapped_mounts(pid, &mounts),
+        Some(_) if is_root() => idmapped_mounts(pid, &to_idmap),
         _ => Vec::new(),
     };
     let sent = send_go(&go_w, &idmapped);
@@ -123,6 +134,37 @@ pub fn spawn_async(
     drop(go_w);
     container.root = Some(root);
     Ok(container)
+}
+
+/// The mount points a directory root lacks, made by the runner in the
+/// directory itself: on an idmapped copy of it init (with a host uid the
+/// copy does not map) could not make them. They are what init would make
+/// before the root turns read-only.
+fn make_mount_points(plan: &Plan, root: &Path, dir: &Path) -> Result<(), SetupError> {
+    use std::os::unix::ffi::OsStrExt;
+    let in_dir = |c: &CString| {
+        let p = Path::new(std::ffi::OsStr::from_bytes(c.as_bytes()));
+        p.strip_prefix(root).ok().map(|rel| dir.join(rel))
+    };
+    for op in &plan.ops {
+        match op {
+            MountOp::ReadOnly { .. } => break,
+            MountOp::MkdirAll { path } => {
+                if let Some(p) = in_dir(path) {
+                    std::fs::create_dir_all(&p)
+                        .map_err(|e| SetupError::os(format!("mkdir {}", p.display()), e))?;
+                }
+            }
+            MountOp::Touch { path } => {
+                if let Some(p) = in_dir(path).filter(|p| !p.exists()) {
+                    std::fs::File::create(&p)
+                        .map_err(|e| SetupError::os(format!("create {}", p.display()), e))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// What init and the job do, prepared before clone.
@@ -294,7 +336,8 @@ fn bind_sources_of(cfg: &ContainerConfig) -> Result<Vec<CString>, SetupError> {
         .chain(cfg.writable.iter().map(|(s, _)| s))
         .map(|p| path_cstr(p))
         .collect::<Result<Vec<_>, _>>()?;
-    if sources.len() > child::MAX_BINDS {
+    // One slot more for a directory root (see idmapped_mounts).
+    if sources.len() >= child::MAX_BINDS {
         return Err(SetupError::new(
             "prepare",
             format!(
@@ -506,8 +549,8 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 /// namespace, the host's); init attaches them. None where the file system
 /// cannot idmap (kernel < 5.12, NFS, tmpfs before 6.3): that bind is a
 /// plain one, where the job reaches files as its mapped ids.
-fn idmapped_mounts(pid: i32, sources: &[PathBuf]) -> Vec<Option<OwnedFd>> {
-    if sources.is_empty() {
+fn idmapped_mounts(pid: i32, sources: &[Option<PathBuf>]) -> Vec<Option<OwnedFd>> {
+    if sources.iter().all(Option::is_none) {
         return Vec::new();
     }
     let Ok(userns) = std::fs::File::open(format!("/proc/{pid}/ns/user")) else {
@@ -515,7 +558,10 @@ fn idmapped_mounts(pid: i32, sources: &[PathBuf]) -> Vec<Option<OwnedFd>> {
     };
     sources
         .iter()
-        .map(|s| idmapped(s, userns.as_raw_fd()).ok())
+        .map(|s| {
+            s.as_ref()
+                .and_then(|s| idmapped(s, userns.as_raw_fd()).ok())
+        })
         .collect()
 }
 
