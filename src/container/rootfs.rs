@@ -767,7 +767,7 @@ mod tests {
     /// The path an op acts on, as the job sees it (below ROOT).
     fn inside(op: &MountOp) -> Option<String> {
         let path = match op {
-            MountOp::Mount(m) => &m.target,
+            MountOp::Mount(m) | MountOp::RootDir(m) => &m.target,
             MountOp::ReadOnly { target, .. }
             | MountOp::Sysfs { target }
             | MountOp::Bind { target, .. } => target,
