@@ -170,6 +170,77 @@ impl std::fmt::Display for Template {
     }
 }
 
+/// The values of `{range: [FROM, TO], step: N}` (default step 1) or
+/// `{range: [FROM, TO], factor: N}`: from FROM on, while not past TO. Whole
+/// numbers when every number given is whole; else decimals with as many
+/// places as the most precise number given (no 0.30000000000000004). At
+/// most `max` values: more is an error before any is made.
+pub fn range_values(r: &super::raw::RawRange, max: u64) -> Result<Vec<String>, String> {
+    let num = |t: &super::raw::Text, what: &str| -> Result<(f64, usize), String> {
+        let s = t.0.trim();
+        let v: f64 = s
+            .parse()
+            .map_err(|_| format!("{what} `{s}` is not a number"))?;
+        if !v.is_finite() {
+            return Err(format!("{what} `{s}` is not a finite number"));
+        }
+        let places = s.split_once('.').map_or(0, |(_, f)| f.len());
+        Ok((v, places))
+    };
+    let [from, to] = r.range.as_slice() else {
+        return Err(format!(
+            "range has {} numbers: expected [FROM, TO]",
+            r.range.len()
+        ));
+    };
+    let (from, p1) = num(from, "range start")?;
+    let (to, p2) = num(to, "range end")?;
+    if from > to {
+        return Err(format!("range [{from}, {to}] runs backwards: expected FROM <= TO"));
+    }
+    let mut places = p1.max(p2);
+    let next: Box<dyn Fn(f64, u64) -> f64> = match (&r.step, &r.factor) {
+        (Some(_), Some(_)) => return Err("give step or factor, not both".into()),
+        (None, Some(f)) => {
+            let (f, p) = num(f, "factor")?;
+            if f <= 1.0 {
+                return Err(format!("factor `{f}` must be more than 1"));
+            }
+            if from <= 0.0 {
+                return Err(format!("a geometric range needs a start above 0, not {from}"));
+            }
+            places = places.max(p);
+            Box::new(move |_, i| from * f.powi(i as i32))
+        }
+        (step, None) => {
+            let (st, p) = match step {
+                Some(s) => num(s, "step")?,
+                None => (1.0, 0),
+            };
+            if st <= 0.0 {
+                return Err(format!("step `{st}` must be more than 0"));
+            }
+            places = places.max(p);
+            Box::new(move |_, i| from + st * i as f64)
+        }
+    };
+    let eps = 1e-9 * to.abs().max(1.0);
+    let mut out = Vec::new();
+    let mut i = 0u64;
+    loop {
+        let v = next(from, i);
+        if v > to + eps {
+            break;
+        }
+        if out.len() as u64 >= max {
+            return Err(format!("range has more than {max} values"));
+        }
+        out.push(format!("{v:.places$}"));
+        i += 1;
+    }
+    Ok(out)
+}
+
 /// One matrix point: parameter name -> value, in parameter order.
 pub type Combo = Vec<(String, String)>;
 
@@ -281,6 +352,34 @@ mod tests {
         a.iter()
             .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
             .collect()
+    }
+
+    fn range(r: &[&str], step: Option<&str>, factor: Option<&str>) -> Result<Vec<String>, String> {
+        use super::super::raw::{RawRange, Text};
+        let t = |s: &str| Text(s.to_string());
+        range_values(
+            &RawRange {
+                range: r.iter().map(|s| t(s)).collect(),
+                step: step.map(t),
+                factor: factor.map(t),
+            },
+            1000,
+        )
+    }
+
+    #[test]
+    fn ranges_step_or_multiply_from_start_to_end_as_documented() {
+        assert_eq!(range(&["1", "4"], None, None).unwrap(), ["1", "2", "3", "4"]);
+        assert_eq!(range(&["1", "16"], Some("5"), None).unwrap(), ["1", "6", "11", "16"]);
+        assert_eq!(range(&["0", "0.3"], Some("0.1"), None).unwrap(), ["0.0", "0.1", "0.2", "0.3"]);
+        assert_eq!(range(&["1", "64"], None, Some("2")).unwrap(), ["1", "2", "4", "8", "16", "32", "64"]);
+        assert_eq!(range(&["1", "100"], None, Some("10")).unwrap(), ["1", "10", "100"]);
+        assert!(range(&["4", "1"], None, None).unwrap_err().contains("backwards"));
+        assert!(range(&["1", "4"], Some("0"), None).unwrap_err().contains("more than 0"));
+        assert!(range(&["1", "4"], None, Some("1")).unwrap_err().contains("more than 1"));
+        assert!(range(&["1", "4"], Some("1"), Some("2")).unwrap_err().contains("not both"));
+        assert!(range(&["1", "x"], None, None).unwrap_err().contains("`x` is not a number"));
+        assert!(range(&["1", "1e9"], None, None).unwrap_err().contains("more than 1000 values"));
     }
 
     #[test]

@@ -312,6 +312,23 @@ mod tests {
     }
 
     #[test]
+    fn matrix_values_come_from_lists_ranges_and_the_lines_of_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inputs.txt"), "small.bin\n\n  large.bin \n").unwrap();
+        let file = dir.path().join("job.yaml");
+        std::fs::write(&file, "version: 1\nname: t\njobs:\n  j:\n    command: [x, '{n}', '{t}', '{f}']\n    matrix:\n      n: {range: [1, 3]}\n      t: {range: [1, 8], factor: 2}\n      f: {lines: inputs.txt}\n    repetitions: 1\n").unwrap();
+        let b = load(&file).unwrap();
+        assert_eq!(b.runs.len(), 3 * 4 * 2);
+        let first: Vec<String> = b.runs[0].params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(first, ["n=1", "t=1", "f=small.bin"]);
+        assert_eq!(b.runs[23].command, ["x", "3", "8", "large.bin"]);
+        std::fs::write(&file, "version: 1\nname: t\njobs:\n  j:\n    command: [x]\n    matrix:\n      f: {lines: missing.txt}\n      g: {range: [5, 1]}\n").unwrap();
+        let e = load(&file).unwrap_err().render();
+        assert!(e.contains("missing.txt"), "{e}");
+        assert!(e.contains("matrix key `g`: range [5, 1] runs backwards"), "{e}");
+    }
+
+    #[test]
     fn placeholders_expand_in_every_templated_field_but_cpus_waits_for_the_run() {
         let b = ok("version: 1\nname: t\njobs:\n  xz:\n    command: [xz, '-T{threads}', '{{x}}', 'taskset {cpus}']\n    matrix: {threads: [4]}\n    env: {OMP: '{threads}', WHERE: '{cpus}'}\n    workdir: /w/{job}\n    resources: {cpus: '{threads}', memory: '{threads}GiB', pids: '{threads}00'}\n");
         let r = &b.runs[0];

@@ -224,7 +224,7 @@ pub struct RawGroupNuma {
 #[derive(Debug, Clone, Default)]
 pub struct RawMatrix {
     /// Parameter axes in file order.
-    pub axes: Vec<(String, Vec<Text>)>,
+    pub axes: Vec<(String, RawAxis)>,
     pub include: Vec<Vec<(String, Text)>>,
     pub exclude: Vec<Vec<(String, Text)>>,
 }
@@ -257,6 +257,48 @@ impl<'de> Deserialize<'de> for RawMatrix {
     }
 }
 
+/// The values of one matrix parameter: a list, a range, or the lines of a file.
+#[derive(Debug, Clone)]
+pub enum RawAxis {
+    List(Vec<Text>),
+    Range(RawRange),
+    Lines { lines: String },
+}
+
+/// `{range: [1, 16], step: 1}` (hyperfine's -P/-D) or `{range: [1, 64], factor: 2}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRange {
+    pub range: Vec<Text>,
+    pub step: Option<Text>,
+    pub factor: Option<Text>,
+}
+
+impl<'de> Deserialize<'de> for RawAxis {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Lines {
+            lines: Text,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            List(Vec<Text>),
+            Lines(Lines),
+            Range(RawRange),
+        }
+        match Any::deserialize(d) {
+            Ok(Any::List(v)) => Ok(RawAxis::List(v)),
+            Ok(Any::Lines(l)) => Ok(RawAxis::Lines { lines: l.lines.0 }),
+            Ok(Any::Range(r)) => Ok(RawAxis::Range(r)),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a list of values, {range: [FROM, TO], step: N}, {range: [FROM, TO], factor: N} or {lines: FILE}",
+            )),
+        }
+    }
+}
+
 fn unwrap_entries(v: Vec<OrderedMap<Text>>) -> Vec<Vec<(String, Text)>> {
     v.into_iter().map(|m| m.0).collect()
 }
@@ -283,9 +325,26 @@ impl JsonSchema for RawMatrix {
                 }
             },
             "additionalProperties": {
-                "description": "The values of one parameter.",
-                "type": "array",
-                "items": value
+                "description": "The values of one parameter: a list; `{range: [FROM, TO], step: N}` (FROM, FROM+N, … up to TO); `{range: [FROM, TO], factor: N}` (FROM, FROM×N, … up to TO); or `{lines: FILE}` (one value per non-empty line of FILE, relative to the job file).",
+                "oneOf": [
+                    {"type": "array", "items": value},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "range": {"description": "From and to, both included when on the way.", "type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+                            "step": {"description": "Added each time (default 1).", "type": "number"},
+                            "factor": {"description": "Multiplied by each time (a geometric range).", "type": "number"}
+                        },
+                        "required": ["range"],
+                        "additionalProperties": false
+                    },
+                    {
+                        "type": "object",
+                        "properties": {"lines": {"description": "A file with one value per line (relative to the job file).", "type": "string"}},
+                        "required": ["lines"],
+                        "additionalProperties": false
+                    }
+                ]
             }
         })
     }

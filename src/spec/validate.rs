@@ -3,7 +3,7 @@
 
 use super::expand::{self, Combo, Piece};
 use super::raw::{
-    CountValue, FloatValue, IdList, NetworkKind, NumaPolicy, RawFile, RawJob, RawMatrix, Scalar,
+    CountValue, FloatValue, IdList, NetworkKind, RawAxis, NumaPolicy, RawFile, RawJob, RawMatrix, Scalar,
     SizeValue, Text, UserNsKind,
 };
 use super::types::*;
@@ -867,8 +867,36 @@ fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Vec<Combo>, Vec<S
     let mp = jc.at(&["matrix"]);
     let mut names: Vec<String> = Vec::new();
     let mut axes = Vec::new();
-    for (name, values) in &m.axes {
+    for (name, axis) in &m.axes {
         let ap = child(&mp, name);
+        let values: Vec<Text> = match axis {
+            RawAxis::List(v) => v.clone(),
+            RawAxis::Range(r) => match expand::range_values(r, cx.max_runs) {
+                Ok(v) => v.into_iter().map(Text).collect(),
+                Err(e) => {
+                    cx.err(ap.clone(), format!("matrix key `{name}`: {e}"));
+                    continue;
+                }
+            },
+            RawAxis::Lines { lines } => {
+                let file = cx.base.join(lines);
+                match crate::fsx::read_to_string(&file) {
+                    Ok(text) => text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(|l| Text(l.to_string()))
+                        .collect(),
+                    Err(e) => {
+                        cx.err(
+                            ap.clone(),
+                            format!("matrix key `{name}`: {}", crate::fsx::chain(&e)),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
         if !is_ident(name) {
             cx.key_err(ap.clone(), format!("invalid matrix key `{name}`: expected letters, digits and `_`, not starting with a digit"));
         } else if RESERVED.contains(&name.as_str()) {
