@@ -1589,6 +1589,8 @@ mod tests {
             jobs: vec![],
             groups: vec![],
             runs: vec![w, r],
+            order: Default::default(),
+            seed: None,
         };
         let s = simulate(&batch.runs, &t, &[], None).unwrap();
         let table = render_table(&batch, &t, &s);

@@ -663,6 +663,7 @@ mod tests {
             log_limit: spec::DEFAULT_LOG_LIMIT,
             group: None,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            stdin: None,
         }
     }
 

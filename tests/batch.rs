@@ -483,3 +483,23 @@ fn cpus_placeholder_fills_only_itself_not_the_shells_or_an_escaped_one() {
     let out = std::fs::read_to_string(&rows[0]["stdout"]).unwrap();
     assert_eq!(out, format!("shellvar {{cpus}} {cpus} at-{cpus}\n"));
 }
+
+#[test]
+#[ignore = "needs root: real cgroups and namespaces"]
+fn a_run_reads_the_file_its_job_gives_as_stdin_and_a_missing_one_is_an_error_row() {
+    if !privileged("a_run_reads_the_file_its_job_gives_as_stdin_and_a_missing_one_is_an_error_row")
+    {
+        return;
+    }
+    let (_dir, rows, _) = run_job_file("stdin.yaml", 1);
+    let row = |job: &str| rows.iter().find(|r| r["job"] == job).unwrap();
+    let out = |job: &str| std::fs::read_to_string(&row(job)["stdout"]).unwrap();
+    assert_eq!(out("reads"), "second line\n");
+    assert_eq!(out("nothing"), "0\n");
+    let missing = row("missing");
+    assert_eq!(missing["state"], "ERROR");
+    assert!(
+        missing["termination_reason"].contains("no-such-input.txt"),
+        "{missing:?}"
+    );
+}

@@ -446,6 +446,14 @@ fn start(
     }
     // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
     let self_placed = !join_tasks.is_empty();
+    // The job's stdin: the job file's `stdin:`, else /dev/null.
+    let stdin = match &run.stdin {
+        None => None,
+        Some(path) => match File::open(path).at("open stdin", path) {
+            Ok(f) => Some(OwnedFd::from(f)),
+            Err(e) => return Err(fail(State::Error, crate::fsx::chain(&e), logs)),
+        },
+    };
     // `{cpus}` is the assigned list.
     let cpus = placement.cpus.to_string();
     let cfg = ContainerConfig {
@@ -465,7 +473,7 @@ fn start(
         capabilities: run.container.capabilities.clone(),
         rlimits: run.resources.rlimits.clone(),
         mempolicy,
-        stdin: None,
+        stdin,
         output,
         join_tasks,
         netns: nets.take(run),

@@ -196,7 +196,9 @@ pub fn range_values(r: &super::raw::RawRange, max: u64) -> Result<Vec<String>, S
     let (from, p1) = num(from, "range start")?;
     let (to, p2) = num(to, "range end")?;
     if from > to {
-        return Err(format!("range [{from}, {to}] runs backwards: expected FROM <= TO"));
+        return Err(format!(
+            "range [{from}, {to}] runs backwards: expected FROM <= TO"
+        ));
     }
     let mut places = p1.max(p2);
     let next: Box<dyn Fn(f64, u64) -> f64> = match (&r.step, &r.factor) {
@@ -207,7 +209,9 @@ pub fn range_values(r: &super::raw::RawRange, max: u64) -> Result<Vec<String>, S
                 return Err(format!("factor `{f}` must be more than 1"));
             }
             if from <= 0.0 {
-                return Err(format!("a geometric range needs a start above 0, not {from}"));
+                return Err(format!(
+                    "a geometric range needs a start above 0, not {from}"
+                ));
             }
             places = places.max(p);
             Box::new(move |_, i| from * f.powi(i as i32))
@@ -369,17 +373,44 @@ mod tests {
 
     #[test]
     fn ranges_step_or_multiply_from_start_to_end_as_documented() {
-        assert_eq!(range(&["1", "4"], None, None).unwrap(), ["1", "2", "3", "4"]);
-        assert_eq!(range(&["1", "16"], Some("5"), None).unwrap(), ["1", "6", "11", "16"]);
-        assert_eq!(range(&["0", "0.3"], Some("0.1"), None).unwrap(), ["0.0", "0.1", "0.2", "0.3"]);
-        assert_eq!(range(&["1", "64"], None, Some("2")).unwrap(), ["1", "2", "4", "8", "16", "32", "64"]);
-        assert_eq!(range(&["1", "100"], None, Some("10")).unwrap(), ["1", "10", "100"]);
-        assert!(range(&["4", "1"], None, None).unwrap_err().contains("backwards"));
-        assert!(range(&["1", "4"], Some("0"), None).unwrap_err().contains("more than 0"));
-        assert!(range(&["1", "4"], None, Some("1")).unwrap_err().contains("more than 1"));
-        assert!(range(&["1", "4"], Some("1"), Some("2")).unwrap_err().contains("not both"));
-        assert!(range(&["1", "x"], None, None).unwrap_err().contains("`x` is not a number"));
-        assert!(range(&["1", "1e9"], None, None).unwrap_err().contains("more than 1000 values"));
+        assert_eq!(
+            range(&["1", "4"], None, None).unwrap(),
+            ["1", "2", "3", "4"]
+        );
+        assert_eq!(
+            range(&["1", "16"], Some("5"), None).unwrap(),
+            ["1", "6", "11", "16"]
+        );
+        assert_eq!(
+            range(&["0", "0.3"], Some("0.1"), None).unwrap(),
+            ["0.0", "0.1", "0.2", "0.3"]
+        );
+        assert_eq!(
+            range(&["1", "64"], None, Some("2")).unwrap(),
+            ["1", "2", "4", "8", "16", "32", "64"]
+        );
+        assert_eq!(
+            range(&["1", "100"], None, Some("10")).unwrap(),
+            ["1", "10", "100"]
+        );
+        assert!(range(&["4", "1"], None, None)
+            .unwrap_err()
+            .contains("backwards"));
+        assert!(range(&["1", "4"], Some("0"), None)
+            .unwrap_err()
+            .contains("more than 0"));
+        assert!(range(&["1", "4"], None, Some("1"))
+            .unwrap_err()
+            .contains("more than 1"));
+        assert!(range(&["1", "4"], Some("1"), Some("2"))
+            .unwrap_err()
+            .contains("not both"));
+        assert!(range(&["1", "x"], None, None)
+            .unwrap_err()
+            .contains("`x` is not a number"));
+        assert!(range(&["1", "1e9"], None, None)
+            .unwrap_err()
+            .contains("more than 1000 values"));
     }
 
     #[test]

@@ -9,7 +9,9 @@ mod validate;
 mod yaml;
 
 mod exec;
+mod order;
 pub use exec::{exec_run, ExecRequest};
+use order::arrange;
 pub use types::*;
 
 use std::path::{Path, PathBuf};
@@ -193,7 +195,28 @@ fn parse_limited(file: &str, text: &str, base: &Path, max_runs: u64) -> Result<B
         jobs: out.jobs,
         groups: out.groups,
         runs: out.runs,
+        order: out.order,
+        seed: out.seed,
     })
+}
+
+impl Batch {
+    /// Puts the runs (in expansion order, as `load` gives them) in their
+    /// start order: the file's `order`, or `order` when given (`--order`);
+    /// a random order's seed is `seed` (`--seed`), else the file's, else
+    /// `fresh`. Call once; the order and seed used are recorded in `self`.
+    pub fn arrange(&mut self, order: Option<Order>, seed: Option<u64>, fresh: u64) {
+        if let Some(o) = order {
+            self.order = o;
+        }
+        let random =
+            self.order == Order::Random || self.jobs.iter().any(|j| j.order == Some(Order::Random));
+        let seed = seed.or(self.seed).unwrap_or(fresh);
+        if random {
+            self.seed = Some(seed);
+        }
+        arrange(&mut self.runs, &self.jobs, self.order, seed);
+    }
 }
 
 /// File order: by line, then column; problems without a line last.
@@ -319,13 +342,20 @@ mod tests {
         std::fs::write(&file, "version: 1\nname: t\njobs:\n  j:\n    command: [x, '{n}', '{t}', '{f}']\n    matrix:\n      n: {range: [1, 3]}\n      t: {range: [1, 8], factor: 2}\n      f: {lines: inputs.txt}\n    repetitions: 1\n").unwrap();
         let b = load(&file).unwrap();
         assert_eq!(b.runs.len(), 3 * 4 * 2);
-        let first: Vec<String> = b.runs[0].params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let first: Vec<String> = b.runs[0]
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         assert_eq!(first, ["n=1", "t=1", "f=small.bin"]);
         assert_eq!(b.runs[23].command, ["x", "3", "8", "large.bin"]);
         std::fs::write(&file, "version: 1\nname: t\njobs:\n  j:\n    command: [x]\n    matrix:\n      f: {lines: missing.txt}\n      g: {range: [5, 1]}\n").unwrap();
         let e = load(&file).unwrap_err().render();
         assert!(e.contains("missing.txt"), "{e}");
-        assert!(e.contains("matrix key `g`: range [5, 1] runs backwards"), "{e}");
+        assert!(
+            e.contains("matrix key `g`: range [5, 1] runs backwards"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -32,6 +32,19 @@ pub struct RawFile {
     pub jobs: Option<OrderedMap<RawJob>>,
     /// Optional hierarchy: a group carves CPUs and memory out of the machine and its jobs pack inside.
     pub groups: Option<OrderedMap<RawGroup>>,
+    /// The order runs are started in: `sequential` (file order, each parameter set's repetitions back to back; the default), `interleave` (the repetitions of different jobs and parameter sets alternate) or `random` (shuffled with `seed`). A job's own `order` orders its runs among the places the batch's order gave them.
+    pub order: Option<OrderKind>,
+    /// Seed of `order: random` (default: chosen at start and recorded in the manifest), so an order can be replayed.
+    pub seed: Option<u64>,
+}
+
+/// The order runs are started in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderKind {
+    Sequential,
+    Interleave,
+    Random,
 }
 
 /// One job: a command with its matrix, repetitions and resource budget.
@@ -69,6 +82,10 @@ pub struct RawJob {
     pub depends_on: Option<Vec<String>>,
     /// Group (from top-level `groups`) whose CPUs and memory this job packs into.
     pub group: Option<String>,
+    /// The order of this job's runs among themselves (see the top-level `order`).
+    pub order: Option<OrderKind>,
+    /// A file whose content is each run's stdin (relative to the job file; default: /dev/null).
+    pub stdin: Option<String>,
 }
 
 /// Resource budget of one run.

@@ -19,8 +19,26 @@ pub struct Batch {
     pub jobs: Vec<Job>,
     /// Groups in file order.
     pub groups: Vec<Group>,
-    /// Every run of every job, in submission order (file order, then matrix order, then rep).
+    /// Every run of every job, in submission order (file order, then matrix
+    /// order, then rep; then as `order` says).
     pub runs: Vec<Run>,
+    /// The order runs start in, and the seed of a random one.
+    pub order: Order,
+    pub seed: Option<u64>,
+}
+
+/// The order runs are started in (see `order::arrange`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// File order, each parameter set's repetitions back to back.
+    #[default]
+    Sequential,
+    /// Round robin over the parameter sets: every set's first repetition,
+    /// then every set's second, ...
+    Interleave,
+    /// Shuffled (seeded); each set's runs keep their own order (warmups first).
+    Random,
 }
 
 /// What stays of a job after expansion: its name, its place in the hierarchy,
@@ -31,6 +49,8 @@ pub struct Job {
     pub group: Option<String>,
     pub depends_on: Vec<String>,
     pub param_names: Vec<String>,
+    /// The job's own `order`, if it has one.
+    pub order: Option<Order>,
 }
 
 /// A group carves CPUs and memory out of the machine; its jobs pack inside.
@@ -74,6 +94,8 @@ pub struct Run {
     pub group: Option<String>,
     /// Jobs whose runs must all be COMPLETED before this run starts.
     pub depends_on: Vec<String>,
+    /// A file whose content is the job's stdin (None: /dev/null).
+    pub stdin: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -280,6 +302,7 @@ impl Run {
             log_limit: DEFAULT_LOG_LIMIT,
             group: None,
             depends_on: Vec::new(),
+            stdin: None,
         }
     }
 }

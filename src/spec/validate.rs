@@ -3,8 +3,8 @@
 
 use super::expand::{self, Combo, Piece};
 use super::raw::{
-    CountValue, FloatValue, IdList, NetworkKind, RawAxis, NumaPolicy, RawFile, RawJob, RawMatrix, Scalar,
-    SizeValue, Text, UserNsKind,
+    CountValue, FloatValue, IdList, NetworkKind, NumaPolicy, OrderKind, RawAxis, RawFile, RawJob,
+    RawMatrix, Scalar, SizeValue, Text, UserNsKind,
 };
 use super::types::*;
 use super::units;
@@ -27,6 +27,16 @@ pub struct Output {
     pub jobs: Vec<Job>,
     pub groups: Vec<Group>,
     pub runs: Vec<Run>,
+    pub order: Order,
+    pub seed: Option<u64>,
+}
+
+fn order_of(k: OrderKind) -> Order {
+    match k {
+        OrderKind::Sequential => Order::Sequential,
+        OrderKind::Interleave => Order::Interleave,
+        OrderKind::Random => Order::Random,
+    }
 }
 
 struct Ctx<'a> {
@@ -156,6 +166,7 @@ pub fn validate(
         max_runs,
         runs_so_far: 0,
     };
+    let (raw_order, raw_seed) = (raw.order, raw.seed);
     match raw.version {
         None => cx.missing(&[], "version", "`version: 1`"),
         Some(1) => {}
@@ -270,6 +281,8 @@ pub fn validate(
             jobs,
             groups,
             runs,
+            order: raw_order.map(order_of).unwrap_or_default(),
+            seed: raw_seed,
         },
         issues,
     )
@@ -706,6 +719,8 @@ fn job(
         "visible",
     );
 
+    let stdin = raw.stdin.as_ref().map(|s| cx.base.join(s));
+
     // Counted before a run is made (see matrix).
     let count = combos.len() as u128 * (warmup as u128 + repetitions.max(1) as u128);
     let total = cx.runs_so_far as u128 + count;
@@ -811,6 +826,7 @@ fn job(
                 log_limit,
                 group: raw.group.clone(),
                 depends_on: depends_on.clone(),
+                stdin: stdin.clone(),
             });
         }
     }
@@ -819,6 +835,7 @@ fn job(
         group: raw.group.clone(),
         depends_on,
         param_names,
+        order: raw.order.map(order_of),
     };
     (job, runs)
 }
