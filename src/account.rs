@@ -15,6 +15,75 @@ pub struct Usage {
     pub io_write_bytes: u64,
     pub pids_peak: u64,
     pub cpu_throttled_ns: u64,
+    /// Page faults that had to read from disk (memory.stat `pgmajfault`).
+    pub major_faults: u64,
+}
+
+/// What disturbed a run from outside its cgroup, over its lifetime:
+/// differences of machine counters taken at its start and end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Disturbance {
+    /// Thermal throttle events on the run's CPUs (core and package counts
+    /// of /sys/devices/system/cpu/cpuN/thermal_throttle; 0 where the
+    /// kernel has none, as in most VMs).
+    pub thermal_throttles: u64,
+    /// Pages swapped in and out on the whole machine (/proc/vmstat
+    /// pswpin, pswpout): swapping while a run ran slows it.
+    pub swap_in_pages: u64,
+    pub swap_out_pages: u64,
+}
+
+impl Disturbance {
+    /// Whether anything disturbed the run.
+    pub fn any(&self) -> bool {
+        self.thermal_throttles + self.swap_in_pages + self.swap_out_pages > 0
+    }
+}
+
+/// Machine counters a run's disturbance is the difference of.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    thermal: u64,
+    swap_in: u64,
+    swap_out: u64,
+}
+
+impl Counters {
+    /// Reads them below `root` (`/`) for `cpus`.
+    pub fn read(root: &std::path::Path, cpus: impl Iterator<Item = u32>) -> Counters {
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok();
+        let (swap_in, swap_out) =
+            read(root.join("proc/vmstat")).map_or((0, 0), |t| vmstat_swaps(&t));
+        let mut thermal = 0;
+        for cpu in cpus {
+            let dir = root.join(format!("sys/devices/system/cpu/cpu{cpu}/thermal_throttle"));
+            for f in ["core_throttle_count", "package_throttle_count"] {
+                thermal += read(dir.join(f)).and_then(|t| single(&t)).unwrap_or(0);
+            }
+        }
+        Counters {
+            thermal,
+            swap_in,
+            swap_out,
+        }
+    }
+
+    /// What happened between `self` (the start) and `end`.
+    pub fn since(&self, end: &Counters) -> Disturbance {
+        Disturbance {
+            thermal_throttles: end.thermal.saturating_sub(self.thermal),
+            swap_in_pages: end.swap_in.saturating_sub(self.swap_in),
+            swap_out_pages: end.swap_out.saturating_sub(self.swap_out),
+        }
+    }
+}
+
+/// `pswpin` and `pswpout` of /proc/vmstat text.
+pub fn vmstat_swaps(text: &str) -> (u64, u64) {
+    (
+        flat_keyed(text, "pswpin").unwrap_or(0),
+        flat_keyed(text, "pswpout").unwrap_or(0),
+    )
 }
 
 /// Value of `key` in a flat keyed file ("usage_usec 10\nuser_usec 7\n":
@@ -80,6 +149,42 @@ pub fn split_cpu(total: u64, user: u64, system: u64) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disturbance_is_the_difference_of_thermal_and_swap_counters() {
+        let root = tempfile::tempdir().unwrap();
+        let w = |p: &str, t: &str| {
+            let p = root.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, t).unwrap();
+        };
+        w("proc/vmstat", "nr_free_pages 5\npswpin 10\npswpout 20\n");
+        w(
+            "sys/devices/system/cpu/cpu1/thermal_throttle/core_throttle_count",
+            "3\n",
+        );
+        w(
+            "sys/devices/system/cpu/cpu1/thermal_throttle/package_throttle_count",
+            "1\n",
+        );
+        let start = Counters::read(root.path(), [0, 1].into_iter());
+        w("proc/vmstat", "pswpin 12\npswpout 20\n");
+        w(
+            "sys/devices/system/cpu/cpu1/thermal_throttle/core_throttle_count",
+            "5\n",
+        );
+        let d = start.since(&Counters::read(root.path(), [0, 1].into_iter()));
+        assert_eq!(
+            d,
+            Disturbance {
+                thermal_throttles: 2,
+                swap_in_pages: 2,
+                swap_out_pages: 0
+            }
+        );
+        assert!(d.any());
+        assert!(!Disturbance::default().any());
+    }
 
     #[test]
     fn cpu_stat_v2_keys() {

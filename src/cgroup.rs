@@ -650,6 +650,9 @@ impl RunCgroup {
                     (u.user_ns, u.system_ns) = account::split_cpu(u.cpu_ns, user, system);
                 }
                 if let Some(d) = self.dir_of("memory") {
+                    if let Some(st) = fsx::read_if_present(d.join("memory.stat"))? {
+                        u.major_faults = account::flat_keyed(&st, "pgmajfault").unwrap_or(0);
+                    }
                     u.memory_peak_bytes =
                         account::single(&read(&d, "memory.max_usage_in_bytes")?).unwrap_or(0);
                     u.oom_kills = account::flat_keyed(&read(&d, "memory.oom_control")?, "oom_kill")
@@ -695,6 +698,9 @@ impl RunCgroup {
                     Some(t) => account::single(&t).unwrap_or(0),
                     None => self.memory_seen.get(),
                 };
+                if let Some(st) = fsx::read_if_present(d.join("memory.stat"))? {
+                    u.major_faults = account::flat_keyed(&st, "pgmajfault").unwrap_or(0);
+                }
                 if let Some(t) = fsx::read_if_present(d.join("memory.events"))? {
                     u.oom_kills = account::flat_keyed(&t, "oom_kill").unwrap_or(0);
                 }

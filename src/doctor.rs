@@ -171,6 +171,9 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(affinity(p));
     out.push(smt(p));
     out.push(governor(p));
+    out.push(turbo(p));
+    out.push(aslr(p));
+    out.push(isolation(p));
     out.push(swap(p));
     out.push(claims(p));
     out
@@ -761,6 +764,59 @@ fn governor(p: &Probe) -> Check {
             Level::Warn,
             format!("governor {other}: clock speed varies with load, so times vary"),
             "echo performance | tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
+        ),
+    }
+}
+
+fn turbo(p: &Probe) -> Check {
+    const N: &str = "turbo";
+    match crate::machine::read(&p.root).turbo.as_str() {
+        "on" => bad(
+            N,
+            Level::Warn,
+            "turbo on: a CPU's clock depends on how many others are busy, so parallel runs slow each other",
+            "echo 1 > /sys/devices/system/cpu/intel_pstate/no_turbo (intel_pstate), or echo 0 > /sys/devices/system/cpu/cpufreq/boost",
+        ),
+        "off" => ok(N, "off"),
+        _ => ok(N, "no turbo control (a VM, or a driver without one)"),
+    }
+}
+
+fn aslr(p: &Probe) -> Check {
+    const N: &str = "ASLR";
+    match crate::machine::read(&p.root).aslr.as_str() {
+        "full" | "partial" => ok(
+            N,
+            "on: each run's memory layout differs, a source of run-to-run variance (sysctl -w kernel.randomize_va_space=0 turns it off for the machine)",
+        ),
+        "off" => ok(N, "off: memory layouts repeat from run to run"),
+        _ => ok(N, "unknown"),
+    }
+}
+
+fn isolation(p: &Probe) -> Check {
+    const N: &str = "isolated CPUs";
+    let m = crate::machine::read(&p.root);
+    match (m.isolated_cpus.is_empty(), m.nohz_full_cpus.is_empty()) {
+        (true, true) => ok(
+            N,
+            "none (isolcpus and nohz_full unset): the kernel may run other work on a run's CPUs",
+        ),
+        _ => ok(
+            N,
+            format!(
+                "isolcpus {}, nohz_full {}",
+                if m.isolated_cpus.is_empty() {
+                    "-"
+                } else {
+                    &m.isolated_cpus
+                },
+                if m.nohz_full_cpus.is_empty() {
+                    "-"
+                } else {
+                    &m.nohz_full_cpus
+                }
+            ),
         ),
     }
 }
@@ -1394,6 +1450,21 @@ mod tests {
             "{:?}",
             k.fix
         );
+    }
+
+    #[test]
+    fn turbo_on_warns_and_aslr_and_isolated_cpus_are_reported() {
+        let t = Tree::healthy();
+        t.put("sys/devices/system/cpu/intel_pstate/no_turbo", "0\n");
+        t.put("proc/sys/kernel/randomize_va_space", "0\n");
+        t.put("sys/devices/system/cpu/isolated", "2-3\n");
+        let c = checks(&t.probe());
+        assert_eq!(find(&c, "turbo").level, Level::Warn);
+        assert!(find(&c, "turbo").fix.as_ref().unwrap().contains("no_turbo"));
+        assert!(find(&c, "ASLR").detail.starts_with("off"));
+        assert!(find(&c, "isolated CPUs").detail.contains("isolcpus 2-3"));
+        t.put("sys/devices/system/cpu/intel_pstate/no_turbo", "1\n");
+        assert_eq!(find(&checks(&t.probe()), "turbo").level, Level::Ok);
     }
 
     #[test]

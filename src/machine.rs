@@ -1,5 +1,6 @@
 //! Facts about the host that a result depends on: kernel, CPU model, SMT,
-//! frequency governor. Every reader takes the root of /proc and /sys.
+//! frequency governor, turbo, ASLR, isolated CPUs. Every reader takes the
+//! root of /proc and /sys.
 
 use std::path::Path;
 
@@ -12,6 +13,40 @@ pub struct Machine {
     pub smt: String,
     /// Governors in use, e.g. `performance` or `powersave, schedutil`; `none` without cpufreq.
     pub governor: String,
+    /// Turbo (boost) clocks: `on`, `off` or `unknown` (intel_pstate/no_turbo, cpufreq/boost).
+    #[serde(default)]
+    pub turbo: String,
+    /// Address space layout randomization: `off`, `partial`, `full` or
+    /// `unknown` (kernel.randomize_va_space).
+    #[serde(default)]
+    pub aslr: String,
+    /// CPUs kept from the scheduler (isolcpus) and without ticks
+    /// (nohz_full), as lists; empty when none.
+    #[serde(default)]
+    pub isolated_cpus: String,
+    #[serde(default)]
+    pub nohz_full_cpus: String,
+}
+
+/// `on`, `off` or `unknown` from intel_pstate's no_turbo or cpufreq's boost.
+pub fn turbo(no_turbo: Option<&str>, boost: Option<&str>) -> &'static str {
+    match (no_turbo.map(str::trim), boost.map(str::trim)) {
+        (Some("1"), _) => "off",
+        (Some("0"), _) => "on",
+        (_, Some("1")) => "on",
+        (_, Some("0")) => "off",
+        _ => "unknown",
+    }
+}
+
+/// kernel.randomize_va_space in words.
+pub fn aslr(value: Option<&str>) -> &'static str {
+    match value.map(str::trim) {
+        Some("0") => "off",
+        Some("1") => "partial",
+        Some("2") => "full",
+        _ => "unknown",
+    }
 }
 
 /// The CPU model from /proc/cpuinfo text (x86 `model name`, arm `CPU part` fallbacks).
@@ -54,12 +89,33 @@ pub fn read(root: &Path) -> Machine {
         } else {
             governors.join(", ")
         },
+        turbo: turbo(
+            read("sys/devices/system/cpu/intel_pstate/no_turbo").as_deref(),
+            read("sys/devices/system/cpu/cpufreq/boost").as_deref(),
+        )
+        .into(),
+        aslr: aslr(read("proc/sys/kernel/randomize_va_space").as_deref()).into(),
+        isolated_cpus: read("sys/devices/system/cpu/isolated").unwrap_or_default(),
+        nohz_full_cpus: read("sys/devices/system/cpu/nohz_full")
+            .filter(|s| s != "(null)")
+            .unwrap_or_default(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turbo_and_aslr_read_in_words() {
+        assert_eq!(turbo(Some("1\n"), None), "off");
+        assert_eq!(turbo(Some("0"), Some("0")), "on");
+        assert_eq!(turbo(None, Some("1")), "on");
+        assert_eq!(turbo(None, None), "unknown");
+        assert_eq!(aslr(Some("2\n")), "full");
+        assert_eq!(aslr(Some("0")), "off");
+        assert_eq!(aslr(None), "unknown");
+    }
 
     #[test]
     fn cpu_model_comes_from_the_first_model_name_line() {

@@ -109,6 +109,9 @@ pub struct Summary<'a> {
     pub cpu_times: Vec<f64>,
     /// Completed runs whose wall time is an outlier.
     pub outliers: usize,
+    /// Runs something outside disturbed while they ran (thermal throttling
+    /// on their CPUs, swapping on the machine): flagged, not dropped.
+    pub disturbed: usize,
 }
 
 impl Summary<'_> {
@@ -203,12 +206,18 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary<'_>> {
                     .map(|s| (*s, g.iter().filter(|r| r.state == *s).count()))
                     .collect(),
                 outliers: count_outliers(&wall_times),
+                disturbed: g.iter().filter(|r| disturbed(r)).count(),
                 wall_times,
                 cpu_times,
                 rows: g,
             }
         })
         .collect()
+}
+
+/// Whether something outside the run's cgroup disturbed it.
+pub fn disturbed(r: &Row) -> bool {
+    r.thermal_throttles + r.swap_in_pages + r.swap_out_pages > 0
 }
 
 /// Parameter names of the summaries, first seen first.
@@ -242,6 +251,7 @@ pub fn summary_csv(summaries: &[Summary], with_means: bool) -> String {
     head.push("failures".into());
     head.extend(State::ALL.iter().map(|s| s.as_str().to_lowercase()));
     head.push("outliers".into());
+    head.push("disturbed".into());
     if with_means {
         head.push("user_time_s_mean".into());
         head.push("system_time_s_mean".into());
@@ -268,6 +278,7 @@ pub fn summary_csv(summaries: &[Summary], with_means: bool) -> String {
         cells.push(s.failures.to_string());
         cells.extend(s.states.iter().map(|(_, n)| n.to_string()));
         cells.push(s.outliers.to_string());
+        cells.push(s.disturbed.to_string());
         if with_means {
             cells.push(format!("{:.6}", s.user_mean));
             cells.push(format!("{:.6}", s.system_mean));
@@ -366,6 +377,12 @@ pub fn table(summaries: &[Summary]) -> String {
     if n > 0 {
         out.push_str(&format!(
             "{n} wall time outlier(s) (modified z-score > {OUTLIER_Z}) counted above, kept in every statistic\n"
+        ));
+    }
+    let d: usize = summaries.iter().map(|s| s.disturbed).sum();
+    if d > 0 {
+        out.push_str(&format!(
+            "{d} run(s) were disturbed while they ran (thermal throttling on their CPUs or swapping; see runs.csv), kept in every statistic\n"
         ));
     }
     out
@@ -473,20 +490,32 @@ mod tests {
     }
 
     #[test]
-    fn summary_csv_ends_with_the_outliers_column() {
-        let rows = sample();
+    fn summary_csv_ends_with_the_outliers_and_disturbed_columns() {
+        let mut rows = sample();
         let csv = summary_csv(&summarize(&rows), false);
         let mut lines = csv.lines();
         let head: Vec<&str> = lines.next().unwrap().split(',').collect();
-        assert_eq!(head.last(), Some(&"outliers"));
-        assert_eq!(head[head.len() - 3..head.len() - 1], ["cancelled", "error"]);
-        assert!(lines.next().unwrap().ends_with(",1"));
+        assert_eq!(head[head.len() - 2..], ["outliers", "disturbed"]);
+        assert_eq!(head[head.len() - 4..head.len() - 2], ["cancelled", "error"]);
+        assert!(lines.next().unwrap().ends_with(",1,0"));
         let with = summary_csv(&summarize(&rows), true);
         let head: Vec<&str> = with.lines().next().unwrap().split(',').collect();
         assert_eq!(
-            head[head.len() - 3..],
-            ["outliers", "user_time_s_mean", "system_time_s_mean"]
+            head[head.len() - 4..],
+            [
+                "outliers",
+                "disturbed",
+                "user_time_s_mean",
+                "system_time_s_mean"
+            ]
         );
+        // A run that swapped while it ran is flagged, and kept.
+        for r in rows.iter_mut() {
+            r.swap_in_pages = 3;
+        }
+        let s = summarize(&rows);
+        assert_eq!(s[0].disturbed, s[0].runs());
+        assert!(table(&s).contains("run(s) were disturbed"));
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Record {
     pub end_time: DateTime<Utc>,
     pub wall_time: Duration,
     pub usage: Usage,
+    /// What disturbed it from outside its cgroup while it ran.
+    pub disturbance: crate::account::Disturbance,
     pub memory_limit: Option<u64>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -128,6 +130,12 @@ pub struct Row {
     pub io_write_bytes: u64,
     pub pids_peak: u64,
     pub cpu_throttled_s: f64,
+    /// What disturbed the run (see account::Disturbance); 0 in folders
+    /// written before these columns existed.
+    pub major_faults: u64,
+    pub thermal_throttles: u64,
+    pub swap_in_pages: u64,
+    pub swap_out_pages: u64,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub state: State,
@@ -169,6 +177,10 @@ const TAIL: &[(&str, Kind, bool)] = &[
     ("io_write_bytes", Kind::Number, false),
     ("pids_peak", Kind::Number, false),
     ("cpu_throttled_s", Kind::Number, false),
+    ("major_faults", Kind::Number, false),
+    ("thermal_throttles", Kind::Number, false),
+    ("swap_in_pages", Kind::Number, false),
+    ("swap_out_pages", Kind::Number, false),
     ("exit_code", Kind::Number, true),
     ("signal", Kind::Number, false),
     ("state", Kind::Text, true),
@@ -231,6 +243,10 @@ impl Row {
             io_write_bytes: u.io_write_bytes,
             pids_peak: u.pids_peak,
             cpu_throttled_s: secs(u.cpu_throttled_ns),
+            major_faults: u.major_faults,
+            thermal_throttles: rec.disturbance.thermal_throttles,
+            swap_in_pages: rec.disturbance.swap_in_pages,
+            swap_out_pages: rec.disturbance.swap_out_pages,
             exit_code: rec.exit_code,
             signal: rec.signal,
             state: rec.state,
@@ -273,6 +289,10 @@ impl Row {
             self.io_write_bytes.to_string(),
             self.pids_peak.to_string(),
             secs(self.cpu_throttled_s),
+            self.major_faults.to_string(),
+            self.thermal_throttles.to_string(),
+            self.swap_in_pages.to_string(),
+            self.swap_out_pages.to_string(),
             opt(self.exit_code.map(|v| v.to_string())),
             opt(self.signal.map(|v| v.to_string())),
             self.state.as_str().to_string(),
@@ -452,6 +472,14 @@ impl Cells<'_> {
         column: &str,
         expected: &'static str,
     ) -> Result<T, ResultsError> {
+        // An empty cell of a column a runs.csv need not have (a counter
+        // added later, written empty by another tool) counts as 0.
+        let optional = TAIL
+            .iter()
+            .any(|(n, _, required)| *n == column && !required);
+        if optional && self.get(column).is_some_and(str::is_empty) {
+            return Ok(T::default());
+        }
         self.parse(column, expected, |s| s.parse().ok())
     }
 
@@ -512,6 +540,10 @@ impl Cells<'_> {
             io_write_bytes: self.num("io_write_bytes", BYTES)?,
             pids_peak: self.num("pids_peak", COUNT)?,
             cpu_throttled_s: self.num("cpu_throttled_s", SECONDS)?,
+            major_faults: self.num("major_faults", COUNT)?,
+            thermal_throttles: self.num("thermal_throttles", COUNT)?,
+            swap_in_pages: self.num("swap_in_pages", COUNT)?,
+            swap_out_pages: self.num("swap_out_pages", COUNT)?,
             exit_code: self.opt("exit_code", "an exit code")?,
             signal: self.opt("signal", "a signal number")?,
             state: self
@@ -711,6 +743,7 @@ pub(crate) fn sample_record(key: &str, state: State) -> Record {
             memory_peak_bytes: 4096,
             ..Usage::default()
         },
+        disturbance: Default::default(),
         memory_limit: Some(1 << 20),
         exit_code: Some(0),
         signal: None,

@@ -503,3 +503,24 @@ fn a_run_reads_the_file_its_job_gives_as_stdin_and_a_missing_one_is_an_error_row
         "{missing:?}"
     );
 }
+
+#[test]
+#[ignore = "needs root: real cgroups and namespaces"]
+fn major_faults_are_counted_in_a_run_that_maps_and_touches_a_file_and_not_in_one_that_does_not() {
+    if !privileged("major_faults_are_counted_in_a_run_that_maps_and_touches_a_file_and_not_in_one_that_does_not") {
+        return;
+    }
+    let (_dir, rows, _) = run_job_file("faults.yaml", 0);
+    let faults = |job: &str| -> u64 {
+        let r = rows.iter().find(|r| r["job"] == job).unwrap();
+        r["major_faults"].parse().unwrap()
+    };
+    assert!(faults("maps") >= 1, "{rows:?}");
+    assert_eq!(faults("idle"), 0, "{rows:?}");
+    // Nothing swapped or throttled here, and the columns are there.
+    for r in &rows {
+        for c in ["thermal_throttles", "swap_in_pages", "swap_out_pages"] {
+            assert!(r[c].parse::<u64>().is_ok(), "{c} of {r:?}");
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use super::{
     not_started, signal_name, Happened, Launcher, Options, Output, Record, RunError, State,
 };
-use crate::account::Usage;
+use crate::account::{Counters, Usage};
 use crate::cgroup::{self, Limits, RunCgroup};
 use crate::container::ids::IdMaps;
 use crate::container::{self, ContainerConfig, JobOutput, JobStatus};
@@ -221,6 +221,8 @@ struct Running {
     container: container::Container,
     start: Instant,
     start_time: DateTime<Utc>,
+    /// Machine counters at its start (see account::Disturbance).
+    counters: Counters,
     logs: Option<(PathBuf, PathBuf)>,
     /// The run's id maps (None: the host's ids), for its row.
     ids: Option<IdMaps>,
@@ -502,6 +504,7 @@ fn start(
         }
     };
     Ok(Running {
+        counters: Counters::read(Path::new("/"), placement.cpus.iter()),
         placement,
         cgroup: cg,
         container: c,
@@ -641,6 +644,9 @@ fn collect(
         }
         None => (None, None),
     };
+    let disturbance = r
+        .counters
+        .since(&Counters::read(Path::new("/"), r.placement.cpus.iter()));
     Record {
         key: run.key.clone(),
         job: run.job.clone(),
@@ -654,6 +660,7 @@ fn collect(
         end_time,
         wall_time,
         usage,
+        disturbance,
         memory_limit: run.resources.memory,
         exit_code: status.exit_code,
         signal: status.signal,

@@ -503,6 +503,7 @@ fn not_started(run: &Run, state: State, reason: String) -> Record {
         end_time: now,
         wall_time: Duration::ZERO,
         usage: Usage::default(),
+        disturbance: Default::default(),
         memory_limit: run.resources.memory,
         exit_code: None,
         signal: None,
