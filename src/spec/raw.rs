@@ -86,6 +86,26 @@ pub struct RawJob {
     pub order: Option<OrderKind>,
     /// A file whose content is each run's stdin (relative to the job file; default: /dev/null).
     pub stdin: Option<String>,
+    /// Run once per parameter set before its first run (a shell line, or an argv list); like hyperfine's --setup.
+    pub setup: Option<RawStep>,
+    /// Run before each run, e.g. to drop caches or regenerate an input; like hyperfine's --prepare.
+    pub prepare: Option<RawStep>,
+    /// Run after each run; like hyperfine's --conclude.
+    pub conclude: Option<RawStep>,
+    /// Run once per parameter set after its last run; like hyperfine's --cleanup.
+    pub cleanup: Option<RawStep>,
+}
+
+/// A step around runs: a shell line (`/bin/sh -c LINE`) or an argv list.
+/// It runs like the job (same root, mounts, writable dirs, env, CPUs,
+/// memory nodes and limits) in a container and cgroup of its own, so its
+/// time and usage stay out of the run's and are recorded in steps.csv.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "Step")]
+pub enum RawStep {
+    Shell(String),
+    Argv(Vec<Text>),
 }
 
 /// Resource budget of one run.

@@ -96,6 +96,48 @@ pub struct Run {
     pub depends_on: Vec<String>,
     /// A file whose content is the job's stdin (None: /dev/null).
     pub stdin: Option<PathBuf>,
+    /// Commands around the run (argv, placeholders like `command`'s).
+    pub steps: Steps,
+}
+
+/// The steps of a job (see `RawStep`): argv templates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Steps {
+    pub setup: Option<Vec<Template>>,
+    pub prepare: Option<Vec<Template>>,
+    pub conclude: Option<Vec<Template>>,
+    pub cleanup: Option<Vec<Template>>,
+}
+
+/// Which step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Setup,
+    Prepare,
+    Conclude,
+    Cleanup,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Setup => "setup",
+            Step::Prepare => "prepare",
+            Step::Conclude => "conclude",
+            Step::Cleanup => "cleanup",
+        }
+    }
+}
+
+impl Steps {
+    pub fn get(&self, step: Step) -> Option<&Vec<Template>> {
+        match step {
+            Step::Setup => self.setup.as_ref(),
+            Step::Prepare => self.prepare.as_ref(),
+            Step::Conclude => self.conclude.as_ref(),
+            Step::Cleanup => self.cleanup.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -303,6 +345,7 @@ impl Run {
             group: None,
             depends_on: Vec::new(),
             stdin: None,
+            steps: Steps::default(),
         }
     }
 }

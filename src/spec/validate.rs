@@ -4,7 +4,7 @@
 use super::expand::{self, Combo, Piece};
 use super::raw::{
     CountValue, FloatValue, IdList, NetworkKind, NumaPolicy, OrderKind, RawAxis, RawFile, RawJob,
-    RawMatrix, Scalar, SizeValue, Text, UserNsKind,
+    RawMatrix, RawStep, Scalar, SizeValue, Text, UserNsKind,
 };
 use super::types::*;
 use super::units;
@@ -720,6 +720,18 @@ fn job(
     );
 
     let stdin = raw.stdin.as_ref().map(|s| cx.base.join(s));
+    let step_fields: Vec<Option<Vec<Field>>> = [
+        ("setup", &raw.setup),
+        ("prepare", &raw.prepare),
+        ("conclude", &raw.conclude),
+        ("cleanup", &raw.cleanup),
+    ]
+    .into_iter()
+    .map(|(name, step)| {
+        step.as_ref()
+            .map(|s| step_argv(cx, jc, name, s, &param_names))
+    })
+    .collect();
 
     // Counted before a run is made (see matrix).
     let count = combos.len() as u128 * (warmup as u128 + repetitions.max(1) as u128);
@@ -827,6 +839,20 @@ fn job(
                 group: raw.group.clone(),
                 depends_on: depends_on.clone(),
                 stdin: stdin.clone(),
+                steps: Steps {
+                    setup: step_fields[0]
+                        .as_ref()
+                        .map(|f| f.iter().map(template).collect()),
+                    prepare: step_fields[1]
+                        .as_ref()
+                        .map(|f| f.iter().map(template).collect()),
+                    conclude: step_fields[2]
+                        .as_ref()
+                        .map(|f| f.iter().map(template).collect()),
+                    cleanup: step_fields[3]
+                        .as_ref()
+                        .map(|f| f.iter().map(template).collect()),
+                },
             });
         }
     }
@@ -1022,6 +1048,62 @@ fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Vec<Combo>, Vec<S
         );
     }
     (combos, names)
+}
+
+/// A step's argv as fields; its placeholders may be the job's parameters,
+/// `job`, `rep` and `cpus`.
+fn step_argv(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    name: &str,
+    step: &RawStep,
+    params: &[String],
+) -> Vec<Field> {
+    let sp = jc.at(&[name]);
+    let words: Vec<(YPath, String)> = match step {
+        RawStep::Shell(line) => vec![
+            (sp.clone(), "/bin/sh".into()),
+            (sp.clone(), "-c".into()),
+            (sp.clone(), line.clone()),
+        ],
+        RawStep::Argv(argv) => argv
+            .iter()
+            .enumerate()
+            .map(|(i, Text(w))| ([&sp[..], &[Seg::Index(i)]].concat(), w.clone()))
+            .collect(),
+    };
+    let empty = match step {
+        RawStep::Shell(line) => line.trim().is_empty(),
+        RawStep::Argv(argv) => argv.first().is_none_or(|w| w.0.trim().is_empty()),
+    };
+    if empty {
+        cx.err(
+            sp.clone(),
+            format!("empty {name} step: expected a shell line or an argv list"),
+        );
+    }
+    let mut fields = Vec::new();
+    for (i, (path, word)) in words.into_iter().enumerate() {
+        // A shell step's program words are no templates.
+        let pieces = match (step, i) {
+            (RawStep::Shell(_), 0 | 1) => vec![Piece::Lit(word.clone())],
+            _ => expand::parse_template(&word),
+        };
+        for n in expand::names(&pieces) {
+            if !params.iter().any(|p| p == n) && !["job", "rep", "cpus"].contains(&n) {
+                cx.err(
+                    path.clone(),
+                    format!("unknown placeholder `{{{n}}}` in the {name} step: expected a matrix parameter, job, rep or cpus"),
+                );
+            }
+        }
+        fields.push(Field {
+            path,
+            pieces,
+            raw: word,
+        });
+    }
+    fields
 }
 
 /// 4249672965 as `4,249,672,965`.
