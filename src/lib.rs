@@ -308,7 +308,7 @@ fn run_batch(args: RunArgs) -> i32 {
                 return exit::INVALID;
             }
         };
-        batch.runs = slurm::keep_shard(std::mem::take(&mut batch.runs), shard, &skip);
+        batch.runs = plan::shard::keep_shard(std::mem::take(&mut batch.runs), shard, &skip);
     }
     let env = match environment() {
         Ok(e) => e,
