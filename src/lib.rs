@@ -339,15 +339,14 @@ fn run_batch(args: RunArgs) -> i32 {
         }
     };
     // Inside a Slurm step: the runs' cgroups go below the step's.
-    let cgroup_base = match slurm::cgroup_base(&env.hierarchy) {
+    let cgroup_base = match cgroup::RunsBase::make(&env.hierarchy) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("packrun run: {e}");
+            eprintln!("packrun run: {}", fsx::chain(&e));
             return exit::ENVIRONMENT;
         }
     };
-    let result = batch_in(&dir, &args, &batch, &env, planned, &cgroup_base);
-    slurm::remove_step_base(&env.hierarchy, &cgroup_base);
+    let result = batch_in(&dir, &args, &batch, &env, planned, cgroup_base.name());
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -23,100 +23,6 @@ pub fn node_name() -> Option<String> {
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
-/// On cgroup v1, the step's cgroup from the text of /proc/self/cgroup: the
-/// cpuset controller's path (the one that confines the step's CPUs; a
-/// cpuset child must be a subset of it), plus `/packrun`. None when the
-/// process sits at the cpuset root (Slurm's task/cgroup is off).
-pub fn step_cgroup_base_v1(proc_self_cgroup: &str) -> Option<String> {
-    let path = proc_self_cgroup.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        ctrls
-            .split(',')
-            .any(|c| c == "cpuset")
-            .then(|| path.trim().trim_matches('/').to_string())
-    })?;
-    (!path.is_empty()).then(|| format!("{path}/packrun"))
-}
-
-/// The cgroup base for the runs' cgroups: `packrun`, except inside a Slurm
-/// step (SLURM_JOB_ID set) on cgroup v1, where it is below the step's cgroup
-/// so the runs are child cgroups of it and stay inside what Slurm gave the
-/// step. The step's path is made in the controllers Slurm does not manage
-/// (cpuset values copied from the parent), and removed by
-/// [`remove_step_base`] afterwards.
-///
-/// On v2 the cgroup module nests packrun's groups below the process's own
-/// cgroup already whenever SLURM_JOB_ID is set (see `cgroup::detect_host`).
-pub fn cgroup_base(h: &crate::cgroup::Hierarchy) -> Result<String, String> {
-    let crate::cgroup::Hierarchy::V1 { mounts } = h else {
-        return Ok("packrun".into());
-    };
-    if std::env::var_os("SLURM_JOB_ID").is_none() {
-        return Ok("packrun".into());
-    }
-    let own = fsx::read_to_string("/proc/self/cgroup").map_err(|e| fsx::chain(&e))?;
-    let Some(base) = step_cgroup_base_v1(&own) else {
-        return Ok("packrun".into());
-    };
-    let step = Path::new(&base).parent().expect("base ends in /packrun");
-    for (_, m) in mounts {
-        let mut dir = m.clone();
-        for part in step.components() {
-            let parent = dir.clone();
-            dir.push(part);
-            if dir.exists() {
-                continue;
-            }
-            std::fs::create_dir(&dir)
-                .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
-            // v1 cpuset: a new group has empty cpus and mems until set.
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                if dir.join(f).exists() {
-                    let v = fsx::read_trimmed(parent.join(f)).map_err(|e| fsx::chain(&e))?;
-                    fsx::write(dir.join(f), v).map_err(|e| fsx::chain(&e))?;
-                }
-            }
-        }
-    }
-    Ok(base)
-}
-
-/// Removes what [`cgroup_base`] and the runs left below the step's cgroup:
-/// `<base>` in every controller, then on v1, in controllers where this
-/// process is not in the step's path (Slurm does not manage them), the
-/// step path made for packrun. rmdir fails on a cgroup with children or
-/// tasks, so nothing still in use is touched.
-pub fn remove_step_base(h: &crate::cgroup::Hierarchy, base: &str) {
-    let crate::cgroup::Hierarchy::V1 { mounts } = h else {
-        return;
-    };
-    if base == "packrun" {
-        return;
-    }
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    for (ctrl, root) in mounts {
-        let _ = std::fs::remove_dir(root.join(base));
-        let mine = own.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
-            c.split(',')
-                .any(|c| c == ctrl)
-                .then(|| p.trim_matches('/').to_string())
-        });
-        if mine.is_some_and(|m| !m.is_empty() && base.starts_with(&m)) {
-            continue;
-        }
-        let mut p = Path::new(base).parent();
-        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
-            if std::fs::remove_dir(root.join(dir)).is_err() {
-                break;
-            }
-            p = dir.parent();
-        }
-    }
-}
-
 /// What `submit` records in `DIR/slurm.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Submission {
@@ -508,17 +414,6 @@ fn status(dir: &Path) -> Result<i32, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn step_cgroup_base_is_the_cpuset_path_of_the_step_on_v1() {
-        let v1 = "6:freezer:/slurm_n1/uid_0/job_1/step_0\n3:cpuset:/slurm_n1/uid_0/job_1/step_0\n1:cpu:/\n0::/\n";
-        assert_eq!(
-            step_cgroup_base_v1(v1).as_deref(),
-            Some("slurm_n1/uid_0/job_1/step_0/packrun")
-        );
-        assert_eq!(step_cgroup_base_v1("3:cpuset:/\n0::/\n"), None);
-        assert_eq!(step_cgroup_base_v1("0::/system.slice/x\n"), None);
-    }
 
     #[test]
     fn sbatch_job_id_is_read_from_parsable_output() {
