@@ -7,6 +7,7 @@ pub mod cli;
 pub mod container;
 pub mod cpulist;
 pub mod doctor;
+pub mod error;
 pub mod fsx;
 pub mod html;
 pub mod machine;
