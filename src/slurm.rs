@@ -8,9 +8,9 @@
 //! merge DIR`. The job file, the results folder and the packrun binary must
 //! be on a file system every node sees (as for any Slurm job).
 
-use crate::cli::{RunArgs, SlurmCommand, SubmitArgs};
+use crate::error::Kind;
 use crate::plan::shard::{split, Shard};
-use crate::{exit, fsx, report, results, spec};
+use crate::{fsx, report, results, spec};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +21,26 @@ pub fn node_name() -> Option<String> {
     ["SLURMD_NODENAME", "SLURM_NODENAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+}
+
+/// What to submit: a job file over N exclusive nodes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubmitArgs {
+    pub file: PathBuf,
+    /// Number of nodes; the runs are split into this many shards of about equal work.
+    pub nodes: usize,
+    pub partition: Option<String>,
+    /// Time limit of the whole job, in sbatch's format (1:00:00, 2-0).
+    pub time: Option<String>,
+    pub account: Option<String>,
+    /// More sbatch options, each written as an #SBATCH line.
+    pub sbatch_arg: Vec<String>,
+    /// Results folder (default: results/<name>-<UTC timestamp>/).
+    pub out: Option<PathBuf>,
+    /// Submit again only the runs missing from this folder's runs.csv (merged first).
+    pub resume: Option<PathBuf>,
+    /// With `resume`: accept a job file that changed since the first submission.
+    pub force: bool,
 }
 
 /// What `submit` records in `DIR/slurm.json`.
@@ -41,26 +61,11 @@ pub struct Submission {
     pub previous: Vec<String>,
 }
 
-pub fn main(cmd: SlurmCommand) -> i32 {
-    let r = match cmd {
-        SlurmCommand::Submit(a) => submit(&a),
-        SlurmCommand::Status { dir } => status(&dir),
-        SlurmCommand::Merge { dir } => merge(&dir).map(|n| {
-            println!("merged {n} runs into {}", dir.join("runs.csv").display());
-            exit::OK
-        }),
-        SlurmCommand::Task { dir } => task(&dir),
-    };
-    r.unwrap_or_else(|(code, msg)| {
-        eprintln!("packrun slurm: {msg}");
-        code
-    })
-}
-
-type Failure = (i32, String);
+/// Why a Slurm command stopped: whose fault, and the message.
+pub type Failure = (Kind, String);
 
 fn env_err(msg: String) -> Failure {
-    (exit::ENVIRONMENT, msg)
+    (Kind::Environment, msg)
 }
 
 fn io<E: std::error::Error>(e: E) -> Failure {
@@ -111,9 +116,9 @@ pub fn parse_job_id(out: &str) -> Option<String> {
     (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit() || c == '_')).then(|| id.to_string())
 }
 
-fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
+pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
     if a.nodes == 0 {
-        return Err((exit::INVALID, "--nodes 0: expected at least 1 node".into()));
+        return Err((Kind::Invalid, "--nodes 0: expected at least 1 node".into()));
     }
     if let Some(bad) = a
         .sbatch_arg
@@ -121,11 +126,11 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
         .find(|x| !x.starts_with('-') || x.contains('\n'))
     {
         return Err((
-            exit::INVALID,
+            Kind::Invalid,
             format!("invalid --sbatch-arg `{bad}`: expected one sbatch option like --mem=0 or --qos=long"),
         ));
     }
-    let batch = spec::load(&a.file).map_err(|e| (exit::INVALID, e.to_string()))?;
+    let batch = spec::load(&a.file).map_err(|e| (Kind::Invalid, e.to_string()))?;
     let file = std::fs::canonicalize(&a.file)
         .map_err(|e| env_err(format!("{}: {e}", a.file.display())))?;
     let sha = results::sha256_hex(batch.source.as_bytes());
@@ -135,7 +140,7 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
             let old = read_submission(dir)?;
             if old.job_file_sha256 != sha && !a.force {
                 return Err((
-                    exit::INVALID,
+                    Kind::Invalid,
                     format!(
                         "{} changed since the batch in {} was submitted; resume with --force to run the missing runs of the new file",
                         a.file.display(),
@@ -160,17 +165,13 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
             (dir.clone(), merged.exists().then_some(skip), previous)
         }
         None => {
-            let dir = match &a.out {
-                Some(d) => d.clone(),
-                None => Path::new("results").join(format!(
-                    "{}-{}",
-                    batch.name,
-                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-                )),
-            };
+            let dir = a
+                .out
+                .clone()
+                .unwrap_or_else(|| results::default_dir(&batch.name));
             if dir.join("slurm.json").exists() {
                 return Err((
-                    exit::INVALID,
+                    Kind::Invalid,
                     format!(
                         "{} holds a submitted batch already; use --resume {} to continue it",
                         dir.display(),
@@ -201,7 +202,7 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
             a.file.display(),
             dir.join("runs.csv").display()
         );
-        return Ok(exit::OK);
+        return Ok(());
     }
     let shards = split(&todo, a.nodes);
     let packrun = std::env::current_exe()
@@ -253,7 +254,7 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
         sizes.join(", "),
         dir.display()
     );
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn read_submission(dir: &Path) -> Result<Submission, Failure> {
@@ -261,7 +262,7 @@ fn read_submission(dir: &Path) -> Result<Submission, Failure> {
     let text = fsx::read_to_string(&path).map_err(io)?;
     serde_json::from_str(&text).map_err(|e| {
         (
-            exit::INVALID,
+            Kind::Invalid,
             format!(
                 "{}: {e}; expected what `packrun slurm submit` writes",
                 path.display()
@@ -287,8 +288,25 @@ fn node_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, Failure> {
     Ok(v)
 }
 
-/// The task of one node: its shard of the job file into `DIR/nodes/<node>/`.
-fn task(dir: &Path) -> Result<i32, Failure> {
+/// The node step of a Slurm job: which shard of which job file this node
+/// runs, and into which folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStep {
+    pub node: String,
+    pub file: PathBuf,
+    pub shard: Shard,
+    /// runs.csv whose run_keys the shards leave out.
+    pub skip: Option<PathBuf>,
+    /// `DIR/nodes/<node>/`.
+    pub out: PathBuf,
+    /// The folder holds this node's batch already (the job was requeued):
+    /// resume it.
+    pub again: bool,
+}
+
+/// The step of this node (SLURM_NODEID of SLURM_NNODES) in the job
+/// `packrun slurm submit` made for `dir`.
+pub fn node_step(dir: &Path) -> Result<NodeStep, Failure> {
     let sub = read_submission(dir)?;
     let var = |v: &str| {
         std::env::var(v).map_err(|_| {
@@ -320,25 +338,14 @@ fn task(dir: &Path) -> Result<i32, Failure> {
         })
         .unwrap_or_else(|| format!("node{index}"));
     let out = dir.join("nodes").join(&node);
-    let again = out.join("manifest.json").exists();
-    let args = RunArgs {
-        file: Some(sub.file),
-        out: (!again).then(|| out.clone()),
-        resume: again.then(|| out.clone()),
-        force: again,
-        max_parallel: None,
-        topology: None,
-        quiet: true,
-        shard: Some(shard),
-        skip_runs: sub.skip,
-    };
-    eprintln!(
-        "packrun on {node}: shard {}/{} into {}",
-        shard.index,
-        shard.count,
-        out.display()
-    );
-    Ok(crate::run_batch(args))
+    Ok(NodeStep {
+        node,
+        file: sub.file,
+        shard,
+        skip: sub.skip,
+        again: out.join("manifest.json").exists(),
+        out,
+    })
 }
 
 /// Merges `DIR/nodes/*/runs.csv` into `DIR/runs.csv` (each run_key once:
@@ -384,7 +391,7 @@ pub fn merge(dir: &Path) -> Result<usize, Failure> {
     Ok(rows.len())
 }
 
-fn status(dir: &Path) -> Result<i32, Failure> {
+pub fn status(dir: &Path) -> Result<(), Failure> {
     let sub = read_submission(dir)?;
     let out = Command::new("squeue")
         .args(["-h", "-j", &sub.job_id, "-o", "%T %M %N"])
@@ -408,7 +415,7 @@ fn status(dir: &Path) -> Result<i32, Failure> {
         total += done.len();
     }
     println!("{total} of {} runs recorded", sub.runs);
-    Ok(exit::OK)
+    Ok(())
 }
 
 #[cfg(test)]
