@@ -934,6 +934,103 @@ pub fn device_of(path: &Path) -> Result<(u32, u32), CgroupError> {
     Ok((major, minor))
 }
 
+/// On cgroup v1, this process's path in the hierarchy of `controller`
+/// (without slashes; "" at the root), from the text of /proc/self/cgroup.
+fn own_v1_path(proc_self_cgroup: &str, controller: &str) -> Option<String> {
+    proc_self_cgroup.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        ctrls
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.trim().trim_matches('/').to_string())
+    })
+}
+
+/// On cgroup v1, the step's cgroup from the text of /proc/self/cgroup: the
+/// cpuset controller's path (the one that confines the step's CPUs; a
+/// cpuset child must be a subset of it), plus `/packrun`. None when the
+/// process sits at the cpuset root (Slurm's task/cgroup is off).
+pub fn step_cgroup_base_v1(proc_self_cgroup: &str) -> Option<String> {
+    let path = own_v1_path(proc_self_cgroup, "cpuset")?;
+    (!path.is_empty()).then(|| format!("{path}/packrun"))
+}
+
+/// The base of a batch's run cgroups (`Options::cgroup_base`), made for
+/// the batch and removed again when dropped, on every way out.
+#[derive(Debug)]
+pub struct RunsBase {
+    h: Hierarchy,
+    name: String,
+}
+
+impl RunsBase {
+    /// `packrun`, except inside a Slurm step (SLURM_JOB_ID set) on cgroup
+    /// v1, where it is below the step's cgroup so the runs are child
+    /// cgroups of it and stay inside what Slurm gave the step. The step's
+    /// path is made in the controllers Slurm does not manage (cpuset values
+    /// filled from the parent).
+    ///
+    /// On v2, `detect_host` nests packrun's groups below the process's own
+    /// cgroup already whenever SLURM_JOB_ID is set.
+    pub fn make(h: &Hierarchy) -> Result<RunsBase, CgroupError> {
+        let plain = RunsBase {
+            h: h.clone(),
+            name: "packrun".into(),
+        };
+        let Hierarchy::V1 { mounts } = h else {
+            return Ok(plain);
+        };
+        if std::env::var_os("SLURM_JOB_ID").is_none() {
+            return Ok(plain);
+        }
+        let Some(name) = step_cgroup_base_v1(&fsx::read_to_string("/proc/self/cgroup")?) else {
+            return Ok(plain);
+        };
+        let step = Path::new(&name).parent().expect("base ends in /packrun");
+        for (_, m) in mounts {
+            ensure_dir(h, m, &m.join(step))?;
+        }
+        Ok(RunsBase { h: h.clone(), name })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Removes what `make` and the runs left below the step's cgroup: the base
+/// in every controller, then on v1, in controllers where this process is
+/// not in the step's path (Slurm does not manage them), the step path made
+/// for packrun. rmdir fails on a cgroup with children or tasks, so nothing
+/// still in use is touched.
+impl Drop for RunsBase {
+    fn drop(&mut self) {
+        let Hierarchy::V1 { mounts } = &self.h else {
+            return;
+        };
+        let base = self.name.as_str();
+        if base == "packrun" {
+            return;
+        }
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        for (ctrl, root) in mounts {
+            let _ = std::fs::remove_dir(root.join(base));
+            let mine = own_v1_path(&own, ctrl);
+            if mine.is_some_and(|m| !m.is_empty() && base.starts_with(&m)) {
+                continue;
+            }
+            let mut p = Path::new(base).parent();
+            while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
+                if std::fs::remove_dir(root.join(dir)).is_err() {
+                    break;
+                }
+                p = dir.parent();
+            }
+        }
+    }
+}
+
 /// Removes `<base>/<batch>` once its runs are gone, and `<base>` when no
 /// other batch uses it (best effort: another packrun may be creating one).
 pub fn remove_batch(h: &Hierarchy, base: &str, batch: &str) {
@@ -1322,6 +1419,17 @@ mod tests {
                 "0-1"
             );
         }
+    }
+
+    #[test]
+    fn step_cgroup_base_is_the_cpuset_path_of_the_step_on_v1() {
+        let v1 = "6:freezer:/slurm_n1/uid_0/job_1/step_0\n3:cpuset:/slurm_n1/uid_0/job_1/step_0\n1:cpu:/\n0::/\n";
+        assert_eq!(
+            step_cgroup_base_v1(v1).as_deref(),
+            Some("slurm_n1/uid_0/job_1/step_0/packrun")
+        );
+        assert_eq!(step_cgroup_base_v1("3:cpuset:/\n0::/\n"), None);
+        assert_eq!(step_cgroup_base_v1("0::/system.slice/x\n"), None);
     }
 
     #[test]

@@ -244,7 +244,7 @@ pub struct RunArgs {
     pub quiet: bool,
     /// Run only shard I of N (0-based), as split by `packrun slurm submit`.
     #[arg(long, value_name = "I/N")]
-    pub shard: Option<crate::slurm::Shard>,
+    pub shard: Option<crate::plan::shard::Shard>,
     /// With --shard: leave out the runs in this runs.csv before splitting.
     #[arg(long, value_name = "CSV", requires = "shard", hide = true)]
     pub skip_runs: Option<PathBuf>,

@@ -942,21 +942,6 @@ pub fn verdict() -> Result<(), String> {
     summary(&checks(&Probe::host()))
 }
 
-/// `packrun doctor`: prints every check; exit 0 when runs can start, 3 otherwise.
-pub fn main(root: Option<&Path>) -> i32 {
-    let mut probe = Probe::host();
-    if let Some(r) = root {
-        probe.root = r.to_path_buf();
-    }
-    let checks = checks(&probe);
-    print!("{}", render(&checks));
-    if summary(&checks).is_ok() {
-        crate::exit::OK
-    } else {
-        crate::exit::ENVIRONMENT
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

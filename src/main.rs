@@ -1,7 +1,11 @@
 use clap::Parser;
+use std::process::ExitCode;
 
-fn main() {
+fn main() -> ExitCode {
     packrun::container::restore_default_sigpipe();
     let cli = packrun::cli::Cli::parse();
-    std::process::exit(packrun::main(cli));
+    packrun::run(cli).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        ExitCode::from(e.exit_code())
+    })
 }

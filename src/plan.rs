@@ -32,6 +32,8 @@
 //!   without `memory` shares the machine's remaining budgets. Runs of a group
 //!   use only its CPUs; ungrouped runs use what no group took.
 
+pub mod shard;
+
 use crate::cpulist::CpuList;
 use crate::sched::{Placer, Scheduler};
 use crate::spec::{Group, Numa, Run};

@@ -102,25 +102,34 @@ impl Progress {
                 format!(" ({})", rec.termination_reason)
             },
         );
-        match &mut self.bars {
+        if let Some(b) = &mut self.bars {
+            if let Some(pb) = b.running.remove(&rec.key) {
+                pb.finish_and_clear();
+                b.multi.remove(&pb);
+            }
+            b.overall.set_position(self.done as u64);
+            b.overall.set_message(format!("{} failed", self.failed));
+        }
+        if self.bars.is_none() || rec.state != State::Completed {
+            self.note(&line);
+        }
+    }
+
+    /// One message line, printed above the bars while they are drawn, so
+    /// nothing tears them; on stderr as it is otherwise.
+    pub fn note(&self, line: &str) {
+        match &self.bars {
             Some(b) => {
-                if let Some(pb) = b.running.remove(&rec.key) {
-                    pb.finish_and_clear();
-                    b.multi.remove(&pb);
-                }
-                b.overall.set_position(self.done as u64);
-                b.overall.set_message(format!("{} failed", self.failed));
-                if rec.state != State::Completed {
-                    let _ = b.multi.println(line);
-                }
+                let _ = b.multi.println(line);
             }
             None => eprintln!("{line}"),
         }
     }
 
-    /// Clears the bars (the caller prints the final table).
-    pub fn finish(self) {
-        if let Some(b) = self.bars {
+    /// Clears the bars; what is noted afterwards (the final table) goes to
+    /// stderr as it is.
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bars.take() {
             for pb in b.running.values() {
                 pb.finish_and_clear();
             }

@@ -690,6 +690,14 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, ResultsError> {
     })
 }
 
+/// A new batch's folder when none is given: `results/<name>-<UTC timestamp>/`.
+pub fn default_dir(name: &str) -> PathBuf {
+    Path::new("results").join(format!(
+        "{name}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ))
+}
+
 /// SHA-256 of the job file, hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;

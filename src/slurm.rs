@@ -8,128 +8,12 @@
 //! merge DIR`. The job file, the results folder and the packrun binary must
 //! be on a file system every node sees (as for any Slurm job).
 
-use crate::cli::{RunArgs, SlurmCommand, SubmitArgs};
-use crate::{exit, fsx, report, results, spec};
+use crate::error::Kind;
+use crate::plan::shard::{split, Shard};
+use crate::{fsx, report, results, spec};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// `--shard I/N`: this process runs shard I (0-based) of N.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Shard, String> {
-        let bad = || format!("invalid shard `{s}`: expected I/N with 0 <= I < N, like 0/4");
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let index: usize = i.trim().parse().map_err(|_| bad())?;
-        let count: usize = n.trim().parse().map_err(|_| bad())?;
-        if index >= count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-/// Predicted work of a run: CPUs × estimated seconds.
-fn work(r: &spec::Run) -> f64 {
-    f64::from(r.resources.cpus) * r.estimate.as_secs_f64()
-}
-
-/// Splits `runs` into `n` shards of about equal predicted work; returns the
-/// run indices of each shard, in submission order.
-///
-/// Deterministic greedy (LPT): units sorted by work, largest first (ties in
-/// file order), each to the least loaded shard (ties to the lowest index).
-/// A unit is one run, except that all runs of jobs linked by `depends_on`
-/// (in either direction, transitively) form one unit: a dependency can only
-/// be waited for on the node that runs it.
-pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
-    let n = n.max(1);
-    // Union-find over job names linked by depends_on.
-    let mut jobs: Vec<&str> = Vec::new();
-    for r in runs {
-        for j in std::iter::once(r.job.as_str()).chain(r.depends_on.iter().map(String::as_str)) {
-            if !jobs.contains(&j) {
-                jobs.push(j);
-            }
-        }
-    }
-    let id = |j: &str| {
-        jobs.iter()
-            .position(|x| *x == j)
-            .expect("every job was listed")
-    };
-    let mut parent: Vec<usize> = (0..jobs.len()).collect();
-    fn root(p: &mut [usize], mut i: usize) -> usize {
-        while p[i] != i {
-            p[i] = p[p[i]];
-            i = p[i];
-        }
-        i
-    }
-    let mut linked = vec![false; jobs.len()];
-    for r in runs {
-        for d in &r.depends_on {
-            let (a, b) = (root(&mut parent, id(&r.job)), root(&mut parent, id(d)));
-            parent[a] = b;
-            linked[id(&r.job)] = true;
-            linked[id(d)] = true;
-        }
-    }
-    // Units: (work, first run index, run indices).
-    let mut units: Vec<(f64, usize, Vec<usize>)> = Vec::new();
-    let mut unit_of_component: BTreeMap<usize, usize> = BTreeMap::new();
-    for (i, r) in runs.iter().enumerate() {
-        let j = id(&r.job);
-        if linked[j] {
-            let c = root(&mut parent, j);
-            let u = *unit_of_component.entry(c).or_insert_with(|| {
-                units.push((0.0, i, Vec::new()));
-                units.len() - 1
-            });
-            units[u].0 += work(r);
-            units[u].2.push(i);
-        } else {
-            units.push((work(r), i, vec![i]));
-        }
-    }
-    units.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut load = vec![0.0f64; n];
-    let mut shards: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (w, _, idx) in units {
-        let s = (0..n)
-            .min_by(|&a, &b| load[a].total_cmp(&load[b]).then(a.cmp(&b)))
-            .expect("n >= 1");
-        load[s] += w;
-        shards[s].extend(idx);
-    }
-    for s in &mut shards {
-        s.sort_unstable();
-    }
-    shards
-}
-
-/// The runs of `shard`: leaves out the runs in `skip`, splits the rest.
-pub fn keep_shard(runs: Vec<spec::Run>, shard: Shard, skip: &HashSet<String>) -> Vec<spec::Run> {
-    let runs: Vec<spec::Run> = runs
-        .into_iter()
-        .filter(|r| !skip.contains(&r.key))
-        .collect();
-    let mine: HashSet<usize> = split(&runs, shard.count)
-        .swap_remove(shard.index)
-        .into_iter()
-        .collect();
-    runs.into_iter()
-        .enumerate()
-        .filter(|(i, _)| mine.contains(i))
-        .map(|(_, r)| r)
-        .collect()
-}
 
 /// This node's name inside a Slurm job (SLURMD_NODENAME, which tells apart
 /// several slurmd on one host), used for the `host` column and `nodes/<name>/`.
@@ -139,98 +23,24 @@ pub fn node_name() -> Option<String> {
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
-/// On cgroup v1, the step's cgroup from the text of /proc/self/cgroup: the
-/// cpuset controller's path (the one that confines the step's CPUs; a
-/// cpuset child must be a subset of it), plus `/packrun`. None when the
-/// process sits at the cpuset root (Slurm's task/cgroup is off).
-pub fn step_cgroup_base_v1(proc_self_cgroup: &str) -> Option<String> {
-    let path = proc_self_cgroup.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        ctrls
-            .split(',')
-            .any(|c| c == "cpuset")
-            .then(|| path.trim().trim_matches('/').to_string())
-    })?;
-    (!path.is_empty()).then(|| format!("{path}/packrun"))
-}
-
-/// The cgroup base for the runs' cgroups: `packrun`, except inside a Slurm
-/// step (SLURM_JOB_ID set) on cgroup v1, where it is below the step's cgroup
-/// so the runs are child cgroups of it and stay inside what Slurm gave the
-/// step. The step's path is made in the controllers Slurm does not manage
-/// (cpuset values copied from the parent), and removed by
-/// [`remove_step_base`] afterwards.
-///
-/// On v2 the cgroup module nests packrun's groups below the process's own
-/// cgroup already whenever SLURM_JOB_ID is set (see `cgroup::detect_host`).
-pub fn cgroup_base(h: &crate::cgroup::Hierarchy) -> Result<String, String> {
-    let crate::cgroup::Hierarchy::V1 { mounts } = h else {
-        return Ok("packrun".into());
-    };
-    if std::env::var_os("SLURM_JOB_ID").is_none() {
-        return Ok("packrun".into());
-    }
-    let own = fsx::read_to_string("/proc/self/cgroup").map_err(|e| fsx::chain(&e))?;
-    let Some(base) = step_cgroup_base_v1(&own) else {
-        return Ok("packrun".into());
-    };
-    let step = Path::new(&base).parent().expect("base ends in /packrun");
-    for (_, m) in mounts {
-        let mut dir = m.clone();
-        for part in step.components() {
-            let parent = dir.clone();
-            dir.push(part);
-            if dir.exists() {
-                continue;
-            }
-            std::fs::create_dir(&dir)
-                .map_err(|e| format!("cannot create cgroup {}: {e}", dir.display()))?;
-            // v1 cpuset: a new group has empty cpus and mems until set.
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                if dir.join(f).exists() {
-                    let v = fsx::read_trimmed(parent.join(f)).map_err(|e| fsx::chain(&e))?;
-                    fsx::write(dir.join(f), v).map_err(|e| fsx::chain(&e))?;
-                }
-            }
-        }
-    }
-    Ok(base)
-}
-
-/// Removes what [`cgroup_base`] and the runs left below the step's cgroup:
-/// `<base>` in every controller, then on v1, in controllers where this
-/// process is not in the step's path (Slurm does not manage them), the
-/// step path made for packrun. rmdir fails on a cgroup with children or
-/// tasks, so nothing still in use is touched.
-pub fn remove_step_base(h: &crate::cgroup::Hierarchy, base: &str) {
-    let crate::cgroup::Hierarchy::V1 { mounts } = h else {
-        return;
-    };
-    if base == "packrun" {
-        return;
-    }
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    for (ctrl, root) in mounts {
-        let _ = std::fs::remove_dir(root.join(base));
-        let mine = own.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
-            c.split(',')
-                .any(|c| c == ctrl)
-                .then(|| p.trim_matches('/').to_string())
-        });
-        if mine.is_some_and(|m| !m.is_empty() && base.starts_with(&m)) {
-            continue;
-        }
-        let mut p = Path::new(base).parent();
-        while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
-            if std::fs::remove_dir(root.join(dir)).is_err() {
-                break;
-            }
-            p = dir.parent();
-        }
-    }
+/// What to submit: a job file over N exclusive nodes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubmitArgs {
+    pub file: PathBuf,
+    /// Number of nodes; the runs are split into this many shards of about equal work.
+    pub nodes: usize,
+    pub partition: Option<String>,
+    /// Time limit of the whole job, in sbatch's format (1:00:00, 2-0).
+    pub time: Option<String>,
+    pub account: Option<String>,
+    /// More sbatch options, each written as an #SBATCH line.
+    pub sbatch_arg: Vec<String>,
+    /// Results folder (default: results/<name>-<UTC timestamp>/).
+    pub out: Option<PathBuf>,
+    /// Submit again only the runs missing from this folder's runs.csv (merged first).
+    pub resume: Option<PathBuf>,
+    /// With `resume`: accept a job file that changed since the first submission.
+    pub force: bool,
 }
 
 /// What `submit` records in `DIR/slurm.json`.
@@ -251,26 +61,11 @@ pub struct Submission {
     pub previous: Vec<String>,
 }
 
-pub fn main(cmd: SlurmCommand) -> i32 {
-    let r = match cmd {
-        SlurmCommand::Submit(a) => submit(&a),
-        SlurmCommand::Status { dir } => status(&dir),
-        SlurmCommand::Merge { dir } => merge(&dir).map(|n| {
-            println!("merged {n} runs into {}", dir.join("runs.csv").display());
-            exit::OK
-        }),
-        SlurmCommand::Task { dir } => task(&dir),
-    };
-    r.unwrap_or_else(|(code, msg)| {
-        eprintln!("packrun slurm: {msg}");
-        code
-    })
-}
-
-type Failure = (i32, String);
+/// Why a Slurm command stopped: whose fault, and the message.
+pub type Failure = (Kind, String);
 
 fn env_err(msg: String) -> Failure {
-    (exit::ENVIRONMENT, msg)
+    (Kind::Environment, msg)
 }
 
 fn io<E: std::error::Error>(e: E) -> Failure {
@@ -321,9 +116,9 @@ pub fn parse_job_id(out: &str) -> Option<String> {
     (!id.is_empty() && id.chars().all(|c| c.is_ascii_digit() || c == '_')).then(|| id.to_string())
 }
 
-fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
+pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
     if a.nodes == 0 {
-        return Err((exit::INVALID, "--nodes 0: expected at least 1 node".into()));
+        return Err((Kind::Invalid, "--nodes 0: expected at least 1 node".into()));
     }
     if let Some(bad) = a
         .sbatch_arg
@@ -331,11 +126,11 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
         .find(|x| !x.starts_with('-') || x.contains('\n'))
     {
         return Err((
-            exit::INVALID,
+            Kind::Invalid,
             format!("invalid --sbatch-arg `{bad}`: expected one sbatch option like --mem=0 or --qos=long"),
         ));
     }
-    let batch = spec::load(&a.file).map_err(|e| (exit::INVALID, e.to_string()))?;
+    let batch = spec::load(&a.file).map_err(|e| (Kind::Invalid, e.to_string()))?;
     let file = std::fs::canonicalize(&a.file)
         .map_err(|e| env_err(format!("{}: {e}", a.file.display())))?;
     let sha = results::sha256_hex(batch.source.as_bytes());
@@ -345,7 +140,7 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
             let old = read_submission(dir)?;
             if old.job_file_sha256 != sha && !a.force {
                 return Err((
-                    exit::INVALID,
+                    Kind::Invalid,
                     format!(
                         "{} changed since the batch in {} was submitted; resume with --force to run the missing runs of the new file",
                         a.file.display(),
@@ -370,17 +165,13 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
             (dir.clone(), merged.exists().then_some(skip), previous)
         }
         None => {
-            let dir = match &a.out {
-                Some(d) => d.clone(),
-                None => Path::new("results").join(format!(
-                    "{}-{}",
-                    batch.name,
-                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-                )),
-            };
+            let dir = a
+                .out
+                .clone()
+                .unwrap_or_else(|| results::default_dir(&batch.name));
             if dir.join("slurm.json").exists() {
                 return Err((
-                    exit::INVALID,
+                    Kind::Invalid,
                     format!(
                         "{} holds a submitted batch already; use --resume {} to continue it",
                         dir.display(),
@@ -411,7 +202,7 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
             a.file.display(),
             dir.join("runs.csv").display()
         );
-        return Ok(exit::OK);
+        return Ok(());
     }
     let shards = split(&todo, a.nodes);
     let packrun = std::env::current_exe()
@@ -463,7 +254,7 @@ fn submit(a: &SubmitArgs) -> Result<i32, Failure> {
         sizes.join(", "),
         dir.display()
     );
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn read_submission(dir: &Path) -> Result<Submission, Failure> {
@@ -471,7 +262,7 @@ fn read_submission(dir: &Path) -> Result<Submission, Failure> {
     let text = fsx::read_to_string(&path).map_err(io)?;
     serde_json::from_str(&text).map_err(|e| {
         (
-            exit::INVALID,
+            Kind::Invalid,
             format!(
                 "{}: {e}; expected what `packrun slurm submit` writes",
                 path.display()
@@ -497,8 +288,25 @@ fn node_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, Failure> {
     Ok(v)
 }
 
-/// The task of one node: its shard of the job file into `DIR/nodes/<node>/`.
-fn task(dir: &Path) -> Result<i32, Failure> {
+/// The node step of a Slurm job: which shard of which job file this node
+/// runs, and into which folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeStep {
+    pub node: String,
+    pub file: PathBuf,
+    pub shard: Shard,
+    /// runs.csv whose run_keys the shards leave out.
+    pub skip: Option<PathBuf>,
+    /// `DIR/nodes/<node>/`.
+    pub out: PathBuf,
+    /// The folder holds this node's batch already (the job was requeued):
+    /// resume it.
+    pub again: bool,
+}
+
+/// The step of this node (SLURM_NODEID of SLURM_NNODES) in the job
+/// `packrun slurm submit` made for `dir`.
+pub fn node_step(dir: &Path) -> Result<NodeStep, Failure> {
     let sub = read_submission(dir)?;
     let var = |v: &str| {
         std::env::var(v).map_err(|_| {
@@ -530,25 +338,14 @@ fn task(dir: &Path) -> Result<i32, Failure> {
         })
         .unwrap_or_else(|| format!("node{index}"));
     let out = dir.join("nodes").join(&node);
-    let again = out.join("manifest.json").exists();
-    let args = RunArgs {
-        file: Some(sub.file),
-        out: (!again).then(|| out.clone()),
-        resume: again.then(|| out.clone()),
-        force: again,
-        max_parallel: None,
-        topology: None,
-        quiet: true,
-        shard: Some(shard),
-        skip_runs: sub.skip,
-    };
-    eprintln!(
-        "packrun on {node}: shard {}/{} into {}",
-        shard.index,
-        shard.count,
-        out.display()
-    );
-    Ok(crate::run_batch(args))
+    Ok(NodeStep {
+        node,
+        file: sub.file,
+        shard,
+        skip: sub.skip,
+        again: out.join("manifest.json").exists(),
+        out,
+    })
 }
 
 /// Merges `DIR/nodes/*/runs.csv` into `DIR/runs.csv` (each run_key once:
@@ -594,7 +391,7 @@ pub fn merge(dir: &Path) -> Result<usize, Failure> {
     Ok(rows.len())
 }
 
-fn status(dir: &Path) -> Result<i32, Failure> {
+pub fn status(dir: &Path) -> Result<(), Failure> {
     let sub = read_submission(dir)?;
     let out = Command::new("squeue")
         .args(["-h", "-j", &sub.job_id, "-o", "%T %M %N"])
@@ -618,119 +415,12 @@ fn status(dir: &Path) -> Result<i32, Failure> {
         total += done.len();
     }
     println!("{total} of {} runs recorded", sub.runs);
-    Ok(exit::OK)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn run(job: &str, cpus: u32, secs: u64, deps: &[&str]) -> spec::Run {
-        spec::Run {
-            key: format!("{job}-{cpus}-{secs}"),
-            job: job.into(),
-            params: Vec::new(),
-            rep: 1,
-            warmup: false,
-            command: vec!["/bin/true".into()],
-            env: Vec::new(),
-            workdir: None,
-            resources: spec::Resources {
-                cpus,
-                cpuset: None,
-                memory: None,
-                numa: spec::Numa::Local,
-                cpu_quota: None,
-                pids: spec::DEFAULT_PIDS,
-                io: spec::Io::default(),
-                rlimits: Vec::new(),
-            },
-            time_limit: None,
-            cpu_time_limit: None,
-            estimate: std::time::Duration::from_secs(secs),
-            container: spec::Container {
-                rootfs: spec::Rootfs::Host,
-                network: spec::Network::None,
-                hostname: job.into(),
-                mounts: Vec::new(),
-                writable: Vec::new(),
-                user: None,
-                capabilities: Vec::new(),
-                userns: spec::UserNs::Private,
-                hidden: Vec::new(),
-                visible: Vec::new(),
-            },
-            log_limit: spec::DEFAULT_LOG_LIMIT,
-            group: None,
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            stdin: None,
-        }
-    }
-
-    #[test]
-    fn shard_parses_index_and_count_and_rejects_out_of_range() {
-        assert_eq!("1/4".parse::<Shard>(), Ok(Shard { index: 1, count: 4 }));
-        let e = "4/4".parse::<Shard>().unwrap_err();
-        assert!(e.contains("`4/4`") && e.contains("I/N"), "{e}");
-        assert!("x".parse::<Shard>().is_err());
-        assert!("0/0".parse::<Shard>().is_err());
-    }
-
-    #[test]
-    fn split_puts_the_largest_runs_first_on_the_least_loaded_shard() {
-        let runs = vec![
-            run("a", 1, 10, &[]),
-            run("b", 4, 10, &[]),
-            run("c", 2, 10, &[]),
-            run("d", 1, 20, &[]),
-        ];
-        // Work 10, 40, 20, 20: b → 0; c → 1; d → 1 (20 < 40); a → 0 (40 = 40: lowest index).
-        assert_eq!(split(&runs, 2), vec![vec![0, 1], vec![2, 3]]);
-    }
-
-    #[test]
-    fn split_keeps_jobs_linked_by_depends_on_on_one_shard() {
-        let runs = vec![
-            run("prep", 1, 5, &[]),
-            run("x", 1, 5, &[]),
-            run("main", 1, 5, &["prep"]),
-            run("main", 1, 5, &["prep"]),
-            run("y", 1, 5, &[]),
-        ];
-        let shards = split(&runs, 3);
-        let with_prep = shards.iter().find(|s| s.contains(&0)).unwrap();
-        assert_eq!(with_prep, &vec![0, 2, 3]);
-        assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 5);
-    }
-
-    #[test]
-    fn keep_shard_leaves_out_skipped_runs_and_covers_the_rest_once() {
-        let runs: Vec<spec::Run> = (1..=7).map(|i| run(&format!("j{i}"), 1, i, &[])).collect();
-        let skip: HashSet<String> = [runs[2].key.clone()].into();
-        let mut all: Vec<String> = (0..3)
-            .flat_map(|i| keep_shard(runs.clone(), Shard { index: i, count: 3 }, &skip))
-            .map(|r| r.key)
-            .collect();
-        all.sort();
-        let mut want: Vec<String> = runs
-            .iter()
-            .map(|r| r.key.clone())
-            .filter(|k| !skip.contains(k))
-            .collect();
-        want.sort();
-        assert_eq!(all, want);
-    }
-
-    #[test]
-    fn step_cgroup_base_is_the_cpuset_path_of_the_step_on_v1() {
-        let v1 = "6:freezer:/slurm_n1/uid_0/job_1/step_0\n3:cpuset:/slurm_n1/uid_0/job_1/step_0\n1:cpu:/\n0::/\n";
-        assert_eq!(
-            step_cgroup_base_v1(v1).as_deref(),
-            Some("slurm_n1/uid_0/job_1/step_0/packrun")
-        );
-        assert_eq!(step_cgroup_base_v1("3:cpuset:/\n0::/\n"), None);
-        assert_eq!(step_cgroup_base_v1("0::/system.slice/x\n"), None);
-    }
 
     #[test]
     fn sbatch_job_id_is_read_from_parsable_output() {

@@ -335,6 +335,14 @@ fn read_nodes(node_dir: &Path) -> Result<Vec<Node>, TopologyError> {
     Ok(nodes)
 }
 
+/// A fixture tree when given (planning for another machine), else this machine.
+pub fn read_at(fixture: Option<&Path>) -> Result<Topology, TopologyError> {
+    match fixture {
+        Some(d) => read(d, None, None),
+        None => read_host(),
+    }
+}
+
 /// The running machine's topology, limited to what this process may use
 /// (its CPU affinity and the memory nodes of its cpuset).
 pub fn read_host() -> Result<Topology, TopologyError> {

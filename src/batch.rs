@@ -1,0 +1,307 @@
+//! The flow of one batch: load → expand → check feasibility → results
+//! folder → run loop → report. Called by `packrun run` and by the node
+//! step of a Slurm job, with the same plain request.
+
+use crate::error::{exit, Error};
+use crate::plan::shard::{keep_shard, Shard};
+use crate::{cgroup, container, doctor, fsx, html, machine, plan, progress, report};
+use crate::{results, slurm, spec, topology};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// What to run and where its results go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    pub file: PathBuf,
+    /// A new results folder (default: results/<name>-<UTC timestamp>/).
+    pub out: Option<PathBuf>,
+    /// Continue the batch in this folder instead.
+    pub resume: Option<PathBuf>,
+    /// With `resume`: accept a job file that changed since the batch began.
+    pub force: bool,
+    pub max_parallel: Option<usize>,
+    /// No progress bars: one line per finished run.
+    pub quiet: bool,
+    /// Only this shard of the runs, as `packrun slurm submit` split them.
+    pub shard: Option<Shard>,
+    /// With `shard`: leave out the runs in this runs.csv before splitting.
+    pub skip_runs: Option<PathBuf>,
+}
+
+/// Runs one batch; Ok with 0 when every run completed, 1 when some did
+/// not, 130 when interrupted.
+pub fn run(req: &Request) -> Result<ExitCode, Error> {
+    let mut batch = spec::load(&req.file)?;
+    if let Some(shard) = req.shard {
+        let skip = match &req.skip_runs {
+            Some(csv) => results::read_done(csv)
+                .map_err(|e| invalid(&e))?
+                .into_keys()
+                .collect(),
+            None => Default::default(),
+        };
+        batch.runs = keep_shard(std::mem::take(&mut batch.runs), shard, &skip);
+    }
+    let env = environment().map_err(|reason| Error::CannotRunHere {
+        reason,
+        doctor: doctor::verdict().err(),
+    })?;
+    plan::check_feasible(&batch.runs, &env.topology, &batch.groups).map_err(|problems| {
+        Error::Infeasible {
+            at: req.file.display().to_string(),
+            problems,
+        }
+    })?;
+    let planned = plan::simulate(&batch.runs, &env.topology, &batch.groups, req.max_parallel)
+        .map(|s| Duration::from_secs_f64(s.makespan))
+        .unwrap_or_default();
+    let dir = results_dir(req, &batch).map_err(|message| Error::Invalid {
+        during: "run",
+        message,
+    })?;
+    // Inside a Slurm step: the runs' cgroups go below the step's.
+    let base = cgroup::RunsBase::make(&env.hierarchy).map_err(|e| environmental(&e))?;
+    run_into(&dir, req, &batch, &env, planned, base.name())
+}
+
+fn invalid(e: &dyn std::error::Error) -> Error {
+    Error::Invalid {
+        during: "run",
+        message: fsx::chain(e),
+    }
+}
+
+fn environmental(e: &dyn std::error::Error) -> Error {
+    Error::Environment {
+        during: "run",
+        message: fsx::chain(e),
+    }
+}
+
+/// Runs the batch into `dir` and writes every output file.
+fn run_into(
+    dir: &Path,
+    req: &Request,
+    batch: &spec::Batch,
+    env: &Environment,
+    planned: Duration,
+    cgroup_base: &str,
+) -> Result<ExitCode, Error> {
+    let e = |e: &dyn std::error::Error| environmental(e);
+    let params = param_names(batch);
+    let runs_csv = dir.join("runs.csv");
+    let done = results::read_done(&runs_csv).map_err(|x| e(&x))?;
+    let mut csv = results::RunsCsv::open(&runs_csv, &params, &env.host).map_err(|x| e(&x))?;
+    let owner = crate::run::cpulock::Owner::current();
+    let ids = container::ids::IdSource::host(container::ids::machine_slots());
+    let mut manifest = results::Manifest {
+        packrun_version: env!("CARGO_PKG_VERSION").into(),
+        name: batch.name.clone(),
+        job_file: batch.file.display().to_string(),
+        job_file_sha256: results::sha256_hex(batch.source.as_bytes()),
+        machine: machine::read(Path::new("/")),
+        cgroup_version: env.hierarchy.version().to_string(),
+        topology: env.topology.clone(),
+        start: now(),
+        end: None,
+        runner_pid: owner.pid as u32,
+        runs: batch.runs.len(),
+        userns: results::UserNsManifest {
+            ids: ids.describe(),
+            host_ids_jobs: batch
+                .jobs
+                .iter()
+                .filter(|j| {
+                    batch
+                        .runs
+                        .iter()
+                        .any(|r| r.job == j.name && r.container.userns == spec::UserNs::Host)
+                })
+                .map(|j| j.name.clone())
+                .collect(),
+        },
+    };
+    fsx::write(dir.join("job.yaml"), &batch.source).map_err(|x| e(&x))?;
+    results::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+
+    let opts = crate::run::Options {
+        hierarchy: env.hierarchy.clone(),
+        cgroup_base: cgroup_base.into(),
+        batch_id: crate::run::journal::batch_id(owner),
+        output: crate::run::Output::Logs(dir.to_path_buf()),
+        scratch: dir.join("scratch"),
+        max_parallel: req.max_parallel,
+        cpu_lock: Some(crate::run::cpulock::default_path()),
+        single: false,
+        ids,
+    };
+    let mut progress = progress::Progress::new(batch.runs.len(), done.len(), planned, req.quiet);
+    for line in reap_orphans(&env.hierarchy) {
+        progress.note(&line);
+    }
+    let mut lost_rows = 0;
+    let alloc = plan::Allocator::new(&env.topology, &batch.groups);
+    let outcome = crate::run::execute(&batch.runs, alloc, &opts, &done, &mut |ev| match ev {
+        crate::run::Event::Started { run, placement } => progress.started(run, placement),
+        crate::run::Event::Finished(rec) => {
+            if let Err(x) = csv.append(&rec) {
+                lost_rows += 1;
+                progress.note(&format!(
+                    "packrun run: row of run {} not recorded: {}",
+                    rec.key,
+                    fsx::chain(&x)
+                ));
+            }
+            progress.finished(&rec);
+        }
+        crate::run::Event::Flush => {
+            if let Err(x) = csv.sync() {
+                progress.note(&format!("packrun run: {}", fsx::chain(&x)));
+            }
+        }
+    });
+    // Also after an error that ended the loop early.
+    if let Err(x) = csv.sync() {
+        progress.note(&format!("packrun run: {}", fsx::chain(&x)));
+    }
+    progress.finish();
+    let outcome = outcome.map_err(|x| e(&x))?;
+
+    let rows = results::read_rows(&runs_csv).map_err(|x| e(&x))?;
+    let summaries = report::summarize(&rows);
+    report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
+    manifest.end = Some(now());
+    results::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+    if let Err(x) = html::write_report(dir) {
+        progress.note(&format!(
+            "packrun run: report.html not written: {}",
+            fsx::chain(&x)
+        ));
+    }
+    for line in report::table(&summaries).lines() {
+        progress.note(line);
+    }
+    progress.note(&format!("results: {}", dir.display()));
+
+    let all_ok = lost_rows == 0 && rows.iter().all(|r| r.state == results::State::Completed);
+    Ok(if outcome.interrupted {
+        ExitCode::from(exit::INTERRUPTED)
+    } else if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::RUN_FAILED)
+    })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Matrix parameter names of every job, first seen first: the parameter columns.
+fn param_names(batch: &spec::Batch) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for j in &batch.jobs {
+        for p in &j.param_names {
+            if !names.contains(p) {
+                names.push(p.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The results folder: a new one, or the one being resumed (whose job file
+/// must be unchanged unless `force`).
+fn results_dir(req: &Request, batch: &spec::Batch) -> Result<PathBuf, String> {
+    if let Some(dir) = &req.resume {
+        let m = results::read_manifest(&dir.join("manifest.json")).map_err(|e| fsx::chain(&e))?;
+        let sha = results::sha256_hex(batch.source.as_bytes());
+        if m.job_file_sha256 != sha && !req.force {
+            let old = std::fs::read_to_string(dir.join("job.yaml")).unwrap_or_default();
+            return Err(format!(
+                "{} changed since the batch in {} began ({}); resume with --force to run the missing runs of the new file",
+                batch.file.display(),
+                dir.display(),
+                results::describe_change(&old, &batch.source)
+            ));
+        }
+        return Ok(dir.clone());
+    }
+    let dir = req
+        .out
+        .clone()
+        .unwrap_or_else(|| results::default_dir(&batch.name));
+    if dir.join("runs.csv").exists() {
+        return Err(format!(
+            "{} holds a batch already; use --resume {} to continue it",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// What a real run needs from this machine.
+pub struct Environment {
+    pub topology: topology::Topology,
+    pub hierarchy: cgroup::Hierarchy,
+    /// The `host` column: under Slurm the node's name (several slurmd may share one host).
+    pub host: String,
+}
+
+/// Root may run anywhere; anybody else needs a cgroup v2 subtree delegated
+/// to them (see `doctor::standing`), checked before anything is created.
+pub fn environment() -> Result<Environment, String> {
+    let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
+    if !nix::unistd::Uid::effective().is_root() {
+        let command = doctor::shell_join(std::env::args());
+        doctor::standing(&doctor::Facts::read(&hierarchy), &command).map_err(|r| r.to_string())?;
+    }
+    let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
+    cgroup::prepare_v2_parent(&hierarchy).map_err(|e| fsx::chain(&e))?;
+    let host = slurm::node_name().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    Ok(Environment {
+        topology,
+        hierarchy,
+        host,
+    })
+}
+
+/// Name prefix of the group of a single run (`packrun exec`), beside the
+/// batches' `packrun` group.
+pub const EXEC_PREFIX: &str = "packrun-";
+
+/// Kills and removes the cgroups of batches whose packrun died (SIGKILL,
+/// crash); returns one line per batch to tell.
+pub fn reap_orphans(h: &cgroup::Hierarchy) -> Vec<String> {
+    container::remove_stale_root_dirs();
+    let batches = cgroup::list_batches(h, "packrun");
+    let singles: Vec<String> = cgroup::list_batches(h, "")
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(EXEC_PREFIX).map(String::from))
+        .collect();
+    let found = [("packrun", "", batches), ("", EXEC_PREFIX, singles)];
+    let mut told = Vec::new();
+    for (base, prefix, ids) in found {
+        for b in crate::run::journal::orphans(ids.iter().map(String::as_str)) {
+            told.push(
+                match cgroup::cleanup_batch(h, base, &format!("{prefix}{b}")) {
+                    Ok(()) => {
+                        format!("packrun: removed the cgroups of batch {b}, whose packrun is gone")
+                    }
+                    Err(e) => format!(
+                        "packrun: cannot clean up batch {b} left by a dead packrun: {}",
+                        fsx::chain(&e)
+                    ),
+                },
+            );
+        }
+    }
+    told
+}

@@ -1,0 +1,27 @@
+//! `packrun plan FILE`: where each run would go and a predicted timeline,
+//! on this machine or a fixture tree, without running anything.
+
+use crate::cli::Format;
+use crate::error::Error;
+use crate::{plan, spec, topology};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn main(file: &Path, fixture: Option<&Path>, format: Format) -> Result<ExitCode, Error> {
+    let batch = spec::load(file)?;
+    let topo = topology::read_at(fixture).map_err(|error| Error::Topology {
+        fixture: fixture.is_some(),
+        error,
+    })?;
+    let schedule = plan::simulate(&batch.runs, &topo, &batch.groups, None).map_err(|problems| {
+        Error::Infeasible {
+            at: file.display().to_string(),
+            problems,
+        }
+    })?;
+    match format {
+        Format::Table => print!("{}", plan::render_table(&batch, &topo, &schedule)),
+        Format::Json => print!("{}", plan::render_json(&batch, &schedule)),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,18 @@
+//! `packrun validate FILE`: every problem in a job file, or a one-line count.
+
+use crate::error::Error;
+use crate::spec;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn main(file: &Path) -> Result<ExitCode, Error> {
+    let batch = spec::load(file)?;
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    println!(
+        "{}: valid: {}, {}",
+        file.display(),
+        plural(batch.jobs.len(), "job"),
+        plural(batch.runs.len(), "run")
+    );
+    Ok(ExitCode::SUCCESS)
+}

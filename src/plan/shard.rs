@@ -1,0 +1,225 @@
+//! Shards for clusters: the runs of one job file split into N parts of
+//! about equal predicted work, one per node (`packrun slurm submit`,
+//! `packrun run --shard I/N`).
+
+use crate::spec;
+use std::collections::{BTreeMap, HashSet};
+
+/// `--shard I/N`: this process runs shard I (0-based) of N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("invalid shard `{s}`: expected I/N with 0 <= I < N, like 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// Predicted work of a run: CPUs × estimated seconds.
+fn work(r: &spec::Run) -> f64 {
+    f64::from(r.resources.cpus) * r.estimate.as_secs_f64()
+}
+
+/// Splits `runs` into `n` shards of about equal predicted work; returns the
+/// run indices of each shard, in submission order.
+///
+/// Deterministic greedy (LPT): units sorted by work, largest first (ties in
+/// file order), each to the least loaded shard (ties to the lowest index).
+/// A unit is one run, except that all runs of jobs linked by `depends_on`
+/// (in either direction, transitively) form one unit: a dependency can only
+/// be waited for on the node that runs it.
+pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
+    let n = n.max(1);
+    // Union-find over job names linked by depends_on.
+    let mut jobs: Vec<&str> = Vec::new();
+    for r in runs {
+        for j in std::iter::once(r.job.as_str()).chain(r.depends_on.iter().map(String::as_str)) {
+            if !jobs.contains(&j) {
+                jobs.push(j);
+            }
+        }
+    }
+    let id = |j: &str| {
+        jobs.iter()
+            .position(|x| *x == j)
+            .expect("every job was listed")
+    };
+    let mut parent: Vec<usize> = (0..jobs.len()).collect();
+    fn root(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    let mut linked = vec![false; jobs.len()];
+    for r in runs {
+        for d in &r.depends_on {
+            let (a, b) = (root(&mut parent, id(&r.job)), root(&mut parent, id(d)));
+            parent[a] = b;
+            linked[id(&r.job)] = true;
+            linked[id(d)] = true;
+        }
+    }
+    // Units: (work, first run index, run indices).
+    let mut units: Vec<(f64, usize, Vec<usize>)> = Vec::new();
+    let mut unit_of_component: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, r) in runs.iter().enumerate() {
+        let j = id(&r.job);
+        if linked[j] {
+            let c = root(&mut parent, j);
+            let u = *unit_of_component.entry(c).or_insert_with(|| {
+                units.push((0.0, i, Vec::new()));
+                units.len() - 1
+            });
+            units[u].0 += work(r);
+            units[u].2.push(i);
+        } else {
+            units.push((work(r), i, vec![i]));
+        }
+    }
+    units.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut load = vec![0.0f64; n];
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (w, _, idx) in units {
+        let s = (0..n)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]).then(a.cmp(&b)))
+            .expect("n >= 1");
+        load[s] += w;
+        shards[s].extend(idx);
+    }
+    for s in &mut shards {
+        s.sort_unstable();
+    }
+    shards
+}
+
+/// The runs of `shard`: leaves out the runs in `skip`, splits the rest.
+pub fn keep_shard(runs: Vec<spec::Run>, shard: Shard, skip: &HashSet<String>) -> Vec<spec::Run> {
+    let runs: Vec<spec::Run> = runs
+        .into_iter()
+        .filter(|r| !skip.contains(&r.key))
+        .collect();
+    let mine: HashSet<usize> = split(&runs, shard.count)
+        .swap_remove(shard.index)
+        .into_iter()
+        .collect();
+    runs.into_iter()
+        .enumerate()
+        .filter(|(i, _)| mine.contains(i))
+        .map(|(_, r)| r)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(job: &str, cpus: u32, secs: u64, deps: &[&str]) -> spec::Run {
+        spec::Run {
+            key: format!("{job}-{cpus}-{secs}"),
+            job: job.into(),
+            params: Vec::new(),
+            rep: 1,
+            warmup: false,
+            command: vec!["/bin/true".into()],
+            env: Vec::new(),
+            workdir: None,
+            resources: spec::Resources {
+                cpus,
+                cpuset: None,
+                memory: None,
+                numa: spec::Numa::Local,
+                cpu_quota: None,
+                pids: spec::DEFAULT_PIDS,
+                io: spec::Io::default(),
+                rlimits: Vec::new(),
+            },
+            time_limit: None,
+            cpu_time_limit: None,
+            estimate: std::time::Duration::from_secs(secs),
+            container: spec::Container {
+                rootfs: spec::Rootfs::Host,
+                network: spec::Network::None,
+                hostname: job.into(),
+                mounts: Vec::new(),
+                writable: Vec::new(),
+                user: None,
+                capabilities: Vec::new(),
+                userns: spec::UserNs::Private,
+                hidden: Vec::new(),
+                visible: Vec::new(),
+            },
+            log_limit: spec::DEFAULT_LOG_LIMIT,
+            group: None,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            stdin: None,
+            steps: Default::default(),
+        }
+    }
+
+    #[test]
+    fn shard_parses_index_and_count_and_rejects_out_of_range() {
+        assert_eq!("1/4".parse::<Shard>(), Ok(Shard { index: 1, count: 4 }));
+        let e = "4/4".parse::<Shard>().unwrap_err();
+        assert!(e.contains("`4/4`") && e.contains("I/N"), "{e}");
+        assert!("x".parse::<Shard>().is_err());
+        assert!("0/0".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn split_puts_the_largest_runs_first_on_the_least_loaded_shard() {
+        let runs = vec![
+            run("a", 1, 10, &[]),
+            run("b", 4, 10, &[]),
+            run("c", 2, 10, &[]),
+            run("d", 1, 20, &[]),
+        ];
+        // Work 10, 40, 20, 20: b → 0; c → 1; d → 1 (20 < 40); a → 0 (40 = 40: lowest index).
+        assert_eq!(split(&runs, 2), vec![vec![0, 1], vec![2, 3]]);
+    }
+
+    #[test]
+    fn split_keeps_jobs_linked_by_depends_on_on_one_shard() {
+        let runs = vec![
+            run("prep", 1, 5, &[]),
+            run("x", 1, 5, &[]),
+            run("main", 1, 5, &["prep"]),
+            run("main", 1, 5, &["prep"]),
+            run("y", 1, 5, &[]),
+        ];
+        let shards = split(&runs, 3);
+        let with_prep = shards.iter().find(|s| s.contains(&0)).unwrap();
+        assert_eq!(with_prep, &vec![0, 2, 3]);
+        assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 5);
+    }
+
+    #[test]
+    fn keep_shard_leaves_out_skipped_runs_and_covers_the_rest_once() {
+        let runs: Vec<spec::Run> = (1..=7).map(|i| run(&format!("j{i}"), 1, i, &[])).collect();
+        let skip: HashSet<String> = [runs[2].key.clone()].into();
+        let mut all: Vec<String> = (0..3)
+            .flat_map(|i| keep_shard(runs.clone(), Shard { index: i, count: 3 }, &skip))
+            .map(|r| r.key)
+            .collect();
+        all.sort();
+        let mut want: Vec<String> = runs
+            .iter()
+            .map(|r| r.key.clone())
+            .filter(|k| !skip.contains(k))
+            .collect();
+        want.sort();
+        assert_eq!(all, want);
+    }
+}
