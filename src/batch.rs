@@ -21,6 +21,12 @@ pub struct Request {
     /// With `resume`: accept a job file that changed since the batch began.
     pub force: bool,
     pub max_parallel: Option<usize>,
+    /// Refuse a job file that expands to more runs (`--max-runs`; default
+    /// spec::DEFAULT_MAX_RUNS).
+    pub max_runs: Option<u64>,
+    /// `--order` and `--seed` (see spec::Batch::arrange).
+    pub order: Option<spec::Order>,
+    pub seed: Option<u64>,
     /// No progress bars: one line per finished run.
     pub quiet: bool,
     /// Only this shard of the runs, as `packrun slurm submit` split them.
@@ -32,7 +38,8 @@ pub struct Request {
 /// Runs one batch; Ok with 0 when every run completed, 1 when some did
 /// not, 130 when interrupted.
 pub fn run(req: &Request) -> Result<ExitCode, Error> {
-    let mut batch = spec::load(&req.file)?;
+    let max_runs = req.max_runs.unwrap_or(spec::DEFAULT_MAX_RUNS);
+    let mut batch = spec::load_limited(&req.file, max_runs)?;
     if let Some(shard) = req.shard {
         let skip = match &req.skip_runs {
             Some(csv) => results::read_done(csv)
@@ -43,6 +50,14 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
         };
         batch.runs = keep_shard(std::mem::take(&mut batch.runs), shard, &skip);
     }
+    // After the shard is taken (shards are split in file order). A resumed
+    // batch keeps the order (and seed) it began with.
+    let began = req
+        .resume
+        .as_ref()
+        .and_then(|d| results::read_manifest(&d.join("manifest.json")).ok());
+    let seed = req.seed.or(began.as_ref().and_then(|m| m.seed));
+    batch.arrange(req.order, seed, crate::cmd::fresh_seed());
     let env = environment().map_err(|reason| Error::CannotRunHere {
         reason,
         doctor: doctor::verdict().err(),
@@ -107,6 +122,8 @@ fn run_into(
         end: None,
         runner_pid: owner.pid as u32,
         runs: batch.runs.len(),
+        order: batch.order,
+        seed: batch.seed,
         userns: results::UserNsManifest {
             ids: ids.describe(),
             host_ids_jobs: batch

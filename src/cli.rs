@@ -19,7 +19,11 @@ pub struct Cli {
 pub enum Command {
     /// Check a job file and report every problem in it.
     #[command(after_help = "Examples:\n  packrun validate jobs.yaml")]
-    Validate { file: PathBuf },
+    Validate {
+        file: PathBuf,
+        #[command(flatten)]
+        limits: Limits,
+    },
     /// Print the job file's JSON Schema (draft-07).
     #[command(after_help = "Examples:\n  packrun schema > packrun.schema.json")]
     Schema,
@@ -54,6 +58,10 @@ pub enum Command {
         topology: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        #[command(flatten)]
+        limits: Limits,
+        #[command(flatten)]
+        order: OrderArgs,
     },
     /// Summarise a results folder: statistics per job and parameter set, exports, report.html.
     #[command(
@@ -218,6 +226,35 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// How many runs a job file may expand to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// Refuse a job file that expands to more runs than this (a typo in
+    /// `repetitions` or a matrix that explodes is an error, not an
+    /// allocation that eats the machine). Default 10000000.
+    #[arg(long, value_name = "N")]
+    pub max_runs: Option<u64>,
+}
+
+/// The order runs start in.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OrderArgs {
+    /// Overrides the job file's `order:`.
+    #[arg(long, value_enum)]
+    pub order: Option<OrderArg>,
+    /// Seed of `--order random` (default: the job file's `seed:`, else a
+    /// fresh one, recorded in the manifest).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OrderArg {
+    Sequential,
+    Interleave,
+    Random,
+}
+
 /// `packrun run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -236,6 +273,10 @@ pub struct RunArgs {
     /// Run at most N runs at once.
     #[arg(long, value_name = "N")]
     pub max_parallel: Option<usize>,
+    #[command(flatten)]
+    pub limits: Limits,
+    #[command(flatten)]
+    pub order: OrderArgs,
     /// Refused: a fixture topology is for `packrun plan` only.
     #[arg(long, value_name = "DIR", hide = true)]
     pub topology: Option<PathBuf>,

@@ -35,14 +35,24 @@ use std::process::ExitCode;
 /// Runs one command line.
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Command::Validate { file } => cmd::validate::main(&file),
+        Command::Validate { file, limits } => {
+            cmd::validate::main(&file, limits.max_runs.unwrap_or(spec::DEFAULT_MAX_RUNS))
+        }
         Command::Schema => cmd::schema::main(),
         Command::Topology { topology, format } => cmd::topology::main(topology.as_deref(), format),
         Command::Plan {
             file,
             topology,
             format,
-        } => cmd::plan::main(&file, topology.as_deref(), format),
+            limits,
+            order,
+        } => cmd::plan::main(
+            &file,
+            topology.as_deref(),
+            format,
+            limits.max_runs.unwrap_or(spec::DEFAULT_MAX_RUNS),
+            &order,
+        ),
         Command::Run(args) => cmd::run::main(args),
         Command::Exec(args) => cmd::exec::main(args),
         Command::Report(args) => cmd::report::main(&args),

@@ -662,6 +662,11 @@ pub struct Manifest {
     /// pid of the packrun process that runs (or ran) the batch.
     pub runner_pid: u32,
     pub runs: usize,
+    /// The order runs started in, and the seed of a random one (to replay it: `--seed`).
+    #[serde(default)]
+    pub order: crate::spec::Order,
+    #[serde(default)]
+    pub seed: Option<u64>,
     /// Whose ids the runs had.
     #[serde(default)]
     pub userns: UserNsManifest,

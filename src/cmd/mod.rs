@@ -12,6 +12,22 @@ pub mod slurm;
 pub mod topology;
 pub mod validate;
 
+/// The job file's order word for `--order`.
+pub fn order_of(o: crate::cli::OrderArg) -> crate::spec::Order {
+    match o {
+        crate::cli::OrderArg::Sequential => crate::spec::Order::Sequential,
+        crate::cli::OrderArg::Interleave => crate::spec::Order::Interleave,
+        crate::cli::OrderArg::Random => crate::spec::Order::Random,
+    }
+}
+
+/// A seed for a random order nobody gave one for: the clock's nanoseconds.
+pub fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// The command a command line parses into, for the tests of each command.
 #[cfg(test)]
 fn parse(line: &[&str]) -> crate::cli::Command {

@@ -7,8 +7,19 @@ use crate::{plan, spec, topology};
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn main(file: &Path, fixture: Option<&Path>, format: Format) -> Result<ExitCode, Error> {
-    let batch = spec::load(file)?;
+pub fn main(
+    file: &Path,
+    fixture: Option<&Path>,
+    format: Format,
+    max_runs: u64,
+    order: &crate::cli::OrderArgs,
+) -> Result<ExitCode, Error> {
+    let mut batch = spec::load_limited(file, max_runs)?;
+    batch.arrange(
+        order.order.map(super::order_of),
+        order.seed,
+        super::fresh_seed(),
+    );
     let topo = topology::read_at(fixture).map_err(|error| Error::Topology {
         fixture: fixture.is_some(),
         error,

@@ -58,6 +58,7 @@ fn node_batch(step: slurm::NodeStep) -> batch::Request {
         quiet: true,
         shard: Some(step.shard),
         skip_runs: step.skip,
+        ..Default::default()
     }
 }
 

@@ -5,8 +5,8 @@ use crate::spec;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn main(file: &Path) -> Result<ExitCode, Error> {
-    let batch = spec::load(file)?;
+pub fn main(file: &Path, max_runs: u64) -> Result<ExitCode, Error> {
+    let batch = spec::load_limited(file, max_runs)?;
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     println!(
         "{}: valid: {}, {}",
