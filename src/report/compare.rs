@@ -779,11 +779,15 @@ fn fmt_ci(lo: Option<f64>, hi: Option<f64>) -> String {
     }
 }
 
-/// Three decimals, or three significant digits below 0.001.
+/// Three significant digits (`0.936`, `0.0436`, `0.00216`), at least three
+/// decimals; below 0.0001 in scientific notation.
 fn fmt_p(p: Option<f64>) -> String {
     match p {
         None => "-".into(),
-        Some(p) if p >= 0.001 => format!("{p:.3}"),
+        Some(p) if p >= 1e-4 => {
+            let decimals = (2 - p.log10().floor() as i32).max(3) as usize;
+            format!("{p:.decimals$}")
+        }
         Some(p) => format!("{p:.2e}"),
     }
 }
@@ -1124,6 +1128,23 @@ mod tests {
         let logs = replicate_log_ratios(&side(&a), &side(&a), 7, RESAMPLES);
         let (lo, hi) = percentile_interval(&logs[0], 0.05);
         assert!(lo < 1.0 && 1.0 < hi, "[{lo}, {hi}]");
+    }
+
+    #[test]
+    fn p_values_show_three_significant_digits() {
+        let f = |p| fmt_p(Some(p));
+        assert_eq!(
+            [
+                f(1.0),
+                f(0.936),
+                f(0.04362),
+                f(0.0021645),
+                f(0.00024923),
+                f(6.1774e-5)
+            ],
+            ["1.000", "0.936", "0.0436", "0.00216", "0.000249", "6.18e-5"]
+        );
+        assert_eq!(fmt_p(None), "-");
     }
 
     #[test]
