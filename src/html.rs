@@ -1,6 +1,8 @@
 //! report.html: one self-contained page per results folder — the schedule
 //! (CPUs × time, one bar per run on each of its CPUs), per-job charts of
-//! wall time, CPU time and peak memory, the summary table and the manifest.
+//! wall time, CPU time and peak memory, the summary table and the manifest;
+//! and compare.html, the section `packrun compare` draws (ratios B/A with
+//! their intervals).
 //!
 //! The SVG is written by the small `svg` module below rather than plotters:
 //! the charts are rectangles, circles, lines and text, which take a few
@@ -10,6 +12,7 @@
 //! expose. No fonts are embedded: text uses the browser's sans-serif.
 
 use crate::fsx::Context;
+use crate::report::compare::{self, Comparison, Verdict};
 use crate::report::formats::epoch_seconds;
 use crate::report::{byte_unit, human_bytes, label, params_label, Summary};
 use crate::results::{read_manifest, read_rows, Manifest, ResultsError, Row, State};
@@ -110,6 +113,8 @@ tr.bad td:nth-child(4){color:#b00}
 dl{display:grid;grid-template-columns:max-content auto;gap:3px 16px;font-size:13px}
 dt{color:#666} dd{margin:0}
 .charts{display:flex;flex-wrap:wrap;gap:8px}
+td.verdict-faster,td.verdict-smaller{color:#2f7d32} td.verdict-slower,td.verdict-larger{color:#b00}
+td.verdict-too-few-runs{color:#888} tr.geomean td{font-weight:600} tr.geomean.first td{border-top:1px solid #999}
 "#;
 
 /// Highlights every bar of the run under the pointer (a run on several CPUs
@@ -123,6 +128,17 @@ document.querySelectorAll('.run-bar').forEach(function(b){
 });
 "#;
 
+/// The page's head and the start of its body: our style, and a
+/// Content-Security-Policy that forbids loading anything.
+fn head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n\
+         <meta name=\"viewport\" content=\"width=device-width\">\n<title>{}</title>\n<style>{STYLE}</style></head><body>\n",
+        esc(title)
+    )
+}
+
 /// The whole page.
 pub fn render(rows: &[Row], manifest: Option<&Manifest>) -> String {
     let groups = crate::report::summarize(rows);
@@ -133,14 +149,7 @@ pub fn render(rows: &[Row], manifest: Option<&Manifest>) -> String {
         }
     }
     let title = manifest.map(|m| m.name.as_str()).unwrap_or("packrun batch");
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n\
-         <meta name=\"viewport\" content=\"width=device-width\">\n<title>{} — packrun report</title>\n<style>{STYLE}</style></head><body>\n",
-        esc(title)
-    );
+    let mut h = head(&format!("{title} — packrun report"));
     let _ = writeln!(h, "<h1>{}</h1>", esc(title));
     let states = |s: State| rows.iter().filter(|r| r.state == s).count();
     let _ = writeln!(
@@ -550,6 +559,292 @@ fn summary_table(groups: &[Summary]) -> String {
         s.push_str("</tr>\n");
     }
     s.push_str("</tbody></table>\n<p class=\"sub\">Statistics cover the completed measured runs. Outliers: wall times with a modified z-score above 3.5 (Iglewicz–Hoaglin); counted, never dropped.</p>\n");
+    s
+}
+
+/// Writes `dir/compare.html`: the comparison section as a page of its
+/// own, self-contained like report.html.
+pub fn write_compare_report(dir: &Path, c: &Comparison) -> Result<PathBuf, ResultsError> {
+    let out = dir.join("compare.html");
+    let mut h = head("comparison — packrun");
+    h.push_str("<h1>packrun comparison</h1>\n");
+    h.push_str(&compare_section(c));
+    h.push_str("</body></html>\n");
+    std::fs::write(&out, h).at("write", &out)?;
+    Ok(out)
+}
+
+/// Green when B is faster or smaller, red when slower or larger, blue when
+/// no difference shows, grey without a verdict.
+fn verdict_colour(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Faster | Verdict::Smaller => "#59a14f",
+        Verdict::Slower | Verdict::Larger => "#e15759",
+        Verdict::NoSignificantDifference => "#4e79a7",
+        Verdict::TooFewRuns => "#999",
+    }
+}
+
+/// `no-significant-difference`: a verdict as a class name.
+fn verdict_class(v: Verdict) -> String {
+    format!("verdict-{}", v.as_str().replace(' ', "-"))
+}
+
+/// The comparison: what A and B are, a ratio chart per metric, the table
+/// and the notes on the method.
+pub fn compare_section(c: &Comparison) -> String {
+    let mut h = String::from("<section id=\"comparison\">\n<h2>Comparison</h2>\n");
+    let _ = writeln!(
+        h,
+        "<p class=\"sub\">A: {}<br>B: {}</p>",
+        esc(&c.a.describe()),
+        esc(&c.b.describe())
+    );
+    let _ = writeln!(
+        h,
+        "<p class=\"sub\">B/A per job and parameter set: a dot at the ratio of the medians, a bar over its {}% interval, on a log scale; left of the line at 1, B is faster (smaller). Green: faster or smaller; red: slower or larger; blue: no significant difference; grey rings: too few runs for a verdict.</p>",
+        svg::num(c.confidence * 100.0)
+    );
+    h.push_str("<div class=\"charts\">\n");
+    for i in 0..compare::Metric::ALL.len() {
+        h.push_str(&ratio_chart(c, i));
+    }
+    h.push_str("</div>\n");
+    h.push_str(&compare_table(c));
+    for n in compare::notes(c) {
+        let _ = writeln!(h, "<p class=\"sub\">{}</p>", esc(&n));
+    }
+    h.push_str("</section>\n");
+    h
+}
+
+/// One metric's ratios B/A: a row per set and one for the geometric mean,
+/// the ratio on a log scale centred on 1.
+fn ratio_chart(c: &Comparison, metric: usize) -> String {
+    const W: f64 = 640.0;
+    const L: f64 = 230.0;
+    const T: f64 = 26.0;
+    const ROW: f64 = 22.0;
+    let plot_w = W - L - 24.0;
+    let geo = &c.geomean[metric];
+    let name = geo.metric.name();
+    let rows = c.sets.len() as f64 + 1.0;
+    let plot_h = rows * ROW + 8.0;
+    let height = T + plot_h + 40.0;
+
+    // A symmetric log domain that holds every ratio and bound, at least 1/1.1 … 1.1.
+    let lim = c
+        .sets
+        .iter()
+        .map(|s| &s.metrics[metric])
+        .flat_map(|m| [m.ratio, m.ci_low, m.ci_high])
+        .chain([geo.ratio, geo.ci_low, geo.ci_high])
+        .flatten()
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .map(|v| v.ln().abs())
+        .fold(1.1f64.ln(), f64::max)
+        * 1.08;
+    let x = |v: f64| L + (v.ln().clamp(-lim, lim) + lim) / (2.0 * lim) * plot_w;
+
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height:.0}\" viewBox=\"0 0 {W} {height:.0}\" class=\"ratio-chart\" data-metric=\"{}\" role=\"img\" aria-label=\"B/A {name}\"><text x=\"{L}\" y=\"16\" style=\"font-weight:600;font-size:12px\">B/A {name}</text>\n",
+        esc(&format!("{:?}", geo.metric).to_lowercase()),
+    );
+    // Ticks at 1, 1.01 … 1000 and their reciprocals, at least 34 px apart
+    // going out from 1.
+    let mut ups = vec![1.0];
+    for t in [
+        1.01f64, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0,
+    ] {
+        if t.ln() <= lim && x(t) - x(ups[ups.len() - 1]) >= 34.0 {
+            ups.push(t);
+        }
+    }
+    let ticks = ups
+        .iter()
+        .skip(1)
+        .map(|t| 1.0 / t)
+        .chain(ups.iter().copied());
+    for t in ticks {
+        let _ = writeln!(
+            s,
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{T}\" y2=\"{1:.1}\" stroke=\"#e6e6e6\"/><text x=\"{0:.1}\" y=\"{2:.1}\" text-anchor=\"middle\">{3}</text>",
+            x(t),
+            T + plot_h,
+            T + plot_h + 14.0,
+            svg::num(t)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"sub\">← B faster/smaller · B slower/larger →</text>",
+        L + plot_w / 2.0,
+        T + plot_h + 32.0
+    );
+
+    let point = |s: &mut String, y: f64, label: &str, m: Point, geomean: bool| {
+        let colour = verdict_colour(m.verdict);
+        let short: String = if label.chars().count() > 34 {
+            label.chars().take(33).collect::<String>() + "…"
+        } else {
+            label.to_string()
+        };
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\"{}><title>{}</title>{}</text>",
+            L - 8.0,
+            y + 4.0,
+            if geomean {
+                " style=\"font-weight:600\""
+            } else {
+                ""
+            },
+            esc(label),
+            esc(&short)
+        );
+        if let (Some(lo), Some(hi)) = (m.lo, m.hi) {
+            let _ = writeln!(
+                s,
+                "<g class=\"ci\" stroke=\"{colour}\" stroke-width=\"2\"><line x1=\"{0:.1}\" x2=\"{1:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{2:.1}\" y2=\"{3:.1}\"/><line x1=\"{1:.1}\" x2=\"{1:.1}\" y1=\"{2:.1}\" y2=\"{3:.1}\"/></g>",
+                x(lo),
+                x(hi),
+                y - 4.0,
+                y + 4.0
+            );
+        }
+        let Some(r) = m.ratio else {
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#999\">no ratio</text>",
+                L + 4.0,
+                y + 4.0
+            );
+            return;
+        };
+        let (fill, stroke) = if m.verdict == Verdict::TooFewRuns {
+            ("#fff", colour)
+        } else {
+            (colour, "#fff")
+        };
+        let class = format!("ratio {}", verdict_class(m.verdict));
+        let title = esc(&m.tooltip);
+        let cx = x(r);
+        if geomean {
+            let _ = writeln!(
+                s,
+                "<polygon class=\"{class} geomean\" points=\"{:.1},{y:.1} {cx:.1},{:.1} {:.1},{y:.1} {cx:.1},{:.1}\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"><title>{title}</title></polygon>",
+                cx - 6.0,
+                y - 6.0,
+                cx + 6.0,
+                y + 6.0
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "<circle class=\"{class}\" cx=\"{cx:.1}\" cy=\"{y:.1}\" r=\"4.5\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"><title>{title}</title></circle>"
+            );
+        }
+    };
+    for (i, set) in c.sets.iter().enumerate() {
+        let m = &set.metrics[metric];
+        let y = T + 4.0 + (i as f64 + 0.5) * ROW;
+        let tooltip = format!(
+            "{}\n{name}: A {} ({} runs), B {} ({} runs)\nB/A {}{}{}\n{}",
+            set.label(),
+            m.median_a.map_or("-".into(), |v| m.metric.format(v)),
+            set.runs_a,
+            m.median_b.map_or("-".into(), |v| m.metric.format(v)),
+            set.runs_b,
+            m.ratio.map_or("-".into(), |r| format!("{r:.3}")),
+            match (m.ci_low, m.ci_high) {
+                (Some(lo), Some(hi)) => format!(" [{lo:.3}, {hi:.3}]"),
+                _ => String::new(),
+            },
+            m.p_value.map_or(String::new(), |p| format!(", p {p:.3}")),
+            m.verdict
+        );
+        let p = Point {
+            ratio: m.ratio,
+            lo: m.ci_low,
+            hi: m.ci_high,
+            verdict: m.verdict,
+            tooltip,
+        };
+        point(&mut s, y, &set.label(), p, false);
+    }
+    let y = T + 4.0 + (rows - 0.5) * ROW;
+    let _ = writeln!(
+        s,
+        "<line x1=\"12\" x2=\"{:.1}\" y1=\"{1:.1}\" y2=\"{1:.1}\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>",
+        L + plot_w,
+        y - ROW / 2.0
+    );
+    let glabel = format!("geometric mean ({} sets)", geo.sets);
+    let gtip = format!(
+        "{glabel}\nB/A {}{}\n{}",
+        geo.ratio.map_or("-".into(), |r| format!("{r:.3}")),
+        match (geo.ci_low, geo.ci_high) {
+            (Some(lo), Some(hi)) => format!(" [{lo:.3}, {hi:.3}]"),
+            _ => String::new(),
+        },
+        geo.verdict
+    );
+    let gp = Point {
+        ratio: geo.ratio,
+        lo: geo.ci_low,
+        hi: geo.ci_high,
+        verdict: geo.verdict,
+        tooltip: gtip,
+    };
+    point(&mut s, y, &glabel, gp, true);
+    let _ = writeln!(
+        s,
+        "<line class=\"one\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{T}\" y2=\"{1:.1}\" stroke=\"#222\" stroke-width=\"1.2\"/></svg>",
+        x(1.0),
+        T + plot_h
+    );
+    s
+}
+
+/// One ratio to draw.
+struct Point {
+    ratio: Option<f64>,
+    lo: Option<f64>,
+    hi: Option<f64>,
+    verdict: Verdict,
+    tooltip: String,
+}
+
+fn compare_table(c: &Comparison) -> String {
+    let cells = compare::table_cells(c);
+    let mut s = String::from("<table class=\"comparison\"><thead><tr>");
+    for h in &cells[0] {
+        let _ = write!(s, "<th>{}</th>", esc(h));
+    }
+    s.push_str("</tr></thead><tbody>\n");
+    let verdicts = c
+        .sets
+        .iter()
+        .flat_map(|set| set.metrics.iter().map(|m| m.verdict))
+        .chain(c.geomean.iter().map(|g| g.verdict));
+    let n_sets = cells.len() - 1 - c.geomean.len();
+    for (i, (row, v)) in cells[1..].iter().zip(verdicts).enumerate() {
+        s.push_str(match i.cmp(&n_sets) {
+            std::cmp::Ordering::Less => "<tr>",
+            std::cmp::Ordering::Equal => "<tr class=\"geomean first\">",
+            std::cmp::Ordering::Greater => "<tr class=\"geomean\">",
+        });
+        for (j, cell) in row.iter().enumerate() {
+            let class = match j {
+                3..=9 => " class=\"n\"".to_string(),
+                10 => format!(" class=\"{}\"", verdict_class(v)),
+                _ => String::new(),
+            };
+            let _ = write!(s, "<td{class}>{}</td>", esc(cell));
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody></table>\n");
     s
 }
 

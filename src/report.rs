@@ -4,6 +4,7 @@
 //! formats are in `formats`, the page in `html`. Never recomputes a
 //! measurement.
 
+pub mod compare;
 pub mod formats;
 
 use crate::fsx::PathError;
