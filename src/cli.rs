@@ -68,6 +68,11 @@ pub enum Command {
         after_help = "Examples:\n  packrun report results/bench\n  packrun report results/bench --format markdown >> NOTES.md\n  packrun report results/bench --format hyperfine-json > bench.json\n  packrun report results/bench --html --joblog bench.joblog"
     )]
     Report(ReportArgs),
+    /// Compare two results folders (or two sets of one): ratios of medians with 95% intervals and a verdict.
+    #[command(
+        after_help = "Examples:\n  packrun compare results/gzip1 results/gzip9\n  packrun compare results/sweep --baseline xz:threads=1\n  packrun compare results/a results/b --format markdown --html\n\nExit status: 0 when the comparison was made (whatever it found), 2 for bad input."
+    )]
+    Compare(CompareArgs),
     /// Check that this machine can run batches; print the fix for every problem.
     #[command(
         after_help = "Examples:\n  packrun doctor\n  sudo packrun doctor\n\nExit status: 0 when runs can start (warnings allowed), 3 when they cannot."
@@ -224,6 +229,33 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `packrun compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Results folder A (the baseline side).
+    pub a: PathBuf,
+    /// Results folder B; without it, give --baseline.
+    pub b: Option<PathBuf>,
+    /// Compare every other job and parameter set of A with this one: JOB or JOB:K=V,...
+    #[arg(long, value_name = "JOB[:PARAMS]")]
+    pub baseline: Option<String>,
+    /// Significance level of the verdicts (the intervals are 1 - ALPHA).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
+    pub format: CompareFormat,
+    /// Also write compare.html, and add the comparison to report.html, in B (or A with --baseline).
+    #[arg(long)]
+    pub html: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompareFormat {
+    Table,
+    Markdown,
+    Json,
 }
 
 /// How many runs a job file may expand to.

@@ -574,6 +574,16 @@ pub fn write_compare_report(dir: &Path, c: &Comparison) -> Result<PathBuf, Resul
     Ok(out)
 }
 
+/// Adds the comparison to `dir`'s report.html (made anew), before its end.
+pub fn add_comparison_to_report(dir: &Path, c: &Comparison) -> Result<PathBuf, ResultsError> {
+    let page = write_report(dir)?;
+    let text = std::fs::read_to_string(&page).at("read", &page)?;
+    let at = text.rfind("</body>").unwrap_or(text.len());
+    let text = format!("{}{}{}", &text[..at], compare_section(c), &text[at..]);
+    std::fs::write(&page, text).at("write", &page)?;
+    Ok(page)
+}
+
 /// Green when B is faster or smaller, red when slower or larger, blue when
 /// no difference shows, grey without a verdict.
 fn verdict_colour(v: Verdict) -> &'static str {

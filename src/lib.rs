@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run(args) => cmd::run::main(args),
         Command::Exec(args) => cmd::exec::main(args),
         Command::Report(args) => cmd::report::main(&args),
+        Command::Compare(args) => cmd::compare::main(&args),
         Command::Doctor { root } => cmd::doctor::main(root.as_deref()),
         Command::Slurm(command) => cmd::slurm::main(command),
         Command::Completions { shell } => cmd::completions::completions(shell),

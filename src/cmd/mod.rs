@@ -1,6 +1,7 @@
 //! One file per command: each turns its flags into a plain request, calls
 //! the library, and prints. Only this module and `cli` know the flags.
 
+pub mod compare;
 pub mod completions;
 pub mod doctor;
 pub mod exec;
