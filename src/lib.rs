@@ -9,6 +9,7 @@ pub mod cpulist;
 pub mod doctor;
 pub mod fsx;
 pub mod html;
+pub mod image;
 pub mod machine;
 pub mod plan;
 pub mod progress;
