@@ -989,33 +989,70 @@ fn the_cache_directory_is_private_unless_root() {
 }
 
 #[test]
-#[ignore = "needs umoci (tests/ci-install-images.sh)"]
-fn a_layout_built_by_umoci_unpacks() {
+fn closed_directories_and_unreadable_files_unpack_check_and_remove() {
     let f = Fixture::new();
+    let mut l = f.layout("img");
+    l.image(
+        None,
+        &[
+            (
+                Z::Plain,
+                tar(&[
+                    E::Dir("ro/", 0o555),
+                    E::File("ro/f", b"in a read-only dir", 0o444),
+                    E::File("secret", b"mode 0", 0o000),
+                    E::Dir("shut/", 0o000),
+                    E::File("shut/inner", b"x", 0o644),
+                ]),
+            ),
+            // A later layer still writes into the read-only directory.
+            (Z::Plain, tar(&[E::File("ro/g", b"later", 0o644)])),
+        ],
+        json!({}),
+    );
+    let img = image::unpack(&l.source(None), &f.cache()).unwrap();
+    let mode = |p: &str| fs::symlink_metadata(img.rootfs.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("ro"), 0o555);
+    assert_eq!(mode("secret"), 0);
+    assert_eq!(mode("shut"), 0);
+    let checked = image::check(&f.cache()).unwrap();
+    assert!(checked.iter().all(|(_, r)| r.is_ok()), "{checked:?}");
+    assert_eq!(mode("shut"), 0, "check leaves modes as they were");
+    image::remove(&f.cache(), &img.digest).unwrap();
+    assert!(f.cache_names().is_empty(), "{:?}", f.cache_names());
+}
+
+/// Runs a tool the CI installs (tests/ci-install-images.sh).
+fn tool(name: &str, args: &[&str]) {
+    let out = std::process::Command::new(name)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{name} runs (tests/ci-install-images.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{name} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An OCI layout that umoci builds, tagged t1: two layers by umoci's own
+/// diffing (the second deletes a file: a whiteout) and a run config.
+/// (`umoci insert` of Debian's 0.4.7 writes layer tars without their end
+/// blocks, which GNU tar refuses too: unpack and repack do it right.)
+fn umoci_layout(f: &Fixture) -> PathBuf {
     let layout = f.tmp.path().join("umoci");
     let bundle = f.tmp.path().join("bundle");
     let umoci = |args: &[&str]| {
         let mut all = args.to_vec();
-        if !nix::unistd::geteuid().is_root() && matches!(args[0], "unpack" | "repack") {
+        if !nix::unistd::geteuid().is_root() && args[0] == "unpack" {
             all.insert(1, "--rootless");
         }
-        let out = std::process::Command::new("umoci")
-            .args(&all)
-            .output()
-            .expect("umoci runs (tests/ci-install-images.sh installs it)");
-        assert!(
-            out.status.success(),
-            "umoci {all:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tool("umoci", &all);
     };
     let image = format!("{}:t1", layout.display());
     let b = bundle.to_str().unwrap();
     umoci(&["init", "--layout", layout.to_str().unwrap()]);
     umoci(&["new", "--image", &image]);
-    // Two layers by umoci's own diffing: the second deletes a file (a
-    // whiteout). (`umoci insert` of Debian's 0.4.7 writes layer tars
-    // without their end blocks, which GNU tar refuses too.)
     umoci(&["unpack", "--image", &image, b]);
     fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
     fs::write(bundle.join("rootfs/etc/greeting"), "hello from umoci\n").unwrap();
@@ -1036,10 +1073,10 @@ fn a_layout_built_by_umoci_unpacks() {
         "--config.cmd",
         "cat",
     ]);
-    let src = image::parse_source(&format!("oci:{}:t1", layout.display()), Path::new("/"))
-        .unwrap()
-        .unwrap();
-    let img = image::unpack(&src, &f.cache()).unwrap();
+    layout
+}
+
+fn assert_umoci_image(img: &image::Image) {
     assert_eq!(
         fs::read_to_string(img.rootfs.join("etc/greeting")).unwrap(),
         "hello from umoci\n"
@@ -1051,8 +1088,36 @@ fn a_layout_built_by_umoci_unpacks() {
         .contains(&("GREETING".to_string(), "hello".to_string())));
     assert_eq!(img.config.working_dir.as_deref(), Some("/etc"));
     assert_eq!(img.config.cmd, ["cat"]);
-    assert!(image::check(&f.cache())
+}
+
+#[test]
+#[ignore = "needs umoci (tests/ci-install-images.sh)"]
+fn a_layout_built_by_umoci_unpacks() {
+    let f = Fixture::new();
+    let layout = umoci_layout(&f);
+    let src = image::parse_source(&format!("oci:{}:t1", layout.display()), Path::new("/"))
         .unwrap()
-        .iter()
-        .all(|(_, r)| r.is_ok()));
+        .unwrap();
+    let img = image::unpack(&src, &f.cache()).unwrap();
+    assert_umoci_image(&img);
+    let checked = image::check(&f.cache()).unwrap();
+    assert!(checked.iter().all(|(_, r)| r.is_ok()), "{checked:?}");
+}
+
+#[test]
+#[ignore = "needs umoci and skopeo (tests/ci-install-images.sh)"]
+fn a_docker_archive_written_by_skopeo_unpacks() {
+    let f = Fixture::new();
+    let layout = umoci_layout(&f);
+    let archive = f.tmp.path().join("saved.tar");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:t1", layout.display()),
+            &format!("docker-archive:{}:test:latest", archive.display()),
+        ],
+    );
+    let img = image::unpack(&Source::DockerArchive { file: archive }, &f.cache()).unwrap();
+    assert_umoci_image(&img);
 }
