@@ -139,8 +139,13 @@ pub enum ImageError {
         tag: String,
         tags: Vec<String>,
     },
-    #[error("{file} holds {} images; name one as oci:PATH:TAG: {}", choices.len(), or_none(choices))]
-    Ambiguous { file: String, choices: Vec<String> },
+    #[error("{file} holds {} images ({}); {how}", choices.len(), or_none(choices))]
+    Ambiguous {
+        file: String,
+        choices: Vec<String>,
+        /// How to pick one.
+        how: &'static str,
+    },
     #[error(
         "{file}: no image for this machine's platform {wanted}; platforms there: {}",
         or_none(found)

@@ -219,6 +219,7 @@ fn select(index: &ImageIndex, tag: Option<&str>, file: &str) -> Result<Descripto
         return Err(ImageError::Ambiguous {
             file: file.into(),
             choices,
+            how: "name one as oci:PATH:TAG",
         });
     }
     let wanted = super::host_platform();
@@ -401,6 +402,7 @@ fn docker_archive(file: &Path, source: &Source) -> Result<Plan, ImageError> {
                             .unwrap_or_else(|| i.config.clone())
                     })
                     .collect(),
+                how: "packrun takes an archive of one image (docker save IMAGE)",
             })
         }
     };
