@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod error;
 pub mod fsx;
 pub mod html;
+pub mod image;
 pub mod machine;
 pub mod plan;
 pub mod progress;
