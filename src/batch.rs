@@ -33,6 +33,8 @@ pub struct Request {
     pub shard: Option<Shard>,
     /// With `shard`: leave out the runs in this runs.csv before splitting.
     pub skip_runs: Option<PathBuf>,
+    /// The image cache (default: image::default_cache).
+    pub cache: Option<PathBuf>,
 }
 
 /// Runs one batch; Ok with 0 when every run completed, 1 when some did
@@ -68,6 +70,11 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
             problems,
         }
     })?;
+    let cache = req
+        .cache
+        .clone()
+        .unwrap_or_else(|| crate::image::default_cache(nix::unistd::geteuid().as_raw()));
+    let images = use_images(&mut batch, &cache)?;
     let planned = plan::simulate(&batch.runs, &env.topology, &batch.groups, req.max_parallel)
         .map(|s| Duration::from_secs_f64(s.makespan))
         .unwrap_or_default();
@@ -77,7 +84,137 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
     })?;
     // Inside a Slurm step: the runs' cgroups go below the step's.
     let base = cgroup::RunsBase::make(&env.hierarchy).map_err(|e| environmental(&e))?;
-    run_into(&dir, req, &batch, &env, planned, base.name())
+    run_into(&dir, req, &batch, &env, planned, base.name(), images)
+}
+
+/// Unpacks (or finds in the cache) every image a job runs in, once, and
+/// makes its tree each such run's root, its config filling what the job
+/// leaves out: its Env under the job's `env`, WorkingDir unless `workdir`,
+/// Entrypoint and Cmd when the job gives neither `command` nor `shell`,
+/// User unless `container.user`. Returns what the manifest records.
+fn use_images(batch: &mut spec::Batch, cache: &Path) -> Result<Vec<results::ImageUse>, Error> {
+    let mut unpacked: Vec<(String, crate::image::Image)> = Vec::new();
+    let mut uses: Vec<results::ImageUse> = Vec::new();
+    for run in batch.runs.iter_mut() {
+        let Some(source) = run.container.image.clone() else {
+            continue;
+        };
+        let name = source.to_string();
+        let at = match unpacked.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                let image = crate::image::unpack(&source, cache).map_err(|e| Error::Invalid {
+                    during: "run",
+                    message: format!("job `{}`: image {name}: {}", run.job, fsx::chain(&e)),
+                })?;
+                unpacked.push((name.clone(), image));
+                unpacked.len() - 1
+            }
+        };
+        let image = &unpacked[at].1;
+        if !uses.iter().any(|u| u.job == run.job) {
+            uses.push(results::ImageUse {
+                job: run.job.clone(),
+                source: name.clone(),
+                digest: image.digest.clone(),
+                platform: image.platform.clone(),
+            });
+        }
+        apply_image(run, image).map_err(|message| Error::Invalid {
+            during: "run",
+            message: format!("job `{}`: image {name}: {message}", run.job),
+        })?;
+    }
+    Ok(uses)
+}
+
+/// One run in `image` (see `use_images`).
+fn apply_image(run: &mut spec::Run, image: &crate::image::Image) -> Result<(), String> {
+    use spec::Template;
+    let cfg = &image.config;
+    run.container.rootfs = spec::Rootfs::Dir(image.rootfs.clone());
+    let mut env: Vec<(String, Template)> = cfg
+        .env
+        .iter()
+        .filter(|(k, _)| !run.env.iter().any(|(j, _)| j == k))
+        .map(|(k, v)| (k.clone(), Template::literal(v)))
+        .collect();
+    env.append(&mut run.env);
+    run.env = env;
+    if run.workdir.is_none() {
+        run.workdir = cfg
+            .working_dir
+            .as_ref()
+            .filter(|w| !w.is_empty())
+            .map(PathBuf::from);
+    }
+    if run.command.is_empty() {
+        run.command = cfg
+            .entrypoint
+            .iter()
+            .chain(&cfg.cmd)
+            .map(|a| Template::literal(a))
+            .collect();
+        if run.command.is_empty() {
+            return Err(
+                "it has no Entrypoint or Cmd, and the job gives no command or shell".into(),
+            );
+        }
+    }
+    if run.container.user.is_none() {
+        if let Some(user) = cfg.user.as_deref().filter(|u| !u.is_empty()) {
+            run.container.user = Some(image_user(&image.rootfs, user)?);
+        }
+    }
+    Ok(())
+}
+
+/// An image's `User` (`uid`, `uid:gid`, `name` or `name:group`) as ids,
+/// names looked up in the image's own /etc/passwd and /etc/group.
+fn image_user(root: &Path, user: &str) -> Result<(u32, u32), String> {
+    let lookup = |file: &str, name: &str, field: usize| -> Option<u32> {
+        std::fs::read_to_string(root.join(file))
+            .ok()?
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.first() == Some(&name))
+                    .then(|| f.get(field)?.parse().ok())
+                    .flatten()
+            })
+    };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let uid = u
+        .parse()
+        .ok()
+        .or_else(|| lookup("etc/passwd", u, 2))
+        .ok_or_else(|| format!("User `{user}`: no user `{u}` in the image's /etc/passwd"))?;
+    let gid = match g {
+        Some(g) => g
+            .parse()
+            .ok()
+            .or_else(|| lookup("etc/group", g, 2))
+            .ok_or_else(|| format!("User `{user}`: no group `{g}` in the image's /etc/group"))?,
+        // Without a group: the user's own, as docker takes it.
+        None => lookup("etc/passwd", u, 3)
+            .or_else(|| {
+                std::fs::read_to_string(root.join("etc/passwd"))
+                    .ok()?
+                    .lines()
+                    .find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.get(2)?.parse::<u32>().ok()? == uid)
+                            .then(|| f.get(3)?.parse().ok())
+                            .flatten()
+                    })
+            })
+            // Not in the image's passwd: group 0, as runc takes it.
+            .unwrap_or(0),
+    };
+    Ok((uid, gid))
 }
 
 fn invalid(e: &dyn std::error::Error) -> Error {
@@ -102,6 +239,7 @@ fn run_into(
     env: &Environment,
     planned: Duration,
     cgroup_base: &str,
+    images: Vec<results::ImageUse>,
 ) -> Result<ExitCode, Error> {
     let e = |e: &dyn std::error::Error| environmental(e);
     let params = param_names(batch);
@@ -124,6 +262,7 @@ fn run_into(
         runs: batch.runs.len(),
         order: batch.order,
         seed: batch.seed,
+        images,
         userns: results::UserNsManifest {
             ids: ids.describe(),
             host_ids_jobs: batch

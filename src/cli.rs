@@ -73,6 +73,17 @@ pub enum Command {
         after_help = "Examples:\n  packrun compare results/gzip1 results/gzip9\n  packrun compare results/sweep --baseline xz:threads=1\n  packrun compare results/a results/b --format markdown --html\n\nExit status: 0 when the comparison was made (whatever it found), 2 for bad input."
     )]
     Compare(CompareArgs),
+    /// The image cache: list its entries, check them against what was unpacked, remove some.
+    #[command(
+        after_help = "Examples:\n  packrun images list\n  packrun images check\n  packrun images remove 3f2a"
+    )]
+    Images {
+        #[command(subcommand)]
+        action: ImagesAction,
+        /// The cache (default: /var/cache/packrun/images as root, else ~/.cache/packrun/images).
+        #[arg(long, value_name = "DIR", global = true)]
+        cache: Option<PathBuf>,
+    },
     /// Check that this machine can run batches; print the fix for every problem.
     #[command(
         after_help = "Examples:\n  packrun doctor\n  sudo packrun doctor\n\nExit status: 0 when runs can start (warnings allowed), 3 when they cannot."
@@ -231,6 +242,17 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// What `packrun images` does.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ImagesAction {
+    /// Each entry: digest, size, platform, source, last use.
+    List,
+    /// Hash each unpacked tree again and compare with what was recorded.
+    Check,
+    /// Remove the entries whose digest starts with PREFIX.
+    Remove { prefix: String },
+}
+
 /// `packrun compare`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
@@ -309,6 +331,9 @@ pub struct RunArgs {
     pub limits: Limits,
     #[command(flatten)]
     pub order: OrderArgs,
+    /// Where images are unpacked (default: /var/cache/packrun/images as root, else ~/.cache/packrun/images).
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// Refused: a fixture topology is for `packrun plan` only.
     #[arg(long, value_name = "DIR", hide = true)]
     pub topology: Option<PathBuf>,

@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Exec(args) => cmd::exec::main(args),
         Command::Report(args) => cmd::report::main(&args),
         Command::Compare(args) => cmd::compare::main(&args),
+        Command::Images { action, cache } => cmd::images::main(&action, cache),
         Command::Doctor { root } => cmd::doctor::main(root.as_deref()),
         Command::Slurm(command) => cmd::slurm::main(command),
         Command::Completions { shell } => cmd::completions::completions(shell),

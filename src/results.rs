@@ -667,9 +667,23 @@ pub struct Manifest {
     pub order: crate::spec::Order,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The images jobs ran in.
+    #[serde(default)]
+    pub images: Vec<ImageUse>,
     /// Whose ids the runs had.
     #[serde(default)]
     pub userns: UserNsManifest,
+}
+
+/// An image a job's runs ran in.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageUse {
+    pub job: String,
+    /// `oci:PATH:TAG` or `docker-archive:PATH`, as resolved.
+    pub source: String,
+    /// `sha256:…` of its manifest (of its config for a docker archive).
+    pub digest: String,
+    pub platform: String,
 }
 
 /// The manifest's account of the runs' user namespaces.

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod completions;
 pub mod doctor;
 pub mod exec;
+pub mod images;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -37,6 +37,7 @@ fn request(args: RunArgs) -> Result<batch::Request, Error> {
         quiet: args.quiet,
         shard: args.shard,
         skip_runs: args.skip_runs,
+        cache: args.cache,
     })
 }
 

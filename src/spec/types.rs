@@ -207,6 +207,10 @@ pub struct Container {
     pub hidden: Vec<PathBuf>,
     /// Default hidden paths to show after all, read-only (`container.visible`).
     pub visible: Vec<PathBuf>,
+    /// `rootfs: oci:…` or `docker-archive:…`: the image whose unpacked tree
+    /// becomes the root when the batch starts (`rootfs` stays `Host` until
+    /// then), and whose config fills what the job leaves out.
+    pub image: Option<crate::image::Source>,
 }
 
 /// The user namespace of a run.
@@ -340,6 +344,7 @@ impl Run {
                 userns: UserNs::Private,
                 hidden: Vec::new(),
                 visible: Vec::new(),
+                image: None,
             },
             log_limit: DEFAULT_LOG_LIMIT,
             group: None,

@@ -401,11 +401,18 @@ fn job(
     // Command or shell, exactly one.
     let mut command_fields: Vec<Field> = Vec::new();
     let mut is_shell = false;
+    let from_image = raw
+        .container
+        .as_ref()
+        .and_then(|c| c.rootfs.as_deref())
+        .is_some_and(|t| t.starts_with("oci:") || t.starts_with("docker-archive:"));
     match (&raw.command, &raw.shell) {
         (Some(_), Some(_)) => cx.err(
             jp.clone(),
             "both `command` and `shell` given: expected exactly one (`command` is an argv list, `shell` a /bin/sh line)",
         ),
+        // An image's Entrypoint and Cmd run when the job gives neither.
+        (None, None) if from_image => {}
         (None, None) => {
             if !cx.pruned(&child(&jp, "command")) && !cx.pruned(&child(&jp, "shell")) && !cx.pruned(&p(&["defaults", "command"])) && !cx.pruned(&p(&["defaults", "shell"])) {
                 cx.err(jp.clone(), "missing key `command` or `shell`: expected an argv list like [\"xz\", \"-9\"] or a shell line");
@@ -626,8 +633,23 @@ fn job(
         .unwrap_or(DEFAULT_LOG_LIMIT);
 
     // Container parts that do not depend on the run.
+    let image = match container.rootfs.as_deref() {
+        Some(text) => match crate::image::parse_source(text, cx.base) {
+            Some(Ok(source)) => Some(source),
+            Some(Err(e)) => {
+                cx.err(
+                    jc.at(&["container", "rootfs"]),
+                    format!("rootfs `{text}`: {e}"),
+                );
+                None
+            }
+            None => None,
+        },
+        None => None,
+    };
     let rootfs = match container.rootfs.as_deref() {
         None | Some("host") => Rootfs::Host,
+        Some(_) if image.is_some() => Rootfs::Host,
         Some("") => {
             cx.err(
                 jc.at(&["container", "rootfs"]),
@@ -834,6 +856,7 @@ fn job(
                     userns,
                     hidden: hidden.clone(),
                     visible: visible.clone(),
+                    image: image.clone(),
                 },
                 log_limit,
                 group: raw.group.clone(),
