@@ -39,6 +39,7 @@ fn record(job: &str, params: &[(&str, &str)], rep: u32, wall: f64, mem: u64) -> 
             memory_peak_bytes: mem << 20,
             ..Usage::default()
         },
+        disturbance: Default::default(),
         memory_limit: None,
         exit_code: Some(0),
         signal: None,

@@ -160,6 +160,7 @@ mod tests {
                 userns: spec::UserNs::Private,
                 hidden: Vec::new(),
                 visible: Vec::new(),
+                image: None,
             },
             log_limit: spec::DEFAULT_LOG_LIMIT,
             group: None,
