@@ -175,7 +175,7 @@ pub struct RawIo {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Container")]
 pub struct RawContainer {
-    /// `host` (the host tree, read-only; the default) or a directory holding a root file system (relative to the job file).
+    /// `host` (the host tree, read-only; the default), a directory holding a root file system (relative to the job file), `oci:PATH[:TAG]` (an OCI image layout) or `docker-archive:PATH` (a `docker save` tarball); an image is unpacked once into the cache, and its Env, WorkingDir, Entrypoint/Cmd and User fill what the job leaves out.
     pub rootfs: Option<String>,
     /// `none` (own network namespace with loopback up; the default) or `host`.
     pub network: Option<NetworkKind>,
