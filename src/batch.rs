@@ -311,6 +311,16 @@ fn run_into(
             }
             progress.finished(&rec);
         }
+        crate::run::Event::Step(step) => {
+            if let Err(x) = results::append_step(dir, &step) {
+                progress.note(&format!(
+                    "packrun run: {} step of run {} not recorded: {}",
+                    step.step,
+                    step.run_key,
+                    fsx::chain(&x)
+                ));
+            }
+        }
         crate::run::Event::Flush => {
             if let Err(x) = csv.sync() {
                 progress.note(&format!("packrun run: {}", fsx::chain(&x)));

@@ -556,6 +556,68 @@ impl Cells<'_> {
     }
 }
 
+/// One step around a run (setup, prepare, conclude, cleanup): a row of
+/// steps.csv. Its time and usage are its own, never the run's.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub run_key: String,
+    pub job: String,
+    pub step: &'static str,
+    pub start_time: DateTime<Utc>,
+    pub wall_time: std::time::Duration,
+    pub cpu_ns: u64,
+    pub memory_peak_bytes: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub state: State,
+    pub termination_reason: String,
+}
+
+/// The columns of steps.csv.
+pub const STEPS_HEADER: [&str; 11] = [
+    "run_key",
+    "job",
+    "step",
+    "start_time",
+    "wall_time_s",
+    "cpu_time_s",
+    "memory_peak_bytes",
+    "exit_code",
+    "signal",
+    "state",
+    "termination_reason",
+];
+
+/// Appends `rec` to steps.csv in `dir` (made with its header when new).
+pub fn append_step(dir: &Path, rec: &StepRecord) -> Result<(), PathError> {
+    let path = dir.join("steps.csv");
+    let new = !path.exists();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .at("open", &path)?;
+    let mut out = Vec::new();
+    if new {
+        out.extend(csv_line(&STEPS_HEADER.map(String::from)));
+    }
+    let opt = |v: Option<i32>| v.map(|v| v.to_string()).unwrap_or_default();
+    out.extend(csv_line(&[
+        rec.run_key.clone(),
+        rec.job.clone(),
+        rec.step.to_string(),
+        rfc3339(&rec.start_time),
+        format!("{:.6}", rec.wall_time.as_secs_f64()),
+        format!("{:.6}", rec.cpu_ns as f64 / 1e9),
+        rec.memory_peak_bytes.to_string(),
+        opt(rec.exit_code),
+        opt(rec.signal),
+        rec.state.as_str().to_string(),
+        rec.termination_reason.clone(),
+    ]));
+    f.write_all(&out).at("write", &path)
+}
+
 /// runs.csv, appended one whole row at a time and fsync'd, so a crash never
 /// leaves half a row.
 pub struct RunsCsv {

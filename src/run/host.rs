@@ -12,12 +12,13 @@ use crate::container::ids::IdMaps;
 use crate::container::{self, ContainerConfig, JobOutput, JobStatus};
 use crate::fsx::Context;
 use crate::plan::Placement;
-use crate::spec::{Network, Numa, Run, UserNs};
+use crate::results::StepRecord;
+use crate::spec::{Network, Numa, Run, Step, UserNs};
 use chrono::{DateTime, Utc};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -37,18 +38,74 @@ pub struct Host<'o> {
     /// Cgroups of finished runs, killed and read, to remove between
     /// passes (`tidy`); whatever is left when the batch ends goes then.
     to_remove: Vec<RunCgroup>,
+    /// Runs with steps around them: where each stands (see `Staged`).
+    staged: HashMap<usize, Staged>,
+    /// Which step the container in `running` is (none: the job).
+    in_step: HashMap<usize, Step>,
+    /// Per parameter set: its runs left and where its setup stands.
+    sets: HashMap<String, SetState>,
+    /// What happened between waits (steps ended, jobs begun, runs over).
+    queued: Vec<Happened>,
+}
+
+/// Where a run with steps stands.
+struct Staged {
+    placement: Placement,
+    /// Steps before the job still to run.
+    before: VecDeque<Step>,
+    /// Steps after the job still to run.
+    after: VecDeque<Step>,
+    /// The job's record once it ended.
+    record: Option<Record>,
+    /// The step that failed, and how: the run is an ERROR naming it.
+    failed: Option<String>,
+    /// Killed while waiting for its set's setup.
+    killed: bool,
+}
+
+/// A parameter set's runs in this batch.
+#[derive(Default)]
+struct SetState {
+    /// Runs of the set not over yet (the last one runs `cleanup`).
+    left: usize,
+    setup: Setup,
+    /// Runs waiting for the set's setup to end.
+    waiting: Vec<usize>,
+}
+
+#[derive(Default, Clone, PartialEq)]
+enum Setup {
+    #[default]
+    NotYet,
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// The parameter set a run belongs to.
+fn set_of(run: &Run) -> String {
+    let params: Vec<String> = run.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{}\0{}", run.job, params.join("\0"))
 }
 
 impl<'o> Host<'o> {
     /// Watches signals and makes the batch's cgroup (removed again, with
     /// everything in it, when the host is dropped: also on an early error).
-    pub fn new(opts: &'o Options, runs: &'o [Run]) -> Result<Host<'o>, RunError> {
+    pub fn new(
+        opts: &'o Options,
+        runs: &'o [Run],
+        done: &HashMap<String, State>,
+    ) -> Result<Host<'o>, RunError> {
         let signals = watch_signals()?;
         if let Output::Logs(dir) = &opts.output {
             std::fs::create_dir_all(dir.join("logs")).at("create", dir.join("logs"))?;
         }
         if !opts.single {
             cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
+        }
+        let mut sets: HashMap<String, SetState> = HashMap::new();
+        for r in runs.iter().filter(|r| !done.contains_key(&r.key)) {
+            sets.entry(set_of(r)).or_default().left += 1;
         }
         Ok(Host {
             opts,
@@ -57,7 +114,108 @@ impl<'o> Host<'o> {
             nets: NetPool::new(opts),
             signals,
             to_remove: Vec::new(),
+            staged: HashMap::new(),
+            in_step: HashMap::new(),
+            sets,
+            queued: Vec::new(),
         })
+    }
+}
+
+impl Host<'_> {
+    /// Starts what comes next for a staged run: a step before its job, its
+    /// job (then `JobStarted`), a step after it, or nothing (then `Ended`).
+    fn advance(&mut self, index: usize) {
+        let run = &self.runs[index];
+        let Some(staged) = self.staged.get_mut(&index) else {
+            return;
+        };
+        let next = if staged.failed.is_some() || staged.killed {
+            None
+        } else if let Some(step) = staged.before.pop_front() {
+            Some(Some(step))
+        } else if staged.record.is_none() {
+            Some(None)
+        } else {
+            staged.after.pop_front().map(Some)
+        };
+        let placement = staged.placement.clone();
+        let Some(what) = next else {
+            self.queued.push(Happened::Ended(index));
+            return;
+        };
+        let nets = &mut self.nets;
+        match start(run, placement, self.opts, nets, what) {
+            Ok(r) => {
+                self.running.insert(index, r);
+                match what {
+                    Some(step) => {
+                        self.in_step.insert(index, step);
+                    }
+                    None => self.queued.push(Happened::JobStarted(index)),
+                }
+            }
+            Err(rec) => match what {
+                Some(step) => self.step_over(index, step, *rec),
+                None => {
+                    let s = self.staged.get_mut(&index).expect("staged");
+                    s.failed = Some(rec.termination_reason);
+                    self.queued.push(Happened::Ended(index));
+                }
+            },
+        }
+    }
+
+    /// A step of run `index` ended with `rec` (as a run's record): its row
+    /// of steps.csv; a failed one makes the run an ERROR naming it (and a
+    /// failed setup every run of its set). Then what comes next.
+    fn step_over(&mut self, index: usize, step: Step, rec: Record) {
+        let run = &self.runs[index];
+        let ok = rec.state == State::Completed;
+        self.queued.push(Happened::Step(StepRecord {
+            run_key: run.key.clone(),
+            job: run.job.clone(),
+            step: step.as_str(),
+            start_time: rec.start_time,
+            wall_time: rec.wall_time,
+            cpu_ns: rec.usage.cpu_ns,
+            memory_peak_bytes: rec.usage.memory_peak_bytes,
+            exit_code: rec.exit_code,
+            signal: rec.signal,
+            state: rec.state,
+            termination_reason: rec.termination_reason.clone(),
+        }));
+        let why = format!("{} step failed: {}", step.as_str(), rec.termination_reason);
+        if !ok {
+            if let Some(s) = self.staged.get_mut(&index) {
+                s.failed = Some(why.clone());
+            }
+        }
+        if step == Step::Setup {
+            let set = self.sets.entry(set_of(run)).or_default();
+            set.setup = if ok {
+                Setup::Done
+            } else {
+                Setup::Failed(format!("the {why} (its parameter set's)"))
+            };
+            let waiting = std::mem::take(&mut set.waiting);
+            for w in waiting {
+                if !ok {
+                    if let Some(s) = self.staged.get_mut(&w) {
+                        s.failed = Some(format!("the {why} (its parameter set's)"));
+                    }
+                }
+                self.advance(w);
+            }
+        }
+        self.advance(index);
+    }
+
+    /// One run of the set is over.
+    fn run_over(&mut self, set: &str) {
+        if let Some(s) = self.sets.get_mut(set) {
+            s.left = s.left.saturating_sub(1);
+        }
     }
 }
 
@@ -82,13 +240,59 @@ impl Drop for Host<'_> {
 impl Launcher for Host<'_> {
     fn start(
         &mut self,
-        _index: usize,
+        index: usize,
         run: &Run,
         placement: &Placement,
-    ) -> Result<(), Box<Record>> {
-        let r = start(run, placement.clone(), self.opts, &mut self.nets)?;
-        self.running.insert(_index, r);
-        Ok(())
+    ) -> Result<bool, Box<Record>> {
+        let steps = &run.steps;
+        if steps == &Default::default() {
+            let r = start(run, placement.clone(), self.opts, &mut self.nets, None)?;
+            self.running.insert(index, r);
+            return Ok(true);
+        }
+        let mut staged = Staged {
+            placement: placement.clone(),
+            before: VecDeque::new(),
+            after: steps
+                .conclude
+                .as_ref()
+                .map(|_| Step::Conclude)
+                .into_iter()
+                .collect(),
+            record: None,
+            failed: None,
+            killed: false,
+        };
+        let set = self.sets.entry(set_of(run)).or_default();
+        let mut wait_for_setup = false;
+        if steps.setup.is_some() {
+            match set.setup.clone() {
+                Setup::NotYet => {
+                    set.setup = Setup::Running;
+                    staged.before.push_back(Step::Setup);
+                }
+                Setup::Running => {
+                    set.waiting.push(index);
+                    wait_for_setup = true;
+                }
+                Setup::Done => {}
+                Setup::Failed(why) => {
+                    set.left = set.left.saturating_sub(1);
+                    let mut rec = not_started(run, State::Error, why);
+                    rec.cpus = placement.cpus.clone();
+                    rec.mems = placement.mems.clone();
+                    return Err(Box::new(rec));
+                }
+            }
+        }
+        if steps.prepare.is_some() {
+            staged.before.push_back(Step::Prepare);
+        }
+        self.staged.insert(index, staged);
+        if !wait_for_setup {
+            self.advance(index);
+        }
+        Ok(false)
     }
 
     fn wait(&mut self, until: Option<Instant>) -> Result<Vec<Happened>, RunError> {
@@ -131,7 +335,7 @@ impl Launcher for Host<'_> {
         }
         drop(fds);
 
-        let mut happened = Vec::new();
+        let mut happened = std::mem::take(&mut self.queued);
         if signalled {
             while let Ok(Some(_)) = self.signals.read_signal() {}
             happened.push(Happened::Interrupted);
@@ -151,15 +355,32 @@ impl Launcher for Host<'_> {
                         let mut r = self.running.remove(&index).expect("listed above");
                         self.nets.give_back(r.container.take_netns());
                         let rec = setup_failed(r, &self.runs[index], e);
-                        happened.push(Happened::SetupFailed(index, Box::new(rec)));
+                        if let Some(step) = self.in_step.remove(&index) {
+                            self.step_over(index, step, rec);
+                        } else if self.staged.contains_key(&index) {
+                            // The job could not start after its steps.
+                            let s = self.staged.get_mut(&index).expect("staged");
+                            s.failed = Some(rec.termination_reason.clone());
+                            self.queued.push(Happened::Ended(index));
+                        } else {
+                            happened.push(Happened::SetupFailed(index, Box::new(rec)));
+                        }
                         continue;
                     }
                 }
             }
             if ended {
-                happened.push(Happened::Ended(index));
+                match self.in_step.remove(&index) {
+                    Some(step) => {
+                        let r = self.running.remove(&index).expect("listed above");
+                        let rec = collect(r, &self.runs[index], None, &mut self.to_remove);
+                        self.step_over(index, step, rec);
+                    }
+                    None => happened.push(Happened::Ended(index)),
+                }
             }
         }
+        happened.append(&mut self.queued);
         Ok(happened)
     }
 
@@ -168,6 +389,9 @@ impl Launcher for Host<'_> {
     }
 
     fn cpu_time(&mut self, index: usize) -> Result<Duration, String> {
+        if self.in_step.contains_key(&index) {
+            return Ok(Duration::ZERO);
+        }
         let r = self.running.get(&index).ok_or("not running")?;
         r.cgroup.cpu_time().map_err(|e| crate::fsx::chain(&e))
     }
@@ -178,6 +402,16 @@ impl Launcher for Host<'_> {
 
     fn kill(&mut self, index: usize) -> Result<(), String> {
         let Some(r) = self.running.get(&index) else {
+            // Waiting for its set's setup: it ends now.
+            if let Some(s) = self.staged.get_mut(&index).filter(|s| !s.killed) {
+                s.killed = true;
+                s.before.clear();
+                s.after.clear();
+                self.sets
+                    .values_mut()
+                    .for_each(|set| set.waiting.retain(|&w| w != index));
+                self.queued.push(Happened::Ended(index));
+            }
             return Ok(());
         };
         // Killing the cgroup kills init and with it the whole pid
@@ -193,14 +427,58 @@ impl Launcher for Host<'_> {
         }
     }
 
-    fn collect(&mut self, index: usize, run: &Run, killed_for: Option<(State, String)>) -> Record {
-        let mut r = self
-            .running
-            .remove(&index)
-            .expect("collect of a running run");
-        // init has exited, so every process of the run is gone.
-        self.nets.give_back(r.container.take_netns());
-        collect(r, run, killed_for, &mut self.to_remove)
+    fn collect(
+        &mut self,
+        index: usize,
+        run: &Run,
+        killed_for: Option<(State, String)>,
+    ) -> Option<Record> {
+        let job = match self.running.remove(&index) {
+            Some(mut r) => {
+                // init has exited, so every process of the run is gone.
+                self.nets.give_back(r.container.take_netns());
+                Some(collect(r, run, killed_for.clone(), &mut self.to_remove))
+            }
+            None => None,
+        };
+        let set = set_of(run);
+        let Some(mut staged) = self.staged.remove(&index) else {
+            self.run_over(&set);
+            return job;
+        };
+        if let Some(rec) = job {
+            // The job ended: the steps after it, unless it was interrupted.
+            let last = self.sets.get(&set).is_some_and(|s| s.left == 1);
+            if last && run.steps.cleanup.is_some() {
+                staged.after.push_back(Step::Cleanup);
+            }
+            if matches!(killed_for, Some((State::Cancelled, _))) {
+                staged.after.clear();
+            }
+            staged.record = Some(rec);
+            if !staged.after.is_empty() && staged.failed.is_none() {
+                self.staged.insert(index, staged);
+                self.advance(index);
+                return None;
+            }
+        }
+        self.run_over(&set);
+        let mut rec = staged.record.unwrap_or_else(|| {
+            let (state, why) = match (&staged.failed, killed_for) {
+                (Some(f), _) => (State::Error, f.clone()),
+                (None, Some(k)) => k,
+                (None, None) => (State::Error, "ended before its job began".into()),
+            };
+            let mut rec = not_started(run, state, why);
+            rec.cpus = staged.placement.cpus.clone();
+            rec.mems = staged.placement.mems.clone();
+            rec
+        });
+        if let (Some(f), true) = (&staged.failed, rec.state != State::Error) {
+            rec.state = State::Error;
+            rec.termination_reason = format!("{f}; the run itself: {}", rec.termination_reason);
+        }
+        Some(rec)
     }
 
     fn tidy(&mut self) {
@@ -345,11 +623,16 @@ fn log_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Creates the cgroup, starts the container, sets the deadlines.
+/// Starts run's job, or with `step` that step of it: the same container
+/// but for the command, in a cgroup of its own (`<key>.<step>`) with its
+/// own logs (`logs/<key>.<step>.out`), stdin from /dev/null and a network
+/// namespace of its own.
 fn start(
     run: &Run,
     placement: Placement,
     opts: &Options,
     nets: &mut NetPool,
+    step: Option<Step>,
 ) -> Result<Running, Box<Record>> {
     let start_time = Utc::now();
     let start = Instant::now();
@@ -379,9 +662,13 @@ fn start(
         }
     };
     // A single run's group is `<base>/<batch>`, else `<base>/<batch>/<key>`.
+    let stepped = step.map(|s| format!("{}.{}", run.key, s.as_str()));
     let (batch, name) = match opts.single {
         true => ("", opts.batch_id.as_str()),
-        false => (opts.batch_id.as_str(), run.key.as_str()),
+        false => (
+            opts.batch_id.as_str(),
+            stepped.as_deref().unwrap_or(run.key.as_str()),
+        ),
     };
     let cg = match RunCgroup::create(&opts.hierarchy, &opts.cgroup_base, batch, name, &limits) {
         Ok(cg) => cg,
@@ -397,7 +684,7 @@ fn start(
     let (logs, output) = match &opts.output {
         // Made by the container's init (see JobOutput::Files).
         Output::Logs(dir) => {
-            let (o, e) = log_paths(dir, &run.key);
+            let (o, e) = log_paths(dir, stepped.as_deref().unwrap_or(&run.key));
             let output = JobOutput::Files {
                 stdout: o.clone(),
                 stderr: e.clone(),
@@ -450,6 +737,7 @@ fn start(
     let self_placed = !join_tasks.is_empty();
     // The job's stdin: the job file's `stdin:`, else /dev/null.
     let stdin = match &run.stdin {
+        _ if step.is_some() => None,
         None => None,
         Some(path) => match File::open(path).at("open stdin", path) {
             Ok(f) => Some(OwnedFd::from(f)),
@@ -459,7 +747,13 @@ fn start(
     // `{cpus}` is the assigned list.
     let cpus = placement.cpus.to_string();
     let cfg = ContainerConfig {
-        argv: run.command.iter().map(|a| a.render(Some(&cpus))).collect(),
+        argv: match step {
+            Some(s) => run.steps.get(s).map_or(&[][..], Vec::as_slice),
+            None => &run.command[..],
+        }
+        .iter()
+        .map(|a| a.render(Some(&cpus)))
+        .collect(),
         env: run
             .env
             .iter()
@@ -478,7 +772,10 @@ fn start(
         stdin,
         output,
         join_tasks,
-        netns: nets.take(run),
+        netns: match step {
+            Some(_) => None,
+            None => nets.take(run),
+        },
         ids: ids.clone(),
         hidden: run.container.hidden.clone(),
         visible: run.container.visible.clone(),

@@ -32,6 +32,8 @@ pub enum Event<'a> {
         placement: &'a Placement,
     },
     Finished(Record),
+    /// A step around a run ended (its row of steps.csv).
+    Step(crate::results::StepRecord),
     /// The rows of the runs finished so far may be synced to disk now: the
     /// loop has started what the freed CPUs allow (and does so once more
     /// before it returns).
@@ -95,9 +97,15 @@ pub struct Outcome {
 /// What the loop needs of the machine: to start, watch, stop and measure
 /// runs. `host::Host` is the real one; the tests script one.
 pub trait Launcher {
-    /// Starts run `index` on `placement`. A run that cannot start is its
-    /// ERROR record (the launcher cleaned up after it).
-    fn start(&mut self, index: usize, run: &Run, placement: &Placement) -> Result<(), Box<Record>>;
+    /// Starts run `index` on `placement`: Ok(true) when its job began now,
+    /// Ok(false) when steps come first (`Happened::JobStarted` follows). A
+    /// run that cannot start is its ERROR record (the launcher cleaned up).
+    fn start(
+        &mut self,
+        index: usize,
+        run: &Run,
+        placement: &Placement,
+    ) -> Result<bool, Box<Record>>;
     /// Waits until something happens to a started run, or a signal comes,
     /// or `until` passes (None: no limit); returns what happened.
     fn wait(&mut self, until: Option<Instant>) -> Result<Vec<Happened>, RunError>;
@@ -111,8 +119,14 @@ pub trait Launcher {
     /// Starts killing run `index` (without waiting): `wait` reports it ended.
     fn kill(&mut self, index: usize) -> Result<(), String>;
     /// Run `index` ended: its record. `killed_for`, when set, is its state
-    /// and the reason (a limit, an interrupt).
-    fn collect(&mut self, index: usize, run: &Run, killed_for: Option<(State, String)>) -> Record;
+    /// and the reason (a limit, an interrupt). None: steps after the job
+    /// run now, and `Ended` comes again when they are over.
+    fn collect(
+        &mut self,
+        index: usize,
+        run: &Run,
+        killed_for: Option<(State, String)>,
+    ) -> Option<Record>;
     /// Work nothing waits on (removing emptied cgroups), done between passes.
     fn tidy(&mut self);
 }
@@ -126,6 +140,10 @@ pub enum Happened {
     SetupFailed(usize, Box<Record>),
     /// SIGINT or SIGTERM.
     Interrupted,
+    /// Run `index`'s job began after its steps: its limits count from now.
+    JobStarted(usize),
+    /// A step around a run ended.
+    Step(crate::results::StepRecord),
 }
 
 /// How often memory and pids are sampled where the kernel keeps no peak
@@ -149,20 +167,31 @@ struct Live {
 }
 
 impl Live {
-    fn new(index: usize, run: &Run, placement: Placement, now: Instant) -> Live {
-        let cpus = placement.cpus.len();
-        Live {
+    fn new(index: usize, run: &Run, placement: Placement, now: Instant, began: bool) -> Live {
+        let mut l = Live {
             index,
-            deadline: run.time_limit.map(|d| now + d),
-            next_cpu_check: run
-                .cpu_time_limit
-                .map(|d| now + cpu_check_interval(d.as_nanos() as u64, cpus)),
-            next_sample: Some(now + SAMPLE_EVERY),
+            deadline: None,
+            next_cpu_check: None,
+            next_sample: None,
             kill_retry: None,
             kill_error: None,
             killed_for: None,
             placement,
+        };
+        if began {
+            l.begin(run, now);
         }
+        l
+    }
+
+    /// The job began: its limits count from `now`.
+    fn begin(&mut self, run: &Run, now: Instant) {
+        let cpus = self.placement.cpus.len();
+        self.deadline = run.time_limit.map(|d| now + d);
+        self.next_cpu_check = run
+            .cpu_time_limit
+            .map(|d| now + cpu_check_interval(d.as_nanos() as u64, cpus));
+        self.next_sample = Some(now + SAMPLE_EVERY);
     }
 
     fn wake(&self) -> Option<Instant> {
@@ -206,7 +235,7 @@ pub fn execute(
     if opts.single && runs.len() > 1 {
         return Err(RunError::Single(runs.len()));
     }
-    let mut host = host::Host::new(opts, runs)?;
+    let mut host = host::Host::new(opts, runs, done)?;
     let mut lock = match &opts.cpu_lock {
         Some(path) => Some(cpulock::CpuLock::new(path)?),
         None => None,
@@ -368,9 +397,9 @@ impl Loop<'_, '_> {
                 placement: &placement,
             });
             match self.launcher.start(index, run, &placement) {
-                Ok(()) => {
+                Ok(began) => {
                     let now = self.launcher.now();
-                    self.live.push(Live::new(index, run, placement, now));
+                    self.live.push(Live::new(index, run, placement, now, began));
                 }
                 Err(rec) => {
                     self.alloc.release(&placement);
@@ -403,15 +432,27 @@ impl Loop<'_, '_> {
                 self.sched.finished(index, false);
                 self.report(*rec);
             }
+            Happened::JobStarted(index) => {
+                let now = self.launcher.now();
+                if let Some(l) = self.live.iter_mut().find(|l| l.index == index) {
+                    l.begin(&self.runs[index], now);
+                }
+            }
+            Happened::Step(rec) => (self.on_event)(Event::Step(rec)),
             Happened::Ended(index) => {
                 let Some(k) = self.live.iter().position(|l| l.index == index) else {
                     return;
                 };
+                let killed_for = self.live[k].killed_for.clone();
+                let Some(mut rec) = self.launcher.collect(index, &self.runs[index], killed_for)
+                else {
+                    // Steps after the job run now: no more limits to watch.
+                    let l = &mut self.live[k];
+                    (l.deadline, l.next_cpu_check, l.next_sample) = (None, None, None);
+                    return;
+                };
                 let l = self.live.swap_remove(k);
                 self.alloc.release(&l.placement);
-                let mut rec = self
-                    .launcher
-                    .collect(index, &self.runs[index], l.killed_for);
                 if let Some(e) = l.kill_error {
                     rec.termination_reason
                         .push_str(&format!("; a kill failed first: {e}"));
@@ -607,7 +648,7 @@ mod tests {
     }
 
     impl Launcher for Fake {
-        fn start(&mut self, index: usize, run: &Run, p: &Placement) -> Result<(), Box<Record>> {
+        fn start(&mut self, index: usize, run: &Run, p: &Placement) -> Result<bool, Box<Record>> {
             let script = self.scripts.get(&run.job).cloned().unwrap_or_default();
             if script.start_error {
                 let mut rec = not_started(run, State::Error, "cgroup: scripted".into());
@@ -624,7 +665,7 @@ mod tests {
                     kill_tries: 0,
                 },
             );
-            Ok(())
+            Ok(true)
         }
 
         fn wait(&mut self, until: Option<Instant>) -> Result<Vec<Happened>, RunError> {
@@ -710,7 +751,7 @@ mod tests {
             index: usize,
             run: &Run,
             killed_for: Option<(State, String)>,
-        ) -> Record {
+        ) -> Option<Record> {
             let s = self
                 .running
                 .remove(&index)
@@ -722,7 +763,7 @@ mod tests {
             let mut rec = not_started(run, state, reason);
             rec.wall_time = self.now - s.at;
             rec.exit_code = Some(s.script.exit);
-            rec
+            Some(rec)
         }
 
         fn tidy(&mut self) {}
@@ -1171,7 +1212,12 @@ mod tests {
         }
 
         impl Launcher for ScriptByKey<'_> {
-            fn start(&mut self, index: usize, run: &Run, p: &Placement) -> Result<(), Box<Record>> {
+            fn start(
+                &mut self,
+                index: usize,
+                run: &Run,
+                p: &Placement,
+            ) -> Result<bool, Box<Record>> {
                 let mut r = run.clone();
                 r.job = run.key.clone();
                 self.fake.start(index, &r, p)
@@ -1191,7 +1237,12 @@ mod tests {
             fn kill(&mut self, index: usize) -> Result<(), String> {
                 self.fake.kill(index)
             }
-            fn collect(&mut self, index: usize, run: &Run, k: Option<(State, String)>) -> Record {
+            fn collect(
+                &mut self,
+                index: usize,
+                run: &Run,
+                k: Option<(State, String)>,
+            ) -> Option<Record> {
                 self.fake.collect(index, run, k)
             }
             fn tidy(&mut self) {}
