@@ -263,6 +263,7 @@ fn run_into(
         order: batch.order,
         seed: batch.seed,
         images,
+        smt_shared_runs: Vec::new(),
         userns: results::UserNsManifest {
             ids: ids.describe(),
             host_ids_jobs: batch
@@ -338,6 +339,7 @@ fn run_into(
     let summaries = report::summarize(&rows);
     report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
     manifest.end = Some(now());
+    manifest.smt_shared_runs = report::smt_shared(&rows, &env.topology);
     results::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
     if let Err(x) = html::write_report(dir) {
         progress.note(&format!(

@@ -216,6 +216,44 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary<'_>> {
         .collect()
 }
 
+/// The runs (keys) an SMT sibling of whose CPUs another run used while
+/// they ran: two hardware threads of one core share its execution units,
+/// so such runs slowed each other. Placement keeps a run's siblings
+/// together, but runs narrower than a core can share one.
+pub fn smt_shared(rows: &[Row], topo: &crate::topology::Topology) -> Vec<String> {
+    let siblings = |cpus: &crate::cpulist::CpuList| {
+        crate::cpulist::CpuList::from_ids(cpus.iter().flat_map(|c| {
+            topo.cpus
+                .iter()
+                .find(|t| t.id == c)
+                .map(|t| {
+                    t.siblings
+                        .iter()
+                        .filter(move |&s| s != c)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }))
+    };
+    let mut shared = Vec::new();
+    for (i, a) in rows.iter().enumerate() {
+        let near = siblings(&a.cpus);
+        if near.is_empty() {
+            continue;
+        }
+        let overlaps = rows.iter().enumerate().any(|(j, b)| {
+            i != j
+                && a.start_time < b.end_time
+                && b.start_time < a.end_time
+                && !b.cpus.is_disjoint(&near)
+        });
+        if overlaps {
+            shared.push(a.key.clone());
+        }
+    }
+    shared
+}
+
 /// Whether something outside the run's cgroup disturbed it.
 pub fn disturbed(r: &Row) -> bool {
     r.thermal_throttles + r.swap_in_pages + r.swap_out_pages > 0
@@ -488,6 +526,41 @@ mod tests {
         assert_eq!(s[1].wall_times, [2.0]);
         assert!(s[1].states.contains(&(State::Timeout, 1)));
         assert_eq!(s[1].user_mean, 0.5);
+    }
+
+    #[test]
+    fn runs_whose_smt_siblings_another_run_used_at_the_same_time_are_named() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/2socket-smt");
+        let topo = crate::topology::read(&root, None, None).unwrap();
+        let cpu0 = &topo.cpus[0];
+        let sibling = cpu0
+            .siblings
+            .iter()
+            .find(|&c| c != cpu0.id)
+            .expect("an SMT fixture");
+        let far = topo
+            .cpus
+            .iter()
+            .find(|c| !cpu0.siblings.contains(c.id))
+            .unwrap()
+            .id;
+        let at = |key: &str, cpu: u32, from: u32, to: u32| {
+            let mut r =
+                Row::from_record(&crate::results::sample_record(key, State::Completed), "h");
+            r.cpus = crate::cpulist::CpuList::from_ids([cpu]);
+            let t0 = r.start_time;
+            r.start_time = t0 + chrono::Duration::seconds(from as i64);
+            r.end_time = t0 + chrono::Duration::seconds(to as i64);
+            r
+        };
+        let rows = [
+            at("a", cpu0.id, 0, 10),
+            at("b", sibling, 5, 15),
+            at("c", far, 0, 20),
+            at("d", sibling, 20, 30),
+        ];
+        assert_eq!(smt_shared(&rows, &topo), ["a", "b"]);
     }
 
     #[test]

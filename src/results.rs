@@ -732,6 +732,10 @@ pub struct Manifest {
     /// The images jobs ran in.
     #[serde(default)]
     pub images: Vec<ImageUse>,
+    /// Runs an SMT sibling of whose CPUs another run used at the same time
+    /// (see report::smt_shared), filled in when the batch ends.
+    #[serde(default)]
+    pub smt_shared_runs: Vec<String>,
     /// Whose ids the runs had.
     #[serde(default)]
     pub userns: UserNsManifest,
