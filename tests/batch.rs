@@ -524,3 +524,69 @@ fn major_faults_are_counted_in_a_run_that_maps_and_touches_a_file_and_not_in_one
         }
     }
 }
+
+/// The runs of runs.csv in start order, as `job[x].rep`.
+fn start_order(rows: &[Row]) -> Vec<String> {
+    let mut rows: Vec<&Row> = rows.iter().collect();
+    rows.sort_by_key(|r| time(&r["start_time"]));
+    rows.iter()
+        .map(|r| format!("{}{}.{}", r["job"], r["parameter_x"], r["rep"]))
+        .collect()
+}
+
+fn run_ordered(extra: &[&str]) -> (Vec<String>, serde_json::Value) {
+    let dir = out_dir();
+    let mut args = vec![
+        "run",
+        "--quiet",
+        "--max-parallel",
+        "1",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let file = job("order.yaml");
+    args.push(file.to_str().unwrap());
+    let (out, pid) = packrun(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    no_leftovers(pid);
+    let manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("manifest.json")).unwrap())
+            .unwrap();
+    (start_order(&rows(dir.path())), manifest)
+}
+
+#[test]
+#[ignore = "needs root: real cgroups and namespaces"]
+fn interleave_alternates_the_sets_and_random_replays_with_its_seed() {
+    if !privileged("interleave_alternates_the_sets_and_random_replays_with_its_seed") {
+        return;
+    }
+    let (seq, m) = run_ordered(&[]);
+    assert_eq!(
+        seq,
+        ["a1.1", "a1.2", "a1.3", "a2.1", "a2.2", "a2.3", "b.1", "b.2"]
+    );
+    assert_eq!(m["order"], "sequential");
+    let (inter, _) = run_ordered(&["--order", "interleave"]);
+    assert_eq!(
+        inter,
+        ["a1.1", "a2.1", "b.1", "a1.2", "a2.2", "b.2", "a1.3", "a2.3"]
+    );
+    let (r1, m1) = run_ordered(&["--order", "random", "--seed", "7"]);
+    let (r2, _) = run_ordered(&["--order", "random", "--seed", "7"]);
+    assert_eq!(r1, r2, "the same seed, the same order");
+    assert_ne!(r1, seq, "shuffled");
+    assert_eq!(
+        (m1["order"].as_str(), m1["seed"].as_u64()),
+        (Some("random"), Some(7))
+    );
+    // Without a seed one is chosen and recorded.
+    let (_, m3) = run_ordered(&["--order", "random"]);
+    assert!(m3["seed"].as_u64().is_some(), "{m3}");
+}
