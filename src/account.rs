@@ -49,13 +49,25 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Reads them below `root` (`/`) for `cpus`.
+    /// Reads them below `root` (`/`) for `cpus`: what the machine has of
+    /// them (see `Sources`; a machine without swap or thermal counters
+    /// costs no read per run).
     pub fn read(root: &std::path::Path, cpus: impl Iterator<Item = u32>) -> Counters {
+        Counters::read_from(root, cpus, Sources::of(root))
+    }
+
+    pub fn read_from(
+        root: &std::path::Path,
+        cpus: impl Iterator<Item = u32>,
+        sources: Sources,
+    ) -> Counters {
         let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok();
-        let (swap_in, swap_out) =
-            read(root.join("proc/vmstat")).map_or((0, 0), |t| vmstat_swaps(&t));
+        let (swap_in, swap_out) = match sources.swap {
+            true => read(root.join("proc/vmstat")).map_or((0, 0), |t| vmstat_swaps(&t)),
+            false => (0, 0),
+        };
         let mut thermal = 0;
-        for cpu in cpus {
+        for cpu in cpus.filter(|_| sources.thermal) {
             let dir = root.join(format!("sys/devices/system/cpu/cpu{cpu}/thermal_throttle"));
             for f in ["core_throttle_count", "package_throttle_count"] {
                 thermal += read(dir.join(f)).and_then(|t| single(&t)).unwrap_or(0);
@@ -74,6 +86,26 @@ impl Counters {
             thermal_throttles: end.thermal.saturating_sub(self.thermal),
             swap_in_pages: end.swap_in.saturating_sub(self.swap_in),
             swap_out_pages: end.swap_out.saturating_sub(self.swap_out),
+        }
+    }
+}
+
+/// Which machine counters exist below a root: swap devices (/proc/swaps
+/// lists one; without one nothing swaps) and thermal throttle counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources {
+    pub swap: bool,
+    pub thermal: bool,
+}
+
+impl Sources {
+    pub fn of(root: &std::path::Path) -> Sources {
+        Sources {
+            swap: std::fs::read_to_string(root.join("proc/swaps"))
+                .is_ok_and(|t| t.lines().count() > 1),
+            thermal: root
+                .join("sys/devices/system/cpu/cpu0/thermal_throttle")
+                .is_dir(),
         }
     }
 }
@@ -159,6 +191,14 @@ mod tests {
             std::fs::write(p, t).unwrap();
         };
         w("proc/vmstat", "nr_free_pages 5\npswpin 10\npswpout 20\n");
+        w(
+            "proc/swaps",
+            "Filename Type Size Used Priority\n/swap file 1 0 -2\n",
+        );
+        w(
+            "sys/devices/system/cpu/cpu0/thermal_throttle/core_throttle_count",
+            "0\n",
+        );
         w(
             "sys/devices/system/cpu/cpu1/thermal_throttle/core_throttle_count",
             "3\n",

@@ -748,14 +748,16 @@ impl RunCgroup {
     /// Ok(Some(self)) while tasks are left or the kernel still holds it
     /// (EBUSY): try again later.
     pub fn try_remove(mut self) -> Result<Option<RunCgroup>, CgroupError> {
-        if !self.wait_empty(Duration::ZERO)? {
-            return Ok(Some(self));
-        }
+        // rmdir itself says whether tasks are left (EBUSY): no list read
+        // first; what is left is killed again.
         for d in &self.dirs {
             match std::fs::remove_dir(d) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return Ok(Some(self)),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    self.wait_empty(Duration::ZERO)?;
+                    return Ok(Some(self));
+                }
                 Err(e) => {
                     self.removed = true;
                     return Err(PathError::new("remove cgroup", d, e).into());

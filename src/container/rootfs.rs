@@ -201,6 +201,22 @@ pub(super) fn hidden_paths(cfg: &ContainerConfig) -> Vec<PathBuf> {
 /// directory root gets /tmp made when it lacks it.
 fn is_dir_in_root(rootfs: &Rootfs, inside: &Path) -> bool {
     let host = match rootfs {
+        // The default hidden paths of the host tree: looked at once per process.
+        Rootfs::Host
+            if crate::spec::HIDDEN_PATHS
+                .iter()
+                .any(|p| Path::new(p) == inside) =>
+        {
+            static HOST: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+            let dirs = HOST.get_or_init(|| {
+                crate::spec::HIDDEN_PATHS
+                    .iter()
+                    .copied()
+                    .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+                    .collect()
+            });
+            return dirs.iter().any(|d| Path::new(d) == inside);
+        }
         Rootfs::Host => inside.to_path_buf(),
         Rootfs::Dir(dir) if inside == Path::new("/tmp") => return dir.is_dir(),
         Rootfs::Dir(dir) => dir.join(inside.strip_prefix("/").unwrap_or(inside)),

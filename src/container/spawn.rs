@@ -1213,7 +1213,11 @@ fn root_dir_base() -> PathBuf {
 fn make_root_dir() -> io::Result<PathBuf> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let base = root_dir_base();
-    crate::fsx::private_dir(&base).map_err(|e| io::Error::other(crate::fsx::chain(&e)))?;
+    // Checked (and made) once per process, not per run.
+    static MADE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| crate::fsx::private_dir(&base).map_err(|e| crate::fsx::chain(&e)))
+        .clone()
+        .map_err(io::Error::other)?;
     let dir = base.join(format!(
         "root-{}-{}",
         std::process::id(),

@@ -105,6 +105,9 @@ pub struct CpuLock {
     owner: Owner,
     /// What this process holds now.
     mine: CpuList,
+    /// The claims file, kept open between updates (one open less per
+    /// placement); None after an error, then opened again.
+    file: Option<std::fs::File>,
 }
 
 impl CpuLock {
@@ -123,14 +126,18 @@ impl CpuLock {
             path: path.to_path_buf(),
             owner: Owner::current(),
             mine: CpuList::new(),
+            file: Some(file),
         })
     }
 
     /// Runs `f` with the file locked, given the CPUs that other live
     /// processes hold; `f` returns what this process holds afterwards.
     pub fn update<T>(&mut self, f: impl FnOnce(&CpuList) -> (CpuList, T)) -> Result<T, PathError> {
-        let file = open_claims(&self.path)?;
-        // Released when the file is closed at the end of this function.
+        let file = match self.file.take() {
+            Some(f) => f,
+            None => open_claims(&self.path)?,
+        };
+        // Unlocked again below (or when dropped on an error path).
         let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| std::io::Error::from(e))
             .at("lock", &self.path)?;
@@ -155,6 +162,7 @@ impl CpuLock {
         file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
         file.write_all(new.as_bytes()).at("write", &self.path)?;
         file.set_len(new.len() as u64).at("truncate", &self.path)?;
+        self.file = file.unlock().ok();
         Ok(out)
     }
 

@@ -801,7 +801,7 @@ fn start(
         }
     };
     Ok(Running {
-        counters: Counters::read(Path::new("/"), placement.cpus.iter()),
+        counters: machine_counters(&placement),
         placement,
         cgroup: cg,
         container: c,
@@ -827,6 +827,14 @@ fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
     rec.wall_time = r.start.elapsed();
     set_logs(&mut rec, r.logs);
     rec
+}
+
+/// The machine counters of a run's disturbance (see account::Counters),
+/// from the sources this machine has, looked for once.
+fn machine_counters(placement: &Placement) -> Counters {
+    static SOURCES: std::sync::OnceLock<crate::account::Sources> = std::sync::OnceLock::new();
+    let sources = *SOURCES.get_or_init(|| crate::account::Sources::of(Path::new("/")));
+    Counters::read_from(Path::new("/"), placement.cpus.iter(), sources)
 }
 
 /// The runs.csv cell of a run's ids.
@@ -941,9 +949,7 @@ fn collect(
         }
         None => (None, None),
     };
-    let disturbance = r
-        .counters
-        .since(&Counters::read(Path::new("/"), r.placement.cpus.iter()));
+    let disturbance = r.counters.since(&machine_counters(&r.placement));
     Record {
         key: run.key.clone(),
         job: run.job.clone(),
