@@ -565,12 +565,25 @@ fn job(
             }
         }
     }
+    // A parameter used only by a step (a `prepare` that makes an input of
+    // that size) is used too; steps check their own placeholders.
+    for step in [&raw.setup, &raw.prepare, &raw.conclude, &raw.cleanup].into_iter().flatten() {
+        let words: Vec<&str> = match step {
+            RawStep::Shell(line) => vec![line.as_str()],
+            RawStep::Argv(argv) => argv.iter().map(|Text(w)| w.as_str()).collect(),
+        };
+        for w in words {
+            for n in expand::names(&expand::parse_template(w)) {
+                used.insert(n.to_string());
+            }
+        }
+    }
     // After a misspelt placeholder the unused key is the same mistake: say it once.
     if complete && !unknown_placeholder {
         for name in &param_names {
             if !used.contains(name) {
                 let path = matrix_key_path(jc, name);
-                cx.key_err(path, format!("matrix key `{name}` is used in no placeholder: write `{{{name}}}` in command, shell, env, workdir, hostname or resources, or remove it"));
+                cx.key_err(path, format!("matrix key `{name}` is used in no placeholder: write `{{{name}}}` in command, shell, env, workdir, hostname, resources or a step, or remove it"));
             }
         }
     }
