@@ -870,8 +870,36 @@ fn manifest_list(m: &Manifest) -> String {
         ("CPU", m.machine.cpu_model.clone()),
         ("SMT", m.machine.smt.clone()),
         ("frequency governor", m.machine.governor.clone()),
+        ("turbo", m.machine.turbo.clone()),
+        ("ASLR", m.machine.aslr.clone()),
         ("cgroup version", m.cgroup_version.clone()),
+        ("user ids", m.userns.ids.clone()),
+        (
+            "order",
+            match m.seed {
+                Some(seed) => format!("{:?} (seed {seed})", m.order).to_lowercase(),
+                None => format!("{:?}", m.order).to_lowercase(),
+            },
+        ),
     ];
+    for i in &m.images {
+        items.push((
+            "image",
+            format!("job {}: {} {} ({})", i.job, i.source, i.digest, i.platform),
+        ));
+    }
+    if !m.userns.host_ids_jobs.is_empty() {
+        items.push(("host ids (userns: host)", m.userns.host_ids_jobs.join(", ")));
+    }
+    if !m.smt_shared_runs.is_empty() {
+        items.push((
+            "SMT siblings shared",
+            format!(
+                "{} run(s) ran while another used an SMT sibling of their CPUs",
+                m.smt_shared_runs.len()
+            ),
+        ));
+    }
     let nodes = &m.topology.nodes;
     if !nodes.is_empty() {
         let ncpu = m.topology.cpus.len();

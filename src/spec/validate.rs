@@ -567,7 +567,10 @@ fn job(
     }
     // A parameter used only by a step (a `prepare` that makes an input of
     // that size) is used too; steps check their own placeholders.
-    for step in [&raw.setup, &raw.prepare, &raw.conclude, &raw.cleanup].into_iter().flatten() {
+    for step in [&raw.setup, &raw.prepare, &raw.conclude, &raw.cleanup]
+        .into_iter()
+        .flatten()
+    {
         let words: Vec<&str> = match step {
             RawStep::Shell(line) => vec![line.as_str()],
             RawStep::Argv(argv) => argv.iter().map(|Text(w)| w.as_str()).collect(),
