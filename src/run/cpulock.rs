@@ -141,6 +141,9 @@ impl CpuLock {
         let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| std::io::Error::from(e))
             .at("lock", &self.path)?;
+        // From the start: the file stays open, its offset where the last
+        // write left it.
+        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
         let mut text = String::new();
         file.read_to_string(&mut text).at("read", &self.path)?;
         let mut claims: Vec<Claim> = parse_claims(&text)
@@ -284,5 +287,32 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(seen.to_string(), "2-3");
+    }
+
+    #[test]
+    fn a_later_update_reads_the_claims_another_packrun_wrote_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cpus");
+        let mut lock = CpuLock::new(&path).unwrap();
+        lock.update(|_| (CpuList::parse("0").unwrap(), ())).unwrap();
+        // Another live packrun claims 2-3 through a file of its own.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let ticks = start_ticks(pid).unwrap();
+        let mine = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{pid} {ticks} 2-3\n{mine}")).unwrap();
+        let seen = lock
+            .update(|others| (CpuList::parse("0").unwrap(), others.clone()))
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            seen.to_string(),
+            "2-3",
+            "the kept-open file is read from its start"
+        );
     }
 }
