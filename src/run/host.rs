@@ -636,8 +636,8 @@ fn start(
 ) -> Result<Running, Box<Record>> {
     let start_time = Utc::now();
     let start = Instant::now();
-    let fail = |state: State, reason: String, logs: Option<(PathBuf, PathBuf)>| {
-        let mut rec = not_started(run, state, reason);
+    let fail = |reason: String, logs: Option<(PathBuf, PathBuf)>| {
+        let mut rec = not_started(run, State::Error, reason);
         rec.cpus = placement.cpus.clone();
         rec.mems = placement.mems.clone();
         rec.start_time = start_time;
@@ -646,140 +646,19 @@ fn start(
         set_logs(&mut rec, logs);
         Box::new(rec)
     };
-
-    let mut limits = limits_for(run, &placement);
-    limits.io = io_throttles(run).map_err(|e| fail(State::Error, e, None))?;
-    // Its own block of host ids, by its first CPU (see container::ids).
-    let ids = match run.container.userns {
-        UserNs::Host => None,
-        UserNs::Private => {
-            let slot = placement.cpus.iter().next().unwrap_or(0);
-            let user = run.container.user.unwrap_or((0, 0));
-            match opts.ids.maps(slot, user) {
-                Ok(m) => Some(m),
-                Err(e) => return Err(fail(State::Error, format!("user namespace: {e}"), None)),
-            }
-        }
-    };
-    // A single run's group is `<base>/<batch>`, else `<base>/<batch>/<key>`.
-    let stepped = step.map(|s| format!("{}.{}", run.key, s.as_str()));
-    let (batch, name) = match opts.single {
-        true => ("", opts.batch_id.as_str()),
-        false => (
-            opts.batch_id.as_str(),
-            stepped.as_deref().unwrap_or(run.key.as_str()),
-        ),
-    };
-    let cg = match RunCgroup::create(&opts.hierarchy, &opts.cgroup_base, batch, name, &limits) {
-        Ok(cg) => cg,
-        Err(e) => {
-            return Err(fail(
-                State::Error,
-                format!("cgroup: {}", crate::fsx::chain(&e)),
-                None,
-            ))
-        }
-    };
-
-    let (logs, output) = match &opts.output {
-        // Made by the container's init (see JobOutput::Files).
-        Output::Logs(dir) => {
-            let (o, e) = log_paths(dir, stepped.as_deref().unwrap_or(&run.key));
-            let output = JobOutput::Files {
-                stdout: o.clone(),
-                stderr: e.clone(),
-            };
-            (Some((o, e)), output)
-        }
-        Output::Inherit => match (
-            std::io::stdout().as_fd().try_clone_to_owned(),
-            std::io::stderr().as_fd().try_clone_to_owned(),
-        ) {
-            (Ok(stdout), Ok(stderr)) => (None, JobOutput::Fds { stdout, stderr }),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(fail(
-                    State::Error,
-                    format!("cannot duplicate stdout/stderr: {e}"),
-                    None,
-                ))
-            }
-        },
-    };
-
-    let mut writable = Vec::new();
-    for target in &run.container.writable {
-        let host = opts
-            .scratch
-            .join(&run.key)
-            .join(target.strip_prefix("/").unwrap_or(target));
-        if let Err(e) = std::fs::create_dir_all(&host).at("create", &host) {
-            return Err(fail(State::Error, crate::fsx::chain(&e), logs));
-        }
-        writable.push((host, target.clone()));
-    }
-
-    let mempolicy = match &run.resources.numa {
-        Numa::Nodes { nodes, policy } => Some((*policy, nodes.clone())),
-        _ => None,
-    };
-    let mut join_tasks = Vec::new();
-    for path in cg.v1_tasks_files() {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .at("open", &path)
-        {
-            Ok(f) => join_tasks.push(OwnedFd::from(f)),
-            Err(e) => return Err(fail(State::Error, crate::fsx::chain(&e), logs)),
-        }
-    }
+    let ids = run_ids(run, &placement, opts).map_err(|e| fail(e, None))?;
+    let name = step.map(|s| format!("{}.{}", run.key, s.as_str()));
+    let name = name.as_deref().unwrap_or(&run.key);
+    let cg = run_cgroup(run, &placement, opts, name).map_err(|e| fail(e, None))?;
+    let (logs, output) = job_output(opts, name).map_err(|e| fail(e, None))?;
+    let files = run_files(run, opts, &cg, step).map_err(|e| fail(e, logs.clone()))?;
     // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
-    let self_placed = !join_tasks.is_empty();
-    // The job's stdin: the job file's `stdin:`, else /dev/null.
-    let stdin = match &run.stdin {
-        _ if step.is_some() => None,
-        None => None,
-        Some(path) => match File::open(path).at("open stdin", path) {
-            Ok(f) => Some(OwnedFd::from(f)),
-            Err(e) => return Err(fail(State::Error, crate::fsx::chain(&e), logs)),
-        },
+    let self_placed = !files.join_tasks.is_empty();
+    let netns = match step {
+        Some(_) => None,
+        None => nets.take(run),
     };
-    // `{cpus}` is the assigned list.
-    let cpus = placement.cpus.to_string();
-    let cfg = ContainerConfig {
-        argv: match step {
-            Some(s) => run.steps.get(s).map_or(&[][..], Vec::as_slice),
-            None => &run.command[..],
-        }
-        .iter()
-        .map(|a| a.render(Some(&cpus)))
-        .collect(),
-        env: run
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.render(Some(&cpus))))
-            .collect(),
-        workdir: run.workdir.clone(),
-        hostname: run.container.hostname.clone(),
-        rootfs: run.container.rootfs.clone(),
-        network: run.container.network,
-        mounts: run.container.mounts.clone(),
-        writable,
-        user: run.container.user,
-        capabilities: run.container.capabilities.clone(),
-        rlimits: run.resources.rlimits.clone(),
-        mempolicy,
-        stdin,
-        output,
-        join_tasks,
-        netns: match step {
-            Some(_) => None,
-            None => nets.take(run),
-        },
-        ids: ids.clone(),
-        hidden: run.container.hidden.clone(),
-        visible: run.container.visible.clone(),
-    };
+    let cfg = container_config(run, &placement, step, ids.clone(), output, files, netns);
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     // Returns while init still builds the root: the loop polls the setup
     // fd, so the setups of several runs overlap.
@@ -797,7 +676,7 @@ fn start(
             // that needs one makes a new one.
             let _ = cg.kill();
             let _ = cg.remove();
-            return Err(fail(State::Error, e.to_string(), logs));
+            return Err(fail(e.to_string(), logs));
         }
     };
     Ok(Running {
@@ -810,6 +689,146 @@ fn start(
         logs,
         ids,
     })
+}
+
+/// The run's own block of host ids, by its first CPU (see container::ids);
+/// None for the host's ids (`userns: host`).
+fn run_ids(run: &Run, placement: &Placement, opts: &Options) -> Result<Option<IdMaps>, String> {
+    match run.container.userns {
+        UserNs::Host => Ok(None),
+        UserNs::Private => {
+            let slot = placement.cpus.iter().next().unwrap_or(0);
+            let user = run.container.user.unwrap_or((0, 0));
+            opts.ids
+                .maps(slot, user)
+                .map(Some)
+                .map_err(|e| format!("user namespace: {e}"))
+        }
+    }
+}
+
+/// The run's cgroup `<base>/<batch>/<name>` with its limits (a single
+/// run's is `<base>/<batch>` itself).
+fn run_cgroup(run: &Run, placement: &Placement, opts: &Options, name: &str) -> Result<RunCgroup, String> {
+    let mut limits = limits_for(run, placement);
+    limits.io = io_throttles(run)?;
+    let (batch, name) = match opts.single {
+        true => ("", opts.batch_id.as_str()),
+        false => (opts.batch_id.as_str(), name),
+    };
+    RunCgroup::create(&opts.hierarchy, &opts.cgroup_base, batch, name, &limits)
+        .map_err(|e| format!("cgroup: {}", crate::fsx::chain(&e)))
+}
+
+/// Where stdout and stderr go: `logs/<name>.out` and `.err` (made by the
+/// container's init, see JobOutput::Files), or the runner's own.
+type Logs = Option<(PathBuf, PathBuf)>;
+
+fn job_output(opts: &Options, name: &str) -> Result<(Logs, JobOutput), String> {
+    match &opts.output {
+        Output::Logs(dir) => {
+            let (o, e) = log_paths(dir, name);
+            let output = JobOutput::Files {
+                stdout: o.clone(),
+                stderr: e.clone(),
+            };
+            Ok((Some((o, e)), output))
+        }
+        Output::Inherit => match (
+            std::io::stdout().as_fd().try_clone_to_owned(),
+            std::io::stderr().as_fd().try_clone_to_owned(),
+        ) {
+            (Ok(stdout), Ok(stderr)) => Ok((None, JobOutput::Fds { stdout, stderr })),
+            (Err(e), _) | (_, Err(e)) => Err(format!("cannot duplicate stdout/stderr: {e}")),
+        },
+    }
+}
+
+/// What the runner opens and makes on the host for a run.
+struct RunFiles {
+    /// (host directory, target inside) of its writable dirs.
+    writable: Vec<(PathBuf, PathBuf)>,
+    /// Its cgroup v1 `tasks` files, for init to join.
+    join_tasks: Vec<OwnedFd>,
+    /// The job's stdin: the job file's `stdin:`, else /dev/null (None).
+    stdin: Option<OwnedFd>,
+}
+
+fn run_files(run: &Run, opts: &Options, cg: &RunCgroup, step: Option<Step>) -> Result<RunFiles, String> {
+    let chain = |e: crate::fsx::PathError| crate::fsx::chain(&e);
+    let mut writable = Vec::new();
+    for target in &run.container.writable {
+        let host = opts
+            .scratch
+            .join(&run.key)
+            .join(target.strip_prefix("/").unwrap_or(target));
+        std::fs::create_dir_all(&host).at("create", &host).map_err(chain)?;
+        writable.push((host, target.clone()));
+    }
+    let mut join_tasks = Vec::new();
+    for path in cg.v1_tasks_files() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .at("open", &path)
+            .map_err(chain)?;
+        join_tasks.push(OwnedFd::from(f));
+    }
+    let stdin = match (&run.stdin, step) {
+        (Some(path), None) => Some(OwnedFd::from(File::open(path).at("open stdin", path).map_err(chain)?)),
+        _ => None,
+    };
+    Ok(RunFiles {
+        writable,
+        join_tasks,
+        stdin,
+    })
+}
+
+/// The container of the job, or of one of its steps.
+fn container_config(
+    run: &Run,
+    placement: &Placement,
+    step: Option<Step>,
+    ids: Option<IdMaps>,
+    output: JobOutput,
+    files: RunFiles,
+    netns: Option<OwnedFd>,
+) -> ContainerConfig {
+    // `{cpus}` is the assigned list.
+    let cpus = placement.cpus.to_string();
+    let argv = match step {
+        Some(s) => run.steps.get(s).map_or(&[][..], Vec::as_slice),
+        None => &run.command[..],
+    };
+    ContainerConfig {
+        argv: argv.iter().map(|a| a.render(Some(&cpus))).collect(),
+        env: run
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.render(Some(&cpus))))
+            .collect(),
+        workdir: run.workdir.clone(),
+        hostname: run.container.hostname.clone(),
+        rootfs: run.container.rootfs.clone(),
+        network: run.container.network,
+        mounts: run.container.mounts.clone(),
+        writable: files.writable,
+        user: run.container.user,
+        capabilities: run.container.capabilities.clone(),
+        rlimits: run.resources.rlimits.clone(),
+        mempolicy: match &run.resources.numa {
+            Numa::Nodes { nodes, policy } => Some((*policy, nodes.clone())),
+            _ => None,
+        },
+        stdin: files.stdin,
+        output,
+        join_tasks: files.join_tasks,
+        netns,
+        ids,
+        hidden: run.container.hidden.clone(),
+        visible: run.container.visible.clone(),
+    }
 }
 
 /// A run whose container setup failed: the container is killed and reaped,

@@ -399,53 +399,7 @@ fn job(
     });
 
     // Command or shell, exactly one.
-    let mut command_fields: Vec<Field> = Vec::new();
-    let mut is_shell = false;
-    let from_image = raw
-        .container
-        .as_ref()
-        .and_then(|c| c.rootfs.as_deref())
-        .is_some_and(|t| t.starts_with("oci:") || t.starts_with("docker-archive:"));
-    match (&raw.command, &raw.shell) {
-        (Some(_), Some(_)) => cx.err(
-            jp.clone(),
-            "both `command` and `shell` given: expected exactly one (`command` is an argv list, `shell` a /bin/sh line)",
-        ),
-        // An image's Entrypoint and Cmd run when the job gives neither.
-        (None, None) if from_image => {}
-        (None, None) => {
-            if !cx.pruned(&child(&jp, "command")) && !cx.pruned(&child(&jp, "shell")) && !cx.pruned(&p(&["defaults", "command"])) && !cx.pruned(&p(&["defaults", "shell"])) {
-                cx.err(jp.clone(), "missing key `command` or `shell`: expected an argv list like [\"xz\", \"-9\"] or a shell line");
-            }
-        }
-        (Some(argv), None) => {
-            let cp = jc.at(&["command"]);
-            if argv.is_empty() {
-                cx.err(cp.clone(), "empty command `[]`: expected at least the program, like [\"xz\", \"-9\"]");
-            } else if argv[0].0.trim().is_empty() {
-                cx.err([&cp[..], &[Seg::Index(0)]].concat(), format!("empty program name `{}`: expected a program like `xz`", argv[0].0));
-            }
-            for (i, Text(word)) in argv.iter().enumerate() {
-                command_fields.push(Field {
-                    path: [&cp[..], &[Seg::Index(i)]].concat(),
-                    pieces: expand::parse_template(word),
-                    raw: word.clone(),
-                });
-            }
-        }
-        (None, Some(line)) => {
-            is_shell = true;
-            let sp = jc.at(&["shell"]);
-            if line.trim().is_empty() {
-                cx.err(sp.clone(), format!("empty shell command `{line}`: expected a command line"));
-            }
-            command_fields.push(Field {
-                path: sp,
-                pieces: expand::parse_template(line),
-                raw: line.clone(),
-            });
-        }
-    }
+    let (command_fields, is_shell) = command_fields(cx, jc, &raw);
 
     // Matrix.
     let (mut combos, param_names) = matrix(cx, jc, raw.matrix.as_ref());
@@ -484,142 +438,18 @@ fn job(
         container.hostname.as_deref().unwrap_or("{job}-{rep}"),
     );
     let res = raw.resources.clone().unwrap_or_default();
-    let mut numeric: Vec<Field> = Vec::new();
-    let mut add_num = |path: YPath, s: &Scalar| {
-        if let Scalar::Str(t) = s {
-            numeric.push(field(path, t));
-        }
+    let numeric = numeric_fields(jc, &res);
+
+    let fields = Templated {
+        command: &command_fields,
+        env: &env_fields,
+        workdir: workdir.as_ref(),
+        hostname: &hostname,
+        numeric: &numeric,
     };
-    if let Some(c) = &res.cpus {
-        add_num(jc.at(&["resources", "cpus"]), &c.0);
-    }
-    if let Some(IdList::Text(s)) = &res.cpuset {
-        add_num(jc.at(&["resources", "cpuset"]), s);
-    }
-    if let Some(m) = &res.memory {
-        add_num(jc.at(&["resources", "memory"]), &m.0);
-    }
-    if let Some(q) = &res.cpu_quota {
-        add_num(jc.at(&["resources", "cpu_quota"]), &q.0);
-    }
-    if let Some(v) = &res.pids {
-        add_num(jc.at(&["resources", "pids"]), &v.0);
-    }
-    if let Some(io) = &res.io {
-        for (k, v) in [("read_bps", &io.read_bps), ("write_bps", &io.write_bps)] {
-            if let Some(v) = v {
-                add_num(jc.at(&["resources", "io", k]), &v.0);
-            }
-        }
-        for (k, v) in [("read_iops", &io.read_iops), ("write_iops", &io.write_iops)] {
-            if let Some(v) = v {
-                add_num(jc.at(&["resources", "io", k]), &v.0);
-            }
-        }
-    }
-    if let Some(r) = &res.rlimits {
-        for (k, v) in &r.0 {
-            add_num(jc.at(&["resources", "rlimits", k]), &v.0);
-        }
-    }
+    check_placeholders(cx, jc, &raw, &fields, &param_names, complete);
 
-    let known: Vec<&str> = param_names
-        .iter()
-        .map(String::as_str)
-        .chain(["job", "rep"])
-        .collect();
-    let mut used: HashSet<String> = HashSet::new();
-    let mut unknown_placeholder = false;
-    let with_cpus = command_fields
-        .iter()
-        .chain(env_fields.iter().map(|(_, f)| f));
-    let without_cpus = workdir
-        .iter()
-        .chain(std::iter::once(&hostname))
-        .chain(numeric.iter());
-    for (f, cpus_ok) in with_cpus
-        .map(|f| (f, true))
-        .chain(without_cpus.map(|f| (f, false)))
-    {
-        for n in expand::names(&f.pieces) {
-            used.insert(n.to_string());
-            if n == "cpus" {
-                if !cpus_ok {
-                    cx.err(f.path.clone(), format!("placeholder `{{cpus}}` in `{}` is only known at run start: it is allowed in command, shell and env", f.raw));
-                }
-            } else if !known.contains(&n) {
-                unknown_placeholder = true;
-                let list: Vec<String> = known
-                    .iter()
-                    .map(|k| format!("{{{k}}}"))
-                    .chain(cpus_ok.then(|| "{cpus}".to_string()))
-                    .collect();
-                cx.err(
-                    f.path.clone(),
-                    format!(
-                        "unknown placeholder `{{{n}}}` in `{}`: expected one of {}",
-                        f.raw,
-                        list.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-    // A parameter used only by a step (a `prepare` that makes an input of
-    // that size) is used too; steps check their own placeholders.
-    for step in [&raw.setup, &raw.prepare, &raw.conclude, &raw.cleanup]
-        .into_iter()
-        .flatten()
-    {
-        let words: Vec<&str> = match step {
-            RawStep::Shell(line) => vec![line.as_str()],
-            RawStep::Argv(argv) => argv.iter().map(|Text(w)| w.as_str()).collect(),
-        };
-        for w in words {
-            for n in expand::names(&expand::parse_template(w)) {
-                used.insert(n.to_string());
-            }
-        }
-    }
-    // After a misspelt placeholder the unused key is the same mistake: say it once.
-    if complete && !unknown_placeholder {
-        for name in &param_names {
-            if !used.contains(name) {
-                let path = matrix_key_path(jc, name);
-                cx.key_err(path, format!("matrix key `{name}` is used in no placeholder: write `{{{name}}}` in command, shell, env, workdir, hostname, resources or a step, or remove it"));
-            }
-        }
-    }
-
-    // References.
-    let depends_on = raw.depends_on.clone().unwrap_or_default();
-    for (i, d) in depends_on.iter().enumerate() {
-        let dp = [&jc.at(&["depends_on"])[..], &[Seg::Index(i)]].concat();
-        if d == jc.name {
-            cx.err(dp, format!("job `{d}` depends on itself"));
-        } else if !job_names.contains(d.as_str()) {
-            cx.err(
-                dp,
-                format!(
-                    "unknown job `{d}` in depends_on: expected one of {}",
-                    sorted_list(job_names)
-                ),
-            );
-        }
-    }
-    if let Some(g) = &raw.group {
-        if !group_names.contains(g.as_str()) {
-            let expected = if group_names.is_empty() {
-                "a group defined under top-level `groups` (there are none)".to_string()
-            } else {
-                format!("one of {}", sorted_list(group_names))
-            };
-            cx.err(
-                jc.at(&["group"]),
-                format!("unknown group `{g}`: expected {expected}"),
-            );
-        }
-    }
+    let depends_on = references(cx, jc, &raw, group_names, job_names);
 
     // Counts and durations.
     let repetitions = raw.repetitions.unwrap_or(1);
@@ -649,113 +479,18 @@ fn job(
         .unwrap_or(DEFAULT_LOG_LIMIT);
 
     // Container parts that do not depend on the run.
-    let image = match container.rootfs.as_deref() {
-        Some(text) => match crate::image::parse_source(text, cx.base) {
-            Some(Ok(source)) => Some(source),
-            Some(Err(e)) => {
-                cx.err(
-                    jc.at(&["container", "rootfs"]),
-                    format!("rootfs `{text}`: {e}"),
-                );
-                None
-            }
-            None => None,
-        },
-        None => None,
-    };
-    let rootfs = match container.rootfs.as_deref() {
-        None | Some("host") => Rootfs::Host,
-        Some(_) if image.is_some() => Rootfs::Host,
-        Some("") => {
-            cx.err(
-                jc.at(&["container", "rootfs"]),
-                "empty rootfs: expected `host` or a directory",
-            );
-            Rootfs::Host
-        }
-        Some(dir) => Rootfs::Dir(cx.base.join(dir)),
-    };
-    let network = match container.network {
-        None | Some(NetworkKind::None) => Network::None,
-        Some(NetworkKind::Host) => Network::Host,
-    };
-    let mut mounts = Vec::new();
-    for (i, m) in container.mounts.iter().flatten().enumerate() {
-        let mp = [&jc.at(&["container", "mounts"])[..], &[Seg::Index(i)]].concat();
-        let source = m.source.clone().filter(|s| !s.is_empty());
-        let target = m.target.clone().filter(|s| !s.is_empty());
-        if source.is_none() {
-            cx.missing(&mp, "source", "a host path");
-        }
-        match &target {
-            None => cx.missing(&mp, "target", "an absolute path inside the container"),
-            Some(t) if !t.starts_with('/') => cx.err(
-                child(&mp, "target"),
-                format!(
-                    "relative mount target `{t}`: expected an absolute path inside the container"
-                ),
-            ),
-            _ => {}
-        }
-        if let (Some(s), Some(t)) = (source, target) {
-            mounts.push(Mount {
-                source: cx.base.join(s),
-                target: PathBuf::from(t),
-                read_only: m.read_only.unwrap_or(false),
-            });
-        }
-    }
-    let mut writable = Vec::new();
-    for (i, w) in container.writable.iter().flatten().enumerate() {
-        if !w.starts_with('/') {
-            cx.err(
-                [&jc.at(&["container", "writable"])[..], &[Seg::Index(i)]].concat(),
-                format!(
-                    "relative writable path `{w}`: expected an absolute path inside the container"
-                ),
-            );
-        }
-        writable.push(PathBuf::from(w));
-    }
-    let user = container.user.as_ref().and_then(|Text(u)| {
-        let parsed = u.split_once(':').and_then(|(a, b)| {
-            Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?))
-        });
-        if parsed.is_none() {
-            cx.err(
-                jc.at(&["container", "user"]),
-                format!("invalid user `{u}`: expected numeric `uid:gid` like \"1000:1000\""),
-            );
-        }
-        parsed
-    });
-    let mut capabilities = Vec::new();
-    for (i, c) in container.capabilities.iter().flatten().enumerate() {
-        let up = c.trim().to_ascii_uppercase();
-        let bare = up.strip_prefix("CAP_").unwrap_or(&up);
-        if crate::spec::CAPABILITIES.contains(&bare) {
-            capabilities.push(format!("CAP_{bare}"));
-        } else {
-            cx.err([&jc.at(&["container", "capabilities"])[..], &[Seg::Index(i)]].concat(), format!("unknown capability `{c}`: expected a name like CAP_NET_RAW (see capabilities(7))"));
-        }
-    }
-
-    let userns = match container.userns {
-        None | Some(UserNsKind::Private) => UserNs::Private,
-        Some(UserNsKind::Host) => UserNs::Host,
-    };
-    let hidden = abs_paths(
-        cx,
-        &jc.at(&["container", "hidden"]),
-        &container.hidden,
-        "hidden",
-    );
-    let visible = abs_paths(
-        cx,
-        &jc.at(&["container", "visible"]),
-        &container.visible,
-        "visible",
-    );
+    let ContainerParts {
+        image,
+        rootfs,
+        network,
+        mounts,
+        writable,
+        user,
+        capabilities,
+        userns,
+        hidden,
+        visible,
+    } = container_parts(cx, jc, &container);
 
     let stdin = raw.stdin.as_ref().map(|s| cx.base.join(s));
     let step_fields: Vec<Option<Vec<Field>>> = [
@@ -772,33 +507,11 @@ fn job(
     .collect();
 
     // Counted before a run is made (see matrix).
-    let count = combos.len() as u128 * (warmup as u128 + repetitions.max(1) as u128);
-    let total = cx.runs_so_far as u128 + count;
-    if total > cx.max_runs as u128 {
-        let at = match raw.repetitions {
-            Some(_) => jc.at(&["repetitions"]),
-            None => jp.clone(),
-        };
-        cx.err(
-            at,
-            format!(
-                "job `{}` expands to {} combination(s) × ({warmup} warmup + {} repetitions) = {} runs{}, more than the {} runs a batch may have (--max-runs changes the limit)",
-                jc.name,
-                group_digits(combos.len() as u128),
-                group_digits(repetitions.max(1) as u128),
-                group_digits(count),
-                if cx.runs_so_far > 0 {
-                    format!(" ({} with the jobs before it)", group_digits(total))
-                } else {
-                    String::new()
-                },
-                group_digits(cx.max_runs as u128)
-            ),
-        );
+    let count = count_runs(cx, jc, raw.repetitions.is_some(), combos.len(), warmup, repetitions);
+    if count.is_none() {
         combos.clear();
-    } else {
-        cx.runs_so_far = total as u64;
     }
+    let count = count.unwrap_or(0);
 
     // Runs.
     let mut runs = Vec::with_capacity(if combos.is_empty() { 0 } else { count as usize });
@@ -1143,6 +856,414 @@ fn step_argv(
         });
     }
     fields
+}
+
+/// The job's `command` (argv) or `shell` (one line) as fields; true for a
+/// shell. Exactly one is needed, unless the root is an image (its
+/// Entrypoint and Cmd then run).
+fn command_fields(cx: &mut Ctx, jc: &JobCx, raw: &RawJob) -> (Vec<Field>, bool) {
+    let jp = jc.path();
+    let mut command_fields: Vec<Field> = Vec::new();
+    let mut is_shell = false;
+    let from_image = raw
+        .container
+        .as_ref()
+        .and_then(|c| c.rootfs.as_deref())
+        .is_some_and(|t| t.starts_with("oci:") || t.starts_with("docker-archive:"));
+    match (&raw.command, &raw.shell) {
+        (Some(_), Some(_)) => cx.err(
+            jp.clone(),
+            "both `command` and `shell` given: expected exactly one (`command` is an argv list, `shell` a /bin/sh line)",
+        ),
+        // An image's Entrypoint and Cmd run when the job gives neither.
+        (None, None) if from_image => {}
+        (None, None) => {
+            if !cx.pruned(&child(&jp, "command")) && !cx.pruned(&child(&jp, "shell")) && !cx.pruned(&p(&["defaults", "command"])) && !cx.pruned(&p(&["defaults", "shell"])) {
+                cx.err(jp.clone(), "missing key `command` or `shell`: expected an argv list like [\"xz\", \"-9\"] or a shell line");
+            }
+        }
+        (Some(argv), None) => {
+            let cp = jc.at(&["command"]);
+            if argv.is_empty() {
+                cx.err(cp.clone(), "empty command `[]`: expected at least the program, like [\"xz\", \"-9\"]");
+            } else if argv[0].0.trim().is_empty() {
+                cx.err([&cp[..], &[Seg::Index(0)]].concat(), format!("empty program name `{}`: expected a program like `xz`", argv[0].0));
+            }
+            for (i, Text(word)) in argv.iter().enumerate() {
+                command_fields.push(Field {
+                    path: [&cp[..], &[Seg::Index(i)]].concat(),
+                    pieces: expand::parse_template(word),
+                    raw: word.clone(),
+                });
+            }
+        }
+        (None, Some(line)) => {
+            is_shell = true;
+            let sp = jc.at(&["shell"]);
+            if line.trim().is_empty() {
+                cx.err(sp.clone(), format!("empty shell command `{line}`: expected a command line"));
+            }
+            command_fields.push(Field {
+                path: sp,
+                pieces: expand::parse_template(line),
+                raw: line.clone(),
+            });
+        }
+    }
+    (command_fields, is_shell)
+}
+
+/// The jobs this one depends on, and its group: each must exist.
+fn references(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    raw: &RawJob,
+    group_names: &HashSet<&str>,
+    job_names: &HashSet<&str>,
+) -> Vec<String> {
+    let depends_on = raw.depends_on.clone().unwrap_or_default();
+    for (i, d) in depends_on.iter().enumerate() {
+        let dp = [&jc.at(&["depends_on"])[..], &[Seg::Index(i)]].concat();
+        if d == jc.name {
+            cx.err(dp, format!("job `{d}` depends on itself"));
+        } else if !job_names.contains(d.as_str()) {
+            cx.err(
+                dp,
+                format!(
+                    "unknown job `{d}` in depends_on: expected one of {}",
+                    sorted_list(job_names)
+                ),
+            );
+        }
+    }
+    if let Some(g) = &raw.group {
+        if !group_names.contains(g.as_str()) {
+            let expected = if group_names.is_empty() {
+                "a group defined under top-level `groups` (there are none)".to_string()
+            } else {
+                format!("one of {}", sorted_list(group_names))
+            };
+            cx.err(
+                jc.at(&["group"]),
+                format!("unknown group `{g}`: expected {expected}"),
+            );
+        }
+    }
+    depends_on
+}
+
+/// What the runs of a job share of their container.
+struct ContainerParts {
+    image: Option<crate::image::Source>,
+    rootfs: Rootfs,
+    network: Network,
+    mounts: Vec<Mount>,
+    writable: Vec<PathBuf>,
+    user: Option<(u32, u32)>,
+    capabilities: Vec<String>,
+    userns: UserNs,
+    hidden: Vec<PathBuf>,
+    visible: Vec<PathBuf>,
+}
+
+fn container_parts(cx: &mut Ctx, jc: &JobCx, container: &super::raw::RawContainer) -> ContainerParts {
+    let image = match container.rootfs.as_deref() {
+        Some(text) => match crate::image::parse_source(text, cx.base) {
+            Some(Ok(source)) => Some(source),
+            Some(Err(e)) => {
+                cx.err(
+                    jc.at(&["container", "rootfs"]),
+                    format!("rootfs `{text}`: {e}"),
+                );
+                None
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let rootfs = match container.rootfs.as_deref() {
+        None | Some("host") => Rootfs::Host,
+        Some(_) if image.is_some() => Rootfs::Host,
+        Some("") => {
+            cx.err(
+                jc.at(&["container", "rootfs"]),
+                "empty rootfs: expected `host` or a directory",
+            );
+            Rootfs::Host
+        }
+        Some(dir) => Rootfs::Dir(cx.base.join(dir)),
+    };
+    let network = match container.network {
+        None | Some(NetworkKind::None) => Network::None,
+        Some(NetworkKind::Host) => Network::Host,
+    };
+    let mut mounts = Vec::new();
+    for (i, m) in container.mounts.iter().flatten().enumerate() {
+        let mp = [&jc.at(&["container", "mounts"])[..], &[Seg::Index(i)]].concat();
+        let source = m.source.clone().filter(|s| !s.is_empty());
+        let target = m.target.clone().filter(|s| !s.is_empty());
+        if source.is_none() {
+            cx.missing(&mp, "source", "a host path");
+        }
+        match &target {
+            None => cx.missing(&mp, "target", "an absolute path inside the container"),
+            Some(t) if !t.starts_with('/') => cx.err(
+                child(&mp, "target"),
+                format!(
+                    "relative mount target `{t}`: expected an absolute path inside the container"
+                ),
+            ),
+            _ => {}
+        }
+        if let (Some(s), Some(t)) = (source, target) {
+            mounts.push(Mount {
+                source: cx.base.join(s),
+                target: PathBuf::from(t),
+                read_only: m.read_only.unwrap_or(false),
+            });
+        }
+    }
+    let mut writable = Vec::new();
+    for (i, w) in container.writable.iter().flatten().enumerate() {
+        if !w.starts_with('/') {
+            cx.err(
+                [&jc.at(&["container", "writable"])[..], &[Seg::Index(i)]].concat(),
+                format!(
+                    "relative writable path `{w}`: expected an absolute path inside the container"
+                ),
+            );
+        }
+        writable.push(PathBuf::from(w));
+    }
+    let user = container.user.as_ref().and_then(|Text(u)| {
+        let parsed = u.split_once(':').and_then(|(a, b)| {
+            Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?))
+        });
+        if parsed.is_none() {
+            cx.err(
+                jc.at(&["container", "user"]),
+                format!("invalid user `{u}`: expected numeric `uid:gid` like \"1000:1000\""),
+            );
+        }
+        parsed
+    });
+    let mut capabilities = Vec::new();
+    for (i, c) in container.capabilities.iter().flatten().enumerate() {
+        let up = c.trim().to_ascii_uppercase();
+        let bare = up.strip_prefix("CAP_").unwrap_or(&up);
+        if crate::spec::CAPABILITIES.contains(&bare) {
+            capabilities.push(format!("CAP_{bare}"));
+        } else {
+            cx.err([&jc.at(&["container", "capabilities"])[..], &[Seg::Index(i)]].concat(), format!("unknown capability `{c}`: expected a name like CAP_NET_RAW (see capabilities(7))"));
+        }
+    }
+
+    let userns = match container.userns {
+        None | Some(UserNsKind::Private) => UserNs::Private,
+        Some(UserNsKind::Host) => UserNs::Host,
+    };
+    let hidden = abs_paths(
+        cx,
+        &jc.at(&["container", "hidden"]),
+        &container.hidden,
+        "hidden",
+    );
+    let visible = abs_paths(
+        cx,
+        &jc.at(&["container", "visible"]),
+        &container.visible,
+        "visible",
+    );
+    ContainerParts {
+        image,
+        rootfs,
+        network,
+        mounts,
+        writable,
+        user,
+        capabilities,
+        userns,
+        hidden,
+        visible,
+    }
+}
+
+/// How many runs the job makes: combinations × (warmup + repetitions),
+/// counted before any is made; None (an error said so) when that, with the
+/// jobs before it, is more than the batch may have.
+fn count_runs(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    reps_given: bool,
+    combos: usize,
+    warmup: u32,
+    repetitions: u32,
+) -> Option<u128> {
+    let count = combos as u128 * (warmup as u128 + repetitions.max(1) as u128);
+    let total = cx.runs_so_far as u128 + count;
+    if total > cx.max_runs as u128 {
+        let at = match reps_given {
+            true => jc.at(&["repetitions"]),
+            false => jc.path(),
+        };
+        cx.err(
+            at,
+            format!(
+                "job `{}` expands to {} combination(s) × ({warmup} warmup + {} repetitions) = {} runs{}, more than the {} runs a batch may have (--max-runs changes the limit)",
+                jc.name,
+                group_digits(combos as u128),
+                group_digits(repetitions.max(1) as u128),
+                group_digits(count),
+                if cx.runs_so_far > 0 {
+                    format!(" ({} with the jobs before it)", group_digits(total))
+                } else {
+                    String::new()
+                },
+                group_digits(cx.max_runs as u128)
+            ),
+        );
+        return None;
+    }
+    cx.runs_so_far = total as u64;
+    Some(count)
+}
+
+/// The resource fields given as text, which may hold placeholders.
+fn numeric_fields(jc: &JobCx, res: &super::raw::RawResources) -> Vec<Field> {
+    let field = |path: YPath, raw: &str| Field {
+        path,
+        pieces: expand::parse_template(raw),
+        raw: raw.to_string(),
+    };
+    let mut numeric: Vec<Field> = Vec::new();
+    let mut add_num = |path: YPath, s: &Scalar| {
+        if let Scalar::Str(t) = s {
+            numeric.push(field(path, t));
+        }
+    };
+    if let Some(c) = &res.cpus {
+        add_num(jc.at(&["resources", "cpus"]), &c.0);
+    }
+    if let Some(IdList::Text(s)) = &res.cpuset {
+        add_num(jc.at(&["resources", "cpuset"]), s);
+    }
+    if let Some(m) = &res.memory {
+        add_num(jc.at(&["resources", "memory"]), &m.0);
+    }
+    if let Some(q) = &res.cpu_quota {
+        add_num(jc.at(&["resources", "cpu_quota"]), &q.0);
+    }
+    if let Some(v) = &res.pids {
+        add_num(jc.at(&["resources", "pids"]), &v.0);
+    }
+    if let Some(io) = &res.io {
+        for (k, v) in [("read_bps", &io.read_bps), ("write_bps", &io.write_bps)] {
+            if let Some(v) = v {
+                add_num(jc.at(&["resources", "io", k]), &v.0);
+            }
+        }
+        for (k, v) in [("read_iops", &io.read_iops), ("write_iops", &io.write_iops)] {
+            if let Some(v) = v {
+                add_num(jc.at(&["resources", "io", k]), &v.0);
+            }
+        }
+    }
+    if let Some(r) = &res.rlimits {
+        for (k, v) in &r.0 {
+            add_num(jc.at(&["resources", "rlimits", k]), &v.0);
+        }
+    }
+    numeric
+}
+
+/// The fields of a job that may hold placeholders.
+struct Templated<'a> {
+    command: &'a [Field],
+    env: &'a [(String, Field)],
+    workdir: Option<&'a Field>,
+    hostname: &'a Field,
+    numeric: &'a [Field],
+}
+
+/// Every placeholder names a parameter, `job` or `rep` (`cpus` only where
+/// it is known: command, shell, env), and every parameter is used.
+fn check_placeholders(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    raw: &RawJob,
+    f: &Templated,
+    param_names: &[String],
+    complete: bool,
+) {
+    let (command_fields, env_fields, workdir, hostname, numeric) =
+        (f.command, f.env, f.workdir, f.hostname, f.numeric);
+    let known: Vec<&str> = param_names
+        .iter()
+        .map(String::as_str)
+        .chain(["job", "rep"])
+        .collect();
+    let mut used: HashSet<String> = HashSet::new();
+    let mut unknown_placeholder = false;
+    let with_cpus = command_fields
+        .iter()
+        .chain(env_fields.iter().map(|(_, f)| f));
+    let without_cpus = workdir
+        .into_iter()
+        .chain(std::iter::once(hostname))
+        .chain(numeric.iter());
+    for (f, cpus_ok) in with_cpus
+        .map(|f| (f, true))
+        .chain(without_cpus.map(|f| (f, false)))
+    {
+        for n in expand::names(&f.pieces) {
+            used.insert(n.to_string());
+            if n == "cpus" {
+                if !cpus_ok {
+                    cx.err(f.path.clone(), format!("placeholder `{{cpus}}` in `{}` is only known at run start: it is allowed in command, shell and env", f.raw));
+                }
+            } else if !known.contains(&n) {
+                unknown_placeholder = true;
+                let list: Vec<String> = known
+                    .iter()
+                    .map(|k| format!("{{{k}}}"))
+                    .chain(cpus_ok.then(|| "{cpus}".to_string()))
+                    .collect();
+                cx.err(
+                    f.path.clone(),
+                    format!(
+                        "unknown placeholder `{{{n}}}` in `{}`: expected one of {}",
+                        f.raw,
+                        list.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    // A parameter used only by a step (a `prepare` that makes an input of
+    // that size) is used too; steps check their own placeholders.
+    for step in [&raw.setup, &raw.prepare, &raw.conclude, &raw.cleanup]
+        .into_iter()
+        .flatten()
+    {
+        let words: Vec<&str> = match step {
+            RawStep::Shell(line) => vec![line.as_str()],
+            RawStep::Argv(argv) => argv.iter().map(|Text(w)| w.as_str()).collect(),
+        };
+        for w in words {
+            for n in expand::names(&expand::parse_template(w)) {
+                used.insert(n.to_string());
+            }
+        }
+    }
+    // After a misspelt placeholder the unused key is the same mistake: say it once.
+    if complete && !unknown_placeholder {
+        for name in param_names {
+            if !used.contains(name) {
+                let path = matrix_key_path(jc, name);
+                cx.key_err(path, format!("matrix key `{name}` is used in no placeholder: write `{{{name}}}` in command, shell, env, workdir, hostname, resources or a step, or remove it"));
+            }
+        }
+    }
 }
 
 /// 4249672965 as `4,249,672,965`.
