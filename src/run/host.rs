@@ -709,7 +709,12 @@ fn run_ids(run: &Run, placement: &Placement, opts: &Options) -> Result<Option<Id
 
 /// The run's cgroup `<base>/<batch>/<name>` with its limits (a single
 /// run's is `<base>/<batch>` itself).
-fn run_cgroup(run: &Run, placement: &Placement, opts: &Options, name: &str) -> Result<RunCgroup, String> {
+fn run_cgroup(
+    run: &Run,
+    placement: &Placement,
+    opts: &Options,
+    name: &str,
+) -> Result<RunCgroup, String> {
     let mut limits = limits_for(run, placement);
     limits.io = io_throttles(run)?;
     let (batch, name) = match opts.single {
@@ -754,7 +759,12 @@ struct RunFiles {
     stdin: Option<OwnedFd>,
 }
 
-fn run_files(run: &Run, opts: &Options, cg: &RunCgroup, step: Option<Step>) -> Result<RunFiles, String> {
+fn run_files(
+    run: &Run,
+    opts: &Options,
+    cg: &RunCgroup,
+    step: Option<Step>,
+) -> Result<RunFiles, String> {
     let chain = |e: crate::fsx::PathError| crate::fsx::chain(&e);
     let mut writable = Vec::new();
     for target in &run.container.writable {
@@ -762,7 +772,9 @@ fn run_files(run: &Run, opts: &Options, cg: &RunCgroup, step: Option<Step>) -> R
             .scratch
             .join(&run.key)
             .join(target.strip_prefix("/").unwrap_or(target));
-        std::fs::create_dir_all(&host).at("create", &host).map_err(chain)?;
+        std::fs::create_dir_all(&host)
+            .at("create", &host)
+            .map_err(chain)?;
         writable.push((host, target.clone()));
     }
     let mut join_tasks = Vec::new();
@@ -775,7 +787,9 @@ fn run_files(run: &Run, opts: &Options, cg: &RunCgroup, step: Option<Step>) -> R
         join_tasks.push(OwnedFd::from(f));
     }
     let stdin = match (&run.stdin, step) {
-        (Some(path), None) => Some(OwnedFd::from(File::open(path).at("open stdin", path).map_err(chain)?)),
+        (Some(path), None) => Some(OwnedFd::from(
+            File::open(path).at("open stdin", path).map_err(chain)?,
+        )),
         _ => None,
     };
     Ok(RunFiles {

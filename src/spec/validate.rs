@@ -507,7 +507,14 @@ fn job(
     .collect();
 
     // Counted before a run is made (see matrix).
-    let count = count_runs(cx, jc, raw.repetitions.is_some(), combos.len(), warmup, repetitions);
+    let count = count_runs(
+        cx,
+        jc,
+        raw.repetitions.is_some(),
+        combos.len(),
+        warmup,
+        repetitions,
+    );
     if count.is_none() {
         combos.clear();
     }
@@ -966,7 +973,11 @@ struct ContainerParts {
     visible: Vec<PathBuf>,
 }
 
-fn container_parts(cx: &mut Ctx, jc: &JobCx, container: &super::raw::RawContainer) -> ContainerParts {
+fn container_parts(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    container: &super::raw::RawContainer,
+) -> ContainerParts {
     let image = match container.rootfs.as_deref() {
         Some(text) => match crate::image::parse_source(text, cx.base) {
             Some(Ok(source)) => Some(source),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the VM test suite (tests/vm.rs) needs on a fresh Debian 12
 # machine: qemu, a static busybox, Debian's stock kernel (unpacked under
-# target/vm/kernel, never installed into /boot) and the musl target that the
-# static packrun is built for. Run as root (from anywhere). Idempotent: a
+# target/vm/kernel, never installed into /boot), the musl target that the
+# static packrun is built for and musl-gcc (the zstd crate compiles C for that
+# target). Run as root (from anywhere). Idempotent: a
 # second run downloads nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
   apt-get update -qq
 fi
-apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static xz-utils >/dev/null
+apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static xz-utils musl-tools >/dev/null
 
 # The real package behind the linux-image-amd64 meta package (its version
 # changes with Debian point releases, so it is resolved, not hard-coded).

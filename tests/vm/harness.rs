@@ -315,6 +315,12 @@ fn build_static_packrun() -> Result<PathBuf, String> {
                     .into(),
             );
         }
+        if stderr.contains("x86_64-linux-musl-gcc") || stderr.contains("musl-gcc") {
+            return Err(
+                "musl-gcc is missing (the zstd crate compiles C for the musl target): run tests/vm/ci-install.sh, or `apt-get install musl-tools`"
+                    .into(),
+            );
+        }
         // A missing tool is a skip outside CI; code that does not build is never one.
         panic!("building the static packrun failed:\n{stderr}");
     }
