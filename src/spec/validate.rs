@@ -368,16 +368,10 @@ struct Field {
 /// Values of the placeholders of one run.
 type Vars<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
-fn job(
-    cx: &mut Ctx,
-    jc: &JobCx,
-    raw: RawJob,
-    group_names: &HashSet<&str>,
-    job_names: &HashSet<&str>,
-) -> (Job, Vec<Run>) {
+/// Whether every field that may hold a placeholder survived the type check
+/// (otherwise "matrix key used in no placeholder" cannot be judged).
+fn templated_complete(cx: &Ctx, jc: &JobCx) -> bool {
     let jp = jc.path();
-    // Whether every field that may hold a placeholder survived the type check
-    // (otherwise "matrix key used in no placeholder" cannot be judged).
     let templated: [&[&str]; 13] = [
         &["command"],
         &["shell"],
@@ -393,24 +387,23 @@ fn job(
         &["resources", "io"],
         &["resources", "rlimits"],
     ];
-    let complete = templated.iter().all(|rel| {
+    templated.iter().all(|rel| {
         !cx.pruned(&[&jp[..], &p(rel)].concat())
             && !cx.pruned(&[&p(&["defaults"])[..], &p(rel)].concat())
-    });
+    })
+}
 
-    // Command or shell, exactly one.
-    let (command_fields, is_shell) = command_fields(cx, jc, &raw);
-
-    // Matrix.
-    let (mut combos, param_names) = matrix(cx, jc, raw.matrix.as_ref());
-
-    // Static placeholder check of every templated field.
-    let field = |path: YPath, raw: &str| Field {
+fn field(path: YPath, raw: &str) -> Field {
+    Field {
         path,
         pieces: expand::parse_template(raw),
         raw: raw.to_string(),
-    };
-    let env_fields: Vec<(String, Field)> = raw
+    }
+}
+
+/// `env`: names checked, values parsed as templates.
+fn env_fields(cx: &mut Ctx, jc: &JobCx, raw: &RawJob) -> Vec<(String, Field)> {
+    let fields: Vec<(String, Field)> = raw
         .env
         .as_ref()
         .map(|e| {
@@ -419,7 +412,7 @@ fn job(
                 .collect()
         })
         .unwrap_or_default();
-    for (k, f) in &env_fields {
+    for (k, f) in &fields {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             cx.key_err(
                 f.path.clone(),
@@ -427,6 +420,26 @@ fn job(
             );
         }
     }
+    fields
+}
+
+fn job(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    raw: RawJob,
+    group_names: &HashSet<&str>,
+    job_names: &HashSet<&str>,
+) -> (Job, Vec<Run>) {
+    let complete = templated_complete(cx, jc);
+
+    // Command or shell, exactly one.
+    let (command_fields, is_shell) = command_fields(cx, jc, &raw);
+
+    // Matrix.
+    let (mut combos, param_names) = matrix(cx, jc, raw.matrix.as_ref());
+
+    // Static placeholder check of every templated field.
+    let env_fields = env_fields(cx, jc, &raw);
     let workdir = raw.workdir.as_ref().map(|w| field(jc.at(&["workdir"]), w));
     let container = raw.container.clone().unwrap_or_default();
     let hostname = field(
@@ -478,33 +491,33 @@ fn job(
         .and_then(|l| size(cx, jc.at(&["log_limit"]), l, &|_| None))
         .unwrap_or(DEFAULT_LOG_LIMIT);
 
-    // Container parts that do not depend on the run.
-    let ContainerParts {
-        image,
-        rootfs,
-        network,
-        mounts,
-        writable,
-        user,
-        capabilities,
-        userns,
-        hidden,
-        visible,
-    } = container_parts(cx, jc, &container);
-
-    let stdin = raw.stdin.as_ref().map(|s| cx.base.join(s));
-    let step_fields: Vec<Option<Vec<Field>>> = [
-        ("setup", &raw.setup),
-        ("prepare", &raw.prepare),
-        ("conclude", &raw.conclude),
-        ("cleanup", &raw.cleanup),
-    ]
-    .into_iter()
-    .map(|(name, step)| {
-        step.as_ref()
-            .map(|s| step_argv(cx, jc, name, s, &param_names))
-    })
-    .collect();
+    let shared = Shared {
+        command: command_fields,
+        is_shell,
+        env: env_fields,
+        workdir,
+        hostname,
+        resources: res,
+        time_limit,
+        cpu_time_limit,
+        estimate,
+        log_limit,
+        // Container parts that do not depend on the run.
+        container: container_parts(cx, jc, &container),
+        stdin: raw.stdin.as_ref().map(|s| cx.base.join(s)),
+        steps: [
+            ("setup", &raw.setup),
+            ("prepare", &raw.prepare),
+            ("conclude", &raw.conclude),
+            ("cleanup", &raw.cleanup),
+        ]
+        .map(|(name, step)| {
+            step.as_ref()
+                .map(|s| step_argv(cx, jc, name, s, &param_names))
+        }),
+        group: raw.group.clone(),
+        depends_on: depends_on.clone(),
+    };
 
     // Counted before a run is made (see matrix).
     let count = count_runs(
@@ -519,100 +532,18 @@ fn job(
         combos.clear();
     }
     let count = count.unwrap_or(0);
-
-    // Runs.
     let mut runs = Vec::with_capacity(if combos.is_empty() { 0 } else { count as usize });
     for combo in &combos {
-        let expected_total = warmup.saturating_add(repetitions.max(1));
-        for rep in 1..=expected_total {
-            let is_warmup = rep <= warmup;
-            let rep_text = rep.to_string();
-            let vars = |n: &str| -> Option<String> {
-                match n {
-                    "job" => Some(jc.name.to_string()),
-                    "rep" => Some(rep_text.clone()),
-                    _ => combo.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
-                }
-            };
-            // A parameter that only some `include` entries set is empty elsewhere.
-            let vars =
-                |n: &str| vars(n).or_else(|| param_names.iter().any(|p| p == n).then(String::new));
-            let fill = |f: &Field| -> String { expand::fill(&f.pieces, vars) };
-            // `{cpus}` waits for the run's placement.
-            let template = |f: &Field| Template::partial(&f.pieces, |n| vars(n));
-            let mut command: Vec<Template> = command_fields.iter().map(template).collect();
-            if is_shell {
-                command = vec![
-                    Template::literal("/bin/sh"),
-                    Template::literal("-c"),
-                    command.pop().unwrap_or_else(|| Template::literal("")),
-                ];
-            }
-            let env: Vec<(String, Template)> = env_fields
-                .iter()
-                .map(|(k, f)| (k.clone(), template(f)))
-                .collect();
-            let workdir = workdir.as_ref().map(|w| {
-                let w = fill(w);
-                if !w.starts_with('/') {
-                    cx.err(jc.at(&["workdir"]), format!("relative workdir `{w}`: expected an absolute path inside the container"));
-                }
-                PathBuf::from(w)
-            });
-            let host = fill(&hostname);
-            if host.is_empty() || host.len() > 64 {
-                cx.err(
-                    hostname.path.clone(),
-                    format!("hostname `{host}` must have 1 to 64 characters"),
-                );
-            }
-            let resources = resources(cx, jc, &res, &vars);
-            let params = combo.clone();
-            runs.push(Run {
-                key: expand::run_key(jc.name, &params, rep, is_warmup),
-                job: jc.name.to_string(),
-                params,
+        for rep in 1..=warmup.saturating_add(repetitions.max(1)) {
+            runs.push(make_run(
+                cx,
+                jc,
+                &shared,
+                &param_names,
+                combo,
                 rep,
-                warmup: is_warmup,
-                command,
-                env,
-                workdir,
-                resources,
-                time_limit,
-                cpu_time_limit,
-                estimate,
-                container: Container {
-                    rootfs: rootfs.clone(),
-                    network,
-                    hostname: host,
-                    mounts: mounts.clone(),
-                    writable: writable.clone(),
-                    user,
-                    capabilities: capabilities.clone(),
-                    userns,
-                    hidden: hidden.clone(),
-                    visible: visible.clone(),
-                    image: image.clone(),
-                },
-                log_limit,
-                group: raw.group.clone(),
-                depends_on: depends_on.clone(),
-                stdin: stdin.clone(),
-                steps: Steps {
-                    setup: step_fields[0]
-                        .as_ref()
-                        .map(|f| f.iter().map(template).collect()),
-                    prepare: step_fields[1]
-                        .as_ref()
-                        .map(|f| f.iter().map(template).collect()),
-                    conclude: step_fields[2]
-                        .as_ref()
-                        .map(|f| f.iter().map(template).collect()),
-                    cleanup: step_fields[3]
-                        .as_ref()
-                        .map(|f| f.iter().map(template).collect()),
-                },
-            });
+                rep <= warmup,
+            ));
         }
     }
     let job = Job {
@@ -623,6 +554,115 @@ fn job(
         order: raw.order.map(order_of),
     };
     (job, runs)
+}
+
+/// What every run of a job shares, checked once; `make_run` fills it in
+/// for one combination and repetition.
+struct Shared {
+    command: Vec<Field>,
+    is_shell: bool,
+    env: Vec<(String, Field)>,
+    workdir: Option<Field>,
+    hostname: Field,
+    resources: super::raw::RawResources,
+    time_limit: Option<std::time::Duration>,
+    cpu_time_limit: Option<std::time::Duration>,
+    estimate: std::time::Duration,
+    log_limit: u64,
+    container: Container,
+    stdin: Option<PathBuf>,
+    /// setup, prepare, conclude, cleanup.
+    steps: [Option<Vec<Field>>; 4],
+    group: Option<String>,
+    depends_on: Vec<String>,
+}
+
+/// One run: the job's shared parts with this combination's and
+/// repetition's placeholders filled (`{cpus}` waits for placement).
+fn make_run(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    sh: &Shared,
+    param_names: &[String],
+    combo: &[(String, String)],
+    rep: u32,
+    is_warmup: bool,
+) -> Run {
+    let rep_text = rep.to_string();
+    let vars = |n: &str| -> Option<String> {
+        match n {
+            "job" => Some(jc.name.to_string()),
+            "rep" => Some(rep_text.clone()),
+            _ => combo.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
+        }
+    };
+    // A parameter that only some `include` entries set is empty elsewhere.
+    let vars = |n: &str| vars(n).or_else(|| param_names.iter().any(|p| p == n).then(String::new));
+    let fill = |f: &Field| -> String { expand::fill(&f.pieces, vars) };
+    let template = |f: &Field| Template::partial(&f.pieces, |n| vars(n));
+    let mut command: Vec<Template> = sh.command.iter().map(template).collect();
+    if sh.is_shell {
+        command = vec![
+            Template::literal("/bin/sh"),
+            Template::literal("-c"),
+            command.pop().unwrap_or_else(|| Template::literal("")),
+        ];
+    }
+    let workdir = sh.workdir.as_ref().map(|w| {
+        let w = fill(w);
+        if !w.starts_with('/') {
+            cx.err(
+                jc.at(&["workdir"]),
+                format!("relative workdir `{w}`: expected an absolute path inside the container"),
+            );
+        }
+        PathBuf::from(w)
+    });
+    let host = fill(&sh.hostname);
+    if host.is_empty() || host.len() > 64 {
+        cx.err(
+            sh.hostname.path.clone(),
+            format!("hostname `{host}` must have 1 to 64 characters"),
+        );
+    }
+    let step = |i: usize| {
+        sh.steps[i]
+            .as_ref()
+            .map(|f| f.iter().map(template).collect())
+    };
+    let params = combo.to_vec();
+    Run {
+        key: expand::run_key(jc.name, &params, rep, is_warmup),
+        job: jc.name.to_string(),
+        params,
+        rep,
+        warmup: is_warmup,
+        command,
+        env: sh
+            .env
+            .iter()
+            .map(|(k, f)| (k.clone(), template(f)))
+            .collect(),
+        workdir,
+        resources: resources(cx, jc, &sh.resources, &vars),
+        time_limit: sh.time_limit,
+        cpu_time_limit: sh.cpu_time_limit,
+        estimate: sh.estimate,
+        container: Container {
+            hostname: host,
+            ..sh.container.clone()
+        },
+        log_limit: sh.log_limit,
+        group: sh.group.clone(),
+        depends_on: sh.depends_on.clone(),
+        stdin: sh.stdin.clone(),
+        steps: Steps {
+            setup: step(0),
+            prepare: step(1),
+            conclude: step(2),
+            cleanup: step(3),
+        },
+    }
 }
 
 fn sorted_list(names: &HashSet<&str>) -> String {
@@ -960,24 +1000,7 @@ fn references(
 }
 
 /// What the runs of a job share of their container.
-struct ContainerParts {
-    image: Option<crate::image::Source>,
-    rootfs: Rootfs,
-    network: Network,
-    mounts: Vec<Mount>,
-    writable: Vec<PathBuf>,
-    user: Option<(u32, u32)>,
-    capabilities: Vec<String>,
-    userns: UserNs,
-    hidden: Vec<PathBuf>,
-    visible: Vec<PathBuf>,
-}
-
-fn container_parts(
-    cx: &mut Ctx,
-    jc: &JobCx,
-    container: &super::raw::RawContainer,
-) -> ContainerParts {
+fn container_parts(cx: &mut Ctx, jc: &JobCx, container: &super::raw::RawContainer) -> Container {
     let image = match container.rootfs.as_deref() {
         Some(text) => match crate::image::parse_source(text, cx.base) {
             Some(Ok(source)) => Some(source),
@@ -1085,10 +1108,12 @@ fn container_parts(
         &container.visible,
         "visible",
     );
-    ContainerParts {
+    // The hostname is filled per run.
+    Container {
         image,
         rootfs,
         network,
+        hostname: String::new(),
         mounts,
         writable,
         user,
