@@ -22,6 +22,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod results;
+mod rng;
 pub mod run;
 pub mod sched;
 pub mod slurm;

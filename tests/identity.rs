@@ -7,22 +7,6 @@ use common::*;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-fn exec(flags: &[&str], cmd: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let mut args = vec!["exec", "--format", "json"];
-    args.extend_from_slice(flags);
-    args.push("--");
-    args.extend_from_slice(cmd);
-    let (out, pid) = packrun(&args);
-    let left = cgroups_of(pid);
-    assert!(left.is_empty(), "cgroups left behind: {left:?}");
-    let rec = record(&out);
-    (out, rec)
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A host path that exists only for this test, removed on drop.
 struct HostPath(PathBuf);
 

@@ -3,6 +3,7 @@
 //! this order wherever they fit, as it does in file order.
 
 use super::{Job, Order, Run};
+use crate::rng::SplitMix64;
 
 /// Puts `runs` (in expansion order: job, then parameter set, then rep) in
 /// the batch's `order`; then each job with an order of its own orders its
@@ -83,20 +84,6 @@ fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
-}
-
-/// SplitMix64 (Steele, Lea and Flood 2014): a tiny, well-studied generator;
-/// the same seed gives the same order on every machine and version.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 #[cfg(test)]

@@ -138,3 +138,33 @@ pub fn csv_rows(path: &Path) -> Vec<Row> {
         })
         .collect()
 }
+
+/// Runs `packrun exec --format json <flags> -- <cmd>`; checks nothing of the batch is left.
+pub fn exec(flags: &[&str], cmd: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let mut args = vec!["exec".to_string(), "--format".into(), "json".into()];
+    args.extend(flags.iter().map(|s| s.to_string()));
+    let mut cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+    // The helper programs live in the target directory, which may be below
+    // /tmp (hidden by the run's own /tmp): bind their folder in.
+    let helpers = helper("burn").parent().unwrap().to_path_buf();
+    if let Some(name) = cmd[0]
+        .strip_prefix(&format!("{}/", helpers.display()))
+        .map(String::from)
+    {
+        args.push("--bind".into());
+        args.push(format!("{}:/mnt:ro", helpers.display()));
+        cmd[0] = format!("/mnt/{name}");
+    }
+    args.push("--".into());
+    args.extend(cmd);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, pid) = packrun(&args);
+    let left = cgroups_of(pid);
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    let rec = record(&out);
+    (out, rec)
+}
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
