@@ -423,6 +423,39 @@ fn env_fields(cx: &mut Ctx, jc: &JobCx, raw: &RawJob) -> Vec<(String, Field)> {
     fields
 }
 
+/// time_limit, cpu_time_limit, estimate (else the time limit, else the
+/// default) and log_limit.
+fn limits(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    raw: &RawJob,
+) -> (
+    Option<std::time::Duration>,
+    Option<std::time::Duration>,
+    std::time::Duration,
+    u64,
+) {
+    let mut duration = |key: &str, v: &Option<super::raw::DurationValue>| {
+        v.as_ref().and_then(|d| {
+            units::parse_duration(&d.0)
+                .map_err(|e| cx.err(jc.at(&[key]), e))
+                .ok()
+        })
+    };
+    let time_limit = duration("time_limit", &raw.time_limit);
+    let cpu_time_limit = duration("cpu_time_limit", &raw.cpu_time_limit);
+    let estimate = duration("estimate", &raw.estimate)
+        .or(time_limit)
+        .unwrap_or(DEFAULT_ESTIMATE);
+    let log_limit = raw
+        .log_limit
+        .as_ref()
+        .and_then(|l| size(cx, jc.at(&["log_limit"]), l, &|_| None))
+        .unwrap_or(DEFAULT_LOG_LIMIT);
+
+    (time_limit, cpu_time_limit, estimate, log_limit)
+}
+
 fn job(
     cx: &mut Ctx,
     jc: &JobCx,
@@ -473,23 +506,7 @@ fn job(
         );
     }
     let warmup = raw.warmup.unwrap_or(0);
-    let mut duration = |key: &str, v: &Option<super::raw::DurationValue>| {
-        v.as_ref().and_then(|d| {
-            units::parse_duration(&d.0)
-                .map_err(|e| cx.err(jc.at(&[key]), e))
-                .ok()
-        })
-    };
-    let time_limit = duration("time_limit", &raw.time_limit);
-    let cpu_time_limit = duration("cpu_time_limit", &raw.cpu_time_limit);
-    let estimate = duration("estimate", &raw.estimate)
-        .or(time_limit)
-        .unwrap_or(DEFAULT_ESTIMATE);
-    let log_limit = raw
-        .log_limit
-        .as_ref()
-        .and_then(|l| size(cx, jc.at(&["log_limit"]), l, &|_| None))
-        .unwrap_or(DEFAULT_LOG_LIMIT);
+    let (time_limit, cpu_time_limit, estimate, log_limit) = limits(cx, jc, &raw);
 
     let shared = Shared {
         command: command_fields,
