@@ -658,6 +658,219 @@ def bench_planning(res):
             f"{f[3]} (makespan {f[4]}, utilisation {f[5]})", "—", "`cargo run --release --example plan_bench`")
 
 
+# --- images: first unpack, cached start, per-run start by root kind ----------
+
+# The image's tree: Debian's own, as a distribution image holds it (the
+# top-level symlinks of a merged /usr, the libraries, the programs, /etc),
+# plus the empty mount points a real image has.
+IMAGE_TREE = ["etc", "usr/bin", "usr/sbin", "usr/lib64", "usr/lib/x86_64-linux-gnu"]
+IMAGE_EMPTY_DIRS = ["dev", "home", "proc", "root", "run", "sys", "tmp", "var", "var/tmp"]
+
+
+class _HashingWriter:
+    """A file-like sink that hashes what passes through it on its way to `out`."""
+
+    def __init__(self, out):
+        import hashlib
+        self.out, self.h, self.n = out, hashlib.sha256(), 0
+
+    def write(self, data):
+        self.h.update(data)
+        self.n += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self):
+        self.out.flush()
+
+
+def write_oci_image(out, tag, level):
+    """An OCI image layout of IMAGE_TREE at `out`, one gzip layer, as
+    jobs/images/make-oci.py writes them (index.json, oci-layout, blobs), but
+    streamed: the tar goes through a hash (its diff_id) into `gzip -<level>`
+    and onto disk, never whole in memory. Host owners and modes are kept.
+    Returns (uncompressed tar bytes, compressed bytes, entries)."""
+    import hashlib
+    import tarfile
+    blobs = os.path.join(out, "blobs", "sha256")
+    os.makedirs(blobs)
+    gz_path = os.path.join(out, "layer.tmp")
+    with open(gz_path, "wb") as gz_file:
+        gz = subprocess.Popen([which("gzip"), f"-{level}", "-n"], stdin=subprocess.PIPE, stdout=gz_file)
+        sink = _HashingWriter(gz.stdin)
+        entries = 0
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as t:
+            def dir_entry(name):
+                d = tarfile.TarInfo(name)
+                d.type, d.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(d)
+            done = set()
+            for top in sorted(os.listdir("/")):
+                if os.path.islink("/" + top):
+                    info = t.gettarinfo("/" + top, arcname=top)
+                    t.addfile(info)
+                    entries += 1
+            for d in IMAGE_EMPTY_DIRS:
+                dir_entry(d)
+                entries += 1
+            for sub in IMAGE_TREE:
+                parts = sub.split("/")
+                for i in range(1, len(parts)):
+                    p = "/".join(parts[:i])
+                    if p not in done:
+                        done.add(p)
+                        dir_entry(p)
+                        entries += 1
+
+                def count(info):
+                    nonlocal entries
+                    entries += 1
+                    return info
+                t.add("/" + sub, arcname=sub, recursive=True, filter=count)
+        gz.stdin.close()
+        if gz.wait() != 0:
+            raise RuntimeError(f"gzip exited {gz.returncode}")
+    tar_size, diff_id = sink.n, "sha256:" + sink.h.hexdigest()
+    h = hashlib.sha256()
+    with open(gz_path, "rb") as f:
+        for chunk in iter(lambda: f.read(MIB), b""):
+            h.update(chunk)
+    gz_size = os.path.getsize(gz_path)
+    layer_digest = "sha256:" + h.hexdigest()
+    os.rename(gz_path, os.path.join(blobs, h.hexdigest()))
+
+    def blob(data):
+        digest = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, digest), "wb") as f:
+            f.write(data)
+        return "sha256:" + digest, len(data)
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    cfg = {"architecture": arch, "os": "linux", "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]},
+           "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    cdigest, csize = blob(json.dumps(cfg).encode())
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest, "size": csize},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest, "size": gz_size}],
+    }
+    mdigest, msize = blob(json.dumps(manifest).encode())
+    with open(os.path.join(out, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                  "digest": mdigest, "size": msize,
+                                  "annotations": {"org.opencontainers.image.ref.name": tag}}]}, f)
+    with open(os.path.join(out, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    return tar_size, gz_size, entries, os.path.join(blobs, h.hexdigest())
+
+
+def images_jobfile(path, jobs, reps):
+    """A job file of /bin/true jobs, `jobs` = {name: rootfs}, interleaved."""
+    with open(path, "w") as f:
+        f.write("version: 1\nname: bench-images\norder: interleave\njobs:\n")
+        for name, rootfs in jobs.items():
+            f.write(f"  {name}:\n    command: [\"/bin/true\"]\n    repetitions: {reps}\n"
+                    f"    resources: {{cpus: 1}}\n")
+            if rootfs is not None:
+                f.write(f"    container: {{rootfs: {json.dumps(rootfs)}}}\n")
+    return path
+
+
+def bench_images(res, reps, quick):
+    bench = "images: /bin/true in an OCI image"
+    level = 1 if quick else 6
+    tmp = tempfile.mkdtemp(prefix="packrun-bench-images-", dir="/var/tmp")
+    try:
+        layout, cache = os.path.join(tmp, "image"), os.path.join(tmp, "cache")
+        t0 = time.perf_counter_ns()
+        tar_size, gz_size, entries, layer = write_oci_image(layout, "bench", level)
+        built = (time.perf_counter_ns() - t0) / 1e9
+        tree = (f"{tar_size / 1e6:.0f} MB tar, {entries} entries ({', '.join('/' + d for d in IMAGE_TREE)}, "
+                f"the top-level symlinks, empty mount points), one gzip -{level} layer of {gz_size / 1e6:.0f} MB")
+        print(f"  image written in {built:.1f} s: {tree}", file=sys.stderr)
+        oci = f"oci:{layout}:bench"
+        one = images_jobfile(os.path.join(tmp, "one.yaml"), {"img": oci}, 1)
+        one_host = images_jobfile(os.path.join(tmp, "one-host.yaml"), {"host": None}, 1)
+        n_out = [0]
+
+        def run_batch(jobfile, extra=()):
+            n_out[0] += 1
+            out = os.path.join(tmp, f"out-{n_out[0]}")
+            ns, rc, _, err = run_captured([PACKRUN, "run", jobfile, "--out", out, "--quiet",
+                                           "--cache", cache, *extra], timeout=1800)
+            return ns, rc, err, out
+
+        # 1. The first start: the unpack into an empty cache, then one run.
+        ns, rc, err, out = run_batch(one)
+        res.sample("images", "packrun run", 0, "first_unpack_ns", ns, exit_code=rc)
+        if rc != 0 or count_completed(os.path.join(out, "runs.csv")) != 1:
+            res.row(f"{bench}: first start (unpack)", "packrun run", f"failed: exit {rc}: {gist(err)}", "—", tree)
+            return
+        res.row(f"{bench}: first start (unpack)", "packrun run",
+                f"{ns / 1e9:.2f} s: {tar_size / 1e6 / (ns / 1e9):.0f} MB/s of tar "
+                f"({gz_size / 1e6 / (ns / 1e9):.0f} MB/s of gzip blob)",
+                "—", f"wall time of `packrun run --cache EMPTY` of a 1-run job: verify, gunzip, apply, syncfs, "
+                     f"tree checksum, then the run; image: {tree}")
+
+        # 2. Later starts: the cache holds it. Beside each, a 1-run batch on
+        # the host root, alternating, so the difference is the image's part.
+        k = 3 if quick else 10
+        cached, host = [], []
+        for i in range(k):
+            pair = [("cached", one, cached), ("host", one_host, host)]
+            for name, jobfile, xs in (pair if i % 2 == 0 else pair[::-1]):
+                ns, rc, err, _ = run_batch(jobfile)
+                res.sample("images", f"packrun run ({name}, 1 run)", i, "start_ns", ns, exit_code=rc)
+                if rc != 0:
+                    res.row(f"{bench}: cached start", "packrun run", f"failed: exit {rc}: {gist(err)}")
+                    return
+                xs.append(ns)
+        res.row(f"{bench}: cached start", "packrun run",
+                f"median {ms(median(cached))} (n={len(cached)})", "—",
+                f"wall time of the same `packrun run` of a 1-run job, the image in the cache; "
+                f"{ms(median(host))} for a 1-run job on the host root, alternating with it "
+                f"({ratio(median(cached), median(host))})")
+
+        # 3. Per-run start by root kind: the same tree as a directory (the
+        # layer untarred), the image from the cache, the host root.
+        rootdir = os.path.join(tmp, "rootfs")
+        os.mkdir(rootdir)
+        subprocess.run(["tar", "-xzpf", layer, "-C", rootdir, "--numeric-owner"], check=True)
+        kinds = {"oci": oci, "dir": rootdir, "host": None}
+        jobfile = images_jobfile(os.path.join(tmp, "per-run.yaml"), kinds, reps)
+        ns, rc, err, out = run_batch(jobfile, ["--max-parallel", "1"])
+        walls = {name: [] for name in kinds}
+        try:
+            with open(os.path.join(out, "runs.csv")) as f:
+                for row in csv.DictReader(f):
+                    if row.get("state") == "COMPLETED" and row.get("job") in walls:
+                        walls[row["job"]].append(float(row["wall_time_s"]) * 1e9)
+                        res.sample("images", row["job"], row.get("rep", ""), "wall_time_ns",
+                                   walls[row["job"]][-1])
+        except OSError:
+            pass
+        labels = {"oci": f"container.rootfs: {oci.replace(tmp, 'TMP')}",
+                  "dir": "container.rootfs: TMP/rootfs (the layer untarred: the same tree)",
+                  "host": "container.rootfs: host (the default)"}
+        ref = median(walls["host"]) if walls["host"] else None
+        for name in kinds:
+            xs = walls[name]
+            if len(xs) != reps:
+                res.row(f"{bench}: per-run start", f"packrun run, {name} root",
+                        f"failed: exit {rc}, {len(xs)} of {reps} runs COMPLETED: {gist(err)}", "—", labels[name])
+                continue
+            res.row(f"{bench}: per-run start", f"packrun run, {name} root",
+                    f"median {ms(median(xs))}, p90 {ms(p90(xs))} (n={len(xs)})", "—",
+                    f"{ratio(median(xs), ref)} the host root; {labels[name]}; wall_time_s of runs.csv "
+                    f"(cgroups, container, root, /bin/true, its exit); one batch of {3 * reps} runs, "
+                    f"order: interleave, --max-parallel 1; whole batch {ns / 1e9:.2f} s")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- main ---------------------------------------------------------------------
 
 
@@ -688,7 +901,7 @@ def main():
     ap.add_argument("--reps", type=int, help="measured rounds of the per-run benchmark (default 200, quick 30)")
     ap.add_argument("--batch", type=int, default=1000, help="runs in the batch benchmark (default 1000)")
     ap.add_argument("--out", help="results dir (default results/bench/<UTC timestamp>)")
-    ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning",
+    ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning,images",
                     help="comma-separated sections to run")
     ap.add_argument("--batch-reps", type=int, help="rounds of the batch benchmark (default 3, quick 1)")
     ap.add_argument("--baseline", metavar="PATH",
@@ -743,6 +956,9 @@ def main():
             bench_own_cost(res, ws, a.batch)
         if "planning" in sections:
             bench_planning(res)
+        if "images" in sections:
+            print("images: first unpack, cached start, per-run start by root kind", file=sys.stderr)
+            bench_images(res, 10 if a.quick else 30, a.quick)
     finally:
         worker.close()
         os.chdir(ROOT)

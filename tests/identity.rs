@@ -67,10 +67,15 @@ fn a_run_cannot_read_a_root_only_file_or_flock_a_file_under_the_hosts_run() {
         return;
     }
     // In the host tree the run sees (the target directory, not /tmp).
-    let secret = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    std::fs::write(secret.path(), "secret\n").unwrap();
+    // Outside /tmp, which the run does not see at all (the target dir of a
+    // fresh clone may lie below it): the file must be in sight, and refused.
+    let secret = HostPath(PathBuf::from(format!(
+        "/var/lib/packrun-test-{}.key",
+        std::process::id()
+    )));
+    std::fs::write(&secret.0, "secret\n").unwrap();
     std::fs::set_permissions(
-        secret.path(),
+        &secret.0,
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
@@ -84,7 +89,7 @@ fn a_run_cannot_read_a_root_only_file_or_flock_a_file_under_the_hosts_run() {
     nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
     let script = format!(
         "cat {s} 2>&1; ls /root 2>&1 | wc -l; test -e {l} && echo present || echo absent; flock -x -n {l} true; echo flock=$?",
-        s = secret.path().display(),
+        s = secret.0.display(),
         l = lock.0.display()
     );
     let (out, _) = exec(&[], &["sh", "-c", &script]);
@@ -96,7 +101,7 @@ fn a_run_cannot_read_a_root_only_file_or_flock_a_file_under_the_hosts_run() {
     // one flock(1) makes there is the run's.
     assert!(text.contains("absent\nflock=0"), "{text}");
     // The host's own copy of the file was readable all along.
-    assert_eq!(std::fs::read_to_string(secret.path()).unwrap(), "secret\n");
+    assert_eq!(std::fs::read_to_string(&secret.0).unwrap(), "secret\n");
 }
 
 #[test]
