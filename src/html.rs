@@ -15,7 +15,7 @@ use crate::fsx::Context;
 use crate::report::compare::{self, Comparison, Verdict};
 use crate::report::formats::epoch_seconds;
 use crate::report::{byte_unit, human_bytes, label, params_label, Summary};
-use crate::results::{read_manifest, read_rows, Manifest, ResultsError, Row, State};
+use crate::results::{read_manifest_in, read_rows, Manifest, ResultsError, Row, State};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -23,12 +23,7 @@ use std::path::{Path, PathBuf};
 /// (the page is still written, without topology, when the manifest is absent).
 pub fn write_report(dir: &Path) -> Result<PathBuf, ResultsError> {
     let rows = read_rows(&dir.join("runs.csv"))?;
-    let mpath = dir.join("manifest.json");
-    let manifest = if mpath.exists() {
-        Some(read_manifest(&mpath)?)
-    } else {
-        None
-    };
+    let manifest = read_manifest_in(dir)?;
     let out = dir.join("report.html");
     std::fs::write(&out, render(&rows, manifest.as_ref())).at("write", &out)?;
     Ok(out)
@@ -951,7 +946,7 @@ mod tests {
     #[test]
     fn a_run_on_two_cpus_draws_a_bar_on_each() {
         let rows = read_rows(&sample().join("runs.csv")).unwrap();
-        let m = read_manifest(&sample().join("manifest.json")).unwrap();
+        let m = read_manifest_in(&sample()).unwrap().unwrap();
         let page = render(&rows, Some(&m));
         let expected: usize = rows.iter().map(|r| r.cpus.len()).sum();
         assert_eq!(page.matches("class=\"run-bar ").count(), expected);

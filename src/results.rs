@@ -775,6 +775,16 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, ResultsError> {
     })
 }
 
+/// `dir/manifest.json`, or None when the folder has none (one written by
+/// hand, or by a tool that only writes runs.csv).
+pub fn read_manifest_in(dir: &Path) -> Result<Option<Manifest>, ResultsError> {
+    let path = dir.join("manifest.json");
+    match path.exists() {
+        true => read_manifest(&path).map(Some),
+        false => Ok(None),
+    }
+}
+
 /// A new batch's folder when none is given: `results/<name>-<UTC timestamp>/`.
 pub fn default_dir(name: &str) -> PathBuf {
     Path::new("results").join(format!(

@@ -7,7 +7,7 @@
 //! `html`. docs/compare.md explains the method and why.
 
 use super::{human_bytes, label, summarize, Stats, Summary};
-use crate::results::{read_manifest, read_rows, Manifest, ResultsError, Row};
+use crate::results::{read_manifest_in, read_rows, Manifest, ResultsError, Row};
 use crate::rng::SplitMix64;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -289,12 +289,7 @@ struct Folder {
 
 fn read_folder(dir: &Path) -> Result<Folder, ResultsError> {
     let rows = read_rows(&dir.join("runs.csv"))?;
-    let mpath = dir.join("manifest.json");
-    let manifest = if mpath.exists() {
-        Some(read_manifest(&mpath)?)
-    } else {
-        None
-    };
+    let manifest = read_manifest_in(dir)?;
     Ok(Folder {
         dir: dir.to_path_buf(),
         rows,
