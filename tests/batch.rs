@@ -511,9 +511,13 @@ fn major_faults_are_counted_in_a_run_that_maps_and_touches_a_file_and_not_in_one
         return;
     }
     let (_dir, rows, _) = run_job_file("faults.yaml", 0);
+    // The fewest major faults of a job's runs.
     let faults = |job: &str| -> u64 {
-        let r = rows.iter().find(|r| r["job"] == job).unwrap();
-        r["major_faults"].parse().unwrap()
+        rows.iter()
+            .filter(|r| r["job"] == job)
+            .map(|r| r["major_faults"].parse().unwrap())
+            .min()
+            .unwrap()
     };
     assert!(faults("maps") >= 1, "{rows:?}");
     assert_eq!(faults("idle"), 0, "{rows:?}");
