@@ -225,28 +225,36 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     // SAFETY: prctl(2) PR_SET_PDEATHSIG takes a signal number, no memory.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
 
-    // Wait until the runner has placed us in the run's cgroups (and sent
-    // the idmapped copies of the job's mounts, if any).
-    let mut idmapped = [-1 as RawFd; MAX_BINDS];
-    receive_go(fds, &mut idmapped);
-    // SAFETY: closing our copy of the go socket, not used again.
-    unsafe { libc::close(fds.go) };
-
     // The other namespaces (see Plan::unshare), owned by the run's user
-    // namespace, which has its id maps by now. init keeps its host uid
-    // until the job switches: host paths it binds (a results folder below
-    // a 0700 home) are reached as their owner, not as an unmapped id.
+    // namespace, in which init holds every capability from its clone on,
+    // id maps or not: made while the runner writes the maps, not after.
+    // The cgroup namespace waits for the go message: its root is the
+    // cgroup init sits in then. init keeps its host uid until the job
+    // switches: host paths it binds (a results folder below a 0700 home)
+    // are reached as their owner, not as an unmapped id.
     // SAFETY: unshare(2) takes flags only.
-    let rc = unsafe { libc::unshare(plan.unshare) };
+    let rc = unsafe { libc::unshare(plan.unshare & !libc::CLONE_NEWCGROUP) };
     check(rc as _, fds, "unshare namespaces", c"");
-
-    let chrooted = build_root(plan, fds, &idmapped);
     // SAFETY: sethostname(2) reads `len` bytes of a live C string.
     let rc = unsafe { libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()) };
     check(rc as _, fds, "sethostname", &plan.hostname);
     if plan.loopback {
         loopback_up(fds);
     }
+
+    // Wait until the runner has placed us in the run's cgroups (and sent
+    // the idmapped copies of the job's mounts, if any).
+    let mut idmapped = [-1 as RawFd; MAX_BINDS];
+    receive_go(fds, &mut idmapped);
+    // SAFETY: closing our copy of the go socket, not used again.
+    unsafe { libc::close(fds.go) };
+    if plan.unshare & libc::CLONE_NEWCGROUP != 0 {
+        // SAFETY: unshare(2) takes flags only.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWCGROUP) };
+        check(rc as _, fds, "unshare the cgroup namespace", c"");
+    }
+
+    let chrooted = build_root(plan, fds, &idmapped);
     // After pivot_root the old root is detached, so every path resolves
     // inside the new root: a successful chdir proves workdir is inside it.
     // SAFETY: chdir(2) on a live C string.
