@@ -180,6 +180,25 @@ impl Layout {
         (desc, layers)
     }
 
+    /// Adds an untagged image of layer descriptors made by hand, whose
+    /// config claims `diff_ids` (hex), to the index.
+    fn image_of(&mut self, layers: Vec<Value>, diff_ids: &[String]) {
+        let diff_ids: Vec<String> = diff_ids.iter().map(|h| format!("sha256:{h}")).collect();
+        let config = json!({"architecture": host_arch(), "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        let config = self.blob(
+            "application/vnd.oci.image.config.v1+json",
+            config.to_string().as_bytes(),
+        );
+        let manifest = json!({"schemaVersion": 2, "config": config, "layers": layers});
+        let desc = self.blob(
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.to_string().as_bytes(),
+        );
+        self.index.push(desc);
+        self.write_index();
+    }
+
     /// Adds an image to the index under `tag`; returns its layer descriptors.
     fn image(&mut self, tag: Option<&str>, layers: &[(Z, Vec<u8>)], run: Value) -> Vec<Value> {
         let (mut desc, layers) = self.manifest(layers, run, &host_arch());
@@ -679,27 +698,12 @@ fn gzip_and_zstd_layers_unpack() {
 #[test]
 fn a_compressed_layer_whose_content_differs_from_its_diff_id_is_refused() {
     let f = Fixture::new();
-    let l = f.layout("img");
+    let mut l = f.layout("img");
     // Build by hand: a config whose diff_id is of another tar.
     let real = tar(&[E::File("a", b"1", 0o644)]);
     let claimed = tar(&[E::File("a", b"2", 0o644)]);
     let layer = l.blob(layer_type(Z::Gzip), &compress(Z::Gzip, &real));
-    let config = json!({"architecture": host_arch(), "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(&claimed))]}});
-    let config = l.blob(
-        "application/vnd.oci.image.config.v1+json",
-        config.to_string().as_bytes(),
-    );
-    let manifest = json!({"schemaVersion": 2, "config": config, "layers": [layer]});
-    let desc = l.blob(
-        "application/vnd.oci.image.manifest.v1+json",
-        manifest.to_string().as_bytes(),
-    );
-    fs::write(
-        l.dir.join("index.json"),
-        json!({"schemaVersion": 2, "manifests": [desc]}).to_string(),
-    )
-    .unwrap();
+    l.image_of(vec![layer], &[sha(&claimed)]);
     let msg = image::unpack(&l.source(None), &f.cache())
         .unwrap_err()
         .to_string();
@@ -795,24 +799,9 @@ fn a_docker_archive_unpacks_with_its_layers_checked_against_the_diff_ids() {
 #[test]
 fn an_unsupported_layer_media_type_is_named() {
     let f = Fixture::new();
-    let l = f.layout("img");
+    let mut l = f.layout("img");
     let layer = l.blob("application/vnd.example.squashfs", b"hsqs");
-    let config = json!({"architecture": host_arch(), "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha(b"hsqs"))]}});
-    let config = l.blob(
-        "application/vnd.oci.image.config.v1+json",
-        config.to_string().as_bytes(),
-    );
-    let manifest = json!({"schemaVersion": 2, "config": config, "layers": [layer]});
-    let desc = l.blob(
-        "application/vnd.oci.image.manifest.v1+json",
-        manifest.to_string().as_bytes(),
-    );
-    fs::write(
-        l.dir.join("index.json"),
-        json!({"schemaVersion": 2, "manifests": [desc]}).to_string(),
-    )
-    .unwrap();
+    l.image_of(vec![layer.clone()], &[sha(b"hsqs")]);
     let err = image::unpack(&l.source(None), &f.cache()).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ImageError::MediaType { .. }), "{msg}");
