@@ -41,7 +41,7 @@ fn main() {
             })
             .collect();
         let t = Instant::now();
-        let s = packrun::plan::simulate(&runs, &topo, &[], None).expect("every run fits");
+        let s = packrun::plan::simulate(&runs.into(), &topo, &[], None).expect("every run fits");
         let took = t.elapsed();
         assert_eq!(s.entries.len(), n);
         println!(

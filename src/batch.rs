@@ -95,43 +95,50 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
 fn use_images(batch: &mut spec::Batch, cache: &Path) -> Result<Vec<results::ImageUse>, Error> {
     let mut unpacked: Vec<(String, crate::image::Image)> = Vec::new();
     let mut uses: Vec<results::ImageUse> = Vec::new();
-    for run in batch.runs.iter_mut() {
-        let Some(source) = run.container.image.clone() else {
+    for job in batch.runs.jobs_mut() {
+        let Some(source) = job.base().container.image.clone() else {
             continue;
         };
+        let name_of_job = job.base().job.clone();
         let name = source.to_string();
         let at = match unpacked.iter().position(|(n, _)| *n == name) {
             Some(i) => i,
             None => {
                 let image = crate::image::unpack(&source, cache).map_err(|e| Error::Invalid {
                     during: "run",
-                    message: format!("job `{}`: image {name}: {}", run.job, fsx::chain(&e)),
+                    message: format!("job `{name_of_job}`: image {name}: {}", fsx::chain(&e)),
                 })?;
                 unpacked.push((name.clone(), image));
                 unpacked.len() - 1
             }
         };
         let image = &unpacked[at].1;
-        if !uses.iter().any(|u| u.job == run.job) {
+        if !uses.iter().any(|u| u.job == name_of_job) {
             uses.push(results::ImageUse {
-                job: run.job.clone(),
+                job: name_of_job.clone(),
                 source: name.clone(),
                 digest: image.digest.clone(),
                 platform: image.platform.clone(),
             });
         }
-        apply_image(run, image).map_err(|message| Error::Invalid {
+        apply_image(job, image).map_err(|message| Error::Invalid {
             during: "run",
-            message: format!("job `{}`: image {name}: {message}", run.job),
+            message: format!("job `{name_of_job}`: image {name}: {message}"),
         })?;
     }
     Ok(uses)
 }
 
-/// One run in `image` (see `use_images`).
-fn apply_image(run: &mut spec::Run, image: &crate::image::Image) -> Result<(), String> {
+/// A job's runs in `image` (see `use_images`).
+fn apply_image(job: &mut spec::JobRuns, image: &crate::image::Image) -> Result<(), String> {
     use spec::Template;
     let cfg = &image.config;
+    if !job.has_workdir() {
+        if let Some(w) = cfg.working_dir.as_ref().filter(|w| !w.is_empty()) {
+            job.set_workdir(PathBuf::from(w));
+        }
+    }
+    let run = job.base_mut();
     run.container.rootfs = spec::Rootfs::Dir(image.rootfs.clone());
     let mut env: Vec<(String, Template)> = cfg
         .env
@@ -141,13 +148,6 @@ fn apply_image(run: &mut spec::Run, image: &crate::image::Image) -> Result<(), S
         .collect();
     env.append(&mut run.env);
     run.env = env;
-    if run.workdir.is_none() {
-        run.workdir = cfg
-            .working_dir
-            .as_ref()
-            .filter(|w| !w.is_empty())
-            .map(PathBuf::from);
-    }
     if run.command.is_empty() {
         run.command = cfg
             .entrypoint
@@ -270,10 +270,9 @@ fn run_into(
                 .jobs
                 .iter()
                 .filter(|j| {
-                    batch
-                        .runs
-                        .iter()
-                        .any(|r| r.job == j.name && r.container.userns == spec::UserNs::Host)
+                    batch.runs.jobs().any(|r| {
+                        r.base().job == j.name && r.base().container.userns == spec::UserNs::Host
+                    })
                 })
                 .map(|j| j.name.clone())
                 .collect(),

@@ -36,7 +36,7 @@ pub mod shard;
 
 use crate::cpulist::CpuList;
 use crate::sched::{Placer, Scheduler};
-use crate::spec::{Group, Numa, Run};
+use crate::spec::{Group, Numa, RunRef, Runs};
 use crate::topology::Topology;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -401,16 +401,16 @@ impl Allocator {
     }
 
     /// Places `run` in what is free now, or None if it must wait.
-    pub fn place(&mut self, run: &Run) -> Option<Placement> {
-        let d = match &run.group {
+    pub fn place(&mut self, run: &impl Request) -> Option<Placement> {
+        let d = match run.group() {
             Some(g) => *self.group_index.get(g)?,
             None => 0,
         };
-        let mem = run.resources.memory.unwrap_or(0);
-        let k = run.resources.cpus as usize;
+        let mem = run.resources().memory.unwrap_or(0);
+        let k = run.resources().cpus as usize;
         let nn = self.shape.node_ids.len();
         // Fixed memory nodes of `numa: {nodes: ..}`; None = the nodes of the CPUs.
-        let fixed: Option<Vec<usize>> = match &run.resources.numa {
+        let fixed: Option<Vec<usize>> = match &run.resources().numa {
             Numa::Nodes { nodes, .. } => Some(
                 nodes
                     .iter()
@@ -419,7 +419,7 @@ impl Allocator {
             ),
             _ => None,
         };
-        let choice = if let Some(set) = &run.resources.cpuset {
+        let choice = if let Some(set) = &run.resources().cpuset {
             let mut cpus = Vec::with_capacity(set.len());
             for id in set.iter() {
                 let c = self.shape.cpu_of_id(id)?;
@@ -441,7 +441,7 @@ impl Allocator {
             if (free as usize) < k {
                 return None;
             }
-            match &run.resources.numa {
+            match &run.resources().numa {
                 Numa::Local => self.choose_local(d, &(0..nn).collect::<Vec<_>>(), k, mem, None)?,
                 Numa::Spread => self.choose_spread(d, k, mem)?,
                 Numa::Nodes { .. } => {
@@ -767,21 +767,52 @@ pub fn fmt_bytes(b: u64) -> String {
     format!("{b}B")
 }
 
+/// What placing a run needs to know of it.
+pub trait Request {
+    fn job(&self) -> &str;
+    fn resources(&self) -> &crate::spec::Resources;
+    fn group(&self) -> Option<&str>;
+}
+
+impl Request for RunRef<'_> {
+    fn job(&self) -> &str {
+        RunRef::job(self)
+    }
+    fn resources(&self) -> &crate::spec::Resources {
+        RunRef::resources(self)
+    }
+    fn group(&self) -> Option<&str> {
+        RunRef::group(self)
+    }
+}
+
+impl Request for crate::spec::Run {
+    fn job(&self) -> &str {
+        &self.job
+    }
+    fn resources(&self) -> &crate::spec::Resources {
+        &self.resources
+    }
+    fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+}
+
 /// Runs that place alike get the same class (see sched): equal CPUs,
 /// cpuset, memory, NUMA and group.
-pub fn place_classes(runs: &[Run]) -> Vec<usize> {
+pub fn place_classes(runs: &Runs) -> Vec<usize> {
     let mut class_of: HashMap<PlaceKey, usize> = HashMap::new();
     runs.iter()
         .map(|r| {
             let next = class_of.len();
-            *class_of.entry(PlaceKey::of(r)).or_insert(next)
+            *class_of.entry(PlaceKey::of(&r)).or_insert(next)
         })
         .collect()
 }
 
 impl Placer for Allocator {
     type Placement = Placement;
-    fn place(&mut self, run: &Run) -> Option<Placement> {
+    fn place(&mut self, run: &RunRef) -> Option<Placement> {
         Allocator::place(self, run)
     }
 }
@@ -797,8 +828,8 @@ struct PlaceKey {
 }
 
 impl PlaceKey {
-    fn of(run: &Run) -> PlaceKey {
-        let r = &run.resources;
+    fn of(run: &RunRef) -> PlaceKey {
+        let r = run.resources();
         PlaceKey {
             cpus: r.cpus,
             cpuset: r.cpuset.clone(),
@@ -808,7 +839,7 @@ impl PlaceKey {
                 Numa::Spread => (1, None),
                 Numa::Nodes { nodes, .. } => (2, Some(nodes.clone())),
             },
-            group: run.group.clone(),
+            group: run.group().map(str::to_string),
         }
     }
 }
@@ -819,19 +850,19 @@ impl PlaceKey {
 /// group). Problems are reported once per job, field and request, not once
 /// per repetition.
 pub fn check_feasible(
-    runs: &[Run],
+    runs: &Runs,
     topo: &Topology,
     groups: &[Group],
 ) -> Result<(), Vec<PlanError>> {
     let empty = Allocator::new(topo, groups);
     let mut verdicts: HashMap<PlaceKey, bool> = HashMap::new();
     let mut errors: Vec<PlanError> = Vec::new();
-    for run in runs {
+    for run in runs.iter() {
         let fits = *verdicts
-            .entry(PlaceKey::of(run))
-            .or_insert_with(|| empty.clone().place(run).is_some());
+            .entry(PlaceKey::of(&run))
+            .or_insert_with(|| empty.clone().place(&run).is_some());
         if !fits {
-            for e in diagnose(run, &empty) {
+            for e in diagnose(&run, &empty) {
                 if !errors.contains(&e) {
                     errors.push(e);
                 }
@@ -846,19 +877,19 @@ pub fn check_feasible(
 }
 
 /// Why `run` does not fit the empty allocator `a`, field by field.
-fn diagnose(run: &Run, a: &Allocator) -> Vec<PlanError> {
-    let r = &run.resources;
+fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
+    let r = run.resources();
     let sh = &a.shape;
     let mut out = Vec::new();
     let err = |out: &mut Vec<PlanError>, field: String, asked: String, available: String| {
         out.push(PlanError {
-            job: run.job.clone(),
+            job: run.job().to_string(),
             field,
             asked,
             available,
         })
     };
-    let d = match &run.group {
+    let d = match run.group() {
         None => 0,
         Some(g) => match a.group_index.get(g) {
             Some(&d) => d,
@@ -874,8 +905,8 @@ fn diagnose(run: &Run, a: &Allocator) -> Vec<PlanError> {
             }
         },
     };
-    if let Some(g) = &run.group {
-        for p in a.problems.iter().filter(|p| &p.group == g) {
+    if let Some(g) = run.group() {
+        for p in a.problems.iter().filter(|p| p.group == g) {
             err(
                 &mut out,
                 format!("groups.{g}.{}", p.field),
@@ -886,7 +917,7 @@ fn diagnose(run: &Run, a: &Allocator) -> Vec<PlanError> {
     }
     let dom = &a.domains[d];
     let total: u32 = dom.total.iter().sum();
-    let whose = match &run.group {
+    let whose = match run.group() {
         Some(g) => format!("group `{g}`"),
         None if a.domains.len() > 1 => "the machine outside groups".to_string(),
         None => "the machine".to_string(),
@@ -1013,7 +1044,7 @@ pub struct Schedule {
 /// none of the queue fits until something ends, so each event costs one
 /// attempt per queue plus one per run started.
 pub fn simulate(
-    runs: &[Run],
+    runs: &Runs,
     topo: &Topology,
     groups: &[Group],
     max_parallel: Option<usize>,
@@ -1028,7 +1059,7 @@ pub fn simulate(
     loop {
         // Nothing fails in a simulation: nothing is cancelled.
         for (i, p) in sched.next(&mut alloc, ends.len()).start {
-            let end = now + runs[i].estimate;
+            let end = now + runs.get(i).estimate();
             ends.push(Reverse((end, i)));
             entry_of[i] = entries.len();
             entries.push(Planned {
@@ -1057,9 +1088,9 @@ pub fn simulate(
     for (i, r) in runs.iter().enumerate() {
         if entry_of[i] == usize::MAX {
             let e = PlanError {
-                job: r.job.clone(),
+                job: r.job().to_string(),
                 field: "depends_on".into(),
-                asked: format!("[{}]", r.depends_on.join(", ")),
+                asked: format!("[{}]", r.depends_on().join(", ")),
                 available: "those jobs never finish (they wait on each other)".into(),
             };
             if !errors.contains(&e) {
@@ -1074,16 +1105,16 @@ pub fn simulate(
     let work: f64 = runs
         .iter()
         .map(|r| {
-            r.resources
+            r.resources()
                 .cpuset
                 .as_ref()
-                .map_or(r.resources.cpus as usize, |s| s.len()) as f64
-                * r.estimate.as_secs_f64()
+                .map_or(r.resources().cpus as usize, |s| s.len()) as f64
+                * r.estimate().as_secs_f64()
         })
         .sum();
     let longest = runs
         .iter()
-        .map(|r| r.estimate.as_secs_f64())
+        .map(|r| r.estimate().as_secs_f64())
         .fold(0.0, f64::max);
     let makespan = entries.iter().map(|e| e.end).fold(0.0, f64::max);
     let ncpus = topo.cpus.len().max(1) as f64;
@@ -1127,20 +1158,20 @@ pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Sche
     let mut rows: Vec<[String; 8]> = Vec::with_capacity(schedule.entries.len());
     let mut warmups = false;
     for e in &schedule.entries {
-        let r = &batch.runs[e.run];
-        warmups |= r.warmup;
-        let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let r = batch.runs.get(e.run);
+        warmups |= r.warmup();
+        let params: Vec<String> = r.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
         rows.push([
-            r.job.clone(),
+            r.job().to_string(),
             if params.is_empty() {
                 "-".into()
             } else {
                 params.join(",")
             },
-            format!("{}{}", r.rep, if r.warmup { "w" } else { "" }),
+            format!("{}{}", r.rep(), if r.warmup() { "w" } else { "" }),
             e.placement.cpus.to_string(),
             e.placement.mems.to_string(),
-            r.resources.memory.map_or("-".into(), fmt_bytes),
+            r.resources().memory.map_or("-".into(), fmt_bytes),
             fmt_secs(e.start),
             fmt_secs(e.end),
         ]);
@@ -1187,43 +1218,88 @@ pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Sche
     s
 }
 
-/// `packrun plan --format json`.
-pub fn render_json(batch: &crate::spec::Batch, schedule: &Schedule) -> String {
-    let runs: Vec<serde_json::Value> = schedule
-        .entries
-        .iter()
-        .map(|e| {
-            let r = &batch.runs[e.run];
-            let params: serde_json::Map<String, serde_json::Value> = r.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone()))).collect();
-            serde_json::json!({
-                "key": r.key,
-                "job": r.job,
-                "parameters": params,
-                "rep": r.rep,
-                "warmup": r.warmup,
-                "cpus": e.placement.cpus,
-                "mems": e.placement.mems,
-                "memory_bytes": r.resources.memory,
-                "memory_per_node": e.placement.memory_per_node.iter().map(|(n, b)| serde_json::json!({"node": n, "bytes": b})).collect::<Vec<_>>(),
-                "start_s": e.start,
-                "end_s": e.end,
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "name": batch.name,
-        "runs": runs,
-        "makespan_s": schedule.makespan,
-        "utilisation": schedule.utilisation,
-        "lower_bound_s": schedule.lower_bound,
-    });
-    serde_json::to_string_pretty(&doc).expect("plan serializes") + "\n"
+/// `packrun plan --format json`, written as it is made: a plan of a
+/// million runs never exists as one JSON tree in memory.
+pub fn write_json(
+    batch: &crate::spec::Batch,
+    schedule: &Schedule,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use serde::ser::Serializer;
+    use serde::Serialize;
+    use std::io::Write;
+    // Fields in the order serde_json's maps keep (by name).
+    #[derive(Serialize)]
+    struct Node {
+        bytes: u64,
+        node: u32,
+    }
+    #[derive(Serialize)]
+    struct PlanRun<'a> {
+        cpus: &'a CpuList,
+        end_s: f64,
+        job: &'a str,
+        key: String,
+        memory_bytes: Option<u64>,
+        memory_per_node: Vec<Node>,
+        mems: &'a CpuList,
+        parameters: std::collections::BTreeMap<&'a str, &'a str>,
+        rep: u32,
+        start_s: f64,
+        warmup: bool,
+    }
+    struct AllRuns<'a>(&'a crate::spec::Batch, &'a Schedule);
+    impl Serialize for AllRuns<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.1.entries.iter().map(|e| {
+                let r = self.0.runs.get(e.run);
+                PlanRun {
+                    cpus: &e.placement.cpus,
+                    end_s: e.end,
+                    job: r.job(),
+                    key: r.key(),
+                    memory_bytes: r.resources().memory,
+                    memory_per_node: e
+                        .placement
+                        .memory_per_node
+                        .iter()
+                        .map(|&(node, bytes)| Node { bytes, node })
+                        .collect(),
+                    mems: &e.placement.mems,
+                    parameters: r.params().into_iter().collect(),
+                    rep: r.rep(),
+                    start_s: e.start,
+                    warmup: r.warmup(),
+                }
+            }))
+        }
+    }
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        lower_bound_s: f64,
+        makespan_s: f64,
+        name: &'a str,
+        runs: AllRuns<'a>,
+        utilisation: f64,
+    }
+    let doc = Doc {
+        lower_bound_s: schedule.lower_bound,
+        makespan_s: schedule.makespan,
+        name: &batch.name,
+        runs: AllRuns(batch, schedule),
+        utilisation: schedule.utilisation,
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+    serde_json::to_writer_pretty(&mut w, &doc)?;
+    w.write_all(b"\n")?;
+    w.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spec::MemPolicy;
+    use crate::spec::Run;
     use std::path::Path;
 
     fn fixture(name: &str) -> Topology {
@@ -1481,7 +1557,7 @@ mod tests {
         let unknown = run("lost", 1, 1).tap_group("nope");
         let ok = run("fine", 4, 1);
         let errs = check_feasible(
-            &[too_wide.clone(), too_wide, ok, in_group, bad_nodes, unknown],
+            &vec![too_wide.clone(), too_wide, ok, in_group, bad_nodes, unknown].into(),
             &t,
             &groups,
         )
@@ -1511,7 +1587,8 @@ mod tests {
             memory: None,
             nodes: None,
         }];
-        let errs = check_feasible(&[run("j", 1, 1).tap_group("huge")], &t, &groups).unwrap_err();
+        let errs = check_feasible(&vec![run("j", 1, 1).tap_group("huge")].into(), &t, &groups)
+            .unwrap_err();
         assert_eq!(
             errs[0].to_string(),
             "job `j`: groups.huge.cpus asks for 4, but 2 CPUs are left for it"
@@ -1522,7 +1599,7 @@ mod tests {
     fn backfill_starts_a_later_small_run_while_a_big_one_waits() {
         let t = fixture("2socket-smt");
         let runs = vec![run("a", 40, 10), run("b", 40, 10), run("c", 8, 5)];
-        let s = simulate(&runs, &t, &[], None).unwrap();
+        let s = simulate(&runs.clone().into(), &t, &[], None).unwrap();
         let start = |i: usize| s.entries.iter().find(|e| e.run == i).unwrap().start;
         assert_eq!((start(0), start(1), start(2)), (0.0, 10.0, 0.0));
         assert_eq!(s.makespan, 20.0);
@@ -1535,7 +1612,7 @@ mod tests {
         let mut after = run("after", 1, 1);
         after.depends_on = vec!["first".into()];
         let runs = vec![after, run("first", 1, 3), run("first", 1, 7)];
-        let s = simulate(&runs, &t, &[], None).unwrap();
+        let s = simulate(&runs.clone().into(), &t, &[], None).unwrap();
         let e = s.entries.iter().find(|e| e.run == 0).unwrap();
         assert_eq!((e.start, e.end), (7.0, 8.0));
     }
@@ -1547,7 +1624,7 @@ mod tests {
         a.depends_on = vec!["b".into()];
         let mut b = run("b", 1, 1);
         b.depends_on = vec!["a".into()];
-        let errs = simulate(&[a, b], &t, &[], None).unwrap_err();
+        let errs = simulate(&vec![a, b].into(), &t, &[], None).unwrap_err();
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].field, "depends_on");
     }
@@ -1556,7 +1633,7 @@ mod tests {
     fn max_parallel_caps_concurrent_runs() {
         let t = fixture("2socket-smt");
         let runs: Vec<Run> = (0..4).map(|i| run(&format!("j{i}"), 1, 10)).collect();
-        let s = simulate(&runs, &t, &[], Some(2)).unwrap();
+        let s = simulate(&runs.clone().into(), &t, &[], Some(2)).unwrap();
         assert_eq!(s.makespan, 20.0);
     }
 
@@ -1590,7 +1667,7 @@ mod tests {
             source: String::new(),
             jobs: vec![],
             groups: vec![],
-            runs: vec![w, r],
+            runs: vec![w, r].into(),
             order: Default::default(),
             seed: None,
         };
@@ -1614,7 +1691,11 @@ mod tests {
             "{}",
             lines[4]
         );
-        let json: serde_json::Value = serde_json::from_str(&render_json(&batch, &s)).unwrap();
+        let json: serde_json::Value = {
+            let mut out = Vec::new();
+            write_json(&batch, &s, &mut out).unwrap();
+            serde_json::from_slice(&out).unwrap()
+        };
         assert_eq!(json["runs"][1]["cpus"], "1,33");
         assert_eq!(json["runs"][1]["memory_per_node"][0]["bytes"], 512u64 << 20);
     }

@@ -15,14 +15,14 @@
 //! nothing behind it fits until something ends, so a pass costs one try per
 //! queue plus one per run started, however many runs are pending.
 
-use crate::spec::Run;
+use crate::spec::{RunRef, Runs};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Places a run on what is free now (plan::Allocator in a batch and in the
 /// simulation; scripted in tests).
 pub trait Placer {
     type Placement;
-    fn place(&mut self, run: &Run) -> Option<Self::Placement>;
+    fn place(&mut self, run: &RunRef) -> Option<Self::Placement>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Decisions<P> {
 }
 
 pub struct Scheduler<'r> {
-    runs: &'r [Run],
+    runs: &'r Runs,
     class: Vec<usize>,
     /// Ready runs per class, in file order.
     queues: Vec<BTreeSet<usize>>,
@@ -62,13 +62,15 @@ pub struct Scheduler<'r> {
     /// Runs to cancel at the next pass.
     doomed: BTreeSet<usize>,
     max_parallel: usize,
+    /// Runs neither started nor over.
+    pending: usize,
 }
 
 impl<'r> Scheduler<'r> {
     /// `class[i]`: runs with equal classes place alike. `done`: runs that
     /// are over already (a resumed batch), with whether they completed.
     pub fn new(
-        runs: &'r [Run],
+        runs: &'r Runs,
         class: Vec<usize>,
         done: &dyn Fn(usize) -> Option<bool>,
         max_parallel: Option<usize>,
@@ -85,23 +87,25 @@ impl<'r> Scheduler<'r> {
             failed_jobs: HashSet::new(),
             doomed: BTreeSet::new(),
             max_parallel: max_parallel.unwrap_or(usize::MAX).max(1),
+            pending: 0,
         };
         for (i, r) in runs.iter().enumerate() {
             match done(i) {
                 Some(completed) => {
                     s.phase[i] = Phase::Over;
                     if !completed {
-                        s.failed_jobs.insert(r.job.as_str());
+                        s.failed_jobs.insert(r.job());
                     }
                 }
-                None => *s.left_of_job.entry(r.job.as_str()).or_default() += 1,
+                None => *s.left_of_job.entry(r.job()).or_default() += 1,
             }
         }
         for (i, r) in runs.iter().enumerate() {
             if s.phase[i] == Phase::Over {
                 continue;
             }
-            let deps: BTreeSet<&str> = r.depends_on.iter().map(String::as_str).collect();
+            s.pending += 1;
+            let deps: BTreeSet<&str> = r.depends_on().iter().map(String::as_str).collect();
             for dep in deps {
                 if s.failed_jobs.contains(dep) {
                     s.doomed.insert(i);
@@ -121,10 +125,7 @@ impl<'r> Scheduler<'r> {
 
     /// Runs that are neither started nor over.
     pub fn pending(&self) -> usize {
-        self.phase
-            .iter()
-            .filter(|p| matches!(p, Phase::Waiting | Phase::Ready))
-            .count()
+        self.pending
     }
 
     /// One pass: cancels what a failed dependency dooms, then starts, in
@@ -136,15 +137,16 @@ impl<'r> Scheduler<'r> {
             if !matches!(self.phase[i], Phase::Waiting | Phase::Ready) {
                 continue;
             }
-            let run = &self.runs[i];
+            let run = self.runs.get(i);
             let dep = run
-                .depends_on
+                .depends_on()
                 .iter()
                 .find(|d| self.failed_jobs.contains(d.as_str()))
                 .cloned()
                 .unwrap_or_default();
             self.queues[self.class[i]].remove(&i);
             self.phase[i] = Phase::Started;
+            self.pending -= 1;
             self.finished(i, false);
             cancelled.push((i, dep));
         }
@@ -161,11 +163,12 @@ impl<'r> Scheduler<'r> {
             if running + start.len() >= self.max_parallel {
                 break;
             }
-            let Some(p) = placer.place(&self.runs[i]) else {
+            let Some(p) = placer.place(&self.runs.get(i)) else {
                 continue;
             };
             self.queues[c].remove(&i);
             self.phase[i] = Phase::Started;
+            self.pending -= 1;
             if let Some(&next) = self.queues[c].first() {
                 heads.insert((next, c));
             }
@@ -181,7 +184,7 @@ impl<'r> Scheduler<'r> {
             return;
         }
         self.phase[i] = Phase::Over;
-        let job = self.runs[i].job.as_str();
+        let job = self.runs.get(i).job();
         if !completed && self.failed_jobs.insert(job) {
             for &r in self.dependents.get(job).map_or(&[][..], Vec::as_slice) {
                 if matches!(self.phase[r], Phase::Waiting | Phase::Ready) {
@@ -220,6 +223,7 @@ impl<'r> Scheduler<'r> {
             q.clear();
         }
         self.doomed.clear();
+        self.pending = 0;
         out
     }
 }
@@ -227,6 +231,7 @@ impl<'r> Scheduler<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Run;
 
     fn run(job: &str, deps: &[&str]) -> Run {
         let mut r = Run::with_defaults(job, vec!["true".into()]);
@@ -239,18 +244,18 @@ mod tests {
 
     impl Placer for Slots {
         type Placement = ();
-        fn place(&mut self, _: &Run) -> Option<()> {
+        fn place(&mut self, _: &RunRef) -> Option<()> {
             (self.0 > 0).then(|| self.0 -= 1)
         }
     }
 
-    fn sched(runs: &[Run], max: Option<usize>) -> Scheduler<'_> {
+    fn sched(runs: &Runs, max: Option<usize>) -> Scheduler<'_> {
         Scheduler::new(runs, vec![0; runs.len()], &|_| None, max)
     }
 
     #[test]
     fn ready_runs_start_in_file_order_while_they_fit() {
-        let runs = [run("a", &[]), run("a", &[]), run("b", &[])];
+        let runs: Runs = vec![run("a", &[]), run("a", &[]), run("b", &[])].into();
         let mut s = sched(&runs, None);
         let d = s.next(&mut Slots(2), 0);
         assert_eq!(d.start.iter().map(|x| x.0).collect::<Vec<_>>(), [0, 1]);
@@ -262,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_dependent_waits_for_every_run_of_its_dependency_then_starts() {
-        let runs = [run("a", &[]), run("a", &[]), run("b", &["a"])];
+        let runs: Runs = vec![run("a", &[]), run("a", &[]), run("b", &["a"])].into();
         let mut s = sched(&runs, None);
         assert_eq!(s.next(&mut Slots(9), 0).start.len(), 2);
         s.finished(0, true);
@@ -273,12 +278,13 @@ mod tests {
 
     #[test]
     fn a_failed_dependency_cancels_its_dependents_and_theirs() {
-        let runs = [
+        let runs: Runs = vec![
             run("a", &[]),
             run("b", &["a"]),
             run("c", &["b"]),
             run("d", &[]),
-        ];
+        ]
+        .into();
         let mut s = sched(&runs, Some(1));
         assert_eq!(s.next(&mut Slots(9), 0).start[0].0, 0);
         s.finished(0, false);
@@ -289,7 +295,7 @@ mod tests {
 
     #[test]
     fn max_parallel_caps_the_runs_at_once() {
-        let runs = [run("a", &[]), run("a", &[]), run("a", &[])];
+        let runs: Runs = vec![run("a", &[]), run("a", &[]), run("a", &[])].into();
         let mut s = sched(&runs, Some(2));
         assert_eq!(s.next(&mut Slots(9), 0).start.len(), 2);
         assert!(s.next(&mut Slots(9), 2).start.is_empty());
@@ -297,7 +303,7 @@ mod tests {
 
     #[test]
     fn runs_done_before_a_resume_are_skipped_and_a_failed_one_dooms_dependents() {
-        let runs = [run("a", &[]), run("a", &[]), run("b", &["a"])];
+        let runs: Runs = vec![run("a", &[]), run("a", &[]), run("b", &["a"])].into();
         let done = |i: usize| (i == 0).then_some(false);
         let mut s = Scheduler::new(&runs, vec![0; 3], &done, None);
         let d = s.next(&mut Slots(9), 0);
@@ -310,12 +316,12 @@ mod tests {
         struct Count(usize);
         impl Placer for Count {
             type Placement = ();
-            fn place(&mut self, _: &Run) -> Option<()> {
+            fn place(&mut self, _: &RunRef) -> Option<()> {
                 self.0 += 1;
                 None
             }
         }
-        let runs: Vec<Run> = (0..1000).map(|_| run("a", &[])).collect();
+        let runs: Runs = (0..1000).map(|_| run("a", &[])).collect::<Vec<_>>().into();
         let mut s = sched(&runs, None);
         let mut c = Count(0);
         assert!(s.next(&mut c, 0).start.is_empty());
@@ -324,7 +330,7 @@ mod tests {
 
     #[test]
     fn drain_returns_what_never_started() {
-        let runs = [run("a", &[]), run("a", &[]), run("b", &["a"])];
+        let runs: Runs = vec![run("a", &[]), run("a", &[]), run("b", &["a"])].into();
         let mut s = sched(&runs, None);
         s.next(&mut Slots(1), 0);
         assert_eq!(s.drain(), [1, 2]);

@@ -190,12 +190,10 @@ pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
         Some(p) => results::read_done(p).map_err(io)?.into_keys().collect(),
         None => HashSet::new(),
     };
-    let todo: Vec<spec::Run> = batch
-        .runs
-        .iter()
-        .filter(|r| !done.contains(&r.key))
-        .cloned()
-        .collect();
+    let mut todo = batch.runs.clone();
+    if !done.is_empty() {
+        todo.retain(|_, r| !done.contains(&r.key()));
+    }
     if todo.is_empty() {
         println!(
             "every run of {} is in {} already: nothing to submit",

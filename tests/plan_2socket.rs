@@ -29,7 +29,7 @@ fn mixed_40() -> Vec<packrun::spec::Run> {
 fn mixed_runs_finish_within_ten_percent_of_the_lower_bound_and_stay_on_one_node() {
     let topo = fixture("2socket-smt");
     let runs = mixed_40();
-    let s = simulate(&runs, &topo, &[], None).unwrap();
+    let s = simulate(&runs.clone().into(), &topo, &[], None).unwrap();
     assert_eq!(s.entries.len(), 40);
     let work: f64 = runs
         .iter()

@@ -153,7 +153,7 @@ proptest! {
         // A run whose job has a run that does not fit is an error; keep the rest,
         // and drop dependencies on dropped jobs (they would never finish).
         let bad_jobs: Vec<String> = c.runs.iter().filter(|r| !fits_alone(&c, r)).map(|r| r.job.clone()).collect();
-        match simulate(&c.runs, &c.topo, &c.groups, c.max_parallel) {
+        match simulate(&c.runs.clone().into(), &c.topo, &c.groups, c.max_parallel) {
             Ok(_) => prop_assert!(all_fit, "a run that cannot fit alone was scheduled"),
             Err(errors) => {
                 prop_assert!(!all_fit, "every run fits alone, but: {errors:?}");
@@ -166,7 +166,7 @@ proptest! {
             r.depends_on.retain(|d| !bad_jobs.contains(d));
             r
         }).collect();
-        let s = simulate(&runs, &c.topo, &c.groups, c.max_parallel).expect("runs that fit alone are all placed");
+        let s = simulate(&runs.clone().into(), &c.topo, &c.groups, c.max_parallel).expect("runs that fit alone are all placed");
 
         // Every run exactly once.
         let mut seen = vec![0; runs.len()];

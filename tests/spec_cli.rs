@@ -183,9 +183,16 @@ fn exec_flags_are_checked_by_the_job_files_rules_before_anything_starts() {
 /// `packrun validate FILE` with its address space limited to 512 MiB, so a
 /// regression that allocates the runs fails here instead of eating the machine.
 fn validate_in_512_mib(file: &Path) -> (Option<i32>, String) {
+    let (code, _, err) = packrun_in_512_mib(&["validate".as_ref(), file.as_os_str()]);
+    (code, err)
+}
+
+/// `packrun ARGS` with its address space limited to 512 MiB: exit code,
+/// the length of its stdout, its stderr.
+fn packrun_in_512_mib(args: &[&std::ffi::OsStr]) -> (Option<i32>, usize, String) {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_packrun"));
-    cmd.arg("validate").arg(file);
+    cmd.args(args);
     // SAFETY: setrlimit(2) is async-signal-safe and touches only a local.
     unsafe {
         cmd.pre_exec(|| {
@@ -199,11 +206,36 @@ fn validate_in_512_mib(file: &Path) -> (Option<i32>, String) {
             Ok(())
         });
     }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    // stdout counted as it comes (a plan of a million runs is 400 MB).
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let len = std::io::copy(&mut child.stdout.take().unwrap(), &mut std::io::sink()).unwrap();
+    let status = child.wait().unwrap();
+    (status.code(), len as usize, err.join().unwrap())
+}
+
+#[test]
+fn a_million_runs_validate_and_plan_in_a_512_mib_address_space() {
+    // Each run a full struct of strings took 3 GB to validate and 7.7 GB
+    // to plan; kept as (job, combination, rep) and rendered when printed,
+    // both fit here.
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jobs/million.yaml");
+    let (code, _, err) = packrun_in_512_mib(&["validate".as_ref(), file.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    let plan = ["plan", "--format", "json"].map(std::ffi::OsStr::new);
+    let (code, len, err) = packrun_in_512_mib(&[plan[0], plan[1], plan[2], file.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    // Each run's entry is about 400 bytes of JSON.
+    assert!(len > 1_000_000 * 300, "{len} bytes of plan");
 }
 
 #[test]

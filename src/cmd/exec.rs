@@ -21,11 +21,10 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
         std::env::current_dir().map_err(|e| invalid(format!("the current directory: {e}")))?;
     let run = spec::exec_run(&request(&args, std::env::vars()), &cwd).map_err(invalid)?;
     let env = batch::environment().map_err(environment)?;
-    plan::check_feasible(std::slice::from_ref(&run), &env.topology, &[]).map_err(|problems| {
-        Error::Infeasible {
-            at: "packrun exec".into(),
-            problems,
-        }
+    let runs: spec::Runs = vec![run].into();
+    plan::check_feasible(&runs, &env.topology, &[]).map_err(|problems| Error::Infeasible {
+        at: "packrun exec".into(),
+        problems,
     })?;
     for line in batch::reap_orphans(&env.hierarchy) {
         eprintln!("{line}");
@@ -48,17 +47,11 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
     };
     let alloc = plan::Allocator::new(&env.topology, &[]);
     let mut record = None;
-    run::execute(
-        std::slice::from_ref(&run),
-        alloc,
-        &opts,
-        &Default::default(),
-        &mut |ev| {
-            if let run::Event::Finished(r) = ev {
-                record = Some(r);
-            }
-        },
-    )
+    run::execute(&runs, alloc, &opts, &Default::default(), &mut |ev| {
+        if let run::Event::Finished(r) = ev {
+            record = Some(r);
+        }
+    })
     .map_err(|e| environment(fsx::chain(&e)))?;
     let rec = record.ok_or_else(|| environment("the run ended without a record".into()))?;
     let text = match args.format {

@@ -32,7 +32,20 @@ pub fn main(
     })?;
     match format {
         Format::Table => print!("{}", plan::render_table(&batch, &topo, &schedule)),
-        Format::Json => print!("{}", plan::render_json(&batch, &schedule)),
+        Format::Json => {
+            let mut out = std::io::stdout().lock();
+            match plan::write_json(&batch, &schedule, &mut out) {
+                Ok(()) => {}
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => {
+                    return Err(Error::Output {
+                        during: "plan",
+                        message: format!("writing the plan to stdout: {e}"),
+                    })
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,8 +27,8 @@ impl std::str::FromStr for Shard {
 }
 
 /// Predicted work of a run: CPUs × estimated seconds.
-fn work(r: &spec::Run) -> f64 {
-    f64::from(r.resources.cpus) * r.estimate.as_secs_f64()
+fn work(r: &spec::RunRef) -> f64 {
+    f64::from(r.resources().cpus) * r.estimate().as_secs_f64()
 }
 
 /// Splits `runs` into `n` shards of about equal predicted work; returns the
@@ -39,12 +39,12 @@ fn work(r: &spec::Run) -> f64 {
 /// A unit is one run, except that all runs of jobs linked by `depends_on`
 /// (in either direction, transitively) form one unit: a dependency can only
 /// be waited for on the node that runs it.
-pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
+pub fn split(runs: &spec::Runs, n: usize) -> Vec<Vec<usize>> {
     let n = n.max(1);
     // Union-find over job names linked by depends_on.
     let mut jobs: Vec<&str> = Vec::new();
-    for r in runs {
-        for j in std::iter::once(r.job.as_str()).chain(r.depends_on.iter().map(String::as_str)) {
+    for r in runs.iter() {
+        for j in std::iter::once(r.job()).chain(r.depends_on().iter().map(String::as_str)) {
             if !jobs.contains(&j) {
                 jobs.push(j);
             }
@@ -64,11 +64,11 @@ pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
         i
     }
     let mut linked = vec![false; jobs.len()];
-    for r in runs {
-        for d in &r.depends_on {
-            let (a, b) = (root(&mut parent, id(&r.job)), root(&mut parent, id(d)));
+    for r in runs.iter() {
+        for d in r.depends_on() {
+            let (a, b) = (root(&mut parent, id(r.job())), root(&mut parent, id(d)));
             parent[a] = b;
-            linked[id(&r.job)] = true;
+            linked[id(r.job())] = true;
             linked[id(d)] = true;
         }
     }
@@ -76,17 +76,17 @@ pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
     let mut units: Vec<(f64, usize, Vec<usize>)> = Vec::new();
     let mut unit_of_component: BTreeMap<usize, usize> = BTreeMap::new();
     for (i, r) in runs.iter().enumerate() {
-        let j = id(&r.job);
+        let j = id(r.job());
         if linked[j] {
             let c = root(&mut parent, j);
             let u = *unit_of_component.entry(c).or_insert_with(|| {
                 units.push((0.0, i, Vec::new()));
                 units.len() - 1
             });
-            units[u].0 += work(r);
+            units[u].0 += work(&r);
             units[u].2.push(i);
         } else {
-            units.push((work(r), i, vec![i]));
+            units.push((work(&r), i, vec![i]));
         }
     }
     units.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -106,20 +106,16 @@ pub fn split(runs: &[spec::Run], n: usize) -> Vec<Vec<usize>> {
 }
 
 /// The runs of `shard`: leaves out the runs in `skip`, splits the rest.
-pub fn keep_shard(runs: Vec<spec::Run>, shard: Shard, skip: &HashSet<String>) -> Vec<spec::Run> {
-    let runs: Vec<spec::Run> = runs
-        .into_iter()
-        .filter(|r| !skip.contains(&r.key))
-        .collect();
-    let mine: HashSet<usize> = split(&runs, shard.count)
-        .swap_remove(shard.index)
-        .into_iter()
-        .collect();
-    runs.into_iter()
-        .enumerate()
-        .filter(|(i, _)| mine.contains(i))
-        .map(|(_, r)| r)
-        .collect()
+pub fn keep_shard(mut runs: spec::Runs, shard: Shard, skip: &HashSet<String>) -> spec::Runs {
+    if !skip.is_empty() {
+        runs.retain(|_, r| !skip.contains(&r.key()));
+    }
+    let mut mine = vec![false; runs.len()];
+    for i in split(&runs, shard.count).swap_remove(shard.index) {
+        mine[i] = true;
+    }
+    runs.retain(|i, _| mine[i]);
+    runs
 }
 
 #[cfg(test)]
@@ -188,7 +184,7 @@ mod tests {
             run("d", 1, 20, &[]),
         ];
         // Work 10, 40, 20, 20: b → 0; c → 1; d → 1 (20 < 40); a → 0 (40 = 40: lowest index).
-        assert_eq!(split(&runs, 2), vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(split(&runs.into(), 2), vec![vec![0, 1], vec![2, 3]]);
     }
 
     #[test]
@@ -200,7 +196,7 @@ mod tests {
             run("main", 1, 5, &["prep"]),
             run("y", 1, 5, &[]),
         ];
-        let shards = split(&runs, 3);
+        let shards = split(&runs.into(), 3);
         let with_prep = shards.iter().find(|s| s.contains(&0)).unwrap();
         assert_eq!(with_prep, &vec![0, 2, 3]);
         assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 5);
@@ -211,7 +207,9 @@ mod tests {
         let runs: Vec<spec::Run> = (1..=7).map(|i| run(&format!("j{i}"), 1, i, &[])).collect();
         let skip: HashSet<String> = [runs[2].key.clone()].into();
         let mut all: Vec<String> = (0..3)
-            .flat_map(|i| keep_shard(runs.clone(), Shard { index: i, count: 3 }, &skip))
+            .flat_map(|i| {
+                keep_shard(runs.clone().into(), Shard { index: i, count: 3 }, &skip).to_vec()
+            })
             .map(|r| r.key)
             .collect();
         all.sort();

@@ -13,7 +13,7 @@ use crate::container::{self, ContainerConfig, JobOutput, JobStatus};
 use crate::fsx::Context;
 use crate::plan::Placement;
 use crate::results::StepRecord;
-use crate::spec::{Network, Numa, Run, Step, UserNs};
+use crate::spec::{Network, Numa, Run, Runs, Step, UserNs};
 use chrono::{DateTime, Utc};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -22,6 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long collecting a run waits for what its init left (its namespace
@@ -31,7 +32,8 @@ const COLLECT_WAIT: Duration = Duration::from_millis(20);
 /// The real machine behind the run loop.
 pub struct Host<'o> {
     opts: &'o Options,
-    runs: &'o [Run],
+    /// The started runs, rendered (until collected).
+    started: HashMap<usize, Arc<Run>>,
     running: HashMap<usize, Running>,
     nets: NetPool,
     signals: SignalFd,
@@ -84,8 +86,17 @@ enum Setup {
 
 /// The parameter set a run belongs to.
 fn set_of(run: &Run) -> String {
-    let params: Vec<String> = run.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{}\0{}", run.job, params.join("\0"))
+    let params: Vec<(&str, &str)> = run
+        .params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    set_name(&run.job, &params)
+}
+
+fn set_name(job: &str, params: &[(&str, &str)]) -> String {
+    let params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{job}\0{}", params.join("\0"))
 }
 
 impl<'o> Host<'o> {
@@ -93,7 +104,7 @@ impl<'o> Host<'o> {
     /// everything in it, when the host is dropped: also on an early error).
     pub fn new(
         opts: &'o Options,
-        runs: &'o [Run],
+        runs: &Runs,
         done: &HashMap<String, State>,
     ) -> Result<Host<'o>, RunError> {
         let signals = watch_signals()?;
@@ -104,12 +115,15 @@ impl<'o> Host<'o> {
             cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
         }
         let mut sets: HashMap<String, SetState> = HashMap::new();
-        for r in runs.iter().filter(|r| !done.contains_key(&r.key)) {
-            sets.entry(set_of(r)).or_default().left += 1;
+        // Only runs with steps are staged and counted per set.
+        for r in runs.iter().filter(|r| r.has_steps()) {
+            if !done.contains_key(&r.key()) {
+                sets.entry(set_name(r.job(), &r.params())).or_default().left += 1;
+            }
         }
         Ok(Host {
             opts,
-            runs,
+            started: HashMap::new(),
             running: HashMap::new(),
             nets: NetPool::new(opts),
             signals,
@@ -126,7 +140,10 @@ impl Host<'_> {
     /// Starts what comes next for a staged run: a step before its job, its
     /// job (then `JobStarted`), a step after it, or nothing (then `Ended`).
     fn advance(&mut self, index: usize) {
-        let run = &self.runs[index];
+        let Some(run) = self.started.get(&index).cloned() else {
+            return;
+        };
+        let run = &*run;
         let Some(staged) = self.staged.get_mut(&index) else {
             return;
         };
@@ -170,7 +187,10 @@ impl Host<'_> {
     /// of steps.csv; a failed one makes the run an ERROR naming it (and a
     /// failed setup every run of its set). Then what comes next.
     fn step_over(&mut self, index: usize, step: Step, rec: Record) {
-        let run = &self.runs[index];
+        let Some(run) = self.started.get(&index).cloned() else {
+            return;
+        };
+        let run = &*run;
         let ok = rec.state == State::Completed;
         self.queued.push(Happened::Step(StepRecord {
             run_key: run.key.clone(),
@@ -244,6 +264,7 @@ impl Launcher for Host<'_> {
         run: &Run,
         placement: &Placement,
     ) -> Result<bool, Box<Record>> {
+        self.started.insert(index, Arc::new(run.clone()));
         let steps = &run.steps;
         if steps == &Default::default() {
             let r = start(run, placement.clone(), self.opts, &mut self.nets, None)?;
@@ -354,7 +375,7 @@ impl Launcher for Host<'_> {
                     Err(e) => {
                         let mut r = self.running.remove(&index).expect("listed above");
                         self.nets.give_back(r.container.take_netns());
-                        let rec = setup_failed(r, &self.runs[index], e);
+                        let rec = setup_failed(r, &self.started[&index], e);
                         if let Some(step) = self.in_step.remove(&index) {
                             self.step_over(index, step, rec);
                         } else if self.staged.contains_key(&index) {
@@ -373,7 +394,7 @@ impl Launcher for Host<'_> {
                 match self.in_step.remove(&index) {
                     Some(step) => {
                         let r = self.running.remove(&index).expect("listed above");
-                        let rec = collect(r, &self.runs[index], None, &mut self.to_remove);
+                        let rec = collect(r, &self.started[&index], None, &mut self.to_remove);
                         self.step_over(index, step, rec);
                     }
                     None => happened.push(Happened::Ended(index)),
@@ -441,11 +462,11 @@ impl Launcher for Host<'_> {
             }
             None => None,
         };
-        let set = set_of(run);
         let Some(mut staged) = self.staged.remove(&index) else {
-            self.run_over(&set);
+            self.started.remove(&index);
             return job;
         };
+        let set = set_of(run);
         if let Some(rec) = job {
             // The job ended: the steps after it, unless it was interrupted.
             let last = self.sets.get(&set).is_some_and(|s| s.left == 1);
@@ -478,6 +499,7 @@ impl Launcher for Host<'_> {
             rec.state = State::Error;
             rec.termination_reason = format!("{f}; the run itself: {}", rec.termination_reason);
         }
+        self.started.remove(&index);
         Some(rec)
     }
 

@@ -16,7 +16,7 @@ use crate::fsx::PathError;
 use crate::plan::{Allocator, Placement};
 use crate::results::{Record, State};
 use crate::sched::Scheduler;
-use crate::spec::Run;
+use crate::spec::{Run, Runs};
 use chrono::Utc;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
@@ -156,6 +156,8 @@ const KILL_RETRY: Duration = Duration::from_millis(50);
 /// A run the loop started, with its deadlines.
 struct Live {
     index: usize,
+    /// The run, rendered when it started.
+    run: Run,
     placement: Placement,
     deadline: Option<Instant>,
     next_cpu_check: Option<Instant>,
@@ -167,9 +169,10 @@ struct Live {
 }
 
 impl Live {
-    fn new(index: usize, run: &Run, placement: Placement, now: Instant, began: bool) -> Live {
+    fn new(index: usize, run: Run, placement: Placement, now: Instant, began: bool) -> Live {
         let mut l = Live {
             index,
+            run,
             deadline: None,
             next_cpu_check: None,
             next_sample: None,
@@ -179,16 +182,17 @@ impl Live {
             placement,
         };
         if began {
-            l.begin(run, now);
+            l.begin(now);
         }
         l
     }
 
     /// The job began: its limits count from `now`.
-    fn begin(&mut self, run: &Run, now: Instant) {
+    fn begin(&mut self, now: Instant) {
         let cpus = self.placement.cpus.len();
-        self.deadline = run.time_limit.map(|d| now + d);
-        self.next_cpu_check = run
+        self.deadline = self.run.time_limit.map(|d| now + d);
+        self.next_cpu_check = self
+            .run
             .cpu_time_limit
             .map(|d| now + cpu_check_interval(d.as_nanos() as u64, cpus));
         self.next_sample = Some(now + SAMPLE_EVERY);
@@ -226,7 +230,7 @@ impl Live {
 /// state, for depends_on), in real containers and cgroups. Emits an event
 /// per start and per finish.
 pub fn execute(
-    runs: &[Run],
+    runs: &Runs,
     mut alloc: Allocator,
     opts: &Options,
     done: &HashMap<String, State>,
@@ -255,7 +259,7 @@ pub fn execute(
 /// deadlines and CPU-time budgets, kills, collects, records, repeats.
 /// `lock`: the machine-wide CPU claims shared with other packruns.
 pub fn drive(
-    runs: &[Run],
+    runs: &Runs,
     alloc: &mut Allocator,
     launcher: &mut dyn Launcher,
     lock: Option<&mut cpulock::CpuLock>,
@@ -263,7 +267,10 @@ pub fn drive(
     done: &HashMap<String, State>,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<Outcome, RunError> {
-    let was_done = |i: usize| done.get(&runs[i].key).map(|s| *s == State::Completed);
+    let was_done = |i: usize| match done.is_empty() {
+        true => None,
+        false => done.get(&runs.get(i).key()).map(|s| *s == State::Completed),
+    };
     let mut l = Loop {
         runs,
         sched: Scheduler::new(
@@ -326,7 +333,7 @@ pub fn drive(
 
 /// The run loop's state (see `drive`).
 struct Loop<'a, 'r> {
-    runs: &'r [Run],
+    runs: &'r Runs,
     sched: Scheduler<'r>,
     alloc: &'a mut Allocator,
     launcher: &'a mut dyn Launcher,
@@ -387,16 +394,16 @@ impl Loop<'_, '_> {
         };
         for (i, dep) in decided.cancelled {
             let why = format!("dependency `{dep}` did not complete");
-            self.report(not_started(&self.runs[i], State::Cancelled, why));
+            self.report(not_started(&self.runs.render(i), State::Cancelled, why));
         }
         pass.placed_any = !decided.start.is_empty();
         for (index, placement) in decided.start {
-            let run = &self.runs[index];
+            let run = self.runs.render(index);
             (self.on_event)(Event::Started {
-                run,
+                run: &run,
                 placement: &placement,
             });
-            match self.launcher.start(index, run, &placement) {
+            match self.launcher.start(index, &run, &placement) {
                 Ok(began) => {
                     let now = self.launcher.now();
                     self.live.push(Live::new(index, run, placement, now, began));
@@ -435,7 +442,7 @@ impl Loop<'_, '_> {
             Happened::JobStarted(index) => {
                 let now = self.launcher.now();
                 if let Some(l) = self.live.iter_mut().find(|l| l.index == index) {
-                    l.begin(&self.runs[index], now);
+                    l.begin(now);
                 }
             }
             Happened::Step(rec) => (self.on_event)(Event::Step(rec)),
@@ -444,7 +451,7 @@ impl Loop<'_, '_> {
                     return;
                 };
                 let killed_for = self.live[k].killed_for.clone();
-                let Some(mut rec) = self.launcher.collect(index, &self.runs[index], killed_for)
+                let Some(mut rec) = self.launcher.collect(index, &self.live[k].run, killed_for)
                 else {
                     // Steps after the job run now: no more limits to watch.
                     let l = &mut self.live[k];
@@ -467,7 +474,6 @@ impl Loop<'_, '_> {
     fn check_limits(&mut self) {
         let now = self.launcher.now();
         for l in self.live.iter_mut() {
-            let run = &self.runs[l.index];
             let launcher = &mut *self.launcher;
             if l.kill_retry.is_some_and(|t| now >= t) {
                 let (state, reason) = l.killed_for.clone().expect("set before a kill");
@@ -480,11 +486,11 @@ impl Loop<'_, '_> {
                 continue;
             }
             if l.deadline.is_some_and(|d| now >= d) {
-                let limit = run.time_limit.unwrap_or_default();
+                let limit = l.run.time_limit.unwrap_or_default();
                 let why = format!("wall time limit {}", humantime::format_duration(limit));
                 l.kill(launcher, State::Timeout, why);
             } else if l.next_cpu_check.is_some_and(|t| now >= t) {
-                l.check_cpu_time(launcher, run, now);
+                l.check_cpu_time(launcher, now);
             }
         }
     }
@@ -492,7 +498,7 @@ impl Loop<'_, '_> {
     /// Records every run neither started nor over with `state` and `why`.
     fn end_pending(&mut self, state: State, why: &str) {
         for i in self.sched.drain() {
-            self.report(not_started(&self.runs[i], state, why.into()));
+            self.report(not_started(&self.runs.render(i), state, why.into()));
         }
     }
 }
@@ -501,8 +507,8 @@ impl Live {
     /// Kills the run once its CPU time reached the budget; else looks again
     /// when it could have. A budget that cannot be watched is not silently
     /// off: the run ends as ERROR.
-    fn check_cpu_time(&mut self, launcher: &mut dyn Launcher, run: &Run, now: Instant) {
-        let limit = run.cpu_time_limit.unwrap_or_default();
+    fn check_cpu_time(&mut self, launcher: &mut dyn Launcher, now: Instant) {
+        let limit = self.run.cpu_time_limit.unwrap_or_default();
         match launcher.cpu_time(self.index) {
             Ok(used) if used >= limit => {
                 let why = format!("cpu time limit {}", humantime::format_duration(limit));
@@ -804,7 +810,8 @@ mod tests {
     ) -> Batch {
         let mut alloc = Allocator::new(&two_cpus(), &[]);
         let mut rows = Vec::new();
-        let outcome = drive(runs, &mut alloc, fake, None, max, done, &mut |ev| {
+        let runs: Runs = runs.to_vec().into();
+        let outcome = drive(&runs, &mut alloc, fake, None, max, done, &mut |ev| {
             if let Event::Finished(rec) = ev {
                 rows.push(rec);
             }
@@ -1150,7 +1157,7 @@ mod tests {
         };
         let runs = keyed(vec![run("a", 1, 1)]);
         let alloc = Allocator::new(&two_cpus(), &[]);
-        assert!(execute(&runs, alloc, &opts, &HashMap::new(), &mut |_| {}).is_err());
+        assert!(execute(&runs.into(), alloc, &opts, &HashMap::new(), &mut |_| {}).is_err());
         assert!(root.join("packrun").exists(), "the base group stays");
         assert!(
             !root.join("packrun/b1-1").exists(),
@@ -1181,7 +1188,7 @@ mod tests {
                 }
                 let runs = keyed(runs);
                 let topo = two_cpus();
-                let Ok(plan) = crate::plan::simulate(&runs, &topo, &[], None) else {
+                let Ok(plan) = crate::plan::simulate(&runs.clone().into(), &topo, &[], None) else {
                     return Ok(());
                 };
                 let predicted: Vec<(usize, u64)> = plan
@@ -1196,7 +1203,7 @@ mod tests {
                 }
                 let mut alloc = Allocator::new(&topo, &[]);
                 let mut scripted = ScriptByKey { fake: &mut fake };
-                drive(&runs, &mut alloc, &mut scripted, None, None, &HashMap::new(), &mut |_| {}).unwrap();
+                drive(&runs.clone().into(), &mut alloc, &mut scripted, None, None, &HashMap::new(), &mut |_| {}).unwrap();
                 let actual: Vec<(usize, u64)> = fake
                     .starts
                     .iter()

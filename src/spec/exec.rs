@@ -105,7 +105,7 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
     );
     let file = json!({"version": 1, "name": "exec", "jobs": {"exec": Value::Object(job)}});
     let text = serde_json::to_string(&file).expect("JSON of plain values");
-    let mut batch = parse_with_base("packrun exec", &text, base).map_err(|e| {
+    let batch = parse_with_base("packrun exec", &text, base).map_err(|e| {
         e.problems
             .iter()
             .map(|p| {
@@ -118,7 +118,10 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
             .collect::<Vec<_>>()
             .join("\n")
     })?;
-    let mut run = batch.runs.pop().ok_or("packrun exec: no run")?;
+    if batch.runs.is_empty() {
+        return Err("packrun exec: no run".into());
+    }
+    let mut run = batch.runs.render(batch.runs.len() - 1);
     run.command = req.command.iter().map(|a| Template::literal(a)).collect();
     run.env = req
         .env

@@ -132,6 +132,11 @@ impl Template {
         Template(out)
     }
 
+    /// This template with the placeholders `value` knows filled.
+    pub fn refill(&self, value: impl Fn(&str) -> Option<String>) -> Template {
+        Template::partial(&self.0, value)
+    }
+
     /// The text with `{cpus}` as `cpus` (None: shown as `{cpus}`).
     pub fn render(&self, cpus: Option<&str>) -> String {
         let mut s = String::new();
@@ -248,11 +253,70 @@ pub fn range_values(r: &super::raw::RawRange, max: u64) -> Result<Vec<String>, S
 /// One matrix point: parameter name -> value, in parameter order.
 pub type Combo = Vec<(String, String)>;
 
-fn lookup<'a>(combo: &'a Combo, key: &str) -> Option<&'a str> {
-    combo
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+/// A job's matrix in a compact form: each combination is a row of value
+/// ids (one per parameter, `Matrix::UNSET` where an `include` left the
+/// parameter out), each distinct value stored once. A 1000 × 1000 matrix
+/// is 8 MB of ids, not a million vectors of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matrix {
+    /// Parameter names: the axes in file order, then keys only includes name.
+    pub names: Vec<String>,
+    values: Vec<String>,
+    /// `len() * names.len()` ids.
+    rows: Vec<u32>,
+    len: usize,
+}
+
+impl Matrix {
+    const UNSET: u32 = u32::MAX;
+
+    /// The one empty combination of a job without a matrix.
+    pub fn single() -> Matrix {
+        Matrix {
+            len: 1,
+            ..Matrix::default()
+        }
+    }
+
+    /// No combination, parameters `names` (a matrix found too large).
+    pub fn empty(names: Vec<String>) -> Matrix {
+        Matrix {
+            names,
+            ..Matrix::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Combination `i`: (name, value) of each parameter it sets, in
+    /// parameter order.
+    pub fn combo(&self, i: usize) -> impl Iterator<Item = (&str, &str)> + Clone {
+        let width = self.names.len();
+        self.rows[i * width..(i + 1) * width]
+            .iter()
+            .zip(&self.names)
+            .filter(|(id, _)| **id != Matrix::UNSET)
+            .map(|(id, n)| (n.as_str(), self.values[*id as usize].as_str()))
+    }
+
+    /// The value of parameter `name` in combination `i` (None: not set).
+    pub fn get(&self, i: usize, name: &str) -> Option<&str> {
+        let p = self.names.iter().position(|n| n == name)?;
+        let id = self.rows[i * self.names.len() + p];
+        (id != Matrix::UNSET).then(|| self.values[id as usize].as_str())
+    }
+
+    /// Whether combinations `a` and `b` set the same values.
+    pub fn same(&self, a: usize, b: usize) -> bool {
+        let w = self.names.len();
+        self.rows[a * w..(a + 1) * w] == self.rows[b * w..(b + 1) * w]
+    }
 }
 
 /// Expands a matrix the way GitHub Actions does: the cross product of the axes
@@ -266,64 +330,116 @@ pub fn expand_matrix(
     axes: &[(String, Vec<String>)],
     exclude: &[Combo],
     include: &[Combo],
-) -> Vec<Combo> {
-    let mut combos: Vec<Combo> = if axes.is_empty() {
-        Vec::new()
-    } else {
-        vec![Vec::new()]
-    };
-    for (name, values) in axes {
-        combos = combos
-            .into_iter()
-            .flat_map(|c| {
-                values.iter().map(move |v| {
-                    let mut c = c.clone();
-                    c.push((name.clone(), v.clone()));
-                    c
-                })
-            })
-            .collect();
+) -> Matrix {
+    let mut names: Vec<String> = axes.iter().map(|(n, _)| n.clone()).collect();
+    for (k, _) in include.iter().flatten() {
+        if !names.contains(k) {
+            names.push(k.clone());
+        }
     }
-    combos.retain(|c| {
-        !exclude
+    let naxes = axes.len();
+    let width = names.len();
+    let mut values: Vec<String> = Vec::new();
+    let mut ids: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut intern = |v: &str| -> u32 {
+        if let Some(&id) = ids.get(v) {
+            return id;
+        }
+        values.push(v.to_string());
+        ids.insert(v.to_string(), values.len() as u32 - 1);
+        values.len() as u32 - 1
+    };
+    let axis_ids: Vec<Vec<u32>> = axes
+        .iter()
+        .map(|(_, vs)| vs.iter().map(|v| intern(v)).collect())
+        .collect();
+    // An entry as (parameter index, value id) pairs.
+    let mut entry = |e: &Combo| -> Vec<(usize, u32)> {
+        e.iter()
+            .filter_map(|(k, v)| Some((names.iter().position(|n| n == k)?, intern(v))))
+            .collect()
+    };
+    // An exclude naming a key that is no parameter matches nothing.
+    let exclude: Vec<Vec<(usize, u32)>> = exclude
+        .iter()
+        .filter(|e| e.iter().all(|(k, _)| names.contains(k)))
+        .map(&mut entry)
+        .collect();
+    let include: Vec<Vec<(usize, u32)>> = include.iter().map(&mut entry).collect();
+
+    let product: usize = if axes.is_empty() {
+        0
+    } else {
+        axis_ids.iter().map(Vec::len).product()
+    };
+    let mut rows: Vec<u32> = Vec::with_capacity(product * width);
+    let mut digits = vec![0usize; naxes];
+    for _ in 0..product {
+        let start = rows.len();
+        rows.extend(digits.iter().zip(&axis_ids).map(|(&d, a)| a[d]));
+        rows.resize(start + width, Matrix::UNSET);
+        if exclude
             .iter()
-            .any(|e| e.iter().all(|(k, v)| lookup(c, k) == Some(v)))
-    });
-    let original = combos.len();
-    let is_axis = |k: &str| axes.iter().any(|(a, _)| a == k);
-    for inc in include {
+            .any(|e| e.iter().all(|&(p, id)| rows[start + p] == id))
+        {
+            rows.truncate(start);
+        }
+        // Next combination: the last axis varies fastest.
+        for a in (0..naxes).rev() {
+            digits[a] += 1;
+            if digits[a] < axis_ids[a].len() {
+                break;
+            }
+            digits[a] = 0;
+        }
+    }
+    let original = rows.len() / width.max(1);
+    for inc in &include {
         let mut added = false;
-        for c in combos.iter_mut().take(original) {
-            let fits = inc
+        for c in 0..original {
+            let row = &mut rows[c * width..(c + 1) * width];
+            if inc
                 .iter()
-                .filter(|(k, _)| is_axis(k))
-                .all(|(k, v)| lookup(c, k) == Some(v));
-            if fits {
-                for (k, v) in inc.iter().filter(|(k, _)| !is_axis(k)) {
-                    match c.iter_mut().find(|(ck, _)| ck == k) {
-                        Some(slot) => slot.1 = v.clone(),
-                        None => c.push((k.clone(), v.clone())),
-                    }
+                .filter(|(p, _)| *p < naxes)
+                .all(|&(p, id)| row[p] == id)
+            {
+                for &(p, id) in inc.iter().filter(|(p, _)| *p >= naxes) {
+                    row[p] = id;
                 }
                 added = true;
             }
         }
         if !added {
-            combos.push(inc.clone());
+            let start = rows.len();
+            rows.resize(start + width, Matrix::UNSET);
+            for &(p, id) in inc {
+                rows[start + p] = id;
+            }
         }
     }
+    let mut len = rows.len().checked_div(width).unwrap_or(0);
     if axes.is_empty() && include.is_empty() {
-        combos.push(Vec::new());
+        len = 1;
     }
-    combos
+    Matrix {
+        names,
+        values,
+        rows,
+        len,
+    }
 }
 
 /// A stable key of one run: SHA-256 over a length-prefixed encoding of job
 /// name, parameters (sorted by name), rep and warmup; the first 16 hex digits.
 /// Independent of map order, platform and Rust version.
-pub fn run_key(job: &str, params: &[(String, String)], rep: u32, warmup: bool) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
+pub fn run_key<'a>(
+    job: &str,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    rep: u32,
+    warmup: bool,
+) -> String {
+    let mut sorted: Vec<(&str, &str)> = params.into_iter().collect();
+    sorted.sort_unstable();
     let mut h = Sha256::new();
     let mut field = |s: &str| {
         h.update((s.len() as u64).to_le_bytes());
@@ -349,6 +465,26 @@ mod tests {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// `run_key` of parameters as the tests write them.
+    fn run_key(job: &str, p: &Combo, rep: u32, warmup: bool) -> String {
+        super::run_key(
+            job,
+            p.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            rep,
+            warmup,
+        )
+    }
+
+    fn combos(m: Matrix) -> Vec<Combo> {
+        (0..m.len())
+            .map(|i| {
+                m.combo(i)
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
             .collect()
     }
 
@@ -415,7 +551,11 @@ mod tests {
 
     #[test]
     fn cross_product_varies_the_first_axis_slowest() {
-        let got = expand_matrix(&axes(&[("t", &["1", "2"]), ("l", &["a", "b"])]), &[], &[]);
+        let got = combos(expand_matrix(
+            &axes(&[("t", &["1", "2"]), ("l", &["a", "b"])]),
+            &[],
+            &[],
+        ));
         assert_eq!(
             got,
             vec![
@@ -430,11 +570,11 @@ mod tests {
     #[test]
     fn exclude_removes_combinations_matching_all_its_keys() {
         let a = axes(&[("t", &["1", "2", "4"]), ("l", &["1", "9"])]);
-        let got = expand_matrix(
+        let got = combos(expand_matrix(
             &a,
             &[combo(&[("t", "4"), ("l", "9")]), combo(&[("t", "1")])],
             &[],
-        );
+        ));
         assert_eq!(
             got,
             vec![
@@ -448,14 +588,14 @@ mod tests {
     #[test]
     fn include_extends_matching_combinations_or_adds_a_new_one() {
         let a = axes(&[("t", &["1", "2"])]);
-        let got = expand_matrix(
+        let got = combos(expand_matrix(
             &a,
             &[],
             &[
                 combo(&[("t", "2"), ("big", "yes")]),
                 combo(&[("t", "8"), ("big", "huge")]),
             ],
-        );
+        ));
         assert_eq!(
             got,
             vec![
@@ -468,11 +608,11 @@ mod tests {
 
     #[test]
     fn include_without_axis_keys_extends_every_combination() {
-        let got = expand_matrix(
+        let got = combos(expand_matrix(
             &axes(&[("t", &["1", "2"])]),
             &[],
             &[combo(&[("mode", "fast")])],
-        );
+        ));
         assert_eq!(
             got,
             vec![
@@ -485,12 +625,12 @@ mod tests {
     #[test]
     fn a_matrix_of_only_includes_runs_each_include() {
         let inc = [combo(&[("t", "1")]), combo(&[("t", "3")])];
-        assert_eq!(expand_matrix(&[], &[], &inc), inc.to_vec());
+        assert_eq!(combos(expand_matrix(&[], &[], &inc)), inc.to_vec());
     }
 
     #[test]
     fn no_matrix_gives_one_empty_combination() {
-        assert_eq!(expand_matrix(&[], &[], &[]), vec![Vec::new()]);
+        assert_eq!(combos(expand_matrix(&[], &[], &[])), vec![Vec::new()]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod expand;
 mod raw;
+mod runs;
 pub mod types;
 mod units;
 mod validate;
@@ -12,6 +13,7 @@ mod exec;
 mod order;
 pub use exec::{exec_run, ExecRequest};
 use order::arrange;
+pub use runs::{JobRuns, RunRef, Runs};
 pub use types::*;
 
 use std::path::{Path, PathBuf};
@@ -300,7 +302,8 @@ mod tests {
         assert_eq!(names, ["zeta", "alpha", "mid"]);
         let alpha: Vec<(String, u32, bool)> = b
             .runs
-            .iter()
+            .to_vec()
+            .into_iter()
             .filter(|r| r.job == "alpha")
             .map(|r| (r.params[0].1.clone(), r.rep, r.warmup))
             .collect();
@@ -313,13 +316,16 @@ mod tests {
             ("2", 3, false),
         ];
         assert_eq!(alpha, want.map(|(p, r, w)| (p.to_string(), r, w)));
-        assert_eq!(b.runs.last().unwrap().command, ["/bin/sh", "-c", "true"]);
+        assert_eq!(
+            b.runs.render(b.runs.len() - 1).command,
+            ["/bin/sh", "-c", "true"]
+        );
     }
 
     #[test]
     fn defaults_merge_deeply_and_the_job_wins() {
         let b = ok("version: 1\nname: t\ndefaults:\n  resources: {cpus: 2, memory: 1G, io: {read_bps: 1M}}\n  env: {A: a, B: b}\n  time_limit: 1m\n  container: {network: host, hostname: h}\njobs:\n  j:\n    command: [x]\n    resources: {memory: 512MiB, io: {write_bps: 2M}}\n    env: {B: mine}\n    container: {hostname: own}\n");
-        let r = &b.runs[0];
+        let r = &b.runs.render(0);
         assert_eq!(r.resources.cpus, 2);
         assert_eq!(r.resources.memory, Some(512 << 20));
         assert_eq!(r.resources.io.read_bps, Some(1 << 20));
@@ -342,13 +348,15 @@ mod tests {
         std::fs::write(&file, "version: 1\nname: t\njobs:\n  j:\n    command: [x, '{n}', '{t}', '{f}']\n    matrix:\n      n: {range: [1, 3]}\n      t: {range: [1, 8], factor: 2}\n      f: {lines: inputs.txt}\n    repetitions: 1\n").unwrap();
         let b = load(&file).unwrap();
         assert_eq!(b.runs.len(), 3 * 4 * 2);
-        let first: Vec<String> = b.runs[0]
+        let first: Vec<String> = b
+            .runs
+            .render(0)
             .params
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         assert_eq!(first, ["n=1", "t=1", "f=small.bin"]);
-        assert_eq!(b.runs[23].command, ["x", "3", "8", "large.bin"]);
+        assert_eq!(b.runs.render(23).command, ["x", "3", "8", "large.bin"]);
         std::fs::write(&file, "version: 1\nname: t\njobs:\n  j:\n    command: [x]\n    matrix:\n      f: {lines: missing.txt}\n      g: {range: [5, 1]}\n").unwrap();
         let e = load(&file).unwrap_err().render();
         assert!(e.contains("missing.txt"), "{e}");
@@ -361,7 +369,7 @@ mod tests {
     #[test]
     fn placeholders_expand_in_every_templated_field_but_cpus_waits_for_the_run() {
         let b = ok("version: 1\nname: t\njobs:\n  xz:\n    command: [xz, '-T{threads}', '{{x}}', 'taskset {cpus}']\n    matrix: {threads: [4]}\n    env: {OMP: '{threads}', WHERE: '{cpus}'}\n    workdir: /w/{job}\n    resources: {cpus: '{threads}', memory: '{threads}GiB', pids: '{threads}00'}\n");
-        let r = &b.runs[0];
+        let r = &b.runs.render(0);
         assert_eq!(r.command, ["xz", "-T4", "{x}", "taskset {cpus}"]);
         assert_eq!(
             r.env,
@@ -422,7 +430,7 @@ mod tests {
     #[test]
     fn relative_mount_sources_and_rootfs_are_taken_from_the_job_file_directory() {
         let b = ok("version: 1\nname: t\njobs:\n  a:\n    command: [x]\n    container:\n      rootfs: ./root\n      mounts: [{source: data, target: /data, read_only: true}, {source: /abs, target: /b}]\n");
-        let c = &b.runs[0].container;
+        let c = &b.runs.render(0).container;
         assert_eq!(c.rootfs, Rootfs::Dir(PathBuf::from("jobs/./root")));
         assert_eq!(c.mounts[0].source, PathBuf::from("jobs/data"));
         assert!(c.mounts[0].read_only);
@@ -435,7 +443,7 @@ mod tests {
         assert_eq!(b.groups[0].cpus, 4);
         assert_eq!(b.groups[0].memory, Some(8 << 30));
         assert_eq!(b.groups[0].nodes, Some(CpuList::from_ids([1])));
-        let r = &b.runs[0];
+        let r = &b.runs.render(0);
         assert_eq!(r.resources.cpus, 2);
         assert_eq!(r.resources.cpuset, Some(CpuList::from_ids([2, 3])));
         assert_eq!(
@@ -458,14 +466,14 @@ mod tests {
     #[test]
     fn estimate_falls_back_to_time_limit_then_sixty_seconds() {
         let b = ok("version: 1\nname: t\njobs:\n  a: {command: [x], estimate: 5s, time_limit: 1m}\n  b: {command: [x], time_limit: 1h30m}\n  c: {command: [x]}\n");
-        let e: Vec<u64> = b.runs.iter().map(|r| r.estimate.as_secs()).collect();
+        let e: Vec<u64> = b.runs.iter().map(|r| r.estimate().as_secs()).collect();
         assert_eq!(e, [5, 5400, 60]);
     }
 
     #[test]
     fn run_keys_are_unique_within_a_batch() {
         let b = ok("version: 1\nname: t\njobs:\n  a:\n    command: ['{x}', '{y}']\n    matrix: {x: [1, 2], y: [a, b]}\n    repetitions: 3\n    warmup: 2\n");
-        let keys: std::collections::HashSet<&str> = b.runs.iter().map(|r| r.key.as_str()).collect();
+        let keys: std::collections::HashSet<String> = b.runs.iter().map(|r| r.key()).collect();
         assert_eq!(keys.len(), b.runs.len());
         assert_eq!(b.runs.len(), 4 * 5);
     }

@@ -2,20 +2,27 @@
 //! permutation of the expanded runs. The scheduler then starts runs in
 //! this order wherever they fit, as it does in file order.
 
-use super::{Job, Order, Run};
+use super::{Job, Order, Runs};
 use crate::rng::SplitMix64;
 
 /// Puts `runs` (in expansion order: job, then parameter set, then rep) in
 /// the batch's `order`; then each job with an order of its own orders its
 /// runs among the places the batch's order gave them. `seed` drives
 /// `random`.
-pub(super) fn arrange(runs: &mut Vec<Run>, jobs: &[Job], order: Order, seed: u64) {
+pub(super) fn arrange(runs: &mut Runs, jobs: &[Job], order: Order, seed: u64) {
+    if order == Order::Sequential
+        && jobs
+            .iter()
+            .all(|j| j.order.is_none_or(|o| o == Order::Sequential))
+    {
+        return;
+    }
     let all: Vec<usize> = (0..runs.len()).collect();
     let mut perm = permute(runs, &all, order, seed);
     for job in jobs {
         let Some(own) = job.order else { continue };
         let places: Vec<usize> = (0..perm.len())
-            .filter(|&p| runs[perm[p]].job == job.name)
+            .filter(|&p| runs.get(perm[p]).job() == job.name)
             .collect();
         let mine: Vec<usize> = places.iter().map(|&p| perm[p]).collect();
         let mut sorted = mine.clone();
@@ -25,20 +32,16 @@ pub(super) fn arrange(runs: &mut Vec<Run>, jobs: &[Job], order: Order, seed: u64
             perm[p] = r;
         }
     }
-    let mut taken: Vec<Option<Run>> = std::mem::take(runs).into_iter().map(Some).collect();
-    *runs = perm
-        .into_iter()
-        .map(|i| taken[i].take().expect("a permutation"))
-        .collect();
+    runs.permute(&perm);
 }
 
 /// `idx` (in expansion order) in `order`.
-fn permute(runs: &[Run], idx: &[usize], order: Order, seed: u64) -> Vec<usize> {
+fn permute(runs: &Runs, idx: &[usize], order: Order, seed: u64) -> Vec<usize> {
     // Parameter sets: consecutive runs of one job with equal parameters.
     let mut sets: Vec<Vec<usize>> = Vec::new();
     for &i in idx {
         match sets.last_mut() {
-            Some(s) if same_set(&runs[s[0]], &runs[i]) => s.push(i),
+            Some(s) if runs.get(s[0]).same_set(&runs.get(i)) => s.push(i),
             _ => sets.push(vec![i]),
         }
     }
@@ -75,10 +78,6 @@ fn permute(runs: &[Run], idx: &[usize], order: Order, seed: u64) -> Vec<usize> {
     }
 }
 
-fn same_set(a: &Run, b: &Run) -> bool {
-    a.job == b.job && a.params == b.params
-}
-
 /// FNV-1a of a name: a job's own random order differs from its neighbours'.
 fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -89,9 +88,10 @@ fn fnv(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Run;
 
     /// Two jobs: a with sets x=1, x=2 (a warmup and two reps each), b (two reps).
-    fn runs() -> (Vec<Run>, Vec<Job>) {
+    fn runs() -> (Runs, Vec<Job>) {
         let mut out = Vec::new();
         for (job, x, reps) in [("a", "1", 3), ("a", "2", 3), ("b", "", 2)] {
             for rep in 1..=reps {
@@ -114,11 +114,11 @@ mod tests {
                 order: None,
             })
             .into();
-        (out, jobs)
+        (out.into(), jobs)
     }
 
-    fn keys(runs: &[Run]) -> Vec<&str> {
-        runs.iter().map(|r| r.key.as_str()).collect()
+    fn keys(runs: &Runs) -> Vec<String> {
+        runs.iter().map(|r| r.key()).collect()
     }
 
     #[test]
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(keys(&r1), keys(&r2));
         assert_ne!(keys(&r1), keys(&r3), "another seed, another order");
         for set in ["a1.", "a2.", "b."] {
-            let reps: Vec<&str> = keys(&r1)
+            let reps: Vec<String> = keys(&r1)
                 .into_iter()
                 .filter(|k| k.starts_with(set))
                 .collect();

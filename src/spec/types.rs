@@ -21,7 +21,7 @@ pub struct Batch {
     pub groups: Vec<Group>,
     /// Every run of every job, in submission order (file order, then matrix
     /// order, then rep; then as `order` says).
-    pub runs: Vec<Run>,
+    pub runs: crate::spec::Runs,
     /// The order runs start in, and the seed of a random one.
     pub order: Order,
     pub seed: Option<u64>,

@@ -1,11 +1,12 @@
 //! From the raw structs to the typed model: required keys, units, ranges,
 //! references, defaults, matrix and placeholders. Every problem is collected.
 
-use super::expand::{self, Combo, Piece};
+use super::expand::{self, Combo, Matrix, Piece};
 use super::raw::{
     CountValue, FloatValue, IdList, NetworkKind, NumaPolicy, OrderKind, RawAxis, RawFile, RawJob,
     RawMatrix, RawStep, Scalar, SizeValue, Text, UserNsKind,
 };
+use super::runs::{ByRun, Expanded, JobRuns, Runs};
 use super::types::*;
 use super::units;
 use super::yaml::{self, p, At, Seg, YPath};
@@ -26,7 +27,7 @@ pub struct Output {
     pub name: String,
     pub jobs: Vec<Job>,
     pub groups: Vec<Group>,
-    pub runs: Vec<Run>,
+    pub runs: Runs,
     pub order: Order,
     pub seed: Option<u64>,
 }
@@ -221,7 +222,7 @@ pub fn validate(
     let job_names: HashSet<&str> = job_list.iter().map(|(n, _)| n.as_str()).collect();
 
     let mut jobs = Vec::new();
-    let mut runs = Vec::new();
+    let mut runs = Runs::default();
     for (jname, _) in &job_list {
         let job_path = p(&["jobs", jname]);
         let own = root
@@ -263,9 +264,9 @@ pub fn validate(
                 format!("invalid job name `{jname}`: expected letters, digits, `.`, `_` and `-`"),
             );
         }
-        let (job, mut job_runs) = job(&mut cx, &jc, raw_job, &group_names, &job_names);
+        let (job, job_runs) = job(&mut cx, &jc, raw_job, &group_names, &job_names);
         jobs.push(job);
-        runs.append(&mut job_runs);
+        runs.push(job_runs);
     }
     cycles(&mut cx, &jobs);
 
@@ -462,14 +463,14 @@ fn job(
     raw: RawJob,
     group_names: &HashSet<&str>,
     job_names: &HashSet<&str>,
-) -> (Job, Vec<Run>) {
+) -> (Job, JobRuns) {
     let complete = templated_complete(cx, jc);
 
     // Command or shell, exactly one.
     let (command_fields, is_shell) = command_fields(cx, jc, &raw);
 
     // Matrix.
-    let (mut combos, param_names) = matrix(cx, jc, raw.matrix.as_ref());
+    let (mut matrix, param_names) = matrix(cx, jc, raw.matrix.as_ref());
 
     // Static placeholder check of every templated field.
     let env_fields = env_fields(cx, jc, &raw);
@@ -515,6 +516,7 @@ fn job(
         workdir,
         hostname,
         resources: res,
+        numeric,
         time_limit,
         cpu_time_limit,
         estimate,
@@ -541,28 +543,15 @@ fn job(
         cx,
         jc,
         raw.repetitions.is_some(),
-        combos.len(),
+        matrix.len(),
         warmup,
         repetitions,
     );
     if count.is_none() {
-        combos.clear();
+        matrix = Matrix::empty(param_names.clone());
     }
-    let count = count.unwrap_or(0);
-    let mut runs = Vec::with_capacity(if combos.is_empty() { 0 } else { count as usize });
-    for combo in &combos {
-        for rep in 1..=warmup.saturating_add(repetitions.max(1)) {
-            runs.push(make_run(
-                cx,
-                jc,
-                &shared,
-                &param_names,
-                combo,
-                rep,
-                rep <= warmup,
-            ));
-        }
-    }
+    let reps = warmup.saturating_add(repetitions.max(1));
+    let runs = expand_job(cx, jc, &shared, matrix, warmup, reps);
     let job = Job {
         name: jc.name.to_string(),
         group: raw.group.clone(),
@@ -573,8 +562,8 @@ fn job(
     (job, runs)
 }
 
-/// What every run of a job shares, checked once; `make_run` fills it in
-/// for one combination and repetition.
+/// What every run of a job shares, checked once; `expand_job` keeps it
+/// with the job's matrix, and each run is rendered from it when it starts.
 struct Shared {
     command: Vec<Field>,
     is_shell: bool,
@@ -582,6 +571,7 @@ struct Shared {
     workdir: Option<Field>,
     hostname: Field,
     resources: super::raw::RawResources,
+    numeric: Vec<Field>,
     time_limit: Option<std::time::Duration>,
     cpu_time_limit: Option<std::time::Duration>,
     estimate: std::time::Duration,
@@ -594,29 +584,26 @@ struct Shared {
     depends_on: Vec<String>,
 }
 
-/// One run: the job's shared parts with this combination's and
-/// repetition's placeholders filled (`{cpus}` waits for placement).
-fn make_run(
+/// Whether a field names a placeholder that differs between runs: a
+/// parameter, or `{rep}` when `rep` is true.
+fn varies(f: &Field, rep: bool) -> bool {
+    expand::names(&f.pieces).any(|n| n != "job" && n != "cpus" && (rep || n != "rep"))
+}
+
+/// A job's runs in compact form: the shared parts with `{job}` filled,
+/// the matrix and the repetitions. What can be wrong in one run only
+/// (a workdir, a hostname, a resource given by a parameter) is checked
+/// here for every combination that can differ, without keeping the runs.
+fn expand_job(
     cx: &mut Ctx,
     jc: &JobCx,
     sh: &Shared,
-    param_names: &[String],
-    combo: &[(String, String)],
-    rep: u32,
-    is_warmup: bool,
-) -> Run {
-    let rep_text = rep.to_string();
-    let vars = |n: &str| -> Option<String> {
-        match n {
-            "job" => Some(jc.name.to_string()),
-            "rep" => Some(rep_text.clone()),
-            _ => combo.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
-        }
-    };
-    // A parameter that only some `include` entries set is empty elsewhere.
-    let vars = |n: &str| vars(n).or_else(|| param_names.iter().any(|p| p == n).then(String::new));
-    let fill = |f: &Field| -> String { expand::fill(&f.pieces, vars) };
-    let template = |f: &Field| Template::partial(&f.pieces, |n| vars(n));
+    matrix: Matrix,
+    warmup: u32,
+    reps: u32,
+) -> JobRuns {
+    let only_job = |n: &str| (n == "job").then(|| jc.name.to_string());
+    let template = |f: &Field| Template::partial(&f.pieces, only_job);
     let mut command: Vec<Template> = sh.command.iter().map(template).collect();
     if sh.is_shell {
         command = vec![
@@ -625,61 +612,93 @@ fn make_run(
             command.pop().unwrap_or_else(|| Template::literal("")),
         ];
     }
-    let workdir = sh.workdir.as_ref().map(|w| {
-        let w = fill(w);
-        if !w.starts_with('/') {
-            cx.err(
-                jc.at(&["workdir"]),
-                format!("relative workdir `{w}`: expected an absolute path inside the container"),
-            );
-        }
-        PathBuf::from(w)
-    });
-    let host = fill(&sh.hostname);
-    if host.is_empty() || host.len() > 64 {
-        cx.err(
-            sh.hostname.path.clone(),
-            format!("hostname `{host}` must have 1 to 64 characters"),
-        );
-    }
     let step = |i: usize| {
         sh.steps[i]
             .as_ref()
             .map(|f| f.iter().map(template).collect())
     };
-    let params = combo.to_vec();
-    Run {
-        key: expand::run_key(jc.name, &params, rep, is_warmup),
-        job: jc.name.to_string(),
-        params,
-        rep,
-        warmup: is_warmup,
-        command,
-        env: sh
-            .env
-            .iter()
-            .map(|(k, f)| (k.clone(), template(f)))
-            .collect(),
-        workdir,
-        resources: resources(cx, jc, &sh.resources, &vars),
-        time_limit: sh.time_limit,
-        cpu_time_limit: sh.cpu_time_limit,
-        estimate: sh.estimate,
-        container: Container {
-            hostname: host,
-            ..sh.container.clone()
-        },
-        log_limit: sh.log_limit,
-        group: sh.group.clone(),
-        depends_on: sh.depends_on.clone(),
-        stdin: sh.stdin.clone(),
-        steps: Steps {
-            setup: step(0),
-            prepare: step(1),
-            conclude: step(2),
-            cleanup: step(3),
-        },
+    let mut proto = Run::with_defaults(jc.name, Vec::new());
+    proto.key = String::new();
+    proto.command = command;
+    proto.env = sh
+        .env
+        .iter()
+        .map(|(k, f)| (k.clone(), template(f)))
+        .collect();
+    proto.time_limit = sh.time_limit;
+    proto.cpu_time_limit = sh.cpu_time_limit;
+    proto.estimate = sh.estimate;
+    proto.container = sh.container.clone();
+    proto.log_limit = sh.log_limit;
+    proto.group = sh.group.clone();
+    proto.depends_on = sh.depends_on.clone();
+    proto.stdin = sh.stdin.clone();
+    proto.steps = Steps {
+        setup: step(0),
+        prepare: step(1),
+        conclude: step(2),
+        cleanup: step(3),
+    };
+    let mut e = Expanded {
+        proto,
+        workdir: sh.workdir.as_ref().map(template),
+        hostname: template(&sh.hostname),
+        matrix,
+        warmup,
+        reps,
+        resources: ByRun::Job,
+    };
+    let combos = e.matrix.len();
+    if combos == 0 {
+        return JobRuns::Expanded(Box::new(e));
     }
+    let text = |e: &Expanded, t: &Template, c: usize, rep: u32| -> String {
+        t.refill(|n| e.var(c, rep, n)).render(None)
+    };
+    // Every combination where the text can differ; the longest rep.
+    let each = |f: &Field| if varies(f, false) { combos } else { 1 };
+    if let (Some(f), Some(w)) = (&sh.workdir, &e.workdir) {
+        for c in 0..each(f) {
+            let w = text(&e, w, c, 1);
+            if !w.starts_with('/') {
+                cx.err(
+                    jc.at(&["workdir"]),
+                    format!(
+                        "relative workdir `{w}`: expected an absolute path inside the container"
+                    ),
+                );
+            }
+        }
+    }
+    for c in 0..each(&sh.hostname) {
+        let host = text(&e, &e.hostname, c, reps);
+        if host.is_empty() || host.len() > 64 {
+            cx.err(
+                sh.hostname.path.clone(),
+                format!("hostname `{host}` must have 1 to 64 characters"),
+            );
+        }
+    }
+    let by_rep = sh
+        .numeric
+        .iter()
+        .any(|f| expand::names(&f.pieces).any(|n| n == "rep"));
+    let by_combo = sh.numeric.iter().any(|f| varies(f, false));
+    let mut of = |e: &Expanded, c: usize, rep: u32| {
+        resources(cx, jc, &sh.resources, &|n: &str| e.var(c, rep, n))
+    };
+    if by_rep {
+        let all = (0..combos)
+            .flat_map(|c| (1..=reps).map(move |rep| (c, rep)))
+            .map(|(c, rep)| of(&e, c, rep))
+            .collect();
+        e.resources = ByRun::Run(all);
+    } else if by_combo {
+        e.resources = ByRun::Combo((0..combos).map(|c| of(&e, c, 1)).collect());
+    } else {
+        e.proto.resources = of(&e, 0, 1);
+    }
+    JobRuns::Expanded(Box::new(e))
 }
 
 fn sorted_list(names: &HashSet<&str>) -> String {
@@ -719,9 +738,9 @@ fn matrix_key_path(jc: &JobCx, name: &str) -> YPath {
     mp
 }
 
-fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Vec<Combo>, Vec<String>) {
+fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Matrix, Vec<String>) {
     let Some(m) = m else {
-        return (vec![Vec::new()], Vec::new());
+        return (Matrix::single(), Vec::new());
     };
     let mp = jc.at(&["matrix"]);
     let mut names: Vec<String> = Vec::new();
@@ -854,7 +873,7 @@ fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Vec<Combo>, Vec<S
                 group_digits(cx.max_runs as u128)
             ),
         );
-        return (Vec::new(), names);
+        return (Matrix::empty(names.clone()), names);
     }
     let combos = expand::expand_matrix(&axes, &exclude, &include);
     if combos.is_empty() && axes.iter().all(|(_, v)| !v.is_empty()) {
