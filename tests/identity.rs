@@ -142,6 +142,36 @@ fn root_inside_is_uid_0_mapped_to_an_unprivileged_range_not_the_identity() {
 
 #[test]
 #[ignore = "needs root: real namespaces and cgroups"]
+fn a_run_has_its_own_cgroup_namespace_rooted_at_its_cgroup() {
+    if !privileged("cgroup namespace") {
+        return;
+    }
+    let (out, _) = exec(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/cgroup; cat /proc/self/cgroup",
+        ],
+    );
+    let text = stdout(&out);
+    let host = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+    let mut lines = text.lines();
+    assert_ne!(
+        lines.next(),
+        host.to_str(),
+        "the host's cgroup namespace: {text}"
+    );
+    // Every hierarchy shows the run's own cgroup as its root: no host
+    // cgroup path (packrun's or anyone's) leaks in.
+    for l in lines {
+        let path = l.splitn(3, ':').nth(2).unwrap_or_default();
+        assert_eq!(path, "/", "{text}");
+    }
+}
+
+#[test]
+#[ignore = "needs root: real namespaces and cgroups"]
 fn home_is_a_fresh_writable_dir_and_a_bind_below_tmp_works() {
     if !privileged("home and a bind below /tmp") {
         return;

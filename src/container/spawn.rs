@@ -47,7 +47,7 @@ pub fn spawn_async(
 ) -> Result<Container, SetupError> {
     let root =
         RootDir(make_root_dir().map_err(|e| SetupError::os("create the root directory", e))?);
-    let plan = Plan::new(&cfg, &root.0, cgroup_dir.is_some())?;
+    let plan = Plan::new(&cfg, &root.0)?;
     if let (Rootfs::Dir(dir), true) = (&cfg.rootfs, cfg.ids.is_some() && is_root()) {
         make_mount_points(&plan, &root.0, dir)?;
     }
@@ -237,7 +237,7 @@ impl Plan {
         }
     }
 
-    fn new(cfg: &ContainerConfig, root: &Path, cgroup_ns: bool) -> Result<Plan, SetupError> {
+    fn new(cfg: &ContainerConfig, root: &Path) -> Result<Plan, SetupError> {
         let userns = cfg.ids.is_some();
         let job_ids = cfg.user.unwrap_or((0, 0));
         check_job_ids(cfg, job_ids)?;
@@ -268,7 +268,7 @@ impl Plan {
                 format!("workdir `{}`: expected an absolute path", workdir.display()),
             ));
         }
-        let (flags, unshare, join_net) = namespaces(cfg, cgroup_ns);
+        let (flags, unshare, join_net) = namespaces(cfg);
 
         Ok(Plan {
             flags,
@@ -446,7 +446,7 @@ fn capability_mask(names: &[String]) -> Result<u64, SetupError> {
 
 /// The namespaces clone makes, those init makes with unshare(2), and the
 /// pooled network namespace to join instead of a new one (see `Plan`).
-fn namespaces(cfg: &ContainerConfig, cgroup_ns: bool) -> (u64, libc::c_int, Option<RawFd>) {
+fn namespaces(cfg: &ContainerConfig) -> (u64, libc::c_int, Option<RawFd>) {
     let mut flags = libc::CLONE_NEWPID as u64;
     if cfg.ids.is_some() {
         flags |= libc::CLONE_NEWUSER as u64;
@@ -459,11 +459,9 @@ fn namespaces(cfg: &ContainerConfig, cgroup_ns: bool) -> (u64, libc::c_int, Opti
     if cfg.network == Network::None && join_net.is_none() {
         unshare |= libc::CLONE_NEWNET;
     }
-    if cgroup_ns {
-        // Made after the go byte, when init sits in the run's cgroup
-        // (also where clone3 is missing and `place` moved it there).
-        unshare |= libc::CLONE_NEWCGROUP;
-    }
+    // Made after the go byte, when init sits in the run's cgroups: on v2
+    // where clone3 started it there, else where `place` moved it (v1 too).
+    unshare |= libc::CLONE_NEWCGROUP;
     (flags, unshare, join_net)
 }
 
