@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """packrun side by side with crun, runc, bwrap, BenchExec, GNU parallel, xargs,
-hyperfine and GNU time, on this machine, in one run.
+hyperfine, HyperQueue and GNU time, on this machine, in one run.
 
 Run it through bench/run.sh, which installs the peers and builds packrun first.
 It prints one markdown table and writes it, with every raw sample as CSV, to
@@ -387,6 +387,70 @@ def count_completed(runs_csv):
         return 0
 
 
+# HyperQueue's Python API, run by the venv's Python: a LocalCluster (its
+# server and one worker, threads of that Python process) with a worker of
+# `cores` CPUs; one job of n × /bin/true; the time from submit() to
+# wait_for_jobs() returning, cluster start excluded. Prints one JSON line.
+HQ_SCRIPT = r"""
+import json, os, sys, time
+from hyperqueue import Job, LocalCluster
+from hyperqueue.cluster import WorkerConfig
+n, cores = int(sys.argv[1]), int(sys.argv[2])
+with LocalCluster(server_dir=os.path.abspath("server")) as cluster:
+    cluster.start_worker(WorkerConfig(cores=cores))
+    client = cluster.client()
+    job = Job()
+    for _ in range(n):
+        job.program(["/bin/true"])
+    wall0, t0 = time.time_ns(), time.perf_counter_ns()
+    ok = client.wait_for_jobs([client.submit(job)], raise_on_error=False)
+    ns = time.perf_counter_ns() - t0
+# Each task's stdout file (HQ's default, in the working directory) is made as
+# the task starts: the newest one dates the last task's start.
+outs = [e.stat().st_mtime_ns for e in os.scandir(".") if e.name.endswith(".stdout")]
+print(json.dumps({"ns": ns, "ok": ok, "outputs": len(outs),
+                  "last_start_ns": max(outs) - wall0 if outs else None}))
+"""
+HQ_PYTHON = os.path.join(VENV, "bin", "python")
+
+
+def hyperqueue_once(ws, n, k):
+    """One HyperQueue batch in a fresh dir (its TMPDIR and working directory
+    too, so every file it makes is removed after). (ns, exit code, note,
+    error or None, the last task's start after submit in ns or None)."""
+    work = tempfile.mkdtemp(prefix=f"hq-{k}-", dir=ws.dir)
+    env = dict(os.environ, TMPDIR=work)
+    try:
+        p = subprocess.Popen([HQ_PYTHON, "-c", HQ_SCRIPT, str(n), str(NPROC)], cwd=work, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+        try:
+            out, err = p.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
+            p.communicate()
+            return None, -9, "", "timed out after 600 s", None
+        finally:
+            # The cluster lives in that Python process; anything left in its
+            # session (a task it did not reap) goes with it.
+            try:
+                os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
+        try:
+            a = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None, p.returncode, "", f"exit {p.returncode}: {gist(err or out)}", None
+        last = a["last_start_ns"]
+        note = f"{a['outputs']} task outputs" + (f"; the last task started {last / 1e9:.3f} s after submit"
+                                                 if last is not None else "")
+        if not a["ok"] or a["outputs"] != n:
+            return a["ns"], p.returncode, note, f"{a['outputs']} of {n} tasks started, some failed", None
+        return a["ns"], p.returncode, note, None, a["last_start_ns"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_batch(res, ws, worker, n, reps, tag, baseline=None):
     jobfile = batch_jobfile(ws, n)
     sh = which("sh")
@@ -414,21 +478,34 @@ def bench_batch(res, ws, worker, n, reps, tag, baseline=None):
          True, f"the OCI bundle above with cpuset 0-{NPROC - 1}; in the crun worker's mount namespace"),
         ("hyperfine -N", lambda k: [which("hyperfine"), "-N", "--runs", str(n), "--style", "none", "/bin/true"],
          False, "sequential (one at a time), no isolation; records each run's time"),
+        (f"HyperQueue ({NPROC} CPUs)", None, "hq",
+         f"isolates nothing (no namespaces, no cgroup, no CPU pinning); Python API: a LocalCluster (server and "
+         f"one worker, threads of one Python process) with a worker of {NPROC} CPUs, so {NPROC} tasks at a time; "
+         f"one job of {n} `/bin/true` tasks, each task's stdout and stderr to a file (HQ's default); "
+         f"submit() to wait_for_jobs() returning, the cluster's start left out; wait_for_jobs() polls every 1 s"),
     ]
     times = {name: [] for name, *_ in tools}
     errors = {}
+    hq_last_start = []
     for k in range(reps):
         j = k % len(tools)
         for name, argv_of, in_worker, _ in tools[j:] + tools[:j]:
             if name in errors:
                 continue
-            argv = argv_of(k)
-            if in_worker:
-                a = worker.call(argv)
+            note = ""
+            if in_worker == "hq":
+                ns, rc, note, error, last_start = hyperqueue_once(ws, n, k)
+                if error:
+                    errors[name] = error
+                    print(f"  {name}: {error}", file=sys.stderr)
+                    res.sample("batch", name, k, "wall_ns", ns if ns is not None else "", exit_code=rc, note=error)
+                    continue
+                hq_last_start.append(last_start)
+            elif in_worker:
+                a = worker.call(argv_of(k))
                 ns, rc = a["ns"], a["rc"]
             else:
-                ns, rc = spawn_timed(argv)
-            note = ""
+                ns, rc = spawn_timed(argv_of(k))
             if name.startswith("packrun run"):
                 done = count_completed(os.path.join(outs[-1], "runs.csv"))
                 note = f"{done} COMPLETED rows"
@@ -455,6 +532,9 @@ def bench_batch(res, ws, worker, n, reps, tag, baseline=None):
             spread = f", min {xs[0] / 1e9:.2f} s, max {xs[-1] / 1e9:.2f} s" if len(xs) > 1 else ""
         else:
             spread = ""
+        if hq_last_start and name.startswith("HyperQueue"):
+            notes += (f"; the last task started {median(hq_last_start) / 1e9:.2f} s after submit "
+                      f"(its stdout file's mtime, median)")
         res.row(f"{n} × /bin/true, batch", name,
                 f"{m / 1e9:.2f} s ({n / (m / 1e9):.0f} runs/s, n={len(times[name])}{spread})", ratio(m, ref), notes)
 
@@ -898,6 +978,7 @@ def versions(worker, baseline=None):
         "runc": first(["runc", "--version"]), "bwrap": first(["bwrap", "--version"]),
         "benchexec": first([RUNEXEC, "--version"]), "parallel": first(["parallel", "--version"]),
         "hyperfine": first(["hyperfine", "--version"]), "time": first(["/usr/bin/time", "--version"]),
+        "hyperqueue": first([HQ_PYTHON, "-c", "import importlib.metadata as m; print(m.version('hyperqueue'))"]),
         "util-linux unshare": first(["unshare", "--version"]),
         **({"packrun baseline": f"{baseline}: {first([baseline, '--version'])}"} if baseline else {}),
     }
