@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """packrun side by side with crun, runc, bwrap, BenchExec, GNU parallel, xargs,
-hyperfine, HyperQueue and GNU time, on this machine, in one run.
+hyperfine, HyperQueue and GNU time, on this machine, in one run; and how
+packrun validate and plan scale to a million runs.
 
 Run it through bench/run.sh, which installs the peers and builds packrun first.
 It prints one markdown table and writes it, with every raw sample as CSV, to
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -734,6 +736,117 @@ def bench_own_cost(res, ws, n):
             "—", "VmHWM and utime+stime of the packrun process polled from /proc every 10 ms")
 
 
+# --- scale: validate and plan a million runs ------------------------------------
+
+SCALE_TIMEOUT = 120
+
+
+def scale_jobfiles(ws, n):
+    """Two job files of n runs: a side × side matrix of `echo {a} {b}`
+    (side = √n) and n repetitions of /bin/true, with the same defaults."""
+    side = max(1, math.isqrt(n))
+    head = ("version: 1\nname: bench-scale\ndefaults:\n  resources: {cpus: 1, memory: 64MiB}\n"
+            "  time_limit: 10s\njobs:\n")
+    matrix = os.path.join(ws.dir, "scale-matrix.yaml")
+    with open(matrix, "w") as f:
+        f.write(head + f"""  m:
+    command: ["echo", "{{a}}", "{{b}}"]
+    matrix:
+      a: {{range: [1, {side}], step: 1}}
+      b: {{range: [1, {side}], step: 1}}
+""")
+    reps = os.path.join(ws.dir, "scale-reps.yaml")
+    with open(reps, "w") as f:
+        f.write(head + f"""  t:
+    command: ["/bin/true"]
+    repetitions: {n}
+""")
+    return [(f"{side * side:,} runs ({side} × {side} matrix)", matrix,
+             f"`echo {{a}} {{b}}`, a and b ranges 1..{side}"),
+            (f"{n:,} runs (repetitions)", reps, f"/bin/true, repetitions {n}")]
+
+
+def spawn_rusage(argv, timeout, stderr_path):
+    """Start-to-exit in ns, exit code and peak RSS in KiB of argv, stdout to
+    /dev/null, stderr to stderr_path; killed after `timeout` s (exit code None
+    then). The peak RSS is GNU time's %M (wait4()'s ru_maxrss) rather than the
+    driver's own wait4(): a process spawned from Python starts with the
+    driver's high-water mark (~20 MB), one forked by time with time's."""
+    rss_path = stderr_path + ".rss"
+    argv = [which("/usr/bin/time"), "-f", "%M", "-o", rss_path, *argv]
+    with open(stderr_path, "w") as err:
+        fa = [(os.POSIX_SPAWN_DUP2, DEVNULL, 0), (os.POSIX_SPAWN_DUP2, DEVNULL, 1),
+              (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
+        t0 = time.perf_counter_ns()
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=fa, setsid=True)
+    killed = []
+
+    def kill():
+        killed.append(True)
+        try:
+            os.killpg(pid, 9)
+        except ProcessLookupError:
+            pass
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        timer.cancel()
+    ns = time.perf_counter_ns() - t0
+    try:
+        with open(rss_path) as f:
+            kib = int(f.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        kib = None
+    finally:
+        if os.path.exists(rss_path):
+            os.unlink(rss_path)
+    rc = None if killed else os.waitstatus_to_exitcode(status)
+    if rc is not None and os.path.exists(stderr_path):
+        # GNU time adds "Command exited with non-zero status N" to stderr.
+        with open(stderr_path) as f:
+            lines = [l for l in f if not l.startswith("Command exited with non-zero status")]
+        with open(stderr_path, "w") as f:
+            f.writelines(lines)
+    return ns, rc, kib
+
+
+def bench_scale(res, ws, n):
+    """`packrun validate FILE` and `packrun plan --format json FILE` on job
+    files of n runs: wall time and peak RSS, each once."""
+    err_path = os.path.join(ws.dir, "scale.err")
+    targets = {"validate": (1.0, 300), "plan --format json": (5.0, 600)}  # s, MB, at 1,000,000 runs
+    for label, path, what in scale_jobfiles(ws, n):
+        for cmd, argv in (("validate", [PACKRUN, "validate", path]),
+                          ("plan --format json", [PACKRUN, "plan", "--format", "json", path])):
+            tool = f"packrun {cmd}"
+            t_s, t_mb = targets[cmd]
+            target = f"target at 1,000,000 runs ≤ {t_s:g} s and ≤ {t_mb} MB"
+            notes = (f"{target}; `{tool} FILE{' > /dev/null' if cmd.startswith('plan') else ''}`: a job file of "
+                     f"{what}, defaults resources {{cpus: 1, memory: 64MiB}}, time_limit 10s; "
+                     f"wall time and peak RSS (GNU time's %M, ru_maxrss), one run; killed after {SCALE_TIMEOUT} s")
+            print(f"  {tool}: {label}", file=sys.stderr)
+            ns, rc, maxrss_kib = spawn_rusage(argv, SCALE_TIMEOUT, err_path)
+            mb = maxrss_kib * 1024 / 1e6 if maxrss_kib is not None else float("nan")
+            res.sample("scale", tool, 0, f"{label}: wall_ns", ns, exit_code="" if rc is None else rc)
+            res.sample("scale", tool, 0, f"{label}: max_rss_kib", "" if maxrss_kib is None else maxrss_kib,
+                       exit_code="" if rc is None else rc)
+            print(f"  {tool}: {ns / 1e9:.2f} s, {mb:.0f} MB, exit {rc}", file=sys.stderr)
+            if rc is None:
+                res.row(f"scale: {label}", tool, f"timed out: killed after {SCALE_TIMEOUT} s", "—", notes)
+                continue
+            if rc != 0:
+                with open(err_path) as f:
+                    err = f.read()
+                res.row(f"scale: {label}", tool, f"failed: exit {rc}: {gist(err)}", "—", notes)
+                continue
+            met = "met" if ns / 1e9 <= t_s and mb <= t_mb else "missed"
+            verdict = f" (target {met}: {ns / 1e9 / t_s:.1f}× the time, {mb / t_mb:.1f}× the memory)" \
+                if n == 1_000_000 else ""
+            res.row(f"scale: {label}", tool, f"{ns / 1e9:.2f} s, peak RSS {mb:.0f} MB{verdict}", "—", notes)
+
+
 def bench_planning(res):
     ns, rc, out, err = run_captured([PLAN_BENCH, "100000"])
     line = next((l for l in out.splitlines() if l.split()[:1] == ["100000"]), None)
@@ -990,8 +1103,11 @@ def main():
     ap.add_argument("--reps", type=int, help="measured rounds of the per-run benchmark (default 200, quick 30)")
     ap.add_argument("--batch", type=int, default=1000, help="runs in the batch benchmark (default 1000)")
     ap.add_argument("--out", help="results dir (default results/bench/<UTC timestamp>)")
-    ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning,images",
+    ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning,scale,images",
                     help="comma-separated sections to run")
+    ap.add_argument("--scale-runs", type=int,
+                    help="runs in each job file of the scale section (default 1000000, quick 100000; "
+                         "the matrix is √N × √N)")
     ap.add_argument("--batch-reps", type=int, help="rounds of the batch benchmark (default 3, quick 1)")
     ap.add_argument("--baseline", metavar="PATH",
                     help="another packrun binary, measured beside this one (interleaved) in the per_run "
@@ -1045,6 +1161,10 @@ def main():
             bench_own_cost(res, ws, a.batch)
         if "planning" in sections:
             bench_planning(res)
+        if "scale" in sections:
+            n = a.scale_runs or (100000 if a.quick else 1000000)
+            print(f"scale: validate and plan {n} runs", file=sys.stderr)
+            bench_scale(res, ws, n)
         if "images" in sections:
             print("images: first unpack, cached start, per-run start by root kind", file=sys.stderr)
             bench_images(res, 10 if a.quick else 30, a.quick)
