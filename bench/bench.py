@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """packrun side by side with crun, runc, bwrap, BenchExec, GNU parallel, xargs,
-hyperfine, HyperQueue and GNU time, on this machine, in one run; and how
-packrun validate and plan scale to a million runs.
+hyperfine, HyperQueue and GNU time, on this machine, in one run; and
+packrun's own cost and how validate and plan scale to a million runs.
 
 Run it through bench/run.sh, which installs the peers and builds packrun first.
 It prints one markdown table and writes it, with every raw sample as CSV, to
@@ -699,12 +699,16 @@ def bench_limits(res, ws, reps):
 
 
 def bench_own_cost(res, ws, n):
+    """The runner's own cost over an n-run batch of /bin/true: its peak RSS
+    and the CPU time of the packrun process itself per run (its children's
+    apart), polled from /proc/<pid>/ every 10 ms."""
     jobfile = batch_jobfile(ws, n)
     out = os.path.join(ws.dir, "batch-own")
     tick = os.sysconf("SC_CLK_TCK")
+    t0 = time.perf_counter_ns()
     p = subprocess.Popen([PACKRUN, "run", jobfile, "--out", out, "--quiet"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    hwm_kib, self_cpu = 0, 0.0
+    hwm_kib, self_cpu, polls = 0, 0.0, 0
     while True:
         try:
             with open(f"/proc/{p.pid}/stat") as f:
@@ -713,27 +717,50 @@ def bench_own_cost(res, ws, n):
                 for line in f:
                     if line.startswith("VmHWM:"):
                         hwm_kib = max(hwm_kib, int(line.split()[1]))
+            # utime + stime of the process alone (cutime/cstime are its children's);
+            # a zombie still shows its final figures.
+            self_cpu = max(self_cpu, (int(fields[11]) + int(fields[12])) / tick)
             if fields[0] == "Z":
                 break
-            self_cpu = (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError):
+        except (OSError, IndexError, ValueError):
             break
+        polls += 1
+        if polls % 3000 == 0:
+            print(f"  {(time.perf_counter_ns() - t0) / 1e9:.0f} s: "
+                  f"{count_lines(os.path.join(out, 'runs.csv'))} rows in runs.csv", file=sys.stderr)
         time.sleep(0.01)
     _, status, ru = os.wait4(p.pid, 0)
+    wall = (time.perf_counter_ns() - t0) / 1e9
     rc = os.waitstatus_to_exitcode(status)
     done = count_completed(os.path.join(out, "runs.csv"))
     shutil.rmtree(out, ignore_errors=True)
-    res.sample("own_cost", "packrun run", 0, "peak_rss_kib", hwm_kib, exit_code=rc)
-    res.sample("own_cost", "packrun run", 0, "self_cpu_s", self_cpu, exit_code=rc)
-    res.sample("own_cost", "packrun run", 0, "cpu_with_children_s", ru.ru_utime + ru.ru_stime, exit_code=rc)
+    total_cpu = ru.ru_utime + ru.ru_stime
+    children_cpu = max(0.0, total_cpu - self_cpu)
+    for metric, v in (("peak_rss_kib", hwm_kib), ("self_cpu_s", self_cpu), ("cpu_with_children_s", total_cpu),
+                      ("self_cpu_ms_per_run", self_cpu * 1e3 / n), ("children_cpu_ms_per_run", children_cpu * 1e3 / n),
+                      ("wall_s", wall)):
+        res.sample("own_cost", "packrun run", 0, metric, v, exit_code=rc)
+    bench = f"packrun's own cost, {n:,}-run batch"
     if rc != 0 or done != n:
-        res.row(f"packrun's own cost, {n}-run batch", "packrun run",
-                f"failed: exit {rc}, {done} of {n} runs COMPLETED")
+        res.row(bench, "packrun run", f"failed: exit {rc}, {done} of {n} runs COMPLETED")
         return
-    res.row(f"packrun's own cost, {n}-run batch", "packrun run",
-            f"peak RSS {hwm_kib / 1024:.1f} MiB; CPU {self_cpu:.2f} s in the packrun process "
-            f"({ru.ru_utime + ru.ru_stime:.2f} s with its reaped children)",
-            "—", "VmHWM and utime+stime of the packrun process polled from /proc every 10 ms")
+    rss_mb, per_run = hwm_kib * 1024 / 1e6, self_cpu * 1e3 / n
+    res.row(bench, "packrun run",
+            f"peak RSS {rss_mb:.1f} MB (target < 100 MB: {'met' if rss_mb < 100 else 'missed'}); "
+            f"CPU {per_run:.3f} ms per run in the packrun process (target ≤ 0.3 ms: "
+            f"{'met' if per_run <= 0.3 else 'missed'}), {children_cpu * 1e3 / n:.3f} ms per run in its reaped "
+            f"children; {wall:.1f} s ({n / wall:.0f} runs/s)",
+            "—", f"one job, /bin/true, repetitions {n}, cpus 1; VmHWM and utime+stime of the packrun process "
+                 f"polled from /proc every 10 ms (clock ticks of 1/{tick} s); children: wait4()'s rusage "
+                 f"({total_cpu:.2f} s) less the process's own ({self_cpu:.2f} s)")
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return max(0, sum(1 for _ in f) - 1)
+    except OSError:
+        return 0
 
 
 # --- scale: validate and plan a million runs ------------------------------------
@@ -1105,6 +1132,8 @@ def main():
     ap.add_argument("--out", help="results dir (default results/bench/<UTC timestamp>)")
     ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning,scale,images",
                     help="comma-separated sections to run")
+    ap.add_argument("--own-runs", type=int,
+                    help="runs in the own-cost batch (default 100000, quick 5000)")
     ap.add_argument("--scale-runs", type=int,
                     help="runs in each job file of the scale section (default 1000000, quick 100000; "
                          "the matrix is √N × √N)")
@@ -1158,7 +1187,7 @@ def main():
             bench_limits(res, ws, acc_reps)
         if "own_cost" in sections:
             print("packrun's own cost", file=sys.stderr)
-            bench_own_cost(res, ws, a.batch)
+            bench_own_cost(res, ws, a.own_runs or (5000 if a.quick else 100000))
         if "planning" in sections:
             bench_planning(res)
         if "scale" in sections:

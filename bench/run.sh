@@ -4,7 +4,12 @@
 # BenchExec and HyperQueue from PyPI into the virtualenv target/bench/venv),
 # builds packrun in release mode and the helpers, then runs bench/bench.py.
 # Needs root and network for the first run. Options go to the driver: --quick,
-# --reps N, --batch-reps N, --only SECTIONS, --baseline PATH.
+# --reps N, --batch-reps N, --own-runs N, --scale-runs N, --only SECTIONS,
+# --baseline PATH. The sections: per_run, batch, accuracy, limits, own_cost,
+# planning, scale, images.
+#
+# own_cost runs a 100,000-run batch (a few minutes); scale validates and plans
+# two job files of 1,000,000 runs each (each command killed after 120 s).
 #
 # --baseline PATH measures another packrun binary (say, one built from an
 # earlier commit) beside this one: `packrun exec (baseline)` in the per_run
