@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """packrun side by side with crun, runc, bwrap, BenchExec, GNU parallel, xargs,
-hyperfine and GNU time, on this machine, in one run.
+hyperfine, HyperQueue and GNU time, on this machine, in one run; and
+packrun's own cost and how validate and plan scale to a million runs.
 
 Run it through bench/run.sh, which installs the peers and builds packrun first.
 It prints one markdown table and writes it, with every raw sample as CSV, to
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -258,6 +260,10 @@ class PerRunTool:
 
 BASELINE_SUFFIX = " (baseline)"
 
+# bubblewrap with the namespaces packrun exec makes: all of them, the user
+# namespace included; the host root read-only; fresh /proc, /dev and /tmp.
+BWRAP_ARGS = ["--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+
 
 def packrun_exec_argv(binary):
     return lambda i: [binary, "exec", "--cpuset", "1", "--memory", "256MiB", "--pids", "64", "--", "/bin/true"]
@@ -268,7 +274,7 @@ def per_run_tools(ws, worker, tag, baseline=None):
     crun_note = ("crun refuses hybrid cgroup hosts: run in a private mount namespace with "
                  f"{UNIFIED} unmounted; crun's own start-to-exit timed inside it"
                  if worker.unmounted else "")
-    exec_notes = "host root read-only; cpuset, memory, pids limits; pid/mount/uts/ipc/net/cgroup ns"
+    exec_notes = "host root read-only; cpuset, memory, pids limits; user/pid/mount/uts/ipc/net/cgroup ns"
     base = [PerRunTool("packrun exec" + BASELINE_SUFFIX, packrun_exec_argv(baseline),
                        f"{baseline}, the same arguments")] if baseline else []
     return [
@@ -279,9 +285,10 @@ def per_run_tools(ws, worker, tag, baseline=None):
                    "pid/mount/uts/ipc/net ns. " + crun_note, worker=worker),
         PerRunTool("runc run", lambda i: [runc, "run", "--bundle", ws.bundle, f"{tag}-r{i}"],
                    "the same OCI bundle as crun"),
-        PerRunTool("bwrap", lambda i: [bwrap, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc",
-                                       "--dev", "/dev", "/bin/true"],
-                   "namespaces only: no cgroup, no limits"),
+        PerRunTool("bwrap", lambda i: [bwrap, *BWRAP_ARGS, "/bin/true"],
+                   "`bwrap " + " ".join(BWRAP_ARGS) + " /bin/true`: every namespace bwrap makes (user, pid, "
+                   "net, ipc, uts, cgroup, mount), read-only root, fresh /proc, /dev, /tmp; "
+                   "no cgroup, no limits"),
         PerRunTool("BenchExec runexec", lambda i: [RUNEXEC, "--cores", "1", "--memlimit", str(256 * MIB),
                                                    "--read-only-dir", "/", "--full-access-dir", ws.dir,
                                                    "--output", os.path.join(ws.dir, "runexec.log"),
@@ -332,6 +339,9 @@ def bench_per_run(res, tools, reps, warmup):
             notes = f"{m / median(floor.times):.2f}× the unshare floor; " + notes
         if t.failures:
             notes = f"{t.failures} failed runs left out; " + notes
+        if t.name == "bwrap" and ref_med:
+            # The target: packrun exec no slower than bwrap with the same namespaces.
+            notes = f"packrun exec ÷ bwrap = {ref_med / m:.2f}× (target ≤ 1.00×); " + notes
         notes = vs_baseline(t.name, m, {u.name: median(u.times) for u in tools if not u.error and u.times},
                             lambda x: ms(x)) + notes
         res.row("/bin/true start-to-exit, per run",
@@ -379,6 +389,70 @@ def count_completed(runs_csv):
         return 0
 
 
+# HyperQueue's Python API, run by the venv's Python: a LocalCluster (its
+# server and one worker, threads of that Python process) with a worker of
+# `cores` CPUs; one job of n × /bin/true; the time from submit() to
+# wait_for_jobs() returning, cluster start excluded. Prints one JSON line.
+HQ_SCRIPT = r"""
+import json, os, sys, time
+from hyperqueue import Job, LocalCluster
+from hyperqueue.cluster import WorkerConfig
+n, cores = int(sys.argv[1]), int(sys.argv[2])
+with LocalCluster(server_dir=os.path.abspath("server")) as cluster:
+    cluster.start_worker(WorkerConfig(cores=cores))
+    client = cluster.client()
+    job = Job()
+    for _ in range(n):
+        job.program(["/bin/true"])
+    wall0, t0 = time.time_ns(), time.perf_counter_ns()
+    ok = client.wait_for_jobs([client.submit(job)], raise_on_error=False)
+    ns = time.perf_counter_ns() - t0
+# Each task's stdout file (HQ's default, in the working directory) is made as
+# the task starts: the newest one dates the last task's start.
+outs = [e.stat().st_mtime_ns for e in os.scandir(".") if e.name.endswith(".stdout")]
+print(json.dumps({"ns": ns, "ok": ok, "outputs": len(outs),
+                  "last_start_ns": max(outs) - wall0 if outs else None}))
+"""
+HQ_PYTHON = os.path.join(VENV, "bin", "python")
+
+
+def hyperqueue_once(ws, n, k):
+    """One HyperQueue batch in a fresh dir (its TMPDIR and working directory
+    too, so every file it makes is removed after). (ns, exit code, note,
+    error or None, the last task's start after submit in ns or None)."""
+    work = tempfile.mkdtemp(prefix=f"hq-{k}-", dir=ws.dir)
+    env = dict(os.environ, TMPDIR=work)
+    try:
+        p = subprocess.Popen([HQ_PYTHON, "-c", HQ_SCRIPT, str(n), str(NPROC)], cwd=work, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+        try:
+            out, err = p.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
+            p.communicate()
+            return None, -9, "", "timed out after 600 s", None
+        finally:
+            # The cluster lives in that Python process; anything left in its
+            # session (a task it did not reap) goes with it.
+            try:
+                os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
+        try:
+            a = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None, p.returncode, "", f"exit {p.returncode}: {gist(err or out)}", None
+        last = a["last_start_ns"]
+        note = f"{a['outputs']} task outputs" + (f"; the last task started {last / 1e9:.3f} s after submit"
+                                                 if last is not None else "")
+        if not a["ok"] or a["outputs"] != n:
+            return a["ns"], p.returncode, note, f"{a['outputs']} of {n} tasks started, some failed", None
+        return a["ns"], p.returncode, note, None, a["last_start_ns"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_batch(res, ws, worker, n, reps, tag, baseline=None):
     jobfile = batch_jobfile(ws, n)
     sh = which("sh")
@@ -406,21 +480,34 @@ def bench_batch(res, ws, worker, n, reps, tag, baseline=None):
          True, f"the OCI bundle above with cpuset 0-{NPROC - 1}; in the crun worker's mount namespace"),
         ("hyperfine -N", lambda k: [which("hyperfine"), "-N", "--runs", str(n), "--style", "none", "/bin/true"],
          False, "sequential (one at a time), no isolation; records each run's time"),
+        (f"HyperQueue ({NPROC} CPUs)", None, "hq",
+         f"isolates nothing (no namespaces, no cgroup, no CPU pinning); Python API: a LocalCluster (server and "
+         f"one worker, threads of one Python process) with a worker of {NPROC} CPUs, so {NPROC} tasks at a time; "
+         f"one job of {n} `/bin/true` tasks, each task's stdout and stderr to a file (HQ's default); "
+         f"submit() to wait_for_jobs() returning, the cluster's start left out; wait_for_jobs() polls every 1 s"),
     ]
     times = {name: [] for name, *_ in tools}
     errors = {}
+    hq_last_start = []
     for k in range(reps):
         j = k % len(tools)
         for name, argv_of, in_worker, _ in tools[j:] + tools[:j]:
             if name in errors:
                 continue
-            argv = argv_of(k)
-            if in_worker:
-                a = worker.call(argv)
+            note = ""
+            if in_worker == "hq":
+                ns, rc, note, error, last_start = hyperqueue_once(ws, n, k)
+                if error:
+                    errors[name] = error
+                    print(f"  {name}: {error}", file=sys.stderr)
+                    res.sample("batch", name, k, "wall_ns", ns if ns is not None else "", exit_code=rc, note=error)
+                    continue
+                hq_last_start.append(last_start)
+            elif in_worker:
+                a = worker.call(argv_of(k))
                 ns, rc = a["ns"], a["rc"]
             else:
-                ns, rc = spawn_timed(argv)
-            note = ""
+                ns, rc = spawn_timed(argv_of(k))
             if name.startswith("packrun run"):
                 done = count_completed(os.path.join(outs[-1], "runs.csv"))
                 note = f"{done} COMPLETED rows"
@@ -447,6 +534,9 @@ def bench_batch(res, ws, worker, n, reps, tag, baseline=None):
             spread = f", min {xs[0] / 1e9:.2f} s, max {xs[-1] / 1e9:.2f} s" if len(xs) > 1 else ""
         else:
             spread = ""
+        if hq_last_start and name.startswith("HyperQueue"):
+            notes += (f"; the last task started {median(hq_last_start) / 1e9:.2f} s after submit "
+                      f"(its stdout file's mtime, median)")
         res.row(f"{n} × /bin/true, batch", name,
                 f"{m / 1e9:.2f} s ({n / (m / 1e9):.0f} runs/s, n={len(times[name])}{spread})", ratio(m, ref), notes)
 
@@ -609,12 +699,16 @@ def bench_limits(res, ws, reps):
 
 
 def bench_own_cost(res, ws, n):
+    """The runner's own cost over an n-run batch of /bin/true: its peak RSS
+    and the CPU time of the packrun process itself per run (its children's
+    apart), polled from /proc/<pid>/ every 10 ms."""
     jobfile = batch_jobfile(ws, n)
     out = os.path.join(ws.dir, "batch-own")
     tick = os.sysconf("SC_CLK_TCK")
+    t0 = time.perf_counter_ns()
     p = subprocess.Popen([PACKRUN, "run", jobfile, "--out", out, "--quiet"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    hwm_kib, self_cpu = 0, 0.0
+    hwm_kib, self_cpu, polls = 0, 0.0, 0
     while True:
         try:
             with open(f"/proc/{p.pid}/stat") as f:
@@ -623,27 +717,161 @@ def bench_own_cost(res, ws, n):
                 for line in f:
                     if line.startswith("VmHWM:"):
                         hwm_kib = max(hwm_kib, int(line.split()[1]))
+            # utime + stime of the process alone (cutime/cstime are its children's);
+            # a zombie still shows its final figures.
+            self_cpu = max(self_cpu, (int(fields[11]) + int(fields[12])) / tick)
             if fields[0] == "Z":
                 break
-            self_cpu = (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError):
+        except (OSError, IndexError, ValueError):
             break
+        polls += 1
+        if polls % 3000 == 0:
+            print(f"  {(time.perf_counter_ns() - t0) / 1e9:.0f} s: "
+                  f"{count_lines(os.path.join(out, 'runs.csv'))} rows in runs.csv", file=sys.stderr)
         time.sleep(0.01)
     _, status, ru = os.wait4(p.pid, 0)
+    wall = (time.perf_counter_ns() - t0) / 1e9
     rc = os.waitstatus_to_exitcode(status)
     done = count_completed(os.path.join(out, "runs.csv"))
     shutil.rmtree(out, ignore_errors=True)
-    res.sample("own_cost", "packrun run", 0, "peak_rss_kib", hwm_kib, exit_code=rc)
-    res.sample("own_cost", "packrun run", 0, "self_cpu_s", self_cpu, exit_code=rc)
-    res.sample("own_cost", "packrun run", 0, "cpu_with_children_s", ru.ru_utime + ru.ru_stime, exit_code=rc)
+    total_cpu = ru.ru_utime + ru.ru_stime
+    children_cpu = max(0.0, total_cpu - self_cpu)
+    for metric, v in (("peak_rss_kib", hwm_kib), ("self_cpu_s", self_cpu), ("cpu_with_children_s", total_cpu),
+                      ("self_cpu_ms_per_run", self_cpu * 1e3 / n), ("children_cpu_ms_per_run", children_cpu * 1e3 / n),
+                      ("wall_s", wall)):
+        res.sample("own_cost", "packrun run", 0, metric, v, exit_code=rc)
+    bench = f"packrun's own cost, {n:,}-run batch"
     if rc != 0 or done != n:
-        res.row(f"packrun's own cost, {n}-run batch", "packrun run",
-                f"failed: exit {rc}, {done} of {n} runs COMPLETED")
+        res.row(bench, "packrun run", f"failed: exit {rc}, {done} of {n} runs COMPLETED")
         return
-    res.row(f"packrun's own cost, {n}-run batch", "packrun run",
-            f"peak RSS {hwm_kib / 1024:.1f} MiB; CPU {self_cpu:.2f} s in the packrun process "
-            f"({ru.ru_utime + ru.ru_stime:.2f} s with its reaped children)",
-            "—", "VmHWM and utime+stime of the packrun process polled from /proc every 10 ms")
+    rss_mb, per_run = hwm_kib * 1024 / 1e6, self_cpu * 1e3 / n
+    res.row(bench, "packrun run",
+            f"peak RSS {rss_mb:.1f} MB (target < 100 MB: {'met' if rss_mb < 100 else 'missed'}); "
+            f"CPU {per_run:.3f} ms per run in the packrun process (target ≤ 0.3 ms: "
+            f"{'met' if per_run <= 0.3 else 'missed'}), {children_cpu * 1e3 / n:.3f} ms per run in its reaped "
+            f"children; {wall:.1f} s ({n / wall:.0f} runs/s)",
+            "—", f"one job, /bin/true, repetitions {n}, cpus 1; VmHWM and utime+stime of the packrun process "
+                 f"polled from /proc every 10 ms (clock ticks of 1/{tick} s); children: wait4()'s rusage "
+                 f"({total_cpu:.2f} s) less the process's own ({self_cpu:.2f} s)")
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return max(0, sum(1 for _ in f) - 1)
+    except OSError:
+        return 0
+
+
+# --- scale: validate and plan a million runs ------------------------------------
+
+SCALE_TIMEOUT = 120
+
+
+def scale_jobfiles(ws, n):
+    """Two job files of n runs: a side × side matrix of `echo {a} {b}`
+    (side = √n) and n repetitions of /bin/true, with the same defaults."""
+    side = max(1, math.isqrt(n))
+    head = ("version: 1\nname: bench-scale\ndefaults:\n  resources: {cpus: 1, memory: 64MiB}\n"
+            "  time_limit: 10s\njobs:\n")
+    matrix = os.path.join(ws.dir, "scale-matrix.yaml")
+    with open(matrix, "w") as f:
+        f.write(head + f"""  m:
+    command: ["echo", "{{a}}", "{{b}}"]
+    matrix:
+      a: {{range: [1, {side}], step: 1}}
+      b: {{range: [1, {side}], step: 1}}
+""")
+    reps = os.path.join(ws.dir, "scale-reps.yaml")
+    with open(reps, "w") as f:
+        f.write(head + f"""  t:
+    command: ["/bin/true"]
+    repetitions: {n}
+""")
+    return [(f"{side * side:,} runs ({side} × {side} matrix)", matrix,
+             f"`echo {{a}} {{b}}`, a and b ranges 1..{side}"),
+            (f"{n:,} runs (repetitions)", reps, f"/bin/true, repetitions {n}")]
+
+
+def spawn_rusage(argv, timeout, stderr_path):
+    """Start-to-exit in ns, exit code and peak RSS in KiB of argv, stdout to
+    /dev/null, stderr to stderr_path; killed after `timeout` s (exit code None
+    then). The peak RSS is GNU time's %M (wait4()'s ru_maxrss) rather than the
+    driver's own wait4(): a process spawned from Python starts with the
+    driver's high-water mark (~20 MB), one forked by time with time's."""
+    rss_path = stderr_path + ".rss"
+    argv = [which("/usr/bin/time"), "-f", "%M", "-o", rss_path, *argv]
+    with open(stderr_path, "w") as err:
+        fa = [(os.POSIX_SPAWN_DUP2, DEVNULL, 0), (os.POSIX_SPAWN_DUP2, DEVNULL, 1),
+              (os.POSIX_SPAWN_DUP2, err.fileno(), 2)]
+        t0 = time.perf_counter_ns()
+        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=fa, setsid=True)
+    killed = []
+
+    def kill():
+        killed.append(True)
+        try:
+            os.killpg(pid, 9)
+        except ProcessLookupError:
+            pass
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        timer.cancel()
+    ns = time.perf_counter_ns() - t0
+    try:
+        with open(rss_path) as f:
+            kib = int(f.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        kib = None
+    finally:
+        if os.path.exists(rss_path):
+            os.unlink(rss_path)
+    rc = None if killed else os.waitstatus_to_exitcode(status)
+    if rc is not None and os.path.exists(stderr_path):
+        # GNU time adds "Command exited with non-zero status N" to stderr.
+        with open(stderr_path) as f:
+            lines = [l for l in f if not l.startswith("Command exited with non-zero status")]
+        with open(stderr_path, "w") as f:
+            f.writelines(lines)
+    return ns, rc, kib
+
+
+def bench_scale(res, ws, n):
+    """`packrun validate FILE` and `packrun plan --format json FILE` on job
+    files of n runs: wall time and peak RSS, each once."""
+    err_path = os.path.join(ws.dir, "scale.err")
+    targets = {"validate": (1.0, 300), "plan --format json": (5.0, 600)}  # s, MB, at 1,000,000 runs
+    for label, path, what in scale_jobfiles(ws, n):
+        for cmd, argv in (("validate", [PACKRUN, "validate", path]),
+                          ("plan --format json", [PACKRUN, "plan", "--format", "json", path])):
+            tool = f"packrun {cmd}"
+            t_s, t_mb = targets[cmd]
+            target = f"target at 1,000,000 runs ≤ {t_s:g} s and ≤ {t_mb} MB"
+            notes = (f"{target}; `{tool} FILE{' > /dev/null' if cmd.startswith('plan') else ''}`: a job file of "
+                     f"{what}, defaults resources {{cpus: 1, memory: 64MiB}}, time_limit 10s; "
+                     f"wall time and peak RSS (GNU time's %M, ru_maxrss), one run; killed after {SCALE_TIMEOUT} s")
+            print(f"  {tool}: {label}", file=sys.stderr)
+            ns, rc, maxrss_kib = spawn_rusage(argv, SCALE_TIMEOUT, err_path)
+            mb = maxrss_kib * 1024 / 1e6 if maxrss_kib is not None else float("nan")
+            res.sample("scale", tool, 0, f"{label}: wall_ns", ns, exit_code="" if rc is None else rc)
+            res.sample("scale", tool, 0, f"{label}: max_rss_kib", "" if maxrss_kib is None else maxrss_kib,
+                       exit_code="" if rc is None else rc)
+            print(f"  {tool}: {ns / 1e9:.2f} s, {mb:.0f} MB, exit {rc}", file=sys.stderr)
+            if rc is None:
+                res.row(f"scale: {label}", tool, f"timed out: killed after {SCALE_TIMEOUT} s", "—", notes)
+                continue
+            if rc != 0:
+                with open(err_path) as f:
+                    err = f.read()
+                res.row(f"scale: {label}", tool, f"failed: exit {rc}: {gist(err)}", "—", notes)
+                continue
+            met = "met" if ns / 1e9 <= t_s and mb <= t_mb else "missed"
+            verdict = f" (target {met}: {ns / 1e9 / t_s:.1f}× the time, {mb / t_mb:.1f}× the memory)" \
+                if n == 1_000_000 else ""
+            res.row(f"scale: {label}", tool, f"{ns / 1e9:.2f} s, peak RSS {mb:.0f} MB{verdict}", "—", notes)
 
 
 def bench_planning(res):
@@ -890,6 +1118,7 @@ def versions(worker, baseline=None):
         "runc": first(["runc", "--version"]), "bwrap": first(["bwrap", "--version"]),
         "benchexec": first([RUNEXEC, "--version"]), "parallel": first(["parallel", "--version"]),
         "hyperfine": first(["hyperfine", "--version"]), "time": first(["/usr/bin/time", "--version"]),
+        "hyperqueue": first([HQ_PYTHON, "-c", "import importlib.metadata as m; print(m.version('hyperqueue'))"]),
         "util-linux unshare": first(["unshare", "--version"]),
         **({"packrun baseline": f"{baseline}: {first([baseline, '--version'])}"} if baseline else {}),
     }
@@ -901,8 +1130,13 @@ def main():
     ap.add_argument("--reps", type=int, help="measured rounds of the per-run benchmark (default 200, quick 30)")
     ap.add_argument("--batch", type=int, default=1000, help="runs in the batch benchmark (default 1000)")
     ap.add_argument("--out", help="results dir (default results/bench/<UTC timestamp>)")
-    ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning,images",
+    ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning,scale,images",
                     help="comma-separated sections to run")
+    ap.add_argument("--own-runs", type=int,
+                    help="runs in the own-cost batch (default 100000, quick 5000)")
+    ap.add_argument("--scale-runs", type=int,
+                    help="runs in each job file of the scale section (default 1000000, quick 100000; "
+                         "the matrix is √N × √N)")
     ap.add_argument("--batch-reps", type=int, help="rounds of the batch benchmark (default 3, quick 1)")
     ap.add_argument("--baseline", metavar="PATH",
                     help="another packrun binary, measured beside this one (interleaved) in the per_run "
@@ -953,9 +1187,13 @@ def main():
             bench_limits(res, ws, acc_reps)
         if "own_cost" in sections:
             print("packrun's own cost", file=sys.stderr)
-            bench_own_cost(res, ws, a.batch)
+            bench_own_cost(res, ws, a.own_runs or (5000 if a.quick else 100000))
         if "planning" in sections:
             bench_planning(res)
+        if "scale" in sections:
+            n = a.scale_runs or (100000 if a.quick else 1000000)
+            print(f"scale: validate and plan {n} runs", file=sys.stderr)
+            bench_scale(res, ws, n)
         if "images" in sections:
             print("images: first unpack, cached start, per-run start by root kind", file=sys.stderr)
             bench_images(res, 10 if a.quick else 30, a.quick)

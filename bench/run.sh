@@ -1,10 +1,15 @@
 #!/bin/sh
 # packrun's benchmark against crun, runc, bwrap, BenchExec, GNU parallel, xargs,
-# hyperfine and GNU time. Installs the peers (Debian packages; BenchExec from
-# PyPI into the virtualenv target/bench/venv), builds packrun in release mode
-# and the helpers, then runs bench/bench.py. Needs root and network for the
-# first run. Options go to the driver: --quick, --reps N, --batch-reps N,
-# --only SECTIONS, --baseline PATH.
+# hyperfine, HyperQueue and GNU time. Installs the peers (Debian packages;
+# BenchExec and HyperQueue from PyPI into the virtualenv target/bench/venv),
+# builds packrun in release mode and the helpers, then runs bench/bench.py.
+# Needs root and network for the first run. Options go to the driver: --quick,
+# --reps N, --batch-reps N, --own-runs N, --scale-runs N, --only SECTIONS,
+# --baseline PATH. The sections: per_run, batch, accuracy, limits, own_cost,
+# planning, scale, images.
+#
+# own_cost runs a 100,000-run batch (a few minutes); scale validates and plans
+# two job files of 1,000,000 runs each (each command killed after 120 s).
 #
 # --baseline PATH measures another packrun binary (say, one built from an
 # earlier commit) beside this one: `packrun exec (baseline)` in the per_run
@@ -32,6 +37,12 @@ if [ ! -x "$venv/bin/runexec" ]; then
     echo "bench: installing BenchExec into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q benchexec >&2
+fi
+# HyperQueue: its Python API; its server and worker are in the wheel's native
+# module and run as threads of the Python process (LocalCluster).
+if ! "$venv/bin/python" -c 'import hyperqueue' 2>/dev/null; then
+    echo "bench: installing HyperQueue into $venv" >&2
+    "$venv/bin/pip" install -q hyperqueue >&2
 fi
 
 mkdir -p target/bench/bin
