@@ -37,6 +37,10 @@ pub struct Request {
     pub cache: Option<PathBuf>,
 }
 
+/// The most runs whose batch writes report.html when it ends: the page
+/// draws every run (20,000 runs make a page of about 7 MB).
+const HTML_MAX_RUNS: usize = 20_000;
+
 /// Runs one batch; Ok with 0 when every run completed, 1 when some did
 /// not, 130 when interrupted.
 pub fn run(req: &Request) -> Result<ExitCode, Error> {
@@ -334,24 +338,37 @@ fn run_into(
     progress.finish();
     let outcome = outcome.map_err(|x| e(&x))?;
 
-    let rows = results::read_rows(&runs_csv).map_err(|x| e(&x))?;
+    let rows = results::read_rows_brief(&runs_csv).map_err(|x| e(&x))?;
     let summaries = report::summarize(&rows);
     report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
     manifest.end = Some(now());
     manifest.smt_shared_runs = report::smt_shared(&rows, &env.topology);
     results::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
-    if let Err(x) = html::write_report(dir) {
+    let table = report::table(&summaries);
+    let (count, all_completed) = (
+        rows.len(),
+        rows.iter().all(|r| r.state == results::State::Completed),
+    );
+    // The page reads the rows itself: these go first.
+    drop(summaries);
+    drop(rows);
+    if count > HTML_MAX_RUNS {
+        progress.note(&format!(
+            "report.html not written for {count} runs (a page draws every run; more than {HTML_MAX_RUNS} make it too large to open): `packrun report --html {}` writes it",
+            dir.display()
+        ));
+    } else if let Err(x) = html::write_report(dir) {
         progress.note(&format!(
             "packrun run: report.html not written: {}",
             fsx::chain(&x)
         ));
     }
-    for line in report::table(&summaries).lines() {
+    for line in table.lines() {
         progress.note(line);
     }
     progress.note(&format!("results: {}", dir.display()));
 
-    let all_ok = lost_rows == 0 && rows.iter().all(|r| r.state == results::State::Completed);
+    let all_ok = lost_rows == 0 && all_completed;
     Ok(if outcome.interrupted {
         ExitCode::from(exit::INTERRUPTED)
     } else if all_ok {

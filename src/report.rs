@@ -235,23 +235,30 @@ pub fn smt_shared(rows: &[Row], topo: &crate::topology::Topology) -> Vec<String>
                 .unwrap_or_default()
         }))
     };
-    let mut shared = Vec::new();
-    for (i, a) in rows.iter().enumerate() {
-        let near = siblings(&a.cpus);
-        if near.is_empty() {
-            continue;
+    // A sweep in start order: each run meets only the runs still going
+    // when it starts, so the cost grows with runs × runs at once, not
+    // runs², for a batch of a million runs too.
+    let near: Vec<crate::cpulist::CpuList> = rows.iter().map(|r| siblings(&r.cpus)).collect();
+    let mut by_start: Vec<usize> = (0..rows.len()).collect();
+    by_start.sort_by_key(|&i| rows[i].start_time);
+    let mut hit = vec![false; rows.len()];
+    let mut going: Vec<usize> = Vec::new();
+    for &a in &by_start {
+        going.retain(|&b| rows[b].end_time > rows[a].start_time);
+        for &b in &going {
+            // b started no later than a and ends after a starts: they overlap
+            // when a also ends after b starts (a zero-length run does not).
+            if rows[a].end_time > rows[b].start_time {
+                hit[a] |= !rows[b].cpus.is_disjoint(&near[a]);
+                hit[b] |= !rows[a].cpus.is_disjoint(&near[b]);
+            }
         }
-        let overlaps = rows.iter().enumerate().any(|(j, b)| {
-            i != j
-                && a.start_time < b.end_time
-                && b.start_time < a.end_time
-                && !b.cpus.is_disjoint(&near)
-        });
-        if overlaps {
-            shared.push(a.key.clone());
-        }
+        going.push(a);
     }
-    shared
+    (0..rows.len())
+        .filter(|&i| hit[i])
+        .map(|i| rows[i].key.clone())
+        .collect()
 }
 
 /// Whether something outside the run's cgroup disturbed it.
