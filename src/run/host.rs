@@ -1085,11 +1085,8 @@ fn collect(
     // background) dies with the cgroup; usage is read after, so it counts.
     // The wait is short: init's exit killed its namespace already; what
     // is left then is removed later, without holding up the loop.
-    let killed = r
-        .cgroup
-        .start_kill()
-        .and_then(|()| r.cgroup.wait_empty(COLLECT_WAIT));
-    let all_gone = killed.is_ok();
+    let killed = r.cgroup.end(COLLECT_WAIT);
+    let all_gone = matches!(killed, Ok(true));
     let usage = r.cgroup.usage();
     let sampled = r.cgroup.peaks_sampled();
     let version = r.cgroup.version();
