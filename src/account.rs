@@ -161,6 +161,25 @@ pub fn blkio_v1(text: &str) -> (u64, u64) {
     (r, w)
 }
 
+/// User and system time summed over the CPUs of a v1 `cpuacct.usage_all`
+/// ("cpu user system\n0 10 20\n1 5 0\n"); None for anything else.
+pub fn cpuacct_usage_all(text: &str) -> Option<(u64, u64)> {
+    let mut lines = text.lines();
+    if lines.next()?.split_whitespace().collect::<Vec<_>>() != ["cpu", "user", "system"] {
+        return None;
+    }
+    let (mut user, mut system) = (0u64, 0u64);
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [_, u, s] = f.as_slice() else {
+            return None;
+        };
+        user += u.parse::<u64>().ok()?;
+        system += s.parse::<u64>().ok()?;
+    }
+    Some((user, system))
+}
+
 /// A single number file ("123\n"); "max" reads as None.
 pub fn single(text: &str) -> Option<u64> {
     text.trim().parse().ok()
@@ -181,6 +200,15 @@ pub fn split_cpu(total: u64, user: u64, system: u64) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpuacct_usage_all_sums_user_and_system_over_the_cpus() {
+        let text = "cpu user system\n0 76000000 579979400\n1 0 52000000\n";
+        assert_eq!(cpuacct_usage_all(text), Some((76_000_000, 631_979_400)));
+        assert_eq!(cpuacct_usage_all("cpu user system\n"), Some((0, 0)));
+        assert_eq!(cpuacct_usage_all("0 1 2\n"), None);
+        assert_eq!(cpuacct_usage_all("cpu user system\n0 x 2\n"), None);
+    }
 
     #[test]
     fn disturbance_is_the_difference_of_thermal_and_swap_counters() {

@@ -632,21 +632,25 @@ impl RunCgroup {
                 if let Some(d) = self.dir_of("cpuacct") {
                     u.cpu_ns = account::single(&read(&d, "cpuacct.usage")?).unwrap_or(0);
                     // The user/system split of v1 is sampled at ticks and does not add up to
-                    // the exact total: keep the total, split it in the sampled ratio.
-                    let (user, system) =
-                        if let Some(user) = fsx::read_if_present(d.join("cpuacct.usage_user"))? {
-                            (
-                                account::single(&user).unwrap_or(0),
-                                account::single(&read(&d, "cpuacct.usage_sys")?).unwrap_or(0),
-                            )
-                        } else {
-                            // cpuacct.stat counts USER_HZ ticks (100 per second on every Linux ABI).
-                            let st = read(&d, "cpuacct.stat")?;
-                            (
-                                account::flat_keyed(&st, "user").unwrap_or(0) * 10_000_000,
-                                account::flat_keyed(&st, "system").unwrap_or(0) * 10_000_000,
-                            )
-                        };
+                    // the exact total: keep the total, split it in the sampled ratio. Both
+                    // samples from one file where the kernel has it (4.7+): per CPU.
+                    let all = fsx::read_if_present(d.join("cpuacct.usage_all"))?;
+                    let all = all.as_deref().and_then(account::cpuacct_usage_all);
+                    let (user, system) = if let Some(us) = all {
+                        us
+                    } else if let Some(user) = fsx::read_if_present(d.join("cpuacct.usage_user"))? {
+                        (
+                            account::single(&user).unwrap_or(0),
+                            account::single(&read(&d, "cpuacct.usage_sys")?).unwrap_or(0),
+                        )
+                    } else {
+                        // cpuacct.stat counts USER_HZ ticks (100 per second on every Linux ABI).
+                        let st = read(&d, "cpuacct.stat")?;
+                        (
+                            account::flat_keyed(&st, "user").unwrap_or(0) * 10_000_000,
+                            account::flat_keyed(&st, "system").unwrap_or(0) * 10_000_000,
+                        )
+                    };
                     (u.user_ns, u.system_ns) = account::split_cpu(u.cpu_ns, user, system);
                 }
                 if let Some(d) = self.dir_of("memory") {
@@ -675,15 +679,18 @@ impl RunCgroup {
                             account::flat_keyed(&st, "throttled_time").unwrap_or(0);
                     }
                 }
-                self.sample();
-                // Newer kernels keep pids.peak on v1 too; older ones only the samples.
+                // Newer kernels keep pids.peak on v1 too; older ones only the samples
+                // (a last one taken here, where the file is missing).
                 let peak = match self.dir_of("pids") {
                     Some(d) => fsx::read_if_present(d.join("pids.peak"))?,
                     None => None,
                 };
                 u.pids_peak = match peak {
                     Some(t) => account::single(&t).unwrap_or(0),
-                    None => self.pids_seen.get(),
+                    None => {
+                        self.sample();
+                        self.pids_seen.get()
+                    }
                 };
             }
             Hierarchy::V2 { .. } => {
@@ -742,6 +749,23 @@ impl RunCgroup {
     /// to `max` for it.
     pub fn wait_empty(&self, max: Duration) -> Result<bool, CgroupError> {
         wait_empty(&self.dirs, max)
+    }
+
+    /// After the run's init was reaped: true when its cgroup is empty,
+    /// else kills what is left and waits up to `max` (`start_kill`, then
+    /// `wait_empty`). init's exit killed its pid namespace, so the list is
+    /// empty but for a task that left it: one read, not a kill and a read
+    /// of every directory. Every task of the run is in all its directories
+    /// (init joined them all, its descendants inherit them, and the job
+    /// may not move itself); `try_remove` finds any other (EBUSY) anyway.
+    pub fn end(&self, max: Duration) -> Result<bool, CgroupError> {
+        if let Some(first) = self.dirs.first() {
+            if procs_of(first)?.is_empty() {
+                return Ok(true);
+            }
+        }
+        self.start_kill()?;
+        self.wait_empty(max)
     }
 
     /// One attempt at removing it, for the event loop: Ok(None) when gone,
@@ -1395,6 +1419,17 @@ mod tests {
             (2_000_000_000, 1_900_000_000, 100_000_000)
         );
         assert_eq!((u.memory_peak_bytes, u.oom_kills), (4096, 3));
+        // Where the kernel has cpuacct.usage_all, the split comes from it.
+        std::fs::write(
+            acct.join("cpuacct.usage_all"),
+            "cpu user system\n0 500000000 0\n1 100000000 400000000\n",
+        )
+        .unwrap();
+        let u = cg.usage().unwrap();
+        assert_eq!(
+            (u.cpu_ns, u.user_ns, u.system_ns),
+            (2_000_000_000, 1_200_000_000, 800_000_000)
+        );
         std::mem::forget(cg);
     }
 

@@ -437,14 +437,15 @@ fn runs_at_once_have_their_own_network_and_later_runs_reuse_a_clean_one() {
 
 #[test]
 #[ignore = "needs root: real cgroups and namespaces"]
-fn a_log_file_init_cannot_create_makes_an_error_row_that_names_it() {
-    if !privileged("a_log_file_init_cannot_create_makes_an_error_row_that_names_it") {
+fn a_log_file_that_cannot_be_made_makes_an_error_row_that_names_it() {
+    if !privileged("a_log_file_that_cannot_be_made_makes_an_error_row_that_names_it") {
         return;
     }
     // The run's key, from a first batch.
     let (_first, first, _) = run_job_file("single.yaml", 0);
     let key = first[0]["run_key"].clone();
-    // A directory where the run's stdout file would go: init's open fails.
+    // A directory where the run's stdout file would go: it cannot be made
+    // (nor a stale file there removed).
     let dir = out_dir();
     let blocker = dir.path().join("logs").join(format!("{key}.out"));
     std::fs::create_dir_all(&blocker).unwrap();
@@ -467,9 +468,53 @@ fn a_log_file_init_cannot_create_makes_an_error_row_that_names_it() {
             && row["termination_reason"].contains("EISDIR"),
         "{row:?}"
     );
-    // Only files init made are named.
+    // Only files that were made are named.
     assert_eq!(row["stdout"], "", "{row:?}");
     assert_eq!(row["stderr"], "", "{row:?}");
+}
+
+#[test]
+#[ignore = "needs root: real cgroups and namespaces"]
+fn only_output_a_job_wrote_is_kept_in_logs_and_named_in_its_row() {
+    if !privileged("only_output_a_job_wrote_is_kept_in_logs_and_named_in_its_row") {
+        return;
+    }
+    let (dir, rows, err) = run_job_file("logs.yaml", 1);
+    assert_eq!(rows.len(), 6, "{err}");
+    let mut kept = Vec::new();
+    for r in &rows {
+        let (out, err) = match r["job"].as_str() {
+            "quiet" => (None, None),
+            "loud" => (
+                Some(format!("out-{}\n", r["cpus"])),
+                Some("err\n".to_string()),
+            ),
+            "errors" => (None, Some("only-stderr\n".to_string())),
+            other => panic!("{other}"),
+        };
+        for (column, want, ext) in [("stdout", out, "out"), ("stderr", err, "err")] {
+            match want {
+                None => assert_eq!(r[column], "", "{r:?}"),
+                Some(text) => {
+                    let path = dir
+                        .path()
+                        .join("logs")
+                        .join(format!("{}.{ext}", r["run_key"]));
+                    assert_eq!(Path::new(&r[column]), path, "{r:?}");
+                    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+                    kept.push(path);
+                }
+            }
+        }
+    }
+    // Nothing else: no empty file for what a job never wrote.
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    found.sort();
+    kept.sort();
+    assert_eq!(found, kept);
 }
 
 #[test]

@@ -139,6 +139,18 @@ pub fn parse_subid(text: &str, name: &str, id: u32) -> Option<(u32, u32)> {
     })
 }
 
+/// Whether an entry of /etc/subuid or /etc/subgid names its user by
+/// number: only then does root's `detect` need the `packrun` user's uid
+/// (an entry by name matches without it).
+pub fn keyed_by_number(subuid: &str, subgid: &str) -> bool {
+    subuid.lines().chain(subgid.lines()).any(|l| {
+        l.trim()
+            .split(':')
+            .next()
+            .is_some_and(|who| !who.is_empty() && who.parse::<u32>().is_ok())
+    })
+}
+
 /// What the machine offers, for `detect`.
 #[derive(Debug, Clone, Default)]
 pub struct Probe {
@@ -204,27 +216,40 @@ impl IdSource {
 
     /// This machine's source: reads /etc/subuid, /etc/subgid and the
     /// password database, and looks for newuidmap on PATH.
+    /// The password database is asked only for what `detect` uses: a
+    /// lookup of a name it lacks loads every NSS module (systemd's userdb
+    /// among them), which costs more than the rest of a short run's start.
     pub fn host(slots: u32) -> IdSource {
         let euid = nix::unistd::geteuid();
+        let root = euid.is_root();
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
         let on_path = |name: &str| {
             std::env::var_os("PATH")
                 .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(name).is_file()))
         };
-        IdSource::detect(&Probe {
-            euid: euid.as_raw(),
-            egid: nix::unistd::getegid().as_raw(),
-            user_name: nix::unistd::User::from_uid(euid)
+        let (subuid, subgid) = (read("/etc/subuid"), read("/etc/subgid"));
+        let user_name = match root {
+            true => None,
+            false => nix::unistd::User::from_uid(euid)
                 .ok()
                 .flatten()
                 .map(|u| u.name),
-            packrun_uid: nix::unistd::User::from_name("packrun")
+        };
+        let packrun_uid = match root && keyed_by_number(&subuid, &subgid) {
+            true => nix::unistd::User::from_name("packrun")
                 .ok()
                 .flatten()
                 .map(|u| u.uid.as_raw()),
-            subuid: read("/etc/subuid"),
-            subgid: read("/etc/subgid"),
-            helpers: on_path("newuidmap") && on_path("newgidmap"),
+            false => None,
+        };
+        IdSource::detect(&Probe {
+            euid: euid.as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
+            user_name,
+            packrun_uid,
+            subuid,
+            subgid,
+            helpers: !root && on_path("newuidmap") && on_path("newgidmap"),
             slots,
         })
     }
@@ -361,6 +386,17 @@ fn split_around(inside: u32, own: u32, base: u32, size: u32) -> Vec<IdMap> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_entries_keyed_by_a_uid_need_the_packrun_users_uid() {
+        assert!(!keyed_by_number("", ""));
+        assert!(!keyed_by_number(
+            "packrun:100000:65536\nalice:165536:65536\n",
+            ""
+        ));
+        assert!(keyed_by_number("", "packrun:1:2\n1001:100000:65536\n"));
+        assert!(!keyed_by_number("# comment\n\n", ":1:2\n"));
+    }
 
     fn probe(euid: u32) -> Probe {
         Probe {

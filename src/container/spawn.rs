@@ -12,7 +12,6 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Starts the container and waits until the job has exec'd: see
@@ -1206,38 +1205,28 @@ fn root_dir_base() -> PathBuf {
     )
 }
 
-/// A new directory to mount the new root on (inside the container's own
-/// mount namespace only); removed once setup is over (see `RootDir`).
+/// The directory to mount the new root on: packrun's runtime directory
+/// itself, made once per process. Every container mounts its root there
+/// inside its own mount namespace only (see child::make_mounts_private),
+/// so on the host it stays as it is, and runs that start at once share it:
+/// no directory to make and remove per run.
 fn make_root_dir() -> io::Result<PathBuf> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     let base = root_dir_base();
     // Checked (and made) once per process, not per run.
     static MADE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     MADE.get_or_init(|| crate::fsx::private_dir(&base).map_err(|e| crate::fsx::chain(&e)))
         .clone()
         .map_err(io::Error::other)?;
-    let dir = base.join(format!(
-        "root-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir(&dir)?;
-    Ok(dir)
+    Ok(base)
 }
 
-/// Removes the root directory when dropped (setup over, or the container gone).
+/// The directory init mounts the root on, held until setup is over.
 #[derive(Debug)]
 pub(super) struct RootDir(PathBuf);
 
-impl Drop for RootDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 /// Removes the root directories (`/run/packrun/root-<pid>-<n>`, rootless
-/// in the user's state directory) that a
-/// packrun killed in the middle of starting a container left behind. They
+/// in the user's state directory) that an older packrun (one directory per
+/// container) killed in the middle of starting a container left behind. They
 /// are empty on the host: the mounts on them lived in the dead container's
 /// mount namespace. Directories of live processes are left alone.
 pub fn remove_stale_root_dirs() {

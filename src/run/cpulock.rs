@@ -162,9 +162,13 @@ impl CpuLock {
         let new = render_claims(&claims);
         // Overwrite, then cut to length: ext4 flushes a file truncated to
         // zero and rewritten on close (auto_da_alloc), once per placement.
-        file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
-        file.write_all(new.as_bytes()).at("write", &self.path)?;
-        file.set_len(new.len() as u64).at("truncate", &self.path)?;
+        // Unchanged claims (a run ended and the next took its CPU) are
+        // not written again.
+        if new != text {
+            file.seek(SeekFrom::Start(0)).at("seek", &self.path)?;
+            file.write_all(new.as_bytes()).at("write", &self.path)?;
+            file.set_len(new.len() as u64).at("truncate", &self.path)?;
+        }
         self.file = file.unlock().ok();
         Ok(out)
     }

@@ -36,6 +36,7 @@ pub struct Host<'o> {
     started: HashMap<usize, Arc<Run>>,
     running: HashMap<usize, Running>,
     nets: NetPool,
+    logs: LogPool,
     signals: SignalFd,
     /// Cgroups of finished runs, killed and read, to remove between
     /// passes (`tidy`); whatever is left when the batch ends goes then.
@@ -111,6 +112,7 @@ impl<'o> Host<'o> {
         if let Output::Logs(dir) = &opts.output {
             std::fs::create_dir_all(dir.join("logs")).at("create", dir.join("logs"))?;
         }
+        let logs = LogPool::new(&opts.output);
         if !opts.single {
             cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
         }
@@ -126,6 +128,7 @@ impl<'o> Host<'o> {
             started: HashMap::new(),
             running: HashMap::new(),
             nets: NetPool::new(opts),
+            logs,
             signals,
             to_remove: Vec::new(),
             staged: HashMap::new(),
@@ -161,8 +164,8 @@ impl Host<'_> {
             self.queued.push(Happened::Ended(index));
             return;
         };
-        let nets = &mut self.nets;
-        match start(run, placement, self.opts, nets, what) {
+        let (nets, logs) = (&mut self.nets, &mut self.logs);
+        match start(run, placement, self.opts, nets, logs, what) {
             Ok(r) => {
                 self.running.insert(index, r);
                 match what {
@@ -267,7 +270,8 @@ impl Launcher for Host<'_> {
         self.started.insert(index, Arc::new(run.clone()));
         let steps = &run.steps;
         if steps == &Default::default() {
-            let r = start(run, placement.clone(), self.opts, &mut self.nets, None)?;
+            let (nets, logs) = (&mut self.nets, &mut self.logs);
+            let r = start(run, placement.clone(), self.opts, nets, logs, None)?;
             self.running.insert(index, r);
             return Ok(true);
         }
@@ -394,7 +398,13 @@ impl Launcher for Host<'_> {
                 match self.in_step.remove(&index) {
                     Some(step) => {
                         let r = self.running.remove(&index).expect("listed above");
-                        let rec = collect(r, &self.started[&index], None, &mut self.to_remove);
+                        let rec = collect(
+                            r,
+                            &self.started[&index],
+                            None,
+                            &mut self.to_remove,
+                            &mut self.logs,
+                        );
                         self.step_over(index, step, rec);
                     }
                     None => happened.push(Happened::Ended(index)),
@@ -458,7 +468,13 @@ impl Launcher for Host<'_> {
             Some(mut r) => {
                 // init has exited, so every process of the run is gone.
                 self.nets.give_back(r.container.take_netns());
-                Some(collect(r, run, killed_for.clone(), &mut self.to_remove))
+                Some(collect(
+                    r,
+                    run,
+                    killed_for.clone(),
+                    &mut self.to_remove,
+                    &mut self.logs,
+                ))
             }
             None => None,
         };
@@ -523,7 +539,7 @@ struct Running {
     start_time: DateTime<Utc>,
     /// Machine counters at its start (see account::Disturbance).
     counters: Counters,
-    logs: Option<(PathBuf, PathBuf)>,
+    logs: Logs,
     /// The run's id maps (None: the host's ids), for its row.
     ids: Option<IdMaps>,
 }
@@ -574,6 +590,136 @@ impl NetPool {
     fn give_back(&mut self, fd: Option<OwnedFd>) {
         self.free.extend(fd);
     }
+}
+
+/// Unnamed files (O_TMPFILE) in the results' `logs/` for the jobs' stdout
+/// and stderr, each used by one run at a time. A run's file gets its name
+/// (`logs/<key>.out`) when the run is over and only if the job wrote to it;
+/// an empty one goes back for a later run. Making an inode is most of what
+/// a short run costs (ext4 scans for recently deleted inodes), and most
+/// runs of a benchmark write nothing to stderr. Where the file system has
+/// no O_TMPFILE, init makes the named files instead (JobOutput::Files).
+struct LogPool {
+    /// `logs/`, None: no pool.
+    dir: Option<OwnedFd>,
+    free: Vec<OwnedFd>,
+    /// What a fresh file looks like (st_mode, st_uid, st_gid, file status
+    /// flags): one that differs is not handed on.
+    fresh: Option<(u32, u32, u32, i32)>,
+    /// `logs/` held nothing when the batch began: no stale file of an
+    /// earlier batch can stand where a run's log goes.
+    was_empty: bool,
+}
+
+impl LogPool {
+    fn new(output: &Output) -> LogPool {
+        let mut pool = LogPool {
+            dir: None,
+            free: Vec::new(),
+            fresh: None,
+            was_empty: false,
+        };
+        let Output::Logs(dir) = output else {
+            return pool;
+        };
+        let logs = dir.join("logs");
+        pool.was_empty = std::fs::read_dir(&logs).is_ok_and(|mut d| d.next().is_none());
+        pool.dir = File::open(&logs).ok().map(OwnedFd::from);
+        // One file to learn whether the file system has O_TMPFILE.
+        match pool.make() {
+            Some(fd) => pool.free.push(fd),
+            None => pool.dir = None,
+        }
+        pool
+    }
+
+    fn make(&mut self) -> Option<OwnedFd> {
+        use nix::fcntl::OFlag;
+        let dir = self.dir.as_ref()?;
+        let fd = nix::fcntl::openat(
+            dir,
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+        )
+        .ok()?;
+        if self.fresh.is_none() {
+            self.fresh = Some(looks(&fd)?.0);
+        }
+        Some(fd)
+    }
+
+    /// Two files for a run's stdout and stderr; None: no pool here.
+    fn take_pair(&mut self) -> Option<[OwnedFd; 2]> {
+        self.dir.as_ref()?;
+        let a = match self.free.pop() {
+            Some(fd) => fd,
+            None => self.make()?,
+        };
+        let b = match self.free.pop() {
+            Some(fd) => fd,
+            None => match self.make() {
+                Some(fd) => fd,
+                None => {
+                    self.free.push(a);
+                    return None;
+                }
+            },
+        };
+        Some([a, b])
+    }
+
+    /// Named `path` if the job wrote to it (or something of the run may
+    /// still hold it: `all_gone` false), else given back for a later run.
+    /// A stale file of an earlier batch at `path` goes either way, as
+    /// init's O_TRUNC did. Ok(true): the log is at `path`.
+    fn keep(&mut self, fd: OwnedFd, path: &Path, all_gone: bool) -> Result<bool, nix::Error> {
+        use nix::fcntl::AtFlags;
+        use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
+        use std::os::fd::AsRawFd;
+        let name = path.file_name().unwrap_or_default();
+        let reusable =
+            all_gone && looks(&fd).is_some_and(|(l, empty)| empty && Some(l) == self.fresh);
+        let dir = self.dir.as_ref().expect("a pooled file has a pool");
+        if reusable {
+            if !self.was_empty {
+                match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) | Err(nix::Error::ENOENT) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.free.push(fd);
+            return Ok(false);
+        }
+        let from = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let link = || {
+            linkat(
+                nix::fcntl::AT_FDCWD,
+                from.as_str(),
+                dir,
+                name,
+                AtFlags::AT_SYMLINK_FOLLOW,
+            )
+        };
+        match link() {
+            Err(nix::Error::EEXIST) => {
+                unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?;
+                link()?;
+            }
+            r => r?,
+        }
+        Ok(true)
+    }
+}
+
+/// (st_mode, st_uid, st_gid, file status flags) of a pool's file, and
+/// whether it is empty, at offset 0 and has no name.
+fn looks(fd: &OwnedFd) -> Option<((u32, u32, u32, i32), bool)> {
+    let st = nix::sys::stat::fstat(fd).ok()?;
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).ok()?;
+    let offset = nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekCur).ok()?;
+    let empty = st.st_size == 0 && st.st_nlink == 0 && offset == 0;
+    Some(((st.st_mode, st.st_uid, st.st_gid, flags), empty))
 }
 
 /// Blocks SIGINT and SIGTERM and returns a signalfd for them.
@@ -628,11 +774,17 @@ fn io_throttles(run: &Run) -> Result<Vec<cgroup::IoThrottle>, String> {
 }
 
 /// The log files of a run that failed before or while starting: those
-/// its init got to create.
-fn set_logs(rec: &mut Record, logs: Option<(PathBuf, PathBuf)>) {
-    if let Some((o, e)) = logs {
-        rec.stdout = o.is_file().then_some(o);
-        rec.stderr = e.is_file().then_some(e);
+/// its init got to create (the unnamed files of a `LogPool` are dropped:
+/// nothing wrote to them before the job's execve).
+fn set_logs(rec: &mut Record, logs: Logs) {
+    if let Some(RunLogs {
+        out,
+        err,
+        pooled: None,
+    }) = logs
+    {
+        rec.stdout = out.is_file().then_some(out);
+        rec.stderr = err.is_file().then_some(err);
     }
 }
 
@@ -654,11 +806,12 @@ fn start(
     placement: Placement,
     opts: &Options,
     nets: &mut NetPool,
+    pool: &mut LogPool,
     step: Option<Step>,
 ) -> Result<Running, Box<Record>> {
     let start_time = Utc::now();
     let start = Instant::now();
-    let fail = |reason: String, logs: Option<(PathBuf, PathBuf)>| {
+    let fail = |reason: String, logs: Logs| {
         let mut rec = not_started(run, State::Error, reason);
         rec.cpus = placement.cpus.clone();
         rec.mems = placement.mems.clone();
@@ -672,8 +825,11 @@ fn start(
     let name = step.map(|s| format!("{}.{}", run.key, s.as_str()));
     let name = name.as_deref().unwrap_or(&run.key);
     let cg = run_cgroup(run, &placement, opts, name).map_err(|e| fail(e, None))?;
-    let (logs, output) = job_output(opts, name).map_err(|e| fail(e, None))?;
-    let files = run_files(run, opts, &cg, step).map_err(|e| fail(e, logs.clone()))?;
+    let (logs, output) = job_output(opts, name, pool).map_err(|e| fail(e, None))?;
+    let files = match run_files(run, opts, &cg, step) {
+        Ok(f) => f,
+        Err(e) => return Err(fail(e, logs)),
+    };
     // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
     let self_placed = !files.join_tasks.is_empty();
     let netns = match step {
@@ -747,19 +903,49 @@ fn run_cgroup(
         .map_err(|e| format!("cgroup: {}", crate::fsx::chain(&e)))
 }
 
-/// Where stdout and stderr go: `logs/<name>.out` and `.err` (made by the
-/// container's init, see JobOutput::Files), or the runner's own.
-type Logs = Option<(PathBuf, PathBuf)>;
+/// Where stdout and stderr go: `logs/<name>.out` and `.err` (unnamed
+/// files of the `LogPool`, named at the end if the job wrote to them; else
+/// made by the container's init, see JobOutput::Files), or the runner's own.
+type Logs = Option<RunLogs>;
 
-fn job_output(opts: &Options, name: &str) -> Result<(Logs, JobOutput), String> {
+/// A run's log files.
+struct RunLogs {
+    out: PathBuf,
+    err: PathBuf,
+    /// The pool's unnamed files the job writes to (stdout, stderr); None:
+    /// init makes the files at `out` and `err`.
+    pooled: Option<[OwnedFd; 2]>,
+}
+
+fn job_output(opts: &Options, name: &str, pool: &mut LogPool) -> Result<(Logs, JobOutput), String> {
     match &opts.output {
         Output::Logs(dir) => {
             let (o, e) = log_paths(dir, name);
+            if let Some([a, b]) = pool.take_pair() {
+                match (a.try_clone(), b.try_clone()) {
+                    (Ok(stdout), Ok(stderr)) => {
+                        let logs = RunLogs {
+                            out: o,
+                            err: e,
+                            pooled: Some([a, b]),
+                        };
+                        return Ok((Some(logs), JobOutput::Fds { stdout, stderr }));
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        return Err(format!("cannot duplicate a log file: {e}"))
+                    }
+                }
+            }
             let output = JobOutput::Files {
                 stdout: o.clone(),
                 stderr: e.clone(),
             };
-            Ok((Some((o, e)), output))
+            let logs = RunLogs {
+                out: o,
+                err: e,
+                pooled: None,
+            };
+            Ok((Some(logs), output))
         }
         Output::Inherit => match (
             std::io::stdout().as_fd().try_clone_to_owned(),
@@ -905,6 +1091,7 @@ fn collect(
     run: &Run,
     killed_for: Option<(State, String)>,
     to_remove: &mut Vec<RunCgroup>,
+    pool: &mut LogPool,
 ) -> Record {
     let wall_time = r.start.elapsed();
     let end_time = Utc::now();
@@ -920,10 +1107,8 @@ fn collect(
     // background) dies with the cgroup; usage is read after, so it counts.
     // The wait is short: init's exit killed its namespace already; what
     // is left then is removed later, without holding up the loop.
-    let killed = r
-        .cgroup
-        .start_kill()
-        .and_then(|()| r.cgroup.wait_empty(COLLECT_WAIT));
+    let killed = r.cgroup.end(COLLECT_WAIT);
+    let all_gone = matches!(killed, Ok(true));
     let usage = r.cgroup.usage();
     let sampled = r.cgroup.peaks_sampled();
     let version = r.cgroup.version();
@@ -943,7 +1128,7 @@ fn collect(
         }
     }
 
-    let (state, mut reason) = if let Some((state, reason)) = killed_for {
+    let (mut state, mut reason) = if let Some((state, reason)) = killed_for {
         (state, reason)
     } else if usage.oom_kills > 0 {
         (
@@ -985,9 +1170,33 @@ fn collect(
             not_given_back.join(", ")
         ));
     }
+    let mut log_error = None;
     let (stdout, stderr) = match r.logs {
-        Some((o, e)) => {
+        Some(RunLogs { out, err, pooled }) => {
+            let (o, e) = match pooled {
+                None => (Some(out), Some(err)),
+                Some([fo, fe]) => {
+                    // Every process of the run is gone once the cgroup is
+                    // empty: an empty file nothing holds any more can serve
+                    // the next run; else it is kept under its name.
+                    let mut keep = |fd: OwnedFd, path: PathBuf, what: &str| match pool
+                        .keep(fd, &path, all_gone)
+                    {
+                        Ok(true) => Some(path),
+                        Ok(false) => None,
+                        Err(e) => {
+                            log_error.get_or_insert(format!(
+                                "cannot keep {what} as {}: {e}",
+                                path.display()
+                            ));
+                            None
+                        }
+                    };
+                    (keep(fo, out, "stdout"), keep(fe, err, "stderr"))
+                }
+            };
             for (path, what) in [(&o, "stdout"), (&e, "stderr")] {
+                let Some(path) = path else { continue };
                 match cap_log(path, run.log_limit) {
                     Ok(0) => {}
                     Ok(cut) => reason.push_str(&format!(
@@ -1000,10 +1209,15 @@ fn collect(
                     )),
                 }
             }
-            (Some(o), Some(e))
+            (o, e)
         }
         None => (None, None),
     };
+    if let Some(e) = log_error {
+        // The run's output is lost: its row must not pass for a clean one.
+        state = State::Error;
+        reason = format!("{e}; the run itself: {reason}");
+    }
     let disturbance = r.counters.since(&machine_counters(&r.placement));
     Record {
         key: run.key.clone(),
