@@ -1145,6 +1145,20 @@ pub fn fmt_secs(s: f64) -> String {
 /// `packrun plan` table: per run job, parameters, rep, CPUs, mems, memory,
 /// predicted start and end; then one total line (makespan, utilisation).
 pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Schedule) -> String {
+    let mut out = Vec::new();
+    write_table(batch, topo, schedule, &mut out).expect("writing to memory");
+    String::from_utf8(out).expect("the table is UTF-8")
+}
+
+/// `render_table` written as it is made, in two passes over the runs (the
+/// widths, then the lines): a plan of a million runs is never held whole.
+pub fn write_table(
+    batch: &crate::spec::Batch,
+    topo: &Topology,
+    schedule: &Schedule,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    use std::io::Write;
     let header = [
         "job",
         "parameters",
@@ -1155,13 +1169,10 @@ pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Sche
         "start",
         "end",
     ];
-    let mut rows: Vec<[String; 8]> = Vec::with_capacity(schedule.entries.len());
-    let mut warmups = false;
-    for e in &schedule.entries {
+    let row = |e: &Planned| -> [String; 8] {
         let r = batch.runs.get(e.run);
-        warmups |= r.warmup();
         let params: Vec<String> = r.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        rows.push([
+        [
             r.job().to_string(),
             if params.is_empty() {
                 "-".into()
@@ -1174,15 +1185,16 @@ pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Sche
             r.resources().memory.map_or("-".into(), fmt_bytes),
             fmt_secs(e.start),
             fmt_secs(e.end),
-        ]);
-    }
+        ]
+    };
     let mut width = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in width.iter_mut().zip(row) {
+    let mut warmups = false;
+    for e in &schedule.entries {
+        warmups |= batch.runs.get(e.run).warmup();
+        for (w, cell) in width.iter_mut().zip(row(e)) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut s = String::new();
     let line = |cells: &[String]| -> String {
         let parts: Vec<String> = cells
             .iter()
@@ -1198,15 +1210,17 @@ pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Sche
             .collect();
         parts.join("  ").trim_end().to_string() + "\n"
     };
-    s.push_str(&line(&header.map(String::from)));
-    for row in &rows {
-        s.push_str(&line(row));
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+    w.write_all(line(&header.map(String::from)).as_bytes())?;
+    for e in &schedule.entries {
+        w.write_all(line(&row(e)).as_bytes())?;
     }
     if warmups {
-        s.push_str("(w = warmup run, left out of statistics)\n");
+        w.write_all(b"(w = warmup run, left out of statistics)\n")?;
     }
-    s.push_str(&format!(
-        "{} runs on {} CPUs, {} nodes: makespan {}, utilisation {:.1}%, lower bound {} (makespan {:.1}% above it)\n",
+    writeln!(
+        w,
+        "{} runs on {} CPUs, {} nodes: makespan {}, utilisation {:.1}%, lower bound {} (makespan {:.1}% above it)",
         schedule.entries.len(),
         topo.cpus.len(),
         topo.nodes.len(),
@@ -1214,8 +1228,8 @@ pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Sche
         schedule.utilisation * 100.0,
         fmt_secs(schedule.lower_bound),
         if schedule.lower_bound > 0.0 { (schedule.makespan / schedule.lower_bound - 1.0) * 100.0 } else { 0.0 }
-    ));
-    s
+    )?;
+    w.flush()
 }
 
 /// `packrun plan --format json`, written as it is made: a plan of a

@@ -236,6 +236,10 @@ fn a_million_runs_validate_and_plan_in_a_512_mib_address_space() {
     assert_eq!(code, Some(0), "{err}");
     // Each run's entry is about 400 bytes of JSON.
     assert!(len > 1_000_000 * 300, "{len} bytes of plan");
+    // The table too (it took 725 MB when it was made whole first).
+    let (code, len, err) = packrun_in_512_mib(&[plan[0], file.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(len > 1_000_000 * 50, "{len} bytes of table");
 }
 
 #[test]

@@ -30,22 +30,18 @@ pub fn main(
             problems,
         }
     })?;
-    match format {
-        Format::Table => print!("{}", plan::render_table(&batch, &topo, &schedule)),
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            match plan::write_json(&batch, &schedule, &mut out) {
-                Ok(()) => {}
-                // A reader that stops early (`| head`) is not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                Err(e) => {
-                    return Err(Error::Output {
-                        during: "plan",
-                        message: format!("writing the plan to stdout: {e}"),
-                    })
-                }
-            }
-        }
+    let mut out = std::io::stdout().lock();
+    let written = match format {
+        Format::Table => plan::write_table(&batch, &topo, &schedule, &mut out),
+        Format::Json => plan::write_json(&batch, &schedule, &mut out),
+    };
+    match written {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // A reader that stops early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(Error::Output {
+            during: "plan",
+            message: format!("writing the plan to stdout: {e}"),
+        }),
     }
-    Ok(ExitCode::SUCCESS)
 }
