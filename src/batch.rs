@@ -338,12 +338,34 @@ fn run_into(
     progress.finish();
     let outcome = outcome.map_err(|x| e(&x))?;
 
-    let rows = results::read_rows_brief(&runs_csv).map_err(|x| e(&x))?;
+    let all_completed = conclude(dir, &runs_csv, &mut manifest, &env.topology, &mut progress)?;
+    let all_ok = lost_rows == 0 && all_completed;
+    Ok(if outcome.interrupted {
+        ExitCode::from(exit::INTERRUPTED)
+    } else if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::RUN_FAILED)
+    })
+}
+
+/// The end of a batch: summary.csv, the manifest's end and SMT sharing,
+/// report.html (up to HTML_MAX_RUNS runs), the summary table on screen.
+/// Returns whether every run completed.
+fn conclude(
+    dir: &Path,
+    runs_csv: &Path,
+    manifest: &mut results::Manifest,
+    topology: &crate::topology::Topology,
+    progress: &mut progress::Progress,
+) -> Result<bool, Error> {
+    let e = |e: &dyn std::error::Error| environmental(e);
+    let rows = results::read_rows_brief(runs_csv).map_err(|x| e(&x))?;
     let summaries = report::summarize(&rows);
     report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
     manifest.end = Some(now());
-    manifest.smt_shared_runs = report::smt_shared(&rows, &env.topology);
-    results::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
+    manifest.smt_shared_runs = report::smt_shared(&rows, topology);
+    results::write_manifest(&dir.join("manifest.json"), manifest).map_err(|x| e(&x))?;
     let table = report::table(&summaries);
     let (count, all_completed) = (
         rows.len(),
@@ -367,15 +389,7 @@ fn run_into(
         progress.note(line);
     }
     progress.note(&format!("results: {}", dir.display()));
-
-    let all_ok = lost_rows == 0 && all_completed;
-    Ok(if outcome.interrupted {
-        ExitCode::from(exit::INTERRUPTED)
-    } else if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(exit::RUN_FAILED)
-    })
+    Ok(all_completed)
 }
 
 fn now() -> String {
