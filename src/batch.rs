@@ -79,9 +79,10 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
         .clone()
         .unwrap_or_else(|| crate::image::default_cache(nix::unistd::geteuid().as_raw()));
     let images = use_images(&mut batch, &cache)?;
-    let planned = plan::simulate(&batch.runs, &env.topology, &batch.groups, req.max_parallel)
-        .map(|s| Duration::from_secs_f64(s.makespan))
-        .unwrap_or_default();
+    let planned =
+        plan::simulate_totals(&batch.runs, &env.topology, &batch.groups, req.max_parallel)
+            .map(|s| Duration::from_secs_f64(s.makespan))
+            .unwrap_or_default();
     let dir = results_dir(req, &batch).map_err(|message| Error::Invalid {
         during: "run",
         message,

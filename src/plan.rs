@@ -1049,25 +1049,57 @@ pub fn simulate(
     groups: &[Group],
     max_parallel: Option<usize>,
 ) -> Result<Schedule, Vec<PlanError>> {
+    let mut entries: Vec<Planned> = Vec::with_capacity(runs.len());
+    let mut s = simulate_each(runs, topo, groups, max_parallel, &mut |p| {
+        entries.push(p.clone())
+    })?;
+    s.entries = entries;
+    Ok(s)
+}
+
+/// `simulate` without keeping the entries (`entries` is empty): its
+/// makespan for a batch's progress bar costs memory for the runs going at
+/// once, not for every run.
+pub fn simulate_totals(
+    runs: &Runs,
+    topo: &Topology,
+    groups: &[Group],
+    max_parallel: Option<usize>,
+) -> Result<Schedule, Vec<PlanError>> {
+    simulate_each(runs, topo, groups, max_parallel, &mut |_| {})
+}
+
+/// The simulation, handing each run's entry to `planned` as it starts.
+fn simulate_each(
+    runs: &Runs,
+    topo: &Topology,
+    groups: &[Group],
+    max_parallel: Option<usize>,
+    planned: &mut dyn FnMut(&Planned),
+) -> Result<Schedule, Vec<PlanError>> {
     check_feasible(runs, topo, groups)?;
     let mut alloc = Allocator::new(topo, groups);
     let mut sched = Scheduler::new(runs, place_classes(runs), &|_| None, max_parallel);
-    let mut entries: Vec<Planned> = Vec::with_capacity(runs.len());
-    let mut entry_of = vec![usize::MAX; runs.len()];
+    let mut started = vec![false; runs.len()];
+    let mut going: HashMap<usize, Placement> = HashMap::new();
     let mut ends: BinaryHeap<Reverse<(Duration, usize)>> = BinaryHeap::new();
     let mut now = Duration::ZERO;
+    let mut makespan: f64 = 0.0;
     loop {
         // Nothing fails in a simulation: nothing is cancelled.
         for (i, p) in sched.next(&mut alloc, ends.len()).start {
             let end = now + runs.get(i).estimate();
             ends.push(Reverse((end, i)));
-            entry_of[i] = entries.len();
-            entries.push(Planned {
+            started[i] = true;
+            let entry = Planned {
                 run: i,
                 placement: p,
                 start: now.as_secs_f64(),
                 end: end.as_secs_f64(),
-            });
+            };
+            makespan = makespan.max(entry.end);
+            planned(&entry);
+            going.insert(i, entry.placement);
         }
         let Some(Reverse((t, _))) = ends.peek().copied() else {
             break;
@@ -1078,7 +1110,9 @@ pub fn simulate(
                 break;
             }
             ends.pop();
-            alloc.release(&entries[entry_of[i]].placement);
+            if let Some(p) = going.remove(&i) {
+                alloc.release(&p);
+            }
             sched.finished(i, true);
         }
     }
@@ -1086,7 +1120,7 @@ pub fn simulate(
     // Whatever never started waits on a dependency that never ends (a cycle).
     let mut errors: Vec<PlanError> = Vec::new();
     for (i, r) in runs.iter().enumerate() {
-        if entry_of[i] == usize::MAX {
+        if !started[i] {
             let e = PlanError {
                 job: r.job().to_string(),
                 field: "depends_on".into(),
@@ -1116,10 +1150,9 @@ pub fn simulate(
         .iter()
         .map(|r| r.estimate().as_secs_f64())
         .fold(0.0, f64::max);
-    let makespan = entries.iter().map(|e| e.end).fold(0.0, f64::max);
     let ncpus = topo.cpus.len().max(1) as f64;
     Ok(Schedule {
-        entries,
+        entries: Vec::new(),
         makespan,
         utilisation: if makespan > 0.0 {
             work / (ncpus * makespan)
