@@ -46,6 +46,14 @@ fn no_directory_mount_or_process_is_left_after_any_outcome() {
         "{before:?}"
     );
 
+    // While it sets up, a container has no directory of its own on the
+    // host: its root is mounted on the runtime directory itself, inside
+    // its own mount namespace.
+    let mut starting =
+        packrun::container::spawn_async(config(&["/bin/true"]), None, &mut |_| Ok(())).unwrap();
+    assert_eq!(traces().0, Vec::<String>::new(), "a root directory per run");
+    starting.wait_setup().unwrap();
+    starting.wait().unwrap();
     spawn(config(&["/bin/true"]), None, &mut |_| Ok(()))
         .unwrap()
         .wait()
