@@ -326,6 +326,7 @@ fn run_into(
                 ));
             }
         }
+        crate::run::Event::Note(text) => progress.note(&text),
         crate::run::Event::Flush => {
             if let Err(x) = csv.sync() {
                 progress.note(&format!("packrun run: {}", fsx::chain(&x)));

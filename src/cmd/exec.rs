@@ -48,6 +48,9 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
     let alloc = plan::Allocator::new(&env.topology, &[]);
     let mut record = None;
     run::execute(&runs, alloc, &opts, &Default::default(), &mut |ev| {
+        if let run::Event::Note(text) = &ev {
+            eprintln!("{text}");
+        }
         if let run::Event::Finished(r) = ev {
             record = Some(r);
         }

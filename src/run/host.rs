@@ -519,14 +519,22 @@ impl Launcher for Host<'_> {
         Some(rec)
     }
 
-    fn tidy(&mut self) {
+    fn tidy(&mut self) -> Vec<String> {
         let mut keep = Vec::new();
+        let mut notes = Vec::new();
         for cg in self.to_remove.drain(..) {
-            if let Ok(Some(cg)) = cg.try_remove() {
-                keep.push(cg);
+            match cg.try_remove() {
+                Ok(Some(cg)) => keep.push(cg),
+                Ok(None) => {}
+                // Told, not dropped: a cgroup left behind is the user's to see.
+                Err(e) => notes.push(format!(
+                    "packrun: a finished run's cgroup was not removed: {}",
+                    crate::fsx::chain(&e)
+                )),
             }
         }
         self.to_remove = keep;
+        notes
     }
 }
 

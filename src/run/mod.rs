@@ -34,6 +34,9 @@ pub enum Event<'a> {
     Finished(Record),
     /// A step around a run ended (its row of steps.csv).
     Step(crate::results::StepRecord),
+    /// Something the user should know that is no run's row (a finished
+    /// run's cgroup that could not be removed).
+    Note(String),
     /// The rows of the runs finished so far may be synced to disk now: the
     /// loop has started what the freed CPUs allow. At most every
     /// FLUSH_EVERY while runs go, whenever none does, and once more before
@@ -129,7 +132,8 @@ pub trait Launcher {
         killed_for: Option<(State, String)>,
     ) -> Option<Record>;
     /// Work nothing waits on (removing emptied cgroups), done between passes.
-    fn tidy(&mut self);
+    /// Returns what to tell (a group that could not be removed).
+    fn tidy(&mut self) -> Vec<String>;
 }
 
 /// What `Launcher::wait` saw.
@@ -308,7 +312,9 @@ pub fn drive(
             (l.on_event)(Event::Flush);
             flushed_at = now;
         }
-        l.launcher.tidy();
+        for note in l.launcher.tidy() {
+            (l.on_event)(Event::Note(note));
+        }
         if l.live.is_empty() && (l.sched.pending() == 0 || l.outcome.interrupted) {
             break;
         }
@@ -640,6 +646,8 @@ mod tests {
         /// Start times of runs by index, in start order.
         starts: Vec<(usize, Duration)>,
         samples: HashMap<usize, u32>,
+        /// What `tidy` has to tell, once.
+        tidy_notes: Vec<String>,
     }
 
     impl Fake {
@@ -655,6 +663,7 @@ mod tests {
                 interrupt_at: None,
                 starts: Vec::new(),
                 samples: HashMap::new(),
+                tidy_notes: Vec::new(),
             }
         }
 
@@ -791,7 +800,9 @@ mod tests {
             Some(rec)
         }
 
-        fn tidy(&mut self) {}
+        fn tidy(&mut self) -> Vec<String> {
+            self.tidy_notes.drain(..).collect()
+        }
     }
 
     fn run(job: &str, cpus: u32, secs: u64) -> Run {
@@ -910,6 +921,34 @@ mod tests {
             "{events:?}"
         );
         assert_eq!(events.last().map(String::as_str), Some("flush"));
+    }
+
+    #[test]
+    fn what_tidying_could_not_remove_is_told_not_dropped() {
+        let runs: Runs = keyed(vec![run("a", 1, 1)]).into();
+        let mut fake = Fake::new(&[("a", script(1.0))]);
+        fake.tidy_notes
+            .push("packrun: a finished run's cgroup was not removed: EACCES".into());
+        let mut alloc = Allocator::new(&two_cpus(), &[]);
+        let mut notes = Vec::new();
+        drive(
+            &runs,
+            &mut alloc,
+            &mut fake,
+            None,
+            None,
+            &HashMap::new(),
+            &mut |ev| {
+                if let Event::Note(n) = ev {
+                    notes.push(n);
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            notes,
+            ["packrun: a finished run's cgroup was not removed: EACCES"]
+        );
     }
 
     #[test]
@@ -1310,7 +1349,9 @@ mod tests {
             ) -> Option<Record> {
                 self.fake.collect(index, run, k)
             }
-            fn tidy(&mut self) {}
+            fn tidy(&mut self) -> Vec<String> {
+                Vec::new()
+            }
         }
     }
 }
