@@ -44,8 +44,11 @@ impl Disturbance {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counters {
     thermal: u64,
-    swap_in: u64,
-    swap_out: u64,
+    /// How many throttle counts were read: a count read at the end but not
+    /// at the start would make the difference its whole value.
+    thermal_read: u32,
+    /// None: /proc/vmstat could not be read.
+    swaps: Option<(u64, u64)>,
 }
 
 impl Counters {
@@ -62,30 +65,43 @@ impl Counters {
         sources: Sources,
     ) -> Counters {
         let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok();
-        let (swap_in, swap_out) = match sources.swap {
-            true => read(root.join("proc/vmstat")).map_or((0, 0), |t| vmstat_swaps(&t)),
-            false => (0, 0),
+        let swaps = match sources.swap {
+            true => read(root.join("proc/vmstat")).map(|t| vmstat_swaps(&t)),
+            false => Some((0, 0)),
         };
-        let mut thermal = 0;
+        let (mut thermal, mut thermal_read) = (0, 0);
         for cpu in cpus.filter(|_| sources.thermal) {
             let dir = root.join(format!("sys/devices/system/cpu/cpu{cpu}/thermal_throttle"));
             for f in ["core_throttle_count", "package_throttle_count"] {
-                thermal += read(dir.join(f)).and_then(|t| single(&t)).unwrap_or(0);
+                if let Some(n) = read(dir.join(f)).and_then(|t| single(&t)) {
+                    thermal += n;
+                    thermal_read += 1;
+                }
             }
         }
         Counters {
             thermal,
-            swap_in,
-            swap_out,
+            thermal_read,
+            swaps,
         }
     }
 
-    /// What happened between `self` (the start) and `end`.
+    /// What happened between `self` (the start) and `end`. A counter read
+    /// at only one of the two ends counts nothing rather than its whole
+    /// value since boot.
     pub fn since(&self, end: &Counters) -> Disturbance {
+        let thermal_throttles = match self.thermal_read == end.thermal_read {
+            true => end.thermal.saturating_sub(self.thermal),
+            false => 0,
+        };
+        let (swap_in_pages, swap_out_pages) = match (self.swaps, end.swaps) {
+            (Some((i0, o0)), Some((i1, o1))) => (i1.saturating_sub(i0), o1.saturating_sub(o0)),
+            _ => (0, 0),
+        };
         Disturbance {
-            thermal_throttles: end.thermal.saturating_sub(self.thermal),
-            swap_in_pages: end.swap_in.saturating_sub(self.swap_in),
-            swap_out_pages: end.swap_out.saturating_sub(self.swap_out),
+            thermal_throttles,
+            swap_in_pages,
+            swap_out_pages,
         }
     }
 }
@@ -252,6 +268,25 @@ mod tests {
         );
         assert!(d.any());
         assert!(!Disturbance::default().any());
+
+        // A count or vmstat unreadable at the start is no disturbance at the
+        // end (it was the whole count since boot).
+        std::fs::rename(
+            root.path().join("proc/vmstat"),
+            root.path().join("proc/vmstat.away"),
+        )
+        .unwrap();
+        let pkg = "sys/devices/system/cpu/cpu1/thermal_throttle/package_throttle_count";
+        std::fs::remove_file(root.path().join(pkg)).unwrap();
+        let start = Counters::read(root.path(), [0, 1].into_iter());
+        std::fs::rename(
+            root.path().join("proc/vmstat.away"),
+            root.path().join("proc/vmstat"),
+        )
+        .unwrap();
+        w(pkg, "7\n");
+        let d = start.since(&Counters::read(root.path(), [0, 1].into_iter()));
+        assert_eq!(d, Disturbance::default());
     }
 
     #[test]
