@@ -855,6 +855,12 @@ mod tests {
         }
     }
 
+    /// Drives `runs` on two CPUs, every event to `on`.
+    fn drive_events(runs: &Runs, fake: &mut Fake, on: &mut dyn FnMut(Event<'_>)) {
+        let mut alloc = Allocator::new(&two_cpus(), &[]);
+        drive(runs, &mut alloc, fake, None, None, &HashMap::new(), on).unwrap();
+    }
+
     fn script(secs: f64) -> Script {
         Script {
             secs,
@@ -891,22 +897,12 @@ mod tests {
         runs.extend((0..20).map(|_| run("short", 1, 1)));
         let runs: Runs = keyed(runs).into();
         let mut fake = Fake::new(&[("long", script(5.0)), ("short", script(0.01))]);
-        let mut alloc = Allocator::new(&two_cpus(), &[]);
         let mut events: Vec<String> = Vec::new();
-        drive(
-            &runs,
-            &mut alloc,
-            &mut fake,
-            None,
-            None,
-            &HashMap::new(),
-            &mut |ev| match ev {
-                Event::Finished(rec) => events.push(rec.job),
-                Event::Flush => events.push("flush".into()),
-                _ => {}
-            },
-        )
-        .unwrap();
+        drive_events(&runs, &mut fake, &mut |ev| match ev {
+            Event::Finished(rec) => events.push(rec.job),
+            Event::Flush => events.push("flush".into()),
+            _ => {}
+        });
         // A flush with rows written since the one before is an fdatasync.
         let syncs = events
             .windows(2)
@@ -929,22 +925,12 @@ mod tests {
         let mut fake = Fake::new(&[("a", script(1.0))]);
         fake.tidy_notes
             .push("packrun: a finished run's cgroup was not removed: EACCES".into());
-        let mut alloc = Allocator::new(&two_cpus(), &[]);
         let mut notes = Vec::new();
-        drive(
-            &runs,
-            &mut alloc,
-            &mut fake,
-            None,
-            None,
-            &HashMap::new(),
-            &mut |ev| {
-                if let Event::Note(n) = ev {
-                    notes.push(n);
-                }
-            },
-        )
-        .unwrap();
+        drive_events(&runs, &mut fake, &mut |ev| {
+            if let Event::Note(n) = ev {
+                notes.push(n);
+            }
+        });
         assert_eq!(
             notes,
             ["packrun: a finished run's cgroup was not removed: EACCES"]
