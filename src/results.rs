@@ -387,9 +387,16 @@ fn read_file_rows(path: &Path, full: bool) -> Result<Runs, ResultsError> {
     file.read_to_end(&mut tail).map_err(io)?;
     let whole = match tail.iter().rposition(|&b| b == b'\n') {
         Some(i) => tail_at + i as u64 + 1,
-        // No newline in the last 64 KiB: a line that long is no row of ours.
         None if tail_at == 0 => 0,
-        None => len,
+        // A last line over 64 KiB: look for its start in the whole file.
+        None => {
+            file.seek(SeekFrom::Start(0)).map_err(io)?;
+            let mut all = Vec::new();
+            file.read_to_end(&mut all).map_err(io)?;
+            all.iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i as u64 + 1)
+        }
     };
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     let reader = std::io::BufReader::with_capacity(1 << 16, file.take(whole));
@@ -992,6 +999,23 @@ mod tests {
         let done = read_done(&p).unwrap();
         assert_eq!(done.len(), 3, "{}", std::fs::read_to_string(&p).unwrap());
         assert!(done.contains_key("ddd"));
+    }
+
+    #[test]
+    fn a_torn_last_line_longer_than_the_tail_read_is_left_out_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runs.csv");
+        let mut w = RunsCsv::open(&p, &[], "h").unwrap();
+        w.append(&record("aaa", State::Completed)).unwrap();
+        drop(w);
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(format!("bbb,xz,{}", "x".repeat(100_000)).as_bytes())
+            .unwrap();
+        let rows = read_rows(&p).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            ["aaa"]
+        );
     }
 
     #[test]

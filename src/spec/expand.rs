@@ -394,6 +394,9 @@ pub fn expand_matrix(
         }
     }
     let original = rows.len() / width.max(1);
+    // Counted, not divided out of the rows: an empty include entry is a
+    // combination with no parameters (zero ids wide).
+    let mut len = original;
     for inc in &include {
         let mut added = false;
         for c in 0..original {
@@ -415,9 +418,9 @@ pub fn expand_matrix(
             for &(p, id) in inc {
                 rows[start + p] = id;
             }
+            len += 1;
         }
     }
-    let mut len = rows.len().checked_div(width).unwrap_or(0);
     if axes.is_empty() && include.is_empty() {
         len = 1;
     }
@@ -626,6 +629,16 @@ mod tests {
     fn a_matrix_of_only_includes_runs_each_include() {
         let inc = [combo(&[("t", "1")]), combo(&[("t", "3")])];
         assert_eq!(combos(expand_matrix(&[], &[], &inc)), inc.to_vec());
+    }
+
+    #[test]
+    fn an_empty_include_entry_is_a_combination_without_parameters() {
+        let got = combos(expand_matrix(&[], &[], &[Vec::new(), combo(&[("t", "1")])]));
+        assert_eq!(got, vec![Vec::new(), combo(&[("t", "1")])]);
+        assert_eq!(
+            combos(expand_matrix(&[], &[], &[Vec::new()])),
+            vec![Vec::new()]
+        );
     }
 
     #[test]

@@ -296,6 +296,20 @@ mod tests {
     }
 
     #[test]
+    fn a_workdir_or_hostname_that_fails_for_some_reps_names_each_of_them() {
+        let name = "n".repeat(62);
+        let text = format!("version: 1\nname: t\njobs:\n  r: {{command: [x], workdir: 'w{{rep}}', repetitions: 3}}\n  {name}: {{command: [x], repetitions: 12}}\n");
+        let messages: Vec<String> = problems(&text).into_iter().map(|p| p.message).collect();
+        let want: Vec<String> = (1..=3)
+            .map(|r| {
+                format!("relative workdir `w{r}`: expected an absolute path inside the container")
+            })
+            .chain((10..=12).map(|r| format!("hostname `{name}-{r}` must have 1 to 64 characters")))
+            .collect();
+        assert_eq!(messages, want);
+    }
+
+    #[test]
     fn jobs_keep_file_order_and_runs_follow_matrix_then_rep() {
         let b = ok("version: 1\nname: t\njobs:\n  zeta: {command: [a]}\n  alpha:\n    command: [b, '{n}']\n    matrix: {n: [1, 2]}\n    repetitions: 2\n    warmup: 1\n  mid: {shell: 'true'}\n");
         let names: Vec<&str> = b.jobs.iter().map(|j| j.name.as_str()).collect();

@@ -657,10 +657,17 @@ fn expand_job(
     };
     // Every combination where the text can differ; the longest rep.
     let each = |f: &Field| if varies(f, false) { combos } else { 1 };
+    let uses_rep = |f: &Field| expand::names(&f.pieces).any(|n| n == "rep");
+    // A workdir's first character is the same for every rep (a leading
+    // `{rep}` is a digit for all), so rep 1 tells whether all reps fail;
+    // each that does is named, as when every run was checked.
     if let (Some(f), Some(w)) = (&sh.workdir, &e.workdir) {
         for c in 0..each(f) {
-            let w = text(&e, w, c, 1);
-            if !w.starts_with('/') {
+            if text(&e, w, c, 1).starts_with('/') {
+                continue;
+            }
+            for rep in 1..=if uses_rep(f) { reps } else { 1 } {
+                let w = text(&e, w, c, rep);
                 cx.err(
                     jc.at(&["workdir"]),
                     format!(
@@ -670,13 +677,29 @@ fn expand_job(
             }
         }
     }
+    // A hostname's length depends on a rep's number of digits only: the
+    // first rep of each digit count tells for all reps of that count.
+    let classes: Vec<(u64, u64)> = match uses_rep(&sh.hostname) {
+        false => vec![(1, 1)],
+        true => (0..)
+            .map(|d| 10u64.pow(d))
+            .take_while(|&lo| lo <= u64::from(reps))
+            .map(|lo| (lo, (lo * 10 - 1).min(u64::from(reps))))
+            .collect(),
+    };
     for c in 0..each(&sh.hostname) {
-        let host = text(&e, &e.hostname, c, reps);
-        if host.is_empty() || host.len() > 64 {
-            cx.err(
-                sh.hostname.path.clone(),
-                format!("hostname `{host}` must have 1 to 64 characters"),
-            );
+        for &(lo, hi) in &classes {
+            let host = text(&e, &e.hostname, c, lo as u32);
+            if !host.is_empty() && host.len() <= 64 {
+                continue;
+            }
+            for rep in lo..=hi {
+                let host = text(&e, &e.hostname, c, rep as u32);
+                cx.err(
+                    sh.hostname.path.clone(),
+                    format!("hostname `{host}` must have 1 to 64 characters"),
+                );
+            }
         }
     }
     let by_rep = sh
