@@ -63,7 +63,7 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
         .as_ref()
         .and_then(|d| results::read_manifest(&d.join("manifest.json")).ok());
     let seed = req.seed.or(began.as_ref().and_then(|m| m.seed));
-    batch.arrange(req.order, seed, crate::cmd::fresh_seed());
+    batch.arrange(req.order, seed, crate::rng::fresh_seed());
     let env = environment().map_err(|reason| Error::CannotRunHere {
         reason,
         doctor: doctor::verdict().err(),

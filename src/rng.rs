@@ -3,6 +3,13 @@
 //! `order: random` (the run order) and `packrun compare` (bootstrap
 //! resampling) both promise.
 
+/// A seed for a random order nobody gave one for: the clock's nanoseconds.
+pub(crate) fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {

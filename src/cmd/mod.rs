@@ -23,13 +23,6 @@ pub fn order_of(o: crate::cli::OrderArg) -> crate::spec::Order {
     }
 }
 
-/// A seed for a random order nobody gave one for: the clock's nanoseconds.
-pub fn fresh_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The command a command line parses into, for the tests of each command.
 #[cfg(test)]
 fn parse(line: &[&str]) -> crate::cli::Command {

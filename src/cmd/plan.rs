@@ -18,7 +18,7 @@ pub fn main(
     batch.arrange(
         order.order.map(super::order_of),
         order.seed,
-        super::fresh_seed(),
+        crate::rng::fresh_seed(),
     );
     let topo = topology::read_at(fixture).map_err(|error| Error::Topology {
         fixture: fixture.is_some(),

@@ -2,7 +2,7 @@
 //! once under a lock into a staging directory and renamed into place.
 
 use super::blob::{hex, is_sha256_hex, HashRead};
-use super::extract::Extractor;
+use super::extract::{remove_tree, Extractor};
 use super::source::{Compression, Layer, Plan};
 use super::{Image, ImageConfig, ImageError};
 use crate::fsx::{Context, PathError};
@@ -324,33 +324,6 @@ fn touch(path: &Path) {
         .truncate(false)
         .open(path)
         .and_then(|f| f.set_modified(SystemTime::now()));
-}
-
-/// Removes a tree, first giving its directories back the owner's rwx
-/// where a layer took them away (rootless, mode bits bind us too).
-pub(crate) fn remove_tree(path: &Path) -> Result<(), PathError> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            open_up(path);
-            fs::remove_dir_all(path).at("remove", path)
-        }
-        r => r.at("remove", path),
-    }
-}
-
-fn open_up(dir: &Path) {
-    let Ok(m) = fs::symlink_metadata(dir) else {
-        return;
-    };
-    if !m.is_dir() {
-        return;
-    }
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(m.mode() | 0o700));
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            open_up(&e.path());
-        }
-    }
 }
 
 /// The tree's checksum and disk usage (each inode once).

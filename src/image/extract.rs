@@ -411,7 +411,7 @@ pub(crate) fn remove_any(path: &Path) -> Result<(), PathError> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(PathError::new("inspect", path, e)),
-        Ok(m) if m.is_dir() => super::cache::remove_tree(path),
+        Ok(m) if m.is_dir() => remove_tree(path),
         Ok(_) => fs::remove_file(path).at("remove", path),
     }
 }
@@ -446,6 +446,36 @@ fn symlink_mtime(path: &Path, secs: u64) -> Result<(), PathError> {
         UtimensatFlags::NoFollowSymlink,
     )
     .map_err(|e| PathError::new("set the times of", path, e.into()))
+}
+
+/// Removes a tree, first giving its directories back the owner's rwx
+/// where a layer took them away (rootless, mode bits bind us too).
+pub(crate) fn remove_tree(path: &Path) -> Result<(), PathError> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            open_up(path);
+            fs::remove_dir_all(path).at("remove", path)
+        }
+        r => r.at("remove", path),
+    }
+}
+
+fn open_up(dir: &Path) {
+    let Ok(m) = fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !m.is_dir() {
+        return;
+    }
+    let _ = fs::set_permissions(
+        dir,
+        fs::Permissions::from_mode(std::os::unix::fs::MetadataExt::mode(&m) | 0o700),
+    );
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            open_up(&e.path());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -202,6 +202,27 @@ fn parse_limited(file: &str, text: &str, base: &Path, max_runs: u64) -> Result<B
     })
 }
 
+/// A whole validated job file, expanded into runs.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `name:` of the job file; results go to `results/<name>-<timestamp>/`.
+    pub name: String,
+    /// Path of the job file as given.
+    pub file: PathBuf,
+    /// The job file's text, byte for byte (hashed into the manifest, copied next to the results).
+    pub source: String,
+    /// Jobs in file order.
+    pub jobs: Vec<Job>,
+    /// Groups in file order.
+    pub groups: Vec<Group>,
+    /// Every run of every job, in submission order (file order, then matrix
+    /// order, then rep; then as `order` says).
+    pub runs: Runs,
+    /// The order runs start in, and the seed of a random one.
+    pub order: Order,
+    pub seed: Option<u64>,
+}
+
 impl Batch {
     /// Puts the runs (in expansion order, as `load` gives them) in their
     /// start order: the file's `order`, or `order` when given (`--order`);

@@ -6,27 +6,6 @@ pub use crate::spec::expand::Template;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A whole validated job file, expanded into runs.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// `name:` of the job file; results go to `results/<name>-<timestamp>/`.
-    pub name: String,
-    /// Path of the job file as given.
-    pub file: PathBuf,
-    /// The job file's text, byte for byte (hashed into the manifest, copied next to the results).
-    pub source: String,
-    /// Jobs in file order.
-    pub jobs: Vec<Job>,
-    /// Groups in file order.
-    pub groups: Vec<Group>,
-    /// Every run of every job, in submission order (file order, then matrix
-    /// order, then rep; then as `order` says).
-    pub runs: crate::spec::Runs,
-    /// The order runs start in, and the seed of a random one.
-    pub order: Order,
-    pub seed: Option<u64>,
-}
-
 /// The order runs are started in (see `order::arrange`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
