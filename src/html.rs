@@ -687,69 +687,6 @@ fn ratio_chart(c: &Comparison, metric: usize) -> String {
         T + plot_h + 32.0
     );
 
-    let point = |s: &mut String, y: f64, label: &str, m: Point, geomean: bool| {
-        let colour = verdict_colour(m.verdict);
-        let short: String = if label.chars().count() > 34 {
-            label.chars().take(33).collect::<String>() + "…"
-        } else {
-            label.to_string()
-        };
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\"{}><title>{}</title>{}</text>",
-            L - 8.0,
-            y + 4.0,
-            if geomean {
-                " style=\"font-weight:600\""
-            } else {
-                ""
-            },
-            esc(label),
-            esc(&short)
-        );
-        if let (Some(lo), Some(hi)) = (m.lo, m.hi) {
-            let _ = writeln!(
-                s,
-                "<g class=\"ci\" stroke=\"{colour}\" stroke-width=\"2\"><line x1=\"{0:.1}\" x2=\"{1:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{2:.1}\" y2=\"{3:.1}\"/><line x1=\"{1:.1}\" x2=\"{1:.1}\" y1=\"{2:.1}\" y2=\"{3:.1}\"/></g>",
-                x(lo),
-                x(hi),
-                y - 4.0,
-                y + 4.0
-            );
-        }
-        let Some(r) = m.ratio else {
-            let _ = writeln!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#999\">no ratio</text>",
-                L + 4.0,
-                y + 4.0
-            );
-            return;
-        };
-        let (fill, stroke) = if m.verdict == Verdict::TooFewRuns {
-            ("#fff", colour)
-        } else {
-            (colour, "#fff")
-        };
-        let class = format!("ratio {}", verdict_class(m.verdict));
-        let title = esc(&m.tooltip);
-        let cx = x(r);
-        if geomean {
-            let _ = writeln!(
-                s,
-                "<polygon class=\"{class} geomean\" points=\"{:.1},{y:.1} {cx:.1},{:.1} {:.1},{y:.1} {cx:.1},{:.1}\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"><title>{title}</title></polygon>",
-                cx - 6.0,
-                y - 6.0,
-                cx + 6.0,
-                y + 6.0
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "<circle class=\"{class}\" cx=\"{cx:.1}\" cy=\"{y:.1}\" r=\"4.5\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"><title>{title}</title></circle>"
-            );
-        }
-    };
     for (i, set) in c.sets.iter().enumerate() {
         let m = &set.metrics[metric];
         let y = T + 4.0 + (i as f64 + 0.5) * ROW;
@@ -775,7 +712,7 @@ fn ratio_chart(c: &Comparison, metric: usize) -> String {
             verdict: m.verdict,
             tooltip,
         };
-        point(&mut s, y, &set.label(), p, false);
+        ratio_point(&mut s, &x, L, (y, &set.label()), p, false);
     }
     let y = T + 4.0 + (rows - 0.5) * ROW;
     let _ = writeln!(
@@ -801,7 +738,7 @@ fn ratio_chart(c: &Comparison, metric: usize) -> String {
         verdict: geo.verdict,
         tooltip: gtip,
     };
-    point(&mut s, y, &glabel, gp, true);
+    ratio_point(&mut s, &x, L, (y, &glabel), gp, true);
     let _ = writeln!(
         s,
         "<line class=\"one\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{T}\" y2=\"{1:.1}\" stroke=\"#222\" stroke-width=\"1.2\"/></svg>",
@@ -809,6 +746,79 @@ fn ratio_chart(c: &Comparison, metric: usize) -> String {
         T + plot_h
     );
     s
+}
+
+/// One row of the ratio chart: its label left of the plot (at `left`),
+/// the interval and the point (a diamond for the geometric mean).
+fn ratio_point(
+    s: &mut String,
+    x: &impl Fn(f64) -> f64,
+    left: f64,
+    (y, label): (f64, &str),
+    m: Point,
+    geomean: bool,
+) {
+    let colour = verdict_colour(m.verdict);
+    let short: String = if label.chars().count() > 34 {
+        label.chars().take(33).collect::<String>() + "…"
+    } else {
+        label.to_string()
+    };
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\"{}><title>{}</title>{}</text>",
+        left - 8.0,
+        y + 4.0,
+        if geomean {
+            " style=\"font-weight:600\""
+        } else {
+            ""
+        },
+        esc(label),
+        esc(&short)
+    );
+    if let (Some(lo), Some(hi)) = (m.lo, m.hi) {
+        let _ = writeln!(
+            s,
+            "<g class=\"ci\" stroke=\"{colour}\" stroke-width=\"2\"><line x1=\"{0:.1}\" x2=\"{1:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{2:.1}\" y2=\"{3:.1}\"/><line x1=\"{1:.1}\" x2=\"{1:.1}\" y1=\"{2:.1}\" y2=\"{3:.1}\"/></g>",
+            x(lo),
+            x(hi),
+            y - 4.0,
+            y + 4.0
+        );
+    }
+    let Some(r) = m.ratio else {
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#999\">no ratio</text>",
+            left + 4.0,
+            y + 4.0
+        );
+        return;
+    };
+    let (fill, stroke) = if m.verdict == Verdict::TooFewRuns {
+        ("#fff", colour)
+    } else {
+        (colour, "#fff")
+    };
+    let class = format!("ratio {}", verdict_class(m.verdict));
+    let title = esc(&m.tooltip);
+    let cx = x(r);
+    if geomean {
+        let _ = writeln!(
+            s,
+            "<polygon class=\"{class} geomean\" points=\"{:.1},{y:.1} {cx:.1},{:.1} {:.1},{y:.1} {cx:.1},{:.1}\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"><title>{title}</title></polygon>",
+            cx - 6.0,
+            y - 6.0,
+            cx + 6.0,
+            y + 6.0
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "<circle class=\"{class}\" cx=\"{cx:.1}\" cy=\"{y:.1}\" r=\"4.5\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"1.5\"><title>{title}</title></circle>"
+        );
+    }
 }
 
 /// One ratio to draw.

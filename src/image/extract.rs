@@ -113,25 +113,7 @@ impl Extractor {
                 }
                 return Err(entry_err("names the root but is not a directory".into()));
             };
-            let dir = {
-                let (seen, dirs) = (&mut seen, &mut self.dirs);
-                resolve(
-                    &self.root,
-                    parents,
-                    Some(&mut |p: &Path| {
-                        seen.insert(p.to_path_buf());
-                        dirs.insert(
-                            p.to_path_buf(),
-                            DirMeta {
-                                mode: 0o755,
-                                mtime: None,
-                                owner: None,
-                            },
-                        );
-                    }),
-                )
-                .map_err(escape)?
-            };
+            let dir = self.parent_dir(parents, &mut seen).map_err(escape)?;
             let name_bytes = name.as_bytes();
             if name == OPAQUE {
                 opaque(&dir, &seen)?;
@@ -158,21 +140,7 @@ impl Extractor {
                     self.dirs.insert(dest.clone(), DirMeta { mode, mtime, owner });
                 }
                 EntryType::Regular | EntryType::Continuous => {
-                    remove_any(&dest)?;
-                    let mut f = fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(&dest)
-                        .at("create", &dest)?;
-                    io::copy(&mut entry, &mut f).map_err(corrupt)?;
-                    if let Some(t) = mtime {
-                        f.set_times(times(t)).at("set the times of", &dest)?;
-                    }
-                    self.set_owner(&dest, owner)?;
-                    f.set_permissions(fs::Permissions::from_mode(mode))
-                        .at("set the mode of", &dest)?;
+                    self.file(&dest, &mut entry, DirMeta { mode, mtime, owner }, &corrupt)?;
                 }
                 EntryType::Symlink => {
                     let target = entry
@@ -191,61 +159,16 @@ impl Extractor {
                         .link_name()
                         .map_err(corrupt)?
                         .ok_or_else(|| entry_err("a hard link without a target".into()))?;
-                    let src = self.link_source(&target).map_err(|why| {
-                        escape(format!("its hard link target {}: {why}", target.display()))
-                    })?;
-                    match fs::symlink_metadata(&src) {
-                        Ok(m) if m.is_dir() => {
-                            return Err(entry_err(format!(
-                                "a hard link to the directory {}",
-                                target.display()
-                            )))
-                        }
-                        Ok(_) => {}
-                        Err(_) => {
-                            return Err(entry_err(format!(
-                                "a hard link to {}, which no layer so far holds",
-                                target.display()
-                            )))
-                        }
-                    }
-                    if src != dest {
-                        remove_any(&dest)?;
-                        fs::hard_link(&src, &dest).at("create the hard link", &dest)?;
-                    }
+                    self.hard_link(&dest, &target, &entry_err, &escape)?;
                 }
                 EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                    remove_any(&dest)?;
-                    let dev = nix::sys::stat::makedev(
-                        header.device_major().ok().flatten().unwrap_or(0).into(),
-                        header.device_minor().ok().flatten().unwrap_or(0).into(),
-                    );
-                    let sflag = match kind {
-                        EntryType::Char => nix::sys::stat::SFlag::S_IFCHR,
-                        EntryType::Block => nix::sys::stat::SFlag::S_IFBLK,
-                        _ => nix::sys::stat::SFlag::S_IFIFO,
-                    };
-                    let perm = nix::sys::stat::Mode::from_bits_truncate(0o600);
-                    match nix::sys::stat::mknod(&dest, sflag, perm, dev) {
-                        Ok(()) => {}
-                        Err(nix::errno::Errno::EPERM) if kind != EntryType::Fifo => {
-                            self.notes.push(format!(
-                                "{file}: device node {shown} skipped: creating device nodes is not permitted here"
-                            ));
-                            continue;
-                        }
-                        Err(e) => {
-                            return Err(PathError::new("create the node", &dest, e.into()).into())
-                        }
+                    let meta = DirMeta { mode, mtime, owner };
+                    if !self.node(&dest, kind, header, meta)? {
+                        self.notes.push(format!(
+                            "{file}: device node {shown} skipped: creating device nodes is not permitted here"
+                        ));
+                        continue;
                     }
-                    if let Some(t) = mtime {
-                        File::open(&dest)
-                            .and_then(|f| f.set_times(times(t)))
-                            .ok();
-                    }
-                    self.set_owner(&dest, owner)?;
-                    fs::set_permissions(&dest, fs::Permissions::from_mode(mode))
-                        .at("set the mode of", &dest)?;
                 }
                 other => {
                     return Err(entry_err(format!(
@@ -259,6 +182,126 @@ impl Extractor {
         // so the digests cover every byte.
         io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
         Ok(())
+    }
+
+    /// The directory an entry goes into, made where a layer left it out;
+    /// the ones made count as written by this layer (`seen`).
+    fn parent_dir(
+        &mut self,
+        parents: &[std::ffi::OsString],
+        seen: &mut HashSet<PathBuf>,
+    ) -> Result<PathBuf, String> {
+        let dirs = &mut self.dirs;
+        resolve(
+            &self.root,
+            parents,
+            Some(&mut |p: &Path| {
+                seen.insert(p.to_path_buf());
+                dirs.insert(
+                    p.to_path_buf(),
+                    DirMeta {
+                        mode: 0o755,
+                        mtime: None,
+                        owner: None,
+                    },
+                );
+            }),
+        )
+    }
+
+    /// A regular file entry, written whole, then given its times, owner
+    /// and mode.
+    fn file(
+        &mut self,
+        dest: &Path,
+        content: &mut impl Read,
+        meta: DirMeta,
+        corrupt: &dyn Fn(io::Error) -> ImageError,
+    ) -> Result<(), ImageError> {
+        remove_any(dest)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dest)
+            .at("create", dest)?;
+        io::copy(content, &mut f).map_err(corrupt)?;
+        if let Some(t) = meta.mtime {
+            f.set_times(times(t)).at("set the times of", dest)?;
+        }
+        self.set_owner(dest, meta.owner)?;
+        f.set_permissions(fs::Permissions::from_mode(meta.mode))
+            .at("set the mode of", dest)?;
+        Ok(())
+    }
+
+    /// A hard link entry: to a file that an earlier entry or layer made,
+    /// never to a directory.
+    fn hard_link(
+        &self,
+        dest: &Path,
+        target: &Path,
+        entry_err: &dyn Fn(String) -> ImageError,
+        escape: &dyn Fn(String) -> ImageError,
+    ) -> Result<(), ImageError> {
+        let src = self
+            .link_source(target)
+            .map_err(|why| escape(format!("its hard link target {}: {why}", target.display())))?;
+        match fs::symlink_metadata(&src) {
+            Ok(m) if m.is_dir() => {
+                return Err(entry_err(format!(
+                    "a hard link to the directory {}",
+                    target.display()
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Err(entry_err(format!(
+                    "a hard link to {}, which no layer so far holds",
+                    target.display()
+                )))
+            }
+        }
+        if src != dest {
+            remove_any(dest)?;
+            fs::hard_link(&src, dest).at("create the hard link", dest)?;
+        }
+        Ok(())
+    }
+
+    /// A device node or fifo entry; false when creating device nodes is
+    /// not permitted here (rootless), and the node was skipped.
+    fn node(
+        &mut self,
+        dest: &Path,
+        kind: EntryType,
+        header: &tar::Header,
+        meta: DirMeta,
+    ) -> Result<bool, ImageError> {
+        remove_any(dest)?;
+        let dev = nix::sys::stat::makedev(
+            header.device_major().ok().flatten().unwrap_or(0).into(),
+            header.device_minor().ok().flatten().unwrap_or(0).into(),
+        );
+        let sflag = match kind {
+            EntryType::Char => nix::sys::stat::SFlag::S_IFCHR,
+            EntryType::Block => nix::sys::stat::SFlag::S_IFBLK,
+            _ => nix::sys::stat::SFlag::S_IFIFO,
+        };
+        let perm = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        match nix::sys::stat::mknod(dest, sflag, perm, dev) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EPERM) if kind != EntryType::Fifo => return Ok(false),
+            Err(e) => return Err(PathError::new("create the node", dest, e.into()).into()),
+        }
+        if let Some(t) = meta.mtime {
+            File::open(dest).and_then(|f| f.set_times(times(t))).ok();
+        }
+        self.set_owner(dest, meta.owner)?;
+        fs::set_permissions(dest, fs::Permissions::from_mode(meta.mode))
+            .at("set the mode of", dest)?;
+        Ok(true)
     }
 
     /// Gives every directory its mode, times and owner, deepest first
