@@ -268,12 +268,16 @@ fn tooltip(r: &Row) -> String {
     )
 }
 
+/// The schedule's geometry: the CPU labels' width, the width, a lane's height.
+const SCHEDULE_LEFT: f64 = 110.0;
+const SCHEDULE_WIDTH: f64 = 1180.0;
+const SCHEDULE_ROW: f64 = 16.0;
+
 /// The schedule: a row per CPU, time across, a bar per run on each of its CPUs.
 fn schedule(rows: &[Row], manifest: Option<&Manifest>, jobs: &[&str]) -> String {
-    const LEFT: f64 = 110.0;
-    const WIDTH: f64 = 1180.0;
-    const ROW: f64 = 16.0;
-    const NODE_HEAD: f64 = 22.0;
+    const LEFT: f64 = SCHEDULE_LEFT;
+    const WIDTH: f64 = SCHEDULE_WIDTH;
+    const ROW: f64 = SCHEDULE_ROW;
     let plot_w = WIDTH - LEFT - 20.0;
     let times: Vec<(f64, f64)> = rows
         .iter()
@@ -292,47 +296,8 @@ fn schedule(rows: &[Row], manifest: Option<&Manifest>, jobs: &[&str]) -> String 
     let x = |t: f64| LEFT + (t - t0) / span * plot_w;
 
     // Y position of every CPU row; a header per node.
-    let cpus = cpu_rows(rows, manifest);
-    let mut y = 4.0;
-    let mut ypos: Vec<(u32, f64)> = Vec::new();
     let mut body = String::new();
-    let mut last_node: Option<Option<u32>> = None;
-    for c in &cpus {
-        if last_node != Some(c.node) {
-            if last_node.is_some() {
-                y += 6.0;
-                let _ = writeln!(
-                    body,
-                    "<line x1=\"0\" x2=\"{WIDTH}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>",
-                    y - 3.0,
-                    y - 3.0
-                );
-            }
-            let label = match c.node {
-                Some(n) => format!("NUMA node {n}"),
-                None => "CPUs outside the topology".into(),
-            };
-            let _ = writeln!(
-                body,
-                "<text class=\"node-label\" x=\"4\" y=\"{:.1}\">{}</text>",
-                y + 15.0,
-                esc(&label)
-            );
-            y += NODE_HEAD;
-            last_node = Some(c.node);
-        }
-        let _ = writeln!(
-            body,
-            "<rect x=\"{LEFT}\" y=\"{y:.1}\" width=\"{plot_w:.1}\" height=\"{ROW}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">CPU {}</text>",
-            if ypos.len() % 2 == 0 { "#f6f6f6" } else { "#fdfdfd" },
-            LEFT - 8.0,
-            y + 12.0,
-            c.cpu
-        );
-        ypos.push((c.cpu, y));
-        y += ROW;
-    }
-    let plot_bottom = y;
+    let (ypos, plot_bottom) = cpu_lanes(&cpu_rows(rows, manifest), &mut body);
 
     // Grid and time axis.
     let step = svg::step(span, 10.0);
@@ -349,16 +314,7 @@ fn schedule(rows: &[Row], manifest: Option<&Manifest>, jobs: &[&str]) -> String 
         t += step;
     }
 
-    // Hatch patterns for runs that did not complete, one per job colour.
-    let mut defs = String::from("<defs>");
-    for (i, _) in jobs.iter().enumerate() {
-        let _ = write!(
-            defs,
-            "<pattern id=\"hatch{i}\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"{}\"/><rect width=\"2.5\" height=\"6\" fill=\"#fff\" fill-opacity=\".75\"/></pattern>",
-            svg::colour(i)
-        );
-    }
-    defs.push_str("</defs>\n");
+    let defs = hatch_defs(jobs.len());
 
     for (r, (s, e)) in rows.iter().zip(&times) {
         let ji = jobs.iter().position(|j| *j == r.job).unwrap_or(0);
@@ -412,6 +368,69 @@ fn schedule(rows: &[Row], manifest: Option<&Manifest>, jobs: &[&str]) -> String 
         plot_bottom + 22.0,
         plot_bottom + 22.0
     )
+}
+
+/// A lane per CPU, grouped under a header per NUMA node, drawn into
+/// `body`: each CPU's y position, and the y below the last lane.
+fn cpu_lanes(cpus: &[CpuRow], body: &mut String) -> (Vec<(u32, f64)>, f64) {
+    const NODE_HEAD: f64 = 22.0;
+    const LEFT: f64 = SCHEDULE_LEFT;
+    const WIDTH: f64 = SCHEDULE_WIDTH;
+    const ROW: f64 = SCHEDULE_ROW;
+    let plot_w = WIDTH - LEFT - 20.0;
+    let mut y = 4.0;
+    let mut ypos: Vec<(u32, f64)> = Vec::new();
+    let mut last_node: Option<Option<u32>> = None;
+    for c in cpus {
+        if last_node != Some(c.node) {
+            if last_node.is_some() {
+                y += 6.0;
+                let _ = writeln!(
+                    body,
+                    "<line x1=\"0\" x2=\"{WIDTH}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>",
+                    y - 3.0,
+                    y - 3.0
+                );
+            }
+            let label = match c.node {
+                Some(n) => format!("NUMA node {n}"),
+                None => "CPUs outside the topology".into(),
+            };
+            let _ = writeln!(
+                body,
+                "<text class=\"node-label\" x=\"4\" y=\"{:.1}\">{}</text>",
+                y + 15.0,
+                esc(&label)
+            );
+            y += NODE_HEAD;
+            last_node = Some(c.node);
+        }
+        let _ = writeln!(
+            body,
+            "<rect x=\"{LEFT}\" y=\"{y:.1}\" width=\"{plot_w:.1}\" height=\"{ROW}\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">CPU {}</text>",
+            if ypos.len() % 2 == 0 { "#f6f6f6" } else { "#fdfdfd" },
+            LEFT - 8.0,
+            y + 12.0,
+            c.cpu
+        );
+        ypos.push((c.cpu, y));
+        y += ROW;
+    }
+    (ypos, y)
+}
+
+/// Hatch patterns for runs that did not complete, one per job colour.
+fn hatch_defs(jobs: usize) -> String {
+    let mut defs = String::from("<defs>");
+    for i in 0..jobs {
+        let _ = write!(
+            defs,
+            "<pattern id=\"hatch{i}\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"{}\"/><rect width=\"2.5\" height=\"6\" fill=\"#fff\" fill-opacity=\".75\"/></pattern>",
+            svg::colour(i)
+        );
+    }
+    defs.push_str("</defs>\n");
+    defs
 }
 
 #[derive(Clone, Copy)]

@@ -130,8 +130,32 @@ pub fn read(
 
     // Nodes first: they decide which CPUs packrun may use.
     let node_dir = sys.join("node");
+    let mut nodes = read_nodes_at(root, &node_dir, &online, allowed_mems)?;
+    let usable = usable_cpus(
+        &nodes,
+        &online,
+        &online_path,
+        &node_dir,
+        (allowed_cpus, allowed_mems),
+    )?;
+    for n in &mut nodes {
+        n.cpus = n.cpus.intersection(&usable);
+    }
+    let cpus = read_cpus(&cpu_dir, &nodes, &usable)?;
+    Ok(Topology { cpus, nodes })
+}
+
+/// The NUMA nodes below `node_dir` (one node of every online CPU and
+/// MemTotal where the kernel has no NUMA), only those in `mems` when given,
+/// with their distances to each other.
+fn read_nodes_at(
+    root: &Path,
+    node_dir: &Path,
+    online: &CpuList,
+    allowed_mems: Option<&CpuList>,
+) -> Result<Vec<Node>, TopologyError> {
     let mut nodes = if node_dir.is_dir() {
-        read_nodes(&node_dir)?
+        read_nodes(node_dir)?
     } else {
         let meminfo = root.join("proc/meminfo");
         let memory_bytes =
@@ -156,8 +180,19 @@ pub fn read(
             })
             .collect();
     }
+    Ok(nodes)
+}
+
+/// The CPUs packrun may use: online, in a kept node, and allowed.
+fn usable_cpus(
+    nodes: &[Node],
+    online: &CpuList,
+    online_path: &Path,
+    node_dir: &Path,
+    (allowed_cpus, allowed_mems): (Option<&CpuList>, Option<&CpuList>),
+) -> Result<CpuList, TopologyError> {
     let mut usable =
-        CpuList::from_ids(nodes.iter().flat_map(|n| n.cpus.iter())).intersection(&online);
+        CpuList::from_ids(nodes.iter().flat_map(|n| n.cpus.iter())).intersection(online);
     if let Some(allowed) = allowed_cpus {
         usable = usable.intersection(allowed);
     }
@@ -168,14 +203,14 @@ pub fn read(
             && allowed_mems.is_none()
         {
             return Err(invalid(
-                &node_dir,
+                node_dir,
                 format!("online CPU {c} belongs to no node's cpulist"),
             ));
         }
     }
     if usable.is_empty() {
         return Err(invalid(
-            &online_path,
+            online_path,
             format!(
                 "no usable CPUs (online {online}, allowed CPUs {}, allowed memory nodes {})",
                 allowed_cpus.map_or("all".into(), |c| c.to_string()),
@@ -183,10 +218,11 @@ pub fn read(
             ),
         ));
     }
-    for n in &mut nodes {
-        n.cpus = n.cpus.intersection(&usable);
-    }
+    Ok(usable)
+}
 
+/// Each usable CPU's core, package, node, L3 domain and SMT siblings.
+fn read_cpus(cpu_dir: &Path, nodes: &[Node], usable: &CpuList) -> Result<Vec<Cpu>, TopologyError> {
     let mut cpus: Vec<Cpu> = Vec::with_capacity(usable.len());
     let mut core_ids: BTreeMap<(u32, u32), u32> = BTreeMap::new();
     // L3 domains already read, and the cache index that held the L3: on a
@@ -251,7 +287,7 @@ pub fn read(
             package,
             node,
             l3,
-            siblings: siblings.intersection(&usable),
+            siblings: siblings.intersection(usable),
         });
     }
     for i in 0..cpus.len() {
@@ -263,7 +299,7 @@ pub fn read(
                 .map_or(cpus[i].id, |c| c.id);
         }
     }
-    Ok(Topology { cpus, nodes })
+    Ok(cpus)
 }
 
 const NO_L3: u32 = u32::MAX;
