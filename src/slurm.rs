@@ -136,53 +136,8 @@ pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
     let sha = results::sha256_hex(batch.source.as_bytes());
 
     let (dir, skip, previous) = match &a.resume {
-        Some(dir) => {
-            let old = read_submission(dir)?;
-            if old.job_file_sha256 != sha && !a.force {
-                return Err((
-                    Kind::Invalid,
-                    format!(
-                        "{} changed since the batch in {} was submitted; resume with --force to run the missing runs of the new file",
-                        a.file.display(),
-                        dir.display()
-                    ),
-                ));
-            }
-            merge(dir)?;
-            let skip = dir.join("skip.csv");
-            let merged = dir.join("runs.csv");
-            if merged.exists() {
-                std::fs::copy(&merged, &skip).map_err(|e| {
-                    env_err(format!(
-                        "copy {} to {}: {e}",
-                        merged.display(),
-                        skip.display()
-                    ))
-                })?;
-            }
-            let mut previous = old.previous;
-            previous.push(old.job_id);
-            (dir.clone(), merged.exists().then_some(skip), previous)
-        }
-        None => {
-            let dir = a
-                .out
-                .clone()
-                .unwrap_or_else(|| results::default_dir(&batch.name));
-            if dir.join("slurm.json").exists() {
-                return Err((
-                    Kind::Invalid,
-                    format!(
-                        "{} holds a submitted batch already; use --resume {} to continue it",
-                        dir.display(),
-                        dir.display()
-                    ),
-                ));
-            }
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| env_err(format!("cannot create {}: {e}", dir.display())))?;
-            (dir, None, Vec::new())
-        }
+        Some(dir) => resumed(a, dir, &sha)?,
+        None => fresh_dir(a, &batch.name)?,
     };
     let dir =
         std::fs::canonicalize(&dir).map_err(|e| env_err(format!("{}: {e}", dir.display())))?;
@@ -208,30 +163,7 @@ pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
     let script = dir.join("packrun.sbatch");
     fsx::write(&script, batch_script(a, &batch.name, &dir, &packrun)).map_err(io)?;
 
-    let out = Command::new("sbatch")
-        .arg("--parsable")
-        .arg(&script)
-        .output()
-        .map_err(|e| {
-            env_err(format!(
-                "cannot run sbatch: {e}; is Slurm's client installed and on PATH?"
-            ))
-        })?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(env_err(format!(
-            "sbatch {} failed ({}): {}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let job_id = parse_job_id(&stdout).ok_or_else(|| {
-        env_err(format!(
-            "sbatch printed `{}`, expected a job id",
-            stdout.trim()
-        ))
-    })?;
+    let job_id = sbatch(&script)?;
     let sub = Submission {
         job_id: job_id.clone(),
         nodes: a.nodes,
@@ -253,6 +185,85 @@ pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
         dir.display()
     );
     Ok(())
+}
+
+/// A submitted batch to continue: its folder, merged so far; the runs
+/// recorded there (a copy, skip.csv), and the jobs submitted before.
+type Resumed = (PathBuf, Option<PathBuf>, Vec<String>);
+
+fn resumed(a: &SubmitArgs, dir: &Path, sha: &str) -> Result<Resumed, Failure> {
+    let old = read_submission(dir)?;
+    if old.job_file_sha256 != *sha && !a.force {
+        return Err((
+            Kind::Invalid,
+            format!(
+                "{} changed since the batch in {} was submitted; resume with --force to run the missing runs of the new file",
+                a.file.display(),
+                dir.display()
+            ),
+        ));
+    }
+    merge(dir)?;
+    let skip = dir.join("skip.csv");
+    let merged = dir.join("runs.csv");
+    if merged.exists() {
+        std::fs::copy(&merged, &skip).map_err(|e| {
+            env_err(format!(
+                "copy {} to {}: {e}",
+                merged.display(),
+                skip.display()
+            ))
+        })?;
+    }
+    let mut previous = old.previous;
+    previous.push(old.job_id);
+    Ok((dir.to_path_buf(), merged.exists().then_some(skip), previous))
+}
+
+/// A new results folder for a batch, refused if it holds a submitted one.
+fn fresh_dir(a: &SubmitArgs, name: &str) -> Result<Resumed, Failure> {
+    let dir = a.out.clone().unwrap_or_else(|| results::default_dir(name));
+    if dir.join("slurm.json").exists() {
+        return Err((
+            Kind::Invalid,
+            format!(
+                "{} holds a submitted batch already; use --resume {} to continue it",
+                dir.display(),
+                dir.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| env_err(format!("cannot create {}: {e}", dir.display())))?;
+    Ok((dir, None, Vec::new()))
+}
+
+/// Submits the batch script; the job id sbatch printed.
+fn sbatch(script: &Path) -> Result<String, Failure> {
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(script)
+        .output()
+        .map_err(|e| {
+            env_err(format!(
+                "cannot run sbatch: {e}; is Slurm's client installed and on PATH?"
+            ))
+        })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(env_err(format!(
+            "sbatch {} failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    parse_job_id(&stdout).ok_or_else(|| {
+        env_err(format!(
+            "sbatch printed `{}`, expected a job id",
+            stdout.trim()
+        ))
+    })
 }
 
 fn read_submission(dir: &Path) -> Result<Submission, Failure> {
