@@ -916,7 +916,6 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
         }
     }
     let dom = &a.domains[d];
-    let total: u32 = dom.total.iter().sum();
     let whose = match run.group() {
         Some(g) => format!("group `{g}`"),
         None if a.domains.len() > 1 => "the machine outside groups".to_string(),
@@ -946,6 +945,37 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
             return out;
         }
     }
+    diagnose_cpus(r, a, (d, &nodes, &whose), &mut out, &err);
+    diagnose_memory(r, a, (d, &nodes, &whose), &mut out, &err);
+    if out.is_empty() {
+        err(
+            &mut out,
+            "resources".into(),
+            format!("{} CPUs", r.cpus),
+            format!("no placement on {whose} satisfies it"),
+        );
+    }
+    out
+}
+
+/// Adds a problem to the list: field, what was asked, what is available.
+type Say<'a> = dyn Fn(&mut Vec<PlanError>, String, String, String) + 'a;
+
+/// A place in the allocator's domains: the domain, its nodes the run may
+/// use, and how messages name it.
+type Where<'a> = (usize, &'a [usize], &'a str);
+
+/// Why a run's CPUs (a count or a cpuset) do not fit its domain.
+fn diagnose_cpus(
+    r: &crate::spec::Resources,
+    a: &Allocator,
+    (d, nodes, whose): Where,
+    out: &mut Vec<PlanError>,
+    err: &Say<'_>,
+) {
+    let sh = &a.shape;
+    let dom = &a.domains[d];
+    let total: u32 = dom.total.iter().sum();
     if let Some(set) = &r.cpuset {
         let bad: Vec<u32> = set
             .iter()
@@ -958,7 +988,7 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
                     .map(|c| sh.cpu_ids[c]),
             );
             err(
-                &mut out,
+                out,
                 "resources.cpuset".into(),
                 set.to_string(),
                 format!("{whose} has CPUs {mine} (not {})", CpuList::from_ids(bad)),
@@ -968,7 +998,7 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
         let on_nodes: u32 = nodes.iter().map(|&n| dom.total[n]).sum();
         if r.cpus == 0 {
             err(
-                &mut out,
+                out,
                 "resources.cpus".into(),
                 "0 CPUs".into(),
                 "a run needs at least 1".into(),
@@ -980,37 +1010,40 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
                 ""
             };
             err(
-                &mut out,
+                out,
                 "resources.cpus".into(),
                 format!("{} CPUs", r.cpus),
                 format!("{whose} has {on_nodes}{where_} (of {total})"),
             );
         }
     }
+}
+
+/// Why a run's memory does not fit the nodes it may use; said only when
+/// nothing else was (`out` empty) unless the memory exceeds them outright.
+fn diagnose_memory(
+    r: &crate::spec::Resources,
+    a: &Allocator,
+    (d, nodes, whose): Where,
+    out: &mut Vec<PlanError>,
+    err: &Say<'_>,
+) {
+    let dom = &a.domains[d];
     if let Some(mem) = r.memory {
         let pool = &a.pools[dom.pool];
         let cap: u64 = nodes.iter().map(|&n| pool[n]).sum();
         let largest = nodes.iter().map(|&n| pool[n]).max().unwrap_or(0);
         if mem > cap {
-            err(&mut out, "resources.memory".into(), fmt_bytes(mem), format!("{whose} has {} to give on {} (node budgets are MemTotal minus min(5%, 256MiB))", fmt_bytes(cap), if nodes.len() == 1 { "its node" } else { "all its nodes together" }));
+            err(out, "resources.memory".into(), fmt_bytes(mem), format!("{whose} has {} to give on {} (node budgets are MemTotal minus min(5%, 256MiB))", fmt_bytes(cap), if nodes.len() == 1 { "its node" } else { "all its nodes together" }));
         } else if out.is_empty() {
             err(
-                &mut out,
+                out,
                 "resources.memory".into(),
                 format!("{} with {} CPUs", fmt_bytes(mem), r.cpus),
                 format!("memory is charged in equal shares to the run's nodes and no set of nodes with free CPUs for it has enough (largest node budget in {whose}: {})", fmt_bytes(largest)),
             );
         }
     }
-    if out.is_empty() {
-        err(
-            &mut out,
-            "resources".into(),
-            format!("{} CPUs", r.cpus),
-            format!("no placement on {whose} satisfies it"),
-        );
-    }
-    out
 }
 
 /// One run in the simulated schedule.
