@@ -385,7 +385,6 @@ fn privileges(p: &Probe, mounts: &Mounts) -> Check {
 
 fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
     const V: &str = "cgroup version";
-    const C: &str = "cgroup controllers";
     let unified_fix = "add systemd.unified_cgroup_hierarchy=1 to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot)";
     // /proc/cgroups: `subsys_name hierarchy num_cgroups enabled`.
     let enabled: Vec<(String, bool)> = p
@@ -474,6 +473,14 @@ fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
             ));
         }
     }
+    let ctrl = controllers_check(&have, v2, &missing, fixes);
+    vec![version, ctrl]
+}
+
+/// The controllers line: which of the required ones (and the I/O one)
+/// are usable, and the fixes of the missing ones.
+fn controllers_check(have: &[String], v2: bool, missing: &[&str], mut fixes: Vec<String>) -> Check {
+    const C: &str = "cgroup controllers";
     let io = if v2 { "io" } else { "blkio" };
     let mut usable: Vec<&str> = REQUIRED
         .iter()
@@ -512,7 +519,7 @@ fn cgroups(p: &Probe, mounts: &Mounts) -> Vec<Check> {
             },
         )
     };
-    vec![version, ctrl]
+    ctrl
 }
 
 fn namespaces(p: &Probe) -> Vec<Check> {
