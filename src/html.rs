@@ -674,31 +674,7 @@ fn ratio_chart(c: &Comparison, metric: usize) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height:.0}\" viewBox=\"0 0 {W} {height:.0}\" class=\"ratio-chart\" data-metric=\"{}\" role=\"img\" aria-label=\"B/A {name}\"><text x=\"{L}\" y=\"16\" style=\"font-weight:600;font-size:12px\">B/A {name}</text>\n",
         esc(&format!("{:?}", geo.metric).to_lowercase()),
     );
-    // Ticks at 1, 1.01 … 1000 and their reciprocals, at least 34 px apart
-    // going out from 1.
-    let mut ups = vec![1.0];
-    for t in [
-        1.01f64, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0,
-    ] {
-        if t.ln() <= lim && x(t) - x(ups[ups.len() - 1]) >= 34.0 {
-            ups.push(t);
-        }
-    }
-    let ticks = ups
-        .iter()
-        .skip(1)
-        .map(|t| 1.0 / t)
-        .chain(ups.iter().copied());
-    for t in ticks {
-        let _ = writeln!(
-            s,
-            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{T}\" y2=\"{1:.1}\" stroke=\"#e6e6e6\"/><text x=\"{0:.1}\" y=\"{2:.1}\" text-anchor=\"middle\">{3}</text>",
-            x(t),
-            T + plot_h,
-            T + plot_h + 14.0,
-            svg::num(t)
-        );
-    }
+    ratio_ticks(&mut s, &x, lim, (T, plot_h));
     let _ = writeln!(
         s,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"sub\">← B faster/smaller · B slower/larger →</text>",
@@ -765,6 +741,34 @@ fn ratio_chart(c: &Comparison, metric: usize) -> String {
         T + plot_h
     );
     s
+}
+
+/// The ratio chart's ticks at 1, 1.01 … 1000 and their reciprocals, at
+/// least 34 px apart going out from 1, over the plot's height.
+fn ratio_ticks(s: &mut String, x: &impl Fn(f64) -> f64, lim: f64, (top, plot_h): (f64, f64)) {
+    let mut ups = vec![1.0];
+    for t in [
+        1.01f64, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0,
+    ] {
+        if t.ln() <= lim && x(t) - x(ups[ups.len() - 1]) >= 34.0 {
+            ups.push(t);
+        }
+    }
+    let ticks = ups
+        .iter()
+        .skip(1)
+        .map(|t| 1.0 / t)
+        .chain(ups.iter().copied());
+    for t in ticks {
+        let _ = writeln!(
+            s,
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{top}\" y2=\"{1:.1}\" stroke=\"#e6e6e6\"/><text x=\"{0:.1}\" y=\"{2:.1}\" text-anchor=\"middle\">{3}</text>",
+            x(t),
+            top + plot_h,
+            top + plot_h + 14.0,
+            svg::num(t)
+        );
+    }
 }
 
 /// One row of the ratio chart: its label left of the plot (at `left`),
