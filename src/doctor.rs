@@ -176,6 +176,7 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(isolation(p));
     out.push(swap(p));
     out.push(claims(p));
+    out.push(results_disk(p));
     out
 }
 
@@ -885,6 +886,75 @@ fn claims(p: &Probe) -> Check {
                 .join(" ")
         ),
     )
+}
+
+/// The free space under the folder a batch started here writes its results
+/// to (`results/`, or where it would be made), and each run's default
+/// disk budget there (see `results::disk_share`).
+fn results_disk(p: &Probe) -> Check {
+    let dir = crate::results::default_dir("x")
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let at = cwd.join(&dir);
+    // The folder itself, else the nearest one that exists (it is made there).
+    let existing = at
+        .ancestors()
+        .map(|a| p.path(&a.to_string_lossy()))
+        .find(|a| a.is_dir())
+        .unwrap_or_else(|| p.root.clone());
+    let free = crate::results::free_space(&existing);
+    let slots = p.affinity.as_ref().map_or(1, |a| a.len().max(1));
+    disk_line(&at, free.map_err(|e| crate::fsx::chain(&e)), slots)
+}
+
+/// The `results disk` line for `free` bytes free under `dir` and at most
+/// `slots` runs at once.
+fn disk_line(dir: &Path, free: Result<u64, String>, slots: usize) -> Check {
+    const N: &str = "results disk";
+    let human = crate::report::human_bytes;
+    let free = match free {
+        Ok(f) => f,
+        Err(e) => {
+            return bad(
+                N,
+                Level::Warn,
+                format!("free space under {} unknown: {e}", dir.display()),
+                "give a folder packrun can write with --out DIR",
+            )
+        }
+    };
+    // For a batch of one run a slot; more runs keep more for their rows.
+    let reserve = crate::results::reserve_for(slots);
+    let Some(share) = crate::results::disk_share(free, reserve + (1 << 20), slots) else {
+        return bad(
+            N,
+            Level::Fail,
+            format!(
+                "{} free under {}: packrun keeps {} (2 MiB + 2 KiB a run) there for its records and needs 1 MiB more",
+                human(free),
+                dir.display(),
+                human(reserve)
+            ),
+            "free space there, or give another folder with --out DIR",
+        );
+    };
+    let detail = format!(
+        "{} free under {}; packrun keeps 2 MiB + 2 KiB a run for its records; each of up to {slots} runs at once may write {} (writable dirs and logs) unless its job sets resources.disk",
+        human(free),
+        dir.display(),
+        human(share)
+    );
+    if share < 64 << 20 {
+        return bad(
+            N,
+            Level::Warn,
+            detail + ": little room per run",
+            "free space there, or give another folder with --out DIR",
+        );
+    }
+    ok(N, detail)
 }
 
 /// The checks as lines for the terminal, ending with the verdict. No colour.

@@ -760,7 +760,12 @@ impl RunsCsv {
     pub fn append(&mut self, rec: &Record) -> Result<(), PathError> {
         let row = Row::from_record(rec, &self.host);
         let line = csv_line(&row.cells(&self.params));
-        self.file.write_all(&line).at("write", &self.path)?;
+        if let Err(e) = self.file.write_all(&line) {
+            // A full disk can take half a row: cut it, so that the row can
+            // be written again whole.
+            let _ = drop_torn_last_line(&self.file, &self.path);
+            return Err(PathError::new("write", &self.path, e));
+        }
         self.unsynced = true;
         Ok(())
     }
@@ -773,6 +778,103 @@ impl RunsCsv {
             self.unsynced = false;
         }
         Ok(())
+    }
+}
+
+/// Space packrun keeps for its own records in a results folder: the rows
+/// still to come (about 2 KiB each, with room for a long reason), the
+/// summary, the manifest and the names of the logs. 2 MiB + 2 KiB a run,
+/// at most 256 MiB.
+pub fn reserve_for(runs: usize) -> u64 {
+    ((2u64 << 20) + 2048 * runs as u64).min(256 << 20)
+}
+
+/// The disk budget of a run whose job gives none: an equal share, among
+/// the runs that can go at once (`slots`), of the space free under the
+/// results folder less packrun's reserve. None when nothing is left.
+pub fn disk_share(free: u64, reserve: u64, slots: usize) -> Option<u64> {
+    let left = free.checked_sub(reserve)?;
+    Some(left / slots.max(1) as u64).filter(|&s| s > 0)
+}
+
+/// Free space under `path` for unprivileged ids (what a run may write
+/// there) and for packrun itself (root may have the file system's reserve).
+pub fn free_space(path: &Path) -> Result<u64, PathError> {
+    let st =
+        nix::sys::statvfs::statvfs(path).map_err(|e| PathError::new("statvfs", path, e.into()))?;
+    Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+/// Whether a write failed because the disk (or a quota) is full.
+pub fn disk_full(e: &PathError) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// A file of preallocated blocks in the results folder (`.reserve`) that
+/// packrun frees when the disk fills, so that the rows, the summary and
+/// the manifest still get written. It is removed when dropped.
+pub struct Reserve {
+    path: PathBuf,
+    held: u64,
+}
+
+impl Reserve {
+    /// Allocates `bytes` at `dir/.reserve` (fallocate; zeros where the
+    /// file system has no fallocate).
+    pub fn make(dir: &Path, bytes: u64) -> Result<Reserve, PathError> {
+        let path = dir.join(".reserve");
+        let f = File::create(&path).at("create", &path)?;
+        let mut reserve = Reserve { path, held: 0 };
+        match nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, bytes as i64) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EOPNOTSUPP) => {
+                let zeros = vec![0u8; 64 << 10];
+                let mut left = bytes;
+                let mut w = &f;
+                while left > 0 {
+                    let n = left.min(zeros.len() as u64) as usize;
+                    w.write_all(&zeros[..n]).at("write", &reserve.path)?;
+                    left -= n as u64;
+                }
+            }
+            Err(e) => return Err(PathError::new("fallocate", &reserve.path, e.into())),
+        }
+        f.sync_all().at("sync", &reserve.path)?;
+        reserve.held = bytes;
+        Ok(reserve)
+    }
+
+    /// Frees the reserve for packrun's records; returns how many bytes it
+    /// freed (0: nothing was left to free).
+    pub fn release(&mut self) -> u64 {
+        let freed = std::mem::take(&mut self.held);
+        if freed > 0 {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        freed
+    }
+
+    /// Runs `write`; when it fails because the disk is full and the reserve
+    /// still holds space, frees it and runs `write` once more. `freed` is
+    /// told how much was freed.
+    pub fn write<T>(
+        &mut self,
+        mut write: impl FnMut() -> Result<T, PathError>,
+        freed: &mut dyn FnMut(u64),
+    ) -> Result<T, PathError> {
+        match write() {
+            Err(e) if disk_full(&e) && self.held > 0 => {
+                freed(self.release());
+                write()
+            }
+            r => r,
+        }
+    }
+}
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
