@@ -1619,4 +1619,34 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn the_results_disk_line_shows_the_free_space_and_each_runs_share_or_fails_without_room() {
+        let dir = Path::new("/data/results");
+        let c = disk_line(dir, Ok(10 << 30), 4);
+        assert_eq!(c.level, Level::Ok);
+        assert!(
+            c.detail.starts_with("10.0 GiB free under /data/results;"),
+            "{}",
+            c.detail
+        );
+        assert!(
+            c.detail
+                .contains("each of up to 4 runs at once may write 2.5 GiB"),
+            "{}",
+            c.detail
+        );
+        let c = disk_line(dir, Ok(100 << 20), 4);
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.detail.contains("may write 24.2 MiB"), "{}", c.detail);
+        let c = disk_line(dir, Ok(2 << 20), 2);
+        assert_eq!(c.level, Level::Fail);
+        assert!(
+            c.detail
+                .starts_with("2.0 MiB free under /data/results: packrun keeps"),
+            "{}",
+            c.detail
+        );
+        assert!(c.fix.unwrap().contains("--out"));
+    }
 }

@@ -1049,6 +1049,7 @@ pub(crate) fn sample_record(key: &str, state: State) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn record(key: &str, state: State) -> Record {
         sample_record(key, state)
@@ -1304,5 +1305,59 @@ mod tests {
         );
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn a_write_that_finds_the_disk_full_frees_the_reserve_and_is_tried_once_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reserve = Reserve::make(dir.path(), 1 << 20).unwrap();
+        let file = dir.path().join(".reserve");
+        assert!(std::fs::metadata(&file).unwrap().blocks() * 512 >= 1 << 20);
+        let full = || {
+            PathError::new(
+                "write",
+                "x",
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            )
+        };
+        let mut tries = 0;
+        let mut freed = 0;
+        let r = reserve.write(
+            || {
+                tries += 1;
+                match tries {
+                    1 => Err(full()),
+                    _ => Ok(tries),
+                }
+            },
+            &mut |n| freed += n,
+        );
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(freed, 1 << 20);
+        assert!(!file.exists());
+        // Nothing left to free: the next full disk is an error.
+        assert!(disk_full(
+            &reserve
+                .write(|| Err::<(), _>(full()), &mut |_| panic!())
+                .unwrap_err()
+        ));
+        // Another error is not retried.
+        let mut reserve = Reserve::make(dir.path(), 4096).unwrap();
+        let other = || PathError::new("write", "x", std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(reserve
+            .write(|| Err::<(), _>(other()), &mut |_| panic!())
+            .is_err());
+        drop(reserve);
+        assert!(!file.exists(), "dropped with the batch");
+    }
+
+    #[test]
+    fn each_run_gets_an_equal_share_of_what_is_free_less_the_reserve() {
+        assert_eq!(reserve_for(0), 2 << 20);
+        assert_eq!(reserve_for(1000), (2 << 20) + 2_048_000);
+        assert_eq!(reserve_for(10_000_000), 256 << 20);
+        assert_eq!(disk_share(10 << 20, 2 << 20, 2), Some(4 << 20));
+        assert_eq!(disk_share(1 << 20, 2 << 20, 2), None);
+        assert_eq!(disk_share(2 << 20, 2 << 20, 0), None);
     }
 }

@@ -320,3 +320,17 @@ fn exec_kills_a_run_at_its_disk_and_file_budgets() {
     );
     assert!(disk.free() > 0);
 }
+
+#[test]
+fn exec_refuses_a_disk_budget_without_a_writable_dir_to_limit() {
+    let o = Command::new(BIN)
+        .args(["exec", "--disk", "1MiB", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--disk and --files limit the run's writable dirs, and it has none: expected --writable DIR"),
+        "{err}"
+    );
+}

@@ -1387,6 +1387,7 @@ mod tests {
             cpu_lock: Some(blocker.join("cpus")),
             single: false,
             ids: IdSource::Own { uid: 0, gid: 0 },
+            disk_default: None,
         };
         let runs = keyed(vec![run("a", 1, 1)]);
         let alloc = Allocator::new(&two_cpus(), &[]);
@@ -1488,6 +1489,121 @@ mod tests {
             fn tidy(&mut self) -> Vec<String> {
                 Vec::new()
             }
+            fn disk_default(&self) -> Option<u64> {
+                None
+            }
+            fn disk_use(&mut self, _: usize) -> Option<Result<DiskUse, String>> {
+                None
+            }
         }
+    }
+
+    fn disk_hog(rate: u64, secs: f64) -> Script {
+        Script {
+            secs,
+            disk_rate: Some(rate),
+            ..Script::default()
+        }
+    }
+
+    #[test]
+    fn a_run_over_its_disk_budget_is_killed_as_failed_with_the_budget_in_its_row() {
+        let mut runs = keyed(vec![run("hog", 1, 60), run("calm", 1, 1)]);
+        runs[0].resources.disk = Some(100 << 20);
+        runs[1].resources.disk = Some(100 << 20);
+        // 50 MiB a second: over 100 MiB after 2 s; the calm one writes 1 MiB/s.
+        let mut fake = Fake::new(&[
+            ("hog", disk_hog(50 << 20, 60.0)),
+            ("calm", disk_hog(1 << 20, 5.0)),
+        ]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let hog = state_of(&b, "hog-0");
+        assert_eq!(hog.state, State::Failed);
+        assert!(
+            hog.termination_reason
+                .starts_with("disk budget 100.0 MiB exceeded: "),
+            "{}",
+            hog.termination_reason
+        );
+        // Caught within the shortest check interval of the budget's end.
+        assert!(
+            hog.wall_time >= Duration::from_secs(2),
+            "{:?}",
+            hog.wall_time
+        );
+        assert!(
+            hog.wall_time <= Duration::from_secs(2) + DISK_CHECK_MIN * 2,
+            "{:?}",
+            hog.wall_time
+        );
+        assert_eq!(state_of(&b, "calm-1").state, State::Completed);
+    }
+
+    #[test]
+    fn the_default_disk_budget_applies_to_runs_whose_job_gives_none_and_files_count_too() {
+        let mut runs = keyed(vec![run("hog", 1, 60), run("maker", 1, 60)]);
+        runs[1].resources.files = Some(1000);
+        let mut maker = disk_hog(0, 60.0);
+        maker.files_rate = 100;
+        let mut fake = Fake::new(&[("hog", disk_hog(10 << 20, 60.0)), ("maker", maker)]);
+        fake.disk_default = Some(30 << 20);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let hog = state_of(&b, "hog-0");
+        assert_eq!(hog.state, State::Failed);
+        assert!(hog.termination_reason.starts_with("disk budget 30.0 MiB"));
+        let maker = state_of(&b, "maker-1");
+        assert_eq!(maker.state, State::Failed);
+        assert!(
+            maker
+                .termination_reason
+                .starts_with("file budget 1000 exceeded: "),
+            "{}",
+            maker.termination_reason
+        );
+        assert!(maker.wall_time >= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_run_that_went_over_its_budget_between_checks_and_ended_is_failed_all_the_same() {
+        // 2 GiB/s for 30 ms against 32 MiB: ends before its first check.
+        let mut runs = keyed(vec![run("burst", 1, 1)]);
+        runs[0].resources.disk = Some(32 << 20);
+        let mut fake = Fake::new(&[("burst", disk_hog(2 << 30, 0.03))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let r = state_of(&b, "burst-0");
+        assert_eq!(r.state, State::Failed);
+        assert!(
+            r.termination_reason.ends_with("(seen as it ended)"),
+            "{}",
+            r.termination_reason
+        );
+    }
+
+    #[test]
+    fn runs_without_a_disk_budget_are_never_measured() {
+        let runs = keyed(vec![run("a", 1, 1), run("a", 1, 1)]);
+        let mut fake = Fake::new(&[("a", disk_hog(1 << 30, 5.0))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert!(b.outcome.all_completed);
+        assert_eq!(fake.disk_checks, 0);
+    }
+
+    #[test]
+    fn disk_checks_come_sooner_as_the_budget_runs_out_and_never_cost_more_than_a_twentieth() {
+        let at = |used: u64, took_ms: u64| {
+            disk_check_interval(
+                1 << 30,
+                None,
+                DiskUse {
+                    bytes: used,
+                    files: 0,
+                    took: Duration::from_millis(took_ms),
+                },
+            )
+        };
+        assert_eq!(at(0, 0), DISK_CHECK_MAX);
+        assert_eq!(at(512 << 20, 0), Duration::from_millis(500));
+        assert_eq!(at(1 << 30, 0), DISK_CHECK_MIN);
+        assert_eq!(at(1 << 30, 10), Duration::from_millis(200));
     }
 }

@@ -177,6 +177,29 @@ mod tests {
     }
 
     #[test]
+    fn disk_files_and_writable_flags_become_the_runs_budgets_and_bad_ones_name_the_flag() {
+        let mut r = req();
+        r.disk = Some("64MiB".into());
+        r.files = Some(100);
+        r.writable = vec![PathBuf::from("/out")];
+        let run = exec_run(&r, Path::new("/")).unwrap();
+        assert_eq!(run.resources.disk, Some(64 << 20));
+        assert_eq!(run.resources.files, Some(100));
+        assert_eq!(run.container.writable, [PathBuf::from("/out")]);
+        let mut r = req();
+        r.disk = Some("lots".into());
+        r.files = Some(0);
+        r.writable = vec![PathBuf::from("out")];
+        let e = exec_run(&r, Path::new("/")).unwrap_err();
+        assert!(e.contains("--disk: invalid size `lots`"), "{e}");
+        assert!(e.contains("--files: files `0` must be at least 1"), "{e}");
+        assert!(
+            e.contains("--writable: relative writable path `out`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn zero_sizes_and_durations_are_refused_naming_the_flag() {
         let mut r = req();
         r.memory = Some("0".into());
