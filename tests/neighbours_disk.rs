@@ -171,7 +171,7 @@ fn a_hog_is_stopped_at_its_disk_budget_and_its_neighbours_writes_and_stdout_surv
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     assert!(
-        written >= 8 << 20 && written < 40 << 20,
+        (8 << 20..40 << 20).contains(&written),
         "the hog wrote {written} bytes"
     );
     assert_neighbour_whole(&out, &rows, &err);
