@@ -333,7 +333,8 @@ fn run_into(
             progress.finished(&rec);
         }
         crate::run::Event::Step(step) => {
-            if let Err(x) = results::append_step(dir, &step) {
+            if let Err(x) = reserve.write(|| results::append_step(dir, &step), &mut |n| freed += n)
+            {
                 progress.note(&format!(
                     "packrun run: {} step of run {} not recorded: {}",
                     step.step,

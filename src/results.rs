@@ -702,7 +702,16 @@ pub fn append_step(dir: &Path, rec: &StepRecord) -> Result<(), PathError> {
         rec.state.as_str().to_string(),
         rec.termination_reason.clone(),
     ]));
-    f.write_all(&out).at("write", &path)
+    if let Err(e) = f.write_all(&out) {
+        // A full disk can take part of it: leave no torn line behind, so
+        // that it can be written again whole.
+        let _ = match new {
+            true => std::fs::remove_file(&path).at("remove", &path),
+            false => drop_torn_last_line(&f, &path),
+        };
+        return Err(PathError::new("write", &path, e));
+    }
+    Ok(())
 }
 
 /// runs.csv, appended one whole row at a time and fsync'd, so a crash never
