@@ -487,9 +487,18 @@ fn disk_plan(
     cpus: usize,
     max_parallel: Option<usize>,
 ) -> Result<DiskPlan, Error> {
-    let free = results::free_space(dir).map_err(|x| environmental(&x))?;
     let reserve = results::reserve_for(to_run);
     let human = report::human_bytes;
+    let Some(free) = results::free_space(dir).map_err(|x| environmental(&x))? else {
+        return Ok(DiskPlan {
+            reserve,
+            share: None,
+            warnings: vec![format!(
+                "packrun run: the file system under {} reports no size (ramfs?): runs get no default disk budget there",
+                dir.display()
+            )],
+        });
+    };
     // Room for the reserve and a little beside it for the runs' logs.
     if free < reserve + (1 << 20) {
         return Err(Error::Environment {

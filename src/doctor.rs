@@ -911,11 +911,20 @@ fn results_disk(p: &Probe) -> Check {
 
 /// The `results disk` line for `free` bytes free under `dir` and at most
 /// `slots` runs at once.
-fn disk_line(dir: &Path, free: Result<u64, String>, slots: usize) -> Check {
+fn disk_line(dir: &Path, free: Result<Option<u64>, String>, slots: usize) -> Check {
     const N: &str = "results disk";
     let human = crate::report::human_bytes;
     let free = match free {
-        Ok(f) => f,
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return ok(
+                N,
+                format!(
+                    "the file system under {} reports no size (ramfs): runs get no default disk budget there",
+                    dir.display()
+                ),
+            )
+        }
         Err(e) => {
             return bad(
                 N,
@@ -1623,7 +1632,7 @@ mod tests {
     #[test]
     fn the_results_disk_line_shows_the_free_space_and_each_runs_share_or_fails_without_room() {
         let dir = Path::new("/data/results");
-        let c = disk_line(dir, Ok(10 << 30), 4);
+        let c = disk_line(dir, Ok(Some(10 << 30)), 4);
         assert_eq!(c.level, Level::Ok);
         assert!(
             c.detail.starts_with("10.0 GiB free under /data/results;"),
@@ -1636,10 +1645,10 @@ mod tests {
             "{}",
             c.detail
         );
-        let c = disk_line(dir, Ok(100 << 20), 4);
+        let c = disk_line(dir, Ok(Some(100 << 20)), 4);
         assert_eq!(c.level, Level::Warn);
         assert!(c.detail.contains("may write 24.2 MiB"), "{}", c.detail);
-        let c = disk_line(dir, Ok(2 << 20), 2);
+        let c = disk_line(dir, Ok(Some(2 << 20)), 2);
         assert_eq!(c.level, Level::Fail);
         assert!(
             c.detail
@@ -1648,5 +1657,9 @@ mod tests {
             c.detail
         );
         assert!(c.fix.unwrap().contains("--out"));
+        // ramfs reports no size: nothing to share out, and no refusal.
+        let c = disk_line(dir, Ok(None), 2);
+        assert_eq!(c.level, Level::Ok);
+        assert!(c.detail.contains("reports no size"), "{}", c.detail);
     }
 }

@@ -807,11 +807,12 @@ pub fn disk_share(free: u64, reserve: u64, slots: usize) -> Option<u64> {
 }
 
 /// Free space under `path` for unprivileged ids (what a run may write
-/// there) and for packrun itself (root may have the file system's reserve).
-pub fn free_space(path: &Path) -> Result<u64, PathError> {
+/// there; root may have the file system's reserve besides). None for a
+/// file system that reports no size (ramfs): nothing to share out.
+pub fn free_space(path: &Path) -> Result<Option<u64>, PathError> {
     let st =
         nix::sys::statvfs::statvfs(path).map_err(|e| PathError::new("statvfs", path, e.into()))?;
-    Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+    Ok((st.blocks() > 0).then(|| st.blocks_available() as u64 * st.fragment_size() as u64))
 }
 
 /// Whether a write failed because the disk (or a quota) is full.

@@ -621,8 +621,7 @@ impl Host<'_> {
         let Output::Logs(dir) = &self.opts.output else {
             return None;
         };
-        let st = nix::sys::statvfs::statvfs(dir).ok()?;
-        Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+        crate::results::free_space(dir).ok().flatten()
     }
 }
 
