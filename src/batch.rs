@@ -283,6 +283,17 @@ fn run_into(
                 .collect(),
         },
     };
+    // Before anything is written: is there room for the records, and what
+    // does each run get?
+    let to_run = batch.runs.len().saturating_sub(done.len());
+    let disk = disk_plan(
+        dir,
+        batch,
+        to_run,
+        env.topology.cpus.len(),
+        req.max_parallel,
+    )?;
+    let mut reserve = results::Reserve::make(dir, disk.reserve).map_err(|x| e(&x))?;
     fsx::write(dir.join("job.yaml"), &batch.source).map_err(|x| e(&x))?;
     results::write_manifest(&dir.join("manifest.json"), &manifest).map_err(|x| e(&x))?;
 
@@ -296,17 +307,22 @@ fn run_into(
         cpu_lock: Some(crate::run::cpulock::default_path()),
         single: false,
         ids,
+        disk_default: disk.share,
     };
     let mut progress = progress::Progress::new(batch.runs.len(), done.len(), planned, req.quiet);
     for line in reap_orphans(&env.hierarchy) {
         progress.note(&line);
     }
+    for line in &disk.warnings {
+        progress.note(line);
+    }
+    let mut freed = 0;
     let mut lost_rows = 0;
     let alloc = plan::Allocator::new(&env.topology, &batch.groups);
     let outcome = crate::run::execute(&batch.runs, alloc, &opts, &done, &mut |ev| match ev {
         crate::run::Event::Started { run, placement } => progress.started(run, placement),
         crate::run::Event::Finished(rec) => {
-            if let Err(x) = csv.append(&rec) {
+            if let Err(x) = reserve.write(|| csv.append(&rec), &mut |n| freed += n) {
                 lost_rows += 1;
                 progress.note(&format!(
                     "packrun run: row of run {} not recorded: {}",
@@ -317,7 +333,8 @@ fn run_into(
             progress.finished(&rec);
         }
         crate::run::Event::Step(step) => {
-            if let Err(x) = results::append_step(dir, &step) {
+            if let Err(x) = reserve.write(|| results::append_step(dir, &step), &mut |n| freed += n)
+            {
                 progress.note(&format!(
                     "packrun run: {} step of run {} not recorded: {}",
                     step.step,
@@ -328,31 +345,71 @@ fn run_into(
         }
         crate::run::Event::Note(text) => progress.note(&text),
         crate::run::Event::Flush => {
-            if let Err(x) = csv.sync() {
+            if let Err(x) = reserve.write(|| csv.sync(), &mut |n| freed += n) {
                 progress.note(&format!("packrun run: {}", fsx::chain(&x)));
             }
         }
     });
     // Also after an error that ended the loop early.
-    if let Err(x) = csv.sync() {
+    if let Err(x) = reserve.write(|| csv.sync(), &mut |n| freed += n) {
         progress.note(&format!("packrun run: {}", fsx::chain(&x)));
     }
     progress.finish();
     let outcome = outcome.map_err(|x| e(&x))?;
 
-    let all_completed = conclude(dir, &runs_csv, &mut manifest, &env.topology, &mut progress)?;
-    let all_ok = lost_rows == 0 && all_completed;
+    let concluded = conclude(
+        dir,
+        &runs_csv,
+        &mut manifest,
+        &env.topology,
+        &mut progress,
+        &mut reserve,
+        &mut freed,
+    );
+    drop(reserve);
+    if freed > 0 {
+        progress.note(&format!(
+            "packrun run: the disk under {} filled up; packrun wrote its records into the {} it had kept for them",
+            dir.display(),
+            report::human_bytes(freed)
+        ));
+    }
+    let all_completed = match concluded {
+        Ok(c) => c,
+        // The runs ran and their rows are in runs.csv as far as the disk
+        // let them: not "the environment cannot run it".
+        Err(Concluded::DiskFull(x)) => {
+            progress.note(&format!(
+                "packrun run: {} (the disk is full); `packrun report {}` writes the summary again once there is room",
+                fsx::chain(&x),
+                dir.display()
+            ));
+            return Ok(ExitCode::from(exit::RECORDS_LOST));
+        }
+        Err(Concluded::Other(x)) => return Err(x),
+    };
+    if lost_rows > 0 {
+        return Ok(ExitCode::from(exit::RECORDS_LOST));
+    }
     Ok(if outcome.interrupted {
         ExitCode::from(exit::INTERRUPTED)
-    } else if all_ok {
+    } else if all_completed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(exit::RUN_FAILED)
     })
 }
 
+/// Why a batch's end could not be written.
+enum Concluded {
+    /// summary.csv or the manifest did not fit on the disk, reserve and all.
+    DiskFull(fsx::PathError),
+    Other(Error),
+}
+
 /// The end of a batch: summary.csv, the manifest's end and SMT sharing,
-/// report.html (up to HTML_MAX_RUNS runs), the summary table on screen.
+/// report.html (up to HTML_MAX_RUNS runs), the summary table on screen;
+/// what does not fit on a full disk goes into the reserve.
 /// Returns whether every run completed.
 fn conclude(
     dir: &Path,
@@ -360,14 +417,30 @@ fn conclude(
     manifest: &mut results::Manifest,
     topology: &crate::topology::Topology,
     progress: &mut progress::Progress,
-) -> Result<bool, Error> {
-    let e = |e: &dyn std::error::Error| environmental(e);
+    reserve: &mut results::Reserve,
+    freed: &mut u64,
+) -> Result<bool, Concluded> {
+    let e = |e: &dyn std::error::Error| Concluded::Other(environmental(e));
+    let written = |x: fsx::PathError| match results::disk_full(&x) {
+        true => Concluded::DiskFull(x),
+        false => Concluded::Other(environmental(&x)),
+    };
     let rows = results::read_rows_brief(runs_csv).map_err(|x| e(&x))?;
     let summaries = report::summarize(&rows);
-    report::write_summary(&dir.join("summary.csv"), &summaries).map_err(|x| e(&x))?;
+    let summary = dir.join("summary.csv");
+    reserve
+        .write(|| report::write_summary(&summary, &summaries), &mut |n| {
+            *freed += n
+        })
+        .map_err(written)?;
     manifest.end = Some(now());
     manifest.smt_shared_runs = report::smt_shared(&rows, topology);
-    results::write_manifest(&dir.join("manifest.json"), manifest).map_err(|x| e(&x))?;
+    let path = dir.join("manifest.json");
+    reserve
+        .write(|| results::write_manifest(&path, manifest), &mut |n| {
+            *freed += n
+        })
+        .map_err(written)?;
     let table = report::table(&summaries);
     let (count, all_completed) = (
         rows.len(),
@@ -392,6 +465,80 @@ fn conclude(
     }
     progress.note(&format!("results: {}", dir.display()));
     Ok(all_completed)
+}
+
+/// Where a batch stands on disk before it starts.
+struct DiskPlan {
+    /// What packrun keeps for its own records (results::reserve_for).
+    reserve: u64,
+    /// The default disk budget of a run (results::disk_share).
+    share: Option<u64>,
+    /// What the user should know before the runs start.
+    warnings: Vec<String>,
+}
+
+/// Checks the free space under the results folder `dir` before a batch of
+/// `to_run` runs on `cpus` CPUs starts: too little for packrun's records
+/// is an error; budgets larger than what is free are warned of.
+fn disk_plan(
+    dir: &Path,
+    batch: &spec::Batch,
+    to_run: usize,
+    cpus: usize,
+    max_parallel: Option<usize>,
+) -> Result<DiskPlan, Error> {
+    let reserve = results::reserve_for(to_run);
+    let human = report::human_bytes;
+    let Some(free) = results::free_space(dir).map_err(|x| environmental(&x))? else {
+        return Ok(DiskPlan {
+            reserve,
+            share: None,
+            warnings: vec![format!(
+                "packrun run: the file system under {} reports no size (ramfs?): runs get no default disk budget there",
+                dir.display()
+            )],
+        });
+    };
+    // Room for the reserve and a little beside it for the runs' logs.
+    if free < reserve + (1 << 20) {
+        return Err(Error::Environment {
+            during: "run",
+            message: format!(
+                "{} has {} free: packrun keeps {} there for its records (rows, summary, manifest) and needs 1 MiB more for the runs' logs; free some space or give another folder with --out",
+                dir.display(),
+                human(free),
+                human(reserve)
+            ),
+        });
+    }
+    // At most one run a CPU goes at once.
+    let slots = to_run
+        .min(cpus)
+        .min(max_parallel.unwrap_or(usize::MAX))
+        .max(1);
+    let share = results::disk_share(free, reserve, slots);
+    let mut warnings = Vec::new();
+    let mut told = std::collections::HashSet::new();
+    for r in batch.runs.iter() {
+        let Some(d) = r.resources().disk else {
+            continue;
+        };
+        if d > free - reserve && told.insert(r.job().to_string()) {
+            warnings.push(format!(
+                "packrun run: job `{}` has a disk budget of {}, more than the {} free under {} (less {} kept for packrun's records): it may fill the disk, and runs beside it lose their writes there",
+                r.job(),
+                human(d),
+                human(free),
+                dir.display(),
+                human(reserve)
+            ));
+        }
+    }
+    Ok(DiskPlan {
+        reserve,
+        share,
+        warnings,
+    })
 }
 
 fn now() -> String {

@@ -214,6 +214,16 @@ pub struct ExecArgs {
     /// Process limit (default 1024).
     #[arg(long)]
     pub pids: Option<u64>,
+    /// Disk budget of the run's writable dirs (1GiB); over it the run is killed.
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
+    /// Most files and directories in the run's writable dirs.
+    #[arg(long, value_name = "N")]
+    pub files: Option<u64>,
+    /// A writable dir inside the container, kept on the host below
+    /// $TMPDIR/packrun-<batch>/ (printed). Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub writable: Vec<PathBuf>,
     /// Wall clock limit (30s, 1m30s).
     #[arg(long, value_name = "DURATION")]
     pub time_limit: Option<String>,

@@ -176,6 +176,7 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(isolation(p));
     out.push(swap(p));
     out.push(claims(p));
+    out.push(results_disk(p));
     out
 }
 
@@ -894,6 +895,84 @@ fn claims(p: &Probe) -> Check {
     )
 }
 
+/// The free space under the folder a batch started here writes its results
+/// to (`results/`, or where it would be made), and each run's default
+/// disk budget there (see `results::disk_share`).
+fn results_disk(p: &Probe) -> Check {
+    let dir = crate::results::default_dir("x")
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let at = cwd.join(&dir);
+    // The folder itself, else the nearest one that exists (it is made there).
+    let existing = at
+        .ancestors()
+        .map(|a| p.path(&a.to_string_lossy()))
+        .find(|a| a.is_dir())
+        .unwrap_or_else(|| p.root.clone());
+    let free = crate::results::free_space(&existing);
+    let slots = p.affinity.as_ref().map_or(1, |a| a.len().max(1));
+    disk_line(&at, free.map_err(|e| crate::fsx::chain(&e)), slots)
+}
+
+/// The `results disk` line for `free` bytes free under `dir` and at most
+/// `slots` runs at once.
+fn disk_line(dir: &Path, free: Result<Option<u64>, String>, slots: usize) -> Check {
+    const N: &str = "results disk";
+    let human = crate::report::human_bytes;
+    let free = match free {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return ok(
+                N,
+                format!(
+                    "the file system under {} reports no size (ramfs): runs get no default disk budget there",
+                    dir.display()
+                ),
+            )
+        }
+        Err(e) => {
+            return bad(
+                N,
+                Level::Warn,
+                format!("free space under {} unknown: {e}", dir.display()),
+                "give a folder packrun can write with --out DIR",
+            )
+        }
+    };
+    // For a batch of one run a slot; more runs keep more for their rows.
+    let reserve = crate::results::reserve_for(slots);
+    let Some(share) = crate::results::disk_share(free, reserve + (1 << 20), slots) else {
+        return bad(
+            N,
+            Level::Fail,
+            format!(
+                "{} free under {}: packrun keeps {} (2 MiB + 2 KiB a run) there for its records and needs 1 MiB more",
+                human(free),
+                dir.display(),
+                human(reserve)
+            ),
+            "free space there, or give another folder with --out DIR",
+        );
+    };
+    let detail = format!(
+        "{} free under {}; packrun keeps 2 MiB + 2 KiB a run for its records; each of up to {slots} runs at once may write {} (writable dirs and logs) unless its job sets resources.disk",
+        human(free),
+        dir.display(),
+        human(share)
+    );
+    if share < 64 << 20 {
+        return bad(
+            N,
+            Level::Warn,
+            detail + ": little room per run",
+            "free space there, or give another folder with --out DIR",
+        );
+    }
+    ok(N, detail)
+}
+
 /// The checks as lines for the terminal, ending with the verdict. No colour.
 pub fn render(checks: &[Check]) -> String {
     let w = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
@@ -1555,5 +1634,39 @@ mod tests {
             text.ends_with("verdict: runs can start (1 warning(s))\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_results_disk_line_shows_the_free_space_and_each_runs_share_or_fails_without_room() {
+        let dir = Path::new("/data/results");
+        let c = disk_line(dir, Ok(Some(10 << 30)), 4);
+        assert_eq!(c.level, Level::Ok);
+        assert!(
+            c.detail.starts_with("10.0 GiB free under /data/results;"),
+            "{}",
+            c.detail
+        );
+        assert!(
+            c.detail
+                .contains("each of up to 4 runs at once may write 2.5 GiB"),
+            "{}",
+            c.detail
+        );
+        let c = disk_line(dir, Ok(Some(100 << 20)), 4);
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.detail.contains("may write 24.2 MiB"), "{}", c.detail);
+        let c = disk_line(dir, Ok(Some(2 << 20)), 2);
+        assert_eq!(c.level, Level::Fail);
+        assert!(
+            c.detail
+                .starts_with("2.0 MiB free under /data/results: packrun keeps"),
+            "{}",
+            c.detail
+        );
+        assert!(c.fix.unwrap().contains("--out"));
+        // ramfs reports no size: nothing to share out, and no refusal.
+        let c = disk_line(dir, Ok(None), 2);
+        assert_eq!(c.level, Level::Ok);
+        assert!(c.detail.contains("reports no size"), "{}", c.detail);
     }
 }

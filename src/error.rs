@@ -16,6 +16,10 @@ pub mod exit {
     pub const INVALID: u8 = 2;
     /// The environment cannot run it (not root, no cgroups, I/O).
     pub const ENVIRONMENT: u8 = 3;
+    /// The runs ran, but some of their records (a row, summary.csv, the
+    /// manifest) could not be written: the disk under the results filled
+    /// up beyond packrun's reserve. stderr names what is missing.
+    pub const RECORDS_LOST: u8 = 4;
     /// Interrupted (SIGINT, SIGTERM).
     pub const INTERRUPTED: u8 = 130;
 }

@@ -702,7 +702,16 @@ pub fn append_step(dir: &Path, rec: &StepRecord) -> Result<(), PathError> {
         rec.state.as_str().to_string(),
         rec.termination_reason.clone(),
     ]));
-    f.write_all(&out).at("write", &path)
+    if let Err(e) = f.write_all(&out) {
+        // A full disk can take part of it: leave no torn line behind, so
+        // that it can be written again whole.
+        let _ = match new {
+            true => std::fs::remove_file(&path).at("remove", &path),
+            false => drop_torn_last_line(&f, &path),
+        };
+        return Err(PathError::new("write", &path, e));
+    }
+    Ok(())
 }
 
 /// runs.csv, appended one whole row at a time and fsync'd, so a crash never
@@ -760,7 +769,12 @@ impl RunsCsv {
     pub fn append(&mut self, rec: &Record) -> Result<(), PathError> {
         let row = Row::from_record(rec, &self.host);
         let line = csv_line(&row.cells(&self.params));
-        self.file.write_all(&line).at("write", &self.path)?;
+        if let Err(e) = self.file.write_all(&line) {
+            // A full disk can take half a row: cut it, so that the row can
+            // be written again whole.
+            let _ = drop_torn_last_line(&self.file, &self.path);
+            return Err(PathError::new("write", &self.path, e));
+        }
         self.unsynced = true;
         Ok(())
     }
@@ -773,6 +787,106 @@ impl RunsCsv {
             self.unsynced = false;
         }
         Ok(())
+    }
+}
+
+/// Space packrun keeps for its own records in a results folder: the rows
+/// still to come (about 2 KiB each, with room for a long reason), the
+/// summary, the manifest and the names of the logs. 2 MiB + 2 KiB a run,
+/// at most 256 MiB.
+pub fn reserve_for(runs: usize) -> u64 {
+    ((2u64 << 20) + 2048 * runs as u64).min(256 << 20)
+}
+
+/// The disk budget of a run whose job gives none: an equal share, among
+/// the runs that can go at once (`slots`), of the space free under the
+/// results folder less packrun's reserve. None when nothing is left.
+pub fn disk_share(free: u64, reserve: u64, slots: usize) -> Option<u64> {
+    let left = free.checked_sub(reserve)?;
+    Some(left / slots.max(1) as u64).filter(|&s| s > 0)
+}
+
+/// Free space under `path` for unprivileged ids (what a run may write
+/// there; root may have the file system's reserve besides). None for a
+/// file system that reports no size (ramfs): nothing to share out.
+pub fn free_space(path: &Path) -> Result<Option<u64>, PathError> {
+    let st =
+        nix::sys::statvfs::statvfs(path).map_err(|e| PathError::new("statvfs", path, e.into()))?;
+    Ok((st.blocks() > 0).then(|| st.blocks_available() as u64 * st.fragment_size() as u64))
+}
+
+/// Whether a write failed because the disk (or a quota) is full.
+pub fn disk_full(e: &PathError) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// A file of preallocated blocks in the results folder (`.reserve`) that
+/// packrun frees when the disk fills, so that the rows, the summary and
+/// the manifest still get written. It is removed when dropped.
+pub struct Reserve {
+    path: PathBuf,
+    held: u64,
+}
+
+impl Reserve {
+    /// Allocates `bytes` at `dir/.reserve` (fallocate; zeros where the
+    /// file system has no fallocate).
+    pub fn make(dir: &Path, bytes: u64) -> Result<Reserve, PathError> {
+        let path = dir.join(".reserve");
+        let f = File::create(&path).at("create", &path)?;
+        let mut reserve = Reserve { path, held: 0 };
+        match nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, bytes as i64) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EOPNOTSUPP) => {
+                let zeros = vec![0u8; 64 << 10];
+                let mut left = bytes;
+                let mut w = &f;
+                while left > 0 {
+                    let n = left.min(zeros.len() as u64) as usize;
+                    w.write_all(&zeros[..n]).at("write", &reserve.path)?;
+                    left -= n as u64;
+                }
+            }
+            Err(e) => return Err(PathError::new("fallocate", &reserve.path, e.into())),
+        }
+        // No sync: the blocks are the file's once fallocate returns (and
+        // an fsync here cost 8 ms a batch); after a crash the next batch
+        // makes its own.
+        reserve.held = bytes;
+        Ok(reserve)
+    }
+
+    /// Frees the reserve for packrun's records; returns how many bytes it
+    /// freed (0: nothing was left to free).
+    pub fn release(&mut self) -> u64 {
+        let freed = std::mem::take(&mut self.held);
+        if freed > 0 {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        freed
+    }
+
+    /// Runs `write`; when it fails because the disk is full and the reserve
+    /// still holds space, frees it and runs `write` once more. `freed` is
+    /// told how much was freed.
+    pub fn write<T>(
+        &mut self,
+        mut write: impl FnMut() -> Result<T, PathError>,
+        freed: &mut dyn FnMut(u64),
+    ) -> Result<T, PathError> {
+        match write() {
+            Err(e) if disk_full(&e) && self.held > 0 => {
+                freed(self.release());
+                write()
+            }
+            r => r,
+        }
+    }
+}
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -947,6 +1061,7 @@ pub(crate) fn sample_record(key: &str, state: State) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn record(key: &str, state: State) -> Record {
         sample_record(key, state)
@@ -1202,5 +1317,59 @@ mod tests {
         );
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn a_write_that_finds_the_disk_full_frees_the_reserve_and_is_tried_once_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reserve = Reserve::make(dir.path(), 1 << 20).unwrap();
+        let file = dir.path().join(".reserve");
+        assert!(std::fs::metadata(&file).unwrap().blocks() * 512 >= 1 << 20);
+        let full = || {
+            PathError::new(
+                "write",
+                "x",
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            )
+        };
+        let mut tries = 0;
+        let mut freed = 0;
+        let r = reserve.write(
+            || {
+                tries += 1;
+                match tries {
+                    1 => Err(full()),
+                    _ => Ok(tries),
+                }
+            },
+            &mut |n| freed += n,
+        );
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(freed, 1 << 20);
+        assert!(!file.exists());
+        // Nothing left to free: the next full disk is an error.
+        assert!(disk_full(
+            &reserve
+                .write(|| Err::<(), _>(full()), &mut |_| panic!())
+                .unwrap_err()
+        ));
+        // Another error is not retried.
+        let mut reserve = Reserve::make(dir.path(), 4096).unwrap();
+        let other = || PathError::new("write", "x", std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(reserve
+            .write(|| Err::<(), _>(other()), &mut |_| panic!())
+            .is_err());
+        drop(reserve);
+        assert!(!file.exists(), "dropped with the batch");
+    }
+
+    #[test]
+    fn each_run_gets_an_equal_share_of_what_is_free_less_the_reserve() {
+        assert_eq!(reserve_for(0), 2 << 20);
+        assert_eq!(reserve_for(1000), (2 << 20) + 2_048_000);
+        assert_eq!(reserve_for(10_000_000), 256 << 20);
+        assert_eq!(disk_share(10 << 20, 2 << 20, 2), Some(4 << 20));
+        assert_eq!(disk_share(1 << 20, 2 << 20, 2), None);
+        assert_eq!(disk_share(2 << 20, 2 << 20, 0), None);
     }
 }

@@ -19,6 +19,11 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
     };
     let cwd =
         std::env::current_dir().map_err(|e| invalid(format!("the current directory: {e}")))?;
+    if (args.disk.is_some() || args.files.is_some()) && args.writable.is_empty() {
+        return Err(invalid(
+            "--disk and --files limit the run's writable dirs, and it has none: expected --writable DIR with them".into(),
+        ));
+    }
     let run = spec::exec_run(&request(&args, std::env::vars()), &cwd).map_err(invalid)?;
     let env = batch::environment().map_err(environment)?;
     let runs: spec::Runs = vec![run].into();
@@ -29,21 +34,32 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
     for line in batch::reap_orphans(&env.hierarchy) {
         eprintln!("{line}");
     }
+    let batch_id = format!(
+        "{EXEC_PREFIX}{}",
+        run::journal::batch_id(run::cpulock::Owner::current())
+    );
+    // Writable dirs are kept in a folder of this command's own.
+    let scratch = std::env::temp_dir().join(&batch_id);
+    if !args.writable.is_empty() {
+        check_disk(&std::env::temp_dir(), &runs).map_err(environment)?;
+        eprintln!(
+            "packrun exec: writable dirs kept in {}",
+            scratch.join("exec").display()
+        );
+    }
     // One run's group sits where a batch's `packrun` group would, named
     // `packrun-<batch>`: no parent group to make and remove per command.
     let opts = run::Options {
         hierarchy: env.hierarchy,
         cgroup_base: String::new(),
-        batch_id: format!(
-            "{EXEC_PREFIX}{}",
-            run::journal::batch_id(run::cpulock::Owner::current())
-        ),
+        batch_id,
         output: run::Output::Inherit,
-        scratch: std::env::temp_dir(),
+        scratch,
         max_parallel: Some(1),
         cpu_lock: Some(run::cpulock::default_path()),
         single: true,
         ids: container::ids::IdSource::host(container::ids::machine_slots()),
+        disk_default: None,
     };
     let alloc = plan::Allocator::new(&env.topology, &[]);
     let mut record = None;
@@ -66,6 +82,32 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::from(exit_code(&rec)))
 }
 
+/// Free space where the writable dirs go: none is an error, less than
+/// `--disk` a warning (the disk may fill before the budget is reached).
+fn check_disk(dir: &std::path::Path, runs: &spec::Runs) -> Result<(), String> {
+    let Some(free) = crate::results::free_space(dir).map_err(|e| fsx::chain(&e))? else {
+        // A file system that reports no size (ramfs): nothing to check.
+        return Ok(());
+    };
+    if free < 1 << 20 {
+        return Err(format!(
+            "{} has {} free: no room for writable dirs",
+            dir.display(),
+            report::human_bytes(free)
+        ));
+    }
+    let budget = runs.iter().next().and_then(|r| r.resources().disk);
+    if let Some(d) = budget.filter(|&d| d > free) {
+        eprintln!(
+            "packrun exec: --disk {} is more than the {} free under {}: the disk may fill first",
+            report::human_bytes(d),
+            report::human_bytes(free),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// The flags as the one job they describe, checked by the job file's rules.
 /// A one-off command keeps the caller's environment `vars`, as unshare(1)
 /// does, but for who it is: HOME, USER and LOGNAME are the run's own.
@@ -76,6 +118,9 @@ fn request(a: &ExecArgs, vars: impl Iterator<Item = (String, String)>) -> spec::
         mems: a.mems.clone(),
         memory: a.memory.clone(),
         pids: a.pids,
+        disk: a.disk.clone(),
+        files: a.files,
+        writable: a.writable.clone(),
         time_limit: a.time_limit.clone(),
         cpu_time_limit: a.cpu_time_limit.clone(),
         network_host: matches!(a.network, NetworkArg::Host),

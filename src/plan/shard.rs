@@ -140,6 +140,8 @@ mod tests {
                 cpu_quota: None,
                 pids: spec::DEFAULT_PIDS,
                 io: spec::Io::default(),
+                disk: None,
+                files: None,
                 rlimits: Vec::new(),
             },
             time_limit: None,

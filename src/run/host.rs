@@ -4,7 +4,7 @@
 //! signalfd; all in one poll(2).
 
 use super::{
-    not_started, signal_name, Happened, Launcher, Options, Output, Record, RunError, State,
+    not_started, signal_name, DiskUse, Happened, Launcher, Options, Output, Record, RunError, State,
 };
 use crate::account::{Counters, Usage};
 use crate::cgroup::{self, Limits, RunCgroup};
@@ -464,17 +464,33 @@ impl Launcher for Host<'_> {
         run: &Run,
         killed_for: Option<(State, String)>,
     ) -> Option<Record> {
+        let full_now = match self.running.contains_key(&index) {
+            true => self.results_free().filter(|&f| f < FULL_BELOW),
+            false => None,
+        };
         let job = match self.running.remove(&index) {
             Some(mut r) => {
                 // init has exited, so every process of the run is gone.
                 self.nets.give_back(r.container.take_netns());
-                Some(collect(
+                let full = match (r.disk_full, full_now) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let mut rec = collect(
                     r,
                     run,
                     killed_for.clone(),
                     &mut self.to_remove,
                     &mut self.logs,
-                ))
+                );
+                if let Some(free) = full {
+                    // Not silently: what it wrote there may be cut short.
+                    rec.termination_reason.push_str(&format!(
+                        "; the disk under the results filled up while it ran ({} free): its writes there and its stdout and stderr may have failed with ENOSPC",
+                        crate::report::human_bytes(free)
+                    ));
+                }
+                Some(rec)
             }
             None => None,
         };
@@ -519,6 +535,43 @@ impl Launcher for Host<'_> {
         Some(rec)
     }
 
+    fn disk_default(&self) -> Option<u64> {
+        self.opts.disk_default
+    }
+
+    fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, String>> {
+        let began = Instant::now();
+        let r = self.running.get(&index)?;
+        let logs = r.logs.as_ref();
+        if r.writable.is_empty() && logs.is_none() {
+            return None;
+        }
+        let mut used = DiskUse::default();
+        for dir in &r.writable {
+            match tree_use(dir) {
+                Ok((bytes, files)) => {
+                    used.bytes += bytes;
+                    used.files += files;
+                }
+                Err(e) => return Some(Err(format!("{}: {e}", dir.display()))),
+            }
+        }
+        if let Some(l) = logs {
+            used.bytes += log_blocks(l);
+        }
+        // The disk under the results filling up (a run without a budget,
+        // or something besides packrun): every run there may lose writes.
+        if let Some(free) = self.results_free() {
+            if free < FULL_BELOW {
+                for r in self.running.values_mut() {
+                    r.disk_full = Some(r.disk_full.map_or(free, |f| f.min(free)));
+                }
+            }
+        }
+        used.took = began.elapsed();
+        Some(Ok(used))
+    }
+
     fn tidy(&mut self) -> Vec<String> {
         let mut keep = Vec::new();
         let mut notes = Vec::new();
@@ -550,6 +603,75 @@ struct Running {
     logs: Logs,
     /// The run's id maps (None: the host's ids), for its row.
     ids: Option<IdMaps>,
+    /// Its writable dirs on the host (what its disk budget counts, with its logs).
+    writable: Vec<PathBuf>,
+    /// The least free space seen under the results while it ran, when
+    /// that was less than FULL_BELOW.
+    disk_full: Option<u64>,
+}
+
+/// Free space under the results below which a run's writes there may
+/// fail: the disk is full (for the run's ids; root may have a reserve).
+const FULL_BELOW: u64 = 1 << 20;
+
+impl Host<'_> {
+    /// Free space for unprivileged ids under the results folder (None:
+    /// no results folder, or statvfs failed).
+    fn results_free(&self) -> Option<u64> {
+        let Output::Logs(dir) = &self.opts.output else {
+            return None;
+        };
+        crate::results::free_space(dir).ok().flatten()
+    }
+}
+
+/// Blocks allocated below `root` (not `root` itself) and how many files
+/// and directories there are; a hard-linked file counts once, other file
+/// systems mounted inside are not entered.
+fn tree_use(root: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::symlink_metadata(root)?.dev();
+    let (mut bytes, mut files) = (0u64, 0u64);
+    let mut linked = std::collections::HashSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // Removed meanwhile by the run.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let Ok(m) = entry.metadata() else { continue };
+            files += 1;
+            if m.nlink() > 1 && !m.is_dir() && !linked.insert(m.ino()) {
+                continue;
+            }
+            bytes += m.blocks() * 512;
+            if m.is_dir() && m.dev() == dev {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok((bytes, files))
+}
+
+/// Blocks allocated to a running run's stdout and stderr logs.
+fn log_blocks(l: &RunLogs) -> u64 {
+    let blocks = |st: nix::sys::stat::FileStat| st.st_blocks as u64 * 512;
+    match &l.pooled {
+        Some(fds) => fds
+            .iter()
+            .filter_map(|fd| nix::sys::stat::fstat(fd).ok())
+            .map(blocks)
+            .sum(),
+        None => [&l.out, &l.err]
+            .iter()
+            .filter_map(|p| nix::sys::stat::stat(p.as_path()).ok())
+            .map(blocks)
+            .sum(),
+    }
 }
 
 /// Network namespaces for the runs of a batch to join, each used by one run
@@ -838,6 +960,7 @@ fn start(
         Ok(f) => f,
         Err(e) => return Err(fail(e, logs)),
     };
+    let writable: Vec<PathBuf> = files.writable.iter().map(|(h, _)| h.clone()).collect();
     // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
     let self_placed = !files.join_tasks.is_empty();
     let netns = match step {
@@ -874,6 +997,8 @@ fn start(
         start_time,
         logs,
         ids,
+        writable,
+        disk_full: None,
     })
 }
 

@@ -72,6 +72,10 @@ pub struct Options {
     pub single: bool,
     /// Where each run's user namespace takes its host ids from.
     pub ids: IdSource,
+    /// The disk budget of a run whose job gives none (`resources.disk`):
+    /// its share of the free space under the results (see
+    /// `batch::disk_share`); None: no budget.
+    pub disk_default: Option<u64>,
 }
 
 /// How often a batch waiting for CPUs that another packrun holds looks again.
@@ -89,6 +93,17 @@ pub enum RunError {
     Single(usize),
     #[error("poll failed: {0}")]
     Poll(nix::Error),
+}
+
+/// What a run has on the disk under the results: the blocks allocated to
+/// its writable dirs and its stdout and stderr logs, and how many files
+/// and directories its writable dirs hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DiskUse {
+    pub bytes: u64,
+    pub files: u64,
+    /// How long finding that out took (the walk of its writable dirs).
+    pub took: Duration,
 }
 
 /// What the loop ended with.
@@ -131,6 +146,11 @@ pub trait Launcher {
         run: &Run,
         killed_for: Option<(State, String)>,
     ) -> Option<Record>;
+    /// The disk budget of runs whose job gives none (see Options::disk_default).
+    fn disk_default(&self) -> Option<u64>;
+    /// What run `index` has on disk now; None: nothing of it is on disk
+    /// (no writable dirs, no log files), so no budget to watch.
+    fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, String>>;
     /// Work nothing waits on (removing emptied cgroups), done between passes.
     /// Returns what to tell (a group that could not be removed).
     fn tidy(&mut self) -> Vec<String>;
@@ -163,6 +183,18 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// How soon a kill that failed is tried again.
 const KILL_RETRY: Duration = Duration::from_millis(50);
 
+/// The write rate a disk check assumes: the next check comes when a run
+/// writing this fast could have used up what is left of its budget.
+const DISK_RATE: u64 = 1 << 30;
+/// Files and directories per second a check assumes (see DISK_RATE).
+const FILES_RATE: u64 = 100_000;
+/// Disk checks come at least this often, and at most this often near the end of a budget.
+const DISK_CHECK_MAX: Duration = Duration::from_secs(1);
+const DISK_CHECK_MIN: Duration = Duration::from_millis(5);
+/// A check waits at least this many times as long as the last one took,
+/// so that watching a huge tree takes at most 1/20 of a CPU.
+const DISK_CHECK_COST: u32 = 20;
+
 /// A run the loop started, with its deadlines.
 struct Live {
     index: usize,
@@ -172,6 +204,9 @@ struct Live {
     deadline: Option<Instant>,
     next_cpu_check: Option<Instant>,
     next_sample: Option<Instant>,
+    /// Its disk budget (bytes, files), and when to look at its use again.
+    disk: Option<(u64, Option<u64>)>,
+    next_disk_check: Option<Instant>,
     /// When to try a failed kill again, and what the last try said.
     kill_retry: Option<Instant>,
     kill_error: Option<String>,
@@ -179,13 +214,26 @@ struct Live {
 }
 
 impl Live {
-    fn new(index: usize, run: Run, placement: Placement, now: Instant, began: bool) -> Live {
+    fn new(
+        index: usize,
+        run: Run,
+        placement: Placement,
+        now: Instant,
+        began: bool,
+        disk_default: Option<u64>,
+    ) -> Live {
+        let disk = match (run.resources.disk.or(disk_default), run.resources.files) {
+            (None, None) => None,
+            (bytes, files) => Some((bytes.unwrap_or(u64::MAX), files)),
+        };
         let mut l = Live {
             index,
             run,
             deadline: None,
             next_cpu_check: None,
             next_sample: None,
+            disk,
+            next_disk_check: None,
             kill_retry: None,
             kill_error: None,
             killed_for: None,
@@ -206,12 +254,16 @@ impl Live {
             .cpu_time_limit
             .map(|d| now + cpu_check_interval(d.as_nanos() as u64, cpus));
         self.next_sample = Some(now + SAMPLE_EVERY);
+        self.next_disk_check = self
+            .disk
+            .map(|(bytes, files)| now + disk_check_interval(bytes, files, DiskUse::default()));
     }
 
     fn wake(&self) -> Option<Instant> {
         [
             self.deadline.filter(|_| self.killed_for.is_none()),
             self.next_cpu_check.filter(|_| self.killed_for.is_none()),
+            self.next_disk_check.filter(|_| self.killed_for.is_none()),
             self.next_sample,
             self.kill_retry,
         ]
@@ -431,7 +483,9 @@ impl Loop<'_, '_> {
             match self.launcher.start(index, &run, &placement) {
                 Ok(began) => {
                     let now = self.launcher.now();
-                    self.live.push(Live::new(index, run, placement, now, began));
+                    let disk = self.launcher.disk_default();
+                    self.live
+                        .push(Live::new(index, run, placement, now, began, disk));
                 }
                 Err(rec) => {
                     self.alloc.release(&placement);
@@ -475,12 +529,19 @@ impl Loop<'_, '_> {
                 let Some(k) = self.live.iter().position(|l| l.index == index) else {
                     return;
                 };
+                // A run that went over its disk budget since the last
+                // check and ended is over it all the same.
+                if self.live[k].killed_for.is_none() && self.live[k].next_disk_check.is_some() {
+                    let now = self.launcher.now();
+                    self.live[k].check_disk(&mut *self.launcher, now, true);
+                }
                 let killed_for = self.live[k].killed_for.clone();
                 let Some(mut rec) = self.launcher.collect(index, &self.live[k].run, killed_for)
                 else {
                     // Steps after the job run now: no more limits to watch.
                     let l = &mut self.live[k];
                     (l.deadline, l.next_cpu_check, l.next_sample) = (None, None, None);
+                    l.next_disk_check = None;
                     return;
                 };
                 let l = self.live.swap_remove(k);
@@ -517,6 +578,9 @@ impl Loop<'_, '_> {
             } else if l.next_cpu_check.is_some_and(|t| now >= t) {
                 l.check_cpu_time(launcher, now);
             }
+            if l.killed_for.is_none() && l.next_disk_check.is_some_and(|t| now >= t) {
+                l.check_disk(launcher, now, false);
+            }
         }
     }
 
@@ -550,6 +614,66 @@ impl Live {
             }
         }
     }
+}
+
+impl Live {
+    /// Kills the run once what it has on disk is over its budget (as
+    /// BenchExec's --filesSizeLimit and --filesCountLimit do), else looks
+    /// again when it could be. `ended`: the run is over, this is the last
+    /// look (it is not killed, its row says the same).
+    fn check_disk(&mut self, launcher: &mut dyn Launcher, now: Instant, ended: bool) {
+        let Some((bytes, files)) = self.disk else {
+            return;
+        };
+        self.next_disk_check = None;
+        let used = match launcher.disk_use(self.index) {
+            // Nothing of it on disk: nothing to watch.
+            None => return,
+            Some(Ok(u)) => u,
+            Some(Err(e)) => {
+                let why = format!("cannot measure its disk use to enforce its disk budget: {e}");
+                self.kill(launcher, State::Error, why);
+                return;
+            }
+        };
+        let over = if used.bytes > bytes {
+            Some(format!(
+                "disk budget {} exceeded: {} in its writable dirs and logs",
+                crate::report::human_bytes(bytes),
+                crate::report::human_bytes(used.bytes)
+            ))
+        } else {
+            files.filter(|&f| used.files > f).map(|f| {
+                format!(
+                    "file budget {f} exceeded: {} files and directories in its writable dirs",
+                    used.files
+                )
+            })
+        };
+        match over {
+            Some(why) if ended => {
+                self.killed_for = Some((State::Failed, format!("{why} (seen as it ended)")))
+            }
+            Some(why) => self.kill(launcher, State::Failed, why),
+            None => self.next_disk_check = Some(now + disk_check_interval(bytes, files, used)),
+        }
+    }
+}
+
+/// When to look at a run's disk use again: when, writing at DISK_RATE (or
+/// making FILES_RATE files a second), it could have used up what is left;
+/// within DISK_CHECK_MIN..DISK_CHECK_MAX, and not sooner than
+/// DISK_CHECK_COST times what the last look took.
+fn disk_check_interval(bytes: u64, files: Option<u64>, used: DiskUse) -> Duration {
+    let left = |budget: u64, used: u64, rate: u64| {
+        Duration::from_secs_f64(budget.saturating_sub(used) as f64 / rate as f64)
+    };
+    let mut t = left(bytes, used.bytes, DISK_RATE);
+    if let Some(f) = files {
+        t = t.min(left(f, used.files, FILES_RATE));
+    }
+    t.clamp(DISK_CHECK_MIN, DISK_CHECK_MAX)
+        .max(used.took * DISK_CHECK_COST)
 }
 
 /// When to look at a run's CPU time again: not before it could have used up
@@ -611,6 +735,10 @@ mod tests {
         /// Kills that fail before one works.
         kill_fails: u32,
         cpu_unreadable: bool,
+        /// Bytes it writes a second on disk (None: nothing of it on disk).
+        disk_rate: Option<u64>,
+        /// Files it makes a second.
+        files_rate: u64,
     }
 
     impl Default for Script {
@@ -623,6 +751,8 @@ mod tests {
                 setup_error: None,
                 kill_fails: 0,
                 cpu_unreadable: false,
+                disk_rate: None,
+                files_rate: 0,
             }
         }
     }
@@ -648,6 +778,8 @@ mod tests {
         samples: HashMap<usize, u32>,
         /// What `tidy` has to tell, once.
         tidy_notes: Vec<String>,
+        disk_default: Option<u64>,
+        disk_checks: u32,
     }
 
     impl Fake {
@@ -664,6 +796,8 @@ mod tests {
                 starts: Vec::new(),
                 samples: HashMap::new(),
                 tidy_notes: Vec::new(),
+                disk_default: None,
+                disk_checks: 0,
             }
         }
 
@@ -802,6 +936,22 @@ mod tests {
 
         fn tidy(&mut self) -> Vec<String> {
             self.tidy_notes.drain(..).collect()
+        }
+
+        fn disk_default(&self) -> Option<u64> {
+            self.disk_default
+        }
+
+        fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, String>> {
+            let s = &self.running[&index];
+            let rate = s.script.disk_rate?;
+            self.disk_checks += 1;
+            let secs = (self.now - s.at).as_secs_f64();
+            Some(Ok(DiskUse {
+                bytes: (secs * rate as f64) as u64,
+                files: (secs * s.script.files_rate as f64) as u64,
+                took: Duration::ZERO,
+            }))
         }
     }
 
@@ -1237,6 +1387,7 @@ mod tests {
             cpu_lock: Some(blocker.join("cpus")),
             single: false,
             ids: IdSource::Own { uid: 0, gid: 0 },
+            disk_default: None,
         };
         let runs = keyed(vec![run("a", 1, 1)]);
         let alloc = Allocator::new(&two_cpus(), &[]);
@@ -1338,6 +1489,121 @@ mod tests {
             fn tidy(&mut self) -> Vec<String> {
                 Vec::new()
             }
+            fn disk_default(&self) -> Option<u64> {
+                None
+            }
+            fn disk_use(&mut self, _: usize) -> Option<Result<DiskUse, String>> {
+                None
+            }
         }
+    }
+
+    fn disk_hog(rate: u64, secs: f64) -> Script {
+        Script {
+            secs,
+            disk_rate: Some(rate),
+            ..Script::default()
+        }
+    }
+
+    #[test]
+    fn a_run_over_its_disk_budget_is_killed_as_failed_with_the_budget_in_its_row() {
+        let mut runs = keyed(vec![run("hog", 1, 60), run("calm", 1, 1)]);
+        runs[0].resources.disk = Some(100 << 20);
+        runs[1].resources.disk = Some(100 << 20);
+        // 50 MiB a second: over 100 MiB after 2 s; the calm one writes 1 MiB/s.
+        let mut fake = Fake::new(&[
+            ("hog", disk_hog(50 << 20, 60.0)),
+            ("calm", disk_hog(1 << 20, 5.0)),
+        ]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let hog = state_of(&b, "hog-0");
+        assert_eq!(hog.state, State::Failed);
+        assert!(
+            hog.termination_reason
+                .starts_with("disk budget 100.0 MiB exceeded: "),
+            "{}",
+            hog.termination_reason
+        );
+        // Caught within the shortest check interval of the budget's end.
+        assert!(
+            hog.wall_time >= Duration::from_secs(2),
+            "{:?}",
+            hog.wall_time
+        );
+        assert!(
+            hog.wall_time <= Duration::from_secs(2) + DISK_CHECK_MIN * 2,
+            "{:?}",
+            hog.wall_time
+        );
+        assert_eq!(state_of(&b, "calm-1").state, State::Completed);
+    }
+
+    #[test]
+    fn the_default_disk_budget_applies_to_runs_whose_job_gives_none_and_files_count_too() {
+        let mut runs = keyed(vec![run("hog", 1, 60), run("maker", 1, 60)]);
+        runs[1].resources.files = Some(1000);
+        let mut maker = disk_hog(0, 60.0);
+        maker.files_rate = 100;
+        let mut fake = Fake::new(&[("hog", disk_hog(10 << 20, 60.0)), ("maker", maker)]);
+        fake.disk_default = Some(30 << 20);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let hog = state_of(&b, "hog-0");
+        assert_eq!(hog.state, State::Failed);
+        assert!(hog.termination_reason.starts_with("disk budget 30.0 MiB"));
+        let maker = state_of(&b, "maker-1");
+        assert_eq!(maker.state, State::Failed);
+        assert!(
+            maker
+                .termination_reason
+                .starts_with("file budget 1000 exceeded: "),
+            "{}",
+            maker.termination_reason
+        );
+        assert!(maker.wall_time >= Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_run_that_went_over_its_budget_between_checks_and_ended_is_failed_all_the_same() {
+        // 2 GiB/s for 30 ms against 32 MiB: ends before its first check.
+        let mut runs = keyed(vec![run("burst", 1, 1)]);
+        runs[0].resources.disk = Some(32 << 20);
+        let mut fake = Fake::new(&[("burst", disk_hog(2 << 30, 0.03))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let r = state_of(&b, "burst-0");
+        assert_eq!(r.state, State::Failed);
+        assert!(
+            r.termination_reason.ends_with("(seen as it ended)"),
+            "{}",
+            r.termination_reason
+        );
+    }
+
+    #[test]
+    fn runs_without_a_disk_budget_are_never_measured() {
+        let runs = keyed(vec![run("a", 1, 1), run("a", 1, 1)]);
+        let mut fake = Fake::new(&[("a", disk_hog(1 << 30, 5.0))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert!(b.outcome.all_completed);
+        assert_eq!(fake.disk_checks, 0);
+    }
+
+    #[test]
+    fn disk_checks_come_sooner_as_the_budget_runs_out_and_never_cost_more_than_a_twentieth() {
+        let at = |used: u64, took_ms: u64| {
+            disk_check_interval(
+                1 << 30,
+                None,
+                DiskUse {
+                    bytes: used,
+                    files: 0,
+                    took: Duration::from_millis(took_ms),
+                },
+            )
+        };
+        assert_eq!(at(0, 0), DISK_CHECK_MAX);
+        assert_eq!(at(512 << 20, 0), Duration::from_millis(500));
+        assert_eq!(at(1 << 30, 0), DISK_CHECK_MIN);
+        assert_eq!(at(1 << 30, 10), Duration::from_millis(200));
     }
 }

@@ -15,6 +15,11 @@ pub struct ExecRequest {
     pub mems: Option<String>,
     pub memory: Option<String>,
     pub pids: Option<u64>,
+    /// The disk budget (`resources.disk`) and file budget (`resources.files`).
+    pub disk: Option<String>,
+    pub files: Option<u64>,
+    /// Writable dirs (`container.writable`), kept below the scratch folder.
+    pub writable: Vec<PathBuf>,
     pub time_limit: Option<String>,
     pub cpu_time_limit: Option<String>,
     pub network_host: bool,
@@ -30,12 +35,15 @@ pub struct ExecRequest {
 }
 
 /// Which flag a job file path stands for.
-const FLAGS: [(&str, &str); 12] = [
+const FLAGS: [(&str, &str); 15] = [
     ("resources.cpuset", "--cpuset"),
     ("resources.cpus", "--cpus"),
     ("resources.numa", "--mems"),
     ("resources.memory", "--memory"),
     ("resources.pids", "--pids"),
+    ("resources.disk", "--disk"),
+    ("resources.files", "--files"),
+    ("container.writable", "--writable"),
     ("cpu_time_limit", "--cpu-time-limit"),
     ("time_limit", "--time-limit"),
     ("container.rootfs", "--rootfs"),
@@ -63,6 +71,12 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
     }
     if let Some(p) = req.pids {
         resources.insert("pids".into(), json!(p));
+    }
+    if let Some(d) = &req.disk {
+        resources.insert("disk".into(), json!(d));
+    }
+    if let Some(f) = req.files {
+        resources.insert("files".into(), json!(f));
     }
     let mut mounts = Vec::new();
     for b in &req.binds {
@@ -101,6 +115,7 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
             // A hostname is a template in a job file: a literal one here.
             "hostname": req.hostname.replace('{', "{{").replace('}', "}}"),
             "mounts": mounts,
+            "writable": req.writable,
         }),
     );
     let file = json!({"version": 1, "name": "exec", "jobs": {"exec": Value::Object(job)}});
@@ -159,6 +174,29 @@ mod tests {
         assert_eq!(run.container.mounts[0].source, Path::new("/work/data"));
         assert!(run.container.mounts[0].read_only);
         assert_eq!(run.command, ["echo", "{not a placeholder}"]);
+    }
+
+    #[test]
+    fn disk_files_and_writable_flags_become_the_runs_budgets_and_bad_ones_name_the_flag() {
+        let mut r = req();
+        r.disk = Some("64MiB".into());
+        r.files = Some(100);
+        r.writable = vec![PathBuf::from("/out")];
+        let run = exec_run(&r, Path::new("/")).unwrap();
+        assert_eq!(run.resources.disk, Some(64 << 20));
+        assert_eq!(run.resources.files, Some(100));
+        assert_eq!(run.container.writable, [PathBuf::from("/out")]);
+        let mut r = req();
+        r.disk = Some("lots".into());
+        r.files = Some(0);
+        r.writable = vec![PathBuf::from("out")];
+        let e = exec_run(&r, Path::new("/")).unwrap_err();
+        assert!(e.contains("--disk: invalid size `lots`"), "{e}");
+        assert!(e.contains("--files: files `0` must be at least 1"), "{e}");
+        assert!(
+            e.contains("--writable: relative writable path `out`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -440,6 +440,58 @@ mod tests {
     }
 
     #[test]
+    fn disk_and_files_budgets_are_parsed_per_run_with_placeholders_and_defaults() {
+        let b = ok("version: 1\nname: t\ndefaults:\n  resources: {disk: 1GiB}\njobs:\n  a:\n    command: [x]\n    matrix: {n: [2, 3]}\n    resources: {disk: '{n}MiB', files: '{n}000'}\n  b:\n    command: [y]\n");
+        let r: Vec<_> = (0..b.runs.len()).map(|i| b.runs.render(i)).collect();
+        let got: Vec<_> = r
+            .iter()
+            .map(|r| (r.job.as_str(), r.resources.disk, r.resources.files))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", Some(2 << 20), Some(2000)),
+                ("a", Some(3 << 20), Some(3000)),
+                ("b", Some(1 << 30), None),
+            ]
+        );
+        let plain = ok("version: 1\nname: t\njobs:\n  a: {command: [x]}\n");
+        let r = plain.runs.render(0);
+        assert_eq!((r.resources.disk, r.resources.files), (None, None));
+    }
+
+    #[test]
+    fn bad_disk_and_files_values_name_the_file_line_value_and_what_was_expected() {
+        let ps = problems("version: 1\nname: t\njobs:\n  a:\n    command: [x]\n    resources:\n      disk: 10 parsecs\n      files: 0\n");
+        assert_eq!(ps.len(), 2, "{ps:?}");
+        assert_eq!(ps[0].file, "t.yaml");
+        assert_eq!(ps[0].path, "jobs.a.resources.disk");
+        assert_eq!(ps[0].line, Some(7));
+        assert!(
+            ps[0].message.contains("invalid size `10 parsecs`")
+                && ps[0]
+                    .message
+                    .contains("expected a number and a unit like 512MiB"),
+            "{}",
+            ps[0].message
+        );
+        assert_eq!(ps[1].path, "jobs.a.resources.files");
+        assert_eq!(ps[1].line, Some(8));
+        assert!(
+            ps[1].message.contains("files `0` must be at least 1"),
+            "{}",
+            ps[1].message
+        );
+        let ps = problems("version: 1\nname: t\njobs:\n  a:\n    command: [x]\n    resources: {disk: -5MiB, files: 1.5}\n");
+        let msgs: Vec<&str> = ps.iter().map(|p| p.message.as_str()).collect();
+        assert!(msgs[0].contains("negative size `-5MiB`"), "{msgs:?}");
+        assert!(
+            msgs[1].contains("invalid files `1.5`: expected a whole number"),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
     fn duplicate_job_names_are_reported_at_the_second_one() {
         let ps = problems("version: 1\nname: t\njobs:\n  a: {command: [x]}\n  a: {command: [y]}\n");
         assert_eq!(ps.len(), 1);

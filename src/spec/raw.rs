@@ -127,6 +127,10 @@ pub struct RawResources {
     pub pids: Option<CountValue>,
     /// Block I/O throttling.
     pub io: Option<RawIo>,
+    /// Disk budget: the most a run may have written in its writable dirs and its stdout and stderr logs, e.g. `1GiB` (default: a share of the free space under the results folder). A run over it is killed and its row says so.
+    pub disk: Option<SizeValue>,
+    /// The most files and directories a run may have in its writable dirs (default: no limit).
+    pub files: Option<CountValue>,
     /// Resource limits by lower-case name without RLIMIT_ (`nofile`, `nproc`, `core`, ...), soft = hard. nofile defaults to 1024.
     pub rlimits: Option<OrderedMap<CountValue>>,
 }

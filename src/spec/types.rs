@@ -133,6 +133,11 @@ pub struct Resources {
     /// pids limit; default 1024, always set.
     pub pids: u64,
     pub io: Io,
+    /// Disk budget in bytes: writable dirs plus stdout and stderr logs
+    /// (None: the batch's default share, see `run::Options::disk_default`).
+    pub disk: Option<u64>,
+    /// Most files and directories in its writable dirs (None: no limit).
+    pub files: Option<u64>,
     /// rlimits by their lower-case name without RLIMIT_ (`nofile`, `nproc`, `core`, ...),
     /// soft = hard. nofile defaults to 1024.
     pub rlimits: Vec<(String, u64)>,
@@ -307,6 +312,8 @@ impl Run {
                 cpu_quota: None,
                 pids: DEFAULT_PIDS,
                 io: Io::default(),
+                disk: None,
+                files: None,
                 rlimits: vec![("nofile".into(), DEFAULT_NOFILE)],
             },
             time_limit: None,

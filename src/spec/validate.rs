@@ -373,7 +373,7 @@ type Vars<'a> = dyn Fn(&str) -> Option<String> + 'a;
 /// (otherwise "matrix key used in no placeholder" cannot be judged).
 fn templated_complete(cx: &Ctx, jc: &JobCx) -> bool {
     let jp = jc.path();
-    let templated: [&[&str]; 13] = [
+    let templated: [&[&str]; 15] = [
         &["command"],
         &["shell"],
         &["env"],
@@ -385,6 +385,8 @@ fn templated_complete(cx: &Ctx, jc: &JobCx) -> bool {
         &["resources", "memory"],
         &["resources", "cpu_quota"],
         &["resources", "pids"],
+        &["resources", "disk"],
+        &["resources", "files"],
         &["resources", "io"],
         &["resources", "rlimits"],
     ];
@@ -1251,6 +1253,12 @@ fn numeric_fields(jc: &JobCx, res: &super::raw::RawResources) -> Vec<Field> {
     if let Some(v) = &res.pids {
         add_num(jc.at(&["resources", "pids"]), &v.0);
     }
+    if let Some(v) = &res.disk {
+        add_num(jc.at(&["resources", "disk"]), &v.0);
+    }
+    if let Some(v) = &res.files {
+        add_num(jc.at(&["resources", "files"]), &v.0);
+    }
     if let Some(io) = &res.io {
         for (k, v) in [("read_bps", &io.read_bps), ("write_bps", &io.write_bps)] {
             if let Some(v) = v {
@@ -1509,6 +1517,14 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
         .as_ref()
         .and_then(|CountValue(v)| count(cx, at(&["pids"]), "pids", v, vars))
         .unwrap_or(DEFAULT_PIDS);
+    let disk = r
+        .disk
+        .as_ref()
+        .and_then(|v| size(cx, at(&["disk"]), v, vars));
+    let files = r
+        .files
+        .as_ref()
+        .and_then(|CountValue(v)| count(cx, at(&["files"]), "files", v, vars));
     let io = match &r.io {
         None => Io::default(),
         Some(io) => Io {
@@ -1565,6 +1581,8 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
         cpu_quota,
         pids,
         io,
+        disk,
+        files,
         rlimits,
     }
 }

@@ -90,6 +90,15 @@ for job in where oom timeout; do
         esac
     fi
 done
+# A disk hog beside a neighbour: stopped at its budget without root.
+DISK_OUT=$HOME/out-disk
+step user-disk-run 1 timeout 120 packrun run /jobs/vm-user-disk.yaml --out $DISK_OUT --quiet
+csv_cols $DISK_OUT/runs.csv run_key job state termination_reason >/tmp/user-disk-rows 2>&1
+blob user-disk-rows cat /tmp/user-disk-rows
+check_eq user-disk-hog "$(grep "${TAB}hog${TAB}" /tmp/user-disk-rows | cut -f3-4 | sed 's/exceeded: .*/exceeded/')" "FAILED${TAB}disk budget 4.0 MiB exceeded"
+nkey=$(grep "${TAB}neighbour${TAB}" /tmp/user-disk-rows | cut -f1)
+check_eq user-disk-neighbour "$(grep "${TAB}neighbour${TAB}" /tmp/user-disk-rows | cut -f3) $(cat $DISK_OUT/logs/$nkey.out 2>&1)" "COMPLETED neighbour wrote 1048576 bytes"
+rm -rf $DISK_OUT
 step user-exec-true 0 timeout 60 packrun exec -- true
 step user-exec-uid-map 0 timeout 60 packrun exec --memory 32MiB -- cat /proc/self/uid_map
 
