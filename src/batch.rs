@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod events;
+mod exec;
+pub use exec::{exec, Exec};
+
 /// What to run and where its results go.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Request {
@@ -316,44 +320,18 @@ fn run_into(
     for line in &disk.warnings {
         progress.note(line);
     }
-    let mut freed = 0;
-    let mut lost_rows = 0;
     let alloc = plan::Allocator::new(&env.topology, &batch.groups);
-    let outcome = crate::run::execute(&batch.runs, alloc, &opts, &done, &mut |ev| match ev {
-        crate::run::Event::Started { run, placement } => progress.started(run, placement),
-        crate::run::Event::Finished(rec) => {
-            if let Err(x) = reserve.write(|| csv.append(&rec), &mut |n| freed += n) {
-                lost_rows += 1;
-                progress.note(&format!(
-                    "packrun run: row of run {} not recorded: {}",
-                    rec.key,
-                    fsx::chain(&x)
-                ));
-            }
-            progress.finished(&rec);
-        }
-        crate::run::Event::Step(step) => {
-            if let Err(x) = reserve.write(|| results::append_step(dir, &step), &mut |n| freed += n)
-            {
-                progress.note(&format!(
-                    "packrun run: {} step of run {} not recorded: {}",
-                    step.step,
-                    step.run_key,
-                    fsx::chain(&x)
-                ));
-            }
-        }
-        crate::run::Event::Note(text) => progress.note(&text),
-        crate::run::Event::Flush => {
-            if let Err(x) = reserve.write(|| csv.sync(), &mut |n| freed += n) {
-                progress.note(&format!("packrun run: {}", fsx::chain(&x)));
-            }
-        }
+    let records = events::Records {
+        dir,
+        csv: &mut csv,
+        reserve: &mut reserve,
+    };
+    let mut recorder = events::Recorder::batch(&mut progress, records);
+    let outcome = crate::run::execute(&batch.runs, alloc, &opts, &done, &mut |ev| {
+        recorder.event(ev)
     });
-    // Also after an error that ended the loop early.
-    if let Err(x) = reserve.write(|| csv.sync(), &mut |n| freed += n) {
-        progress.note(&format!("packrun run: {}", fsx::chain(&x)));
-    }
+    recorder.sync();
+    let (lost_rows, mut freed) = (recorder.lost_rows, recorder.freed);
     progress.finish();
     let outcome = outcome.map_err(|x| e(&x))?;
 

@@ -1,19 +1,15 @@
 //! `packrun exec -- CMD`: one run, isolated and limited; its usage record
 //! goes to stderr and the exit code is the job's.
 
-use crate::batch::{self, EXEC_PREFIX};
+use crate::batch;
 use crate::cli::{ExecArgs, NetworkArg, RecordFormat};
 use crate::error::{exit, Error};
 use crate::results::{Record, State};
-use crate::{container, fsx, plan, report, run, spec};
+use crate::{report, spec};
 use std::process::ExitCode;
 
 pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
     let invalid = |message| Error::Invalid {
-        during: "exec",
-        message,
-    };
-    let environment = |message| Error::Environment {
         during: "exec",
         message,
     };
@@ -25,87 +21,14 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
         ));
     }
     let run = spec::exec_run(&request(&args, std::env::vars()), &cwd).map_err(invalid)?;
-    let env = batch::environment().map_err(environment)?;
-    let runs: spec::Runs = vec![run].into();
-    plan::check_feasible(&runs, &env.topology, &[]).map_err(|problems| Error::Infeasible {
-        at: "packrun exec".into(),
-        problems,
-    })?;
-    for line in batch::reap_orphans(&env.hierarchy) {
-        eprintln!("{line}");
-    }
-    let batch_id = format!(
-        "{EXEC_PREFIX}{}",
-        run::journal::batch_id(run::cpulock::Owner::current())
-    );
-    // Writable dirs are kept in a folder of this command's own.
-    let scratch = std::env::temp_dir().join(&batch_id);
-    if !args.writable.is_empty() {
-        check_disk(&std::env::temp_dir(), &runs).map_err(environment)?;
-        eprintln!(
-            "packrun exec: writable dirs kept in {}",
-            scratch.join("exec").display()
-        );
-    }
-    // One run's group sits where a batch's `packrun` group would, named
-    // `packrun-<batch>`: no parent group to make and remove per command.
-    let opts = run::Options {
-        hierarchy: env.hierarchy,
-        cgroup_base: String::new(),
-        batch_id,
-        output: run::Output::Inherit,
-        scratch,
-        max_parallel: Some(1),
-        cpu_lock: Some(run::cpulock::default_path()),
-        single: true,
-        ids: container::ids::IdSource::host(container::ids::machine_slots()),
-        disk_default: None,
-    };
-    let alloc = plan::Allocator::new(&env.topology, &[]);
-    let mut record = None;
-    run::execute(&runs, alloc, &opts, &Default::default(), &mut |ev| {
-        if let run::Event::Note(text) = &ev {
-            eprintln!("{text}");
-        }
-        if let run::Event::Finished(r) = ev {
-            record = Some(r);
-        }
-    })
-    .map_err(|e| environment(fsx::chain(&e)))?;
-    let rec = record.ok_or_else(|| environment("the run ended without a record".into()))?;
+    let batch::Exec { record, host } = batch::exec(run)?;
     let text = match args.format {
-        RecordFormat::Table => report::formats::record_table(&rec, &env.host),
-        RecordFormat::Csv => report::formats::record_csv(&rec, &env.host),
-        RecordFormat::Json => report::formats::record_json(&rec, &env.host) + "\n",
+        RecordFormat::Table => report::formats::record_table(&record, &host),
+        RecordFormat::Csv => report::formats::record_csv(&record, &host),
+        RecordFormat::Json => report::formats::record_json(&record, &host) + "\n",
     };
     eprint!("{text}");
-    Ok(ExitCode::from(exit_code(&rec)))
-}
-
-/// Free space where the writable dirs go: none is an error, less than
-/// `--disk` a warning (the disk may fill before the budget is reached).
-fn check_disk(dir: &std::path::Path, runs: &spec::Runs) -> Result<(), String> {
-    let Some(free) = crate::results::free_space(dir).map_err(|e| fsx::chain(&e))? else {
-        // A file system that reports no size (ramfs): nothing to check.
-        return Ok(());
-    };
-    if free < 1 << 20 {
-        return Err(format!(
-            "{} has {} free: no room for writable dirs",
-            dir.display(),
-            report::human_bytes(free)
-        ));
-    }
-    let budget = runs.iter().next().and_then(|r| r.resources().disk);
-    if let Some(d) = budget.filter(|&d| d > free) {
-        eprintln!(
-            "packrun exec: --disk {} is more than the {} free under {}: the disk may fill first",
-            report::human_bytes(d),
-            report::human_bytes(free),
-            dir.display()
-        );
-    }
-    Ok(())
+    Ok(ExitCode::from(exit_code(&record)))
 }
 
 /// The flags as the one job they describe, checked by the job file's rules.
