@@ -4,7 +4,8 @@
 //! signalfd; all in one poll(2).
 
 use super::{
-    not_started, signal_name, DiskUse, Happened, Launcher, Options, Output, Record, RunError, State,
+    not_started, signal_name, DiskUse, Happened, LaunchError, Launcher, Options, Output, Record,
+    RunError, State,
 };
 use crate::account::{Counters, Usage};
 use crate::cgroup::{self, Limits, RunCgroup};
@@ -419,19 +420,21 @@ impl Launcher for Host<'_> {
         Instant::now()
     }
 
-    fn cpu_time(&mut self, index: usize) -> Result<Duration, String> {
+    fn cpu_time(&mut self, index: usize) -> Result<Duration, LaunchError> {
         if self.in_step.contains_key(&index) {
             return Ok(Duration::ZERO);
         }
-        let r = self.running.get(&index).ok_or("not running")?;
-        r.cgroup.cpu_time().map_err(|e| crate::fsx::chain(&e))
+        let r = self.running.get(&index).ok_or(LaunchError::NotRunning)?;
+        r.cgroup
+            .cpu_time()
+            .map_err(|e| LaunchError::Failed(crate::fsx::chain(&e)))
     }
 
     fn sample(&mut self, index: usize) -> bool {
         self.running.get(&index).is_some_and(|r| r.cgroup.sample())
     }
 
-    fn kill(&mut self, index: usize) -> Result<(), String> {
+    fn kill(&mut self, index: usize) -> Result<(), LaunchError> {
         let Some(r) = self.running.get(&index) else {
             // Waiting for its set's setup: it ends now.
             if let Some(s) = self.staged.get_mut(&index).filter(|s| !s.killed) {
@@ -453,7 +456,7 @@ impl Launcher for Host<'_> {
                 let e = crate::fsx::chain(&e);
                 r.container
                     .signal(libc::SIGKILL)
-                    .map_err(|s| format!("{e}; SIGKILL to its init: {s}"))
+                    .map_err(|s| LaunchError::Failed(format!("{e}; SIGKILL to its init: {s}")))
             }
         }
     }
@@ -539,7 +542,7 @@ impl Launcher for Host<'_> {
         self.opts.disk_default
     }
 
-    fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, String>> {
+    fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, LaunchError>> {
         let began = Instant::now();
         let r = self.running.get(&index)?;
         let logs = r.logs.as_ref();
@@ -553,7 +556,7 @@ impl Launcher for Host<'_> {
                     used.bytes += bytes;
                     used.files += files;
                 }
-                Err(e) => return Some(Err(format!("{}: {e}", dir.display()))),
+                Err(e) => return Some(Err(LaunchError::Failed(format!("{}: {e}", dir.display())))),
             }
         }
         if let Some(l) = logs {

@@ -106,6 +106,17 @@ pub struct DiskUse {
     pub took: Duration,
 }
 
+/// Why the launcher could not do what the loop asked of a started run.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// It is not running (any more): nothing to read or kill.
+    #[error("not running")]
+    NotRunning,
+    /// Its cgroup could not be read or killed, or its init signalled.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// What the loop ended with.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -131,12 +142,12 @@ pub trait Launcher {
     /// The launcher's clock.
     fn now(&self) -> Instant;
     /// The CPU time run `index` used so far.
-    fn cpu_time(&mut self, index: usize) -> Result<Duration, String>;
+    fn cpu_time(&mut self, index: usize) -> Result<Duration, LaunchError>;
     /// Notes run `index`'s memory and pids where the kernel keeps no peak;
     /// false when it keeps them (no more samples needed).
     fn sample(&mut self, index: usize) -> bool;
     /// Starts killing run `index` (without waiting): `wait` reports it ended.
-    fn kill(&mut self, index: usize) -> Result<(), String>;
+    fn kill(&mut self, index: usize) -> Result<(), LaunchError>;
     /// Run `index` ended: its record. `killed_for`, when set, is its state
     /// and the reason (a limit, an interrupt). None: steps after the job
     /// run now, and `Ended` comes again when they are over.
@@ -150,7 +161,7 @@ pub trait Launcher {
     fn disk_default(&self) -> Option<u64>;
     /// What run `index` has on disk now; None: nothing of it is on disk
     /// (no writable dirs, no log files), so no budget to watch.
-    fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, String>>;
+    fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, LaunchError>>;
     /// Work nothing waits on (removing emptied cgroups), done between passes.
     /// Returns what to tell (a group that could not be removed).
     fn tidy(&mut self) -> Vec<String>;
@@ -209,7 +220,7 @@ struct Live {
     next_disk_check: Option<Instant>,
     /// When to try a failed kill again, and what the last try said.
     kill_retry: Option<Instant>,
-    kill_error: Option<String>,
+    kill_error: Option<LaunchError>,
     killed_for: Option<(State, String)>,
 }
 
@@ -279,7 +290,8 @@ impl Live {
             self.killed_for = Some((state, reason));
         }
         match launcher.kill(self.index) {
-            Ok(()) => self.kill_retry = None,
+            // Gone already: its end is on its way.
+            Ok(()) | Err(LaunchError::NotRunning) => self.kill_retry = None,
             Err(e) => {
                 self.kill_retry = Some(launcher.now() + KILL_RETRY);
                 self.kill_error = Some(e);
@@ -608,6 +620,9 @@ impl Live {
                 self.next_cpu_check =
                     Some(now + cpu_check_interval(left, self.placement.cpus.len()));
             }
+            // Ended between the wait and now: collected next, nothing
+            // more to check.
+            Err(LaunchError::NotRunning) => self.next_cpu_check = None,
             Err(e) => {
                 let why = format!("cannot read its CPU time to enforce cpu_time_limit: {e}");
                 self.kill(launcher, State::Error, why);
@@ -735,6 +750,9 @@ mod tests {
         /// Kills that fail before one works.
         kill_fails: u32,
         cpu_unreadable: bool,
+        /// Its processes are gone before the loop hears it ended: its CPU
+        /// time finds it not running.
+        gone: bool,
         /// Bytes it writes a second on disk (None: nothing of it on disk).
         disk_rate: Option<u64>,
         /// Files it makes a second.
@@ -751,6 +769,7 @@ mod tests {
                 setup_error: None,
                 kill_fails: 0,
                 cpu_unreadable: false,
+                gone: false,
                 disk_rate: None,
                 files_rate: 0,
             }
@@ -890,10 +909,13 @@ mod tests {
             self.base + self.now
         }
 
-        fn cpu_time(&mut self, index: usize) -> Result<Duration, String> {
+        fn cpu_time(&mut self, index: usize) -> Result<Duration, LaunchError> {
             let s = &self.running[&index];
             if s.script.cpu_unreadable {
-                return Err("cpu.stat: scripted".into());
+                return Err(LaunchError::Failed("cpu.stat: scripted".into()));
+            }
+            if s.script.gone {
+                return Err(LaunchError::NotRunning);
             }
             Ok((self.now - s.at).mul_f64(s.script.cpu_rate))
         }
@@ -903,12 +925,12 @@ mod tests {
             true
         }
 
-        fn kill(&mut self, index: usize) -> Result<(), String> {
+        fn kill(&mut self, index: usize) -> Result<(), LaunchError> {
             let now = self.now;
             let s = self.running.get_mut(&index).expect("kill of a running run");
             s.kill_tries += 1;
             if s.kill_tries <= s.script.kill_fails {
-                return Err("cgroup.kill: scripted".into());
+                return Err(LaunchError::Failed("cgroup.kill: scripted".into()));
             }
             s.killed_at.get_or_insert(now);
             Ok(())
@@ -942,7 +964,7 @@ mod tests {
             self.disk_default
         }
 
-        fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, String>> {
+        fn disk_use(&mut self, index: usize) -> Option<Result<DiskUse, LaunchError>> {
             let s = &self.running[&index];
             let rate = s.script.disk_rate?;
             self.disk_checks += 1;
@@ -1218,6 +1240,28 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_is_gone_when_its_cpu_time_is_read_ends_as_it_ended_not_as_error() {
+        let mut runs = keyed(vec![run("quick", 1, 2)]);
+        runs[0].cpu_time_limit = Some(Duration::from_secs(4));
+        let mut fake = Fake::new(&[(
+            "quick",
+            Script {
+                secs: 2.0,
+                gone: true,
+                ..Script::default()
+            },
+        )]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let r = &b.rows[0];
+        assert_eq!(r.state, State::Completed, "{}", r.termination_reason);
+        assert!(
+            !r.termination_reason.contains("cannot read"),
+            "{}",
+            r.termination_reason
+        );
+    }
+
+    #[test]
     fn sigint_cancels_the_running_runs_and_records_the_rest_as_cancelled() {
         let runs = keyed(vec![run("a", 1, 9), run("a", 1, 9), run("a", 1, 9)]);
         let mut fake = Fake::new(&[("a", script(9.0))]);
@@ -1469,13 +1513,13 @@ mod tests {
             fn now(&self) -> Instant {
                 self.fake.now()
             }
-            fn cpu_time(&mut self, index: usize) -> Result<Duration, String> {
+            fn cpu_time(&mut self, index: usize) -> Result<Duration, LaunchError> {
                 self.fake.cpu_time(index)
             }
             fn sample(&mut self, index: usize) -> bool {
                 self.fake.sample(index)
             }
-            fn kill(&mut self, index: usize) -> Result<(), String> {
+            fn kill(&mut self, index: usize) -> Result<(), LaunchError> {
                 self.fake.kill(index)
             }
             fn collect(
@@ -1492,7 +1536,7 @@ mod tests {
             fn disk_default(&self) -> Option<u64> {
                 None
             }
-            fn disk_use(&mut self, _: usize) -> Option<Result<DiskUse, String>> {
+            fn disk_use(&mut self, _: usize) -> Option<Result<DiskUse, LaunchError>> {
                 None
             }
         }
