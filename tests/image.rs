@@ -1011,12 +1011,15 @@ fn closed_directories_and_unreadable_files_unpack_check_and_remove() {
     assert!(f.cache_names().is_empty(), "{:?}", f.cache_names());
 }
 
-/// Runs a tool the CI installs (tests/ci-install-images.sh).
+/// Runs a tool tests/ci-install-images.sh installs; where it is missing the
+/// test fails naming the package.
 fn tool(name: &str, args: &[&str]) {
     let out = std::process::Command::new(name)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{name} runs (tests/ci-install-images.sh installs it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("{name} does not run ({e}): install it with `apt-get install {name}` (tests/ci-install-images.sh)")
+        });
     assert!(
         out.status.success(),
         "{name} {args:?}: {}",

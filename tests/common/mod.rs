@@ -7,18 +7,34 @@ use std::sync::OnceLock;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_packrun");
 
-/// True when this test may create cgroups and namespaces. As root it
-/// always runs; elsewhere it is skipped with the reason printed, except in
-/// CI, where a missing privilege is a failure.
+/// Checks that this test may create cgroups and namespaces: true as root,
+/// and a failure naming what is missing otherwise, so a privileged test run
+/// with `--include-ignored` by another user never passes without having run.
+/// (It returns a bool so the tests read `if !privileged(..) { return; }`.)
+/// Plain `cargo test` never gets here: such tests are `#[ignore = "needs root: .."]`.
 pub fn privileged(test: &str) -> bool {
     if nix::unistd::Uid::effective().is_root() {
         return true;
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} needs root, and CI runs as root: something is wrong with this CI machine");
-    }
-    eprintln!("skipping {test}: needs root (cgroups and namespaces)");
-    false
+    panic!(
+        "{test} needs root (it makes cgroups and namespaces): run it as root, \
+         or run plain `cargo test`, which leaves it out as ignored"
+    );
+}
+
+/// Fails the test, naming what to install, unless `program` is on PATH.
+pub fn require_program(test: &str, program: &str, install: &str) -> PathBuf {
+    on_path(program).unwrap_or_else(|| {
+        panic!("{test} needs {program}, which is not on PATH: install it with `{install}`")
+    })
+}
+
+/// `program`'s path when some directory of PATH has it.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
 
 /// The helper C programs in tests/helpers, built once per test binary.
@@ -35,7 +51,9 @@ pub fn helper(name: &str) -> PathBuf {
                 .arg(&out)
                 .arg(&src)
                 .status()
-                .expect("cc runs");
+                .unwrap_or_else(|e| {
+                    panic!("cc runs (needs a C compiler: apt-get install gcc libc6-dev): {e}")
+                });
             assert!(st.success(), "cc {h}.c failed");
             std::fs::rename(&out, dir.join(h)).unwrap();
         }
