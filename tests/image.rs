@@ -1027,6 +1027,12 @@ fn tool(name: &str, args: &[&str]) {
     );
 }
 
+/// Whether some directory of PATH has `program`.
+fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| d.join(program).is_file())
+}
+
 /// An OCI layout that umoci builds, tagged t1: two layers by umoci's own
 /// diffing (the second deletes a file: a whiteout) and a run config.
 /// (`umoci insert` of Debian's 0.4.7 writes layer tars without their end
@@ -1099,6 +1105,17 @@ fn a_layout_built_by_umoci_unpacks() {
 #[test]
 #[ignore = "needs umoci and skopeo (tests/ci-install-images.sh)"]
 fn a_docker_archive_written_by_skopeo_unpacks() {
+    let missing: Vec<&str> = ["umoci", "skopeo"]
+        .into_iter()
+        .filter(|t| !on_path(t))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "a_docker_archive_written_by_skopeo_unpacks needs {}, not on PATH: install with \
+         `apt-get install {}` (tests/ci-install-images.sh)",
+        missing.join(" and "),
+        missing.join(" ")
+    );
     let f = Fixture::new();
     let layout = umoci_layout(&f);
     let archive = f.tmp.path().join("saved.tar");

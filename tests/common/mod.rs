@@ -22,13 +22,6 @@ pub fn privileged(test: &str) -> bool {
     );
 }
 
-/// Fails the test, naming what to install, unless `program` is on PATH.
-pub fn require_program(test: &str, program: &str, install: &str) -> PathBuf {
-    on_path(program).unwrap_or_else(|| {
-        panic!("{test} needs {program}, which is not on PATH: install it with `{install}`")
-    })
-}
-
 /// `program`'s path when some directory of PATH has it.
 pub fn on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
