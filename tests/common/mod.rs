@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockWriteGuard};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_packrun");
 
@@ -55,8 +55,24 @@ pub fn helper(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Every packrun that `packrun` starts holds this shared; a test that
+/// leaves something for the next packrun to tidy (the cgroups of a killed
+/// batch, which any packrun that starts removes) holds it alone, so that
+/// the tests running beside it in this binary cannot tidy it first.
+pub static PACKRUNS: RwLock<()> = RwLock::new(());
+
 /// Runs packrun with `args`, returns its output and pid.
 pub fn packrun(args: &[&str]) -> (Output, u32) {
+    let _shared = PACKRUNS.read().unwrap_or_else(|e| e.into_inner());
+    packrun_unlocked(args)
+}
+
+/// `packrun` for a test that holds `PACKRUNS` alone (the guard shows it).
+pub fn packrun_alone(_alone: &RwLockWriteGuard<()>, args: &[&str]) -> (Output, u32) {
+    packrun_unlocked(args)
+}
+
+fn packrun_unlocked(args: &[&str]) -> (Output, u32) {
     let child = Command::new(BIN)
         .args(args)
         .stdin(std::process::Stdio::null())
