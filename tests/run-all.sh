@@ -3,7 +3,7 @@
 # The one test command of README.md, and what .ci/run runs.
 #
 # As root on Debian 12 (apt): installs the packages the tests use (a C
-# compiler and python3 for the helpers and probes run inside containers,
+# compiler and python3 for the test programs and probes run inside containers,
 # Chromium, Slurm and munge, umoci and skopeo, qemu with busybox, a Debian
 # kernel and the musl target for the VM suite), each only when missing, then
 # runs `cargo test --no-fail-fast -- --include-ignored`, so one failing test
@@ -29,7 +29,7 @@ if command -v apt-get >/dev/null; then
   echo 'DPkg::Lock::Timeout "600";' >"$apt_conf"
   export APT_CONFIG="$apt_conf"
   # Tools the privileged tests run inside containers: a C compiler for the
-  # burn/alloc helpers, python3 for the seccomp probes, bash, coreutils.
+  # burn and alloc programs, python3 for the seccomp probes, bash, coreutils.
   missing=()
   for p in gcc libc6-dev python3 bash coreutils procps util-linux iproute2 gzip dash; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
