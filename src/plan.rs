@@ -1,7 +1,8 @@
 //! Pure packing: which CPUs and memory nodes a run gets, and a simulated
 //! list schedule. No I/O.
 //!
-//! Rules (DESIGN.md, "Placement"):
+//! Rules (this list is where they are kept; docs/jobfile.md, `resources`,
+//! tells users the short of them):
 //! - CPUs of concurrent runs are disjoint.
 //! - `numa: local` puts every CPU of a run on one node when CPUs and memory fit
 //!   there, choosing the node whose free CPUs the run fills best (best fit:

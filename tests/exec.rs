@@ -442,6 +442,8 @@ fn cgroup_of_a_killed_exec_is_removed_by_the_next_packrun() {
     if !privileged("cgroup_of_a_killed_exec_is_removed_by_the_next_packrun") {
         return;
     }
+    // Alone: a packrun of a test beside this one would remove the orphan first.
+    let alone = PACKRUNS.write().unwrap_or_else(|e| e.into_inner());
     let tag = format!("packrun-orphan-{}", std::process::id());
     let mut child = std::process::Command::new(BIN)
         // The tag goes by the environment, so that only the sleeper (not
@@ -474,7 +476,7 @@ fn cgroup_of_a_killed_exec_is_removed_by_the_next_packrun() {
     child.wait().unwrap();
     let orphans = cgroups_of(pid);
     assert!(!orphans.is_empty(), "nothing left to reap after SIGKILL");
-    let (out, next) = packrun(&["exec", "--", "/bin/true"]);
+    let (out, next) = packrun_alone(&alone, &["exec", "--", "/bin/true"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(

@@ -1011,17 +1011,26 @@ fn closed_directories_and_unreadable_files_unpack_check_and_remove() {
     assert!(f.cache_names().is_empty(), "{:?}", f.cache_names());
 }
 
-/// Runs a tool the CI installs (tests/ci-install-images.sh).
+/// Runs a tool tests/ci-install-images.sh installs; where it is missing the
+/// test fails naming the package.
 fn tool(name: &str, args: &[&str]) {
     let out = std::process::Command::new(name)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{name} runs (tests/ci-install-images.sh installs it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("{name} does not run ({e}): install it with `apt-get install {name}` (tests/ci-install-images.sh)")
+        });
     assert!(
         out.status.success(),
         "{name} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Whether some directory of PATH has `program`.
+fn on_path(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| d.join(program).is_file())
 }
 
 /// An OCI layout that umoci builds, tagged t1: two layers by umoci's own
@@ -1096,6 +1105,17 @@ fn a_layout_built_by_umoci_unpacks() {
 #[test]
 #[ignore = "needs umoci and skopeo (tests/ci-install-images.sh)"]
 fn a_docker_archive_written_by_skopeo_unpacks() {
+    let missing: Vec<&str> = ["umoci", "skopeo"]
+        .into_iter()
+        .filter(|t| !on_path(t))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "a_docker_archive_written_by_skopeo_unpacks needs {}, not on PATH: install with \
+         `apt-get install {}` (tests/ci-install-images.sh)",
+        missing.join(" and "),
+        missing.join(" ")
+    );
     let f = Fixture::new();
     let layout = umoci_layout(&f);
     let archive = f.tmp.path().join("saved.tar");

@@ -7,23 +7,18 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The Chromium binary, or None (with the reason printed) when it is
-/// missing outside CI; in CI (CI=true) a missing Chromium is a failure.
-fn chromium(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: chromium is not installed; .ci/run must call tests/ci-install-ux.sh");
-    }
-    eprintln!("skipping {test}: chromium is not installed (apt-get install -y chromium)");
-    None
+/// The Chromium binary; a test that needs it fails, naming the package,
+/// where it is not on PATH (tests/ci-install-ux.sh installs it).
+fn chromium(test: &str) -> PathBuf {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| on_path(name))
+        .unwrap_or_else(|| {
+            panic!(
+                "{test} needs Chromium, which is not on PATH: install it with \
+                 `apt-get install chromium` (tests/ci-install-ux.sh)"
+            )
+        })
 }
 
 /// Runs before the page's own script: records errors, then on load counts
@@ -157,11 +152,8 @@ fn check(chromium: &Path, dir: &Path) {
 #[test]
 #[ignore = "needs Chromium (tests/ci-install-ux.sh)"]
 fn the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors() {
-    let Some(chromium) =
-        chromium("the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors")
-    else {
-        return;
-    };
+    let chromium =
+        chromium("the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors");
     let dir = tempfile::tempdir().unwrap();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results-sample");
     for f in ["runs.csv", "manifest.json"] {
@@ -178,15 +170,13 @@ fn the_sample_report_shows_one_bar_per_run_and_cpu_without_console_errors() {
 }
 
 #[test]
-#[ignore = "needs Chromium (tests/ci-install-ux.sh)"]
+#[ignore = "needs root and Chromium (tests/ci-install-ux.sh)"]
 fn the_report_of_a_real_batch_shows_one_bar_per_run_and_cpu_without_console_errors() {
     let name = "the_report_of_a_real_batch_shows_one_bar_per_run_and_cpu_without_console_errors";
     if !privileged(name) {
         return;
     }
-    let Some(chromium) = chromium(name) else {
-        return;
-    };
+    let chromium = chromium(name);
     let dir = tempfile::Builder::new()
         .prefix("report-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))

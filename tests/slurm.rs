@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 const DAEMONS: [&str; 6] = ["munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue"];
 
-/// True when this test can start a Slurm here: root, and the Slurm and
-/// munge packages installed (tests/ci-install-slurm.sh). In CI a missing
-/// package is a failure, not a skip.
+/// Checks that this test can start a Slurm here: root, and the Slurm and
+/// munge programs (tests/ci-install-slurm.sh). Where one is missing the
+/// test fails naming the packages; it is never passed without a cluster.
+/// (It returns a bool so the tests read `if !slurm_available(..) { return; }`.)
 fn slurm_available(test: &str) -> bool {
     if !privileged(test) {
         return false;
@@ -24,20 +25,13 @@ fn slurm_available(test: &str) -> bool {
         .copied()
         .filter(|d| which(d).is_none())
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{test}: {} not installed; CI runs tests/ci-install-slurm.sh first",
-            missing.join(", ")
-        );
-    }
-    eprintln!(
-        "skipping {test}: {} not installed (apt-get install slurmctld slurmd slurm-client munge)",
+    assert!(
+        missing.is_empty(),
+        "{test} needs {}, not found on PATH, /usr/sbin or /sbin: install them with \
+         `apt-get install slurmctld slurmd slurm-client munge` (tests/ci-install-slurm.sh)",
         missing.join(", ")
     );
-    false
+    true
 }
 
 fn which(prog: &str) -> Option<PathBuf> {
@@ -64,6 +58,8 @@ struct Cluster {
     /// Node names: unique per test, since slurmd names its cgroups after them.
     nodes: [String; 2],
     dir: tempfile::TempDir,
+    /// munged's socket, key, pid and seed; removed (dropped) after the daemons stop.
+    _munge: tempfile::TempDir,
     conf: PathBuf,
     /// In start order; stopped in reverse.
     daemons: Vec<(String, Child)>,
@@ -79,16 +75,24 @@ impl Cluster {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap();
         let d = dir.path().to_path_buf();
-        // munged wants its socket directory searchable by all and its key
-        // owned by it and private.
-        for sub in ["munge", "state", "log"] {
+        for sub in ["state", "log"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         set_mode(dir.path(), 0o755);
-        set_mode(&d.join("munge"), 0o755);
+        // munged wants every directory above its socket searchable by all,
+        // which the target directory is not where the checkout is in root's
+        // private home (/root is 0700 on Debian): its socket, key, pid and
+        // seed get a directory of their own in the system's temp dir. The
+        // key is owned by munged and private.
+        let munge = tempfile::Builder::new()
+            .prefix("packrun-test-munge-")
+            .tempdir()
+            .unwrap();
+        set_mode(munge.path(), 0o755);
+        let m = munge.path().to_path_buf();
         let key: Vec<u8> = (0..1024).map(|_| rand_byte()).collect();
-        std::fs::write(d.join("munge/munge.key"), key).unwrap();
-        set_mode(&d.join("munge/munge.key"), 0o400);
+        std::fs::write(m.join("munge.key"), key).unwrap();
+        set_mode(&m.join("munge.key"), 0o400);
 
         let cgroups = nodes
             .iter()
@@ -116,6 +120,7 @@ impl Cluster {
         )
         .unwrap()
         .replace("@DIR@", &d.display().to_string())
+        .replace("@MUNGE@", &m.display().to_string())
         .replace("@HOST@", &host)
         .replace("@CTLD_PORT@", &ctld.to_string())
         .replace("@N1@", &nodes[0])
@@ -135,28 +140,20 @@ impl Cluster {
         let mut c = Cluster {
             nodes: nodes.clone(),
             dir,
+            _munge: munge,
             conf,
             daemons: Vec::new(),
             cgroups,
         };
-        let sock = d.join("munge/munge.socket");
+        let sock = m.join("munge.socket");
         c.spawn(
             "munged",
             Command::new(which("munged").unwrap())
                 .arg("--foreground")
                 .arg(format!("--socket={}", sock.display()))
-                .arg(format!(
-                    "--key-file={}",
-                    d.join("munge/munge.key").display()
-                ))
-                .arg(format!(
-                    "--pid-file={}",
-                    d.join("munge/munged.pid").display()
-                ))
-                .arg(format!(
-                    "--seed-file={}",
-                    d.join("munge/munged.seed").display()
-                ))
+                .arg(format!("--key-file={}", m.join("munge.key").display()))
+                .arg(format!("--pid-file={}", m.join("munged.pid").display()))
+                .arg(format!("--seed-file={}", m.join("munged.seed").display()))
                 .arg(format!("--log-file={}", d.join("log/munged.log").display())),
         );
         c.wait_for("munge socket", |_| sock.exists());

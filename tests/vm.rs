@@ -1,8 +1,9 @@
 //! The VM suite: each test boots one VM with a cgroup layout and NUMA
 //! topology the development machines lack, runs a whole scenario inside
-//! (tests/vm/scenarios/) and checks what it printed. Skipped, saying why,
-//! where qemu, the kernel or busybox is missing; a failure when CI=true.
-//! Set them up with tests/vm/ci-install.sh.
+//! (tests/vm/scenarios/) and checks what it printed. Ignored by plain
+//! `cargo test`; run with `--include-ignored` where qemu, the kernel, busybox
+//! or the musl target is missing, a test fails naming it. Set them up with
+//! tests/vm/ci-install.sh.
 
 #[path = "vm/harness.rs"]
 mod harness;
@@ -14,8 +15,8 @@ use std::time::Duration;
 /// Boots `vm`, prints its timings and output, and checks that the scenario
 /// exited 0, printed no FAIL line and printed "ok NAME" for every `expected`
 /// check (so a check that never ran fails too). Returns the guest's stdout.
-fn run_scenario(test: &str, vm: Vm, expected: &[&str]) -> Option<String> {
-    let tools = harness::tools_or_skip(test)?;
+fn run_scenario(test: &str, vm: Vm, expected: &[&str]) -> String {
+    let tools = harness::tools_or_fail(test);
     let out = harness::boot(&tools, &vm).unwrap_or_else(|e| panic!("{test}: {e}"));
     eprintln!(
         "{test}: {} boot {:.1} s, total {:.1} s, {} attempt(s), exit status {}",
@@ -67,13 +68,13 @@ fn run_scenario(test: &str, vm: Vm, expected: &[&str]) -> Option<String> {
         "{test}: these checks never reported ok: {missing:?}"
     );
     assert_eq!(out.status, 0, "{test}: the scenario exited {}", out.status);
-    Some(out.stdout)
+    out.stdout
 }
 
 const COMMON: &[&str] = &["packrun-version", "node-count", "node0-cpulist"];
 
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
     let vm = vm(FOUR_NODES, Layout::V2, "v2.sh", 180);
     let expected = [
@@ -104,9 +105,7 @@ fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
         ],
     ]
     .concat();
-    let Some(stdout) = run_scenario("v2", vm, &expected) else {
-        return;
-    };
+    let stdout = run_scenario("v2", vm, &expected);
     assert!(
         stdout.contains("ok node1-cpulist: 2-3"),
         "node1 should hold CPUs 2-3:\n{stdout}"
@@ -114,14 +113,14 @@ fn cgroup_v2_on_four_numa_nodes_places_and_limits_as_packrun_expects() {
 }
 
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn cgroup_v1_per_controller_hierarchies_limit_as_packrun_expects() {
     let vm = vm(TWO_NODES, Layout::V1, "v1.sh", 180);
     run_scenario("v1", vm, &V1_CHECKS.concat());
 }
 
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn cgroup_v1_comounted_as_systemd_legacy_mode_limits_alike() {
     let vm = vm(TWO_NODES, Layout::V1Comounted, "v1.sh", 180);
     run_scenario(
@@ -161,7 +160,7 @@ const V1_CHECKS: [&[&str]; 2] = [
 ];
 
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn packrun_in_a_delegated_subtree_moves_into_a_leaf_and_nests_its_runs() {
     let vm = vm(TWO_NODES, Layout::V2Delegated, "packrun-delegated.sh", 180);
     let expected = [
@@ -183,7 +182,7 @@ fn packrun_in_a_delegated_subtree_moves_into_a_leaf_and_nests_its_runs() {
 }
 
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn delegated_v2_subtree_needs_a_supervisor_leaf_before_controllers() {
     let vm = vm(TWO_NODES, Layout::V2Delegated, "v2-delegated.sh", 180);
     let expected = [
@@ -484,25 +483,23 @@ fn check_packrun_run(stdout: &str) {
 
 // packrun itself on cgroup v2 with four NUMA nodes: one boot each.
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn packrun_sees_four_nodes_and_plans_numa_local_runs_on_them() {
     let expected = [
         COMMON,
         &["packrun-topology", "packrun-validate", "packrun-plan"],
     ]
     .concat();
-    let Some(stdout) = run_scenario(
+    let stdout = run_scenario(
         "packrun-plan",
         vm(FOUR_NODES, Layout::V2, "packrun-plan.sh", 240),
         &expected,
-    ) else {
-        return;
-    };
+    );
     check_packrun_plan(&stdout);
 }
 
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when_interrupted() {
     let expected = [
         COMMON,
@@ -517,13 +514,11 @@ fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when
         ],
     ]
     .concat();
-    let Some(stdout) = run_scenario(
+    let stdout = run_scenario(
         "packrun-run",
         vm(FOUR_NODES, Layout::V2, "packrun-run.sh", 240),
         &expected,
-    ) else {
-        return;
-    };
+    );
     check_packrun_run(&stdout);
 }
 
@@ -547,7 +542,7 @@ fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
 // systemd delegates one to a user, with no subordinate ids. Runs get a user
 // namespace mapping root inside to the user alone.
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn packrun_as_an_ordinary_user_in_a_delegated_cgroup_v2_subtree() {
     let vm = vm(TWO_NODES, Layout::V2DelegatedUser, "packrun-user.sh", 480);
     let expected = [
@@ -590,9 +585,7 @@ fn packrun_as_an_ordinary_user_in_a_delegated_cgroup_v2_subtree() {
         ],
     ]
     .concat();
-    let Some(stdout) = run_scenario("packrun-user", vm, &expected) else {
-        return;
-    };
+    let stdout = run_scenario("packrun-user", vm, &expected);
     check_packrun_user(&stdout);
 }
 
@@ -642,7 +635,7 @@ fn check_packrun_user(stdout: &str) {
 // A host whose root is the initramfs: pivot_root(2) refuses it, so packrun
 // needs another way into a run's root, one a run cannot climb out of.
 #[test]
-#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
 fn packrun_on_a_host_whose_root_is_the_initramfs() {
     let mut vm = vm(TWO_NODES, Layout::V2, "packrun-initramfs.sh", 300);
     vm.initramfs_root = true;
@@ -663,9 +656,7 @@ fn packrun_on_a_host_whose_root_is_the_initramfs() {
         ],
     ]
     .concat();
-    let Some(stdout) = run_scenario("packrun-initramfs", vm, &expected) else {
-        return;
-    };
+    let stdout = run_scenario("packrun-initramfs", vm, &expected);
     let mut states: Vec<(String, String)> = csv_rows(&blob(&stdout, "runs.csv"))
         .into_iter()
         .map(|r| (r["job"].clone(), r["state"].clone()))

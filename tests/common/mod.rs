@@ -3,22 +3,31 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockWriteGuard};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_packrun");
 
-/// True when this test may create cgroups and namespaces. As root it
-/// always runs; elsewhere it is skipped with the reason printed, except in
-/// CI, where a missing privilege is a failure.
+/// Checks that this test may create cgroups and namespaces: true as root,
+/// and a failure naming what is missing otherwise, so a privileged test run
+/// with `--include-ignored` by another user never passes without having run.
+/// (It returns a bool so the tests read `if !privileged(..) { return; }`.)
+/// Plain `cargo test` never gets here: such tests are `#[ignore = "needs root: .."]`.
 pub fn privileged(test: &str) -> bool {
     if nix::unistd::Uid::effective().is_root() {
         return true;
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} needs root, and CI runs as root: something is wrong with this CI machine");
-    }
-    eprintln!("skipping {test}: needs root (cgroups and namespaces)");
-    false
+    panic!(
+        "{test} needs root (it makes cgroups and namespaces): run it as root, \
+         or run plain `cargo test`, which leaves it out as ignored"
+    );
+}
+
+/// `program`'s path when some directory of PATH has it.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
 
 /// The helper C programs in tests/helpers, built once per test binary.
@@ -35,7 +44,9 @@ pub fn helper(name: &str) -> PathBuf {
                 .arg(&out)
                 .arg(&src)
                 .status()
-                .expect("cc runs");
+                .unwrap_or_else(|e| {
+                    panic!("cc runs (needs a C compiler: apt-get install gcc libc6-dev): {e}")
+                });
             assert!(st.success(), "cc {h}.c failed");
             std::fs::rename(&out, dir.join(h)).unwrap();
         }
@@ -44,8 +55,24 @@ pub fn helper(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Every packrun that `packrun` starts holds this shared; a test that
+/// leaves something for the next packrun to tidy (the cgroups of a killed
+/// batch, which any packrun that starts removes) holds it alone, so that
+/// the tests running beside it in this binary cannot tidy it first.
+pub static PACKRUNS: RwLock<()> = RwLock::new(());
+
 /// Runs packrun with `args`, returns its output and pid.
 pub fn packrun(args: &[&str]) -> (Output, u32) {
+    let _shared = PACKRUNS.read().unwrap_or_else(|e| e.into_inner());
+    packrun_unlocked(args)
+}
+
+/// `packrun` for a test that holds `PACKRUNS` alone (the guard shows it).
+pub fn packrun_alone(_alone: &RwLockWriteGuard<()>, args: &[&str]) -> (Output, u32) {
+    packrun_unlocked(args)
+}
+
+fn packrun_unlocked(args: &[&str]) -> (Output, u32) {
     let child = Command::new(BIN)
         .args(args)
         .stdin(std::process::Stdio::null())

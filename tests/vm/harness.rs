@@ -140,7 +140,9 @@ fn find_tools() -> Result<Tools, String> {
     let hint = "run tests/vm/ci-install.sh as root to install it";
     let qemu = env_path("PACKRUN_VM_QEMU")
         .or_else(|| which("qemu-system-x86_64"))
-        .ok_or_else(|| format!("qemu-system-x86_64 is not installed ({hint})"))?;
+        .ok_or_else(|| {
+            format!("qemu-system-x86_64 (package qemu-system-x86) is not installed ({hint})")
+        })?;
     let busybox = env_path("PACKRUN_VM_BUSYBOX")
         .or_else(|| which("busybox").filter(|p| is_static(p)))
         .ok_or_else(|| {
@@ -321,7 +323,7 @@ fn build_static_packrun() -> Result<PathBuf, String> {
                     .into(),
             );
         }
-        // A missing tool is a skip outside CI; code that does not build is never one.
+        // A missing tool fails the test, naming what to install; so does code that does not build.
         panic!("building the static packrun failed:\n{stderr}");
     }
     eprintln!(
@@ -709,17 +711,9 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The tools, or `None` after printing why the VM tests are skipped. When
-/// `CI=true`, a missing piece is a failure, not a skip.
-pub fn tools_or_skip(test: &str) -> Option<Tools> {
-    match tools() {
-        Ok(t) => Some(t),
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: the VM test cannot run in CI: {why}")
-        }
-        Err(why) => {
-            eprintln!("{test}: skipped: {why}");
-            None
-        }
-    }
+/// The tools, or a failure of `test` saying which is missing and how to
+/// install it (tests/vm/ci-install.sh installs them all): a VM test never
+/// passes without having booted its VM.
+pub fn tools_or_fail(test: &str) -> Tools {
+    tools().unwrap_or_else(|why| panic!("{test}: the VM test cannot run: {why}"))
 }
