@@ -36,6 +36,7 @@ mod handle;
 pub mod ids;
 mod rootfs;
 mod seccomp;
+pub mod shares;
 mod spawn;
 
 pub use config::{default_ids, ContainerConfig, JobOutput, JobStatus, SetupError, DEFAULT_PATH};

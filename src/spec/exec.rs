@@ -18,6 +18,8 @@ pub struct ExecRequest {
     pub time_limit: Option<String>,
     pub cpu_time_limit: Option<String>,
     pub network_host: bool,
+    /// `--aio`: `container.aio`.
+    pub aio: bool,
     pub rootfs: String,
     /// `SRC:DST`, `SRC:DST:ro` or `SRC:DST:rw`.
     pub binds: Vec<String>,
@@ -101,6 +103,7 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
             // A hostname is a template in a job file: a literal one here.
             "hostname": req.hostname.replace('{', "{{").replace('}', "}}"),
             "mounts": mounts,
+            "aio": req.aio,
         }),
     );
     let file = json!({"version": 1, "name": "exec", "jobs": {"exec": Value::Object(job)}});

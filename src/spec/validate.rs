@@ -1180,6 +1180,7 @@ fn container_parts(cx: &mut Ctx, jc: &JobCx, container: &super::raw::RawContaine
         userns,
         hidden,
         visible,
+        aio: container.aio.unwrap_or(false),
     }
 }
 
