@@ -816,7 +816,11 @@ fn become_job_user(plan: &Plan, fds: &Fds) {
             inheritable: 0,
         }; 2];
         check(
-            libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()),
+            libc::syscall(
+                libc::SYS_capget,
+                &header as *const CapHeader,
+                data.as_mut_ptr(),
+            ),
             fds,
             "capget",
             c"",

@@ -87,10 +87,12 @@ pub fn compute(proc: &Path, slots: u32, rlimits: &[(&'static str, u64)]) -> Shar
         })
         .collect();
     let aio = read("sys/fs/aio-max-nr").map(|max| (max, share(max, slots)));
-    let pty = read("sys/kernel/pty/max").zip(read("sys/kernel/pty/reserve")).map(|(max, reserve)| {
-        let open = max.saturating_sub(reserve);
-        (open, share(open, slots))
-    });
+    let pty = read("sys/kernel/pty/max")
+        .zip(read("sys/kernel/pty/reserve"))
+        .map(|(max, reserve)| {
+            let open = max.saturating_sub(reserve);
+            (open, share(open, slots))
+        });
     Shares {
         slots,
         user,
@@ -175,7 +177,10 @@ mod tests {
         );
         assert_eq!(
             s.rlimits,
-            [("memlock", 8 << 20, 2793472), ("sigpending", u64::MAX, u64::MAX)]
+            [
+                ("memlock", 8 << 20, 2793472),
+                ("sigpending", u64::MAX, u64::MAX)
+            ]
         );
         assert_eq!(s.aio, Some((65536, 21845)));
         assert_eq!(s.pty, Some((3072, 1024)));

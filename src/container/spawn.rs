@@ -1054,25 +1054,49 @@ fn become_owner(uid: u32, gid: u32) -> io::Result<()> {
         inheritable: u32,
     }
     const KEEP: libc::c_long = -1;
-    let ok = |rc: libc::c_long| if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(()) };
+    let ok = |rc: libc::c_long| {
+        if rc == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
     // SAFETY: raw setresgid(2), setfsgid(2), setresuid(2), setfsuid(2) on
     // integers, and capget(2)/capset(2) on a stack header and a stack
     // array of two data structs (version 3); they change this thread only.
     unsafe {
-        ok(libc::syscall(libc::SYS_setresgid, KEEP, gid as libc::c_long, KEEP))?;
+        ok(libc::syscall(
+            libc::SYS_setresgid,
+            KEEP,
+            gid as libc::c_long,
+            KEEP,
+        ))?;
         libc::syscall(libc::SYS_setfsgid, 0 as libc::c_long);
-        ok(libc::syscall(libc::SYS_setresuid, KEEP, uid as libc::c_long, KEEP))?;
+        ok(libc::syscall(
+            libc::SYS_setresuid,
+            KEEP,
+            uid as libc::c_long,
+            KEEP,
+        ))?;
         libc::syscall(libc::SYS_setfsuid, 0 as libc::c_long);
         let mut header = CapHeader {
             version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
             pid: 0,
         };
         let mut data = [CapData::default(); 2];
-        ok(libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()))?;
+        ok(libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        ))?;
         for d in &mut data {
             d.effective = d.permitted;
         }
-        ok(libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()))?;
+        ok(libc::syscall(
+            libc::SYS_capset,
+            &header as *const CapHeader,
+            data.as_ptr(),
+        ))?;
     }
     Ok(())
 }
