@@ -115,12 +115,16 @@ pub fn shares() -> &'static Shares {
             })
             .filter(|&n| n > 0)
             .unwrap_or(1);
-        let rlimits: Vec<(&'static str, u64)> = SHARED_RLIMITS
-            .iter()
-            .filter_map(|&name| Some((name, soft_rlimit(name)?)))
-            .collect();
-        compute(Path::new("/proc"), slots, &rlimits)
+        compute(Path::new("/proc"), slots, &own_rlimits())
     })
+}
+
+/// This process's soft limits of `SHARED_RLIMITS`, what runs share.
+pub fn own_rlimits() -> Vec<(&'static str, u64)> {
+    SHARED_RLIMITS
+        .iter()
+        .filter_map(|&name| Some((name, soft_rlimit(name)?)))
+        .collect()
 }
 
 /// This process's soft limit (u64::MAX for unlimited).
