@@ -582,6 +582,8 @@ fn packrun_as_an_ordinary_user_in_a_delegated_cgroup_v2_subtree() {
             "user-inside-uid-map",
             "user-exec-true",
             "user-exec-uid-map",
+            "user-inotify-each-run-a-share",
+            "user-inotify-user-keeps-some",
             "user-leaves-only-the-leaf",
             "user-results-owned",
         ],

@@ -1417,6 +1417,30 @@ mod tests {
     }
 
     #[test]
+    fn the_per_user_rlimits_default_to_the_runs_share_unless_the_job_sets_them() {
+        let set = job_rlimits(&[("memlock".into(), 0)]).unwrap();
+        let value = |name: &str| {
+            set.iter()
+                .find(|(_, _, n)| n.to_str() == Ok(name))
+                .map(|(_, v, _)| *v)
+        };
+        assert_eq!(value("memlock"), Some(0));
+        assert_eq!(value("nofile"), Some(crate::spec::DEFAULT_NOFILE));
+        for (name, soft, share) in &shares::shares().rlimits {
+            if *name != "memlock" && *soft != u64::MAX {
+                assert_eq!(value(name), Some(*share), "{name}");
+                assert!(share < soft, "{name}: {share} of {soft}");
+            }
+        }
+        assert_eq!(
+            set.iter()
+                .filter(|(_, _, n)| n.to_str() == Ok("memlock"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
     fn unknown_rlimit_names_are_rejected_with_the_list() {
         #[allow(clippy::unnecessary_cast)] // u32 on glibc, c_int on musl
         let nofile = libc::RLIMIT_NOFILE as u32;
