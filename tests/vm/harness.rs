@@ -643,10 +643,13 @@ fn initramfs(tools: &Tools, vm: &Vm) -> Result<Vec<u8>, String> {
     Ok(c.finish())
 }
 
+/// (name, executable) of each program for the guest's /usr/bin.
+type Helpers = Vec<(String, Vec<u8>)>;
+
 /// The C programs of tests/vm/helpers/, built static once per test binary
-/// (the guest has no C library): (name, executable).
-fn guest_helpers() -> Result<Vec<(String, Vec<u8>)>, String> {
-    static BUILT: OnceLock<Result<Vec<(String, Vec<u8>)>, String>> = OnceLock::new();
+/// (the guest has no C library).
+fn guest_helpers() -> Result<Helpers, String> {
+    static BUILT: OnceLock<Result<Helpers, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let src = repo().join("tests/vm/helpers");
