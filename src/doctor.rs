@@ -217,7 +217,7 @@ fn counter_owner(p: &Probe) -> String {
 }
 
 fn user_counter_shares(p: &Probe) -> Check {
-    const N: &str = "inotify and fanotify";
+    const N: &str = "inotify, fanotify";
     let s = shares_of(p);
     if s.user.is_empty() {
         return ok(N, "/proc/sys/user unreadable");
@@ -1674,7 +1674,7 @@ mod tests {
             .detail
             .contains("at most 7281 events"));
         assert!(find(&c, "ptys").detail.contains("at most 341"));
-        let inotify = &find(&c, "inotify and fanotify").detail;
+        let inotify = &find(&c, "inotify, fanotify").detail;
         assert!(
             inotify.contains("max_inotify_instances 14 of 128"),
             "{inotify}"
