@@ -244,6 +244,10 @@ pub struct ExecArgs {
     /// Hostname inside the container.
     #[arg(long, default_value = "packrun")]
     pub hostname: String,
+    /// Let the command make Linux AIO contexts (io_setup), each of at most
+    /// the run's share of fs.aio-max-nr events (job files: `container.aio`).
+    #[arg(long)]
+    pub aio: bool,
     /// How to print the usage record on stderr.
     #[arg(long, value_enum, default_value_t = RecordFormat::Table)]
     pub format: RecordFormat,

@@ -177,7 +177,117 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(swap(p));
     out.push(claims(p));
     out.push(results_disk(p));
+    out.push(aio_share(p));
+    out.push(user_counter_shares(p));
+    out.push(rlimit_shares(p));
+    out.push(pty_share(p));
+    out.push(pid_max(p));
     out
+}
+
+/// Runs at once (one per CPU this process may use) and the shares of the
+/// counters the kernel keeps per user or per machine (container::shares).
+fn shares_of(p: &Probe) -> crate::container::shares::Shares {
+    let slots = p.affinity.as_ref().map_or(1, |a| a.len().max(1) as u32);
+    crate::container::shares::compute(
+        &p.path("/proc"),
+        slots,
+        &crate::container::shares::own_rlimits(),
+    )
+}
+
+fn aio_share(p: &Probe) -> Check {
+    const N: &str = "AIO contexts";
+    let s = shares_of(p);
+    match s.aio {
+        Some((max, share)) => ok(
+            N,
+            format!("fs.aio-max-nr {max} events for the whole machine: a run has no AIO (io_setup says ENOSYS) unless its job sets container.aio; then each io_setup may ask for at most {share} events ({max} / ({} runs + 1)); how many contexts it makes is not bounded", s.slots),
+        ),
+        None => ok(N, "fs.aio-max-nr unreadable: this kernel may have no AIO"),
+    }
+}
+
+/// Whose counters runs charge: as root a host uid of each run's own id
+/// block (its root's), rootless the user's, shared by the user's runs.
+fn counter_owner(p: &Probe) -> String {
+    match p.euid {
+        0 => "each run charges the host uid of its root (its own id block)".into(),
+        uid => format!("every run charges your uid {uid}, which the runs split"),
+    }
+}
+
+fn user_counter_shares(p: &Probe) -> Check {
+    const N: &str = "inotify, fanotify";
+    let s = shares_of(p);
+    if s.user.is_empty() {
+        return ok(N, "/proc/sys/user unreadable");
+    }
+    let each: Vec<String> = s
+        .user
+        .iter()
+        .map(|(name, host, share)| format!("{name} {share} of {host}"))
+        .collect();
+    ok(
+        N,
+        format!(
+            "per user and user namespace: {}; each run's share, set in its own user namespace: {}",
+            counter_owner(p),
+            each.join(", ")
+        ),
+    )
+}
+
+fn rlimit_shares(p: &Probe) -> Check {
+    const N: &str = "per-user rlimits";
+    let s = shares_of(p);
+    let show = |v: u64| match v {
+        u64::MAX => "unlimited".to_string(),
+        v => v.to_string(),
+    };
+    let each: Vec<String> = s
+        .rlimits
+        .iter()
+        .map(|(name, soft, share)| format!("{name} {} of {}", show(*share), show(*soft)))
+        .collect();
+    ok(
+        N,
+        format!(
+            "summed over a user's processes: {}; each run's share unless its job's rlimits: say otherwise: {}",
+            counter_owner(p),
+            each.join(", ")
+        ),
+    )
+}
+
+fn pty_share(p: &Probe) -> Check {
+    const N: &str = "ptys";
+    match shares_of(p).pty {
+        Some((open, share)) => ok(
+            N,
+            format!("{open} for every devpts but the host's (kernel.pty.max - kernel.pty.reserve): each run's devpts holds at most {share}"),
+        ),
+        None => ok(N, "kernel.pty.max unreadable"),
+    }
+}
+
+fn pid_max(p: &Probe) -> Check {
+    const N: &str = "pid_max";
+    let slots = shares_of(p).slots as u64;
+    let pids = slots * crate::spec::DEFAULT_PIDS;
+    match p.read("proc/sys/kernel/pid_max").and_then(|t| t.trim().parse::<u64>().ok()) {
+        Some(max) if pids >= max => bad(
+            N,
+            Level::Warn,
+            format!("{max} pids for the machine, and {slots} runs at {} pids each (resources.pids) may take {pids}: the host could run out", crate::spec::DEFAULT_PIDS),
+            format!("sysctl -w kernel.pid_max={}", (pids * 2).min(4_194_304)),
+        ),
+        Some(max) => ok(
+            N,
+            format!("{max} pids for the machine; {slots} runs at {} pids each (resources.pids) take at most {pids}", crate::spec::DEFAULT_PIDS),
+        ),
+        None => ok(N, "kernel.pid_max unreadable"),
+    }
 }
 
 /// The command that puts a command into a cgroup delegated to the user.
@@ -1668,5 +1778,36 @@ mod tests {
         let c = disk_line(dir, Ok(None), 2);
         assert_eq!(c.level, Level::Ok);
         assert!(c.detail.contains("reports no size"), "{}", c.detail);
+    }
+
+    #[test]
+    fn shared_counters_show_what_each_of_the_machines_runs_gets() {
+        let t = Tree::healthy();
+        t.put("proc/sys/fs/aio-max-nr", "65536\n");
+        t.put("proc/sys/kernel/pty/max", "4096\n");
+        t.put("proc/sys/kernel/pty/reserve", "1024\n");
+        t.put("proc/sys/user/max_inotify_instances", "128\n");
+        t.put("proc/sys/kernel/pid_max", "8192\n");
+        let mut p = t.probe(); // 8 CPUs: 8 runs at once
+        let c = checks(&p);
+        assert!(find(&c, "AIO contexts")
+            .detail
+            .contains("at most 7281 events"));
+        assert!(find(&c, "ptys").detail.contains("at most 341"));
+        let inotify = &find(&c, "inotify, fanotify").detail;
+        assert!(
+            inotify.contains("max_inotify_instances 14 of 128"),
+            "{inotify}"
+        );
+        assert!(inotify.contains("host uid of its root"), "{inotify}");
+        assert_eq!(find(&c, "pid_max").level, Level::Warn);
+        p.euid = 1000;
+        let c = checks(&p);
+        assert!(find(&c, "per-user rlimits")
+            .detail
+            .contains("your uid 1000"));
+        assert_eq!(find(&c, "pid_max").level, Level::Warn);
+        t.put("proc/sys/kernel/pid_max", "4194304\n");
+        assert_eq!(find(&checks(&p), "pid_max").level, Level::Ok);
     }
 }

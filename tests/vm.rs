@@ -580,6 +580,8 @@ fn packrun_as_an_ordinary_user_in_a_delegated_cgroup_v2_subtree() {
             "user-disk-neighbour",
             "user-exec-true",
             "user-exec-uid-map",
+            "user-inotify-each-run-a-share",
+            "user-inotify-user-keeps-some",
             "user-leaves-only-the-leaf",
             "user-results-owned",
         ],

@@ -47,6 +47,7 @@ fn request(a: &ExecArgs, vars: impl Iterator<Item = (String, String)>) -> spec::
         time_limit: a.time_limit.clone(),
         cpu_time_limit: a.cpu_time_limit.clone(),
         network_host: matches!(a.network, NetworkArg::Host),
+        aio: a.aio,
         rootfs: a.rootfs.clone(),
         binds: a.bind.clone(),
         workdir: a.workdir.clone(),

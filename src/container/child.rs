@@ -232,6 +232,7 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     // cgroup init sits in then. init keeps its host uid until the job
     // switches: host paths it binds (a results folder below a 0700 home)
     // are reached as their owner, not as an unmapped id.
+    set_user_limits(plan, fds);
     // SAFETY: unshare(2) takes flags only.
     let rc = unsafe { libc::unshare(plan.unshare & !libc::CLONE_NEWCGROUP) };
     check(rc as _, fds, "unshare namespaces", c"");
@@ -298,6 +299,29 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
     }
 
     reap_until_the_job_ends(job, fds)
+}
+
+/// The run's shares of the per-user-namespace limits (inotify,
+/// fanotify): /proc/sys/user belongs to the user namespace of whoever
+/// opens it, here the run's, in which init holds CAP_SYS_RESOURCE, which
+/// the job does not (and its /proc/sys is read-only). The kernel checks a
+/// charge against every namespace up the tree, so these bound the run
+/// even where its parent's counter is shared with other runs (rootless).
+fn set_user_limits(plan: &Plan, fds: &Fds) {
+    for (path, value) in &plan.user_limits {
+        // SAFETY: open(2), write(2) and close(2) on C strings prepared
+        // before clone and a descriptor of our own.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            check(fd as _, fds, "set the run's share of", path);
+            let len = value.as_bytes().len();
+            let n = libc::write(fd, value.as_ptr().cast(), len);
+            if n != len as isize {
+                fail(fds, "set the run's share of", path.as_bytes(), errno(), 1);
+            }
+            libc::close(fd);
+        }
+    }
 }
 
 /// Reaps every process of the namespace until the job ends, then writes
@@ -745,9 +769,13 @@ fn bind_from(source: RawFd, target: &CStr, fds: &Fds, what: &str, shown: &CStr) 
 }
 
 /// init takes the job's ids inside its user namespace (see MountOp::Become).
-/// Its capabilities there stay: it was not the namespace's root before
-/// (its host uid is not mapped), so the kernel's rules for leaving root
-/// (capabilities(7)) do not apply. A change of credentials clears the
+/// Its capabilities there stay: cloned by root, init's ids are host
+/// root's, which the namespace does not map, so the kernel's rules for
+/// leaving root (capabilities(7)) do not apply; cloned with the run's
+/// root as effective uid (see spawn::become_owner), init is the
+/// namespace's root once the maps are written, and leaving it would clear
+/// its capabilities: PR_SET_KEEPCAPS keeps the permitted ones and the
+/// effective ones are raised again. A change of credentials clears the
 /// parent-death signal, which is set again.
 fn become_job_user(plan: &Plan, fds: &Fds) {
     let (uid, gid) = plan.job_ids;
@@ -755,6 +783,12 @@ fn become_job_user(plan: &Plan, fds: &Fds) {
     // (glibc's wrappers would signal the runner's threads: see the top),
     // and prctl(2) with integers.
     unsafe {
+        check(
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1 as libc::c_ulong) as _,
+            fds,
+            "prctl PR_SET_KEEPCAPS",
+            c"",
+        );
         let rc = libc::syscall(libc::SYS_setgroups, 1, &gid as *const libc::gid_t);
         // Denied where only the user's own ids are mapped: they keep theirs.
         if rc == -1 && errno() != libc::EPERM {
@@ -770,6 +804,34 @@ fn become_job_user(plan: &Plan, fds: &Fds) {
             libc::syscall(libc::SYS_setresuid, uid, uid, uid),
             fds,
             "take the job's uid",
+            c"",
+        );
+        let header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        check(
+            libc::syscall(
+                libc::SYS_capget,
+                &header as *const CapHeader,
+                data.as_mut_ptr(),
+            ),
+            fds,
+            "capget",
+            c"",
+        );
+        for d in &mut data {
+            d.effective = d.permitted;
+        }
+        check(
+            libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()),
+            fds,
+            "capset",
             c"",
         );
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);

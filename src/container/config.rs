@@ -51,6 +51,10 @@ pub struct ContainerConfig {
     pub hidden: Vec<PathBuf>,
     /// Paths of `spec::HIDDEN_PATHS` to leave visible (read-only).
     pub visible: Vec<PathBuf>,
+    /// `container.aio`: the job may make AIO contexts (io_setup(2)), each
+    /// of at most the run's share of fs.aio-max-nr events; without it
+    /// io_setup says ENOSYS, as on a kernel without AIO.
+    pub aio: bool,
 }
 
 /// Where the job's stdout and stderr go.
@@ -91,6 +95,7 @@ impl ContainerConfig {
             ids: default_ids(),
             hidden: Vec::new(),
             visible: Vec::new(),
+            aio: false,
         }
     }
 }

@@ -23,10 +23,11 @@
 //! have threads, and after a raw clone the child must not allocate (another
 //! thread may have held the allocator's lock at the moment of the clone).
 //!
-//! User ids: as root, no user namespace is made; when `user` is set, the
-//! job switches to that uid:gid after setup (setgroups, setgid, setuid). When
-//! not root (rootless), a user namespace maps the requested uid:gid inside
-//! (0:0 by default) to the caller's own uid:gid, the only ids it may map.
+//! User ids (see `ids`): every run has a user namespace of its own. As
+//! root its ids map to a block of unprivileged host ids, and the namespace
+//! is made by the host id of the run's root (`spawn::become_owner`), so
+//! that what the kernel counts per user is charged to the run (`shares`);
+//! rootless it maps the job's ids to the user's (and subordinate ids).
 #![allow(unsafe_code)]
 
 mod caps;
@@ -36,6 +37,7 @@ mod handle;
 pub mod ids;
 mod rootfs;
 mod seccomp;
+pub mod shares;
 mod spawn;
 
 pub use config::{default_ids, ContainerConfig, JobOutput, JobStatus, SetupError, DEFAULT_PATH};

@@ -442,6 +442,17 @@ fn kernel_fs_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, Set
     Ok(ops)
 }
 
+/// The run's devpts: a new instance with at most the run's share of the
+/// ptys every devpts but the host's shares (kernel.pty.max minus
+/// kernel.pty.reserve, machine-wide: see shares.rs).
+fn devpts_options() -> String {
+    let mut opts = String::from("newinstance,ptmxmode=0666,mode=0620");
+    if let Some((_, share)) = super::shares::shares().pty {
+        opts += &format!(",max={share}");
+    }
+    opts
+}
+
 /// A fresh /dev: a tmpfs with the host's harmless devices bound in, a
 /// devpts of its own, /dev/shm, and the usual symlinks.
 fn dev_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
@@ -481,7 +492,7 @@ fn dev_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
         "/dev/pts",
         Some("devpts"),
         nosuid | noexec,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
+        Some(&devpts_options()),
     )?);
     ops.push(MountOp::Symlink {
         target: lit("pts/ptmx")?,

@@ -7,7 +7,19 @@
 //! personality(2) values other than those docker's default profile allows.
 //! clone3 gets ENOSYS, as in docker's profile: its flags sit in a struct a
 //! filter cannot read, and ENOSYS makes glibc fall back to clone, whose flags
-//! the filter checks. A syscall from a foreign ABI (i386 or x32 on x86_64)
+//! the filter checks.
+//!
+//! Linux AIO: io_setup(2) gets ENOSYS, as on a kernel built without AIO,
+//! which programs (libaio users, databases, fio) take as "use synchronous
+//! I/O" where EPERM may be fatal. The events of all AIO contexts share one
+//! machine-wide counter (fs.aio-max-nr, 65,536 by default) with no
+//! per-user or per-cgroup split, so one io_setup(65536) would leave every
+//! other process on the machine with EAGAIN. A job that opts in
+//! (`container.aio`) may make contexts of at most its run's share of
+//! events each; a bigger request gets EAGAIN, as when the counter is full.
+//! The filter sees one call at a time: it bounds a context, not how many
+//! contexts a job makes. POSIX AIO (aio_read(3) and the like) is glibc's
+//! threads and needs none of this. A syscall from a foreign ABI (i386 or x32 on x86_64)
 //! is refused too, so the denials cannot be bypassed by numbering.
 
 use seccompiler::{
@@ -17,7 +29,9 @@ use seccompiler::{
 use std::collections::BTreeMap;
 
 /// The programs to load, in order (each one a separate seccomp(2) call).
-pub fn programs() -> Result<Vec<BpfProgram>, String> {
+/// `aio`: the most events an io_setup(2) may ask for, or None to refuse
+/// io_setup (see the top).
+pub fn programs(aio: Option<u64>) -> Result<Vec<BpfProgram>, String> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| {
         format!(
             "no seccomp filter for the architecture {}",
@@ -29,11 +43,27 @@ pub fn programs() -> Result<Vec<BpfProgram>, String> {
         out.push(deny_x32());
     }
     out.push(compile(eperm_rules()?, libc::EPERM, arch)?);
-    out.push(compile(
-        BTreeMap::from([(libc::SYS_clone3, vec![])]),
-        libc::ENOSYS,
-        arch,
-    )?);
+    let mut enosys = BTreeMap::from([(libc::SYS_clone3, vec![])]);
+    match aio {
+        None => {
+            enosys.insert(libc::SYS_io_setup, vec![]);
+        }
+        Some(most) => {
+            let err = |e: seccompiler::BackendError| format!("seccomp rule: {e}");
+            // io_setup(unsigned nr_events, aio_context_t *ctxp)
+            let over = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Gt, most)
+                .map_err(err)?;
+            out.push(compile(
+                BTreeMap::from([(
+                    libc::SYS_io_setup,
+                    vec![SeccompRule::new(vec![over]).map_err(err)?],
+                )]),
+                libc::EAGAIN,
+                arch,
+            )?);
+        }
+    }
+    out.push(compile(enosys, libc::ENOSYS, arch)?);
     Ok(out)
 }
 
@@ -170,7 +200,9 @@ mod tests {
 
     #[test]
     fn filters_compile_for_this_architecture() {
-        let progs = programs().unwrap();
-        assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        for aio in [None, Some(21845)] {
+            let progs = programs(aio).unwrap();
+            assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::handle::{give_to_job, Container};
 use super::rootfs::{cstr, hidden_paths, path_cstr, root_ops, Home, MountOp};
-use super::{caps, child, ids, seccomp};
+use super::{caps, child, ids, seccomp, shares};
 use super::{ContainerConfig, JobOutput, SetupError, DEFAULT_PATH};
 use crate::cpulist::CpuList;
 use crate::spec::{MemPolicy, Network, Rootfs};
@@ -193,6 +193,17 @@ pub(super) struct Plan {
     pub(super) bind_sources: Vec<CString>,
     /// The run has a user namespace of its own.
     pub(super) userns: bool,
+    /// As root: the host uid and gid the spawner thread takes as its
+    /// effective ids to clone init, so that the run's user namespace
+    /// belongs to them (the host ids of the run's root) and not to host
+    /// root: the kernel charges what the run's processes take of every
+    /// per-user counter (inotify, fanotify, pending signals, message
+    /// queues, locked memory) to the namespace's owner as well.
+    owner: Option<(u32, u32)>,
+    /// (/proc/sys/user/max_* file, value): the run's shares of the
+    /// per-user-namespace limits, which init sets in its new namespace
+    /// (see shares.rs).
+    pub(super) user_limits: Vec<(CString, CString)>,
     pub(super) workdir: CString,
     // job
     pub(super) stdin: Option<RawFd>,
@@ -280,6 +291,8 @@ impl Plan {
             join_net,
             job_ids,
             userns,
+            owner: owner_of(cfg),
+            user_limits: user_limits(userns)?,
             workdir: path_cstr(&workdir)?,
             stdin: cfg.stdin.as_ref().map(|f| f.as_raw_fd()),
             output: plan_output(&cfg.output)?,
@@ -289,7 +302,7 @@ impl Plan {
             user: cfg.user,
             caps,
             last_cap: caps::last_cap(),
-            seccomp: seccomp_programs()?,
+            seccomp: seccomp_programs(cfg.aio)?,
             job_stack: ChildStack::new().map_err(|e| SetupError::os("map the job's stack", e))?,
             argv0: cstr(argv0, "argument")?,
             candidates,
@@ -299,6 +312,31 @@ impl Plan {
             _env: env,
         })
     }
+}
+
+/// As root with a user namespace of the run's own: the host ids its root
+/// maps to (see `Plan::owner`).
+fn owner_of(cfg: &ContainerConfig) -> Option<(u32, u32)> {
+    let ids = cfg.ids.as_ref().filter(|_| is_root())?;
+    Some((ids.host_uid(0)?, ids.host_gid(0)?)).filter(|&(u, g)| u != 0 && g != 0)
+}
+
+/// The run's shares of the per-user-namespace limits, for init to write
+/// (none without a user namespace of its own).
+fn user_limits(userns: bool) -> Result<Vec<(CString, CString)>, SetupError> {
+    if !userns {
+        return Ok(Vec::new());
+    }
+    shares::shares()
+        .user
+        .iter()
+        .map(|&(name, _, share)| {
+            Ok((
+                cstr(format!("/proc/sys/user/{name}"), "path")?,
+                cstr(share.to_string(), "limit")?,
+            ))
+        })
+        .collect()
 }
 
 /// The job's ids inside must be in the run's id maps; without maps (the
@@ -379,7 +417,8 @@ fn job_env(env: &[(String, String)], home: Home) -> Result<Vec<CString>, SetupEr
 }
 
 /// (resource, value, name) of each limit, with the default `nofile`
-/// unless one is given.
+/// and the run's shares of `sigpending`, `msgqueue` and `memlock` unless
+/// the job sets them.
 fn job_rlimits(limits: &[(String, u64)]) -> Result<Vec<(u32, u64, CString)>, SetupError> {
     let mut out = Vec::new();
     for (name, value) in limits {
@@ -390,6 +429,13 @@ fn job_rlimits(limits: &[(String, u64)]) -> Result<Vec<(u32, u64, CString)>, Set
             )
         })?;
         out.push((res, *value, cstr(name, "rlimit")?));
+    }
+    // The limits the kernel sums per user: a share each (see shares.rs).
+    for &(name, _, share) in &shares::shares().rlimits {
+        if share != u64::MAX && !limits.iter().any(|(n, _)| n == name) {
+            let res = rlimit_resource(name).expect("a shared rlimit is a resource");
+            out.push((res, share, cstr(name, "rlimit")?));
+        }
     }
     if !limits.iter().any(|(n, _)| n == "nofile") {
         out.push((
@@ -476,9 +522,20 @@ fn plan_output(output: &JobOutput) -> Result<PlanOutput, SetupError> {
     })
 }
 
-fn seccomp_programs() -> Result<&'static [seccompiler::BpfProgram], SetupError> {
-    static PROGRAMS: OnceLock<Result<Vec<seccompiler::BpfProgram>, String>> = OnceLock::new();
-    match PROGRAMS.get_or_init(seccomp::programs) {
+/// The job's seccomp programs, compiled once per process for each of the
+/// two AIO choices (see seccomp.rs).
+fn seccomp_programs(aio: bool) -> Result<&'static [seccompiler::BpfProgram], SetupError> {
+    type Programs = OnceLock<Result<Vec<seccompiler::BpfProgram>, String>>;
+    static PROGRAMS: Programs = OnceLock::new();
+    static WITH_AIO: Programs = OnceLock::new();
+    let made = match aio {
+        false => PROGRAMS.get_or_init(|| seccomp::programs(None)),
+        true => WITH_AIO.get_or_init(|| {
+            let most = shares::shares().aio.map_or(0, |(_, share)| share);
+            seccomp::programs(Some(most))
+        }),
+    };
+    match made {
         Ok(p) => Ok(p),
         Err(e) => Err(SetupError::new("seccomp", e.clone())),
     }
@@ -851,6 +908,14 @@ fn clone_shared(
                 },
                 None => None,
             };
+            if let Some((uid, gid)) = data.plan.owner {
+                if let Err(e) = become_owner(uid, gid) {
+                    drop(sysfs);
+                    thread_ids.state.store(2, Ordering::Release);
+                    futex_wake(&thread_ids.state);
+                    return Some((e, data));
+                }
+            }
             let (lowest, size) = data.stack.usable();
             let mut args = CloneArgs {
                 flags: data.plan.flags
@@ -955,6 +1020,85 @@ fn join_network(net: RawFd) -> io::Result<OwnedFd> {
         }
         Ok(OwnedFd::from_raw_fd(m as RawFd))
     }
+}
+
+/// In the calling (spawner) thread only: the effective uid and gid
+/// become the run's `uid` and `gid`, so that the user namespace it clones
+/// next belongs to them (user_namespaces(7): a namespace's owner is its
+/// creator's effective uid), while everything else stays as root's: the
+/// real and saved ids stay 0, the file-system ids go back to 0 (the
+/// runner's files and cgroups are reached as before: CLONE_INTO_CGROUP
+/// checks write permission on cgroup.procs with them), and the effective
+/// capabilities, which the kernel clears when the effective uid leaves 0,
+/// are raised again from the permitted set that a real uid of 0 keeps
+/// (capabilities(7)). init inherits exactly these credentials. The thread
+/// never switches back: it only sleeps in clone3 until init is gone, then
+/// ends. Raw system calls, because glibc's setresuid changes every thread
+/// of the process (nptl setxid).
+///
+/// The change of effective ids also makes the runner's memory, which init
+/// shares, not dumpable (PR_SET_DUMPABLE 0): its /proc files stay host
+/// root's and nothing in a run's user namespace may ptrace init.
+#[cfg(target_arch = "x86_64")]
+fn become_owner(uid: u32, gid: u32) -> io::Result<()> {
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const KEEP: libc::c_long = -1;
+    let ok = |rc: libc::c_long| {
+        if rc == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: raw setresgid(2), setfsgid(2), setresuid(2), setfsuid(2) on
+    // integers, and capget(2)/capset(2) on a stack header and a stack
+    // array of two data structs (version 3); they change this thread only.
+    unsafe {
+        ok(libc::syscall(
+            libc::SYS_setresgid,
+            KEEP,
+            gid as libc::c_long,
+            KEEP,
+        ))?;
+        libc::syscall(libc::SYS_setfsgid, 0 as libc::c_long);
+        ok(libc::syscall(
+            libc::SYS_setresuid,
+            KEEP,
+            uid as libc::c_long,
+            KEEP,
+        ))?;
+        libc::syscall(libc::SYS_setfsuid, 0 as libc::c_long);
+        let mut header = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let mut data = [CapData::default(); 2];
+        ok(libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        ))?;
+        for d in &mut data {
+            d.effective = d.permitted;
+        }
+        ok(libc::syscall(
+            libc::SYS_capset,
+            &header as *const CapHeader,
+            data.as_ptr(),
+        ))?;
+    }
+    Ok(())
 }
 
 /// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,
@@ -1269,6 +1413,30 @@ mod tests {
         assert_eq!(
             exec_candidates("true", &[])[0],
             PathBuf::from("/usr/local/sbin/true")
+        );
+    }
+
+    #[test]
+    fn the_per_user_rlimits_default_to_the_runs_share_unless_the_job_sets_them() {
+        let set = job_rlimits(&[("memlock".into(), 0)]).unwrap();
+        let value = |name: &str| {
+            set.iter()
+                .find(|(_, _, n)| n.to_str() == Ok(name))
+                .map(|(_, v, _)| *v)
+        };
+        assert_eq!(value("memlock"), Some(0));
+        assert_eq!(value("nofile"), Some(crate::spec::DEFAULT_NOFILE));
+        for (name, soft, share) in &shares::shares().rlimits {
+            if *name != "memlock" && *soft != u64::MAX {
+                assert_eq!(value(name), Some(*share), "{name}");
+                assert!(share < soft, "{name}: {share} of {soft}");
+            }
+        }
+        assert_eq!(
+            set.iter()
+                .filter(|(_, _, n)| n.to_str() == Ok("memlock"))
+                .count(),
+            1
         );
     }
 

@@ -158,6 +158,7 @@ mod tests {
                 userns: spec::UserNs::Private,
                 hidden: Vec::new(),
                 visible: Vec::new(),
+                aio: false,
                 image: None,
             },
             log_limit: spec::DEFAULT_LOG_LIMIT,

@@ -1186,6 +1186,7 @@ fn container_config(
         ids,
         hidden: run.container.hidden.clone(),
         visible: run.container.visible.clone(),
+        aio: run.container.aio,
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ExecRequest {
     pub time_limit: Option<String>,
     pub cpu_time_limit: Option<String>,
     pub network_host: bool,
+    /// `--aio`: `container.aio`.
+    pub aio: bool,
     pub rootfs: String,
     /// `SRC:DST`, `SRC:DST:ro` or `SRC:DST:rw`.
     pub binds: Vec<String>,
@@ -116,6 +118,7 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
             "hostname": req.hostname.replace('{', "{{").replace('}', "}}"),
             "mounts": mounts,
             "writable": req.writable,
+            "aio": req.aio,
         }),
     );
     let file = json!({"version": 1, "name": "exec", "jobs": {"exec": Value::Object(job)}});

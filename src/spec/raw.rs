@@ -199,6 +199,8 @@ pub struct RawContainer {
     pub hidden: Option<Vec<String>>,
     /// Absolute paths of those hidden by default to show after all, read-only.
     pub visible: Option<Vec<String>>,
+    /// Let the job make Linux AIO contexts (io_setup(2)); default false: io_setup fails with ENOSYS, as on a kernel without AIO. Each context may hold at most the run's share of fs.aio-max-nr events.
+    pub aio: Option<bool>,
 }
 
 /// The user namespace of a run.

@@ -191,6 +191,8 @@ pub struct Container {
     pub hidden: Vec<PathBuf>,
     /// Default hidden paths to show after all, read-only (`container.visible`).
     pub visible: Vec<PathBuf>,
+    /// `container.aio`: the job may make AIO contexts (io_setup(2)).
+    pub aio: bool,
     /// `rootfs: oci:…` or `docker-archive:…`: the image whose unpacked tree
     /// becomes the root when the batch starts (`rootfs` stays `Host` until
     /// then), and whose config fills what the job leaves out.
@@ -330,6 +332,7 @@ impl Run {
                 userns: UserNs::Private,
                 hidden: Vec::new(),
                 visible: Vec::new(),
+                aio: false,
                 image: None,
             },
             log_limit: DEFAULT_LOG_LIMIT,

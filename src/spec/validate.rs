@@ -1182,6 +1182,7 @@ fn container_parts(cx: &mut Ctx, jc: &JobCx, container: &super::raw::RawContaine
         userns,
         hidden,
         visible,
+        aio: container.aio.unwrap_or(false),
     }
 }
 

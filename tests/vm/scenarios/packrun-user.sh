@@ -102,6 +102,33 @@ rm -rf $DISK_OUT
 step user-exec-true 0 timeout 60 packrun exec -- true
 step user-exec-uid-map 0 timeout 60 packrun exec --memory 32MiB -- cat /proc/self/uid_map
 
+# Per-user counters: every run of this user charges uid 1000's counters
+# (the runs' user namespaces are the user's), so each run gets a share of
+# the user's inotify instances, set in its own namespace. Two runs that
+# take all they can hold the same share each, and the user's own
+# processes still get one.
+hold() { # FILE: the hog's "held N", once it printed it
+    for _i in $(seq 1 120); do
+        grep -q '^held ' "$1" 2>/dev/null && break
+        sleep 0.5
+    done
+    sed -n 's/^held //p' "$1"
+}
+timeout 120 packrun exec --memory 32MiB -- /usr/bin/inotify_hog hog >/tmp/hog1 2>/tmp/hog1.err &
+HOG1=$!
+N1=$(hold /tmp/hog1)
+timeout 120 packrun exec --memory 32MiB -- /usr/bin/inotify_hog hog >/tmp/hog2 2>/tmp/hog2.err &
+HOG2=$!
+N2=$(hold /tmp/hog2)
+if [ -n "$N1" ] && [ "$N1" -gt 0 ] && [ "$N1" = "$N2" ]; then
+    ok user-inotify-each-run-a-share "$N1 and $N2 of $(cat /proc/sys/user/max_inotify_instances)"
+else
+    fail user-inotify-each-run-a-share "the first run holds '$N1', the second '$N2': $(cat /tmp/hog1.err /tmp/hog2.err | grep -i -m3 -e error -e state)"
+fi
+check_eq user-inotify-user-keeps-some "$(/usr/bin/inotify_hog probe)" ok
+kill $HOG1 $HOG2 2>/dev/null
+wait $HOG1 $HOG2 2>/dev/null
+
 # Nothing left below the delegated cgroup but packrun's leaf, and the
 # results belong to the user.
 check_eq user-leaves-only-the-leaf "$(find $D -mindepth 1 -type d | sort)" "$D/supervisor"
