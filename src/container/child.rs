@@ -38,6 +38,11 @@ pub struct Fds {
     /// A detached sysfs mount of the run's (pooled) network namespace that
     /// init moves onto /sys, or -1: init mounts a fresh one.
     pub sysfs: RawFd,
+    /// Per `MountOp::HostTree` slot: a detached copy of that mount of the
+    /// host's tree without the mounts below it (open_tree(2), made by the
+    /// thread that clones init), or -1 (rootless, or refused): then the
+    /// host's tree is bound as it is.
+    pub trees: Vec<RawFd>,
 }
 
 thread_local! {
@@ -211,15 +216,22 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
         let n = unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) };
         check(n as _, fds, "join cgroup", c"tasks");
     }
-    let mut keep = [
-        fds.go,
-        fds.err,
-        fds.status,
-        plan.stdin.unwrap_or(-1),
-        output[0],
-        output[1],
-        fds.sysfs,
-    ];
+    let mut keep = [-1; 7 + super::rootfs::MAX_TREES];
+    for (k, fd) in keep.iter_mut().zip(
+        [
+            fds.go,
+            fds.err,
+            fds.status,
+            plan.stdin.unwrap_or(-1),
+            output[0],
+            output[1],
+            fds.sysfs,
+        ]
+        .into_iter()
+        .chain(fds.trees.iter().copied()),
+    ) {
+        *k = fd;
+    }
     close_others(&mut keep);
     reset_signals();
     // SAFETY: prctl(2) PR_SET_PDEATHSIG takes a signal number, no memory.
@@ -402,8 +414,31 @@ fn mkdir_all(path: &CStr, fds: &Fds) {
 fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
     make_mounts_private(fds);
     let sources = open_bind_sources(plan, fds);
+    // The host's root was bound with everything below it (no overlay).
+    let mut host_bound = false;
     for op in &plan.ops {
         match op {
+            MountOp::HostTree {
+                slot,
+                lower,
+                data,
+                source,
+                target,
+                shown,
+            } => {
+                let tree = slot.and_then(|s| fds.trees.get(s).copied()).unwrap_or(-1);
+                if host_bound {
+                    if tree >= 0 {
+                        // SAFETY: closing a copy we hold and do not use.
+                        unsafe { libc::close(tree) };
+                    }
+                    continue;
+                }
+                if !(tree >= 0 && overlay_host_tree(tree, lower, data, target)) {
+                    bind_host_tree(source, target, fds, shown);
+                    host_bound = source.to_bytes() == b"/";
+                }
+            }
             MountOp::Mount(args) => mount(args, fds),
             MountOp::RootDir(args) => match idmapped[plan.bind_sources.len()] {
                 -1 => mount(args, fds),
@@ -437,6 +472,51 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
         unsafe { libc::close(fd) };
     }
     false
+}
+
+/// A read-only overlay on `target` of the host mount copy `tree` (moved
+/// to `lower`) over the empty layer (see MountOp::HostTree); false where
+/// a step is refused (then the caller binds the host's tree instead).
+fn overlay_host_tree(tree: RawFd, lower: &CStr, data: &CStr, target: &CStr) -> bool {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    // SAFETY: mkdir(2), move_mount(2) of a descriptor we hold, mount(2) and
+    // close(2), on C strings prepared before clone.
+    unsafe {
+        let ok = (libc::mkdir(lower.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST)
+            && libc::syscall(
+                libc::SYS_move_mount,
+                tree,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                lower.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            ) == 0
+            && libc::mount(
+                c"overlay".as_ptr(),
+                target.as_ptr(),
+                c"overlay".as_ptr(),
+                libc::MS_RDONLY,
+                data.as_ptr().cast(),
+            ) == 0;
+        libc::close(tree);
+        ok
+    }
+}
+
+/// The host's tree at `source` bound on `target` with everything below
+/// it, as it is (locks taken through it reach the host's inodes).
+fn bind_host_tree(source: &CStr, target: &CStr, fds: &Fds, shown: &CStr) {
+    // SAFETY: mount(2) on C strings prepared before clone.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    check(rc as _, fds, "bind the host's tree", shown);
 }
 
 /// Nothing done below leaks back into the runner's mount namespace.

@@ -3,7 +3,7 @@
 //! the id maps and idmapped mounts, and the go message.
 
 use super::handle::{give_to_job, Container};
-use super::rootfs::{cstr, hidden_paths, path_cstr, root_ops, Home, MountOp};
+use super::rootfs::{cstr, hidden_paths, new_root, path_cstr, root_ops, Home, MountOp};
 use super::{caps, child, ids, seccomp};
 use super::{ContainerConfig, JobOutput, SetupError, DEFAULT_PATH};
 use crate::cpulist::CpuList;
@@ -64,6 +64,7 @@ pub fn spawn_async(
         status: status_w.as_raw_fd(),
         join_tasks: cfg.join_tasks.iter().map(|f| f.as_raw_fd()).collect(),
         sysfs: -1,
+        trees: Vec::new(),
     };
 
     // Rootless runs keep the copying clone: newuidmap may need init to be
@@ -177,6 +178,9 @@ pub(super) struct Plan {
     pub(super) unshare: libc::c_int,
     pub(super) root: CString,
     pub(super) ops: Vec<MountOp>,
+    /// The host paths of the `MountOp::HostTree` slots, in order: what
+    /// the thread that clones init copies (see `child::Fds::trees`).
+    host_trees: Vec<CString>,
     pub(super) hostname: CString,
     pub(super) loopback: bool,
     /// A network namespace the spawner thread joins before the clone, so
@@ -236,7 +240,8 @@ impl Plan {
         }
     }
 
-    fn new(cfg: &ContainerConfig, root: &Path) -> Result<Plan, SetupError> {
+    fn new(cfg: &ContainerConfig, base: &Path) -> Result<Plan, SetupError> {
+        let root = &new_root(cfg, base);
         let userns = cfg.ids.is_some();
         let job_ids = cfg.user.unwrap_or((0, 0));
         check_job_ids(cfg, job_ids)?;
@@ -268,12 +273,25 @@ impl Plan {
             ));
         }
         let (flags, unshare, join_net) = namespaces(cfg);
+        let ops = root_ops(cfg, root, &hidden, home, job_ids, userns)?;
+        let host_trees = ops
+            .iter()
+            .filter_map(|op| match op {
+                MountOp::HostTree {
+                    slot: Some(_),
+                    source,
+                    ..
+                } => Some(source.clone()),
+                _ => None,
+            })
+            .collect();
 
         Ok(Plan {
             flags,
             unshare,
             root: path_cstr(root)?,
-            ops: root_ops(cfg, root, &hidden, home, job_ids, userns)?,
+            ops,
+            host_trees,
             bind_sources,
             hostname: cstr(&cfg.hostname, "hostname")?,
             loopback: cfg.network == Network::None && join_net.is_none(),
@@ -851,6 +869,14 @@ fn clone_shared(
                 },
                 None => None,
             };
+            // Copies of the host's mounts for the run's overlays (see
+            // MountOp::HostTree), made here, beside the runner's loop.
+            let trees: Vec<Option<OwnedFd>> =
+                data.plan.host_trees.iter().map(|p| copy_mount(p)).collect();
+            data.fds.trees = trees
+                .iter()
+                .map(|t| t.as_ref().map_or(-1, |t| t.as_raw_fd()))
+                .collect();
             let (lowest, size) = data.stack.usable();
             let mut args = CloneArgs {
                 flags: data.plan.flags
@@ -884,7 +910,7 @@ fn clone_shared(
                     &init_args as *const InitArgs<'_> as *mut libc::c_void,
                 )
             };
-            drop(sysfs);
+            drop((sysfs, trees));
             if rc < 0 {
                 thread_ids.state.store(2, Ordering::Release);
                 futex_wake(&thread_ids.state);
@@ -955,6 +981,24 @@ fn join_network(net: RawFd) -> io::Result<OwnedFd> {
         }
         Ok(OwnedFd::from_raw_fd(m as RawFd))
     }
+}
+
+/// A detached copy of the mount at `path` without the mounts below it
+/// (open_tree(2) OPEN_TREE_CLONE, not recursive), or None where refused.
+#[cfg(target_arch = "x86_64")]
+fn copy_mount(path: &CString) -> Option<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    // SAFETY: open_tree(2) on a live C string; we own the new descriptor.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    // SAFETY: a new descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,
