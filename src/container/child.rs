@@ -435,8 +435,9 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
                     continue;
                 }
                 if !(tree >= 0 && overlay_host_tree(tree, lower, data, target)) {
-                    bind_host_tree(source, target, fds, shown);
-                    host_bound = source.to_bytes() == b"/";
+                    let root = source.to_bytes() == b"/";
+                    bind_host_tree(source, target, fds, shown, root);
+                    host_bound = root;
                 }
             }
             MountOp::Mount(args) => mount(args, fds),
@@ -504,8 +505,12 @@ fn overlay_host_tree(tree: RawFd, lower: &CStr, data: &CStr, target: &CStr) -> b
 }
 
 /// The host's tree at `source` bound on `target` with everything below
-/// it, as it is (locks taken through it reach the host's inodes).
-fn bind_host_tree(source: &CStr, target: &CStr, fds: &Fds, shown: &CStr) {
+/// it, as it is (locks taken through it reach the host's inodes). Only
+/// the host's root must be there: a mount below it that the job's ids
+/// cannot reach (below a directory of host root's only, as docker's are),
+/// or that another mount hides, is left out, as the job could not reach
+/// it either.
+fn bind_host_tree(source: &CStr, target: &CStr, fds: &Fds, shown: &CStr, required: bool) {
     // SAFETY: mount(2) on C strings prepared before clone.
     let rc = unsafe {
         libc::mount(
@@ -516,7 +521,9 @@ fn bind_host_tree(source: &CStr, target: &CStr, fds: &Fds, shown: &CStr) {
             std::ptr::null(),
         )
     };
-    check(rc as _, fds, "bind the host's tree", shown);
+    if required {
+        check(rc as _, fds, "bind the host's tree", shown);
+    }
 }
 
 /// Nothing done below leaks back into the runner's mount namespace.

@@ -984,17 +984,19 @@ fn join_network(net: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// A detached copy of the mount at `path` without the mounts below it
-/// (open_tree(2) OPEN_TREE_CLONE, not recursive), or None where refused.
+/// (open_tree(2) OPEN_TREE_CLONE, not recursive; an automount point is
+/// not triggered), or None where refused.
 #[cfg(target_arch = "x86_64")]
 fn copy_mount(path: &CString) -> Option<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_NO_AUTOMOUNT: libc::c_uint = 0x800;
     // SAFETY: open_tree(2) on a live C string; we own the new descriptor.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+            OPEN_TREE_CLONE | AT_NO_AUTOMOUNT | libc::O_CLOEXEC as libc::c_uint,
         )
     };
     // SAFETY: a new descriptor that nothing else owns.
