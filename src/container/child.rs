@@ -38,11 +38,12 @@ pub struct Fds {
     /// A detached sysfs mount of the run's (pooled) network namespace that
     /// init moves onto /sys, or -1: init mounts a fresh one.
     pub sysfs: RawFd,
-    /// Per `MountOp::HostTree` slot: a detached copy of that mount of the
-    /// host's tree without the mounts below it (open_tree(2), made by the
-    /// thread that clones init), or -1 (rootless, or refused): then the
-    /// host's tree is bound as it is.
-    pub trees: Vec<RawFd>,
+    /// Per `MountOp::HostTree` slot: whether the thread that cloned init
+    /// mounted that overlay already, in the mount namespace init starts
+    /// in (and with slot 0, the host's root, the `MountOp::Stage`).
+    /// Not, rootless or where refused: then the host's tree is bound as
+    /// it is.
+    pub staged: Vec<bool>,
 }
 
 thread_local! {
@@ -216,22 +217,15 @@ pub fn init(plan: &Plan, fds: &Fds) -> ! {
         let n = unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) };
         check(n as _, fds, "join cgroup", c"tasks");
     }
-    let mut keep = [-1; 7 + super::rootfs::MAX_TREES];
-    for (k, fd) in keep.iter_mut().zip(
-        [
-            fds.go,
-            fds.err,
-            fds.status,
-            plan.stdin.unwrap_or(-1),
-            output[0],
-            output[1],
-            fds.sysfs,
-        ]
-        .into_iter()
-        .chain(fds.trees.iter().copied()),
-    ) {
-        *k = fd;
-    }
+    let mut keep = [
+        fds.go,
+        fds.err,
+        fds.status,
+        plan.stdin.unwrap_or(-1),
+        output[0],
+        output[1],
+        fds.sysfs,
+    ];
     close_others(&mut keep);
     reset_signals();
     // SAFETY: prctl(2) PR_SET_PDEATHSIG takes a signal number, no memory.
@@ -418,27 +412,27 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
     let mut host_bound = false;
     for op in &plan.ops {
         match op {
+            MountOp::Stage { dir, empty, root } => {
+                if fds.staged.first() == Some(&true) {
+                    unlock_staged_root(root, fds);
+                } else {
+                    stage(dir, empty, root, fds);
+                }
+            }
             MountOp::HostTree {
                 slot,
-                lower,
-                data,
                 source,
                 target,
                 shown,
+                ..
             } => {
-                let tree = slot.and_then(|s| fds.trees.get(s).copied()).unwrap_or(-1);
-                if host_bound {
-                    if tree >= 0 {
-                        // SAFETY: closing a copy we hold and do not use.
-                        unsafe { libc::close(tree) };
-                    }
+                let staged = slot.and_then(|s| fds.staged.get(s).copied());
+                if host_bound || staged == Some(true) {
                     continue;
                 }
-                if !(tree >= 0 && overlay_host_tree(tree, lower, data, target)) {
-                    let root = source.to_bytes() == b"/";
-                    bind_host_tree(source, target, fds, shown, root);
-                    host_bound = root;
-                }
+                let root = source.to_bytes() == b"/";
+                bind_host_tree(source, target, fds, shown, root);
+                host_bound = root;
             }
             MountOp::Mount(args) => mount(args, fds),
             MountOp::RootDir(args) => match idmapped[plan.bind_sources.len()] {
@@ -475,33 +469,39 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
     false
 }
 
-/// A read-only overlay on `target` of the host mount copy `tree` (moved
-/// to `lower`) over the empty layer (see MountOp::HostTree); false where
-/// a step is refused (then the caller binds the host's tree instead).
-fn overlay_host_tree(tree: RawFd, lower: &CStr, data: &CStr, target: &CStr) -> bool {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    // SAFETY: mkdir(2), move_mount(2) of a descriptor we hold, mount(2) and
-    // close(2), on C strings prepared before clone.
-    unsafe {
-        let ok = (libc::mkdir(lower.as_ptr(), 0o755) == 0 || errno() == libc::EEXIST)
-            && libc::syscall(
-                libc::SYS_move_mount,
-                tree,
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                lower.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
-            ) == 0
-            && libc::mount(
-                c"overlay".as_ptr(),
-                target.as_ptr(),
-                c"overlay".as_ptr(),
-                libc::MS_RDONLY,
-                data.as_ptr().cast(),
-            ) == 0;
-        libc::close(tree);
-        ok
-    }
+/// The root the thread that cloned init staged (with the overlays below
+/// it) bound onto itself: in this namespace, a copy made from the run's
+/// user namespace, that root is locked to its parent, and pivot_root(2)
+/// refuses a locked new root; the top of a bind is not locked.
+fn unlock_staged_root(root: &CStr, fds: &Fds) {
+    // SAFETY: mount(2) on a C string prepared before clone.
+    let rc = unsafe {
+        libc::mount(
+            root.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    check(rc as _, fds, "bind the staged root on", c"/");
+}
+
+/// The run's staging tmpfs (see MountOp::Stage).
+fn stage(dir: &CStr, empty: &CStr, root: &CStr, fds: &Fds) {
+    // SAFETY: mount(2) on C strings prepared before clone and static ones.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            dir.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"mode=755,size=64k".as_ptr().cast(),
+        )
+    };
+    check(rc as _, fds, "mount the staging tmpfs on", dir);
+    mkdir(empty, 0o555, fds);
+    mkdir(root, 0o755, fds);
 }
 
 /// The host's tree at `source` bound on `target` with everything below

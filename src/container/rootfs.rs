@@ -68,20 +68,29 @@ pub(super) enum MountOp {
         path: CString,
         shown: CString,
     },
+    /// The run's staging tmpfs on `dir` (see `Stage`) with the empty
+    /// overlay layer and the new root's mount point in it; made before
+    /// the clone where `child::Fds::staged` says so.
+    Stage {
+        dir: CString,
+        empty: CString,
+        root: CString,
+    },
     /// A mount of the host's tree (its root or one below) as a read-only
-    /// overlay of its own: the copy of it without what is mounted below
-    /// (open_tree(2), made by the runner, see `child::Fds::trees`, slot
-    /// `slot`) is moved to `lower` and is the upper layer of an overlay on
-    /// `target` whose other layer is the empty `Stage::empty`. A file
-    /// opened through an overlay is an inode of the overlay, so a lock
-    /// taken on it (flock, fcntl) stays in the run and never reaches the
-    /// host's inode, which the host's programs lock. Without a copy, or
-    /// where the overlay is refused (a file mount, an overlay too deep),
-    /// `source` is bound with everything below it as before; once the
-    /// host's root was bound so, the ops for the mounts below it do nothing.
+    /// overlay of its own on `target`: `source` over the empty layer
+    /// (`data` holds both). A file opened through an overlay is an inode
+    /// of the overlay, so a lock taken on it (flock, fcntl) stays in the
+    /// run and never reaches the host's inode, which the host's programs
+    /// lock. The thread that clones init mounts these (slot `slot`) in a
+    /// mount namespace of its own, which init's is a copy of (see
+    /// `child::Fds::staged`): there the host's mounts are not locked, as
+    /// they are in the run's user namespace, where the kernel refuses an
+    /// overlay on a tree with mounts below it that the run may not look
+    /// under. Where it did not, `source` is bound with everything below it
+    /// as before; once the host's root was bound so, the ops for the mounts
+    /// below it do nothing.
     HostTree {
         slot: Option<usize>,
-        lower: CString,
         data: CString,
         source: CString,
         target: CString,
@@ -354,21 +363,11 @@ fn root_mount_ops(
             ops.push(MountOp::Become);
         }
         let stage = Stage::of(root);
-        ops.push(MountOp::Mount(MountArgs {
-            what: "mount tmpfs on",
-            source: Some(lit("tmpfs")?),
-            target: path_cstr(&stage.dir)?,
-            fstype: Some(lit("tmpfs")?),
-            flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: Some(lit("mode=755,size=64k")?),
-            shown: lit("(the run's staging tmpfs)")?,
-        }));
-        for (dir, mode) in [(&stage.empty, 0o555), (&root.to_path_buf(), 0o755)] {
-            ops.push(MountOp::Mkdir {
-                path: path_cstr(dir)?,
-                mode,
-            });
-        }
+        ops.push(MountOp::Stage {
+            dir: path_cstr(&stage.dir)?,
+            empty: path_cstr(&stage.empty)?,
+            root: path_cstr(root)?,
+        });
     }
     let host_missing = match cfg.rootfs {
         Rootfs::Host => {
@@ -426,8 +425,7 @@ pub(super) const MAX_TREES: usize = 32;
 
 /// Where a run on the host's tree stages its root: a tmpfs of its own
 /// on `dir` (the root directory's base, in the run's mount namespace
-/// only) holding the empty overlay layer, the copies of the host's
-/// mounts (`l0`, `l1`, ...) and the new root (`r`).
+/// only) holding the empty overlay layer (`e`) and the new root (`r`).
 pub(super) struct Stage {
     pub(super) dir: PathBuf,
     empty: PathBuf,
@@ -456,9 +454,7 @@ pub(super) fn new_root(cfg: &ContainerConfig, base: &Path) -> PathBuf {
 /// below /proc, /sys or /dev, which it gets fresh, nor below a path it
 /// hides or binds something onto), each a read-only overlay of its own
 /// (`MountOp::HostTree`), parents before children, as the host mounted
-/// them. A copy of a mount the runner can make has no locked mounts
-/// below it, which an overlay in the run's user namespace needs (the
-/// kernel refuses one over a tree with mounts it may not reveal).
+/// them.
 fn host_tree_ops(
     cfg: &ContainerConfig,
     root: &Path,
@@ -466,7 +462,7 @@ fn host_tree_ops(
 ) -> Result<Vec<MountOp>, SetupError> {
     let stage = Stage::of(root);
     // overlay's options split at ',' and its lower dirs at ':'.
-    let plain = !stage.dir.to_string_lossy().contains([',', ':', '\\']);
+    let plain = |p: &Path| !p.to_string_lossy().contains([',', ':', '\\']);
     let covered = |p: &Path| {
         ["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k))
             || hidden.iter().any(|h| p.starts_with(h))
@@ -483,14 +479,12 @@ fn host_tree_ops(
         .chain(below)
         .enumerate()
     {
-        let lower = stage.dir.join(format!("l{i}"));
         ops.push(MountOp::HostTree {
-            slot: (plain && dir && i < MAX_TREES).then_some(i),
+            slot: (plain(&stage.dir) && plain(tree) && dir && i < MAX_TREES).then_some(i),
             data: cstr(
-                format!("lowerdir={}:{}", lower.display(), stage.empty.display()),
+                format!("lowerdir={}:{}", tree.display(), stage.empty.display()),
                 "overlay options",
             )?,
-            lower: path_cstr(&lower)?,
             source: path_cstr(tree)?,
             target: under(root, tree)?,
             shown: path_cstr(tree)?,
@@ -958,7 +952,7 @@ mod tests {
             | MountOp::Mask { path, .. }
             | MountOp::ReadOnlyPath { path, .. } => path,
             MountOp::Symlink { link, .. } => link,
-            MountOp::Become => return None,
+            MountOp::Become | MountOp::Stage { .. } => return None,
         };
         let path = path.to_str().unwrap();
         // None for the staging tmpfs beside the root.
@@ -1093,11 +1087,11 @@ mod tests {
     }
 
     #[test]
-    fn the_hosts_root_is_an_overlay_of_a_copy_made_after_become_in_a_staging_tmpfs() {
+    fn the_hosts_root_is_an_overlay_staged_after_become_in_a_tmpfs_of_the_run() {
         let cfg = config(Rootfs::Host);
         let ops = ops(&cfg, true);
         let become_at = position(&ops, |op| matches!(op, MountOp::Become));
-        let stage = position(&ops, mounts_a_file_system);
+        let stage = position(&ops, |op| matches!(op, MountOp::Stage { .. }));
         let root_tree = position(
             &ops,
             |op| matches!(op, MountOp::HostTree { slot: Some(0), source, .. } if source.to_bytes() == b"/"),
@@ -1107,14 +1101,10 @@ mod tests {
             become_at < stage && stage < root_tree && root_tree < read_only,
             "{ops:#?}"
         );
-        let MountOp::HostTree { data, lower, .. } = &ops[root_tree] else {
+        let MountOp::HostTree { data, .. } = &ops[root_tree] else {
             unreachable!()
         };
-        let data = data.to_str().unwrap();
-        assert!(
-            data.starts_with(&format!("lowerdir={}:", lower.to_str().unwrap())),
-            "{data}"
-        );
+        assert_eq!(data.to_str().unwrap(), "lowerdir=/:/new/e");
         // Nothing of the host's below /proc, /sys, /dev or a hidden path.
         for op in &ops {
             if let MountOp::HostTree { source, .. } = op {

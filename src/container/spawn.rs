@@ -64,7 +64,7 @@ pub fn spawn_async(
         status: status_w.as_raw_fd(),
         join_tasks: cfg.join_tasks.iter().map(|f| f.as_raw_fd()).collect(),
         sysfs: -1,
-        trees: Vec::new(),
+        staged: Vec::new(),
     };
 
     // Rootless runs keep the copying clone: newuidmap may need init to be
@@ -178,9 +178,12 @@ pub(super) struct Plan {
     pub(super) unshare: libc::c_int,
     pub(super) root: CString,
     pub(super) ops: Vec<MountOp>,
-    /// The host paths of the `MountOp::HostTree` slots, in order: what
-    /// the thread that clones init copies (see `child::Fds::trees`).
-    host_trees: Vec<CString>,
+    /// The `MountOp::HostTree` ops with a slot (target, overlay options),
+    /// in slot order, and the `MountOp::Stage` (its tmpfs, the empty layer
+    /// and the root): what the thread that clones init mounts first (see
+    /// `child::Fds::staged`).
+    host_trees: Vec<(CString, CString)>,
+    stage: Option<[CString; 3]>,
     pub(super) hostname: CString,
     pub(super) loopback: bool,
     /// A network namespace the spawner thread joins before the clone, so
@@ -279,12 +282,17 @@ impl Plan {
             .filter_map(|op| match op {
                 MountOp::HostTree {
                     slot: Some(_),
-                    source,
+                    target,
+                    data,
                     ..
-                } => Some(source.clone()),
+                } => Some((target.clone(), data.clone())),
                 _ => None,
             })
             .collect();
+        let stage = ops.iter().find_map(|op| match op {
+            MountOp::Stage { dir, empty, root } => Some([dir.clone(), empty.clone(), root.clone()]),
+            _ => None,
+        });
 
         Ok(Plan {
             flags,
@@ -292,6 +300,7 @@ impl Plan {
             root: path_cstr(root)?,
             ops,
             host_trees,
+            stage,
             bind_sources,
             hostname: cstr(&cfg.hostname, "hostname")?,
             loopback: cfg.network == Network::None && join_net.is_none(),
@@ -825,6 +834,9 @@ fn clone_shared(
         pid: AtomicI32,
         pidfd: AtomicI32,
         state: AtomicU32,
+        /// Set by the runner once it has its copy of the pidfd (1), or
+        /// kept the kernel's (2): see the end of the thread.
+        taken: AtomicU32,
     }
     struct InitArgs<'a> {
         plan: &'a Plan,
@@ -846,6 +858,7 @@ fn clone_shared(
         pid: AtomicI32::new(0),
         pidfd: AtomicI32::new(-1),
         state: AtomicU32::new(0),
+        taken: AtomicU32::new(0),
     });
     let cgroup = cgroup_dir.map(|d| d.as_raw_fd());
     let thread_ids = Arc::clone(&ids);
@@ -869,14 +882,10 @@ fn clone_shared(
                 },
                 None => None,
             };
-            // Copies of the host's mounts for the run's overlays (see
-            // MountOp::HostTree), made here, beside the runner's loop.
-            let trees: Vec<Option<OwnedFd>> =
-                data.plan.host_trees.iter().map(|p| copy_mount(p)).collect();
-            data.fds.trees = trees
-                .iter()
-                .map(|t| t.as_ref().map_or(-1, |t| t.as_raw_fd()))
-                .collect();
+            // The host's tree as the run's overlays (see MountOp::HostTree),
+            // mounted here in a mount namespace of this thread's, which
+            // init's is a copy of.
+            data.fds.staged = stage_host_tree(&data.plan);
             let (lowest, size) = data.stack.usable();
             let mut args = CloneArgs {
                 flags: data.plan.flags
@@ -910,11 +919,39 @@ fn clone_shared(
                     &init_args as *const InitArgs<'_> as *mut libc::c_void,
                 )
             };
-            drop((sysfs, trees));
+            drop(sysfs);
             if rc < 0 {
                 thread_ids.state.store(2, Ordering::Release);
                 futex_wake(&thread_ids.state);
                 return Some((io::Error::from_raw_os_error(-rc as i32), data));
+            }
+            // clone3 returns once init let go of its memory, before its
+            // mount namespace is gone. This thread waits for init's end
+            // (on the pidfd the kernel stored, which the runner took a copy
+            // of) before it ends, so that the overlays, which its mount
+            // namespace holds too, are torn down here (an RCU grace period
+            // each), after the run, not in init's exit, which the run's end
+            // waits for.
+            while thread_ids.taken.load(Ordering::Acquire) == 0 {
+                futex_wait(&thread_ids.taken, 0);
+            }
+            if thread_ids.taken.load(Ordering::Acquire) == 1 {
+                // SAFETY: the kernel's pidfd, which the runner left to this
+                // thread (it took a copy); nothing else closes it.
+                let pidfd =
+                    unsafe { OwnedFd::from_raw_fd(thread_ids.pidfd.load(Ordering::Acquire)) };
+                if data.fds.staged.first() == Some(&true) {
+                    let mut p = libc::pollfd {
+                        fd: pidfd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: poll(2) on one live pollfd.
+                    while unsafe { libc::poll(&mut p, 1, -1) } == -1
+                        && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                    {
+                    }
+                }
             }
             None
         })
@@ -926,9 +963,19 @@ fn clone_shared(
     let pid = ids.pid.load(Ordering::Acquire);
     if ids.state.load(Ordering::Acquire) == 1 && pid > 0 {
         let pidfd = ids.pidfd.load(Ordering::Acquire);
-        // SAFETY: the kernel stored a new pidfd that nothing else owns.
-        return Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }, thread));
+        // A copy for the runner; the thread closes the kernel's once init
+        // is gone. Without a copy, the runner keeps the kernel's.
+        // SAFETY: fcntl(2) F_DUPFD_CLOEXEC on the live pidfd the kernel
+        // stored, which the thread does not close before `taken` is set.
+        let copy = unsafe { libc::fcntl(pidfd, libc::F_DUPFD_CLOEXEC, 0) };
+        let (fd, taken) = if copy >= 0 { (copy, 1) } else { (pidfd, 2) };
+        ids.taken.store(taken, Ordering::Release);
+        futex_wake(&ids.taken);
+        // SAFETY: a descriptor that only the runner owns from here on.
+        return Ok((pid, unsafe { OwnedFd::from_raw_fd(fd) }, thread));
     }
+    ids.taken.store(2, Ordering::Release);
+    futex_wake(&ids.taken);
     Err(match thread.join() {
         Ok(Some((e, data))) => (e, Some(data)),
         Ok(None) => (io::Error::other("init's pid was not stored"), None),
@@ -983,24 +1030,59 @@ fn join_network(net: RawFd) -> io::Result<OwnedFd> {
     }
 }
 
-/// A detached copy of the mount at `path` without the mounts below it
-/// (open_tree(2) OPEN_TREE_CLONE, not recursive; an automount point is
-/// not triggered), or None where refused.
+/// Mounts, in a mount namespace of the calling thread's own, the run's
+/// staging tmpfs and the overlays of the host's tree (`Plan::stage` and
+/// `Plan::host_trees`): whether each overlay was mounted. Here, as the
+/// runner's ids in a namespace of the host's user namespace, the host's
+/// mounts are not locked, as they are in the run's. Nothing if the
+/// namespace cannot be made or the staging tmpfs not mounted.
 #[cfg(target_arch = "x86_64")]
-fn copy_mount(path: &CString) -> Option<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const AT_NO_AUTOMOUNT: libc::c_uint = 0x800;
-    // SAFETY: open_tree(2) on a live C string; we own the new descriptor.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | AT_NO_AUTOMOUNT | libc::O_CLOEXEC as libc::c_uint,
-        )
+fn stage_host_tree(plan: &Plan) -> Vec<bool> {
+    let Some([dir, empty, root]) = &plan.stage else {
+        return Vec::new();
     };
-    // SAFETY: a new descriptor that nothing else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    if plan.host_trees.is_empty() {
+        return Vec::new();
+    }
+    // SAFETY: unshare(2) and mount(2) with flags and C strings of the
+    // plan; they change this thread's own file system context and mount
+    // namespace (a private copy), not the runner's.
+    unsafe {
+        if libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) == -1
+            || libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == -1
+            || libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=755,size=64k".as_ptr().cast(),
+            ) == -1
+            || libc::mkdir(empty.as_ptr(), 0o555) == -1
+            || libc::mkdir(root.as_ptr(), 0o755) == -1
+        {
+            return Vec::new();
+        }
+        let mut staged = Vec::with_capacity(plan.host_trees.len());
+        for (target, data) in &plan.host_trees {
+            // The host's root first: without it, nothing below.
+            let ok = staged.first() != Some(&false)
+                && libc::mount(
+                    c"overlay".as_ptr(),
+                    target.as_ptr(),
+                    c"overlay".as_ptr(),
+                    libc::MS_RDONLY,
+                    data.as_ptr().cast(),
+                ) == 0;
+            staged.push(ok);
+        }
+        staged
+    }
 }
 
 /// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,
