@@ -871,7 +871,7 @@ fn socket_memory(p: &Probe, mounts: &Mounts) -> Check {
 /// Whether a lock a run takes on a host file stays in the run: its root
 /// is read-only overlays of the host's mounts (as root, with overlayfs).
 fn locks(p: &Probe) -> Check {
-    const N: &str = "locks on host files";
+    const N: &str = "host file locks";
     let overlay = p.read("proc/filesystems").is_some_and(|t| {
         t.lines()
             .any(|l| l.split_whitespace().last() == Some("overlay"))
@@ -1174,15 +1174,15 @@ mod tests {
     fn locks_stay_in_the_run_only_as_root_with_overlayfs() {
         let t = Tree::healthy();
         let mut p = t.probe();
-        assert_eq!(find(&checks(&p), "locks on host files").level, Level::Ok);
+        assert_eq!(find(&checks(&p), "host file locks").level, Level::Ok);
         p.euid = 1000;
         let l = checks(&p);
-        let l = find(&l, "locks on host files");
+        let l = find(&l, "host file locks");
         assert_eq!(l.level, Level::Warn);
         assert!(l.detail.contains("rootless"), "{l:?}");
         t.put("proc/filesystems", "nodev\ttmpfs\n\text4\n");
         let l = checks(&t.probe());
-        let l = find(&l, "locks on host files");
+        let l = find(&l, "host file locks");
         assert_eq!(l.level, Level::Warn);
         assert_eq!(l.fix.as_deref(), Some("modprobe overlay"));
     }
