@@ -347,6 +347,11 @@ pub fn prepare_batch(h: &Hierarchy, base: &str, batch: &str) -> Result<(), Cgrou
         let top = base_dir.parent().unwrap_or(&base_dir).to_path_buf();
         ensure_dir(h, &top, &base_dir)?;
         ensure_dir(h, &top, &d)?;
+        // v1: socket counting (see RunCgroup::apply) turned on in the
+        // batch's group as well, unlimited, holds the kernel's switch for it
+        // on while the batch runs, rather than flipping it (a code patch)
+        // on and off with every run's group. Best effort.
+        let _ = fsx::write_if_present(d.join("memory.kmem.tcp.limit_in_bytes"), "-1");
     }
     Ok(())
 }
@@ -456,6 +461,15 @@ impl RunCgroup {
                             m.to_string(),
                         )?;
                     }
+                    // Socket buffers: v1 charges them to a memcg only once its
+                    // kmem.tcp limit is written, and then to that counter, not
+                    // to memory.usage_in_bytes. Written, it charges TCP and UDP
+                    // receive buffers alike (both go through the socket's memcg),
+                    // and the run's peak adds its maximum (see `usage`). The
+                    // limit is the run's memory limit, or none (-1), which still
+                    // turns the counting on.
+                    let tcp = l.memory.map_or("-1".to_string(), |m| m.to_string());
+                    fsx::write_if_present(d.join("memory.kmem.tcp.limit_in_bytes"), tcp)?;
                     // Best effort: the root group refuses it and some kernels lack it.
                     let _ = fsx::write_if_present(d.join("memory.swappiness"), "0");
                 }
@@ -657,8 +671,12 @@ impl RunCgroup {
                     if let Some(st) = fsx::read_if_present(d.join("memory.stat"))? {
                         u.major_faults = account::flat_keyed(&st, "pgmajfault").unwrap_or(0);
                     }
-                    u.memory_peak_bytes =
-                        account::single(&read(&d, "memory.max_usage_in_bytes")?).unwrap_or(0);
+                    // Pages and socket buffers are two counters on v1: the peak
+                    // is the sum of their maxima (at least the peak of the sum).
+                    let tcp = fsx::read_if_present(d.join("memory.kmem.tcp.max_usage_in_bytes"))?;
+                    u.memory_peak_bytes = account::single(&read(&d, "memory.max_usage_in_bytes")?)
+                        .unwrap_or(0)
+                        + tcp.as_deref().and_then(account::single).unwrap_or(0);
                     u.oom_kills = account::flat_keyed(&read(&d, "memory.oom_control")?, "oom_kill")
                         .unwrap_or(0);
                 }
@@ -1387,6 +1405,14 @@ mod tests {
             std::fs::create_dir_all(m).unwrap();
         }
         let h = Hierarchy::V1 { mounts };
+        // The kernel's socket buffer counter of the run's memory group.
+        let mem = t.path().join("memory/packrun/b1/r1");
+        std::fs::create_dir_all(&mem).unwrap();
+        std::fs::write(
+            mem.join("memory.kmem.tcp.limit_in_bytes"),
+            "9223372036854771712",
+        )
+        .unwrap();
         let limits = Limits {
             cpus: CpuList::parse("3").unwrap(),
             mems: CpuList::parse("0").unwrap(),
@@ -1401,13 +1427,15 @@ mod tests {
         assert_eq!(run("cpuset", "cpuset.cpus"), "3");
         assert_eq!(run("cpuset", "cpuset.mems"), "0");
         assert_eq!(run("memory", "memory.limit_in_bytes"), "1048576");
+        assert_eq!(run("memory", "memory.kmem.tcp.limit_in_bytes"), "1048576");
         assert_eq!(run("pids", "pids.max"), "64");
         let acct = t.path().join("cpuacct/packrun/b1/r1");
         std::fs::write(acct.join("cpuacct.usage"), "2000000000\n").unwrap();
         std::fs::write(acct.join("cpuacct.usage_user"), "1900000000\n").unwrap();
         std::fs::write(acct.join("cpuacct.usage_sys"), "100000000\n").unwrap();
-        let mem = t.path().join("memory/packrun/b1/r1");
         std::fs::write(mem.join("memory.max_usage_in_bytes"), "4096\n").unwrap();
+        // Socket buffers are a counter of their own on v1: in the peak too.
+        std::fs::write(mem.join("memory.kmem.tcp.max_usage_in_bytes"), "8192\n").unwrap();
         std::fs::write(
             mem.join("memory.oom_control"),
             "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
@@ -1418,7 +1446,7 @@ mod tests {
             (u.cpu_ns, u.user_ns, u.system_ns),
             (2_000_000_000, 1_900_000_000, 100_000_000)
         );
-        assert_eq!((u.memory_peak_bytes, u.oom_kills), (4096, 3));
+        assert_eq!((u.memory_peak_bytes, u.oom_kills), (4096 + 8192, 3));
         // Where the kernel has cpuacct.usage_all, the split comes from it.
         std::fs::write(
             acct.join("cpuacct.usage_all"),

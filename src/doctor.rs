@@ -175,6 +175,8 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(aslr(p));
     out.push(isolation(p));
     out.push(swap(p));
+    out.push(socket_memory(p, &mounts));
+    out.push(locks(p));
     out.push(claims(p));
     out.push(results_disk(p));
     out.push(aio_share(p));
@@ -959,6 +961,59 @@ fn swap(p: &Probe) -> Check {
     }
 }
 
+/// How a run's socket buffers count against its memory limit here.
+fn socket_memory(p: &Probe, mounts: &Mounts) -> Check {
+    const N: &str = "socket memory";
+    let v1_memory = mounts
+        .v1
+        .iter()
+        .find(|(_, c)| c.iter().any(|c| c == "memory"));
+    match v1_memory {
+        None => ok(
+            N,
+            "cgroup v2: socket buffers are in each run's memory.current, under its limit and in its peak",
+        ),
+        Some((point, _)) if p.path(point).join("memory.kmem.tcp.limit_in_bytes").exists() => ok(
+            N,
+            "cgroup v1: each run's memory.kmem.tcp limit is its memory limit (TCP and UDP receive buffers count there, not in memory.usage_in_bytes); its peak adds their maximum, so a run holds at most its limit in pages and its limit in socket buffers",
+        ),
+        Some(_) => bad(
+            N,
+            Level::Warn,
+            "cgroup v1 without memory.kmem.tcp: socket buffers a run holds count against no limit and are not in its peak",
+            "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2), or a kernel with CONFIG_MEMCG_KMEM",
+        ),
+    }
+}
+
+/// Whether a lock a run takes on a host file stays in the run: its root
+/// is read-only overlays of the host's mounts (as root, with overlayfs).
+fn locks(p: &Probe) -> Check {
+    const N: &str = "host file locks";
+    let overlay = p.read("proc/filesystems").is_some_and(|t| {
+        t.lines()
+            .any(|l| l.split_whitespace().last() == Some("overlay"))
+    });
+    match (p.euid == 0, overlay) {
+        (true, true) => ok(
+            N,
+            "a run on the host's tree sees it through read-only overlays: its flock and fcntl locks are on the overlay's inodes, never the host's",
+        ),
+        (true, false) => bad(
+            N,
+            Level::Warn,
+            "no overlay file system: runs get the host's tree bound as it is, and a run's flock or fcntl read lock on a world-readable host file blocks the host's programs (apt's on /var/cache/debconf/config.dat)",
+            "modprobe overlay",
+        ),
+        (false, _) => bad(
+            N,
+            Level::Warn,
+            "rootless: runs get the host's tree bound as it is (only root can copy the host's mounts to overlay them), so a run's locks on host files are the user's own and reach the host's inodes, as the user's own programs' do",
+            "run packrun as root for runs whose locks stay their own",
+        ),
+    }
+}
+
 /// Claims of other live packrun processes of this user (in
 /// /run/packrun/cpus for root; see `cpulock::runtime_dir`):
 /// `<pid> <start ticks> <cpu list>` lines.
@@ -1186,6 +1241,10 @@ mod tests {
             t.put("sys/devices/system/cpu/online", "0-7\n");
             t.put("sys/devices/system/cpu/smt/control", "off\n");
             t.put("proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n");
+            t.put(
+                "proc/filesystems",
+                "nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\toverlay\n",
+            );
             t
         }
         fn put(&self, rel: &str, text: &str) {
@@ -1286,6 +1345,42 @@ mod tests {
         // No blkio hierarchy: a warning, not a failure.
         assert_eq!(find(&c, "cgroup controllers").level, Level::Warn);
         assert!(summary(&c).is_ok());
+    }
+
+    #[test]
+    fn socket_memory_says_how_it_counts_on_each_cgroup_version() {
+        let t = Tree::healthy();
+        let v2 = checks(&t.probe());
+        assert!(find(&v2, "socket memory").detail.contains("memory.current"));
+        t.put("proc/self/mountinfo", V1_MOUNTINFO);
+        let c = checks(&t.probe());
+        let s = find(&c, "socket memory");
+        assert_eq!(s.level, Level::Warn, "{s:?}");
+        t.put(
+            "sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes",
+            "9223372036854771712\n",
+        );
+        let c = checks(&t.probe());
+        let s = find(&c, "socket memory");
+        assert_eq!(s.level, Level::Ok, "{s:?}");
+        assert!(s.detail.contains("memory.kmem.tcp"), "{s:?}");
+    }
+
+    #[test]
+    fn locks_stay_in_the_run_only_as_root_with_overlayfs() {
+        let t = Tree::healthy();
+        let mut p = t.probe();
+        assert_eq!(find(&checks(&p), "host file locks").level, Level::Ok);
+        p.euid = 1000;
+        let l = checks(&p);
+        let l = find(&l, "host file locks");
+        assert_eq!(l.level, Level::Warn);
+        assert!(l.detail.contains("rootless"), "{l:?}");
+        t.put("proc/filesystems", "nodev\ttmpfs\n\text4\n");
+        let l = checks(&t.probe());
+        let l = find(&l, "host file locks");
+        assert_eq!(l.level, Level::Warn);
+        assert_eq!(l.fix.as_deref(), Some("modprobe overlay"));
     }
 
     #[test]

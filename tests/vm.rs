@@ -522,6 +522,25 @@ fn packrun_runs_where_runs_csv_says_on_four_nodes_and_leaves_no_cgroup_even_when
     check_packrun_run(&stdout);
 }
 
+#[test]
+#[ignore = "needs qemu, a Debian kernel and busybox (tests/vm/ci-install.sh)"]
+fn cgroup_v2_counts_a_runs_socket_buffers_in_its_memory_and_its_peak() {
+    run_scenario(
+        "packrun-socket-memory",
+        vm(TWO_NODES, Layout::V2, "packrun-socket-memory.sh", 240),
+        &[
+            COMMON,
+            &[
+                "socket-memory-state",
+                "socket-memory-held",
+                "socket-memory-in-peak",
+                "socket-memory-held-to-limit",
+            ],
+        ]
+        .concat(),
+    );
+}
+
 /// The rows of a runs.csv blob, as column name → value.
 fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
     let mut rows = csv::Reader::from_reader(text.as_bytes());

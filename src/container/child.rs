@@ -38,6 +38,12 @@ pub struct Fds {
     /// A detached sysfs mount of the run's (pooled) network namespace that
     /// init moves onto /sys, or -1: init mounts a fresh one.
     pub sysfs: RawFd,
+    /// Per `MountOp::HostTree` slot: whether the thread that cloned init
+    /// mounted that overlay already, in the mount namespace init starts
+    /// in (and with slot 0, the host's root, the `MountOp::Stage`).
+    /// Not, rootless or where refused: then the host's tree is bound as
+    /// it is.
+    pub staged: Vec<bool>,
 }
 
 thread_local! {
@@ -426,8 +432,32 @@ fn mkdir_all(path: &CStr, fds: &Fds) {
 fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
     make_mounts_private(fds);
     let sources = open_bind_sources(plan, fds);
+    // The host's root was bound with everything below it (no overlay).
+    let mut host_bound = false;
     for op in &plan.ops {
         match op {
+            MountOp::Stage { dir, empty, root } => {
+                if fds.staged.first() == Some(&true) {
+                    unlock_staged_root(root, fds);
+                } else {
+                    stage(dir, empty, root, fds);
+                }
+            }
+            MountOp::HostTree {
+                slot,
+                source,
+                target,
+                shown,
+                ..
+            } => {
+                let staged = slot.and_then(|s| fds.staged.get(s).copied());
+                if host_bound || staged == Some(true) {
+                    continue;
+                }
+                let root = source.to_bytes() == b"/";
+                bind_host_tree(source, target, fds, shown, root);
+                host_bound = root;
+            }
             MountOp::Mount(args) => mount(args, fds),
             MountOp::RootDir(args) => match idmapped[plan.bind_sources.len()] {
                 -1 => mount(args, fds),
@@ -461,6 +491,63 @@ fn build_root(plan: &Plan, fds: &Fds, idmapped: &[RawFd; MAX_BINDS]) -> bool {
         unsafe { libc::close(fd) };
     }
     false
+}
+
+/// The root the thread that cloned init staged (with the overlays below
+/// it) bound onto itself: in this namespace, a copy made from the run's
+/// user namespace, that root is locked to its parent, and pivot_root(2)
+/// refuses a locked new root; the top of a bind is not locked.
+fn unlock_staged_root(root: &CStr, fds: &Fds) {
+    // SAFETY: mount(2) on a C string prepared before clone.
+    let rc = unsafe {
+        libc::mount(
+            root.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    check(rc as _, fds, "bind the staged root on", c"/");
+}
+
+/// The run's staging tmpfs (see MountOp::Stage).
+fn stage(dir: &CStr, empty: &CStr, root: &CStr, fds: &Fds) {
+    // SAFETY: mount(2) on C strings prepared before clone and static ones.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            dir.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"mode=755,size=64k".as_ptr().cast(),
+        )
+    };
+    check(rc as _, fds, "mount the staging tmpfs on", dir);
+    mkdir(empty, 0o555, fds);
+    mkdir(root, 0o755, fds);
+}
+
+/// The host's tree at `source` bound on `target` with everything below
+/// it, as it is (locks taken through it reach the host's inodes). Only
+/// the host's root must be there: a mount below it that the job's ids
+/// cannot reach (below a directory of host root's only, as docker's are),
+/// or that another mount hides, is left out, as the job could not reach
+/// it either.
+fn bind_host_tree(source: &CStr, target: &CStr, fds: &Fds, shown: &CStr, required: bool) {
+    // SAFETY: mount(2) on C strings prepared before clone.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if required {
+        check(rc as _, fds, "bind the host's tree", shown);
+    }
 }
 
 /// Nothing done below leaks back into the runner's mount namespace.

@@ -68,6 +68,34 @@ pub(super) enum MountOp {
         path: CString,
         shown: CString,
     },
+    /// The run's staging tmpfs on `dir` (see `Stage`) with the empty
+    /// overlay layer and the new root's mount point in it; made before
+    /// the clone where `child::Fds::staged` says so.
+    Stage {
+        dir: CString,
+        empty: CString,
+        root: CString,
+    },
+    /// A mount of the host's tree (its root or one below) as a read-only
+    /// overlay of its own on `target`: `source` over the empty layer
+    /// (`data` holds both). A file opened through an overlay is an inode
+    /// of the overlay, so a lock taken on it (flock, fcntl) stays in the
+    /// run and never reaches the host's inode, which the host's programs
+    /// lock. The thread that clones init mounts these (slot `slot`) in a
+    /// mount namespace of its own, which init's is a copy of (see
+    /// `child::Fds::staged`): there the host's mounts are not locked, as
+    /// they are in the run's user namespace, where the kernel refuses an
+    /// overlay on a tree with mounts below it that the run may not look
+    /// under. Where it did not, `source` is bound with everything below it
+    /// as before; once the host's root was bound so, the ops for the mounts
+    /// below it do nothing.
+    HostTree {
+        slot: Option<usize>,
+        data: CString,
+        source: CString,
+        target: CString,
+        shown: CString,
+    },
 }
 
 /// The arguments of one mount(2), and for error messages what it does and
@@ -269,7 +297,7 @@ pub(super) fn root_ops(
         .collect();
     let (in_tmpfs_binds, in_root_binds): (Vec<_>, Vec<_>) =
         binds.iter().partition(|(_, t)| in_tmpfs(t, hidden));
-    let mut ops = root_mount_ops(cfg, root, &in_root_binds, userns)?;
+    let mut ops = root_mount_ops(cfg, root, hidden, &in_root_binds, userns)?;
     ops.extend(kernel_fs_ops(cfg, root)?);
     ops.extend(dev_ops(root)?);
     ops.extend(hidden_ops(root, hidden, home, job_ids)?);
@@ -313,18 +341,34 @@ fn mount_at(
     }))
 }
 
-/// The root itself, read-only at the end: a bind of the host's / or of
-/// the rootfs directory, with the mount points of `in_root_binds` made in
-/// a rootfs directory first; or a tmpfs root when a bind needs a mount
-/// point the host tree lacks. `Become` comes before the first inode the
-/// run makes in a file system of its own.
+/// The root itself, read-only at the end: the host's tree as overlays
+/// (see `host_tree_ops`), or a bind of the rootfs directory, with the
+/// mount points of `in_root_binds` made in a rootfs directory first; or a
+/// tmpfs root when a bind needs a mount point the host tree lacks.
+/// `Become` comes before the first inode the run makes in a file system
+/// of its own.
 fn root_mount_ops(
     cfg: &ContainerConfig,
     root: &Path,
+    hidden: &[PathBuf],
     in_root_binds: &[&(&Path, &Path)],
     userns: bool,
 ) -> Result<Vec<MountOp>, SetupError> {
     let mut ops = Vec::new();
+    if let Rootfs::Host = cfg.rootfs {
+        // A tmpfs of the run's on the root directory's base holds the
+        // empty layer and the copies of the host's mounts (see
+        // MountOp::HostTree), and the new root itself, `root`.
+        if userns {
+            ops.push(MountOp::Become);
+        }
+        let stage = Stage::of(root);
+        ops.push(MountOp::Stage {
+            dir: path_cstr(&stage.dir)?,
+            empty: path_cstr(&stage.empty)?,
+            root: path_cstr(root)?,
+        });
+    }
     let host_missing = match cfg.rootfs {
         Rootfs::Host => {
             missing_host_targets(&in_root_binds.iter().map(|(_, t)| *t).collect::<Vec<_>>())?
@@ -336,31 +380,21 @@ fn root_mount_ops(
         // new top-level directory such as /data) needs a root of our own: a
         // tmpfs holding the host's top-level entries bound in, plus the new
         // directories. Only runs that ask for such a mount pay for it.
-        if userns {
-            ops.push(MountOp::Become);
-        }
         ops.extend(tmpfs_root_ops(root, &host_missing)?);
-    } else {
-        let (source, shown) = match &cfg.rootfs {
-            Rootfs::Host => (PathBuf::from("/"), PathBuf::from("/")),
-            Rootfs::Dir(dir) => (dir.clone(), dir.clone()),
-        };
+    } else if let Rootfs::Host = cfg.rootfs {
+        ops.extend(host_tree_ops(cfg, root, hidden)?);
+    } else if let Rootfs::Dir(dir) = &cfg.rootfs {
         // A directory root is an idmapped copy when the runner could make
         // one (its files' owners are the run's ids: the image's root is
-        // the run's root); the host's tree never is, or host root's
-        // private files would be the run's root's.
-        let push = match cfg.rootfs {
-            Rootfs::Dir(_) => MountOp::RootDir,
-            Rootfs::Host => MountOp::Mount,
-        };
-        ops.push(push(MountArgs {
+        // the run's root).
+        ops.push(MountOp::RootDir(MountArgs {
             what: "bind root",
-            source: Some(path_cstr(&source)?),
+            source: Some(path_cstr(dir)?),
             target: path_cstr(root)?,
             fstype: None,
             flags: libc::MS_BIND | libc::MS_REC,
             data: None,
-            shown: path_cstr(&shown)?,
+            shown: path_cstr(dir)?,
         }));
     }
     if matches!(cfg.rootfs, Rootfs::Dir(_)) {
@@ -375,7 +409,7 @@ fn root_mount_ops(
             ops.extend(mount_point(root, source, target)?);
         }
     }
-    if userns && host_missing.is_empty() {
+    if userns && matches!(cfg.rootfs, Rootfs::Dir(_)) {
         ops.push(MountOp::Become);
     }
     ops.push(MountOp::ReadOnly {
@@ -383,6 +417,128 @@ fn root_mount_ops(
         shown: lit("/")?,
     });
     Ok(ops)
+}
+
+/// Most mounts of the host's tree a run gets as overlays of their own
+/// (`MountOp::HostTree` slots); those past it are bound as they are.
+pub(super) const MAX_TREES: usize = 32;
+
+/// Where a run on the host's tree stages its root: a tmpfs of its own
+/// on `dir` (the root directory's base, in the run's mount namespace
+/// only) holding the empty overlay layer (`e`) and the new root (`r`).
+pub(super) struct Stage {
+    pub(super) dir: PathBuf,
+    empty: PathBuf,
+}
+
+impl Stage {
+    pub(super) fn of(root: &Path) -> Stage {
+        let dir = root.parent().unwrap_or(root).to_path_buf();
+        Stage {
+            empty: dir.join("e"),
+            dir,
+        }
+    }
+}
+
+/// The new root of a run below the root directory base `base`: the
+/// base itself, or on the host's tree `r` in the run's tmpfs there.
+pub(super) fn new_root(cfg: &ContainerConfig, base: &Path) -> PathBuf {
+    match cfg.rootfs {
+        Rootfs::Host => base.join("r"),
+        Rootfs::Dir(_) => base.to_path_buf(),
+    }
+}
+
+/// The host's root and each mount below it that the run sees (not
+/// below /proc, /sys or /dev, which it gets fresh, nor below a path it
+/// hides or binds something onto), each a read-only overlay of its own
+/// (`MountOp::HostTree`), parents before children, as the host mounted
+/// them.
+fn host_tree_ops(
+    cfg: &ContainerConfig,
+    root: &Path,
+    hidden: &[PathBuf],
+) -> Result<Vec<MountOp>, SetupError> {
+    let stage = Stage::of(root);
+    // overlay's options split at ',' and its lower dirs at ':'.
+    let plain = |p: &Path| !p.to_string_lossy().contains([',', ':', '\\']);
+    let covered = |p: &Path| {
+        ["/proc", "/sys", "/dev"].iter().any(|k| p.starts_with(k))
+            || hidden.iter().any(|h| p.starts_with(h))
+            || p.starts_with(&stage.dir)
+            || cfg.mounts.iter().any(|m| p.starts_with(&m.target))
+            || cfg.writable.iter().any(|(_, t)| p.starts_with(t))
+    };
+    let below = host_mount_points()
+        .iter()
+        .filter(|(p, _)| !covered(p))
+        .map(|(p, dir)| (p.as_path(), *dir));
+    let mut ops = Vec::new();
+    for (i, (tree, dir)) in std::iter::once((Path::new("/"), true))
+        .chain(below)
+        .enumerate()
+    {
+        ops.push(MountOp::HostTree {
+            slot: (plain(&stage.dir) && plain(tree) && dir && i < MAX_TREES).then_some(i),
+            data: cstr(
+                format!("lowerdir={}:{}", tree.display(), stage.empty.display()),
+                "overlay options",
+            )?,
+            source: path_cstr(tree)?,
+            target: under(root, tree)?,
+            shown: path_cstr(tree)?,
+        });
+    }
+    Ok(ops)
+}
+
+/// The host's mount points below / (and whether each is a directory),
+/// read once per process.
+fn host_mount_points() -> &'static [(PathBuf, bool)] {
+    static POINTS: std::sync::OnceLock<Vec<(PathBuf, bool)>> = std::sync::OnceLock::new();
+    POINTS.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        mount_points(&text)
+            .into_iter()
+            .map(|p| {
+                let dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+                (p, dir)
+            })
+            .collect()
+    })
+}
+
+/// The mount points of /proc/self/mountinfo text below / (field 5,
+/// octal escapes undone), in its order.
+pub(super) fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| *p != "/")
+        .map(|p| {
+            let b = p.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                let oct = b
+                    .get(i + 1..i + 4)
+                    .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+                match (b[i], oct) {
+                    (b'\\', Some(d)) => {
+                        out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                        i += 4;
+                    }
+                    (c, _) => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
 }
 
 /// A tmpfs root holding the host's top-level entries and the directories
@@ -424,7 +580,9 @@ fn kernel_fs_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, Set
         ops.push(MountOp::Sysfs {
             target: at(root, "/sys")?,
         });
-    } else if matches!(cfg.rootfs, Rootfs::Dir(_)) {
+    } else {
+        // The host's /sys (an overlay of the host's root has none of
+        // what is mounted below it).
         ops.push(mount_at(
             root,
             "bind /sys on",
@@ -797,17 +955,19 @@ mod tests {
             MountOp::Mount(m) | MountOp::RootDir(m) => &m.target,
             MountOp::ReadOnly { target, .. }
             | MountOp::Sysfs { target }
-            | MountOp::Bind { target, .. } => target,
+            | MountOp::Bind { target, .. }
+            | MountOp::HostTree { target, .. } => target,
             MountOp::MkdirAll { path }
             | MountOp::Mkdir { path, .. }
             | MountOp::Touch { path }
             | MountOp::Mask { path, .. }
             | MountOp::ReadOnlyPath { path, .. } => path,
             MountOp::Symlink { link, .. } => link,
-            MountOp::Become => return None,
+            MountOp::Become | MountOp::Stage { .. } => return None,
         };
         let path = path.to_str().unwrap();
-        Some(match path.strip_prefix(ROOT).unwrap() {
+        // None for the staging tmpfs beside the root.
+        Some(match path.strip_prefix(ROOT)? {
             "" => "/".to_string(),
             p => p.to_string(),
         })
@@ -915,15 +1075,59 @@ mod tests {
         cfg.mounts = vec![mount(Path::new("/tmp"), target, true)];
         let ops = ops(&cfg, true);
         assert!(matches!(ops[0], MountOp::Become), "{ops:#?}");
-        assert!(
-            matches!(&ops[1], MountOp::Mount(m) if m.what == "mount tmpfs root on"),
-            "{ops:#?}"
+        position(
+            &ops,
+            |op| matches!(op, MountOp::Mount(m) if m.what == "mount tmpfs root on"),
         );
         let dir = find(&ops, "/packrun-no-such-top-level-dir", |op| {
             matches!(op, MountOp::MkdirAll { .. })
         });
         let root_read_only = find(&ops, "/", |op| matches!(op, MountOp::ReadOnly { .. }));
         assert!(dir < root_read_only, "{ops:#?}");
+    }
+
+    #[test]
+    fn mount_points_come_from_field_five_with_escapes_undone() {
+        let text = "27 1 254:0 / / rw - ext4 /dev/vda rw\n\
+                    22 27 0:21 / /proc rw - proc proc rw\n\
+                    28 27 0:25 / /mnt/my\\040disk ro - tmpfs x ro\n";
+        assert_eq!(
+            mount_points(text),
+            [PathBuf::from("/proc"), PathBuf::from("/mnt/my disk")]
+        );
+    }
+
+    #[test]
+    fn the_hosts_root_is_an_overlay_staged_after_become_in_a_tmpfs_of_the_run() {
+        let cfg = config(Rootfs::Host);
+        let ops = ops(&cfg, true);
+        let become_at = position(&ops, |op| matches!(op, MountOp::Become));
+        let stage = position(&ops, |op| matches!(op, MountOp::Stage { .. }));
+        let root_tree = position(
+            &ops,
+            |op| matches!(op, MountOp::HostTree { slot: Some(0), source, .. } if source.to_bytes() == b"/"),
+        );
+        let read_only = find(&ops, "/", |op| matches!(op, MountOp::ReadOnly { .. }));
+        assert!(
+            become_at < stage && stage < root_tree && root_tree < read_only,
+            "{ops:#?}"
+        );
+        let MountOp::HostTree { data, .. } = &ops[root_tree] else {
+            unreachable!()
+        };
+        assert_eq!(data.to_str().unwrap(), "lowerdir=/:/new/e");
+        // Nothing of the host's below /proc, /sys, /dev or a hidden path.
+        for op in &ops {
+            if let MountOp::HostTree { source, .. } = op {
+                let p = Path::new(source.to_str().unwrap());
+                assert!(
+                    !["/proc", "/sys", "/dev", "/tmp", "/run"]
+                        .iter()
+                        .any(|k| p.starts_with(k)),
+                    "{p:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! the id maps and idmapped mounts, and the go message.
 
 use super::handle::{give_to_job, Container};
-use super::rootfs::{cstr, hidden_paths, path_cstr, root_ops, Home, MountOp};
+use super::rootfs::{cstr, hidden_paths, new_root, path_cstr, root_ops, Home, MountOp};
 use super::{caps, child, ids, seccomp, shares};
 use super::{ContainerConfig, JobOutput, SetupError, DEFAULT_PATH};
 use crate::cpulist::CpuList;
@@ -64,6 +64,7 @@ pub fn spawn_async(
         status: status_w.as_raw_fd(),
         join_tasks: cfg.join_tasks.iter().map(|f| f.as_raw_fd()).collect(),
         sysfs: -1,
+        staged: Vec::new(),
     };
 
     // Rootless runs keep the copying clone: newuidmap may need init to be
@@ -177,6 +178,12 @@ pub(super) struct Plan {
     pub(super) unshare: libc::c_int,
     pub(super) root: CString,
     pub(super) ops: Vec<MountOp>,
+    /// The `MountOp::HostTree` ops with a slot (target, overlay options),
+    /// in slot order, and the `MountOp::Stage` (its tmpfs, the empty layer
+    /// and the root): what the thread that clones init mounts first (see
+    /// `child::Fds::staged`).
+    host_trees: Vec<(CString, CString)>,
+    stage: Option<[CString; 3]>,
     pub(super) hostname: CString,
     pub(super) loopback: bool,
     /// A network namespace the spawner thread joins before the clone, so
@@ -247,7 +254,8 @@ impl Plan {
         }
     }
 
-    fn new(cfg: &ContainerConfig, root: &Path) -> Result<Plan, SetupError> {
+    fn new(cfg: &ContainerConfig, base: &Path) -> Result<Plan, SetupError> {
+        let root = &new_root(cfg, base);
         let userns = cfg.ids.is_some();
         let job_ids = cfg.user.unwrap_or((0, 0));
         check_job_ids(cfg, job_ids)?;
@@ -279,12 +287,31 @@ impl Plan {
             ));
         }
         let (flags, unshare, join_net) = namespaces(cfg);
+        let ops = root_ops(cfg, root, &hidden, home, job_ids, userns)?;
+        let host_trees = ops
+            .iter()
+            .filter_map(|op| match op {
+                MountOp::HostTree {
+                    slot: Some(_),
+                    target,
+                    data,
+                    ..
+                } => Some((target.clone(), data.clone())),
+                _ => None,
+            })
+            .collect();
+        let stage = ops.iter().find_map(|op| match op {
+            MountOp::Stage { dir, empty, root } => Some([dir.clone(), empty.clone(), root.clone()]),
+            _ => None,
+        });
 
         Ok(Plan {
             flags,
             unshare,
             root: path_cstr(root)?,
-            ops: root_ops(cfg, root, &hidden, home, job_ids, userns)?,
+            ops,
+            host_trees,
+            stage,
             bind_sources,
             hostname: cstr(&cfg.hostname, "hostname")?,
             loopback: cfg.network == Network::None && join_net.is_none(),
@@ -864,6 +891,9 @@ fn clone_shared(
         pid: AtomicI32,
         pidfd: AtomicI32,
         state: AtomicU32,
+        /// Set by the runner once it has its copy of the pidfd (1), or
+        /// kept the kernel's (2): see the end of the thread.
+        taken: AtomicU32,
     }
     struct InitArgs<'a> {
         plan: &'a Plan,
@@ -885,6 +915,7 @@ fn clone_shared(
         pid: AtomicI32::new(0),
         pidfd: AtomicI32::new(-1),
         state: AtomicU32::new(0),
+        taken: AtomicU32::new(0),
     });
     let cgroup = cgroup_dir.map(|d| d.as_raw_fd());
     let thread_ids = Arc::clone(&ids);
@@ -908,6 +939,12 @@ fn clone_shared(
                 },
                 None => None,
             };
+            // The host's tree as the run's overlays (see MountOp::HostTree),
+            // mounted here in a mount namespace of this thread's, which
+            // init's is a copy of.
+            data.fds.staged = stage_host_tree(&data.plan);
+            // The run's user namespace belongs to its root's host id (after
+            // the overlays, which are mounted as the runner).
             if let Some((uid, gid)) = data.plan.owner {
                 if let Err(e) = become_owner(uid, gid) {
                     drop(sysfs);
@@ -955,6 +992,34 @@ fn clone_shared(
                 futex_wake(&thread_ids.state);
                 return Some((io::Error::from_raw_os_error(-rc as i32), data));
             }
+            // clone3 returns once init let go of its memory, before its
+            // mount namespace is gone. This thread waits for init's end
+            // (on the pidfd the kernel stored, which the runner took a copy
+            // of) before it ends, so that the overlays, which its mount
+            // namespace holds too, are torn down here (an RCU grace period
+            // each), after the run, not in init's exit, which the run's end
+            // waits for.
+            while thread_ids.taken.load(Ordering::Acquire) == 0 {
+                futex_wait(&thread_ids.taken, 0);
+            }
+            if thread_ids.taken.load(Ordering::Acquire) == 1 {
+                // SAFETY: the kernel's pidfd, which the runner left to this
+                // thread (it took a copy); nothing else closes it.
+                let pidfd =
+                    unsafe { OwnedFd::from_raw_fd(thread_ids.pidfd.load(Ordering::Acquire)) };
+                if data.fds.staged.first() == Some(&true) {
+                    let mut p = libc::pollfd {
+                        fd: pidfd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: poll(2) on one live pollfd.
+                    while unsafe { libc::poll(&mut p, 1, -1) } == -1
+                        && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                    {
+                    }
+                }
+            }
             None
         })
         // The closure, with the plan, is gone with the failed spawn.
@@ -965,9 +1030,19 @@ fn clone_shared(
     let pid = ids.pid.load(Ordering::Acquire);
     if ids.state.load(Ordering::Acquire) == 1 && pid > 0 {
         let pidfd = ids.pidfd.load(Ordering::Acquire);
-        // SAFETY: the kernel stored a new pidfd that nothing else owns.
-        return Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }, thread));
+        // A copy for the runner; the thread closes the kernel's once init
+        // is gone. Without a copy, the runner keeps the kernel's.
+        // SAFETY: fcntl(2) F_DUPFD_CLOEXEC on the live pidfd the kernel
+        // stored, which the thread does not close before `taken` is set.
+        let copy = unsafe { libc::fcntl(pidfd, libc::F_DUPFD_CLOEXEC, 0) };
+        let (fd, taken) = if copy >= 0 { (copy, 1) } else { (pidfd, 2) };
+        ids.taken.store(taken, Ordering::Release);
+        futex_wake(&ids.taken);
+        // SAFETY: a descriptor that only the runner owns from here on.
+        return Ok((pid, unsafe { OwnedFd::from_raw_fd(fd) }, thread));
     }
+    ids.taken.store(2, Ordering::Release);
+    futex_wake(&ids.taken);
     Err(match thread.join() {
         Ok(Some((e, data))) => (e, Some(data)),
         Ok(None) => (io::Error::other("init's pid was not stored"), None),
@@ -1099,6 +1174,61 @@ fn become_owner(uid: u32, gid: u32) -> io::Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// Mounts, in a mount namespace of the calling thread's own, the run's
+/// staging tmpfs and the overlays of the host's tree (`Plan::stage` and
+/// `Plan::host_trees`): whether each overlay was mounted. Here, as the
+/// runner's ids in a namespace of the host's user namespace, the host's
+/// mounts are not locked, as they are in the run's. Nothing if the
+/// namespace cannot be made or the staging tmpfs not mounted.
+#[cfg(target_arch = "x86_64")]
+fn stage_host_tree(plan: &Plan) -> Vec<bool> {
+    let Some([dir, empty, root]) = &plan.stage else {
+        return Vec::new();
+    };
+    if plan.host_trees.is_empty() {
+        return Vec::new();
+    }
+    // SAFETY: unshare(2) and mount(2) with flags and C strings of the
+    // plan; they change this thread's own file system context and mount
+    // namespace (a private copy), not the runner's.
+    unsafe {
+        if libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) == -1
+            || libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == -1
+            || libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=755,size=64k".as_ptr().cast(),
+            ) == -1
+            || libc::mkdir(empty.as_ptr(), 0o555) == -1
+            || libc::mkdir(root.as_ptr(), 0o755) == -1
+        {
+            return Vec::new();
+        }
+        let mut staged = Vec::with_capacity(plan.host_trees.len());
+        for (target, data) in &plan.host_trees {
+            // The host's root first: without it, nothing below.
+            let ok = staged.first() != Some(&false)
+                && libc::mount(
+                    c"overlay".as_ptr(),
+                    target.as_ptr(),
+                    c"overlay".as_ptr(),
+                    libc::MS_RDONLY,
+                    data.as_ptr().cast(),
+                ) == 0;
+            staged.push(ok);
+        }
+        staged
+    }
 }
 
 /// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,
