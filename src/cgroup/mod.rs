@@ -11,7 +11,20 @@ use crate::cpulist::CpuList;
 use crate::fsx::{self, Context, PathError};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod cleanup;
+mod delegate;
+mod v1;
+mod v2;
+
+pub use cleanup::{cleanup_batch, list_batches, remove_batch};
+use cleanup::{kill_dirs, procs_of, remove_dirs, signal_kill, wait_empty};
+pub use delegate::{
+    detect, detect_host, own_v2_cgroup, prepare_v2_parent, step_cgroup_base_v1, RunsBase,
+};
+use v1::fill_v1_cpuset;
+use v2::enable_v2_controllers;
 
 /// The host's cgroup setup, detected once from the mount table.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,127 +81,6 @@ const V1_CONTROLLERS: [&str; 6] = ["cpuset", "cpu", "cpuacct", "memory", "pids",
 const V1_REQUIRED: [&str; 4] = ["cpuset", "cpuacct", "memory", "pids"];
 /// The v2 controllers enabled for packrun's subtree (those the parent offers).
 const V2_CONTROLLERS: [&str; 5] = ["cpuset", "cpu", "io", "memory", "pids"];
-
-/// Parses /proc/self/mountinfo text into the setup it shows: v1 when any v1
-/// controller we need is mounted (hybrid hosts included), else v2.
-pub fn detect(mountinfo: &str) -> Result<Hierarchy, CgroupError> {
-    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-    let mut v2: Option<PathBuf> = None;
-    for line in mountinfo.lines() {
-        // "36 35 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,... shared:9 - cgroup cgroup rw,cpu,cpuacct"
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mount_point = left.split_whitespace().nth(4).unwrap_or("");
-        let mut r = right.split_whitespace();
-        let fstype = r.next().unwrap_or("");
-        let _source = r.next();
-        let opts = r.next().unwrap_or("");
-        let mount_point = PathBuf::from(unescape_mountinfo(mount_point));
-        match fstype {
-            "cgroup" => {
-                for o in opts.split(',') {
-                    if V1_CONTROLLERS.contains(&o) && !mounts.iter().any(|(c, _)| c == o) {
-                        mounts.push((o.to_string(), mount_point.clone()));
-                    }
-                }
-            }
-            "cgroup2"
-                // Prefer the canonical location when there are several.
-                if (v2.is_none() || mount_point == Path::new("/sys/fs/cgroup")) => {
-                    v2 = Some(mount_point);
-                }
-            _ => {}
-        }
-    }
-    if !mounts.is_empty() {
-        let missing: Vec<&str> = V1_REQUIRED
-            .iter()
-            .copied()
-            .filter(|c| !mounts.iter().any(|(m, _)| m == c))
-            .collect();
-        if !missing.is_empty() {
-            return Err(CgroupError::Setup(format!(
-                "cgroup v1 controllers not mounted: {} (mount them, or boot with systemd.unified_cgroup_hierarchy=1 for cgroup v2)",
-                missing.join(", ")
-            )));
-        }
-        return Ok(Hierarchy::V1 { mounts });
-    }
-    match v2 {
-        Some(root) => Ok(Hierarchy::V2 {
-            root,
-            parent: PathBuf::new(),
-        }),
-        None => Err(CgroupError::Setup(
-            "no cgroup file system is mounted (expected cgroup2 at /sys/fs/cgroup or v1 controllers)".into(),
-        )),
-    }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
-/// This process's v2 cgroup from /proc/self/cgroup text ("0::/user.slice/x").
-pub fn own_v2_cgroup(proc_self_cgroup: &str) -> Option<PathBuf> {
-    proc_self_cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| PathBuf::from(p.trim_start_matches('/')))
-}
-
-/// The running host's setup. On v2, packrun nests its groups inside the
-/// cgroup it was started in when that one was delegated to it (systemd's
-/// Delegate=yes marks it with the `trusted.delegate` attribute; a Slurm step
-/// is recognised by SLURM_JOB_ID; `PACKRUN_CGROUP=self` says so for any
-/// other delegation), else below the root.
-pub fn detect_host() -> Result<Hierarchy, CgroupError> {
-    let text = fsx::read_to_string("/proc/self/mountinfo")?;
-    let mut h = detect(&text)?;
-    if let Hierarchy::V2 { root, parent } = &mut h {
-        let own = delegated_parent(
-            own_v2_cgroup(&fsx::read_to_string("/proc/self/cgroup")?).unwrap_or_default(),
-        );
-        let delegated = !own.as_os_str().is_empty()
-            && (std::env::var_os("SLURM_JOB_ID").is_some()
-                || std::env::var("PACKRUN_CGROUP").is_ok_and(|v| v == "self")
-                || is_marked_delegated(&root.join(&own))
-                || !writable(&root.join("cgroup.subtree_control")));
-        if delegated {
-            *parent = own;
-        }
-    }
-    Ok(h)
-}
-
-/// The leaf packrun moves itself into (see `prepare_v2_parent`).
-const SUPERVISOR: &str = "supervisor";
-
-/// A packrun started from a process that an earlier packrun moved into the
-/// `supervisor` leaf belongs to the delegated cgroup above that leaf.
-fn delegated_parent(own: PathBuf) -> PathBuf {
-    match own.file_name() {
-        Some(n) if n == SUPERVISOR => own.parent().map(Path::to_path_buf).unwrap_or_default(),
-        _ => own,
-    }
-}
-
-/// systemd (since v251) marks the cgroup of a unit with Delegate=yes with
-/// the extended attribute `trusted.delegate` (and `user.delegate`) = "1".
-fn is_marked_delegated(dir: &Path) -> bool {
-    ["trusted.delegate", "user.delegate"]
-        .iter()
-        .any(|a| matches!(xattr::get(dir, a), Ok(Some(v)) if v == b"1"))
-}
-
-fn writable(p: &Path) -> bool {
-    nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok()
-}
 
 impl Hierarchy {
     /// The directories of `<base>/<rel>` in every hierarchy packrun uses
@@ -254,87 +146,6 @@ fn ensure_dir(h: &Hierarchy, top: &Path, dir: &Path) -> Result<(), CgroupError> 
             // "No internal processes": only groups without tasks hand
             // controllers to children; ours never hold tasks above the runs.
             enable_v2_controllers(dir)
-        }
-    }
-}
-
-/// v1 cpuset: a new group starts with empty cpus and mems, and the kernel
-/// refuses tasks until both are set, and refuses a child's value that is not
-/// a subset of its parent's (EACCES). A group another packrun has just made
-/// may still be empty: fill it from its parent, the parent first.
-fn fill_v1_cpuset(top: &Path, dir: &Path) -> Result<(), CgroupError> {
-    if dir == top || !dir.starts_with(top) || !dir.join("cpuset.cpus").exists() {
-        return Ok(());
-    }
-    let parent = dir.parent().unwrap_or(top);
-    for f in ["cpuset.cpus", "cpuset.mems"] {
-        if fsx::read_trimmed(dir.join(f))?.is_empty() {
-            fill_v1_cpuset(top, parent)?;
-            let v = fsx::read_trimmed(parent.join(f))?;
-            fsx::write(dir.join(f), v)?;
-        }
-    }
-    Ok(())
-}
-
-/// Enables, in `dir`'s subtree_control, the controllers packrun uses that `dir` offers.
-fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
-    let offered = fsx::read_to_string(dir.join("cgroup.controllers"))?;
-    let want: Vec<String> = V2_CONTROLLERS
-        .iter()
-        .filter(|c| offered.split_whitespace().any(|o| o == **c))
-        .map(|c| format!("+{c}"))
-        .collect();
-    if !want.is_empty() {
-        fsx::write(dir.join("cgroup.subtree_control"), want.join(" "))?;
-    }
-    Ok(())
-}
-
-/// On a delegated v2 subtree the runner sits in the cgroup it must create
-/// children in; the kernel's "no internal processes" rule makes enabling
-/// controllers there fail with EBUSY, so the runner first moves itself into
-/// a leaf `<parent>/supervisor`, then enables controllers in `<parent>`.
-pub fn prepare_v2_parent(h: &Hierarchy) -> Result<(), CgroupError> {
-    let Hierarchy::V2 { root, parent } = h else {
-        return Ok(());
-    };
-    if parent.as_os_str().is_empty() {
-        // The root cgroup is exempt from the rule; controllers are enabled there already
-        // on any system that mounts cgroup2 for use (systemd does).
-        return enable_v2_controllers(root);
-    }
-    let dir = root.join(parent);
-    let leaf = dir.join(SUPERVISOR);
-    // Other processes of the delegated cgroup may fork while we move them
-    // (a shell starting commands): move, enable, and on EBUSY move what
-    // appeared meanwhile and try again, for a bounded time.
-    let start = Instant::now();
-    loop {
-        let procs = fsx::read_to_string(dir.join("cgroup.procs"))?;
-        if !procs.trim().is_empty() {
-            match std::fs::create_dir(&leaf) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(PathError::new("create cgroup", &leaf, e).into()),
-            }
-            // Every process of the parent moves (a Slurm step or a service may hold several).
-            for pid in procs.split_whitespace() {
-                match fsx::write(leaf.join("cgroup.procs"), pid) {
-                    Ok(()) => {}
-                    // Gone meanwhile.
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        match enable_v2_controllers(&dir) {
-            Err(CgroupError::Io(e))
-                if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < KILL_WAIT =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            other => return other,
         }
     }
 }
@@ -438,9 +249,6 @@ impl RunCgroup {
 
     fn apply(&self, l: &Limits) -> Result<(), CgroupError> {
         let cs = self.dir_of("cpuset");
-        let mem = self.dir_of("memory");
-        let cpu = self.dir_of("cpu");
-        let pids = self.dir_of("pids");
         // cpuset.cpus and .mems must be set before the first task joins (v1 refuses tasks otherwise).
         if let Some(d) = &cs {
             if !l.cpus.is_empty() {
@@ -451,80 +259,8 @@ impl RunCgroup {
             }
         }
         match &self.h {
-            Hierarchy::V1 { .. } => {
-                if let Some(d) = &mem {
-                    if let Some(m) = l.memory {
-                        fsx::write(d.join("memory.limit_in_bytes"), m.to_string())?;
-                        // Swap off: memory+swap equal to memory (only with swap accounting).
-                        fsx::write_if_present(
-                            d.join("memory.memsw.limit_in_bytes"),
-                            m.to_string(),
-                        )?;
-                    }
-                    // Socket buffers: v1 charges them to a memcg only once its
-                    // kmem.tcp limit is written, and then to that counter, not
-                    // to memory.usage_in_bytes. Written, it charges TCP and UDP
-                    // receive buffers alike (both go through the socket's memcg),
-                    // and the run's peak adds its maximum (see `usage`). The
-                    // limit is the run's memory limit, or none (-1), which still
-                    // turns the counting on.
-                    let tcp = l.memory.map_or("-1".to_string(), |m| m.to_string());
-                    fsx::write_if_present(d.join("memory.kmem.tcp.limit_in_bytes"), tcp)?;
-                    // Best effort: the root group refuses it and some kernels lack it.
-                    let _ = fsx::write_if_present(d.join("memory.swappiness"), "0");
-                }
-                if let (Some(d), Some(q)) = (&cpu, l.cpu_quota) {
-                    fsx::write(d.join("cpu.cfs_period_us"), "100000")?;
-                    fsx::write(
-                        d.join("cpu.cfs_quota_us"),
-                        ((q * 100_000.0).round() as u64).max(1000).to_string(),
-                    )?;
-                }
-                if let Some(d) = &pids {
-                    fsx::write(d.join("pids.max"), l.pids.to_string())?;
-                }
-                if let Some(d) = self.dir_of("blkio") {
-                    for t in &l.io {
-                        let dev = format!("{}:{}", t.major, t.minor);
-                        for (file, v) in [
-                            ("blkio.throttle.read_bps_device", t.read_bps),
-                            ("blkio.throttle.write_bps_device", t.write_bps),
-                            ("blkio.throttle.read_iops_device", t.read_iops),
-                            ("blkio.throttle.write_iops_device", t.write_iops),
-                        ] {
-                            if let Some(v) = v {
-                                fsx::write(d.join(file), format!("{dev} {v}"))?;
-                            }
-                        }
-                    }
-                }
-            }
-            Hierarchy::V2 { .. } => {
-                let d = &self.dirs[0];
-                if let Some(m) = l.memory {
-                    fsx::write(d.join("memory.max"), m.to_string())?;
-                    fsx::write_if_present(d.join("memory.swap.max"), "0")?;
-                }
-                if let Some(q) = l.cpu_quota {
-                    let quota = ((q * 100_000.0).round() as u64).max(1000);
-                    fsx::write(d.join("cpu.max"), format!("{quota} 100000"))?;
-                }
-                fsx::write(d.join("pids.max"), l.pids.to_string())?;
-                for t in &l.io {
-                    let mut s = format!("{}:{}", t.major, t.minor);
-                    for (k, v) in [
-                        ("rbps", t.read_bps),
-                        ("wbps", t.write_bps),
-                        ("riops", t.read_iops),
-                        ("wiops", t.write_iops),
-                    ] {
-                        if let Some(v) = v {
-                            s.push_str(&format!(" {k}={v}"));
-                        }
-                    }
-                    fsx::write(d.join("io.max"), s)?;
-                }
-            }
+            Hierarchy::V1 { .. } => v1::apply(self, l)?,
+            Hierarchy::V2 { .. } => v2::apply(&self.dirs[0], l)?,
         }
         Ok(())
     }
@@ -640,103 +376,9 @@ impl RunCgroup {
 
     pub fn usage(&self) -> Result<Usage, CgroupError> {
         let mut u = Usage::default();
-        let read = |d: &Path, f: &str| fsx::read_to_string(d.join(f));
         match &self.h {
-            Hierarchy::V1 { .. } => {
-                if let Some(d) = self.dir_of("cpuacct") {
-                    u.cpu_ns = account::single(&read(&d, "cpuacct.usage")?).unwrap_or(0);
-                    // The user/system split of v1 is sampled at ticks and does not add up to
-                    // the exact total: keep the total, split it in the sampled ratio. Both
-                    // samples from one file where the kernel has it (4.7+): per CPU.
-                    let all = fsx::read_if_present(d.join("cpuacct.usage_all"))?;
-                    let all = all.as_deref().and_then(account::cpuacct_usage_all);
-                    let (user, system) = if let Some(us) = all {
-                        us
-                    } else if let Some(user) = fsx::read_if_present(d.join("cpuacct.usage_user"))? {
-                        (
-                            account::single(&user).unwrap_or(0),
-                            account::single(&read(&d, "cpuacct.usage_sys")?).unwrap_or(0),
-                        )
-                    } else {
-                        // cpuacct.stat counts USER_HZ ticks (100 per second on every Linux ABI).
-                        let st = read(&d, "cpuacct.stat")?;
-                        (
-                            account::flat_keyed(&st, "user").unwrap_or(0) * 10_000_000,
-                            account::flat_keyed(&st, "system").unwrap_or(0) * 10_000_000,
-                        )
-                    };
-                    (u.user_ns, u.system_ns) = account::split_cpu(u.cpu_ns, user, system);
-                }
-                if let Some(d) = self.dir_of("memory") {
-                    if let Some(st) = fsx::read_if_present(d.join("memory.stat"))? {
-                        u.major_faults = account::flat_keyed(&st, "pgmajfault").unwrap_or(0);
-                    }
-                    // Pages and socket buffers are two counters on v1: the peak
-                    // is the sum of their maxima (at least the peak of the sum).
-                    let tcp = fsx::read_if_present(d.join("memory.kmem.tcp.max_usage_in_bytes"))?;
-                    u.memory_peak_bytes = account::single(&read(&d, "memory.max_usage_in_bytes")?)
-                        .unwrap_or(0)
-                        + tcp.as_deref().and_then(account::single).unwrap_or(0);
-                    u.oom_kills = account::flat_keyed(&read(&d, "memory.oom_control")?, "oom_kill")
-                        .unwrap_or(0);
-                }
-                if let Some(d) = self.dir_of("blkio") {
-                    let text = match fsx::read_if_present(
-                        d.join("blkio.throttle.io_service_bytes_recursive"),
-                    )? {
-                        Some(t) => Some(t),
-                        None => fsx::read_if_present(d.join("blkio.throttle.io_service_bytes"))?,
-                    };
-                    if let Some(t) = text {
-                        (u.io_read_bytes, u.io_write_bytes) = account::blkio_v1(&t);
-                    }
-                }
-                if let Some(d) = self.dir_of("cpu") {
-                    if let Some(st) = fsx::read_if_present(d.join("cpu.stat"))? {
-                        u.cpu_throttled_ns =
-                            account::flat_keyed(&st, "throttled_time").unwrap_or(0);
-                    }
-                }
-                // Newer kernels keep pids.peak on v1 too; older ones only the samples
-                // (a last one taken here, where the file is missing).
-                let peak = match self.dir_of("pids") {
-                    Some(d) => fsx::read_if_present(d.join("pids.peak"))?,
-                    None => None,
-                };
-                u.pids_peak = match peak {
-                    Some(t) => account::single(&t).unwrap_or(0),
-                    None => {
-                        self.sample();
-                        self.pids_seen.get()
-                    }
-                };
-            }
-            Hierarchy::V2 { .. } => {
-                let d = &self.dirs[0];
-                let st = read(d, "cpu.stat")?;
-                u.cpu_ns = account::flat_keyed(&st, "usage_usec").unwrap_or(0) * 1000;
-                u.user_ns = account::flat_keyed(&st, "user_usec").unwrap_or(0) * 1000;
-                u.system_ns = account::flat_keyed(&st, "system_usec").unwrap_or(0) * 1000;
-                u.cpu_throttled_ns = account::flat_keyed(&st, "throttled_usec").unwrap_or(0) * 1000;
-                self.sample();
-                u.memory_peak_bytes = match fsx::read_if_present(d.join("memory.peak"))? {
-                    Some(t) => account::single(&t).unwrap_or(0),
-                    None => self.memory_seen.get(),
-                };
-                if let Some(st) = fsx::read_if_present(d.join("memory.stat"))? {
-                    u.major_faults = account::flat_keyed(&st, "pgmajfault").unwrap_or(0);
-                }
-                if let Some(t) = fsx::read_if_present(d.join("memory.events"))? {
-                    u.oom_kills = account::flat_keyed(&t, "oom_kill").unwrap_or(0);
-                }
-                if let Some(t) = fsx::read_if_present(d.join("io.stat"))? {
-                    (u.io_read_bytes, u.io_write_bytes) = account::io_stat_v2(&t);
-                }
-                u.pids_peak = match fsx::read_if_present(d.join("pids.peak"))? {
-                    Some(t) => account::single(&t).unwrap_or(0),
-                    None => self.pids_seen.get(),
-                };
-            }
+            Hierarchy::V1 { .. } => v1::usage(self, &mut u)?,
+            Hierarchy::V2 { .. } => v2::usage(self, &mut u)?,
         }
         Ok(u)
     }
@@ -826,130 +468,6 @@ impl Drop for RunCgroup {
     }
 }
 
-const KILL_WAIT: Duration = Duration::from_secs(5);
-
-/// The tasks of a cgroup directory; one that is gone has none. An
-/// unreadable list is an error: an empty one would pass for "all killed".
-fn procs_of(d: &Path) -> Result<Vec<i32>, CgroupError> {
-    match fsx::read_if_present(d.join("cgroup.procs"))? {
-        None => Ok(Vec::new()),
-        Some(t) => Ok(t
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()),
-    }
-}
-
-fn sigkill_all(pids: &[i32]) {
-    for &p in pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
-/// Kills every task of a run's directories: `cgroup.kill` on v2 where the
-/// kernel has it (5.14+); on older v2 freeze, SIGKILL each task, thaw, so
-/// nothing forks away between reading the list and killing it. On v1,
-/// SIGKILL each listed task until none is left: the list holds the run's
-/// pid-namespace init, whose death kills the rest (see V1_CONTROLLERS).
-fn kill_dirs(h: &Hierarchy, dirs: &[PathBuf]) -> Result<(), CgroupError> {
-    signal_kill(h, dirs)?;
-    if wait_empty(dirs, KILL_WAIT)? {
-        return Ok(());
-    }
-    let first = dirs
-        .first()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
-    let left: Vec<i32> = dirs
-        .iter()
-        .map(|d| procs_of(d))
-        .collect::<Result<Vec<_>, _>>()?
-        .concat();
-    Err(CgroupError::Setup(format!(
-        "{first}: {} task(s) still alive {} s after SIGKILL: {left:?}",
-        left.len(),
-        KILL_WAIT.as_secs(),
-    )))
-}
-
-/// The kill itself, without waiting (see `kill_dirs`).
-fn signal_kill(h: &Hierarchy, dirs: &[PathBuf]) -> Result<(), CgroupError> {
-    let Some(first) = dirs.first() else {
-        return Ok(());
-    };
-    if !first.exists() {
-        return Ok(());
-    }
-    match h {
-        Hierarchy::V2 { .. } if first.join("cgroup.kill").exists() => {
-            fsx::write(first.join("cgroup.kill"), "1")?;
-        }
-        Hierarchy::V2 { .. } => {
-            let _ = fsx::write(first.join("cgroup.freeze"), "1");
-            let procs = procs_of(first);
-            if let Ok(p) = &procs {
-                sigkill_all(p);
-            }
-            let _ = fsx::write(first.join("cgroup.freeze"), "0");
-            procs?;
-        }
-        Hierarchy::V1 { .. } => sigkill_all(&procs_of(first)?),
-    }
-    Ok(())
-}
-
-/// Waits (up to `max`) until no directory holds a task, SIGKILLing again
-/// anything that slipped through (a fork racing the freeze on v2, the rest
-/// of the namespace on v1). True when empty.
-fn wait_empty(dirs: &[PathBuf], max: Duration) -> Result<bool, CgroupError> {
-    let start = Instant::now();
-    let mut delay = Duration::from_micros(200);
-    loop {
-        let mut left = Vec::new();
-        for d in dirs {
-            left.extend(procs_of(d)?);
-        }
-        if left.is_empty() {
-            return Ok(true);
-        }
-        sigkill_all(&left);
-        if start.elapsed() >= max {
-            return Ok(false);
-        }
-        std::thread::sleep(delay.min(max.saturating_sub(start.elapsed())));
-        delay = (delay * 2).min(Duration::from_millis(20));
-    }
-}
-
-/// rmdir each directory, retrying EBUSY while the kernel lets go of dead
-/// tasks (bounded); a directory already gone is fine.
-fn remove_dirs(dirs: &[PathBuf]) -> Result<(), CgroupError> {
-    let mut first_err = None;
-    for d in dirs {
-        let start = Instant::now();
-        loop {
-            match std::fs::remove_dir(d) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < KILL_WAIT => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => {
-                    first_err.get_or_insert(PathError::new("remove cgroup", d, e));
-                    break;
-                }
-            }
-        }
-    }
-    match first_err {
-        None => Ok(()),
-        Some(e) => Err(e.into()),
-    }
-}
-
 /// Device numbers (major, minor) of the whole block device holding `path`.
 /// Throttling is per disk: the kernel refuses a partition in io.max and
 /// blkio.throttle.*, so a partition maps to its disk.
@@ -978,164 +496,9 @@ pub fn device_of(path: &Path) -> Result<(u32, u32), CgroupError> {
     Ok((major, minor))
 }
 
-/// On cgroup v1, this process's path in the hierarchy of `controller`
-/// (without slashes; "" at the root), from the text of /proc/self/cgroup.
-fn own_v1_path(proc_self_cgroup: &str, controller: &str) -> Option<String> {
-    proc_self_cgroup.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        ctrls
-            .split(',')
-            .any(|c| c == controller)
-            .then(|| path.trim().trim_matches('/').to_string())
-    })
-}
-
-/// On cgroup v1, the step's cgroup from the text of /proc/self/cgroup: the
-/// cpuset controller's path (the one that confines the step's CPUs; a
-/// cpuset child must be a subset of it), plus `/packrun`. None when the
-/// process sits at the cpuset root (Slurm's task/cgroup is off).
-pub fn step_cgroup_base_v1(proc_self_cgroup: &str) -> Option<String> {
-    let path = own_v1_path(proc_self_cgroup, "cpuset")?;
-    (!path.is_empty()).then(|| format!("{path}/packrun"))
-}
-
-/// The base of a batch's run cgroups (`Options::cgroup_base`), made for
-/// the batch and removed again when dropped, on every way out.
-#[derive(Debug)]
-pub struct RunsBase {
-    h: Hierarchy,
-    name: String,
-}
-
-impl RunsBase {
-    /// `packrun`, except inside a Slurm step (SLURM_JOB_ID set) on cgroup
-    /// v1, where it is below the step's cgroup so the runs are child
-    /// cgroups of it and stay inside what Slurm gave the step. The step's
-    /// path is made in the controllers Slurm does not manage (cpuset values
-    /// filled from the parent).
-    ///
-    /// On v2, `detect_host` nests packrun's groups below the process's own
-    /// cgroup already whenever SLURM_JOB_ID is set.
-    pub fn make(h: &Hierarchy) -> Result<RunsBase, CgroupError> {
-        let plain = RunsBase {
-            h: h.clone(),
-            name: "packrun".into(),
-        };
-        let Hierarchy::V1 { mounts } = h else {
-            return Ok(plain);
-        };
-        if std::env::var_os("SLURM_JOB_ID").is_none() {
-            return Ok(plain);
-        }
-        let Some(name) = step_cgroup_base_v1(&fsx::read_to_string("/proc/self/cgroup")?) else {
-            return Ok(plain);
-        };
-        let step = Path::new(&name).parent().expect("base ends in /packrun");
-        for (_, m) in mounts {
-            ensure_dir(h, m, &m.join(step))?;
-        }
-        Ok(RunsBase { h: h.clone(), name })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-/// Removes what `make` and the runs left below the step's cgroup: the base
-/// in every controller, then on v1, in controllers where this process is
-/// not in the step's path (Slurm does not manage them), the step path made
-/// for packrun. rmdir fails on a cgroup with children or tasks, so nothing
-/// still in use is touched.
-impl Drop for RunsBase {
-    fn drop(&mut self) {
-        let Hierarchy::V1 { mounts } = &self.h else {
-            return;
-        };
-        let base = self.name.as_str();
-        if base == "packrun" {
-            return;
-        }
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        for (ctrl, root) in mounts {
-            let _ = std::fs::remove_dir(root.join(base));
-            let mine = own_v1_path(&own, ctrl);
-            if mine.is_some_and(|m| !m.is_empty() && base.starts_with(&m)) {
-                continue;
-            }
-            let mut p = Path::new(base).parent();
-            while let Some(dir) = p.filter(|d| !d.as_os_str().is_empty()) {
-                if std::fs::remove_dir(root.join(dir)).is_err() {
-                    break;
-                }
-                p = dir.parent();
-            }
-        }
-    }
-}
-
-/// Removes `<base>/<batch>` once its runs are gone, and `<base>` when no
-/// other batch uses it (best effort: another packrun may be creating one).
-pub fn remove_batch(h: &Hierarchy, base: &str, batch: &str) {
-    let _ = remove_dirs(&h.dirs(base, Path::new(batch)));
-    if base.is_empty() {
-        // A single run's group below the top: nothing of ours above it.
-        return;
-    }
-    for d in h.dirs(base, Path::new("")) {
-        let _ = std::fs::remove_dir(d);
-    }
-}
-
-/// Names of the batch cgroups below `<base>` (in any hierarchy).
-pub fn list_batches(h: &Hierarchy, base: &str) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for d in h.dirs(base, Path::new("")) {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if !names.contains(&n) {
-                    names.push(n);
-                }
-            }
-        }
-    }
-    names
-}
-
-/// Kills and removes every run cgroup of a batch, then the batch itself
-/// (crash recovery: the runner that made them is gone).
-pub fn cleanup_batch(h: &Hierarchy, base: &str, batch: &str) -> Result<(), CgroupError> {
-    let batch_dirs = h.dirs(base, Path::new(batch));
-    let mut runs: Vec<String> = Vec::new();
-    for d in &batch_dirs {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if !runs.contains(&n) {
-                    runs.push(n);
-                }
-            }
-        }
-    }
-    for r in runs {
-        let dirs: Vec<PathBuf> = batch_dirs
-            .iter()
-            .map(|d| d.join(&r))
-            .filter(|d| d.exists())
-            .collect();
-        kill_dirs(h, &dirs)?;
-        remove_dirs(&dirs)?;
-    }
-    // A single run's batch (`packrun exec`) is the run's own group.
-    let live: Vec<PathBuf> = batch_dirs.into_iter().filter(|d| d.exists()).collect();
-    kill_dirs(h, &live)?;
-    remove_dirs(&live)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::delegate::delegated_parent;
     use super::*;
 
     const HYBRID: &str = "\
