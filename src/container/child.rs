@@ -13,17 +13,13 @@
 //! would signal the runner's threads). Every failure goes to the error pipe
 //! as `errno` + "step path" and ends the process with `_exit`.
 
+use super::plan::{Plan, PlanOutput, MAX_BINDS};
 use super::rootfs::{MountArgs, MountOp};
-use super::spawn::{Plan, PlanOutput};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
 
 /// Largest error message (fits in PIPE_BUF, so one write is atomic).
 pub const ERR_MAX: usize = 1024;
-
-/// Most mounts and writable dirs of one run (their sources are held open
-/// in an array on init's stack while it builds the root).
-pub const MAX_BINDS: usize = 250;
 
 /// The runner's pipe ends the child uses.
 pub struct Fds {
@@ -859,7 +855,7 @@ fn bind_from(source: RawFd, target: &CStr, fds: &Fds, what: &str, shown: &CStr) 
 /// Its capabilities there stay: cloned by root, init's ids are host
 /// root's, which the namespace does not map, so the kernel's rules for
 /// leaving root (capabilities(7)) do not apply; cloned with the run's
-/// root as effective uid (see spawn::become_owner), init is the
+/// root as effective uid (see spawner::become_owner), init is the
 /// namespace's root once the maps are written, and leaving it would clear
 /// its capabilities: PR_SET_KEEPCAPS keeps the permitted ones and the
 /// effective ones are raised again. A change of credentials clears the

@@ -1,8 +1,9 @@
 //! A started container as the runner holds it: setup's outcome, signals,
 //! the job's status, and giving the run's writable dirs back.
 
+use super::clone::Spawner;
 use super::config::describe_errno;
-use super::spawn::{RootDir, Spawner};
+use super::rootfs::RootDir;
 use super::{child, ids, JobStatus, SetupError};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::io;

@@ -19,29 +19,32 @@
 //!
 //! Everything the child needs (C strings, the mount list of `rootfs.rs`,
 //! the seccomp programs, the exec candidates) is prepared before clone
-//! (`spawn::Plan`), from the `config.rs` types: the runner may
+//! (`plan::Plan`), from the `config.rs` types: the runner may
 //! have threads, and after a raw clone the child must not allocate (another
 //! thread may have held the allocator's lock at the moment of the clone).
 //!
 //! User ids (see `ids`): every run has a user namespace of its own. As
 //! root its ids map to a block of unprivileged host ids, and the namespace
-//! is made by the host id of the run's root (`spawn::become_owner`), so
+//! is made by the host id of the run's root (`spawner::become_owner`), so
 //! that what the kernel counts per user is charged to the run (`shares`);
 //! rootless it maps the job's ids to the user's (and subordinate ids).
 #![allow(unsafe_code)]
 
 mod caps;
 mod child;
+mod clone;
 mod config;
 mod handle;
 pub mod ids;
+mod plan;
 mod rootfs;
 mod seccomp;
 pub mod shares;
 mod spawn;
+mod spawner;
+mod stack;
 
 pub use config::{default_ids, ContainerConfig, JobOutput, JobStatus, SetupError, DEFAULT_PATH};
 pub use handle::Container;
-pub use spawn::{
-    new_network_namespace, remove_stale_root_dirs, restore_default_sigpipe, spawn, spawn_async,
-};
+pub use rootfs::remove_stale_root_dirs;
+pub use spawn::{new_network_namespace, restore_default_sigpipe, spawn, spawn_async};

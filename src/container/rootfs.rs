@@ -6,6 +6,7 @@
 use super::{ContainerConfig, SetupError};
 use crate::spec::{Network, Rootfs};
 use std::ffi::CString;
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -856,6 +857,61 @@ fn host_top_level_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
         }
     }
     Ok(ops)
+}
+
+/// Where the directories new roots are mounted on live: packrun's state
+/// directory, /run/packrun as root, else this user's own (0700) one, not
+/// a shared /tmp where another user could make the name first.
+pub(super) fn root_dir_base() -> PathBuf {
+    crate::fsx::runtime_dir(
+        nix::unistd::geteuid().as_raw(),
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+    )
+}
+
+/// The directory to mount the new root on: packrun's runtime directory
+/// itself, made once per process. Every container mounts its root there
+/// inside its own mount namespace only (see child::make_mounts_private),
+/// so on the host it stays as it is, and runs that start at once share it:
+/// no directory to make and remove per run.
+pub(super) fn make_root_dir() -> io::Result<PathBuf> {
+    let base = root_dir_base();
+    // Checked (and made) once per process, not per run.
+    static MADE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| crate::fsx::private_dir(&base).map_err(|e| crate::fsx::chain(&e)))
+        .clone()
+        .map_err(io::Error::other)?;
+    Ok(base)
+}
+
+/// The directory init mounts the root on, held until setup is over.
+#[derive(Debug)]
+pub(super) struct RootDir(pub(super) PathBuf);
+
+/// Removes the root directories (`/run/packrun/root-<pid>-<n>`, rootless
+/// in the user's state directory) that an older packrun (one directory per
+/// container) killed in the middle of starting a container left behind. They
+/// are empty on the host: the mounts on them lived in the dead container's
+/// mount namespace. Directories of live processes are left alone.
+pub fn remove_stale_root_dirs() {
+    let Ok(entries) = std::fs::read_dir(root_dir_base()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("root-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
 }
 
 #[cfg(test)]
