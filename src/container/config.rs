@@ -44,6 +44,14 @@ pub struct ContainerConfig {
     /// to the host's user namespace, which init (in its own) could not join.
     /// Ignored where init is cloned the copying way (rootless).
     pub netns: Option<OwnedFd>,
+    /// On the host's tree, as root: the run's overlays come from a pool
+    /// (see `HostTree`): `host_tree` is one a run before this one used,
+    /// which the run takes when it was made for the same overlays and is
+    /// still fresh; else the run makes a new one. Either way the
+    /// container keeps it for `Container::take_host_tree`, for a later
+    /// run. Without `pool_host_tree` each run mounts its own overlays.
+    pub pool_host_tree: bool,
+    pub host_tree: Option<super::spawn::HostTree>,
     /// The run's uid and gid maps: its own user namespace. None: the
     /// host's ids (`userns: host`, root only).
     pub ids: Option<ids::IdMaps>,
@@ -92,6 +100,8 @@ impl ContainerConfig {
             output: JobOutput::Fds { stdout, stderr },
             join_tasks: Vec::new(),
             netns: None,
+            pool_host_tree: false,
+            host_tree: None,
             ids: default_ids(),
             hidden: Vec::new(),
             visible: Vec::new(),

@@ -44,4 +44,5 @@ pub use config::{default_ids, ContainerConfig, JobOutput, JobStatus, SetupError,
 pub use handle::Container;
 pub use spawn::{
     new_network_namespace, remove_stale_root_dirs, restore_default_sigpipe, spawn, spawn_async,
+    HostTree,
 };

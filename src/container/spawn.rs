@@ -46,7 +46,11 @@ pub fn spawn_async(
 ) -> Result<Container, SetupError> {
     let root =
         RootDir(make_root_dir().map_err(|e| SetupError::os("create the root directory", e))?);
-    let plan = Plan::new(&cfg, &root.0)?;
+    let mut plan = Plan::new(&cfg, &root.0)?;
+    let host_tree = match cfg.pool_host_tree && is_root() {
+        true => HostTree::for_plan(&mut plan, cfg.host_tree.take()),
+        false => None,
+    };
     if let (Rootfs::Dir(dir), true) = (&cfg.rootfs, cfg.ids.is_some() && is_root()) {
         make_mount_points(&plan, &root.0, dir)?;
     }
@@ -105,6 +109,7 @@ pub fn spawn_async(
         pidfd,
         spawner,
         netns,
+        host_tree,
         ids,
         writable,
         status: status_r,
@@ -190,6 +195,10 @@ pub(super) struct Plan {
     /// init is in it from the start (it could not join it from its own
     /// user namespace); its sysfs then comes from `child::Fds::sysfs`.
     join_net: Option<RawFd>,
+    /// A pooled mount namespace with the staging tmpfs and the overlays
+    /// of `host_trees` mounted (see `HostTree`) and which of them are: the
+    /// spawner thread joins it instead of mounting them itself.
+    join_tree: Option<(RawFd, Vec<bool>)>,
     /// The job's ids inside: `user`, or root.
     pub(super) job_ids: (u32, u32),
     /// Host paths of the job's mounts and writable dirs, in the order of
@@ -316,6 +325,7 @@ impl Plan {
             hostname: cstr(&cfg.hostname, "hostname")?,
             loopback: cfg.network == Network::None && join_net.is_none(),
             join_net,
+            join_tree: None,
             job_ids,
             userns,
             owner: owner_of(cfg),
@@ -942,7 +952,10 @@ fn clone_shared(
             // The host's tree as the run's overlays (see MountOp::HostTree),
             // mounted here in a mount namespace of this thread's, which
             // init's is a copy of.
-            data.fds.staged = stage_host_tree(&data.plan);
+            data.fds.staged = match &data.plan.join_tree {
+                Some((ns, staged)) if join_mount_namespace(*ns) => staged.clone(),
+                _ => stage_host_tree(&data.plan.stage, &data.plan.host_trees),
+            };
             // The run's user namespace belongs to its root's host id (after
             // the overlays, which are mounted as the runner).
             if let Some((uid, gid)) = data.plan.owner {
@@ -1183,11 +1196,11 @@ fn become_owner(uid: u32, gid: u32) -> io::Result<()> {
 /// mounts are not locked, as they are in the run's. Nothing if the
 /// namespace cannot be made or the staging tmpfs not mounted.
 #[cfg(target_arch = "x86_64")]
-fn stage_host_tree(plan: &Plan) -> Vec<bool> {
-    let Some([dir, empty, root]) = &plan.stage else {
+fn stage_host_tree(stage: &Option<[CString; 3]>, host_trees: &[(CString, CString)]) -> Vec<bool> {
+    let Some([dir, empty, root]) = stage else {
         return Vec::new();
     };
-    if plan.host_trees.is_empty() {
+    if host_trees.is_empty() {
         return Vec::new();
     }
     // SAFETY: unshare(2) and mount(2) with flags and C strings of the
@@ -1214,8 +1227,8 @@ fn stage_host_tree(plan: &Plan) -> Vec<bool> {
         {
             return Vec::new();
         }
-        let mut staged = Vec::with_capacity(plan.host_trees.len());
-        for (target, data) in &plan.host_trees {
+        let mut staged = Vec::with_capacity(host_trees.len());
+        for (target, data) in host_trees {
             // The host's root first: without it, nothing below.
             let ok = staged.first() != Some(&false)
                 && libc::mount(
@@ -1229,6 +1242,108 @@ fn stage_host_tree(plan: &Plan) -> Vec<bool> {
         }
         staged
     }
+}
+
+/// How long after it was made a pooled `HostTree` is still handed to a
+/// new run. Overlayfs leaves it undefined what a mount shows of changes
+/// made to its lower layers (the host's tree) while it is mounted: a path
+/// an earlier run looked up may still show the file it found then. A run
+/// whose overlays come from the pool sees the host's tree as it is, or
+/// for paths looked up before as it was, at most this long before it
+/// started; a run that starts later gets new overlays.
+pub const HOST_TREE_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A mount namespace of the runner's (held by a descriptor) with a run's
+/// staging tmpfs and read-only overlays of the host's tree mounted, as the
+/// spawner thread mounts them (`stage_host_tree`): handed from a run that
+/// ended to a later one, whose spawner thread joins it instead of mounting
+/// its own, and init's namespace is a copy of it. Mounting an overlay
+/// per mount of the host's, and the kernel's teardown of each (an RCU
+/// grace period per superblock), cost a batch of short runs 7-15% of
+/// its time. Sharing them between runs that never overlap in time keeps
+/// a run's locks in the run: a lock on an overlay's inode is held by the
+/// run's processes or their open files, all gone once its init exited,
+/// before the namespace goes back (`Container::take_host_tree`). Runs at
+/// the same time never share one. The namespace, its tmpfs and overlays
+/// live only as long as the descriptor: at the latest, with packrun.
+#[derive(Debug)]
+pub struct HostTree {
+    ns: OwnedFd,
+    stage: [CString; 3],
+    trees: Vec<(CString, CString)>,
+    staged: Vec<bool>,
+    made: std::time::Instant,
+}
+
+impl HostTree {
+    /// Still young enough to hand to a run (`HOST_TREE_REUSE`).
+    pub fn fresh(&self) -> bool {
+        self.made.elapsed() < HOST_TREE_REUSE
+    }
+
+    /// The pooled tree for `plan` to join: `offered` when it was made for
+    /// the same overlays and is still fresh, else a new one; None where
+    /// the plan has no overlays or they could not be made (then the
+    /// spawner thread mounts its own, as without the pool).
+    fn for_plan(plan: &mut Plan, offered: Option<HostTree>) -> Option<HostTree> {
+        let stage = plan.stage.as_ref()?;
+        if plan.host_trees.is_empty() {
+            return None;
+        }
+        let tree = match offered {
+            Some(t) if t.fresh() && &t.stage == stage && t.trees == plan.host_trees => t,
+            _ => HostTree::new(plan)?,
+        };
+        plan.join_tree = Some((tree.ns.as_raw_fd(), tree.staged.clone()));
+        Some(tree)
+    }
+
+    /// Mounts the plan's staging tmpfs and overlays in a mount namespace
+    /// of a thread of its own, which ends right after.
+    #[cfg(target_arch = "x86_64")]
+    fn new(plan: &Plan) -> Option<HostTree> {
+        let (stage, trees) = (&plan.stage, &plan.host_trees[..]);
+        let made = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("host-tree".into())
+                .stack_size(64 << 10)
+                .spawn_scoped(s, || {
+                    let staged = stage_host_tree(stage, trees);
+                    if staged.is_empty() {
+                        return None;
+                    }
+                    let ns = std::fs::File::open("/proc/thread-self/ns/mnt").ok()?;
+                    Some((OwnedFd::from(ns), staged))
+                })
+                .ok()?
+                .join()
+                .ok()?
+        });
+        let (ns, staged) = made?;
+        Some(HostTree {
+            ns,
+            stage: plan.stage.clone()?,
+            trees: plan.host_trees.clone(),
+            staged,
+            made: std::time::Instant::now(),
+        })
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn new(_plan: &Plan) -> Option<HostTree> {
+        None
+    }
+}
+
+/// In the calling thread: joins the mount namespace `ns` (a pooled
+/// `HostTree`) with a file system context of its own; false where the
+/// kernel refused.
+#[cfg(target_arch = "x86_64")]
+fn join_mount_namespace(ns: RawFd) -> bool {
+    // SAFETY: unshare(2) and setns(2) on a namespace descriptor the
+    // container holds until init runs; they change this thread's own file
+    // system context and mount namespace, not the runner's.
+    unsafe { libc::unshare(libc::CLONE_FS) == 0 && libc::setns(ns, libc::CLONE_NEWNS) == 0 }
 }
 
 /// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,
