@@ -1011,7 +1011,8 @@ fn clone_shared(
             // of) before it ends, so that the overlays, which its mount
             // namespace holds too, are torn down here (an RCU grace period
             // each), after the run, not in init's exit, which the run's end
-            // waits for.
+            // waits for. (Pooled overlays, which a `HostTree` holds, are
+            // torn down when the pool lets them go: `HostTree::retire`.)
             while thread_ids.taken.load(Ordering::Acquire) == 0 {
                 futex_wait(&thread_ids.taken, 0);
             }
@@ -1279,6 +1280,21 @@ impl HostTree {
     /// Still young enough to hand to a run (`HOST_TREE_REUSE`).
     pub fn fresh(&self) -> bool {
         self.made.elapsed() < HOST_TREE_REUSE
+    }
+
+    /// Drops `trees` on a thread of their own: the last descriptor of a
+    /// mount namespace closed tears its overlays down, an RCU grace
+    /// period each, which the run loop should not wait for.
+    pub fn retire(trees: Vec<HostTree>) {
+        if trees.is_empty() {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("host-tree-end".into())
+            .stack_size(64 << 10)
+            .spawn(move || drop(trees));
+        // Without a thread they are dropped here, with the closure.
+        drop(spawned);
     }
 
     /// The pooled tree for `plan` to join: `offered` when it was made for

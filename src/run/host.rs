@@ -758,12 +758,19 @@ impl TreePool {
         if !self.enabled || !matches!(run.container.rootfs, crate::spec::Rootfs::Host) {
             return (false, None);
         }
-        self.free.retain(container::HostTree::fresh);
+        let (fresh, stale) = std::mem::take(&mut self.free)
+            .into_iter()
+            .partition(container::HostTree::fresh);
+        self.free = fresh;
+        container::HostTree::retire(stale);
         (true, self.free.pop())
     }
 
     fn give_back(&mut self, tree: Option<container::HostTree>) {
-        self.free.extend(tree.filter(container::HostTree::fresh));
+        match tree {
+            Some(t) if t.fresh() => self.free.push(t),
+            t => container::HostTree::retire(t.into_iter().collect()),
+        }
     }
 }
 
