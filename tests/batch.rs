@@ -658,3 +658,99 @@ fn interleave_alternates_the_sets_and_random_replays_with_its_seed() {
     let (_, m3) = run_ordered(&["--order", "random"]);
     assert!(m3["seed"].as_u64().is_some(), "{m3}");
 }
+
+/// The mount namespaces packrun `pid` holds descriptors of (`mnt:[inode]`).
+fn mount_namespaces_held(pid: u32) -> HashSet<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return HashSet::new();
+    };
+    fds.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("mnt:["))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: real cgroups and namespaces"]
+fn later_runs_reuse_a_runs_overlays_without_its_locks_or_the_hosts() {
+    if !privileged("later_runs_reuse_a_runs_overlays_without_its_locks_or_the_hosts") {
+        return;
+    }
+    let dir = out_dir();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // A world-readable host file the host holds an exclusive flock on for
+    // the whole batch.
+    let file = dir.path().join("host.lock");
+    std::fs::write(&file, "host").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let host = nix::fcntl::Flock::lock(
+        std::fs::File::open(&file).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .expect("the host takes the lock");
+    // Each run, one after the other, takes the lock without waiting and
+    // leaves a process behind that holds it.
+    let script = r#"
+import fcntl, os, sys, time
+f = open(sys.argv[1])
+fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+if os.fork() == 0:
+    os.setsid()
+    os.close(1)
+    os.close(2)
+    time.sleep(30)
+time.sleep(0.2)
+"#;
+    let jobs = dir.path().join("jobs.yaml");
+    std::fs::write(
+        &jobs,
+        format!(
+            "version: 1\nname: treepool\ndefaults:\n  resources: {{cpus: 1}}\n  time_limit: 60s\n\
+             jobs:\n  lock:\n    command: {}\n    repetitions: 4\n",
+            serde_json::json!(["python3", "-c", script, file.to_str().unwrap()]),
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let _shared = PACKRUNS.read().unwrap_or_else(|e| e.into_inner());
+    let mut child = Command::new(BIN)
+        .args(["run", "--quiet", "--max-parallel", "1", "--out"])
+        .args([&out_dir, &jobs])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("packrun starts");
+    let pid = child.id();
+    // The overlays' mount namespaces packrun holds while the batch runs.
+    let mut held = HashSet::new();
+    while child.try_wait().unwrap().is_none() {
+        held.extend(mount_namespaces_held(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(host);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    no_leftovers(pid);
+    let rows = rows(&out_dir);
+    assert_eq!(rows.len(), 4, "{err}");
+    for r in &rows {
+        assert_eq!(r["state"], "COMPLETED", "{r:?}");
+        // Neither the host's lock nor the one an earlier run's process
+        // held blocked this run's.
+        let log = std::fs::read_to_string(&r["stdout"]).unwrap();
+        assert_eq!(log, "locked\n", "{}", r["run_key"]);
+    }
+    // The runs' overlays were a pooled namespace's, not each run's own.
+    assert!(
+        !held.is_empty(),
+        "packrun held no overlays for later runs: each run mounted its own"
+    );
+}

@@ -5,7 +5,7 @@
 
 use super::child;
 use super::plan::Plan;
-use super::spawner::{become_owner, join_network, stage_host_tree};
+use super::spawner::{become_owner, join_mount_namespace, join_network, stage_host_tree};
 use super::stack::ChildStack;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -127,7 +127,10 @@ pub(super) fn clone_shared(
             // The host's tree as the run's overlays (see MountOp::HostTree),
             // mounted here in a mount namespace of this thread's, which
             // init's is a copy of.
-            data.fds.staged = stage_host_tree(&data.plan);
+            data.fds.staged = match &data.plan.join_tree {
+                Some((ns, staged)) if join_mount_namespace(*ns) => staged.clone(),
+                _ => stage_host_tree(&data.plan.stage, &data.plan.host_trees),
+            };
             // The run's user namespace belongs to its root's host id (after
             // the overlays, which are mounted as the runner).
             if let Some((uid, gid)) = data.plan.owner {
@@ -183,7 +186,8 @@ pub(super) fn clone_shared(
             // of) before it ends, so that the overlays, which its mount
             // namespace holds too, are torn down here (an RCU grace period
             // each), after the run, not in init's exit, which the run's end
-            // waits for.
+            // waits for. (Pooled overlays, which a `HostTree` holds, are
+            // torn down when the pool lets them go: `HostTree::retire`.)
             while thread_ids.taken.load(Ordering::Acquire) == 0 {
                 futex_wait(&thread_ids.taken, 0);
             }

@@ -35,6 +35,9 @@ pub struct Container {
     pub(super) spawner: Option<Spawner>,
     /// `ContainerConfig::netns`, kept for `take_netns`.
     pub(super) netns: Option<OwnedFd>,
+    /// The pooled overlays of the host's tree the run's were copied from
+    /// (`ContainerConfig::host_tree`), kept for `take_host_tree`.
+    pub(super) host_tree: Option<super::config::HostTree>,
     /// The run's id maps and the host directories of its writable dirs,
     /// whose content goes back to the runner's user (`give_back`).
     pub(super) ids: Option<ids::IdMaps>,
@@ -110,6 +113,14 @@ impl Container {
     /// process that was in it is gone).
     pub fn take_netns(&mut self) -> Option<OwnedFd> {
         self.netns.take()
+    }
+
+    /// The overlays of the host's tree the run's were copied from
+    /// (`ContainerConfig::pool_host_tree`), for a later run: only once
+    /// this container's init has exited, so that no lock a process of
+    /// this run took on them is left when the next run starts.
+    pub fn take_host_tree(&mut self) -> Option<super::config::HostTree> {
+        self.host_tree.take()
     }
 
     fn end_setup(&mut self) {

@@ -44,7 +44,10 @@ mod spawn;
 mod spawner;
 mod stack;
 
-pub use config::{default_ids, ContainerConfig, JobOutput, JobStatus, SetupError, DEFAULT_PATH};
+pub use config::{
+    default_ids, ContainerConfig, HostTree, JobOutput, JobStatus, SetupError, DEFAULT_PATH,
+    HOST_TREE_REUSE,
+};
 pub use handle::Container;
 pub use rootfs::remove_stale_root_dirs;
 pub use spawn::{new_network_namespace, restore_default_sigpipe, spawn, spawn_async};

@@ -71,6 +71,10 @@ pub(super) struct Plan {
     /// init is in it from the start (it could not join it from its own
     /// user namespace); its sysfs then comes from `child::Fds::sysfs`.
     pub(super) join_net: Option<RawFd>,
+    /// A pooled mount namespace with the staging tmpfs and the overlays
+    /// of `host_trees` mounted (see `HostTree`) and which of them are: the
+    /// spawner thread joins it instead of mounting them itself.
+    pub(super) join_tree: Option<(RawFd, Vec<bool>)>,
     /// The job's ids inside: `user`, or root.
     pub(super) job_ids: (u32, u32),
     /// Host paths of the job's mounts and writable dirs, in the order of
@@ -197,6 +201,7 @@ impl Plan {
             hostname: cstr(&cfg.hostname, "hostname")?,
             loopback: cfg.network == Network::None && join_net.is_none(),
             join_net,
+            join_tree: None,
             job_ids,
             userns,
             owner: owner_of(cfg),

@@ -3,6 +3,7 @@
 //! idmapped copies of its mounts with the go message.
 
 use super::clone::{clone, clone_shared};
+use super::config::HostTree;
 use super::handle::{give_to_job, Container};
 use super::plan::{is_root, make_mount_points, Plan};
 use super::rootfs::path_cstr;
@@ -46,7 +47,11 @@ pub fn spawn_async(
 ) -> Result<Container, SetupError> {
     let root =
         RootDir(make_root_dir().map_err(|e| SetupError::os("create the root directory", e))?);
-    let plan = Plan::new(&cfg, &root.0)?;
+    let mut plan = Plan::new(&cfg, &root.0)?;
+    let host_tree = match cfg.pool_host_tree && is_root() {
+        true => HostTree::for_plan(&mut plan, cfg.host_tree.take()),
+        false => None,
+    };
     if let (Rootfs::Dir(dir), true) = (&cfg.rootfs, cfg.ids.is_some() && is_root()) {
         make_mount_points(&plan, &root.0, dir)?;
     }
@@ -105,6 +110,7 @@ pub fn spawn_async(
         pidfd,
         spawner,
         netns,
+        host_tree,
         ids,
         writable,
         status: status_r,

@@ -3,7 +3,9 @@
 //! that shows it), mounts the host tree's overlays in a mount namespace
 //! of its own, and takes the run's owner as its effective ids.
 
+use super::config::HostTree;
 use super::plan::Plan;
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -140,11 +142,14 @@ pub(super) fn become_owner(uid: u32, gid: u32) -> io::Result<()> {
 /// mounts are not locked, as they are in the run's. Nothing if the
 /// namespace cannot be made or the staging tmpfs not mounted.
 #[cfg(target_arch = "x86_64")]
-pub(super) fn stage_host_tree(plan: &Plan) -> Vec<bool> {
-    let Some([dir, empty, root]) = &plan.stage else {
+pub(super) fn stage_host_tree(
+    stage: &Option<[CString; 3]>,
+    host_trees: &[(CString, CString)],
+) -> Vec<bool> {
+    let Some([dir, empty, root]) = stage else {
         return Vec::new();
     };
-    if plan.host_trees.is_empty() {
+    if host_trees.is_empty() {
         return Vec::new();
     }
     // SAFETY: unshare(2) and mount(2) with flags and C strings of the
@@ -171,8 +176,8 @@ pub(super) fn stage_host_tree(plan: &Plan) -> Vec<bool> {
         {
             return Vec::new();
         }
-        let mut staged = Vec::with_capacity(plan.host_trees.len());
-        for (target, data) in &plan.host_trees {
+        let mut staged = Vec::with_capacity(host_trees.len());
+        for (target, data) in host_trees {
             // The host's root first: without it, nothing below.
             let ok = staged.first() != Some(&false)
                 && libc::mount(
@@ -186,4 +191,70 @@ pub(super) fn stage_host_tree(plan: &Plan) -> Vec<bool> {
         }
         staged
     }
+}
+
+impl HostTree {
+    /// The pooled tree for `plan` to join: `offered` when it was made for
+    /// the same overlays and is still fresh, else a new one; None where
+    /// the plan has no overlays or they could not be made (then the
+    /// spawner thread mounts its own, as without the pool).
+    pub(super) fn for_plan(plan: &mut Plan, offered: Option<HostTree>) -> Option<HostTree> {
+        let stage = plan.stage.as_ref()?;
+        if plan.host_trees.is_empty() {
+            return None;
+        }
+        let tree = match offered {
+            Some(t) if t.fresh() && &t.stage == stage && t.trees == plan.host_trees => t,
+            _ => HostTree::new(plan)?,
+        };
+        plan.join_tree = Some((tree.ns.as_raw_fd(), tree.staged.clone()));
+        Some(tree)
+    }
+
+    /// Mounts the plan's staging tmpfs and overlays in a mount namespace
+    /// of a thread of its own, which ends right after.
+    #[cfg(target_arch = "x86_64")]
+    fn new(plan: &Plan) -> Option<HostTree> {
+        let (stage, trees) = (&plan.stage, &plan.host_trees[..]);
+        let made = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("host-tree".into())
+                .stack_size(64 << 10)
+                .spawn_scoped(s, || {
+                    let staged = stage_host_tree(stage, trees);
+                    if staged.is_empty() {
+                        return None;
+                    }
+                    let ns = std::fs::File::open("/proc/thread-self/ns/mnt").ok()?;
+                    Some((OwnedFd::from(ns), staged))
+                })
+                .ok()?
+                .join()
+                .ok()?
+        });
+        let (ns, staged) = made?;
+        Some(HostTree {
+            ns,
+            stage: plan.stage.clone()?,
+            trees: plan.host_trees.clone(),
+            staged,
+            made: std::time::Instant::now(),
+        })
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn new(_plan: &Plan) -> Option<HostTree> {
+        None
+    }
+}
+
+/// In the calling thread: joins the mount namespace `ns` (a pooled
+/// `HostTree`) with a file system context of its own; false where the
+/// kernel refused.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn join_mount_namespace(ns: RawFd) -> bool {
+    // SAFETY: unshare(2) and setns(2) on a namespace descriptor the
+    // container holds until init runs; they change this thread's own file
+    // system context and mount namespace, not the runner's.
+    unsafe { libc::unshare(libc::CLONE_FS) == 0 && libc::setns(ns, libc::CLONE_NEWNS) == 0 }
 }

@@ -37,6 +37,7 @@ pub struct Host<'o> {
     started: HashMap<usize, Arc<Run>>,
     running: HashMap<usize, Running>,
     nets: NetPool,
+    trees: TreePool,
     logs: LogPool,
     signals: SignalFd,
     /// Cgroups of finished runs, killed and read, to remove between
@@ -129,6 +130,7 @@ impl<'o> Host<'o> {
             started: HashMap::new(),
             running: HashMap::new(),
             nets: NetPool::new(opts),
+            trees: TreePool::new(opts),
             logs,
             signals,
             to_remove: Vec::new(),
@@ -165,8 +167,8 @@ impl Host<'_> {
             self.queued.push(Happened::Ended(index));
             return;
         };
-        let (nets, logs) = (&mut self.nets, &mut self.logs);
-        match start(run, placement, self.opts, nets, logs, what) {
+        let pools = (&mut self.nets, &mut self.trees);
+        match start(run, placement, self.opts, pools, &mut self.logs, what) {
             Ok(r) => {
                 self.running.insert(index, r);
                 match what {
@@ -271,8 +273,15 @@ impl Launcher for Host<'_> {
         self.started.insert(index, Arc::new(run.clone()));
         let steps = &run.steps;
         if steps == &Default::default() {
-            let (nets, logs) = (&mut self.nets, &mut self.logs);
-            let r = start(run, placement.clone(), self.opts, nets, logs, None)?;
+            let pools = (&mut self.nets, &mut self.trees);
+            let r = start(
+                run,
+                placement.clone(),
+                self.opts,
+                pools,
+                &mut self.logs,
+                None,
+            )?;
             self.running.insert(index, r);
             return Ok(true);
         }
@@ -475,6 +484,7 @@ impl Launcher for Host<'_> {
             Some(mut r) => {
                 // init has exited, so every process of the run is gone.
                 self.nets.give_back(r.container.take_netns());
+                self.trees.give_back(r.container.take_host_tree());
                 let full = match (r.disk_full, full_now) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -725,6 +735,45 @@ impl NetPool {
     }
 }
 
+/// The runs' overlays of the host's tree (`container::HostTree`), each
+/// used by one run at a time: a run that ended gives its own back for a
+/// later run, which copies them instead of mounting new ones, for at most
+/// `container::HOST_TREE_REUSE` after they were made. A single run
+/// (`packrun exec`) and rootless runs mount their own.
+struct TreePool {
+    enabled: bool,
+    free: Vec<container::HostTree>,
+}
+
+impl TreePool {
+    fn new(opts: &Options) -> TreePool {
+        TreePool {
+            enabled: !opts.single && nix::unistd::geteuid().is_root(),
+            free: Vec::new(),
+        }
+    }
+
+    /// For a run's config: whether to pool, and a tree to offer it.
+    fn take(&mut self, run: &Run) -> (bool, Option<container::HostTree>) {
+        if !self.enabled || !matches!(run.container.rootfs, crate::spec::Rootfs::Host) {
+            return (false, None);
+        }
+        let (fresh, stale) = std::mem::take(&mut self.free)
+            .into_iter()
+            .partition(container::HostTree::fresh);
+        self.free = fresh;
+        container::HostTree::retire(stale);
+        (true, self.free.pop())
+    }
+
+    fn give_back(&mut self, tree: Option<container::HostTree>) {
+        match tree {
+            Some(t) if t.fresh() => self.free.push(t),
+            t => container::HostTree::retire(t.into_iter().collect()),
+        }
+    }
+}
+
 /// Unnamed files (O_TMPFILE) in the results' `logs/` for the jobs' stdout
 /// and stderr, each used by one run at a time. A run's file gets its name
 /// (`logs/<key>.out`) when the run is over and only if the job wrote to it;
@@ -938,7 +987,7 @@ fn start(
     run: &Run,
     placement: Placement,
     opts: &Options,
-    nets: &mut NetPool,
+    (nets, trees): (&mut NetPool, &mut TreePool),
     pool: &mut LogPool,
     step: Option<Step>,
 ) -> Result<Running, Box<Record>> {
@@ -970,7 +1019,8 @@ fn start(
         Some(_) => None,
         None => nets.take(run),
     };
-    let cfg = container_config(run, &placement, step, ids.clone(), output, files, netns);
+    let mut cfg = container_config(run, &placement, step, ids.clone(), output, files, netns);
+    (cfg.pool_host_tree, cfg.host_tree) = trees.take(run);
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     // Returns while init still builds the root: the loop polls the setup
     // fd, so the setups of several runs overlap.
@@ -1183,6 +1233,8 @@ fn container_config(
         output,
         join_tasks: files.join_tasks,
         netns,
+        pool_host_tree: false,
+        host_tree: None,
         ids,
         hidden: run.container.hidden.clone(),
         visible: run.container.visible.clone(),
