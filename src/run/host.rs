@@ -3,14 +3,15 @@
 //! and, while it sets up, its error pipe; SIGINT and SIGTERM through a
 //! signalfd; all in one poll(2).
 
+use super::logs::{self, job_output, log_blocks, set_logs, LogPool, Logs};
+use super::teardown::{self};
 use super::{
-    not_started, signal_name, DiskUse, Happened, LaunchError, Launcher, Options, Output, Record,
-    RunError, State,
+    not_started, DiskUse, Happened, LaunchError, Launcher, Options, Output, Record, RunError, State,
 };
-use crate::account::{Counters, Usage};
+use crate::account::Counters;
 use crate::cgroup::{self, Limits, RunCgroup};
 use crate::container::ids::IdMaps;
-use crate::container::{self, ContainerConfig, JobOutput, JobStatus};
+use crate::container::{self, ContainerConfig, JobOutput};
 use crate::fsx::Context;
 use crate::plan::Placement;
 use crate::results::StepRecord;
@@ -25,10 +26,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How long collecting a run waits for what its init left (its namespace
-/// died with init, so this is the kernel catching up).
-const COLLECT_WAIT: Duration = Duration::from_millis(20);
 
 /// The real machine behind the run loop.
 pub struct Host<'o> {
@@ -670,23 +667,6 @@ fn tree_use(root: &Path) -> std::io::Result<(u64, u64)> {
     Ok((bytes, files))
 }
 
-/// Blocks allocated to a running run's stdout and stderr logs.
-fn log_blocks(l: &RunLogs) -> u64 {
-    let blocks = |st: nix::sys::stat::FileStat| st.st_blocks as u64 * 512;
-    match &l.pooled {
-        Some(fds) => fds
-            .iter()
-            .filter_map(|fd| nix::sys::stat::fstat(fd).ok())
-            .map(blocks)
-            .sum(),
-        None => [&l.out, &l.err]
-            .iter()
-            .filter_map(|p| nix::sys::stat::stat(p.as_path()).ok())
-            .map(blocks)
-            .sum(),
-    }
-}
-
 /// Network namespaces for the runs of a batch to join, each used by one run
 /// at a time: a run that ended gives its namespace back for a later run.
 /// Making a network namespace, and the kernel tearing it down afterwards,
@@ -774,136 +754,6 @@ impl TreePool {
     }
 }
 
-/// Unnamed files (O_TMPFILE) in the results' `logs/` for the jobs' stdout
-/// and stderr, each used by one run at a time. A run's file gets its name
-/// (`logs/<key>.out`) when the run is over and only if the job wrote to it;
-/// an empty one goes back for a later run. Making an inode is most of what
-/// a short run costs (ext4 scans for recently deleted inodes), and most
-/// runs of a benchmark write nothing to stderr. Where the file system has
-/// no O_TMPFILE, init makes the named files instead (JobOutput::Files).
-struct LogPool {
-    /// `logs/`, None: no pool.
-    dir: Option<OwnedFd>,
-    free: Vec<OwnedFd>,
-    /// What a fresh file looks like (st_mode, st_uid, st_gid, file status
-    /// flags): one that differs is not handed on.
-    fresh: Option<(u32, u32, u32, i32)>,
-    /// `logs/` held nothing when the batch began: no stale file of an
-    /// earlier batch can stand where a run's log goes.
-    was_empty: bool,
-}
-
-impl LogPool {
-    fn new(output: &Output) -> LogPool {
-        let mut pool = LogPool {
-            dir: None,
-            free: Vec::new(),
-            fresh: None,
-            was_empty: false,
-        };
-        let Output::Logs(dir) = output else {
-            return pool;
-        };
-        let logs = dir.join("logs");
-        pool.was_empty = std::fs::read_dir(&logs).is_ok_and(|mut d| d.next().is_none());
-        pool.dir = File::open(&logs).ok().map(OwnedFd::from);
-        // One file to learn whether the file system has O_TMPFILE.
-        match pool.make() {
-            Some(fd) => pool.free.push(fd),
-            None => pool.dir = None,
-        }
-        pool
-    }
-
-    fn make(&mut self) -> Option<OwnedFd> {
-        use nix::fcntl::OFlag;
-        let dir = self.dir.as_ref()?;
-        let fd = nix::fcntl::openat(
-            dir,
-            ".",
-            OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::from_bits_truncate(0o666),
-        )
-        .ok()?;
-        if self.fresh.is_none() {
-            self.fresh = Some(looks(&fd)?.0);
-        }
-        Some(fd)
-    }
-
-    /// Two files for a run's stdout and stderr; None: no pool here.
-    fn take_pair(&mut self) -> Option<[OwnedFd; 2]> {
-        self.dir.as_ref()?;
-        let a = match self.free.pop() {
-            Some(fd) => fd,
-            None => self.make()?,
-        };
-        let b = match self.free.pop() {
-            Some(fd) => fd,
-            None => match self.make() {
-                Some(fd) => fd,
-                None => {
-                    self.free.push(a);
-                    return None;
-                }
-            },
-        };
-        Some([a, b])
-    }
-
-    /// Named `path` if the job wrote to it (or something of the run may
-    /// still hold it: `all_gone` false), else given back for a later run.
-    /// A stale file of an earlier batch at `path` goes either way, as
-    /// init's O_TRUNC did. Ok(true): the log is at `path`.
-    fn keep(&mut self, fd: OwnedFd, path: &Path, all_gone: bool) -> Result<bool, nix::Error> {
-        use nix::fcntl::AtFlags;
-        use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
-        use std::os::fd::AsRawFd;
-        let name = path.file_name().unwrap_or_default();
-        let reusable =
-            all_gone && looks(&fd).is_some_and(|(l, empty)| empty && Some(l) == self.fresh);
-        let dir = self.dir.as_ref().expect("a pooled file has a pool");
-        if reusable {
-            if !self.was_empty {
-                match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
-                    Ok(()) | Err(nix::Error::ENOENT) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            self.free.push(fd);
-            return Ok(false);
-        }
-        let from = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let link = || {
-            linkat(
-                nix::fcntl::AT_FDCWD,
-                from.as_str(),
-                dir,
-                name,
-                AtFlags::AT_SYMLINK_FOLLOW,
-            )
-        };
-        match link() {
-            Err(nix::Error::EEXIST) => {
-                unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?;
-                link()?;
-            }
-            r => r?,
-        }
-        Ok(true)
-    }
-}
-
-/// (st_mode, st_uid, st_gid, file status flags) of a pool's file, and
-/// whether it is empty, at offset 0 and has no name.
-fn looks(fd: &OwnedFd) -> Option<((u32, u32, u32, i32), bool)> {
-    let st = nix::sys::stat::fstat(fd).ok()?;
-    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).ok()?;
-    let offset = nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekCur).ok()?;
-    let empty = st.st_size == 0 && st.st_nlink == 0 && offset == 0;
-    Some(((st.st_mode, st.st_uid, st.st_gid, flags), empty))
-}
-
 /// Blocks SIGINT and SIGTERM and returns a signalfd for them.
 fn watch_signals() -> Result<SignalFd, RunError> {
     let mut mask = SigSet::empty();
@@ -953,29 +803,6 @@ fn io_throttles(run: &Run) -> Result<Vec<cgroup::IoThrottle>, String> {
         read_iops: io.read_iops,
         write_iops: io.write_iops,
     }])
-}
-
-/// The log files of a run that failed before or while starting: those
-/// its init got to create (the unnamed files of a `LogPool` are dropped:
-/// nothing wrote to them before the job's execve).
-fn set_logs(rec: &mut Record, logs: Logs) {
-    if let Some(RunLogs {
-        out,
-        err,
-        pooled: None,
-    }) = logs
-    {
-        rec.stdout = out.is_file().then_some(out);
-        rec.stderr = err.is_file().then_some(err);
-    }
-}
-
-fn log_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
-    let logs = dir.join("logs");
-    (
-        logs.join(format!("{key}.out")),
-        logs.join(format!("{key}.err")),
-    )
 }
 
 /// Creates the cgroup, starts the container, sets the deadlines.
@@ -1087,60 +914,6 @@ fn run_cgroup(
     };
     RunCgroup::create(&opts.hierarchy, &opts.cgroup_base, batch, name, &limits)
         .map_err(|e| format!("cgroup: {}", crate::fsx::chain(&e)))
-}
-
-/// Where stdout and stderr go: `logs/<name>.out` and `.err` (unnamed
-/// files of the `LogPool`, named at the end if the job wrote to them; else
-/// made by the container's init, see JobOutput::Files), or the runner's own.
-type Logs = Option<RunLogs>;
-
-/// A run's log files.
-struct RunLogs {
-    out: PathBuf,
-    err: PathBuf,
-    /// The pool's unnamed files the job writes to (stdout, stderr); None:
-    /// init makes the files at `out` and `err`.
-    pooled: Option<[OwnedFd; 2]>,
-}
-
-fn job_output(opts: &Options, name: &str, pool: &mut LogPool) -> Result<(Logs, JobOutput), String> {
-    match &opts.output {
-        Output::Logs(dir) => {
-            let (o, e) = log_paths(dir, name);
-            if let Some([a, b]) = pool.take_pair() {
-                match (a.try_clone(), b.try_clone()) {
-                    (Ok(stdout), Ok(stderr)) => {
-                        let logs = RunLogs {
-                            out: o,
-                            err: e,
-                            pooled: Some([a, b]),
-                        };
-                        return Ok((Some(logs), JobOutput::Fds { stdout, stderr }));
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        return Err(format!("cannot duplicate a log file: {e}"))
-                    }
-                }
-            }
-            let output = JobOutput::Files {
-                stdout: o.clone(),
-                stderr: e.clone(),
-            };
-            let logs = RunLogs {
-                out: o,
-                err: e,
-                pooled: None,
-            };
-            Ok((Some(logs), output))
-        }
-        Output::Inherit => match (
-            std::io::stdout().as_fd().try_clone_to_owned(),
-            std::io::stderr().as_fd().try_clone_to_owned(),
-        ) {
-            (Ok(stdout), Ok(stderr)) => Ok((None, JobOutput::Fds { stdout, stderr })),
-            (Err(e), _) | (_, Err(e)) => Err(format!("cannot duplicate stdout/stderr: {e}")),
-        },
-    }
 }
 
 /// What the runner opens and makes on the host for a run.
@@ -1272,11 +1045,9 @@ fn describe_ids(ids: Option<&IdMaps>) -> String {
     ids.map_or_else(|| "host".into(), IdMaps::describe)
 }
 
-/// After init exited: status, usage, cleanup, the record.
-/// The emptied cgroup goes to `to_remove`: the loop removes it after it
-/// started what the freed CPUs allow (rmdir is slow and nothing waits on it).
+/// After init exited: its end (see `teardown`), its logs kept, its record.
 fn collect(
-    mut r: Running,
+    r: Running,
     run: &Run,
     killed_for: Option<(State, String)>,
     to_remove: &mut Vec<RunCgroup>,
@@ -1284,124 +1055,10 @@ fn collect(
 ) -> Record {
     let wall_time = r.start.elapsed();
     let end_time = Utc::now();
-    let not_given_back = r.container.give_back();
-    let (status, wait_error): (JobStatus, _) = match r.container.wait() {
-        Ok(s) => (s, None),
-        Err(e) => (
-            JobStatus::default(),
-            Some(format!("cannot reap the container's init: {e}")),
-        ),
-    };
-    // Anything the job left behind (a daemon that escaped into the
-    // background) dies with the cgroup; usage is read after, so it counts.
-    // The wait is short: init's exit killed its namespace already; what
-    // is left then is removed later, without holding up the loop.
-    let killed = r.cgroup.end(COLLECT_WAIT);
-    let all_gone = matches!(killed, Ok(true));
-    let usage = r.cgroup.usage();
-    let sampled = r.cgroup.peaks_sampled();
-    let version = r.cgroup.version();
-    to_remove.push(r.cgroup);
-    let mut usage_error = None;
-    let mut usage = usage.unwrap_or_else(|e| {
-        usage_error = Some(crate::fsx::chain(&e));
-        Usage::default()
-    });
-    // cgroup v1's blkio counters miss direct I/O and late writeback; the
-    // block I/O that init's reaped processes report is the better figure
-    // there. v2's io.stat counts both.
-    if version == 1 {
-        if let (Some(r), Some(w)) = (status.io_read_bytes, status.io_write_bytes) {
-            usage.io_read_bytes = usage.io_read_bytes.max(r);
-            usage.io_write_bytes = usage.io_write_bytes.max(w);
-        }
-    }
-
-    let (mut state, mut reason) = if let Some((state, reason)) = killed_for {
-        (state, reason)
-    } else if usage.oom_kills > 0 {
-        (
-            State::OutOfMemory,
-            format!("the kernel's OOM killer killed {} task(s)", usage.oom_kills),
-        )
-    } else {
-        match (status.exit_code, status.signal) {
-            (Some(0), _) => (State::Completed, "exited".to_string()),
-            (Some(c), _) => (State::Failed, format!("exit code {c}")),
-            (None, Some(s)) => (
-                State::Failed,
-                format!("killed by signal {s} ({})", signal_name(s)),
-            ),
-            (None, None) => (State::Failed, "ended without a status".to_string()),
-        }
-    };
-    if let Some(e) = usage_error {
-        reason.push_str(&format!("; usage unreadable: {e}"));
-    }
-    if let Err(e) = killed {
-        reason.push_str(&format!(
-            "; cannot kill what is left: {}",
-            crate::fsx::chain(&e)
-        ));
-    }
-    if sampled {
-        reason.push_str(&format!(
-            "; peak memory and pids sampled every {} ms (the kernel keeps no memory.peak or pids.peak)",
-            super::SAMPLE_EVERY.as_millis()
-        ));
-    }
-    if let Some(e) = wait_error {
-        reason.push_str(&format!("; {e}"));
-    }
-    if !not_given_back.is_empty() {
-        reason.push_str(&format!(
-            "; not given back to the runner's user: {}",
-            not_given_back.join(", ")
-        ));
-    }
-    let mut log_error = None;
-    let (stdout, stderr) = match r.logs {
-        Some(RunLogs { out, err, pooled }) => {
-            let (o, e) = match pooled {
-                None => (Some(out), Some(err)),
-                Some([fo, fe]) => {
-                    // Every process of the run is gone once the cgroup is
-                    // empty: an empty file nothing holds any more can serve
-                    // the next run; else it is kept under its name.
-                    let mut keep = |fd: OwnedFd, path: PathBuf, what: &str| match pool
-                        .keep(fd, &path, all_gone)
-                    {
-                        Ok(true) => Some(path),
-                        Ok(false) => None,
-                        Err(e) => {
-                            log_error.get_or_insert(format!(
-                                "cannot keep {what} as {}: {e}",
-                                path.display()
-                            ));
-                            None
-                        }
-                    };
-                    (keep(fo, out, "stdout"), keep(fe, err, "stderr"))
-                }
-            };
-            for (path, what) in [(&o, "stdout"), (&e, "stderr")] {
-                let Some(path) = path else { continue };
-                match cap_log(path, run.log_limit) {
-                    Ok(0) => {}
-                    Ok(cut) => reason.push_str(&format!(
-                        "; {what} cut to its first and last {} bytes ({cut} left out)",
-                        run.log_limit / 2
-                    )),
-                    Err(e) => reason.push_str(&format!(
-                        "; {what} over {} bytes and not cut: {e}",
-                        run.log_limit
-                    )),
-                }
-            }
-            (o, e)
-        }
-        None => (None, None),
-    };
+    let ended = teardown::end(r.container, r.cgroup, to_remove);
+    let (mut state, mut reason) = teardown::classify(killed_for, &ended);
+    let (stdout, stderr, said, log_error) = logs::keep(r.logs, pool, ended.all_gone, run.log_limit);
+    reason.push_str(&said);
     if let Some(e) = log_error {
         // The run's output is lost: its row must not pass for a clean one.
         state = State::Error;
@@ -1420,11 +1077,11 @@ fn collect(
         start_time: r.start_time,
         end_time,
         wall_time,
-        usage,
+        usage: ended.usage,
         disturbance,
         memory_limit: run.resources.memory,
-        exit_code: status.exit_code,
-        signal: status.signal,
+        exit_code: ended.status.exit_code,
+        signal: ended.status.signal,
         state,
         termination_reason: reason,
         stdout,
@@ -1432,70 +1089,3 @@ fn collect(
     }
 }
 
-/// Cuts a log file longer than `limit` to its first and last `limit / 2`
-/// bytes with a marker line between them saying how much was left out, as
-/// BenchExec keeps head and tail. Returns the bytes left out (0: not cut).
-fn cap_log(path: &Path, limit: u64) -> std::io::Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let len = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    if len <= limit {
-        return Ok(0);
-    }
-    let head = limit / 2;
-    let tail = limit - head;
-    let cut = len - head - tail;
-    let marker = format!(
-        "\n[packrun: {cut} bytes left out here; the log was cut to its first and last bytes]\n"
-    );
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    f.write_all_at(marker.as_bytes(), head)?;
-    // Move the tail down behind the marker, front to back (the target
-    // lies before the source, so nothing is overwritten before it is read).
-    let mut buf = vec![0u8; (64 << 10).min(tail as usize).max(1)];
-    let (mut from, mut to) = (len - tail, head + marker.len() as u64);
-    while from < len {
-        let n = f.read_at(&mut buf, from)?;
-        if n == 0 {
-            break;
-        }
-        f.write_all_at(&buf[..n], to)?;
-        from += n as u64;
-        to += n as u64;
-    }
-    f.set_len(to)?;
-    Ok(cut)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_long_log_keeps_its_head_and_tail_around_a_line_saying_how_much_was_cut() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.out");
-        let text: String = (0..1000)
-            .map(|i| char::from(b'a' + (i % 26) as u8))
-            .collect();
-        std::fs::write(&path, &text).unwrap();
-        assert_eq!(cap_log(&path, 100).unwrap(), 900);
-        let kept = std::fs::read_to_string(&path).unwrap();
-        assert!(kept.starts_with(&text[..50]), "{kept}");
-        assert!(kept.ends_with(&text[950..]), "{kept}");
-        assert!(
-            kept.contains("\n[packrun: 900 bytes left out here"),
-            "{kept}"
-        );
-        // Short enough: left alone.
-        std::fs::write(&path, "short").unwrap();
-        assert_eq!(cap_log(&path, 100).unwrap(), 0);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "short");
-    }
-}

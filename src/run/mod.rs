@@ -7,6 +7,8 @@
 pub mod cpulock;
 mod host;
 pub mod journal;
+mod logs;
+mod teardown;
 
 use crate::account::Usage;
 use crate::cgroup::{self, Hierarchy};
