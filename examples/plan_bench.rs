@@ -35,7 +35,7 @@ fn main() {
                     r.resources.memory = Some((cpus as u64) << 30);
                 }
                 if h % 17 == 0 {
-                    r.resources.numa = packrun::spec::Numa::Spread;
+                    r.resources.numa = packrun::jobfile::Numa::Spread;
                 }
                 r
             })

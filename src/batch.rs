@@ -5,7 +5,7 @@
 use crate::error::{exit, Error};
 use crate::plan::shard::{keep_shard, Shard};
 use crate::{cgroup, container, doctor, fsx, html, machine, plan, progress, report};
-use crate::{results, slurm, spec, topology};
+use crate::{jobfile, results, slurm, topology};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,10 +26,10 @@ pub struct Request {
     pub force: bool,
     pub max_parallel: Option<usize>,
     /// Refuse a job file that expands to more runs (`--max-runs`; default
-    /// spec::DEFAULT_MAX_RUNS).
+    /// jobfile::DEFAULT_MAX_RUNS).
     pub max_runs: Option<u64>,
-    /// `--order` and `--seed` (see spec::Batch::arrange).
-    pub order: Option<spec::Order>,
+    /// `--order` and `--seed` (see jobfile::Batch::arrange).
+    pub order: Option<jobfile::Order>,
     pub seed: Option<u64>,
     /// No progress bars: one line per finished run.
     pub quiet: bool,
@@ -48,8 +48,8 @@ const HTML_MAX_RUNS: usize = 20_000;
 /// Runs one batch; Ok with 0 when every run completed, 1 when some did
 /// not, 130 when interrupted.
 pub fn run(req: &Request) -> Result<ExitCode, Error> {
-    let max_runs = req.max_runs.unwrap_or(spec::DEFAULT_MAX_RUNS);
-    let mut batch = spec::load_limited(&req.file, max_runs)?;
+    let max_runs = req.max_runs.unwrap_or(jobfile::DEFAULT_MAX_RUNS);
+    let mut batch = jobfile::load_limited(&req.file, max_runs)?;
     if let Some(shard) = req.shard {
         let skip = match &req.skip_runs {
             Some(csv) => results::read_done(csv)
@@ -101,7 +101,7 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
 /// leaves out: its Env under the job's `env`, WorkingDir unless `workdir`,
 /// Entrypoint and Cmd when the job gives neither `command` nor `shell`,
 /// User unless `container.user`. Returns what the manifest records.
-fn use_images(batch: &mut spec::Batch, cache: &Path) -> Result<Vec<results::ImageUse>, Error> {
+fn use_images(batch: &mut jobfile::Batch, cache: &Path) -> Result<Vec<results::ImageUse>, Error> {
     let mut unpacked: Vec<(String, crate::image::Image)> = Vec::new();
     let mut uses: Vec<results::ImageUse> = Vec::new();
     for job in batch.runs.jobs_mut() {
@@ -139,8 +139,8 @@ fn use_images(batch: &mut spec::Batch, cache: &Path) -> Result<Vec<results::Imag
 }
 
 /// A job's runs in `image` (see `use_images`).
-fn apply_image(job: &mut spec::JobRuns, image: &crate::image::Image) -> Result<(), String> {
-    use spec::Template;
+fn apply_image(job: &mut jobfile::JobRuns, image: &crate::image::Image) -> Result<(), String> {
+    use jobfile::Template;
     let cfg = &image.config;
     if !job.has_workdir() {
         if let Some(w) = cfg.working_dir.as_ref().filter(|w| !w.is_empty()) {
@@ -148,7 +148,7 @@ fn apply_image(job: &mut spec::JobRuns, image: &crate::image::Image) -> Result<(
         }
     }
     let run = job.base_mut();
-    run.container.rootfs = spec::Rootfs::Dir(image.rootfs.clone());
+    run.container.rootfs = jobfile::Rootfs::Dir(image.rootfs.clone());
     let mut env: Vec<(String, Template)> = cfg
         .env
         .iter()
@@ -244,7 +244,7 @@ fn environmental(e: &dyn std::error::Error) -> Error {
 fn run_into(
     dir: &Path,
     req: &Request,
-    batch: &spec::Batch,
+    batch: &jobfile::Batch,
     env: &Environment,
     planned: Duration,
     cgroup_base: &str,
@@ -280,7 +280,7 @@ fn run_into(
                 .iter()
                 .filter(|j| {
                     batch.runs.jobs().any(|r| {
-                        r.base().job == j.name && r.base().container.userns == spec::UserNs::Host
+                        r.base().job == j.name && r.base().container.userns == jobfile::UserNs::Host
                     })
                 })
                 .map(|j| j.name.clone())
@@ -460,7 +460,7 @@ struct DiskPlan {
 /// is an error; budgets larger than what is free are warned of.
 fn disk_plan(
     dir: &Path,
-    batch: &spec::Batch,
+    batch: &jobfile::Batch,
     to_run: usize,
     cpus: usize,
     max_parallel: Option<usize>,
@@ -524,7 +524,7 @@ fn now() -> String {
 }
 
 /// Matrix parameter names of every job, first seen first: the parameter columns.
-fn param_names(batch: &spec::Batch) -> Vec<String> {
+fn param_names(batch: &jobfile::Batch) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for j in &batch.jobs {
         for p in &j.param_names {
@@ -538,7 +538,7 @@ fn param_names(batch: &spec::Batch) -> Vec<String> {
 
 /// The results folder: a new one, or the one being resumed (whose job file
 /// must be unchanged unless `force`).
-fn results_dir(req: &Request, batch: &spec::Batch) -> Result<PathBuf, String> {
+fn results_dir(req: &Request, batch: &jobfile::Batch) -> Result<PathBuf, String> {
     if let Some(dir) = &req.resume {
         let m = results::read_manifest(&dir.join("manifest.json")).map_err(|e| fsx::chain(&e))?;
         let sha = results::sha256_hex(batch.source.as_bytes());

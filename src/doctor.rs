@@ -276,17 +276,17 @@ fn pty_share(p: &Probe) -> Check {
 fn pid_max(p: &Probe) -> Check {
     const N: &str = "pid_max";
     let slots = shares_of(p).slots as u64;
-    let pids = slots * crate::spec::DEFAULT_PIDS;
+    let pids = slots * crate::jobfile::DEFAULT_PIDS;
     match p.read("proc/sys/kernel/pid_max").and_then(|t| t.trim().parse::<u64>().ok()) {
         Some(max) if pids >= max => bad(
             N,
             Level::Warn,
-            format!("{max} pids for the machine, and {slots} runs at {} pids each (resources.pids) may take {pids}: the host could run out", crate::spec::DEFAULT_PIDS),
+            format!("{max} pids for the machine, and {slots} runs at {} pids each (resources.pids) may take {pids}: the host could run out", crate::jobfile::DEFAULT_PIDS),
             format!("sysctl -w kernel.pid_max={}", (pids * 2).min(4_194_304)),
         ),
         Some(max) => ok(
             N,
-            format!("{max} pids for the machine; {slots} runs at {} pids each (resources.pids) take at most {pids}", crate::spec::DEFAULT_PIDS),
+            format!("{max} pids for the machine; {slots} runs at {} pids each (resources.pids) take at most {pids}", crate::jobfile::DEFAULT_PIDS),
         ),
         None => ok(N, "kernel.pid_max unreadable"),
     }

@@ -4,8 +4,8 @@
 //! A run that did not complete is not an error: it is a row, and the
 //! command returns `Ok` with exit code 1 (or 130 when interrupted).
 
+use crate::jobfile::SpecErrors;
 use crate::plan::PlanError;
-use crate::spec::SpecErrors;
 use crate::topology::TopologyError;
 
 /// Exit codes (README).
@@ -134,7 +134,8 @@ mod tests {
 
     #[test]
     fn an_invalid_job_file_or_infeasible_plan_or_bad_argument_exits_2() {
-        let spec = crate::spec::load(std::path::Path::new("/nonexistent/jobs.yaml")).unwrap_err();
+        let spec =
+            crate::jobfile::load(std::path::Path::new("/nonexistent/jobs.yaml")).unwrap_err();
         assert_eq!(Error::Spec(spec).exit_code(), 2);
         let infeasible = Error::Infeasible {
             at: "jobs.yaml".into(),

@@ -1,4 +1,4 @@
-//! packrun: load spec → expand → plan → run → report.
+//! packrun: load the job file → expand → plan → run → report.
 //!
 //! `main.rs` parses the command line and calls [`run`], which hands each
 //! command to `cmd/`; a command ends with an exit code, or with the one
@@ -17,6 +17,7 @@ pub mod error;
 pub mod fsx;
 pub mod html;
 pub mod image;
+pub mod jobfile;
 pub mod machine;
 pub mod plan;
 pub mod progress;
@@ -26,7 +27,6 @@ mod rng;
 pub mod run;
 pub mod sched;
 pub mod slurm;
-pub mod spec;
 pub mod topology;
 
 pub use error::Error;
@@ -38,7 +38,7 @@ use std::process::ExitCode;
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Validate { file, limits } => {
-            cmd::validate::main(&file, limits.max_runs.unwrap_or(spec::DEFAULT_MAX_RUNS))
+            cmd::validate::main(&file, limits.max_runs.unwrap_or(jobfile::DEFAULT_MAX_RUNS))
         }
         Command::Schema => cmd::schema::main(),
         Command::Topology { topology, format } => cmd::topology::main(topology.as_deref(), format),
@@ -52,7 +52,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             &file,
             topology.as_deref(),
             format,
-            limits.max_runs.unwrap_or(spec::DEFAULT_MAX_RUNS),
+            limits.max_runs.unwrap_or(jobfile::DEFAULT_MAX_RUNS),
             &order,
         ),
         Command::Run(args) => cmd::run::main(args),

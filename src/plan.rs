@@ -36,8 +36,8 @@
 pub mod shard;
 
 use crate::cpulist::CpuList;
+use crate::jobfile::{Group, Numa, RunRef, Runs};
 use crate::sched::{Placer, Scheduler};
-use crate::spec::{Group, Numa, RunRef, Runs};
 use crate::topology::Topology;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -771,7 +771,7 @@ pub fn fmt_bytes(b: u64) -> String {
 /// What placing a run needs to know of it.
 pub trait Request {
     fn job(&self) -> &str;
-    fn resources(&self) -> &crate::spec::Resources;
+    fn resources(&self) -> &crate::jobfile::Resources;
     fn group(&self) -> Option<&str>;
 }
 
@@ -779,7 +779,7 @@ impl Request for RunRef<'_> {
     fn job(&self) -> &str {
         RunRef::job(self)
     }
-    fn resources(&self) -> &crate::spec::Resources {
+    fn resources(&self) -> &crate::jobfile::Resources {
         RunRef::resources(self)
     }
     fn group(&self) -> Option<&str> {
@@ -787,11 +787,11 @@ impl Request for RunRef<'_> {
     }
 }
 
-impl Request for crate::spec::Run {
+impl Request for crate::jobfile::Run {
     fn job(&self) -> &str {
         &self.job
     }
-    fn resources(&self) -> &crate::spec::Resources {
+    fn resources(&self) -> &crate::jobfile::Resources {
         &self.resources
     }
     fn group(&self) -> Option<&str> {
@@ -968,7 +968,7 @@ type Where<'a> = (usize, &'a [usize], &'a str);
 
 /// Why a run's CPUs (a count or a cpuset) do not fit its domain.
 fn diagnose_cpus(
-    r: &crate::spec::Resources,
+    r: &crate::jobfile::Resources,
     a: &Allocator,
     (d, nodes, whose): Where,
     out: &mut Vec<PlanError>,
@@ -1023,7 +1023,7 @@ fn diagnose_cpus(
 /// Why a run's memory does not fit the nodes it may use; said only when
 /// nothing else was (`out` empty) unless the memory exceeds them outright.
 fn diagnose_memory(
-    r: &crate::spec::Resources,
+    r: &crate::jobfile::Resources,
     a: &Allocator,
     (d, nodes, whose): Where,
     out: &mut Vec<PlanError>,
@@ -1211,7 +1211,7 @@ pub fn fmt_secs(s: f64) -> String {
 
 /// `packrun plan` table: per run job, parameters, rep, CPUs, mems, memory,
 /// predicted start and end; then one total line (makespan, utilisation).
-pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Schedule) -> String {
+pub fn render_table(batch: &crate::jobfile::Batch, topo: &Topology, schedule: &Schedule) -> String {
     let mut out = Vec::new();
     write_table(batch, topo, schedule, &mut out).expect("writing to memory");
     String::from_utf8(out).expect("the table is UTF-8")
@@ -1220,7 +1220,7 @@ pub fn render_table(batch: &crate::spec::Batch, topo: &Topology, schedule: &Sche
 /// `render_table` written as it is made, in two passes over the runs (the
 /// widths, then the lines): a plan of a million runs is never held whole.
 pub fn write_table(
-    batch: &crate::spec::Batch,
+    batch: &crate::jobfile::Batch,
     topo: &Topology,
     schedule: &Schedule,
     out: &mut dyn std::io::Write,
@@ -1302,7 +1302,7 @@ pub fn write_table(
 /// `packrun plan --format json`, written as it is made: a plan of a
 /// million runs never exists as one JSON tree in memory.
 pub fn write_json(
-    batch: &crate::spec::Batch,
+    batch: &crate::jobfile::Batch,
     schedule: &Schedule,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
@@ -1329,7 +1329,7 @@ pub fn write_json(
         start_s: f64,
         warmup: bool,
     }
-    struct AllRuns<'a>(&'a crate::spec::Batch, &'a Schedule);
+    struct AllRuns<'a>(&'a crate::jobfile::Batch, &'a Schedule);
     impl Serialize for AllRuns<'_> {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             s.collect_seq(self.1.entries.iter().map(|e| {
@@ -1379,8 +1379,8 @@ pub fn write_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::MemPolicy;
-    use crate::spec::Run;
+    use crate::jobfile::MemPolicy;
+    use crate::jobfile::Run;
     use std::path::Path;
 
     fn fixture(name: &str) -> Topology {
@@ -1742,7 +1742,7 @@ mod tests {
         r.resources.memory = Some(512 << 20);
         let mut w = r.clone();
         w.warmup = true;
-        let batch = crate::spec::Batch {
+        let batch = crate::jobfile::Batch {
             name: "t".into(),
             file: "t.yaml".into(),
             source: String::new(),

@@ -1,10 +1,10 @@
 //! What a batch shows while it runs: indicatif bars on a terminal (one
 //! overall bar, one line per running run), else one line per finished run.
 
+use crate::jobfile::Run;
 use crate::plan::Placement;
 use crate::report::human_bytes;
 use crate::results::{Record, State};
-use crate::spec::Run;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -927,7 +927,7 @@ pub struct Manifest {
     pub runs: usize,
     /// The order runs started in, and the seed of a random one (to replay it: `--seed`).
     #[serde(default)]
-    pub order: crate::spec::Order,
+    pub order: crate::jobfile::Order,
     #[serde(default)]
     pub seed: Option<u64>,
     /// The images jobs ran in.

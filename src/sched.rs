@@ -15,7 +15,7 @@
 //! nothing behind it fits until something ends, so a pass costs one try per
 //! queue plus one per run started, however many runs are pending.
 
-use crate::spec::{RunRef, Runs};
+use crate::jobfile::{RunRef, Runs};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Places a run on what is free now (plan::Allocator in a batch and in the
@@ -231,7 +231,7 @@ impl<'r> Scheduler<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Run;
+    use crate::jobfile::Run;
 
     fn run(job: &str, deps: &[&str]) -> Run {
         let mut r = Run::with_defaults(job, vec!["true".into()]);

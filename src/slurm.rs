@@ -10,7 +10,7 @@
 
 use crate::error::Kind;
 use crate::plan::shard::{split, Shard};
-use crate::{fsx, report, results, spec};
+use crate::{fsx, jobfile, report, results};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -130,7 +130,7 @@ pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
             format!("invalid --sbatch-arg `{bad}`: expected one sbatch option like --mem=0 or --qos=long"),
         ));
     }
-    let batch = spec::load(&a.file).map_err(|e| (Kind::Invalid, e.to_string()))?;
+    let batch = jobfile::load(&a.file).map_err(|e| (Kind::Invalid, e.to_string()))?;
     let file = std::fs::canonicalize(&a.file)
         .map_err(|e| env_err(format!("{}: {e}", a.file.display())))?;
     let sha = results::sha256_hex(batch.source.as_bytes());

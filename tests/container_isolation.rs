@@ -7,7 +7,7 @@ mod common;
 use common::privileged;
 
 use packrun::container::{spawn, Container, ContainerConfig, JobStatus, SetupError};
-use packrun::spec::{Mount, Rootfs};
+use packrun::jobfile::{Mount, Rootfs};
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -526,7 +526,10 @@ fn memory_policy_applies_to_the_job() {
             "grep -c ' interleave:0 ' /proc/self/numa_maps",
         ],
         |c| {
-            c.mempolicy = Some((packrun::spec::MemPolicy::Interleave, "0".parse().unwrap()));
+            c.mempolicy = Some((
+                packrun::jobfile::MemPolicy::Interleave,
+                "0".parse().unwrap(),
+            ));
         },
     );
     assert!(

@@ -10,7 +10,7 @@ use packrun::plan::simulate;
 /// The same 40 runs as tests/fixtures/mixed-40.yaml: eight jobs, longest
 /// estimate first (600 s down to 30 s), each over threads 16, 8, 4, 2, 1,
 /// each run with 2 GiB.
-fn mixed_40() -> Vec<packrun::spec::Run> {
+fn mixed_40() -> Vec<packrun::jobfile::Run> {
     let estimates = [600, 450, 300, 240, 120, 90, 60, 30];
     let sizes = [16, 8, 4, 2, 1];
     let mut runs = Vec::new();

@@ -4,8 +4,8 @@
 mod helper;
 
 use packrun::cpulist::CpuList;
+use packrun::jobfile::{Group, MemPolicy, Numa, Run};
 use packrun::plan::{node_reserve, simulate, Allocator};
-use packrun::spec::{Group, MemPolicy, Numa, Run};
 use packrun::topology::{Cpu, Node, Topology};
 use proptest::prelude::*;
 

@@ -4,7 +4,7 @@
 use super::{environment, events::Recorder, reap_orphans, EXEC_PREFIX};
 use crate::error::Error;
 use crate::results::Record;
-use crate::{container, fsx, plan, report, run, spec};
+use crate::{container, fsx, jobfile, plan, report, run};
 use std::path::Path;
 
 /// The record of the one run, and the host it ran on.
@@ -16,14 +16,14 @@ pub struct Exec {
 /// Runs `run`, already checked by the job file's rules, in a container of
 /// its own and returns its record. Writable dirs are kept in a folder of
 /// this command's own under the temporary directory, said on stderr.
-pub fn exec(run: spec::Run) -> Result<Exec, Error> {
+pub fn exec(run: jobfile::Run) -> Result<Exec, Error> {
     let environmental = |message| Error::Environment {
         during: "exec",
         message,
     };
     let env = environment().map_err(environmental)?;
     let writable = !run.container.writable.is_empty();
-    let runs: spec::Runs = vec![run].into();
+    let runs: jobfile::Runs = vec![run].into();
     plan::check_feasible(&runs, &env.topology, &[]).map_err(|problems| Error::Infeasible {
         at: "packrun exec".into(),
         problems,
@@ -74,7 +74,7 @@ pub fn exec(run: spec::Run) -> Result<Exec, Error> {
 
 /// Free space where the writable dirs go: none is an error, less than
 /// `--disk` a warning (the disk may fill before the budget is reached).
-fn check_disk(dir: &Path, runs: &spec::Runs) -> Result<(), String> {
+fn check_disk(dir: &Path, runs: &jobfile::Runs) -> Result<(), String> {
     let Some(free) = crate::results::free_space(dir).map_err(|e| fsx::chain(&e))? else {
         // A file system that reports no size (ramfs): nothing to check.
         return Ok(());

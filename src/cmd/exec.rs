@@ -5,7 +5,7 @@ use crate::batch;
 use crate::cli::{ExecArgs, NetworkArg, RecordFormat};
 use crate::error::{exit, Error};
 use crate::results::{Record, State};
-use crate::{report, spec};
+use crate::{jobfile, report};
 use std::process::ExitCode;
 
 pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
@@ -20,7 +20,7 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
             "--disk and --files limit the run's writable dirs, and it has none: expected --writable DIR with them".into(),
         ));
     }
-    let run = spec::exec_run(&request(&args, std::env::vars()), &cwd).map_err(invalid)?;
+    let run = jobfile::exec_run(&request(&args, std::env::vars()), &cwd).map_err(invalid)?;
     let batch::Exec { record, host } = batch::exec(run)?;
     let text = match args.format {
         RecordFormat::Table => report::formats::record_table(&record, &host),
@@ -34,8 +34,8 @@ pub fn main(args: ExecArgs) -> Result<ExitCode, Error> {
 /// The flags as the one job they describe, checked by the job file's rules.
 /// A one-off command keeps the caller's environment `vars`, as unshare(1)
 /// does, but for who it is: HOME, USER and LOGNAME are the run's own.
-fn request(a: &ExecArgs, vars: impl Iterator<Item = (String, String)>) -> spec::ExecRequest {
-    spec::ExecRequest {
+fn request(a: &ExecArgs, vars: impl Iterator<Item = (String, String)>) -> jobfile::ExecRequest {
+    jobfile::ExecRequest {
         cpus: a.cpus,
         cpuset: a.cpuset.clone(),
         mems: a.mems.clone(),

@@ -15,11 +15,11 @@ pub mod topology;
 pub mod validate;
 
 /// The job file's order word for `--order`.
-pub fn order_of(o: crate::cli::OrderArg) -> crate::spec::Order {
+pub fn order_of(o: crate::cli::OrderArg) -> crate::jobfile::Order {
     match o {
-        crate::cli::OrderArg::Sequential => crate::spec::Order::Sequential,
-        crate::cli::OrderArg::Interleave => crate::spec::Order::Interleave,
-        crate::cli::OrderArg::Random => crate::spec::Order::Random,
+        crate::cli::OrderArg::Sequential => crate::jobfile::Order::Sequential,
+        crate::cli::OrderArg::Interleave => crate::jobfile::Order::Interleave,
+        crate::cli::OrderArg::Random => crate::jobfile::Order::Random,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::cli::Format;
 use crate::error::Error;
-use crate::{plan, spec, topology};
+use crate::{jobfile, plan, topology};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ pub fn main(
     max_runs: u64,
     order: &crate::cli::OrderArgs,
 ) -> Result<ExitCode, Error> {
-    let mut batch = spec::load_limited(file, max_runs)?;
+    let mut batch = jobfile::load_limited(file, max_runs)?;
     batch.arrange(
         order.order.map(super::order_of),
         order.seed,

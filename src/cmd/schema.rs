@@ -4,6 +4,6 @@ use crate::error::Error;
 use std::process::ExitCode;
 
 pub fn main() -> Result<ExitCode, Error> {
-    println!("{}", crate::spec::schema_json());
+    println!("{}", crate::jobfile::schema_json());
     Ok(ExitCode::SUCCESS)
 }

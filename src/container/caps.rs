@@ -1,6 +1,6 @@
 //! Capability names and numbers (capabilities(7), linux/capability.h).
 
-use crate::spec::CAPABILITIES as NAMES;
+use crate::jobfile::CAPABILITIES as NAMES;
 
 /// `CAP_NET_RAW`, `cap_net_raw` or `NET_RAW` → 13.
 pub fn number(name: &str) -> Option<u32> {

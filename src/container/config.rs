@@ -3,7 +3,7 @@
 
 use super::ids;
 use crate::cpulist::CpuList;
-use crate::spec::{MemPolicy, Mount, Network, Rootfs};
+use crate::jobfile::{MemPolicy, Mount, Network, Rootfs};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -56,9 +56,9 @@ pub struct ContainerConfig {
     /// The run's uid and gid maps: its own user namespace. None: the
     /// host's ids (`userns: host`, root only).
     pub ids: Option<ids::IdMaps>,
-    /// Host paths to cover with a fresh tmpfs besides `spec::HIDDEN_PATHS`.
+    /// Host paths to cover with a fresh tmpfs besides `jobfile::HIDDEN_PATHS`.
     pub hidden: Vec<PathBuf>,
-    /// Paths of `spec::HIDDEN_PATHS` to leave visible (read-only).
+    /// Paths of `jobfile::HIDDEN_PATHS` to leave visible (read-only).
     pub visible: Vec<PathBuf>,
     /// `container.aio`: the job may make AIO contexts (io_setup(2)), each
     /// of at most the run's share of fs.aio-max-nr events; without it

@@ -7,7 +7,7 @@ use super::stack::ChildStack;
 use super::{caps, seccomp, shares};
 use super::{ContainerConfig, JobOutput, SetupError, DEFAULT_PATH};
 use crate::cpulist::CpuList;
-use crate::spec::{MemPolicy, Network};
+use crate::jobfile::{MemPolicy, Network};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -355,7 +355,7 @@ pub(super) fn job_rlimits(
     if !limits.iter().any(|(n, _)| n == "nofile") {
         out.push((
             rlimit_resource("nofile").expect("nofile is a resource"),
-            crate::spec::DEFAULT_NOFILE,
+            crate::jobfile::DEFAULT_NOFILE,
             cstr("nofile", "rlimit")?,
         ));
     }
@@ -543,7 +543,7 @@ mod tests {
                 .map(|(_, v, _)| *v)
         };
         assert_eq!(value("memlock"), Some(0));
-        assert_eq!(value("nofile"), Some(crate::spec::DEFAULT_NOFILE));
+        assert_eq!(value("nofile"), Some(crate::jobfile::DEFAULT_NOFILE));
         for (name, soft, share) in &shares::shares().rlimits {
             if *name != "memlock" && *soft != u64::MAX {
                 assert_eq!(value(name), Some(*share), "{name}");

@@ -4,7 +4,7 @@
 //! entries the host has), so it is tested on paths.
 
 use super::{ContainerConfig, SetupError};
-use crate::spec::{Network, Rootfs};
+use crate::jobfile::{Network, Rootfs};
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -202,12 +202,12 @@ impl Home {
     }
 }
 
-/// The paths that get a fresh tmpfs: `spec::HIDDEN_PATHS` less those
+/// The paths that get a fresh tmpfs: `jobfile::HIDDEN_PATHS` less those
 /// made visible, plus those asked for; not a path the job binds something
 /// onto (its bind covers it), nor one the root lacks or has as a symlink
 /// (/var/run -> /run is covered by /run), nor one below another.
 pub(super) fn hidden_paths(cfg: &ContainerConfig) -> Vec<PathBuf> {
-    let mut list: Vec<PathBuf> = crate::spec::HIDDEN_PATHS
+    let mut list: Vec<PathBuf> = crate::jobfile::HIDDEN_PATHS
         .iter()
         .map(PathBuf::from)
         .filter(|p| !cfg.visible.contains(p))
@@ -232,13 +232,13 @@ fn is_dir_in_root(rootfs: &Rootfs, inside: &Path) -> bool {
     let host = match rootfs {
         // The default hidden paths of the host tree: looked at once per process.
         Rootfs::Host
-            if crate::spec::HIDDEN_PATHS
+            if crate::jobfile::HIDDEN_PATHS
                 .iter()
                 .any(|p| Path::new(p) == inside) =>
         {
             static HOST: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
             let dirs = HOST.get_or_init(|| {
-                crate::spec::HIDDEN_PATHS
+                crate::jobfile::HIDDEN_PATHS
                     .iter()
                     .copied()
                     .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
@@ -917,7 +917,7 @@ pub fn remove_stale_root_dirs() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Mount;
+    use crate::jobfile::Mount;
 
     #[test]
     fn paths_inside_must_be_absolute_without_dotdot() {

@@ -10,7 +10,7 @@ use super::rootfs::path_cstr;
 use super::rootfs::{make_root_dir, RootDir};
 use super::{child, ids};
 use super::{ContainerConfig, SetupError};
-use crate::spec::Rootfs;
+use crate::jobfile::Rootfs;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};

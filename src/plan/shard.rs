@@ -2,7 +2,7 @@
 //! about equal predicted work, one per node (`packrun slurm submit`,
 //! `packrun run --shard I/N`).
 
-use crate::spec;
+use crate::jobfile;
 use std::collections::{BTreeMap, HashSet};
 
 /// `--shard I/N`: this process runs shard I (0-based) of N.
@@ -27,7 +27,7 @@ impl std::str::FromStr for Shard {
 }
 
 /// Predicted work of a run: CPUs × estimated seconds.
-fn work(r: &spec::RunRef) -> f64 {
+fn work(r: &jobfile::RunRef) -> f64 {
     f64::from(r.resources().cpus) * r.estimate().as_secs_f64()
 }
 
@@ -39,7 +39,7 @@ fn work(r: &spec::RunRef) -> f64 {
 /// A unit is one run, except that all runs of jobs linked by `depends_on`
 /// (in either direction, transitively) form one unit: a dependency can only
 /// be waited for on the node that runs it.
-pub fn split(runs: &spec::Runs, n: usize) -> Vec<Vec<usize>> {
+pub fn split(runs: &jobfile::Runs, n: usize) -> Vec<Vec<usize>> {
     let n = n.max(1);
     // Union-find over job names linked by depends_on.
     let mut jobs: Vec<&str> = Vec::new();
@@ -106,7 +106,7 @@ pub fn split(runs: &spec::Runs, n: usize) -> Vec<Vec<usize>> {
 }
 
 /// The runs of `shard`: leaves out the runs in `skip`, splits the rest.
-pub fn keep_shard(mut runs: spec::Runs, shard: Shard, skip: &HashSet<String>) -> spec::Runs {
+pub fn keep_shard(mut runs: jobfile::Runs, shard: Shard, skip: &HashSet<String>) -> jobfile::Runs {
     if !skip.is_empty() {
         runs.retain(|_, r| !skip.contains(&r.key()));
     }
@@ -122,8 +122,8 @@ pub fn keep_shard(mut runs: spec::Runs, shard: Shard, skip: &HashSet<String>) ->
 mod tests {
     use super::*;
 
-    fn run(job: &str, cpus: u32, secs: u64, deps: &[&str]) -> spec::Run {
-        spec::Run {
+    fn run(job: &str, cpus: u32, secs: u64, deps: &[&str]) -> jobfile::Run {
+        jobfile::Run {
             key: format!("{job}-{cpus}-{secs}"),
             job: job.into(),
             params: Vec::new(),
@@ -132,14 +132,14 @@ mod tests {
             command: vec!["/bin/true".into()],
             env: Vec::new(),
             workdir: None,
-            resources: spec::Resources {
+            resources: jobfile::Resources {
                 cpus,
                 cpuset: None,
                 memory: None,
-                numa: spec::Numa::Local,
+                numa: jobfile::Numa::Local,
                 cpu_quota: None,
-                pids: spec::DEFAULT_PIDS,
-                io: spec::Io::default(),
+                pids: jobfile::DEFAULT_PIDS,
+                io: jobfile::Io::default(),
                 disk: None,
                 files: None,
                 rlimits: Vec::new(),
@@ -147,21 +147,21 @@ mod tests {
             time_limit: None,
             cpu_time_limit: None,
             estimate: std::time::Duration::from_secs(secs),
-            container: spec::Container {
-                rootfs: spec::Rootfs::Host,
-                network: spec::Network::None,
+            container: jobfile::Container {
+                rootfs: jobfile::Rootfs::Host,
+                network: jobfile::Network::None,
                 hostname: job.into(),
                 mounts: Vec::new(),
                 writable: Vec::new(),
                 user: None,
                 capabilities: Vec::new(),
-                userns: spec::UserNs::Private,
+                userns: jobfile::UserNs::Private,
                 hidden: Vec::new(),
                 visible: Vec::new(),
                 aio: false,
                 image: None,
             },
-            log_limit: spec::DEFAULT_LOG_LIMIT,
+            log_limit: jobfile::DEFAULT_LOG_LIMIT,
             group: None,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             stdin: None,
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn keep_shard_leaves_out_skipped_runs_and_covers_the_rest_once() {
-        let runs: Vec<spec::Run> = (1..=7).map(|i| run(&format!("j{i}"), 1, i, &[])).collect();
+        let runs: Vec<jobfile::Run> = (1..=7).map(|i| run(&format!("j{i}"), 1, i, &[])).collect();
         let skip: HashSet<String> = [runs[2].key.clone()].into();
         let mut all: Vec<String> = (0..3)
             .flat_map(|i| {

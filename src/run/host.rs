@@ -13,9 +13,9 @@ use crate::cgroup::{self, Limits, RunCgroup};
 use crate::container::ids::IdMaps;
 use crate::container::{self, ContainerConfig, JobOutput};
 use crate::fsx::Context;
+use crate::jobfile::{Network, Numa, Run, Runs, Step, UserNs};
 use crate::plan::Placement;
 use crate::results::StepRecord;
-use crate::spec::{Network, Numa, Run, Runs, Step, UserNs};
 use chrono::{DateTime, Utc};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -735,7 +735,7 @@ impl TreePool {
 
     /// For a run's config: whether to pool, and a tree to offer it.
     fn take(&mut self, run: &Run) -> (bool, Option<container::HostTree>) {
-        if !self.enabled || !matches!(run.container.rootfs, crate::spec::Rootfs::Host) {
+        if !self.enabled || !matches!(run.container.rootfs, crate::jobfile::Rootfs::Host) {
             return (false, None);
         }
         let (fresh, stale) = std::mem::take(&mut self.free)
@@ -1088,4 +1088,3 @@ fn collect(
         stderr,
     }
 }
-

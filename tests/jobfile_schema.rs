@@ -8,7 +8,7 @@ fn root() -> &'static Path {
 }
 
 fn schema() -> serde_json::Value {
-    serde_json::from_str(&packrun::spec::schema_json()).expect("schema is JSON")
+    serde_json::from_str(&packrun::jobfile::schema_json()).expect("schema is JSON")
 }
 
 fn examples() -> Vec<PathBuf> {
@@ -26,7 +26,7 @@ fn committed_schema_matches_the_rust_types() {
     let committed = std::fs::read_to_string(root().join("schemas/jobfile.schema.json"))
         .expect("schema is committed");
     assert!(
-        committed.trim_end() == packrun::spec::schema_json().trim_end(),
+        committed.trim_end() == packrun::jobfile::schema_json().trim_end(),
         "schemas/jobfile.schema.json is stale; regenerate it with\n    cargo run -- schema > schemas/jobfile.schema.json"
     );
 }
@@ -113,8 +113,8 @@ fn every_example_names_the_schema_and_passes_it_and_validation() {
             "{} fails the schema: {errors:#?}",
             f.display()
         );
-        let batch =
-            packrun::spec::load(&f).unwrap_or_else(|e| panic!("{} is invalid:\n{e}", f.display()));
+        let batch = packrun::jobfile::load(&f)
+            .unwrap_or_else(|e| panic!("{} is invalid:\n{e}", f.display()));
         assert!(!batch.runs.is_empty());
     }
 }

@@ -88,7 +88,7 @@ fn fnv(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Run;
+    use crate::jobfile::Run;
 
     /// Two jobs: a with sets x=1, x=2 (a warmup and two reps each), b (two reps).
     fn runs() -> (Runs, Vec<Job>) {

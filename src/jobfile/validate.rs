@@ -1146,7 +1146,7 @@ fn container_parts(cx: &mut Ctx, jc: &JobCx, container: &super::raw::RawContaine
     for (i, c) in container.capabilities.iter().flatten().enumerate() {
         let up = c.trim().to_ascii_uppercase();
         let bare = up.strip_prefix("CAP_").unwrap_or(&up);
-        if crate::spec::CAPABILITIES.contains(&bare) {
+        if crate::jobfile::CAPABILITIES.contains(&bare) {
             capabilities.push(format!("CAP_{bare}"));
         } else {
             cx.err([&jc.at(&["container", "capabilities"])[..], &[Seg::Index(i)]].concat(), format!("unknown capability `{c}`: expected a name like CAP_NET_RAW (see capabilities(7))"));

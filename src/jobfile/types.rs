@@ -2,7 +2,7 @@
 //! (plan, run, report) sees only these types, never raw YAML.
 
 use crate::cpulist::CpuList;
-pub use crate::spec::expand::Template;
+pub use crate::jobfile::expand::Template;
 use std::path::PathBuf;
 use std::time::Duration;
 
