@@ -1475,7 +1475,46 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
         .memory
         .as_ref()
         .and_then(|m| size(cx, at(&["memory"]), m, vars));
-    let numa = match &r.numa {
+    let numa = numa(cx, jc, r.numa.as_ref());
+    let cpu_quota = r.cpu_quota.as_ref().and_then(|FloatValue(q)| {
+        let (text, shown) = expand_scalar(q, vars);
+        units::parse_positive(&text, "cpu_quota")
+            .map_err(|e| cx.err(at(&["cpu_quota"]), format!("{shown}{e}")))
+            .ok()
+    });
+    let pids = r
+        .pids
+        .as_ref()
+        .and_then(|CountValue(v)| count(cx, at(&["pids"]), "pids", v, vars))
+        .unwrap_or(DEFAULT_PIDS);
+    let disk = r
+        .disk
+        .as_ref()
+        .and_then(|v| size(cx, at(&["disk"]), v, vars));
+    let files = r
+        .files
+        .as_ref()
+        .and_then(|CountValue(v)| count(cx, at(&["files"]), "files", v, vars));
+    let io = io(cx, jc, r.io.as_ref(), vars);
+    let rlimits = rlimits(cx, jc, r, vars);
+    Resources {
+        cpus,
+        cpuset,
+        memory,
+        numa,
+        cpu_quota,
+        pids,
+        io,
+        disk,
+        files,
+        rlimits,
+    }
+}
+
+/// `resources.numa`: the policy, and the nodes where it takes them.
+fn numa(cx: &mut Ctx, jc: &JobCx, n: Option<&super::raw::RawNuma>) -> Numa {
+    let at = |k: &[&str]| jc.at(&[&["resources"][..], k].concat());
+    match n {
         None => Numa::Local,
         Some(n) => {
             let nodes = n
@@ -1506,27 +1545,13 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
                 },
             }
         }
-    };
-    let cpu_quota = r.cpu_quota.as_ref().and_then(|FloatValue(q)| {
-        let (text, shown) = expand_scalar(q, vars);
-        units::parse_positive(&text, "cpu_quota")
-            .map_err(|e| cx.err(at(&["cpu_quota"]), format!("{shown}{e}")))
-            .ok()
-    });
-    let pids = r
-        .pids
-        .as_ref()
-        .and_then(|CountValue(v)| count(cx, at(&["pids"]), "pids", v, vars))
-        .unwrap_or(DEFAULT_PIDS);
-    let disk = r
-        .disk
-        .as_ref()
-        .and_then(|v| size(cx, at(&["disk"]), v, vars));
-    let files = r
-        .files
-        .as_ref()
-        .and_then(|CountValue(v)| count(cx, at(&["files"]), "files", v, vars));
-    let io = match &r.io {
+    }
+}
+
+/// `resources.io`: throttles and the device they apply to.
+fn io(cx: &mut Ctx, jc: &JobCx, io: Option<&super::raw::RawIo>, vars: &Vars) -> Io {
+    let at = |k: &[&str]| jc.at(&[&["resources"][..], k].concat());
+    match io {
         None => Io::default(),
         Some(io) => Io {
             read_bps: io
@@ -1547,7 +1572,18 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
                 .and_then(|v| count(cx, at(&["io", "write_iops"]), "write_iops", &v.0, vars)),
             device: io.device.as_ref().map(|d| cx.base.join(d)),
         },
-    };
+    }
+}
+
+/// `resources.rlimits`: known names only, `unlimited` allowed, and the
+/// default `nofile` unless one is given.
+fn rlimits(
+    cx: &mut Ctx,
+    jc: &JobCx,
+    r: &super::raw::RawResources,
+    vars: &Vars,
+) -> Vec<(String, u64)> {
+    let at = |k: &[&str]| jc.at(&[&["resources"][..], k].concat());
     let mut rlimits: Vec<(String, u64)> = Vec::new();
     for (k, CountValue(v)) in r.rlimits.iter().flat_map(|m| m.0.iter()) {
         let path = at(&["rlimits", k]);
@@ -1574,18 +1610,7 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
     if !rlimits.iter().any(|(k, _)| k == "nofile") {
         rlimits.push(("nofile".into(), DEFAULT_NOFILE));
     }
-    Resources {
-        cpus,
-        cpuset,
-        memory,
-        numa,
-        cpu_quota,
-        pids,
-        io,
-        disk,
-        files,
-        rlimits,
-    }
+    rlimits
 }
 
 fn policy_word(p: NumaPolicy) -> &'static str {
