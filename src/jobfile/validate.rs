@@ -772,33 +772,8 @@ fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Matrix, Vec<Strin
     let mut axes = Vec::new();
     for (name, axis) in &m.axes {
         let ap = child(&mp, name);
-        let values: Vec<Text> = match axis {
-            RawAxis::List(v) => v.clone(),
-            RawAxis::Range(r) => match expand::range_values(r, cx.max_runs) {
-                Ok(v) => v.into_iter().map(Text).collect(),
-                Err(e) => {
-                    cx.err(ap.clone(), format!("matrix key `{name}`: {e}"));
-                    continue;
-                }
-            },
-            RawAxis::Lines { lines } => {
-                let file = cx.base.join(lines);
-                match crate::fsx::read_to_string(&file) {
-                    Ok(text) => text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(|l| Text(l.to_string()))
-                        .collect(),
-                    Err(e) => {
-                        cx.err(
-                            ap.clone(),
-                            format!("matrix key `{name}`: {}", crate::fsx::chain(&e)),
-                        );
-                        continue;
-                    }
-                }
-            }
+        let Some(values) = axis_values(cx, &ap, name, axis) else {
+            continue;
         };
         if !is_ident(name) {
             cx.key_err(ap.clone(), format!("invalid matrix key `{name}`: expected letters, digits and `_`, not starting with a digit"));
@@ -837,6 +812,81 @@ fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Matrix, Vec<Strin
     };
     let exclude = entries(&m.exclude);
     let include = entries(&m.include);
+    check_exclude_include(cx, &mp, (&exclude, &include), &mut names);
+    // Counted before a combination is made: a matrix that explodes is an
+    // error, not an allocation that eats the machine.
+    let product = axes
+        .iter()
+        .map(|(_, v)| v.len() as u128)
+        .fold(1u128, |a, n| a.saturating_mul(n));
+    if !axes.is_empty() && product.saturating_add(include.len() as u128) > cx.max_runs as u128 {
+        let sizes: Vec<String> = axes
+            .iter()
+            .map(|(n, v)| format!("{} {n}", v.len()))
+            .collect();
+        cx.err(
+            mp,
+            format!(
+                "the matrix has {} combinations ({}), more than the {} runs a batch may have (--max-runs changes the limit)",
+                group_digits(product),
+                sizes.join(" × "),
+                group_digits(cx.max_runs as u128)
+            ),
+        );
+        return (Matrix::empty(names.clone()), names);
+    }
+    let combos = expand::expand_matrix(&axes, &exclude, &include);
+    if combos.is_empty() && axes.iter().all(|(_, v)| !v.is_empty()) {
+        cx.err(
+            mp,
+            "no combinations left after `exclude`: expected at least one",
+        );
+    }
+    (combos, names)
+}
+
+/// The values of one matrix key: a list, a range, or the lines of a file;
+/// None (the problem told) when they cannot be had.
+fn axis_values(cx: &mut Ctx, ap: &YPath, name: &str, axis: &RawAxis) -> Option<Vec<Text>> {
+    let values: Vec<Text> = match axis {
+        RawAxis::List(v) => v.clone(),
+        RawAxis::Range(r) => match expand::range_values(r, cx.max_runs) {
+            Ok(v) => v.into_iter().map(Text).collect(),
+            Err(e) => {
+                cx.err(ap.clone(), format!("matrix key `{name}`: {e}"));
+                return None;
+            }
+        },
+        RawAxis::Lines { lines } => {
+            let file = cx.base.join(lines);
+            match crate::fsx::read_to_string(&file) {
+                Ok(text) => text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| Text(l.to_string()))
+                    .collect(),
+                Err(e) => {
+                    cx.err(
+                        ap.clone(),
+                        format!("matrix key `{name}`: {}", crate::fsx::chain(&e)),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(values)
+}
+
+/// `exclude` entries must name keys of the matrix; `include` entries may
+/// add parameters of their own (added to `names`).
+fn check_exclude_include(
+    cx: &mut Ctx,
+    mp: &YPath,
+    (exclude, include): (&[Combo], &[Combo]),
+    names: &mut Vec<String>,
+) {
     for (i, e) in exclude.iter().enumerate() {
         let ep = [&mp[..], &[Seg::Key("exclude".into()), Seg::Index(i)]].concat();
         if e.is_empty() {
@@ -878,36 +928,6 @@ fn matrix(cx: &mut Ctx, jc: &JobCx, m: Option<&RawMatrix>) -> (Matrix, Vec<Strin
             }
         }
     }
-    // Counted before a combination is made: a matrix that explodes is an
-    // error, not an allocation that eats the machine.
-    let product = axes
-        .iter()
-        .map(|(_, v)| v.len() as u128)
-        .fold(1u128, |a, n| a.saturating_mul(n));
-    if !axes.is_empty() && product.saturating_add(include.len() as u128) > cx.max_runs as u128 {
-        let sizes: Vec<String> = axes
-            .iter()
-            .map(|(n, v)| format!("{} {n}", v.len()))
-            .collect();
-        cx.err(
-            mp,
-            format!(
-                "the matrix has {} combinations ({}), more than the {} runs a batch may have (--max-runs changes the limit)",
-                group_digits(product),
-                sizes.join(" × "),
-                group_digits(cx.max_runs as u128)
-            ),
-        );
-        return (Matrix::empty(names.clone()), names);
-    }
-    let combos = expand::expand_matrix(&axes, &exclude, &include);
-    if combos.is_empty() && axes.iter().all(|(_, v)| !v.is_empty()) {
-        cx.err(
-            mp,
-            "no combinations left after `exclude`: expected at least one",
-        );
-    }
-    (combos, names)
 }
 
 /// A step's argv as fields; its placeholders may be the job's parameters,
