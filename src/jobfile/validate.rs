@@ -168,29 +168,7 @@ pub fn validate(
         runs_so_far: 0,
     };
     let (raw_order, raw_seed) = (raw.order, raw.seed);
-    match raw.version {
-        None => cx.missing(&[], "version", "`version: 1`"),
-        Some(1) => {}
-        Some(v) => cx.err(
-            p(&["version"]),
-            format!("unsupported version `{v}`: expected 1"),
-        ),
-    }
-    let name = match raw.name {
-        None => {
-            cx.missing(&[], "name", "a batch name like `compress-sweep`");
-            String::new()
-        }
-        Some(n) => {
-            if !is_name(&n) {
-                cx.err(
-                    p(&["name"]),
-                    format!("invalid name `{n}`: expected letters, digits, `.`, `_` and `-`"),
-                );
-            }
-            n
-        }
-    };
+    let name = version_and_name(&mut cx, raw.version, raw.name);
 
     let groups = groups(&mut cx, raw.groups.map(|g| g.0).unwrap_or_default());
     let group_names: HashSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
@@ -230,23 +208,7 @@ pub fn validate(
             .and_then(|j| j.get(jname.as_str()))
             .cloned()
             .unwrap_or(Value::Null);
-        let mut merged = match &defaults {
-            Some(d) => yaml::merge(d, &own),
-            None => own.clone(),
-        };
-        if let Some(m) = merged.as_mapping_mut() {
-            // Never inherited (reported above when given in defaults).
-            if own.get("matrix").is_none() {
-                m.shift_remove("matrix");
-            }
-            if own.get("depends_on").is_none() {
-                m.shift_remove("depends_on");
-            }
-        }
-        if merged.is_null() {
-            merged = Value::Mapping(Default::default());
-        }
-        let raw_job = match yaml::raw_job(&merged) {
+        let raw_job = match yaml::raw_job(&with_defaults(&own, defaults.as_ref())) {
             Ok(j) => j,
             Err(e) => {
                 cx.err(job_path.clone(), e);
@@ -287,6 +249,54 @@ pub fn validate(
         },
         issues,
     )
+}
+
+/// `version` (1) and `name`: the batch's name, empty when missing.
+fn version_and_name(cx: &mut Ctx, version: Option<u32>, name: Option<String>) -> String {
+    match version {
+        None => cx.missing(&[], "version", "`version: 1`"),
+        Some(1) => {}
+        Some(v) => cx.err(
+            p(&["version"]),
+            format!("unsupported version `{v}`: expected 1"),
+        ),
+    }
+    match name {
+        None => {
+            cx.missing(&[], "name", "a batch name like `compress-sweep`");
+            String::new()
+        }
+        Some(n) => {
+            if !is_name(&n) {
+                cx.err(
+                    p(&["name"]),
+                    format!("invalid name `{n}`: expected letters, digits, `.`, `_` and `-`"),
+                );
+            }
+            n
+        }
+    }
+}
+
+/// A job's own keys over the defaults, without what is never inherited.
+fn with_defaults(own: &Value, defaults: Option<&Value>) -> Value {
+    let mut merged = match defaults {
+        Some(d) => yaml::merge(d, own),
+        None => own.clone(),
+    };
+    if let Some(m) = merged.as_mapping_mut() {
+        // Never inherited (reported above when given in defaults).
+        if own.get("matrix").is_none() {
+            m.shift_remove("matrix");
+        }
+        if own.get("depends_on").is_none() {
+            m.shift_remove("depends_on");
+        }
+    }
+    if merged.is_null() {
+        merged = Value::Mapping(Default::default());
+    }
+    merged
 }
 
 fn groups(cx: &mut Ctx, raw: Vec<(String, super::raw::RawGroup)>) -> Vec<Group> {
