@@ -616,6 +616,48 @@ fn expand_job(
 ) -> JobRuns {
     let only_job = |n: &str| (n == "job").then(|| jc.name.to_string());
     let template = |f: &Field| Template::partial(&f.pieces, only_job);
+    let proto = proto_run(jc, sh);
+    let mut e = Expanded {
+        proto,
+        workdir: sh.workdir.as_ref().map(template),
+        hostname: template(&sh.hostname),
+        matrix,
+        warmup,
+        reps,
+        resources: ByRun::Job,
+    };
+    let combos = e.matrix.len();
+    if combos == 0 {
+        return JobRuns::Expanded(Box::new(e));
+    }
+    check_per_run(cx, jc, sh, &e);
+    let by_rep = sh
+        .numeric
+        .iter()
+        .any(|f| expand::names(&f.pieces).any(|n| n == "rep"));
+    let by_combo = sh.numeric.iter().any(|f| varies(f, false));
+    let mut of = |e: &Expanded, c: usize, rep: u32| {
+        resources(cx, jc, &sh.resources, &|n: &str| e.var(c, rep, n))
+    };
+    if by_rep {
+        let all = (0..combos)
+            .flat_map(|c| (1..=reps).map(move |rep| (c, rep)))
+            .map(|(c, rep)| of(&e, c, rep))
+            .collect();
+        e.resources = ByRun::Run(all);
+    } else if by_combo {
+        e.resources = ByRun::Combo((0..combos).map(|c| of(&e, c, 1)).collect());
+    } else {
+        e.proto.resources = of(&e, 0, 1);
+    }
+    JobRuns::Expanded(Box::new(e))
+}
+
+/// The job's run with `{job}` filled in and its parameters and `{rep}`
+/// left as placeholders: what every run of the job is rendered from.
+fn proto_run(jc: &JobCx, sh: &Shared) -> Run {
+    let only_job = |n: &str| (n == "job").then(|| jc.name.to_string());
+    let template = |f: &Field| Template::partial(&f.pieces, only_job);
     let mut command: Vec<Template> = sh.command.iter().map(template).collect();
     if sh.is_shell {
         command = vec![
@@ -651,19 +693,14 @@ fn expand_job(
         conclude: step(2),
         cleanup: step(3),
     };
-    let mut e = Expanded {
-        proto,
-        workdir: sh.workdir.as_ref().map(template),
-        hostname: template(&sh.hostname),
-        matrix,
-        warmup,
-        reps,
-        resources: ByRun::Job,
-    };
-    let combos = e.matrix.len();
-    if combos == 0 {
-        return JobRuns::Expanded(Box::new(e));
-    }
+    proto
+}
+
+/// What can be wrong in one run only: a relative workdir or a hostname
+/// of the wrong length, checked for every combination where the text can
+/// differ and the reps that tell for all others.
+fn check_per_run(cx: &mut Ctx, jc: &JobCx, sh: &Shared, e: &Expanded) {
+    let (combos, reps) = (e.matrix.len(), e.reps);
     let text = |e: &Expanded, t: &Template, c: usize, rep: u32| -> String {
         t.refill(|n| e.var(c, rep, n)).render(None)
     };
@@ -675,11 +712,11 @@ fn expand_job(
     // each that does is named, as when every run was checked.
     if let (Some(f), Some(w)) = (&sh.workdir, &e.workdir) {
         for c in 0..each(f) {
-            if text(&e, w, c, 1).starts_with('/') {
+            if text(e, w, c, 1).starts_with('/') {
                 continue;
             }
             for rep in 1..=if uses_rep(f) { reps } else { 1 } {
-                let w = text(&e, w, c, rep);
+                let w = text(e, w, c, rep);
                 cx.err(
                     jc.at(&["workdir"]),
                     format!(
@@ -701,12 +738,12 @@ fn expand_job(
     };
     for c in 0..each(&sh.hostname) {
         for &(lo, hi) in &classes {
-            let host = text(&e, &e.hostname, c, lo as u32);
+            let host = text(e, &e.hostname, c, lo as u32);
             if !host.is_empty() && host.len() <= 64 {
                 continue;
             }
             for rep in lo..=hi {
-                let host = text(&e, &e.hostname, c, rep as u32);
+                let host = text(e, &e.hostname, c, rep as u32);
                 cx.err(
                     sh.hostname.path.clone(),
                     format!("hostname `{host}` must have 1 to 64 characters"),
@@ -714,26 +751,6 @@ fn expand_job(
             }
         }
     }
-    let by_rep = sh
-        .numeric
-        .iter()
-        .any(|f| expand::names(&f.pieces).any(|n| n == "rep"));
-    let by_combo = sh.numeric.iter().any(|f| varies(f, false));
-    let mut of = |e: &Expanded, c: usize, rep: u32| {
-        resources(cx, jc, &sh.resources, &|n: &str| e.var(c, rep, n))
-    };
-    if by_rep {
-        let all = (0..combos)
-            .flat_map(|c| (1..=reps).map(move |rep| (c, rep)))
-            .map(|(c, rep)| of(&e, c, rep))
-            .collect();
-        e.resources = ByRun::Run(all);
-    } else if by_combo {
-        e.resources = ByRun::Combo((0..combos).map(|c| of(&e, c, 1)).collect());
-    } else {
-        e.proto.resources = of(&e, 0, 1);
-    }
-    JobRuns::Expanded(Box::new(e))
 }
 
 fn sorted_list(names: &HashSet<&str>) -> String {
