@@ -257,36 +257,7 @@ fn run_into(
     let mut csv = results::RunsCsv::open(&runs_csv, &params, &env.host).map_err(|x| e(&x))?;
     let owner = crate::run::cpulock::Owner::current();
     let ids = container::ids::IdSource::host(container::ids::machine_slots());
-    let mut manifest = results::Manifest {
-        packrun_version: env!("CARGO_PKG_VERSION").into(),
-        name: batch.name.clone(),
-        job_file: batch.file.display().to_string(),
-        job_file_sha256: results::sha256_hex(batch.source.as_bytes()),
-        machine: machine::read(Path::new("/")),
-        cgroup_version: env.hierarchy.version().to_string(),
-        topology: env.topology.clone(),
-        start: now(),
-        end: None,
-        runner_pid: owner.pid as u32,
-        runs: batch.runs.len(),
-        order: batch.order,
-        seed: batch.seed,
-        images,
-        smt_shared_runs: Vec::new(),
-        userns: results::UserNsManifest {
-            ids: ids.describe(),
-            host_ids_jobs: batch
-                .jobs
-                .iter()
-                .filter(|j| {
-                    batch.runs.jobs().any(|r| {
-                        r.base().job == j.name && r.base().container.userns == jobfile::UserNs::Host
-                    })
-                })
-                .map(|j| j.name.clone())
-                .collect(),
-        },
-    };
+    let mut manifest = manifest_of(batch, env, owner.pid as u32, images, &ids);
     // Before anything is written: is there room for the records, and what
     // does each run get?
     let to_run = batch.runs.len().saturating_sub(done.len());
@@ -383,6 +354,46 @@ enum Concluded {
     /// summary.csv or the manifest did not fit on the disk, reserve and all.
     DiskFull(fsx::PathError),
     Other(Error),
+}
+
+/// The manifest of a batch as it starts (its end is written at the end).
+fn manifest_of(
+    batch: &jobfile::Batch,
+    env: &Environment,
+    runner_pid: u32,
+    images: Vec<results::ImageUse>,
+    ids: &container::ids::IdSource,
+) -> results::Manifest {
+    results::Manifest {
+        packrun_version: env!("CARGO_PKG_VERSION").into(),
+        name: batch.name.clone(),
+        job_file: batch.file.display().to_string(),
+        job_file_sha256: results::sha256_hex(batch.source.as_bytes()),
+        machine: machine::read(Path::new("/")),
+        cgroup_version: env.hierarchy.version().to_string(),
+        topology: env.topology.clone(),
+        start: now(),
+        end: None,
+        runner_pid,
+        runs: batch.runs.len(),
+        order: batch.order,
+        seed: batch.seed,
+        images,
+        smt_shared_runs: Vec::new(),
+        userns: results::UserNsManifest {
+            ids: ids.describe(),
+            host_ids_jobs: batch
+                .jobs
+                .iter()
+                .filter(|j| {
+                    batch.runs.jobs().any(|r| {
+                        r.base().job == j.name && r.base().container.userns == jobfile::UserNs::Host
+                    })
+                })
+                .map(|j| j.name.clone())
+                .collect(),
+        },
+    }
 }
 
 /// The end of a batch: summary.csv, the manifest's end and SMT sharing,
