@@ -8,7 +8,9 @@ use super::plan::Plan;
 use super::spawner::{become_owner, join_mount_namespace, join_network, stage_host_tree};
 use super::stack::ChildStack;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// clone(2): CLONE_INTO_CGROUP (libc's constant is deprecated: it overflows a c_int).
 pub(super) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -61,39 +63,38 @@ pub(super) type Spawner = std::thread::JoinHandle<Option<(io::Error, Box<SpawnDa
 /// and only reads `plan` and `fds`, which the thread owns until init is
 /// gone (see child.rs). Returns init's pid and pidfd once the kernel has
 /// stored them (before init runs), and the thread.
+/// Where the kernel stores init's pid and pidfd (before init first
+/// runs), and the word init sets to 1 (and wakes) once it runs, or the
+/// thread sets to 2 when clone3 failed.
+struct Ids {
+    pid: AtomicI32,
+    pidfd: AtomicI32,
+    state: AtomicU32,
+    /// Set by the runner once it has its copy of the pidfd (1), or
+    /// kept the kernel's (2): see the end of the thread.
+    taken: AtomicU32,
+}
+struct InitArgs<'a> {
+    plan: &'a Plan,
+    fds: &'a child::Fds,
+    state: &'a AtomicU32,
+}
+#[cfg(target_arch = "x86_64")]
+extern "C" fn entry(arg: *mut libc::c_void) -> ! {
+    // SAFETY: `arg` points at the InitArgs on the spawner thread's
+    // stack, which sleeps in clone3 until init is gone.
+    let args = unsafe { &*(arg as *const InitArgs<'_>) };
+    args.state.store(1, Ordering::Release);
+    futex_wake(args.state);
+    child::init(args.plan, args.fds)
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(super) fn clone_shared(
     plan: Plan,
     cgroup_dir: Option<BorrowedFd<'_>>,
     fds: child::Fds,
 ) -> Result<(i32, OwnedFd, Spawner), SpawnFailed> {
-    use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-    use std::sync::Arc;
-    /// Where the kernel stores init's pid and pidfd (before init first
-    /// runs), and the word init sets to 1 (and wakes) once it runs, or the
-    /// thread sets to 2 when clone3 failed.
-    struct Ids {
-        pid: AtomicI32,
-        pidfd: AtomicI32,
-        state: AtomicU32,
-        /// Set by the runner once it has its copy of the pidfd (1), or
-        /// kept the kernel's (2): see the end of the thread.
-        taken: AtomicU32,
-    }
-    struct InitArgs<'a> {
-        plan: &'a Plan,
-        fds: &'a child::Fds,
-        state: &'a AtomicU32,
-    }
-    extern "C" fn entry(arg: *mut libc::c_void) -> ! {
-        // SAFETY: `arg` points at the InitArgs on the spawner thread's
-        // stack, which sleeps in clone3 until init is gone.
-        let args = unsafe { &*(arg as *const InitArgs<'_>) };
-        args.state.store(1, Ordering::Release);
-        futex_wake(args.state);
-        child::init(args.plan, args.fds)
-    }
-
     let stack = ChildStack::new().map_err(|e| (e, None))?;
     let data = Box::new(SpawnData { plan, fds, stack });
     let ids = Arc::new(Ids {
@@ -109,38 +110,14 @@ pub(super) fn clone_shared(
         .stack_size(64 << 10)
         .spawn(move || {
             let mut data = data;
-            // Into the pooled network namespace first: init, made in a
-            // user namespace of its own, could not join it.
-            let sysfs = match data.plan.join_net {
-                Some(net) => match join_network(net) {
-                    Ok(fd) => {
-                        data.fds.sysfs = fd.as_raw_fd();
-                        Some(fd)
-                    }
-                    Err(_) => {
-                        data.plan.own_network();
-                        None
-                    }
-                },
-                None => None,
-            };
-            // The host's tree as the run's overlays (see MountOp::HostTree),
-            // mounted here in a mount namespace of this thread's, which
-            // init's is a copy of.
-            data.fds.staged = match &data.plan.join_tree {
-                Some((ns, staged)) if join_mount_namespace(*ns) => staged.clone(),
-                _ => stage_host_tree(&data.plan.stage, &data.plan.host_trees),
-            };
-            // The run's user namespace belongs to its root's host id (after
-            // the overlays, which are mounted as the runner).
-            if let Some((uid, gid)) = data.plan.owner {
-                if let Err(e) = become_owner(uid, gid) {
-                    drop(sysfs);
+            let sysfs = match before_clone(&mut data) {
+                Ok(sysfs) => sysfs,
+                Err(e) => {
                     thread_ids.state.store(2, Ordering::Release);
                     futex_wake(&thread_ids.state);
                     return Some((e, data));
                 }
-            }
+            };
             let (lowest, size) = data.stack.usable();
             let mut args = CloneArgs {
                 flags: data.plan.flags
@@ -181,33 +158,15 @@ pub(super) fn clone_shared(
                 return Some((io::Error::from_raw_os_error(-rc as i32), data));
             }
             // clone3 returns once init let go of its memory, before its
-            // mount namespace is gone. This thread waits for init's end
-            // (on the pidfd the kernel stored, which the runner took a copy
-            // of) before it ends, so that the overlays, which its mount
-            // namespace holds too, are torn down here (an RCU grace period
-            // each), after the run, not in init's exit, which the run's end
-            // waits for. (Pooled overlays, which a `HostTree` holds, are
-            // torn down when the pool lets them go: `HostTree::retire`.)
+            // mount namespace is gone: see `outlive_init`.
             while thread_ids.taken.load(Ordering::Acquire) == 0 {
                 futex_wait(&thread_ids.taken, 0);
             }
             if thread_ids.taken.load(Ordering::Acquire) == 1 {
-                // SAFETY: the kernel's pidfd, which the runner left to this
-                // thread (it took a copy); nothing else closes it.
-                let pidfd =
-                    unsafe { OwnedFd::from_raw_fd(thread_ids.pidfd.load(Ordering::Acquire)) };
-                if data.fds.staged.first() == Some(&true) {
-                    let mut p = libc::pollfd {
-                        fd: pidfd.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: poll(2) on one live pollfd.
-                    while unsafe { libc::poll(&mut p, 1, -1) } == -1
-                        && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-                    {
-                    }
-                }
+                outlive_init(
+                    thread_ids.pidfd.load(Ordering::Acquire),
+                    data.fds.staged.first() == Some(&true),
+                );
             }
             None
         })
@@ -237,6 +196,64 @@ pub(super) fn clone_shared(
         Ok(None) => (io::Error::other("init's pid was not stored"), None),
         Err(_) => (io::Error::other("the thread starting init panicked"), None),
     })
+}
+
+/// The spawner thread's own set-up before it clones init: into the pooled
+/// network namespace first (init, made in a user namespace of its own,
+/// could not join it), then the host's tree as the run's overlays (see
+/// MountOp::HostTree), mounted in a mount namespace of this thread's (or a
+/// pooled one joined), which init's is a copy of, and last the run's
+/// owner as effective ids, so that the user namespace clone3 makes next
+/// belongs to the run's root's host id. Returns the sysfs mount of the
+/// joined network namespace, held until init has its copy.
+#[cfg(target_arch = "x86_64")]
+fn before_clone(data: &mut SpawnData) -> io::Result<Option<OwnedFd>> {
+    let sysfs = match data.plan.join_net {
+        Some(net) => match join_network(net) {
+            Ok(fd) => {
+                data.fds.sysfs = fd.as_raw_fd();
+                Some(fd)
+            }
+            Err(_) => {
+                data.plan.own_network();
+                None
+            }
+        },
+        None => None,
+    };
+    data.fds.staged = match &data.plan.join_tree {
+        Some((ns, staged)) if join_mount_namespace(*ns) => staged.clone(),
+        _ => stage_host_tree(&data.plan.stage, &data.plan.host_trees),
+    };
+    if let Some((uid, gid)) = data.plan.owner {
+        become_owner(uid, gid)?;
+    }
+    Ok(sysfs)
+}
+
+/// The spawner thread, holding the kernel's pidfd of init (which the
+/// runner took a copy of), waits for init's end when the run has overlays
+/// of its own, so that they are torn down here (an RCU grace period
+/// each), after the run, not in init's exit, which the run's end waits
+/// for. Pooled overlays, which a `HostTree` holds, are torn down when the
+/// pool lets them go (`HostTree::retire`).
+#[cfg(target_arch = "x86_64")]
+fn outlive_init(pidfd: RawFd, own_overlays: bool) {
+    // SAFETY: the kernel's pidfd, which the runner left to this thread (it
+    // took a copy); nothing else closes it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    if !own_overlays {
+        return;
+    }
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one live pollfd.
+    while unsafe { libc::poll(&mut p, 1, -1) } == -1
+        && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+    {}
 }
 
 /// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,
