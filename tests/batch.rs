@@ -684,12 +684,23 @@ fn later_runs_reuse_a_runs_overlays_without_its_locks_or_the_hosts() {
     )
     .unwrap();
     // A world-readable host file the host holds an exclusive flock on for
-    // the whole batch.
-    let file = dir.path().join("host.lock");
-    std::fs::write(&file, "host").unwrap();
-    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    // the whole batch, on the host's tree where runs see it (not below
+    // /tmp, which they get fresh, where a checkout may be).
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let file = Removed(std::path::PathBuf::from(format!(
+        "/var/lib/packrun-test-{}-treepool.lock",
+        std::process::id()
+    )));
+    let file = &file.0;
+    std::fs::write(file, "host").unwrap();
+    std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let host = nix::fcntl::Flock::lock(
-        std::fs::File::open(&file).unwrap(),
+        std::fs::File::open(file).unwrap(),
         nix::fcntl::FlockArg::LockExclusiveNonblock,
     )
     .expect("the host takes the lock");
