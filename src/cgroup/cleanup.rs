@@ -21,7 +21,7 @@ pub(super) fn procs_of(d: &Path) -> Result<Vec<i32>, CgroupError> {
     }
 }
 
-pub(super) fn sigkill_all(pids: &[i32]) {
+fn sigkill_all(pids: &[i32]) {
     for &p in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(p),

@@ -68,7 +68,7 @@ pub fn detect(mountinfo: &str) -> Result<Hierarchy, CgroupError> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
-pub(super) fn unescape_mountinfo(s: &str) -> String {
+fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")
         .replace("\\012", "\n")
@@ -121,13 +121,13 @@ pub(super) fn delegated_parent(own: PathBuf) -> PathBuf {
 
 /// systemd (since v251) marks the cgroup of a unit with Delegate=yes with
 /// the extended attribute `trusted.delegate` (and `user.delegate`) = "1".
-pub(super) fn is_marked_delegated(dir: &Path) -> bool {
+fn is_marked_delegated(dir: &Path) -> bool {
     ["trusted.delegate", "user.delegate"]
         .iter()
         .any(|a| matches!(xattr::get(dir, a), Ok(Some(v)) if v == b"1"))
 }
 
-pub(super) fn writable(p: &Path) -> bool {
+fn writable(p: &Path) -> bool {
     nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
@@ -181,7 +181,7 @@ pub fn prepare_v2_parent(h: &Hierarchy) -> Result<(), CgroupError> {
 
 /// On cgroup v1, this process's path in the hierarchy of `controller`
 /// (without slashes; "" at the root), from the text of /proc/self/cgroup.
-pub(super) fn own_v1_path(proc_self_cgroup: &str, controller: &str) -> Option<String> {
+fn own_v1_path(proc_self_cgroup: &str, controller: &str) -> Option<String> {
     proc_self_cgroup.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);

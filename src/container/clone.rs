@@ -259,7 +259,7 @@ fn outlive_init(pidfd: RawFd, own_overlays: bool) {
 /// futex(2) FUTEX_WAIT while `word` is `expected` (returns at once otherwise,
 /// or on a spurious wake-up: callers loop).
 #[cfg(target_arch = "x86_64")]
-pub(super) fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
+fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
     // SAFETY: futex(2) on a live, aligned u32 of this process, no timeout.
     unsafe {
         libc::syscall(
@@ -275,7 +275,7 @@ pub(super) fn futex_wait(word: &std::sync::atomic::AtomicU32, expected: u32) {
 /// futex(2) FUTEX_WAKE for every waiter on `word`. Private futexes work
 /// between init and the runner: they share one address space.
 #[cfg(target_arch = "x86_64")]
-pub(super) fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+fn futex_wake(word: &std::sync::atomic::AtomicU32) {
     // SAFETY: futex(2) on a live, aligned u32 of this address space.
     unsafe {
         libc::syscall(
@@ -319,7 +319,7 @@ pub(super) fn clone_shared(
 /// must not return and must only touch memory that stays valid and
 /// unwritten by others while the child may use it.
 #[cfg(target_arch = "x86_64")]
-pub(super) unsafe fn clone3_on_stack(
+unsafe fn clone3_on_stack(
     args: &mut CloneArgs,
     entry: extern "C" fn(*mut libc::c_void) -> !,
     arg: *mut libc::c_void,

@@ -229,7 +229,7 @@ impl Plan {
 
 /// As root with a user namespace of the run's own: the host ids its root
 /// maps to (see `Plan::owner`).
-pub(super) fn owner_of(cfg: &ContainerConfig) -> Option<(u32, u32)> {
+fn owner_of(cfg: &ContainerConfig) -> Option<(u32, u32)> {
     let ids = cfg.ids.as_ref().filter(|_| is_root())?;
     Some((ids.host_uid(0)?, ids.host_gid(0)?)).filter(|&(u, g)| u != 0 && g != 0)
 }
@@ -254,7 +254,7 @@ pub(super) fn user_limits(userns: bool) -> Result<Vec<(CString, CString)>, Setup
 
 /// The job's ids inside must be in the run's id maps; without maps (the
 /// host's ids) the runner must be root.
-pub(super) fn check_job_ids(cfg: &ContainerConfig, job_ids: (u32, u32)) -> Result<(), SetupError> {
+fn check_job_ids(cfg: &ContainerConfig, job_ids: (u32, u32)) -> Result<(), SetupError> {
     if let Some(ids) = &cfg.ids {
         if ids.host_uid(job_ids.0).is_none() || ids.host_gid(job_ids.1).is_none() {
             return Err(SetupError::new(
@@ -278,7 +278,7 @@ pub(super) fn check_job_ids(cfg: &ContainerConfig, job_ids: (u32, u32)) -> Resul
 
 /// The host paths of the job's mounts, then of its writable dirs (see
 /// `Plan::bind_sources`), at most `MAX_BINDS`.
-pub(super) fn bind_sources_of(cfg: &ContainerConfig) -> Result<Vec<CString>, SetupError> {
+fn bind_sources_of(cfg: &ContainerConfig) -> Result<Vec<CString>, SetupError> {
     let sources = cfg
         .mounts
         .iter()
@@ -302,7 +302,7 @@ pub(super) fn bind_sources_of(cfg: &ContainerConfig) -> Result<Vec<CString>, Set
 
 /// The job's environment as `NAME=value` strings: `env`, plus PATH, HOME,
 /// USER and LOGNAME where it lacks them.
-pub(super) fn job_env(env: &[(String, String)], home: Home) -> Result<Vec<CString>, SetupError> {
+fn job_env(env: &[(String, String)], home: Home) -> Result<Vec<CString>, SetupError> {
     let mut out = Vec::with_capacity(env.len() + 1);
     for (k, v) in env {
         if k.is_empty() || k.contains('=') {
@@ -332,9 +332,7 @@ pub(super) fn job_env(env: &[(String, String)], home: Home) -> Result<Vec<CStrin
 /// (resource, value, name) of each limit, with the default `nofile`
 /// and the run's shares of `sigpending`, `msgqueue` and `memlock` unless
 /// the job sets them.
-pub(super) fn job_rlimits(
-    limits: &[(String, u64)],
-) -> Result<Vec<(u32, u64, CString)>, SetupError> {
+fn job_rlimits(limits: &[(String, u64)]) -> Result<Vec<(u32, u64, CString)>, SetupError> {
     let mut out = Vec::new();
     for (name, value) in limits {
         let res = rlimit_resource(name).ok_or_else(|| {
@@ -363,7 +361,7 @@ pub(super) fn job_rlimits(
 }
 
 /// set_mempolicy(2)'s mode and node mask.
-pub(super) fn job_mempolicy(
+fn job_mempolicy(
     policy: Option<&(MemPolicy, CpuList)>,
 ) -> Result<Option<(i32, Vec<libc::c_ulong>)>, SetupError> {
     match policy {
@@ -390,7 +388,7 @@ pub(super) fn job_mempolicy(
 }
 
 /// The bitmask of the capabilities to keep.
-pub(super) fn capability_mask(names: &[String]) -> Result<u64, SetupError> {
+fn capability_mask(names: &[String]) -> Result<u64, SetupError> {
     let mut caps = 0u64;
     for name in names {
         caps |= 1
@@ -426,7 +424,7 @@ pub(super) fn namespaces(cfg: &ContainerConfig) -> (u64, libc::c_int, Option<Raw
 }
 
 /// `JobOutput` for the child: the descriptors, or the files' C strings.
-pub(super) fn plan_output(output: &JobOutput) -> Result<PlanOutput, SetupError> {
+fn plan_output(output: &JobOutput) -> Result<PlanOutput, SetupError> {
     Ok(match output {
         JobOutput::Fds { stdout, stderr } => {
             PlanOutput::Fds(stdout.as_raw_fd(), stderr.as_raw_fd())
@@ -439,9 +437,7 @@ pub(super) fn plan_output(output: &JobOutput) -> Result<PlanOutput, SetupError> 
 
 /// The job's seccomp programs, compiled once per process for each of the
 /// two AIO choices (see seccomp.rs).
-pub(super) fn seccomp_programs(
-    aio: bool,
-) -> Result<&'static [seccompiler::BpfProgram], SetupError> {
+fn seccomp_programs(aio: bool) -> Result<&'static [seccompiler::BpfProgram], SetupError> {
     type Programs = OnceLock<Result<Vec<seccompiler::BpfProgram>, String>>;
     static PROGRAMS: Programs = OnceLock::new();
     static WITH_AIO: Programs = OnceLock::new();
@@ -461,7 +457,7 @@ pub(super) fn seccomp_programs(
 // The RLIMIT_* constants are u32 on glibc and c_int on musl: the casts
 // are needed on one of them.
 #[allow(clippy::unnecessary_cast)]
-pub(super) fn rlimit_resource(name: &str) -> Option<u32> {
+fn rlimit_resource(name: &str) -> Option<u32> {
     Some(match name {
         "as" => libc::RLIMIT_AS,
         "core" => libc::RLIMIT_CORE,
@@ -489,7 +485,7 @@ pub(super) fn is_root() -> bool {
 }
 
 /// The PATH candidates for argv[0] (execvp's rule: a name with a slash is used as is).
-pub(super) fn exec_candidates(argv0: &str, env: &[(String, String)]) -> Vec<PathBuf> {
+fn exec_candidates(argv0: &str, env: &[(String, String)]) -> Vec<PathBuf> {
     if argv0.contains('/') {
         return vec![PathBuf::from(argv0)];
     }
@@ -504,7 +500,7 @@ pub(super) fn exec_candidates(argv0: &str, env: &[(String, String)]) -> Vec<Path
         .collect()
 }
 
-pub(super) fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr())

@@ -81,7 +81,7 @@ pub(super) fn set_logs(rec: &mut Record, logs: Logs) {
     }
 }
 
-pub(super) fn log_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
+fn log_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
     let logs = dir.join("logs");
     (
         logs.join(format!("{key}.out")),
