@@ -78,6 +78,7 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
             problems,
         }
     })?;
+    check_counters(&batch.runs, "run")?;
     let cache = req
         .cache
         .clone()
@@ -254,7 +255,9 @@ fn run_into(
     let params = param_names(batch);
     let runs_csv = dir.join("runs.csv");
     let done = results::read_done(&runs_csv).map_err(|x| e(&x))?;
-    let mut csv = results::RunsCsv::open(&runs_csv, &params, &env.host).map_err(|x| e(&x))?;
+    let counters = batch.runs.counters();
+    let mut csv =
+        results::RunsCsv::open(&runs_csv, &params, counters, &env.host).map_err(|x| e(&x))?;
     let owner = crate::run::cpulock::Owner::current();
     let ids = container::ids::IdSource::host(container::ids::machine_slots());
     let mut manifest = manifest_of(batch, env, owner.pid as u32, images, &ids);
@@ -294,6 +297,7 @@ fn run_into(
     let alloc = plan::Allocator::new(&env.topology, &batch.groups);
     let records = events::Records {
         dir,
+        counters,
         csv: &mut csv,
         reserve: &mut reserve,
     };
@@ -606,6 +610,23 @@ pub fn environment() -> Result<Environment, String> {
         topology,
         hierarchy,
         host,
+    })
+}
+
+/// Refuses, before any run starts, the counters the runs chose that this
+/// machine cannot count: each named, with why and the fix where there is one.
+pub fn check_counters(runs: &jobfile::Runs, during: &'static str) -> Result<(), Error> {
+    let refused = crate::counters::refusals(runs.counters(), Path::new(crate::counters::POWERCAP));
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = refused
+        .iter()
+        .map(|(c, why)| format!("cannot count `{c}`: {why}"))
+        .collect();
+    Err(Error::Environment {
+        during,
+        message: lines.join("\n"),
     })
 }
 

@@ -248,6 +248,11 @@ pub struct ExecArgs {
     /// the run's share of fs.aio-max-nr events (job files: `container.aio`).
     #[arg(long)]
     pub aio: bool,
+    /// Count these for everything the command starts, by perf's names,
+    /// comma-separated: task-clock, context-switches, page-faults, ...
+    /// (job files: `counters`).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub counters: Vec<String>,
     /// How to print the usage record on stderr.
     #[arg(long, value_enum, default_value_t = RecordFormat::Table)]
     pub format: RecordFormat,

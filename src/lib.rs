@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod cmd;
 pub mod container;
+pub mod counters;
 pub mod cpulist;
 pub mod doctor;
 pub mod error;

@@ -3,6 +3,7 @@
 //! computes no statistics (that is `report`).
 
 use crate::account::Usage;
+use crate::counters::{Chosen, Counter, Reading};
 use crate::cpulist::CpuList;
 use crate::fsx::{self, Context, PathError};
 use crate::topology::Topology;
@@ -100,6 +101,8 @@ pub struct Record {
     pub termination_reason: String,
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+    /// What its counters read (see `counters`); empty when none were chosen.
+    pub counters: Reading,
 }
 
 /// One row of runs.csv, typed. Seconds are what the file holds (six
@@ -142,6 +145,11 @@ pub struct Row {
     pub termination_reason: String,
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+    /// The counter columns of its runs.csv, in order, with this run's
+    /// values (none: not counted); empty in a folder without counters.
+    pub counters: Vec<(Counter, Option<f64>)>,
+    /// `counters_note`: scaled counters, energy not the run's own, ...
+    pub counters_note: String,
 }
 
 /// What a runs.csv column holds (JSON exports type their values by it).
@@ -189,21 +197,52 @@ const TAIL: &[(&str, Kind, bool)] = &[
     ("stderr", Kind::Text, false),
 ];
 
+/// The column after the counters' (when the batch chose any): what the
+/// reader of their values should know.
+pub const COUNTERS_NOTE: &str = "counters_note";
+
 /// What the column `name` holds.
 pub fn column_kind(name: &str) -> Kind {
+    if Counter::from_column(name).is_some() {
+        return Kind::Number;
+    }
     TAIL.iter()
         .find(|(n, _, _)| *n == name)
         .map_or(Kind::Text, |(_, k, _)| *k)
 }
 
-/// The header of runs.csv for these matrix parameter names.
-pub fn header(param_names: &[String]) -> Vec<String> {
+/// The header of runs.csv for these matrix parameter names and the
+/// counters the batch chose: after the fixed columns, a column per
+/// counter and `counters_note` (none of them without counters).
+pub fn header(param_names: &[String], counters: Chosen) -> Vec<String> {
     ["run_key", "job"]
         .into_iter()
         .map(String::from)
         .chain(param_names.iter().map(|p| format!("parameter_{p}")))
         .chain(TAIL.iter().map(|(name, _, _)| name.to_string()))
+        .chain(counter_columns(counters))
         .collect()
+}
+
+/// The counters' columns and `counters_note`; none without counters.
+pub fn counter_columns(counters: Chosen) -> Vec<String> {
+    let mut cols: Vec<String> = counters.iter().map(|c| c.column().to_string()).collect();
+    if !cols.is_empty() {
+        cols.push(COUNTERS_NOTE.to_string());
+    }
+    cols
+}
+
+/// The cells under `counter_columns` of `values` (in that order).
+fn counter_cells(values: &[(Counter, Option<f64>)], note: &str) -> Vec<String> {
+    let mut cells: Vec<String> = values
+        .iter()
+        .map(|(c, v)| v.map(|v| c.cell(v)).unwrap_or_default())
+        .collect();
+    if !cells.is_empty() {
+        cells.push(note.to_string());
+    }
+    cells
 }
 
 fn rfc3339(t: &DateTime<Utc>) -> String {
@@ -253,7 +292,28 @@ impl Row {
             termination_reason: rec.termination_reason.clone(),
             stdout: rec.stdout.clone(),
             stderr: rec.stderr.clone(),
+            counters: rec.counters.values.clone(),
+            counters_note: rec.counters.note.clone(),
         }
+    }
+
+    /// The same row with a counter column for each of `chosen` (a run
+    /// that did not count one has an empty cell).
+    pub fn with_columns(mut self, chosen: Chosen) -> Row {
+        let have = std::mem::take(&mut self.counters);
+        self.counters = chosen
+            .iter()
+            .map(|c| (c, have.iter().find(|(k, _)| *k == c).and_then(|(_, v)| *v)))
+            .collect();
+        self
+    }
+
+    /// The value of counter `c`, when the row has it.
+    pub fn counter(&self, c: Counter) -> Option<f64> {
+        self.counters
+            .iter()
+            .find(|(k, _)| *k == c)
+            .and_then(|(_, v)| *v)
     }
 
     /// The cells of this row under `header(param_names)`.
@@ -300,6 +360,7 @@ impl Row {
             path(&self.stdout),
             path(&self.stderr),
         ]);
+        cells.extend(counter_cells(&self.counters, &self.counters_note));
         cells
     }
 }
@@ -481,6 +542,11 @@ fn read_from<R: std::io::Read>(
         .enumerate()
         .filter_map(|(i, h)| h.strip_prefix("parameter_").map(|p| (i, p.to_string())))
         .collect();
+    let counters: Vec<(usize, Counter)> = headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Counter::from_column(h).map(|c| (i, c)))
+        .collect();
     let mut rows = Vec::new();
     for r in rdr.records() {
         let r = r.map_err(|e| match e.position() {
@@ -493,6 +559,13 @@ fn read_from<R: std::io::Read>(
             record: &r,
         };
         let mut row = cells.row(&params)?;
+        row.counters = counters
+            .iter()
+            .map(|&(i, c)| cells.counter(i, c))
+            .collect::<Result<_, _>>()?;
+        if full {
+            row.counters_note = cells.text(COUNTERS_NOTE);
+        }
         if !full {
             (row.host, row.userns, row.termination_reason) = Default::default();
             (row.stdout, row.stderr) = (None, None);
@@ -585,6 +658,24 @@ impl Cells<'_> {
         })
     }
 
+    /// The counter `c` in column `i`: an empty cell was not counted.
+    fn counter(&self, i: usize, c: Counter) -> Result<(Counter, Option<f64>), ResultsError> {
+        let value = self.record.get(i).unwrap_or_default();
+        if value.is_empty() {
+            return Ok((c, None));
+        }
+        match value.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok((c, Some(v))),
+            _ => Err(ResultsError::Cell {
+                path: self.path.to_path_buf(),
+                line: self.record.position().map_or(0, |p| p.line()),
+                column: c.column().to_string(),
+                value: value.to_string(),
+                expected: "a number",
+            }),
+        }
+    }
+
     fn time(&self, column: &str) -> Result<DateTime<Utc>, ResultsError> {
         self.parse(column, "an RFC 3339 time", |s| parse_time(s).ok())
     }
@@ -639,6 +730,8 @@ impl Cells<'_> {
             termination_reason: self.text("termination_reason"),
             stdout: self.path("stdout"),
             stderr: self.path("stderr"),
+            counters: Vec::new(),
+            counters_note: String::new(),
         })
     }
 }
@@ -658,9 +751,11 @@ pub struct StepRecord {
     pub signal: Option<i32>,
     pub state: State,
     pub termination_reason: String,
+    /// What its counters read: the run's choice, counted for the step.
+    pub counters: Reading,
 }
 
-/// The columns of steps.csv.
+/// The columns of steps.csv (then those of `counter_columns`).
 pub const STEPS_HEADER: [&str; 11] = [
     "run_key",
     "job",
@@ -675,8 +770,9 @@ pub const STEPS_HEADER: [&str; 11] = [
     "termination_reason",
 ];
 
-/// Appends `rec` to steps.csv in `dir` (made with its header when new).
-pub fn append_step(dir: &Path, rec: &StepRecord) -> Result<(), PathError> {
+/// Appends `rec` to steps.csv in `dir` (made with its header when new),
+/// with a column per counter of `counters` (the batch's, as runs.csv).
+pub fn append_step(dir: &Path, rec: &StepRecord, counters: Chosen) -> Result<(), PathError> {
     let path = dir.join("steps.csv");
     let new = !path.exists();
     let mut f = OpenOptions::new()
@@ -686,10 +782,14 @@ pub fn append_step(dir: &Path, rec: &StepRecord) -> Result<(), PathError> {
         .at("open", &path)?;
     let mut out = Vec::new();
     if new {
-        out.extend(csv_line(&STEPS_HEADER.map(String::from)));
+        let mut head = STEPS_HEADER.map(String::from).to_vec();
+        head.extend(counter_columns(counters));
+        out.extend(csv_line(&head));
     }
     let opt = |v: Option<i32>| v.map(|v| v.to_string()).unwrap_or_default();
-    out.extend(csv_line(&[
+    let values: Vec<(Counter, Option<f64>)> =
+        counters.iter().map(|c| (c, rec.counters.get(c))).collect();
+    let mut cells = vec![
         rec.run_key.clone(),
         rec.job.clone(),
         rec.step.to_string(),
@@ -701,7 +801,9 @@ pub fn append_step(dir: &Path, rec: &StepRecord) -> Result<(), PathError> {
         opt(rec.signal),
         rec.state.as_str().to_string(),
         rec.termination_reason.clone(),
-    ]));
+    ];
+    cells.extend(counter_cells(&values, &rec.counters.note));
+    out.extend(csv_line(&cells));
     if let Err(e) = f.write_all(&out) {
         // A full disk can take part of it: leave no torn line behind, so
         // that it can be written again whole.
@@ -720,6 +822,7 @@ pub struct RunsCsv {
     path: PathBuf,
     file: File,
     params: Vec<String>,
+    counters: Chosen,
     host: String,
     /// Rows written since the last sync.
     unsynced: bool,
@@ -727,9 +830,15 @@ pub struct RunsCsv {
 
 impl RunsCsv {
     /// Opens `path` for appending; writes the header when the file is new.
-    /// An existing file must have the same header (same parameter columns).
-    pub fn open(path: &Path, param_names: &[String], host: &str) -> Result<RunsCsv, ResultsError> {
-        let want = header(param_names);
+    /// An existing file must have the same header (same parameter and
+    /// counter columns).
+    pub fn open(
+        path: &Path,
+        param_names: &[String],
+        counters: Chosen,
+        host: &str,
+    ) -> Result<RunsCsv, ResultsError> {
+        let want = header(param_names, counters);
         let exists = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
         if exists {
             let have = read_header(path)?;
@@ -759,6 +868,7 @@ impl RunsCsv {
             path: path.to_path_buf(),
             file,
             params: param_names.to_vec(),
+            counters,
             host: host.to_string(),
             unsynced: false,
         })
@@ -767,7 +877,7 @@ impl RunsCsv {
     /// Appends one row in a single write: a crash of packrun never leaves
     /// half a row. `sync` makes the rows appended so far durable.
     pub fn append(&mut self, rec: &Record) -> Result<(), PathError> {
-        let row = Row::from_record(rec, &self.host);
+        let row = Row::from_record(rec, &self.host).with_columns(self.counters);
         let line = csv_line(&row.cells(&self.params));
         if let Err(e) = self.file.write_all(&line) {
             // A full disk can take half a row: cut it, so that the row can
@@ -891,10 +1001,16 @@ impl Drop for Reserve {
 }
 
 /// Writes a whole runs.csv at once (the merge of several), atomically.
+/// Its counter columns are those any row has.
 pub fn write_runs(path: &Path, param_names: &[String], rows: &[Row]) -> Result<(), PathError> {
-    let mut data = csv_line(&header(param_names));
+    let counters = rows.iter().fold(Chosen::default(), |all, r| {
+        all.union(Chosen::of(r.counters.iter().map(|(c, _)| *c)))
+    });
+    let mut data = csv_line(&header(param_names, counters));
     for r in rows {
-        data.extend(csv_line(&r.cells(param_names)));
+        data.extend(csv_line(
+            &r.clone().with_columns(counters).cells(param_names),
+        ));
     }
     fsx::write_atomic(path, data)
 }
@@ -1055,6 +1171,7 @@ pub(crate) fn sample_record(key: &str, state: State) -> Record {
         termination_reason: "exited, \"quoted\"".into(),
         stdout: None,
         stderr: None,
+        counters: Default::default(),
     }
 }
 
@@ -1073,7 +1190,7 @@ mod tests {
 
     #[test]
     fn header_puts_parameter_columns_after_job() {
-        let h = header(&["threads".into()]);
+        let h = header(&["threads".into()], Chosen::default());
         assert_eq!(&h[..4], &["run_key", "job", "parameter_threads", "rep"]);
         assert_eq!(h.last().unwrap(), "stderr");
     }
@@ -1082,7 +1199,7 @@ mod tests {
     fn rows_format_seconds_bytes_and_rfc3339_times() {
         let cells =
             Row::from_record(&record("k1", State::Completed), "h").cells(&["threads".into()]);
-        let h = header(&["threads".into()]);
+        let h = header(&["threads".into()], Chosen::default());
         let get = |name: &str| cells[h.iter().position(|x| x == name).unwrap()].clone();
         assert_eq!(get("wall_time_s"), "1.500000");
         assert_eq!(get("user_time_s"), "1.250000");
@@ -1097,7 +1214,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("runs.csv");
         let params = vec!["threads".to_string()];
-        let mut w = RunsCsv::open(&p, &params, "h").unwrap();
+        let mut w = RunsCsv::open(&p, &params, Chosen::default(), "h").unwrap();
         w.append(&record("aaa", State::Completed)).unwrap();
         w.append(&record("bbb", State::Timeout)).unwrap();
         drop(w);
@@ -1109,7 +1226,7 @@ mod tests {
         assert_eq!(done["aaa"], State::Completed);
         assert_eq!(done["bbb"], State::Timeout);
         // Appending after the crash starts a clean line.
-        let mut w = RunsCsv::open(&p, &params, "h").unwrap();
+        let mut w = RunsCsv::open(&p, &params, Chosen::default(), "h").unwrap();
         w.append(&record("ddd", State::Completed)).unwrap();
         let done = read_done(&p).unwrap();
         assert_eq!(done.len(), 3, "{}", std::fs::read_to_string(&p).unwrap());
@@ -1120,7 +1237,7 @@ mod tests {
     fn a_torn_last_line_longer_than_the_tail_read_is_left_out_too() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("runs.csv");
-        let mut w = RunsCsv::open(&p, &[], "h").unwrap();
+        let mut w = RunsCsv::open(&p, &[], Chosen::default(), "h").unwrap();
         w.append(&record("aaa", State::Completed)).unwrap();
         drop(w);
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
@@ -1137,7 +1254,7 @@ mod tests {
     fn rows_are_read_up_to_the_last_newline_and_brief_rows_leave_out_the_texts() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("runs.csv");
-        let mut w = RunsCsv::open(&p, &[], "h").unwrap();
+        let mut w = RunsCsv::open(&p, &[], Chosen::default(), "h").unwrap();
         w.append(&record("aaa", State::Completed)).unwrap();
         w.append(&record("bbb", State::Timeout)).unwrap();
         drop(w);
@@ -1177,8 +1294,10 @@ mod tests {
     fn reopening_with_other_parameter_columns_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("runs.csv");
-        RunsCsv::open(&p, &["threads".into()], "h").unwrap();
-        let e = RunsCsv::open(&p, &["level".into()], "h").err().unwrap();
+        RunsCsv::open(&p, &["threads".into()], Chosen::default(), "h").unwrap();
+        let e = RunsCsv::open(&p, &["level".into()], Chosen::default(), "h")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("parameter_level"), "{e}");
     }
 
@@ -1186,7 +1305,7 @@ mod tests {
     fn a_row_that_does_not_parse_is_an_error_naming_file_line_column_and_value() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("runs.csv");
-        let mut w = RunsCsv::open(&p, &[], "h").unwrap();
+        let mut w = RunsCsv::open(&p, &[], Chosen::default(), "h").unwrap();
         w.append(&record("aaa", State::Completed)).unwrap();
         w.append(&record("bbb", State::Completed)).unwrap();
         drop(w);
@@ -1222,7 +1341,7 @@ mod tests {
 
     #[test]
     fn an_unknown_state_or_a_missing_column_is_an_error_too() {
-        let head = header(&[]).join(",");
+        let head = header(&[], Chosen::default()).join(",");
         let row = csv_line(&Row::from_record(&record("a", State::Completed), "h").cells(&[]));
         let bad = String::from_utf8(row).unwrap().replace("COMPLETED", "DONE");
         let e = parse_runs(Path::new("r.csv"), &format!("{head}\n{bad}")).unwrap_err();
@@ -1255,7 +1374,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("runs.csv");
         let params = vec!["threads".to_string(), "size".to_string()];
-        let mut w = RunsCsv::open(&p, &params, "node1").unwrap();
+        let mut w = RunsCsv::open(&p, &params, Chosen::default(), "node1").unwrap();
         let mut rec = record("aaa", State::OutOfMemory);
         rec.signal = Some(9);
         rec.exit_code = None;
@@ -1271,6 +1390,67 @@ mod tests {
         let copy = dir.path().join("copy.csv");
         write_runs(&copy, &runs.params, &runs.rows).unwrap();
         assert_eq!(std::fs::read_to_string(&copy).unwrap(), written);
+    }
+
+    #[test]
+    fn counter_columns_follow_the_fixed_ones_and_read_back_with_their_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("runs.csv");
+        let chosen = Chosen::of([Counter::PageFaults, Counter::TaskClock]);
+        let mut w = RunsCsv::open(&p, &[], chosen, "h").unwrap();
+        let mut rec = record("aaa", State::Completed);
+        rec.counters.values = vec![
+            (Counter::TaskClock, Some(1_000_000.0)),
+            (Counter::PageFaults, None),
+        ];
+        rec.counters.note = "page-faults: not read".into();
+        w.append(&rec).unwrap();
+        // A run of a job that chose no counters: empty cells.
+        w.append(&record("bbb", State::Completed)).unwrap();
+        drop(w);
+        let head = read_header(&p).unwrap();
+        assert_eq!(
+            head[head.len() - 3..],
+            ["task_clock", "page_faults", "counters_note"]
+        );
+        let rows = read_rows(&p).unwrap();
+        assert_eq!(rows[0].counter(Counter::TaskClock), Some(1e6));
+        assert_eq!(rows[0].counter(Counter::PageFaults), None);
+        assert_eq!(rows[0].counters_note, "page-faults: not read");
+        assert_eq!(rows[1].counters.len(), 2);
+        assert_eq!(rows[1].counter(Counter::TaskClock), None);
+        // Resuming with the same choice keeps the header; another is refused.
+        RunsCsv::open(&p, &[], chosen, "h").unwrap();
+        assert!(RunsCsv::open(&p, &[], Chosen::default(), "h").is_err());
+        // Without counters the header is as it was.
+        assert_eq!(header(&[], Chosen::default()).last().unwrap(), "stderr");
+    }
+
+    #[test]
+    fn steps_csv_gets_the_batchs_counter_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let chosen = Chosen::of([Counter::ContextSwitches]);
+        let mut counters = Reading::default();
+        counters.values.push((Counter::ContextSwitches, Some(12.0)));
+        let rec = StepRecord {
+            run_key: "k".into(),
+            job: "j".into(),
+            step: "prepare",
+            start_time: Utc::now(),
+            wall_time: Duration::from_millis(5),
+            cpu_ns: 1,
+            memory_peak_bytes: 2,
+            exit_code: Some(0),
+            signal: None,
+            state: State::Completed,
+            termination_reason: "exited".into(),
+            counters,
+        };
+        append_step(dir.path(), &rec, chosen).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("steps.csv")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(",termination_reason,context_switches,counters_note"));
+        assert!(lines[1].ends_with(",exited,12,"), "{}", lines[1]);
     }
 
     #[test]

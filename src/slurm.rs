@@ -473,7 +473,7 @@ mod tests {
     #[test]
     fn merge_keeps_each_run_key_once_and_checks_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let head = crate::results::header(&["i".into()]).join(",");
+        let head = crate::results::header(&["i".into()], Default::default()).join(",");
         let ncols = head.split(',').count();
         let row = |key: &str, host: &str, start: &str| {
             let h: Vec<&str> = head.split(',').collect();

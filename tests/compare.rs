@@ -47,6 +47,7 @@ fn record(job: &str, params: &[(&str, &str)], rep: u32, wall: f64, mem: u64) -> 
         termination_reason: "exited".into(),
         stdout: None,
         stderr: None,
+        counters: Default::default(),
     }
 }
 
@@ -59,7 +60,8 @@ fn folder(root: &Path, name: &str, sets: &[Set]) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let params = vec!["threads".to_string()];
-    let mut csv = RunsCsv::open(&dir.join("runs.csv"), &params, "node1").unwrap();
+    let mut csv =
+        RunsCsv::open(&dir.join("runs.csv"), &params, Default::default(), "node1").unwrap();
     for (job, p, walls, mem) in sets {
         // A warmup, slower than everything, that no statistic may see.
         let mut w = record(job, p, 0, 99.0, *mem);

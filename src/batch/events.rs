@@ -13,6 +13,8 @@ use std::path::Path;
 /// for them when the disk fills.
 pub struct Records<'a> {
     pub dir: &'a Path,
+    /// The batch's counters: steps.csv's counter columns.
+    pub counters: crate::counters::Chosen,
     pub csv: &'a mut RunsCsv,
     pub reserve: &'a mut Reserve,
 }
@@ -93,10 +95,12 @@ impl<'a> Recorder<'a> {
             }
             Event::Step(step) => {
                 let Some(r) = &mut self.records else { return };
-                let (dir, freed) = (r.dir, &mut self.freed);
+                let (dir, freed, counters) = (r.dir, &mut self.freed, r.counters);
                 if let Err(x) = r
                     .reserve
-                    .write(|| results::append_step(dir, &step), &mut |n| *freed += n)
+                    .write(|| results::append_step(dir, &step, counters), &mut |n| {
+                        *freed += n
+                    })
                 {
                     self.note(&format!(
                         "packrun run: {} step of run {} not recorded: {}",

@@ -48,6 +48,7 @@ fn request(a: &ExecArgs, vars: impl Iterator<Item = (String, String)>) -> jobfil
         cpu_time_limit: a.cpu_time_limit.clone(),
         network_host: matches!(a.network, NetworkArg::Host),
         aio: a.aio,
+        counters: a.counters.clone(),
         rootfs: a.rootfs.clone(),
         binds: a.bind.clone(),
         workdir: a.workdir.clone(),

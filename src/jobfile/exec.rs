@@ -25,6 +25,8 @@ pub struct ExecRequest {
     pub network_host: bool,
     /// `--aio`: `container.aio`.
     pub aio: bool,
+    /// `--counters`: `counters`.
+    pub counters: Vec<String>,
     pub rootfs: String,
     /// `SRC:DST`, `SRC:DST:ro` or `SRC:DST:rw`.
     pub binds: Vec<String>,
@@ -37,7 +39,8 @@ pub struct ExecRequest {
 }
 
 /// Which flag a job file path stands for.
-const FLAGS: [(&str, &str); 15] = [
+const FLAGS: [(&str, &str); 16] = [
+    ("counters", "--counters"),
     ("resources.cpuset", "--cpuset"),
     ("resources.cpus", "--cpus"),
     ("resources.numa", "--mems"),
@@ -109,6 +112,9 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
     if let Some(w) = &req.workdir {
         job.insert("workdir".into(), json!(w));
     }
+    if !req.counters.is_empty() {
+        job.insert("counters".into(), json!(req.counters));
+    }
     job.insert(
         "container".into(),
         json!({
@@ -163,6 +169,24 @@ mod tests {
             command: vec!["echo".into(), "{not a placeholder}".into()],
             ..ExecRequest::default()
         }
+    }
+
+    #[test]
+    fn counters_flag_chooses_counters_and_an_unknown_one_lists_the_names() {
+        use crate::counters::{Chosen, Counter};
+        let mut r = req();
+        r.counters = vec!["page-faults".into(), "task-clock".into()];
+        let run = exec_run(&r, Path::new("/")).unwrap();
+        assert_eq!(
+            run.counters,
+            Chosen::of([Counter::TaskClock, Counter::PageFaults])
+        );
+        r.counters = vec!["task_clock".into()];
+        let e = exec_run(&r, Path::new("/")).unwrap_err();
+        assert!(
+            e.starts_with("--counters: unknown counter `task_clock`: expected one of task-clock, context-switches,"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -508,6 +508,39 @@ mod tests {
     }
 
     #[test]
+    fn counters_in_defaults_go_to_every_job_and_unknown_names_are_each_reported() {
+        use crate::counters::{Chosen, Counter};
+        let b = parse(
+            "t.yaml",
+            "version: 1\nname: t\ndefaults: {counters: [task-clock]}\njobs:\n  a: {command: [x]}\n  b: {command: [y], counters: [page-faults, context-switches]}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            b.runs.get(0).render().counters,
+            Chosen::of([Counter::TaskClock])
+        );
+        assert_eq!(
+            b.runs.counters(),
+            Chosen::of([
+                Counter::TaskClock,
+                Counter::PageFaults,
+                Counter::ContextSwitches
+            ])
+        );
+        let ps = problems("version: 1\nname: t\njobs:\n  a:\n    command: [x]\n    counters: [task-clock, cycle, taskclock]\n");
+        assert_eq!(ps.len(), 2, "{ps:?}");
+        assert_eq!(ps[0].path, "jobs.a.counters[1]");
+        assert_eq!(ps[0].line, Some(6));
+        assert!(
+            ps[0]
+                .message
+                .starts_with("unknown counter `cycle`: expected one of task-clock,"),
+            "{}",
+            ps[0].message
+        );
+    }
+
+    #[test]
     fn problems_in_defaults_are_reported_once_at_defaults() {
         let ps = problems("version: 1\nname: t\ndefaults: {time_limit: 0s}\njobs:\n  a: {command: [x]}\n  b: {command: [y]}\n");
         assert_eq!(ps.len(), 1, "{ps:?}");

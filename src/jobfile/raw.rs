@@ -76,6 +76,8 @@ pub struct RawJob {
     pub workdir: Option<String>,
     /// Cap on each of stdout and stderr kept in logs/, e.g. `64MiB` (the default).
     pub log_limit: Option<SizeValue>,
+    /// What to count for everything each run starts, by perf's names: `task-clock`, `context-switches`, `cpu-migrations`, `page-faults`, `major-faults`, `minor-faults` (software); `instructions`, `cycles`, `branches`, `branch-misses`, `cache-references`, `cache-misses` (hardware, where the CPU counts them); `energy-pkg`, `energy-dram` (powercap RAPL). Each becomes a runs.csv column (`-` as `_`).
+    pub counters: Option<Vec<String>>,
     /// The container each run gets.
     pub container: Option<RawContainer>,
     /// Jobs whose runs must all be COMPLETED before this job's runs start.

@@ -324,6 +324,13 @@ impl Runs {
         self.ids.len()
     }
 
+    /// The counters any job of the batch chose: runs.csv's counter columns.
+    pub fn counters(&self) -> crate::counters::Chosen {
+        self.jobs
+            .iter()
+            .fold(Default::default(), |all, j| all.union(j.base().counters))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }

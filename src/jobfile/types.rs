@@ -77,6 +77,8 @@ pub struct Run {
     pub stdin: Option<PathBuf>,
     /// Commands around the run (argv, placeholders like `command`'s).
     pub steps: Steps,
+    /// What is counted for everything the run starts (see `counters`).
+    pub counters: crate::counters::Chosen,
 }
 
 /// The steps of a job (see `RawStep`): argv templates.
@@ -340,6 +342,7 @@ impl Run {
             depends_on: Vec::new(),
             stdin: None,
             steps: Steps::default(),
+            counters: Default::default(),
         }
     }
 }

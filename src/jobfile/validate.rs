@@ -469,6 +469,32 @@ fn limits(
     (time_limit, cpu_time_limit, estimate, log_limit)
 }
 
+/// The counters a job chose, by perf's names; an unknown name is an
+/// error listing the known ones. Whether this machine can count them is
+/// checked before the batch starts (see batch), not here: a job file
+/// reads the same on every machine.
+fn counters(cx: &mut Ctx, jc: &JobCx, names: &[String]) -> crate::counters::Chosen {
+    use crate::counters::Counter;
+    let mut chosen = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match Counter::from_name(name) {
+            Some(c) => chosen.push(c),
+            None => cx.err(
+                {
+                    let mut at = jc.at(&["counters"]);
+                    at.push(yaml::Seg::Index(i));
+                    at
+                },
+                format!(
+                    "unknown counter `{name}`: expected one of {}",
+                    Counter::names()
+                ),
+            ),
+        }
+    }
+    crate::counters::Chosen::of(chosen)
+}
+
 fn job(
     cx: &mut Ctx,
     jc: &JobCx,
@@ -520,6 +546,7 @@ fn job(
     }
     let warmup = raw.warmup.unwrap_or(0);
     let (time_limit, cpu_time_limit, estimate, log_limit) = limits(cx, jc, &raw);
+    let counters = counters(cx, jc, raw.counters.as_deref().unwrap_or_default());
 
     let shared = Shared {
         command: command_fields,
@@ -533,6 +560,7 @@ fn job(
         cpu_time_limit,
         estimate,
         log_limit,
+        counters,
         // Container parts that do not depend on the run.
         container: container_parts(cx, jc, &container),
         stdin: raw.stdin.as_ref().map(|s| cx.base.join(s)),
@@ -588,6 +616,7 @@ struct Shared {
     cpu_time_limit: Option<std::time::Duration>,
     estimate: std::time::Duration,
     log_limit: u64,
+    counters: crate::counters::Chosen,
     container: Container,
     stdin: Option<PathBuf>,
     /// setup, prepare, conclude, cleanup.
@@ -684,6 +713,7 @@ fn proto_run(jc: &JobCx, sh: &Shared) -> Run {
     proto.estimate = sh.estimate;
     proto.container = sh.container.clone();
     proto.log_limit = sh.log_limit;
+    proto.counters = sh.counters;
     proto.group = sh.group.clone();
     proto.depends_on = sh.depends_on.clone();
     proto.stdin = sh.stdin.clone();

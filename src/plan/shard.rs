@@ -162,6 +162,7 @@ mod tests {
                 image: None,
             },
             log_limit: jobfile::DEFAULT_LOG_LIMIT,
+            counters: Default::default(),
             group: None,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             stdin: None,

@@ -174,7 +174,8 @@ pub fn joblog(rows: &[Row]) -> String {
 fn record_cells(rec: &Record, host: &str) -> (Vec<String>, Vec<String>) {
     let params: Vec<String> = rec.params.iter().map(|(k, _)| k.clone()).collect();
     let cells = Row::from_record(rec, host).cells(&params);
-    (header(&params), cells)
+    let counters = crate::counters::Chosen::of(rec.counters.values.iter().map(|(c, _)| *c));
+    (header(&params, counters), cells)
 }
 
 /// A record as `name: value` lines (packrun exec's table).

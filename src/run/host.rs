@@ -12,6 +12,7 @@ use crate::account::Counters;
 use crate::cgroup::{self, Limits, RunCgroup};
 use crate::container::ids::IdMaps;
 use crate::container::{self, ContainerConfig, JobOutput};
+use crate::counters;
 use crate::fsx::Context;
 use crate::jobfile::{Network, Numa, Run, Runs, Step, UserNs};
 use crate::plan::Placement;
@@ -207,6 +208,7 @@ impl Host<'_> {
             signal: rec.signal,
             state: rec.state,
             termination_reason: rec.termination_reason.clone(),
+            counters: rec.counters.clone(),
         }));
         let why = format!("{} step failed: {}", step.as_str(), rec.termination_reason);
         if !ok {
@@ -610,6 +612,8 @@ struct Running {
     start_time: DateTime<Utc>,
     /// Machine counters at its start (see account::Disturbance).
     counters: Counters,
+    /// The perf events it chose, open on its init (see `counters`).
+    perf: Option<counters::Open>,
     logs: Logs,
     /// The run's id maps (None: the host's ids), for its row.
     ids: Option<IdMaps>,
@@ -849,9 +853,14 @@ fn start(
     let mut cfg = container_config(run, &placement, step, ids.clone(), output, files, netns);
     (cfg.pool_host_tree, cfg.host_tree) = trees.take(run);
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
+    let mut perf = None;
     // Returns while init still builds the root: the loop polls the setup
     // fd, so the setups of several runs overlap.
     let spawned = container::spawn_async(cfg, cgroup_dir.as_ref().map(|f| f.as_fd()), &mut |pid| {
+        // On init, before it may start the job (see counters::Open).
+        if !run.counters.perf().is_empty() {
+            perf = Some(counters::Open::on(pid, run.counters)?);
+        }
         if self_placed || (cgroup_dir.is_some() && cg.holds(pid)) {
             return Ok(());
         }
@@ -870,6 +879,7 @@ fn start(
     };
     Ok(Running {
         counters: machine_counters(&placement),
+        perf,
         placement,
         cgroup: cg,
         container: c,
@@ -1056,6 +1066,11 @@ fn collect(
     let wall_time = r.start.elapsed();
     let end_time = Utc::now();
     let ended = teardown::end(r.container, r.cgroup, to_remove);
+    // Every process of the run has exited: the counts are its totals.
+    let mut reading = counters::Reading::default();
+    if let Some(perf) = &r.perf {
+        perf.read(&mut reading);
+    }
     let (mut state, mut reason) = teardown::classify(killed_for, &ended);
     let (stdout, stderr, said, log_error) = logs::keep(r.logs, pool, ended.all_gone, run.log_limit);
     reason.push_str(&said);
@@ -1086,5 +1101,6 @@ fn collect(
         termination_reason: reason,
         stdout,
         stderr,
+        counters: reading,
     }
 }

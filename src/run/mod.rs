@@ -724,6 +724,7 @@ fn not_started(run: &Run, state: State, reason: String) -> Record {
         termination_reason: reason,
         stdout: None,
         stderr: None,
+        counters: Default::default(),
     }
 }
 
