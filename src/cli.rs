@@ -285,6 +285,11 @@ pub struct CompareArgs {
     /// Significance level of the verdicts (the intervals are 1 - ALPHA).
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
+    /// Compare on this runs.csv column instead of wall time, CPU time and
+    /// peak memory: wall, cpu, memory, a counter (task_clock or
+    /// task-clock, ...) or another numeric column. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub metric: Vec<String>,
     #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
     pub format: CompareFormat,
     /// Also write compare.html, and add the comparison to report.html, in B (or A with --baseline).

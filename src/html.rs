@@ -198,6 +198,10 @@ pub fn render(rows: &[Row], manifest: Option<&Manifest>) -> String {
 
     h.push_str("<h2>Summary</h2>\n");
     h.push_str(&summary_table(&groups));
+    if groups.iter().any(|g| !g.counters.is_empty()) {
+        h.push_str("<h2>Counters</h2>\n");
+        h.push_str(&counters_table(&groups));
+    }
 
     if let Some(m) = manifest {
         h.push_str("<h2>Manifest</h2>\n");
@@ -576,6 +580,43 @@ fn summary_table(groups: &[Summary]) -> String {
     s
 }
 
+/// The counters of each job and parameter set: the statistics of its
+/// completed measured runs that counted them.
+fn counters_table(groups: &[Summary]) -> String {
+    let mut s = String::from("<table><thead><tr>");
+    for c in [
+        "job",
+        "parameters",
+        "counter",
+        "runs",
+        "median",
+        "mean",
+        "stddev",
+        "min",
+        "max",
+    ] {
+        let _ = write!(s, "<th>{c}</th>");
+    }
+    s.push_str("</tr></thead><tbody>\n");
+    for g in groups {
+        for (c, st, n) in g.counters.iter().filter(|(_, _, n)| *n > 0) {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{n}</td>",
+                esc(&g.job),
+                esc(&crate::report::params_label(&g.params)),
+                esc(c.column())
+            );
+            for v in [st.median, st.mean, st.stddev, st.min, st.max] {
+                let _ = write!(s, "<td class=\"n\">{}</td>", esc(&c.cell(v)));
+            }
+            s.push_str("</tr>\n");
+        }
+    }
+    s.push_str("</tbody></table>\n<p class=\"sub\">task_clock in nanoseconds, energy in joules, the others are counts; runs.csv's counters_note says which values were scaled (multiplexed) or left empty, and why.</p>\n");
+    s
+}
+
 /// Writes `dir/compare.html`: the comparison section as a page of its
 /// own, self-contained like report.html.
 pub fn write_compare_report(dir: &Path, c: &Comparison) -> Result<PathBuf, ResultsError> {
@@ -630,7 +671,7 @@ pub fn compare_section(c: &Comparison) -> String {
         svg::num(c.confidence * 100.0)
     );
     h.push_str("<div class=\"charts\">\n");
-    for i in 0..compare::Metric::ALL.len() {
+    for i in 0..c.geomean.len() {
         h.push_str(&ratio_chart(c, i));
     }
     h.push_str("</div>\n");
@@ -672,7 +713,7 @@ fn ratio_chart(c: &Comparison, metric: usize) -> String {
 
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height:.0}\" viewBox=\"0 0 {W} {height:.0}\" class=\"ratio-chart\" data-metric=\"{}\" role=\"img\" aria-label=\"B/A {name}\"><text x=\"{L}\" y=\"16\" style=\"font-weight:600;font-size:12px\">B/A {name}</text>\n",
-        esc(&format!("{:?}", geo.metric).to_lowercase()),
+        esc(geo.metric.column()),
     );
     ratio_ticks(&mut s, &x, lim, (T, plot_h));
     let _ = writeln!(

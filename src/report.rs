@@ -7,6 +7,7 @@
 pub mod compare;
 pub mod formats;
 
+use crate::counters::Counter;
 use crate::fsx::PathError;
 use crate::results::{csv_line, Row, State};
 use std::collections::HashMap;
@@ -113,6 +114,9 @@ pub struct Summary<'a> {
     /// Runs something outside disturbed while they ran (thermal throttling
     /// on their CPUs, swapping on the machine): flagged, not dropped.
     pub disturbed: usize,
+    /// Per counter column of runs.csv: the statistics of the completed
+    /// measured runs that have a value, and how many those are.
+    pub counters: Vec<(Counter, Stats, usize)>,
 }
 
 impl Summary<'_> {
@@ -208,10 +212,29 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary<'_>> {
                     .collect(),
                 outliers: count_outliers(&wall_times),
                 disturbed: g.iter().filter(|r| disturbed(r)).count(),
+                counters: counter_stats(&ok, rows),
                 wall_times,
                 cpu_times,
                 rows: g,
             }
+        })
+        .collect()
+}
+
+/// The counter columns of `all` (a runs.csv's rows share them).
+fn counter_columns(all: &[Row]) -> Vec<Counter> {
+    all.first()
+        .map(|r| r.counters.iter().map(|(c, _)| *c).collect())
+        .unwrap_or_default()
+}
+
+/// Each counter's statistics over the runs `ok` that have a value of it.
+fn counter_stats(ok: &[&Row], all: &[Row]) -> Vec<(Counter, Stats, usize)> {
+    counter_columns(all)
+        .into_iter()
+        .map(|c| {
+            let v: Vec<f64> = ok.iter().filter_map(|r| r.counter(c)).collect();
+            (c, Stats::of(&v), v.len())
         })
         .collect()
 }
@@ -302,6 +325,16 @@ pub fn summary_csv(summaries: &[Summary], with_means: bool) -> String {
         head.push("user_time_s_mean".into());
         head.push("system_time_s_mean".into());
     }
+    // The counters, as wall and CPU time (empty where a set counted none).
+    let counters: Vec<Counter> = summaries
+        .first()
+        .map(|s| s.counters.iter().map(|(c, _, _)| *c).collect())
+        .unwrap_or_default();
+    for c in &counters {
+        for st in ["median", "mean", "stddev", "min", "max"] {
+            head.push(format!("{}_{st}", c.column()));
+        }
+    }
     let mut out = csv_line(&head);
     for s in summaries {
         let mut cells = vec![s.job.clone()];
@@ -328,6 +361,11 @@ pub fn summary_csv(summaries: &[Summary], with_means: bool) -> String {
         if with_means {
             cells.push(format!("{:.6}", s.user_mean));
             cells.push(format!("{:.6}", s.system_mean));
+        }
+        for (c, st, n) in &s.counters {
+            for v in [st.median, st.mean, st.stddev, st.min, st.max] {
+                cells.push(if *n == 0 { String::new() } else { c.cell(v) });
+            }
         }
         out.extend(csv_line(&cells));
     }

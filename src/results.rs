@@ -308,6 +308,49 @@ impl Row {
         self
     }
 
+    /// The measurements among runs.csv's fixed numeric columns (what
+    /// `number` reads).
+    pub const NUMBERS: [&'static str; 15] = [
+        "wall_time_s",
+        "user_time_s",
+        "system_time_s",
+        "cpu_time_s",
+        "memory_peak_bytes",
+        "oom_kills",
+        "io_read_bytes",
+        "io_write_bytes",
+        "pids_peak",
+        "cpu_throttled_s",
+        "major_faults",
+        "thermal_throttles",
+        "swap_in_pages",
+        "swap_out_pages",
+        "exit_code",
+    ];
+
+    /// The value of a column of `NUMBERS` or a counter's; none for another
+    /// column, or a cell that is empty.
+    pub fn number(&self, column: &str) -> Option<f64> {
+        Some(match column {
+            "wall_time_s" => self.wall_s,
+            "user_time_s" => self.user_s,
+            "system_time_s" => self.system_s,
+            "cpu_time_s" => self.cpu_s,
+            "memory_peak_bytes" => self.memory_peak as f64,
+            "oom_kills" => self.oom_kills as f64,
+            "io_read_bytes" => self.io_read_bytes as f64,
+            "io_write_bytes" => self.io_write_bytes as f64,
+            "pids_peak" => self.pids_peak as f64,
+            "cpu_throttled_s" => self.cpu_throttled_s,
+            "major_faults" => self.major_faults as f64,
+            "thermal_throttles" => self.thermal_throttles as f64,
+            "swap_in_pages" => self.swap_in_pages as f64,
+            "swap_out_pages" => self.swap_out_pages as f64,
+            "exit_code" => self.exit_code? as f64,
+            _ => return Counter::from_column(column).and_then(|c| self.counter(c)),
+        })
+    }
+
     /// The value of counter `c`, when the row has it.
     pub fn counter(&self, c: Counter) -> Option<f64> {
         self.counters

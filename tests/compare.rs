@@ -121,6 +121,7 @@ fn two(a: &Path, b: &Path) -> Comparison {
         b: Some(b.into()),
         baseline: None,
         alpha: 0.05,
+        metrics: Vec::new(),
     })
     .unwrap()
 }
@@ -244,6 +245,7 @@ fn the_baseline_form_compares_the_other_sets_of_one_folder() {
         b: None,
         baseline: Some("xz:threads=1".into()),
         alpha: 0.05,
+        metrics: Vec::new(),
     })
     .unwrap();
     let t = render_table(&c);
@@ -266,6 +268,7 @@ fn the_baseline_form_compares_the_other_sets_of_one_folder() {
         b: None,
         baseline: Some("zstd".into()),
         alpha: 0.05,
+        metrics: Vec::new(),
     })
     .unwrap_err();
     assert_eq!(
@@ -287,6 +290,7 @@ fn errors_name_the_folder_and_what_is_wrong() {
         b: Some(other.clone()),
         baseline: None,
         alpha: 0.05,
+        metrics: Vec::new(),
     })
     .unwrap_err();
     assert_eq!(
@@ -303,6 +307,7 @@ fn errors_name_the_folder_and_what_is_wrong() {
         b: Some(missing.clone()),
         baseline: None,
         alpha: 0.05,
+        metrics: Vec::new(),
     })
     .unwrap_err();
     assert_eq!(
@@ -335,4 +340,96 @@ fn compare_html_is_written_with_a_ratio_chart_per_metric() {
     assert!(page.contains("<g class=\"ci\""));
     assert!(page.contains("<td class=\"verdict-faster\">faster</td>"));
     assert!(!page.contains("src=") && !page.contains("<link"));
+}
+
+/// A folder whose runs counted task-clock (the run's wall time in ns)
+/// and page-faults (the same in every run).
+fn counted(root: &Path, name: &str, walls: &[f64]) -> PathBuf {
+    use packrun::counters::{Chosen, Counter};
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let chosen = Chosen::of([Counter::TaskClock, Counter::PageFaults]);
+    let mut csv = RunsCsv::open(&dir.join("runs.csv"), &[], chosen, "node1").unwrap();
+    for (i, wall) in walls.iter().enumerate() {
+        let mut r = record("xz", &[], i as u32 + 1, 3.0, 10);
+        r.key = format!("{name}-{i}");
+        r.counters.values = vec![
+            (Counter::TaskClock, Some(wall * 1e9)),
+            (Counter::PageFaults, Some(1000.0 + (i % 2) as f64)),
+        ];
+        csv.append(&r).unwrap();
+    }
+    csv.sync().unwrap();
+    dir
+}
+
+#[test]
+fn compare_on_a_counter_gives_its_own_statistics_and_verdict() {
+    let root = tempfile::tempdir().unwrap();
+    let a = counted(root.path(), "a", A1);
+    let half: Vec<f64> = A1.iter().map(|x| x / 2.0).collect();
+    let b = counted(root.path(), "b", &half);
+    let metric = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| packrun::report::compare::Metric::parse(n).unwrap())
+            .collect()
+    };
+    let c = compare(&CompareRequest {
+        a: a.clone(),
+        b: Some(b.clone()),
+        baseline: None,
+        alpha: 0.05,
+        metrics: metric(&["task_clock", "page-faults", "wall"]),
+    })
+    .unwrap();
+    let m = &c.sets[0].metrics;
+    assert_eq!(m.len(), 3);
+    assert_eq!(m[0].metric.column(), "task_clock");
+    assert_eq!(m[0].verdict.as_str(), "faster");
+    assert!((m[0].ratio.unwrap() - 0.5).abs() < 1e-9);
+    assert_eq!(m[1].verdict.as_str(), "no significant difference");
+    // Every run took 3 s of wall time on both sides.
+    assert_eq!(m[2].ratio, Some(1.0));
+    let table = render_table(&c);
+    assert!(table.contains("task_clock"), "{table}");
+    assert!(table.contains("4.035 s"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&render_json(&c)).unwrap();
+    assert_eq!(json["geomean"][0]["metric"], "task_clock");
+    // A column no run has a value of, and a name that is no column.
+    let e = compare(&CompareRequest {
+        a: a.clone(),
+        b: Some(b.clone()),
+        baseline: None,
+        alpha: 0.05,
+        metrics: metric(&["cycles"]),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no run has a value of `cycles`"), "{e}");
+    let e = packrun::report::compare::Metric::parse("speed")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("unknown metric `speed`: expected wall, cpu, memory, a counter (task_clock,"),
+        "{e}"
+    );
+}
+
+#[test]
+fn summary_csv_gets_each_counters_statistics() {
+    let root = tempfile::tempdir().unwrap();
+    let a = counted(root.path(), "a", &[1.0, 2.0, 3.0]);
+    let rows = packrun::results::read_rows(&a.join("runs.csv")).unwrap();
+    let csv = packrun::report::summary_csv(&packrun::report::summarize(&rows), false);
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let cells: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |name: &str| cells[head.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(at("task_clock_median"), "2000000000");
+    assert_eq!(at("task_clock_max"), "3000000000");
+    assert_eq!(at("page_faults_min"), "1000");
+    let page = packrun::html::render(&rows, None);
+    assert!(page.contains("<h2>Counters</h2>"));
+    assert!(page.contains("<td>task_clock</td>"));
 }

@@ -12,11 +12,18 @@ pub fn main(args: &CompareArgs) -> Result<ExitCode, Error> {
         during: "compare",
         message: fsx::chain(e),
     };
+    let metrics = args
+        .metric
+        .iter()
+        .map(|m| compare::Metric::parse(m))
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(&e))?;
     let req = CompareRequest {
         a: args.a.clone(),
         b: args.b.clone(),
         baseline: args.baseline.clone(),
         alpha: args.alpha,
+        metrics,
     };
     let c = compare::compare(&req).map_err(|e| invalid(&e))?;
     print!(

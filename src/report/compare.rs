@@ -7,6 +7,7 @@
 //! `html`. docs/compare.md explains the method and why.
 
 use super::{human_bytes, label, summarize, Stats, Summary};
+use crate::counters::Counter;
 use crate::results::{read_manifest_in, read_rows, Manifest, ResultsError, Row};
 use crate::rng::SplitMix64;
 use std::collections::BTreeMap;
@@ -32,6 +33,8 @@ pub struct CompareRequest {
     pub baseline: Option<String>,
     /// Significance level of the verdicts; the intervals are at 1 - alpha.
     pub alpha: f64,
+    /// What to compare, in order (`Metric::DEFAULT` when empty).
+    pub metrics: Vec<Metric>,
 }
 
 /// What a comparison found. B/A ratios: below 1 means B is faster/smaller.
@@ -124,52 +127,108 @@ fn as_map<S: serde::Serializer>(p: &[(String, String)], s: S) -> Result<S::Ok, S
     s.collect_map(p.iter().map(|(k, v)| (k, v)))
 }
 
-/// What is compared; named as the runs.csv column it comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// What is compared; named (in JSON) as the runs.csv column it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
-    #[serde(rename = "wall_time_s")]
     Wall,
-    #[serde(rename = "cpu_time_s")]
     Cpu,
-    #[serde(rename = "memory_peak_bytes")]
     Memory,
+    /// A counter's column (see `counters`).
+    Counter(Counter),
+    /// Another numeric column of runs.csv (see `Row::number`).
+    Column(&'static str),
+}
+
+impl serde::Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.column())
+    }
 }
 
 impl Metric {
-    pub const ALL: [Metric; 3] = [Metric::Wall, Metric::Cpu, Metric::Memory];
+    /// What is compared unless `--metric` says otherwise.
+    pub const DEFAULT: [Metric; 3] = [Metric::Wall, Metric::Cpu, Metric::Memory];
 
-    /// `wall time`, `CPU time`, `peak memory`.
+    /// The metric a `--metric` names: `wall`, `cpu`, `memory`, a counter
+    /// (perf's name or its column) or a numeric runs.csv column.
+    pub fn parse(name: &str) -> Result<Metric, CompareError> {
+        let m = match name {
+            "wall" | "wall_time_s" => Metric::Wall,
+            "cpu" | "cpu_time_s" => Metric::Cpu,
+            "memory" | "memory_peak_bytes" => Metric::Memory,
+            _ => match Counter::from_name(name).or_else(|| Counter::from_column(name)) {
+                Some(c) => Metric::Counter(c),
+                None => match Row::NUMBERS.iter().find(|c| **c == name) {
+                    Some(c) => Metric::Column(c),
+                    None => {
+                        return Err(CompareError::UnknownMetric {
+                            name: name.to_string(),
+                        })
+                    }
+                },
+            },
+        };
+        Ok(m)
+    }
+
+    /// Its runs.csv column.
+    pub fn column(self) -> &'static str {
+        match self {
+            Metric::Wall => "wall_time_s",
+            Metric::Cpu => "cpu_time_s",
+            Metric::Memory => "memory_peak_bytes",
+            Metric::Counter(c) => c.column(),
+            Metric::Column(c) => c,
+        }
+    }
+
+    /// `wall time`, `CPU time`, `peak memory`, else the column.
     pub fn name(self) -> &'static str {
         match self {
             Metric::Wall => "wall time",
             Metric::Cpu => "CPU time",
             Metric::Memory => "peak memory",
+            m => m.column(),
         }
     }
 
-    fn of(self, r: &Row) -> f64 {
+    /// Its value in a row; none where the row has no such value.
+    fn of(self, r: &Row) -> Option<f64> {
         match self {
-            Metric::Wall => r.wall_s,
-            Metric::Cpu => r.cpu_s,
-            Metric::Memory => r.memory_peak as f64,
+            Metric::Wall => Some(r.wall_s),
+            Metric::Cpu => Some(r.cpu_s),
+            Metric::Memory => Some(r.memory_peak as f64),
+            Metric::Counter(c) => r.counter(c),
+            Metric::Column(c) => r.number(c),
         }
     }
 
-    /// A value as the summary table shows it: `3.200 s`, `1.5 GiB`.
+    /// A value as the summary table shows it: `3.200 s`, `1.5 GiB`, `1234`.
     pub fn format(self, v: f64) -> String {
+        let col = self.column();
         match self {
-            Metric::Memory => human_bytes(v.round() as u64),
-            _ => format!("{v:.3} s"),
+            Metric::Counter(Counter::TaskClock) => format!("{:.3} s", v / 1e9),
+            Metric::Counter(Counter::EnergyPkg | Counter::EnergyDram) => format!("{v:.3} J"),
+            Metric::Counter(_) => format!("{v:.0}"),
+            _ if col.ends_with("_bytes") => human_bytes(v.round() as u64),
+            _ if col.ends_with("_s") => format!("{v:.3} s"),
+            _ => format!("{v:.0}"),
         }
+    }
+
+    /// Whether less of it means faster (a time) rather than smaller.
+    fn is_time(self) -> bool {
+        matches!(self, Metric::Counter(Counter::TaskClock))
+            || (self.column().ends_with("_s") && self != Metric::Memory)
     }
 
     /// The verdict when B is significantly below (`lower`) or above A.
     fn verdict(self, lower: bool) -> Verdict {
-        match (self, lower) {
-            (Metric::Memory, true) => Verdict::Smaller,
-            (Metric::Memory, false) => Verdict::Larger,
-            (_, true) => Verdict::Faster,
-            (_, false) => Verdict::Slower,
+        match (self.is_time(), lower) {
+            (false, true) => Verdict::Smaller,
+            (false, false) => Verdict::Larger,
+            (true, true) => Verdict::Faster,
+            (true, false) => Verdict::Slower,
         }
     }
 }
@@ -261,6 +320,10 @@ pub enum CompareError {
         a_sets: Vec<String>,
         b_sets: Vec<String>,
     },
+    #[error("unknown metric `{name}`: expected wall, cpu, memory, a counter ({}) or a numeric runs.csv column ({})", counter_columns(), Row::NUMBERS.join(", "))]
+    UnknownMetric { name: String },
+    #[error("{}: no run has a value of `{column}` (its batch did not count it)", dir.display())]
+    NoValues { dir: PathBuf, column: &'static str },
     #[error("invalid baseline `{baseline}`: {message}; expected JOB or JOB:NAME=VALUE,NAME=VALUE, like xz:threads=1")]
     BadBaseline { baseline: String, message: String },
     #[error("{}: baseline `{baseline}` {why}; the sets there are {}", dir.display(), list(sets))]
@@ -270,6 +333,11 @@ pub enum CompareError {
         why: &'static str,
         sets: Vec<String>,
     },
+}
+
+fn counter_columns() -> String {
+    let c: Vec<&str> = Counter::ALL.iter().map(|c| c.column()).collect();
+    c.join(", ")
 }
 
 fn list(sets: &[String]) -> String {
@@ -302,13 +370,29 @@ pub fn compare(req: &CompareRequest) -> Result<Comparison, CompareError> {
     if !(req.alpha > 0.0 && req.alpha < 1.0) {
         return Err(CompareError::Alpha(req.alpha));
     }
+    let metrics = match req.metrics.is_empty() {
+        true => Metric::DEFAULT.to_vec(),
+        false => req.metrics.clone(),
+    };
+    let read = |dir: &Path| -> Result<Folder, CompareError> {
+        let f = read_folder(dir).map_err(CompareError::Results)?;
+        for m in &metrics {
+            if !f.rows.is_empty() && f.rows.iter().all(|r| m.of(r).is_none()) {
+                return Err(CompareError::NoValues {
+                    dir: dir.to_path_buf(),
+                    column: m.column(),
+                });
+            }
+        }
+        Ok(f)
+    };
     match (&req.b, &req.baseline) {
         (Some(b), None) => {
-            let a = read_folder(&req.a)?;
-            let b = read_folder(b)?;
-            compare_folders(&a, &b, req.alpha)
+            let a = read(&req.a)?;
+            let b = read(b)?;
+            compare_folders(&a, &b, req.alpha, &metrics)
         }
-        (None, Some(spec)) => compare_to_baseline(&read_folder(&req.a)?, spec, req.alpha),
+        (None, Some(spec)) => compare_to_baseline(&read(&req.a)?, spec, req.alpha, &metrics),
         (Some(_), Some(_)) => Err(CompareError::Form("both")),
         (None, None) => Err(CompareError::Form("neither")),
     }
@@ -329,7 +413,12 @@ fn baseline_spec(s: &Summary) -> String {
     format!("{}:{}", s.job, p.join(","))
 }
 
-fn compare_folders(a: &Folder, b: &Folder, alpha: f64) -> Result<Comparison, CompareError> {
+fn compare_folders(
+    a: &Folder,
+    b: &Folder,
+    alpha: f64,
+    metrics: &[Metric],
+) -> Result<Comparison, CompareError> {
     let (sa, sb) = (summarize(&a.rows), summarize(&b.rows));
     let pairs: Vec<Pair> = sa
         .iter()
@@ -349,7 +438,13 @@ fn compare_folders(a: &Folder, b: &Folder, alpha: f64) -> Result<Comparison, Com
             .map(Summary::label)
             .collect()
     };
-    let mut c = build(Side::new(a, None), Side::new(b, None), &pairs, alpha);
+    let mut c = build(
+        Side::new(a, None),
+        Side::new(b, None),
+        &pairs,
+        alpha,
+        metrics,
+    );
     c.only_a = only(&sa, &sb);
     c.only_b = only(&sb, &sa);
     Ok(c)
@@ -391,7 +486,12 @@ fn parse_baseline(spec: &str) -> Result<(String, Option<BTreeMap<String, String>
     Ok((job.to_string(), Some(map)))
 }
 
-fn compare_to_baseline(a: &Folder, spec: &str, alpha: f64) -> Result<Comparison, CompareError> {
+fn compare_to_baseline(
+    a: &Folder,
+    spec: &str,
+    alpha: f64,
+    metrics: &[Metric],
+) -> Result<Comparison, CompareError> {
     let (job, params) = parse_baseline(spec)?;
     let sets = summarize(&a.rows);
     let found: Vec<&Summary> = sets
@@ -422,13 +522,15 @@ fn compare_to_baseline(a: &Folder, spec: &str, alpha: f64) -> Result<Comparison,
         Side::new(a, None),
         &pairs,
         alpha,
+        metrics,
     ))
 }
 
-/// The completed measured runs of a set: wall, CPU, memory per run.
-fn values(s: &Summary) -> Vec<[f64; 3]> {
+/// The completed measured runs of a set: each metric's value per run
+/// (a run without a value of every metric is left out).
+fn values(s: &Summary, metrics: &[Metric]) -> Vec<Vec<f64>> {
     s.completed()
-        .map(|r| Metric::ALL.map(|m| m.of(r)))
+        .filter_map(|r| metrics.iter().map(|m| m.of(r)).collect())
         .collect()
 }
 
@@ -437,8 +539,8 @@ fn values(s: &Summary) -> Vec<[f64; 3]> {
 type Pair<'a, 'r> = (&'a Summary<'r>, &'a Summary<'r>, &'a Summary<'r>);
 
 /// Compares each pair and the geometric means.
-fn build(a: Side, b: Side, pairs: &[Pair], alpha: f64) -> Comparison {
-    let mut geo = Metric::ALL.map(|_| GeoSum::default());
+fn build(a: Side, b: Side, pairs: &[Pair], alpha: f64, metrics: &[Metric]) -> Comparison {
+    let mut geo: Vec<GeoSum> = metrics.iter().map(|_| GeoSum::default()).collect();
     let sets = pairs
         .iter()
         .map(|(x, y, shown)| {
@@ -450,11 +552,13 @@ fn build(a: Side, b: Side, pairs: &[Pair], alpha: f64) -> Comparison {
                 metrics: Vec::new(),
             };
             let seed = SEED ^ fnv1a(&set.label());
-            compare_set(set, &values(x), &values(y), alpha, seed, &mut geo)
+            let (va, vb) = (values(x, metrics), values(y, metrics));
+            compare_set(set, (&va, &vb), metrics, alpha, seed, &mut geo)
         })
         .collect();
-    let geomean = Metric::ALL
-        .into_iter()
+    let geomean = metrics
+        .iter()
+        .copied()
         .zip(geo)
         .map(|(m, g)| g.finish(m, alpha))
         .collect();
@@ -472,23 +576,23 @@ fn build(a: Side, b: Side, pairs: &[Pair], alpha: f64) -> Comparison {
     }
 }
 
-fn column(v: &[[f64; 3]], i: usize) -> Vec<f64> {
+fn column(v: &[Vec<f64>], i: usize) -> Vec<f64> {
     v.iter().map(|x| x[i]).collect()
 }
 
 fn compare_set(
     mut set: SetComparison,
-    a: &[[f64; 3]],
-    b: &[[f64; 3]],
+    (a, b): (&[Vec<f64>], &[Vec<f64>]),
+    metrics: &[Metric],
     alpha: f64,
     seed: u64,
-    geo: &mut [GeoSum; 3],
+    geo: &mut [GeoSum],
 ) -> SetComparison {
     set.runs_a = a.len();
     set.runs_b = b.len();
     let enough = a.len() >= MIN_RUNS && b.len() >= MIN_RUNS;
     let logs = enough.then(|| replicate_log_ratios(a, b, seed, RESAMPLES));
-    for (i, metric) in Metric::ALL.into_iter().enumerate() {
+    for (i, &metric) in metrics.iter().enumerate() {
         let (xa, xb) = (column(a, i), column(b, i));
         let median = |x: &[f64]| (!x.is_empty()).then(|| Stats::of(x).median);
         let (ma, mb) = (median(&xa), median(&xb));
@@ -603,16 +707,19 @@ fn median_in_place(v: &mut [f64]) -> f64 {
 /// replacement, and every metric uses the same draws (a run's wall time,
 /// CPU time and memory stay together).
 fn replicate_log_ratios(
-    a: &[[f64; 3]],
-    b: &[[f64; 3]],
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
     seed: u64,
     resamples: usize,
-) -> [Vec<f64>; 3] {
+) -> Vec<Vec<f64>> {
     let mut rng = SplitMix64(seed);
-    let mut out = [(); 3].map(|_| Vec::with_capacity(resamples));
+    let metrics = a.first().map_or(0, Vec::len);
+    let mut out: Vec<Vec<f64>> = (0..metrics)
+        .map(|_| Vec::with_capacity(resamples))
+        .collect();
     let (mut ia, mut ib) = (vec![0; a.len()], vec![0; b.len()]);
     let mut buf = Vec::with_capacity(a.len().max(b.len()));
-    let mut med = |idx: &[usize], side: &[[f64; 3]], m: usize| {
+    let mut med = |idx: &[usize], side: &[Vec<f64>], m: usize| {
         buf.clear();
         buf.extend(idx.iter().map(|&i| side[i][m]));
         median_in_place(&mut buf)
@@ -1080,8 +1187,8 @@ mod tests {
         close(Stats::of(&v).median, 2.35, 1e-12);
     }
 
-    fn side(values: &[f64]) -> Vec<[f64; 3]> {
-        values.iter().map(|v| [*v; 3]).collect()
+    fn side(values: &[f64]) -> Vec<Vec<f64>> {
+        values.iter().map(|v| vec![*v; 3]).collect()
     }
 
     #[test]
@@ -1190,7 +1297,7 @@ mod tests {
             ]
             .concat(),
         );
-        let c = compare_folders(&a, &b, 0.05).unwrap();
+        let c = compare_folders(&a, &b, 0.05, &Metric::DEFAULT).unwrap();
         let wall = |i: usize| &c.sets[i].metrics[0];
         assert_eq!(wall(0).verdict, Verdict::Faster);
         close(wall(0).ratio.unwrap(), 0.5, 1e-12);
@@ -1220,9 +1327,15 @@ mod tests {
         for (i, r) in b.iter_mut().enumerate() {
             r.memory_peak = (50 + i as u64) << 20;
         }
-        let c = compare_folders(&folder("a", a.clone()), &folder("b", b.clone()), 0.05).unwrap();
+        let c = compare_folders(
+            &folder("a", a.clone()),
+            &folder("b", b.clone()),
+            0.05,
+            &Metric::DEFAULT,
+        )
+        .unwrap();
         assert_eq!(c.sets[0].metrics[2].verdict, Verdict::Smaller);
-        let c = compare_folders(&folder("b", b), &folder("a", a), 0.05).unwrap();
+        let c = compare_folders(&folder("b", b), &folder("a", a), 0.05, &Metric::DEFAULT).unwrap();
         assert_eq!(c.sets[0].metrics[2].verdict, Verdict::Larger);
     }
 
@@ -1245,7 +1358,7 @@ mod tests {
             ]
             .concat(),
         );
-        let c = compare_folders(&a, &b, 0.05).unwrap();
+        let c = compare_folders(&a, &b, 0.05, &Metric::DEFAULT).unwrap();
         let x = &c.sets[0].metrics[0];
         assert_eq!(x.verdict, Verdict::TooFewRuns);
         assert_eq!((x.p_value, x.ci_low), (None, None));
@@ -1255,7 +1368,7 @@ mod tests {
         close(y.p_value.unwrap(), 0.1, 1e-12);
         assert!(y.ci_low.is_some());
         // At alpha 0.2, 3 against 3 can show a difference.
-        let c = compare_folders(&a, &b, 0.2).unwrap();
+        let c = compare_folders(&a, &b, 0.2, &Metric::DEFAULT).unwrap();
         assert_eq!(c.sets[1].metrics[0].verdict, Verdict::Slower);
         assert_eq!(c.geomean[0].sets, 1, "only y has an interval");
     }
@@ -1265,7 +1378,13 @@ mod tests {
         let mut a = rows("x", &[], &[1.0, 1.1, 1.2, 1.3, 50.0, 60.0]);
         a[4].state = State::Timeout;
         a[5].warmup = true;
-        let c = compare_folders(&folder("a", a.clone()), &folder("b", a), 0.05).unwrap();
+        let c = compare_folders(
+            &folder("a", a.clone()),
+            &folder("b", a),
+            0.05,
+            &Metric::DEFAULT,
+        )
+        .unwrap();
         assert_eq!((c.sets[0].runs_a, c.sets[0].runs_b), (4, 4));
         close(c.sets[0].metrics[0].median_a.unwrap(), 1.15, 1e-12);
     }
@@ -1290,7 +1409,7 @@ mod tests {
             ]
             .concat(),
         );
-        let c = compare_folders(&a, &b, 0.05).unwrap();
+        let c = compare_folders(&a, &b, 0.05, &Metric::DEFAULT).unwrap();
         let g = &c.geomean[0];
         assert_eq!(g.sets, 2, "z has too few runs and is left out");
         close(g.ratio.unwrap(), (0.5f64 * 0.8).sqrt(), 1e-12);
@@ -1321,7 +1440,7 @@ mod tests {
             ]
             .concat(),
         );
-        let c = compare_folders(&a, &b, 0.05).unwrap();
+        let c = compare_folders(&a, &b, 0.05, &Metric::DEFAULT).unwrap();
         let labels: Vec<String> = c.sets.iter().map(|s| s.label()).collect();
         assert_eq!(
             labels,
@@ -1345,7 +1464,7 @@ mod tests {
             ]
             .concat(),
         );
-        let c = compare_to_baseline(&a, "xz:threads=2, level=1", 0.05).unwrap();
+        let c = compare_to_baseline(&a, "xz:threads=2, level=1", 0.05, &Metric::DEFAULT).unwrap();
         assert_eq!(c.a.set.as_deref(), Some("xz level=1 threads=2"));
         let labels: Vec<String> = c.sets.iter().map(|s| s.label()).collect();
         assert_eq!(labels, ["xz level=9 threads=2", "gz"]);
@@ -1353,7 +1472,7 @@ mod tests {
         assert_eq!(c.sets[1].metrics[0].verdict, Verdict::Faster);
         close(c.sets[1].metrics[0].ratio.unwrap(), 0.5, 1e-12);
         // A job of one set needs no parameters.
-        let c = compare_to_baseline(&a, "gz", 0.05).unwrap();
+        let c = compare_to_baseline(&a, "gz", 0.05, &Metric::DEFAULT).unwrap();
         assert_eq!(c.sets.len(), 2);
     }
 
@@ -1367,18 +1486,20 @@ mod tests {
             ]
             .concat(),
         );
-        let e = compare_to_baseline(&a, "zstd", 0.05)
+        let e = compare_to_baseline(&a, "zstd", 0.05, &Metric::DEFAULT)
             .unwrap_err()
             .to_string();
         assert_eq!(e, "res/a: baseline `zstd` is not a job and parameter set there; the sets there are xz:threads=1, xz:threads=2");
-        let e = compare_to_baseline(&a, "xz", 0.05).unwrap_err().to_string();
+        let e = compare_to_baseline(&a, "xz", 0.05, &Metric::DEFAULT)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("names several parameter sets: add which"), "{e}");
-        let e = compare_to_baseline(&a, "xz:threads", 0.05)
+        let e = compare_to_baseline(&a, "xz:threads", 0.05, &Metric::DEFAULT)
             .unwrap_err()
             .to_string();
         assert_eq!(e, "invalid baseline `xz:threads`: `threads` is not NAME=VALUE; expected JOB or JOB:NAME=VALUE,NAME=VALUE, like xz:threads=1");
         let one = folder("res/b", rows("xz", &[], &BASE));
-        let e = compare_to_baseline(&one, "xz", 0.05)
+        let e = compare_to_baseline(&one, "xz", 0.05, &Metric::DEFAULT)
             .unwrap_err()
             .to_string();
         assert!(e.contains("is the only set there"), "{e}");
@@ -1388,10 +1509,14 @@ mod tests {
     fn folders_without_a_common_set_list_what_each_has() {
         let a = folder("res/a", rows("xz", &[("threads", "1")], &BASE));
         let b = folder("res/b", rows("gz", &[], &BASE));
-        let e = compare_folders(&a, &b, 0.05).unwrap_err().to_string();
+        let e = compare_folders(&a, &b, 0.05, &Metric::DEFAULT)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "res/a and res/b have no job and parameter set in common: res/a has xz threads=1; res/b has gz");
         let empty = folder("res/c", Vec::new());
-        let e = compare_folders(&a, &empty, 0.05).unwrap_err().to_string();
+        let e = compare_folders(&a, &empty, 0.05, &Metric::DEFAULT)
+            .unwrap_err()
+            .to_string();
         assert!(e.ends_with("res/c has none (no measured runs)"), "{e}");
     }
 
@@ -1402,6 +1527,7 @@ mod tests {
             b: b.map(PathBuf::from),
             baseline: baseline.map(String::from),
             alpha,
+            metrics: Vec::new(),
         };
         let e = |r| compare(&r).unwrap_err().to_string();
         assert!(e(req(Some("b"), None, 1.5)).starts_with("alpha `1.5`"));
