@@ -11,7 +11,7 @@ mod perf;
 mod powercap;
 
 pub use perf::{probe, Open};
-pub use powercap::{Energy, Ledger, Meter, Zone};
+pub use powercap::{packages_of, zones, Ledger, Meter, Zone};
 
 use std::fmt;
 

@@ -165,6 +165,32 @@ impl Meter {
     }
 }
 
+impl Meter {
+    /// The energy a run's `packages` used since `start`: its own only
+    /// when no other run used them meanwhile (`met` is how many did);
+    /// else the cell stays empty and the note says why.
+    pub fn read(&self, packages: &BTreeSet<u32>, met: usize, into: &mut super::Reading) {
+        let list: Vec<String> = packages.iter().map(u32::to_string).collect();
+        for (c, joules) in self.finish() {
+            let value = match joules {
+                Ok(_) if met > 0 => {
+                    into.remark(&format!(
+                        "{c}: left empty: {met} other run(s) used package {} while it ran",
+                        list.join(",")
+                    ));
+                    None
+                }
+                Ok(j) => Some(j),
+                Err(e) => {
+                    into.remark(&format!("{c}: not read: {e}"));
+                    None
+                }
+            };
+            into.values.push((c, value));
+        }
+    }
+}
+
 /// Which runs used which packages, and whether one shared them with
 /// another while it ran: then its energy is not its own.
 #[derive(Debug, Default)]
@@ -195,11 +221,17 @@ impl Ledger {
     }
 }
 
-/// Energy of the packages a run's CPUs belong to.
-#[derive(Debug)]
-pub struct Energy {
-    pub packages: BTreeSet<u32>,
-    pub meter: Meter,
+/// The packages of `cpus`, from `root`'s sysfs
+/// (`sys/devices/system/cpu/cpuN/topology/physical_package_id`); a CPU
+/// whose package cannot be read is left out.
+pub fn packages_of(root: &Path, cpus: impl Iterator<Item = u32>) -> BTreeSet<u32> {
+    cpus.filter_map(|n| {
+        let p = root.join(format!(
+            "sys/devices/system/cpu/cpu{n}/topology/physical_package_id"
+        ));
+        read_u64(&p).ok().map(|v| v as u32)
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -277,6 +309,51 @@ mod tests {
         assert_eq!(l.end(3), BTreeSet::from([1]));
         l.start(4, BTreeSet::from([0]));
         assert!(l.end(4).is_empty());
+    }
+
+    #[test]
+    fn a_run_that_shared_its_package_gets_no_energy_and_the_reason() {
+        let t = tree(&[(0, 1_000_000, None)], 1 << 40);
+        let zones = zones(t.path());
+        let mut ledger = Ledger::default();
+        let pkgs = BTreeSet::from([0]);
+        // Run 1 starts alone; run 2 starts on the same package; run 1 ends.
+        ledger.start(1, pkgs.clone());
+        let m = Meter::start(&zones, Chosen::of([Counter::EnergyPkg]), &pkgs);
+        ledger.start(2, pkgs.clone());
+        set(t.path(), "intel-rapl:0", 3_000_000);
+        let mut shared = crate::counters::Reading::default();
+        m.read(&pkgs, ledger.end(1).len(), &mut shared);
+        assert_eq!(shared.values, [(Counter::EnergyPkg, None)]);
+        assert_eq!(
+            shared.note,
+            "energy-pkg: left empty: 1 other run(s) used package 0 while it ran"
+        );
+        // Alone, the same readings are its energy.
+        let mut alone = crate::counters::Reading::default();
+        m.read(&pkgs, 0, &mut alone);
+        assert_eq!(alone.values, [(Counter::EnergyPkg, Some(2.0))]);
+        assert_eq!(alone.note, "");
+    }
+
+    #[test]
+    fn packages_of_cpus_come_from_their_topology() {
+        let root = tempfile::tempdir().unwrap();
+        for (cpu, pkg) in [(0, 0), (1, 1), (2, 0)] {
+            let d = root
+                .path()
+                .join(format!("sys/devices/system/cpu/cpu{cpu}/topology"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("physical_package_id"), format!("{pkg}\n")).unwrap();
+        }
+        assert_eq!(
+            packages_of(root.path(), [0, 2].into_iter()),
+            BTreeSet::from([0])
+        );
+        assert_eq!(
+            packages_of(root.path(), [0, 1].into_iter()),
+            BTreeSet::from([0, 1])
+        );
     }
 
     #[test]

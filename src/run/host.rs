@@ -49,6 +49,9 @@ pub struct Host<'o> {
     sets: HashMap<String, SetState>,
     /// What happened between waits (steps ended, jobs begun, runs over).
     queued: Vec<Happened>,
+    /// When some run counts energy: the machine's RAPL zones and which
+    /// runs used which packages (see counters::Ledger).
+    energy: Option<(Vec<counters::Zone>, counters::Ledger)>,
 }
 
 /// Where a run with steps stands.
@@ -136,6 +139,12 @@ impl<'o> Host<'o> {
             in_step: HashMap::new(),
             sets,
             queued: Vec::new(),
+            energy: (!runs.counters().energy().is_empty()).then(|| {
+                (
+                    counters::zones(Path::new(counters::POWERCAP)),
+                    counters::Ledger::default(),
+                )
+            }),
         })
     }
 }
@@ -168,7 +177,7 @@ impl Host<'_> {
         let pools = (&mut self.nets, &mut self.trees);
         match start(run, placement, self.opts, pools, &mut self.logs, what) {
             Ok(r) => {
-                self.running.insert(index, r);
+                self.going(index, r, what.is_none());
                 match what {
                     Some(step) => {
                         self.in_step.insert(index, step);
@@ -236,6 +245,31 @@ impl Host<'_> {
         self.advance(index);
     }
 
+    /// A container of run `index` (its job, or a step) started: its
+    /// packages go in the energy ledger, and a job that counts energy
+    /// reads its packages' zones now.
+    fn going(&mut self, index: usize, mut r: Running, job: bool) {
+        if let Some((zones, ledger)) = &mut self.energy {
+            let packages = counters::packages_of(Path::new("/"), r.placement.cpus.iter());
+            ledger.start(index, packages.clone());
+            let chosen = self.started.get(&index).map(|run| run.counters.energy());
+            if let (true, Some(chosen)) = (job, chosen.filter(|c| !c.is_empty())) {
+                r.energy = Some((counters::Meter::start(zones, chosen, &packages), packages));
+            }
+        }
+        self.running.insert(index, r);
+    }
+
+    /// Run `index`'s container, out of the running ones and the ledger
+    /// (with the runs it shared a package with meanwhile).
+    fn gone(&mut self, index: usize) -> Option<Running> {
+        let mut r = self.running.remove(&index)?;
+        if let Some((_, ledger)) = &mut self.energy {
+            r.met = ledger.end(index).len();
+        }
+        Some(r)
+    }
+
     /// One run of the set is over.
     fn run_over(&mut self, set: &str) {
         if let Some(s) = self.sets.get_mut(set) {
@@ -281,7 +315,7 @@ impl Launcher for Host<'_> {
                 &mut self.logs,
                 None,
             )?;
-            self.running.insert(index, r);
+            self.going(index, r, true);
             return Ok(true);
         }
         let mut staged = Staged {
@@ -386,7 +420,7 @@ impl Launcher for Host<'_> {
                     // Still starting: a pidfd stays readable, seen next time.
                     Ok(false) => ended = false,
                     Err(e) => {
-                        let mut r = self.running.remove(&index).expect("listed above");
+                        let mut r = self.gone(index).expect("listed above");
                         self.nets.give_back(r.container.take_netns());
                         let rec = setup_failed(r, &self.started[&index], e);
                         if let Some(step) = self.in_step.remove(&index) {
@@ -406,7 +440,7 @@ impl Launcher for Host<'_> {
             if ended {
                 match self.in_step.remove(&index) {
                     Some(step) => {
-                        let r = self.running.remove(&index).expect("listed above");
+                        let r = self.gone(index).expect("listed above");
                         let rec = collect(
                             r,
                             &self.started[&index],
@@ -479,7 +513,7 @@ impl Launcher for Host<'_> {
             true => self.results_free().filter(|&f| f < FULL_BELOW),
             false => None,
         };
-        let job = match self.running.remove(&index) {
+        let job = match self.gone(index) {
             Some(mut r) => {
                 // init has exited, so every process of the run is gone.
                 self.nets.give_back(r.container.take_netns());
@@ -614,6 +648,10 @@ struct Running {
     counters: Counters,
     /// The perf events it chose, open on its init (see `counters`).
     perf: Option<counters::Open>,
+    /// The energy zones of its packages, read at its start, and the packages.
+    energy: Option<(counters::Meter, std::collections::BTreeSet<u32>)>,
+    /// How many other runs used its packages while it ran.
+    met: usize,
     logs: Logs,
     /// The run's id maps (None: the host's ids), for its row.
     ids: Option<IdMaps>,
@@ -880,6 +918,8 @@ fn start(
     Ok(Running {
         counters: machine_counters(&placement),
         perf,
+        energy: None,
+        met: 0,
         placement,
         cgroup: cg,
         container: c,
@@ -1070,6 +1110,9 @@ fn collect(
     let mut reading = counters::Reading::default();
     if let Some(perf) = &r.perf {
         perf.read(&mut reading);
+    }
+    if let Some((meter, packages)) = &r.energy {
+        meter.read(packages, r.met, &mut reading);
     }
     let (mut state, mut reason) = teardown::classify(killed_for, &ended);
     let (stdout, stderr, said, log_error) = logs::keep(r.logs, pool, ended.all_gone, run.log_limit);
