@@ -184,7 +184,56 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(rlimit_shares(p));
     out.push(pty_share(p));
     out.push(pid_max(p));
+    out.push(counters(p));
     out
+}
+
+/// Which counters (see `counters`) runs can choose on this machine.
+fn counters(p: &Probe) -> Check {
+    let powercap = p.path(crate::counters::POWERCAP);
+    counters_from(&|c| crate::counters::refusal(c, &powercap))
+}
+
+/// The counters check from why each counter cannot be counted (None: it
+/// can): those that can, then those that cannot grouped by why. Counters
+/// are chosen per job, so only software events that cannot be counted
+/// (a permission, which has a fix) warn.
+fn counters_from(refusal: &dyn Fn(crate::counters::Counter) -> Option<String>) -> Check {
+    use crate::counters::{Counter, Source};
+    const N: &str = "counters";
+    let mut can = Vec::new();
+    let mut cannot: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut software_refused = None;
+    for c in Counter::ALL {
+        match refusal(c) {
+            None => can.push(c.name()),
+            Some(why) => {
+                if c.source() == Source::Software {
+                    software_refused.get_or_insert(why.clone());
+                }
+                match cannot.iter_mut().find(|(w, _)| *w == why) {
+                    Some((_, names)) => names.push(c.name()),
+                    None => cannot.push((why, vec![c.name()])),
+                }
+            }
+        }
+    }
+    let mut detail = match can.is_empty() {
+        true => "none can be counted".to_string(),
+        false => can.join(", "),
+    };
+    for (why, names) in &cannot {
+        let _ = write!(detail, "; not {} ({why})", names.join(", "));
+    }
+    match software_refused {
+        Some(_) => bad(
+            N,
+            Level::Warn,
+            detail,
+            "sysctl -w kernel.perf_event_paranoid=1, or run packrun as root",
+        ),
+        None => ok(N, detail),
+    }
 }
 
 /// Runs at once (one per CPU this process may use) and the shares of the
@@ -1196,6 +1245,26 @@ pub fn verdict() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_check_lists_what_can_be_counted_and_groups_the_rest_by_why() {
+        use crate::counters::{Counter, Source};
+        let here = |c: Counter| match c.source() {
+            Source::Software => None,
+            Source::Hardware => Some("this machine's kernel exposes no hardware counters".into()),
+            Source::Energy => Some("no RAPL zones".to_string()),
+        };
+        let c = counters_from(&here);
+        assert_eq!(c.level, Level::Ok);
+        assert_eq!(
+            c.detail,
+            "task-clock, context-switches, cpu-migrations, page-faults, major-faults, minor-faults; not instructions, cycles, branches, branch-misses, cache-references, cache-misses (this machine's kernel exposes no hardware counters); not energy-pkg, energy-dram (no RAPL zones)"
+        );
+        let c = counters_from(&|_| Some("kernel.perf_event_paranoid is 3".into()));
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.detail.starts_with("none can be counted; not task-clock,"));
+        assert!(c.fix.unwrap().contains("perf_event_paranoid=1"));
+    }
 
     const V2_MOUNTINFO: &str = "\
 22 1 0:21 / /proc rw,nosuid - proc proc rw
