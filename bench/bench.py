@@ -541,6 +541,73 @@ def bench_batch(res, ws, worker, n, reps, tag, baseline=None):
                 f"{m / 1e9:.2f} s ({n / (m / 1e9):.0f} runs/s, n={len(times[name])}{spread})", ratio(m, ref), notes)
 
 
+# --- counters: what four software counters cost a run ----------------------------
+
+COUNTERS4 = "task-clock,context-switches,cpu-migrations,page-faults"
+
+
+def bench_counters(res, ws, reps, batch_n, batch_reps, baseline=None, warmup=5):
+    """packrun exec of /bin/true with four software counters against none,
+    interleaved round robin in the same rounds (with --baseline, the
+    baseline's exec too); then, with --baseline, a batch of batch_n runs
+    without counters, this packrun against the baseline, interleaved."""
+    plain = packrun_exec_argv(PACKRUN)
+    tools = [
+        PerRunTool("packrun exec", plain, "no counters"),
+        PerRunTool("packrun exec --counters", lambda i: plain(i)[:2] + ["--counters", COUNTERS4] + plain(i)[2:],
+                   f"--counters {COUNTERS4}: four perf events opened on the run's init, read at its end"),
+    ]
+    if baseline:
+        tools.append(PerRunTool("packrun exec" + BASELINE_SUFFIX, packrun_exec_argv(baseline),
+                                f"{baseline}, no counters"))
+    for r in range(warmup + reps):
+        k = r % len(tools)
+        for t in tools[k:] + tools[:k]:
+            ns, rc = t.once(r)[:2]
+            if r < warmup:
+                continue
+            res.sample("counters", t.name, r - warmup, "start_to_exit_ns", ns, exit_code=rc)
+            (t.times.append(ns) if rc == 0 else None)
+            t.failures += rc != 0
+    medians = {t.name: median(t.times) for t in tools if t.times}
+    none = medians.get("packrun exec")
+    for t in tools:
+        if not t.times:
+            res.row("/bin/true start-to-exit, counters", t.name, f"failed ({t.failures} runs)", "—", t.notes)
+            continue
+        m = median(t.times)
+        notes = t.notes
+        if t.name == "packrun exec --counters" and none:
+            notes = f"{ms(m - none)} more per run than none (target ≤ 0.2 ms); " + notes
+        notes = vs_baseline(t.name, m, medians, lambda x: ms(x)) + notes
+        res.row("/bin/true start-to-exit, counters", t.name,
+                f"median {ms(m)}, p90 {ms(p90(t.times))} (n={len(t.times)})", ratio(m, none), notes)
+    if not baseline:
+        return
+    jobfile = batch_jobfile(ws, batch_n)
+    runs = [("packrun run", PACKRUN), ("packrun run" + BASELINE_SUFFIX, baseline)]
+    times = {name: [] for name, _ in runs}
+    for k in range(batch_reps):
+        for name, binary in runs[k % 2:] + runs[:k % 2]:
+            out = os.path.join(ws.dir, f"counters-batch-{k}-{len(times[name])}-{name[-2:]}")
+            ns, rc = spawn_timed([binary, "run", jobfile, "--out", out, "--quiet"])
+            done = count_completed(os.path.join(out, "runs.csv"))
+            shutil.rmtree(out, ignore_errors=True)
+            res.sample("counters", name, k, "batch_wall_ns", ns, exit_code=rc, note=f"{done} COMPLETED rows")
+            if rc == 0 and done == batch_n:
+                times[name].append(ns)
+            print(f"  {name}: {ms(ns)} rc={rc}", file=sys.stderr)
+    medians = {name: median(xs) for name, xs in times.items() if xs}
+    for name, _ in runs:
+        if not times[name]:
+            res.row(f"{batch_n} × /bin/true, batch, no counters", name, "failed", "—", "")
+            continue
+        m = median(times[name])
+        res.row(f"{batch_n} × /bin/true, batch, no counters", name,
+                f"{m / 1e9:.2f} s (n={len(times[name])})", ratio(m, medians.get("packrun run")),
+                vs_baseline(name, m, medians, lambda x: f"{x / 1e9:.3f} s"))
+
+
 # --- accounting accuracy and limits -------------------------------------------
 
 
@@ -1130,7 +1197,7 @@ def main():
     ap.add_argument("--reps", type=int, help="measured rounds of the per-run benchmark (default 200, quick 30)")
     ap.add_argument("--batch", type=int, default=1000, help="runs in the batch benchmark (default 1000)")
     ap.add_argument("--out", help="results dir (default results/bench/<UTC timestamp>)")
-    ap.add_argument("--only", default="per_run,batch,accuracy,limits,own_cost,planning,scale,images",
+    ap.add_argument("--only", default="per_run,batch,counters,accuracy,limits,own_cost,planning,scale,images",
                     help="comma-separated sections to run")
     ap.add_argument("--own-runs", type=int,
                     help="runs in the own-cost batch (default 100000, quick 5000)")
@@ -1162,7 +1229,9 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = a.out or os.path.join(ROOT, "results", "bench", stamp)
     tag = f"pb{os.getpid()}"
-    for p in (PACKRUN, RUNEXEC, os.path.join(BIN, "burn"), os.path.join(BIN, "alloc")):
+    needed = [PACKRUN] if sections <= {"counters"} else \
+        [PACKRUN, RUNEXEC, os.path.join(BIN, "burn"), os.path.join(BIN, "alloc")]
+    for p in needed:
         if not os.path.exists(p):
             sys.exit(f"bench: {p} is missing; run bench/run.sh, which builds it")
 
@@ -1179,6 +1248,9 @@ def main():
         if "batch" in sections:
             print(f"batch: {a.batch} runs", file=sys.stderr)
             bench_batch(res, ws, worker, a.batch, batch_reps, tag, baseline)
+        if "counters" in sections:
+            print("counters: four software counters against none", file=sys.stderr)
+            bench_counters(res, ws, reps, a.batch, batch_reps, baseline)
         if "accuracy" in sections:
             print("accounting accuracy", file=sys.stderr)
             bench_accuracy(res, ws, acc_reps)

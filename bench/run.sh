@@ -5,7 +5,7 @@
 # builds packrun in release mode and the helpers, then runs bench/bench.py.
 # Needs root and network for the first run. Options go to the driver: --quick,
 # --reps N, --batch-reps N, --own-runs N, --scale-runs N, --only SECTIONS,
-# --baseline PATH. The sections: per_run, batch, accuracy, limits, own_cost,
+# --baseline PATH. The sections: per_run, batch, counters, accuracy, limits, own_cost,
 # planning, scale, images.
 #
 # own_cost runs a 100,000-run batch (a few minutes); scale validates and plans
