@@ -547,10 +547,48 @@ COUNTERS4 = "task-clock,context-switches,cpu-migrations,page-faults"
 
 
 def bench_counters(res, ws, reps, batch_n, batch_reps, baseline=None, warmup=5):
-    """packrun exec of /bin/true with four software counters against none,
-    interleaved round robin in the same rounds (with --baseline, the
-    baseline's exec too); then, with --baseline, a batch of batch_n runs
-    without counters, this packrun against the baseline, interleaved."""
+    """What four software counters cost a run: in one batch, a job with
+    them and one without, their runs interleaved one at a time (each run's
+    wall_time_s from runs.csv: its cgroup, container, perf events, /bin/true
+    and its end); then packrun exec with and without them, interleaved
+    round robin in the same rounds (with --baseline, the baseline's exec
+    too); then, with --baseline, a batch of batch_n runs without counters,
+    this packrun against the baseline, interleaved."""
+    jobfile = os.path.join(ws.dir, "counters.yaml")
+    with open(jobfile, "w") as f:
+        f.write(f"""version: 1
+name: bench-counters
+order: interleave
+jobs:
+  none:
+    command: ["/bin/true"]
+    repetitions: {reps}
+  four:
+    command: ["/bin/true"]
+    repetitions: {reps}
+    counters: [{COUNTERS4.replace(",", ", ")}]
+""")
+    out = os.path.join(ws.dir, "counters-interleaved")
+    ns, rc = spawn_timed([PACKRUN, "run", jobfile, "--out", out, "--quiet", "--max-parallel", "1"])
+    walls = {"none": [], "four": []}
+    try:
+        with open(os.path.join(out, "runs.csv")) as f:
+            for row in csv.DictReader(f):
+                if row.get("state") == "COMPLETED" and row.get("job") in walls:
+                    walls[row["job"]].append(float(row["wall_time_s"]) * 1e9)
+    except OSError:
+        pass
+    shutil.rmtree(out, ignore_errors=True)
+    if walls["none"] and walls["four"]:
+        none, four = median(walls["none"]), median(walls["four"])
+        for job, m in (("none", none), ("four", four)):
+            notes = (f"{ms(four - none)} more per run than none (target ≤ 0.2 ms); --counters {COUNTERS4}"
+                     if job == "four" else "no counters")
+            res.row("/bin/true per-run wall_time_s, counters, one batch", f"packrun run, job {job}",
+                    f"median {ms(m)}, p90 {ms(p90(walls[job]))} (n={len(walls[job])})", ratio(m, none),
+                    notes + f"; one batch, order: interleave, --max-parallel 1, whole batch {ns / 1e9:.2f} s")
+    else:
+        res.row("/bin/true per-run wall_time_s, counters, one batch", "packrun run", f"failed (exit {rc})", "—", "")
     plain = packrun_exec_argv(PACKRUN)
     tools = [
         PerRunTool("packrun exec", plain, "no counters"),

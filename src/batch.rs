@@ -78,7 +78,7 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
             problems,
         }
     })?;
-    check_counters(&batch.runs, "run")?;
+    let _held = check_counters(&batch.runs, "run")?;
     let cache = req
         .cache
         .clone()
@@ -614,12 +614,18 @@ pub fn environment() -> Result<Environment, String> {
 }
 
 /// Refuses, before any run starts, the counters the runs chose that this
-/// machine cannot count: each named, with why and the fix where there is one.
-pub fn check_counters(runs: &jobfile::Runs, during: &'static str) -> Result<(), Error> {
-    let refused = crate::counters::refusals(runs.counters(), Path::new(crate::counters::POWERCAP));
-    if refused.is_empty() {
-        return Ok(());
-    }
+/// machine cannot count: each named, with why and the fix where there is
+/// one. Else the perf events among them, held open until the batch ends
+/// (see counters::Held).
+pub fn check_counters(
+    runs: &jobfile::Runs,
+    during: &'static str,
+) -> Result<crate::counters::Held, Error> {
+    let powercap = Path::new(crate::counters::POWERCAP);
+    let refused = match crate::counters::hold_all(runs.counters(), powercap) {
+        Ok(held) => return Ok(held),
+        Err(refused) => refused,
+    };
     let lines: Vec<String> = refused
         .iter()
         .map(|(c, why)| format!("cannot count `{c}`: {why}"))

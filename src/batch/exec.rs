@@ -28,7 +28,7 @@ pub fn exec(run: jobfile::Run) -> Result<Exec, Error> {
         at: "packrun exec".into(),
         problems,
     })?;
-    super::check_counters(&runs, "exec")?;
+    let _held = super::check_counters(&runs, "exec")?;
     for line in reap_orphans(&env.hierarchy) {
         eprintln!("{line}");
     }

@@ -10,7 +10,7 @@
 mod perf;
 mod powercap;
 
-pub use perf::{probe, Open};
+pub use perf::{hold, probe, Open};
 pub use powercap::{packages_of, zones, Ledger, Meter, Zone};
 
 use std::fmt;
@@ -252,12 +252,33 @@ pub fn refusal(c: Counter, powercap: &std::path::Path) -> Option<String> {
     }
 }
 
-/// Every chosen counter this machine cannot count, each with why.
-pub fn refusals(chosen: Chosen, powercap: &std::path::Path) -> Vec<(Counter, String)> {
-    chosen
-        .iter()
-        .filter_map(|c| refusal(c, powercap).map(|why| (c, why)))
-        .collect()
+/// The chosen perf events held open on packrun itself while its runs
+/// count them (see `perf::hold`): dropped when the batch ends.
+#[derive(Debug, Default)]
+pub struct Held(#[allow(dead_code)] Vec<std::fs::File>);
+
+/// Checks that this machine can count every chosen counter and holds the
+/// perf events among them open (see `perf::hold`); else every counter it
+/// cannot count, each with why.
+pub fn hold_all(
+    chosen: Chosen,
+    powercap: &std::path::Path,
+) -> Result<Held, Vec<(Counter, String)>> {
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for c in chosen.iter() {
+        match c.perf_event() {
+            Some(_) => match perf::hold(c) {
+                Ok(f) => held.push(f),
+                Err(e) => refused.push((c, perf::refusal_of(c, &e))),
+            },
+            None => refused.extend(powercap::refusal(c, powercap).map(|why| (c, why))),
+        }
+    }
+    match refused.is_empty() {
+        true => Ok(Held(held)),
+        false => Err(refused),
+    }
 }
 
 /// The powercap class directory of this machine.

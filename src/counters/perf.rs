@@ -75,17 +75,34 @@ fn open_event(c: Counter, pid: i32, flags: u64) -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
 
-/// Opens `c` the way a run's counters are opened, on this process and
-/// disabled: what a run would meet, asked before any run starts.
+/// Opens `c` on this process, disabled and not inherited: it counts
+/// nothing, but asks what a run's counter would (the same event, the same
+/// permission) and, held open, keeps the event's kernel state in place.
+///
+/// That state is worth keeping: the first software event of a kind turns
+/// on its static key in the kernel (a patch of the kernel's text, with an
+/// interrupt to every CPU) and the last one to close turns it off again;
+/// a batch that holds one of each kind open while its runs open and close
+/// theirs pays that once, not twice per run.
+pub fn hold(c: Counter) -> io::Result<File> {
+    open_event(c, 0, DISABLED | EXCLUDE_HV)
+}
+
+/// Opens `c` on this process, disabled, and closes it again: Ok when
+/// this machine can count it.
 pub fn probe(c: Counter) -> io::Result<()> {
-    open_event(c, 0, DISABLED | INHERIT | EXCLUDE_HV | ENABLE_ON_EXEC).map(drop)
+    hold(c).map(drop)
 }
 
 /// Why this machine cannot count the perf event `c` (None: it can).
 pub(super) fn refusal(c: Counter) -> Option<String> {
-    let e = probe(c).err()?;
+    Some(refusal_of(c, &probe(c).err()?))
+}
+
+/// Why `c` cannot be counted, from the error opening it gave.
+pub(super) fn refusal_of(c: Counter, e: &io::Error) -> String {
     let code = e.raw_os_error().unwrap_or(0);
-    Some(match code {
+    match code {
         libc::EACCES | libc::EPERM => {
             let level = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
                 .map(|s| s.trim().to_string())
@@ -108,7 +125,7 @@ pub(super) fn refusal(c: Counter) -> Option<String> {
         }
         libc::ENOSYS => "this kernel has no perf_event_open (CONFIG_PERF_EVENTS is off)".into(),
         _ => format!("perf_event_open failed: {e}"),
-    })
+    }
 }
 
 /// A run's perf events, opened on its init before it lets the job start.
