@@ -233,3 +233,26 @@ fn a_batchs_counters_go_to_runs_csv_and_steps_csv_and_the_steps_count_apart() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs root: real namespaces, cgroups and perf events"]
+fn packrun_s_own_set_up_of_the_container_is_not_counted() {
+    if !privileged("set-up not counted") {
+        return;
+    }
+    // The run's cgroup holds init's set-up (mounts, namespaces, the
+    // job's clone: about 1.5 ms of CPU here) and /bin/true; the counters
+    // begin at the job's execve.
+    let (out, rec) = exec(&["--counters", "task-clock"], &["/bin/true"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task = count(&rec, "task_clock") / 1e9;
+    let cpu = count(&rec, "cpu_time_s");
+    assert!(
+        task > 0.0 && task < 0.6 * cpu,
+        "task_clock {task} s, cgroup CPU time {cpu} s"
+    );
+}
