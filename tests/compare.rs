@@ -417,7 +417,7 @@ fn compare_on_a_counter_gives_its_own_statistics_and_verdict() {
 }
 
 #[test]
-fn summary_csv_gets_each_counters_statistics() {
+fn summary_csv_json_and_the_page_get_each_counters_statistics() {
     let root = tempfile::tempdir().unwrap();
     let a = counted(root.path(), "a", &[1.0, 2.0, 3.0]);
     let rows = packrun::results::read_rows(&a.join("runs.csv")).unwrap();
@@ -429,6 +429,11 @@ fn summary_csv_gets_each_counters_statistics() {
     assert_eq!(at("task_clock_median"), "2000000000");
     assert_eq!(at("task_clock_max"), "3000000000");
     assert_eq!(at("page_faults_min"), "1000");
+    let json: serde_json::Value = serde_json::from_str(&packrun::report::formats::json(
+        &packrun::report::summarize(&rows),
+    ))
+    .unwrap();
+    assert_eq!(json[0]["task_clock"]["median"], 2e9);
     let page = packrun::html::render(&rows, None);
     assert!(page.contains("<h2>Counters</h2>"));
     assert!(page.contains("<td>task_clock</td>"));

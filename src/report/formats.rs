@@ -43,7 +43,7 @@ pub fn json(summaries: &[Summary]) -> String {
     let v: Vec<serde_json::Value> = summaries
         .iter()
         .map(|s| {
-            json!({
+            let mut v = json!({
                 "job": s.job,
                 "parameters": s.params.iter().cloned().collect::<BTreeMap<String, String>>(),
                 "runs": s.runs(),
@@ -58,7 +58,13 @@ pub fn json(summaries: &[Summary]) -> String {
                 "outliers": s.outliers,
                 "wall_times_s": s.wall_times,
                 "modified_z_scores": modified_z_scores(&s.wall_times),
-            })
+            });
+            // Each counter's statistics, under its column (a set that
+            // counted none of it: null).
+            for (c, st, n) in &s.counters {
+                v[c.column()] = if *n > 0 { json!(st) } else { json!(null) };
+            }
+            v
         })
         .collect();
     serde_json::to_string_pretty(&v).expect("JSON of plain values") + "\n"
