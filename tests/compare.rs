@@ -47,6 +47,7 @@ fn record(job: &str, params: &[(&str, &str)], rep: u32, wall: f64, mem: u64) -> 
         termination_reason: "exited".into(),
         stdout: None,
         stderr: None,
+        net: None,
     }
 }
 
