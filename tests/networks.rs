@@ -328,3 +328,34 @@ fn nothing_of_a_network_is_left_after_packrun_is_killed_and_the_batch_resumed() 
     );
     assert_eq!(host_links(), links_before, "links left on the host");
 }
+
+#[test]
+#[ignore = "needs root: network namespaces, veth links and a bridge"]
+fn a_run_keeping_cap_net_admin_cannot_change_its_link() {
+    if !privileged("a_run_keeping_cap_net_admin_cannot_change_its_link") {
+        return;
+    }
+    let _cpus = CPUS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = out_dir();
+    // SIOCSIFMTU on eth0: the namespace is packrun's, not the run's user
+    // namespace's, so the run's CAP_NET_ADMIN does not reach it.
+    let mtu = "import socket, fcntl, struct\n\
+               s = socket.socket()\n\
+               try:\n    fcntl.ioctl(s, 0x8922, struct.pack('16si', b'eth0', 1400))\n    print('changed')\n\
+               except OSError as e:\n    print('refused', e.errno)\n\
+               print(open('/sys/class/net/eth0/mtu').read().strip())";
+    let file = serde_json::json!({
+        "version": 1,
+        "name": "admin",
+        "networks": {"lab": {}},
+        "jobs": {"admin": {
+            "command": ["python3", "-c", mtu],
+            "resources": {"cpus": 1},
+            "container": {"network": "lab", "capabilities": ["NET_ADMIN"]},
+        }},
+    });
+    let (out, rows) = run_batch(dir.path(), file);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(log(row(&rows, "admin")), "refused 1\n1500\n");
+}

@@ -311,3 +311,58 @@ pub fn check_batch(nets: &[(Arc<PrivateNet>, usize)], cpus: usize) -> Result<(),
         false => Err(problems.join("\n")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobfile::Subnet;
+
+    fn net(subnet: &str) -> PrivateNet {
+        PrivateNet {
+            name: "lab".into(),
+            subnet: Subnet::parse(subnet).unwrap(),
+            rate: None,
+            delay: None,
+            loss: None,
+        }
+    }
+
+    #[test]
+    fn a_subnet_must_hold_the_runs_that_may_be_on_it_at_once() {
+        // A /30 holds two runs: enough for 100 runs on 2 CPUs, or 2 runs.
+        assert_eq!(check_capacity(&net("10.5.0.0/30"), 100, 2), Ok(()));
+        assert_eq!(check_capacity(&net("10.5.0.0/30"), 2, 64), Ok(()));
+        let e = check_capacity(&net("10.5.0.0/30"), 100, 8).unwrap_err();
+        assert_eq!(
+            e,
+            "network `lab`: subnet 10.5.0.0/30 has addresses for 2 runs, but up to 8 of its 100 runs may run at once on this machine's 8 CPUs: expected a larger subnet, a /28 or shorter prefix"
+        );
+        assert!(check_capacity(&net("10.5.0.0/24"), 300, 256).is_err());
+        assert_eq!(check_capacity(&net("10.5.0.0/23"), 300, 256), Ok(()));
+    }
+
+    #[test]
+    fn traffic_since_a_reused_links_start_is_the_difference() {
+        let before = Traffic {
+            rx_bytes: 100,
+            tx_bytes: 50,
+            rx_packets: 2,
+            tx_packets: 1,
+        };
+        let now = Traffic {
+            rx_bytes: 1100,
+            tx_bytes: 90,
+            rx_packets: 12,
+            tx_packets: 3,
+        };
+        assert_eq!(
+            now.since(before),
+            Traffic {
+                rx_bytes: 1000,
+                tx_bytes: 40,
+                rx_packets: 10,
+                tx_packets: 2
+            }
+        );
+    }
+}
