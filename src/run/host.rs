@@ -114,6 +114,8 @@ impl<'o> Host<'o> {
             std::fs::create_dir_all(dir.join("logs")).at("create", dir.join("logs"))?;
         }
         let logs = LogPool::new(&opts.output);
+        // Before the batch's cgroup, which only a Host removes again.
+        let nets = NetPool::new(opts, runs, done)?;
         if !opts.single {
             cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
         }
@@ -128,7 +130,7 @@ impl<'o> Host<'o> {
             opts,
             started: HashMap::new(),
             running: HashMap::new(),
-            nets: NetPool::new(opts, runs, done)?,
+            nets,
             trees: TreePool::new(opts),
             logs,
             signals,
