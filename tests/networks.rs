@@ -359,3 +359,50 @@ fn a_run_keeping_cap_net_admin_cannot_change_its_link() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_eq!(log(row(&rows, "admin")), "refused 1\n1500\n");
 }
+
+#[test]
+#[ignore = "needs root: network namespaces and the netem qdisc, or its absence"]
+fn delay_and_loss_run_where_the_kernel_has_netem_and_are_refused_before_anything_starts_where_not()
+{
+    if !privileged("delay_and_loss_run_where_the_kernel_has_netem_and_are_refused_before_anything_starts_where_not") {
+        return;
+    }
+    let _cpus = CPUS.lock().unwrap_or_else(|e| e.into_inner());
+    let netem = packrun::net::has_qdisc("netem").expect("a namespace to try netem in");
+    let dir = out_dir();
+    let file = serde_json::json!({
+        "version": 1,
+        "name": "netem",
+        "networks": {"wan": {"delay": "5ms", "loss": 0.5}},
+        "jobs": {"far": {
+            "command": ["true"],
+            "resources": {"cpus": 1},
+            "container": {"network": "wan"},
+        }},
+    });
+    let path = dir.path().join("job.json");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let out_dir = dir.path().join("out");
+    let (out, _) = packrun(&[
+        "run",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if netem {
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert_eq!(csv_rows(&out_dir.join("runs.csv"))[0]["state"], "COMPLETED");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("network `wan`: `delay` and `loss` need the netem qdisc (the kernel's sch_netem module, CONFIG_NET_SCH_NETEM), which this kernel does not have"),
+            "{err}"
+        );
+        assert!(
+            !out_dir.exists(),
+            "a results folder for a batch that never started"
+        );
+    }
+}
