@@ -86,18 +86,16 @@ fn in_new_namespace() -> io::Result<(OwnedFd, Netlink)> {
         .spawn(|| -> io::Result<(OwnedFd, Netlink)> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
             let ns = std::fs::File::open("/proc/thread-self/ns/net")?;
-            // IPv4 only: links made here get no IPv6 (no neighbour or
-            // listener reports in a run's counters). The sysctls under
-            // /proc/sys/net are the opening thread's namespace's. A kernel
-            // without IPv6 has none of them.
-            for f in ["default", "all"] {
-                let path = format!("/proc/sys/net/ipv6/conf/{f}/disable_ipv6");
-                match std::fs::write(&path, "1") {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(io::Error::new(e.kind(), format!("{path}: {e}")))
-                    }
-                    _ => {}
+            // IPv4 only: links made here from now on get no IPv6 (no
+            // neighbour or listener reports in a run's counters); loopback
+            // keeps ::1. The sysctls under /proc/sys/net are the opening
+            // thread's namespace's. A kernel without IPv6 has none.
+            let path = "/proc/sys/net/ipv6/conf/default/disable_ipv6";
+            match std::fs::write(path, "1") {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io::Error::new(e.kind(), format!("{path}: {e}")))
                 }
+                _ => {}
             }
             let mut sock = Netlink::open()?;
             sock.set_up(LOOPBACK)?;
@@ -183,7 +181,9 @@ impl Plumbing {
         let host = format!("h{}", self.next);
         self.next += 1;
         let bridge = (b.index, b.net.subnet.prefix, b.shape.clone());
-        let host_end = self.link.new_veth(&host, bridge.0, ns.as_fd())?;
+        let host_end = self
+            .link
+            .new_veth(&host, bridge.0, ns.as_fd(), mac_of(addr))?;
         self.link.no_ipv6(host_end)?;
         self.link.set_up(host_end)?;
         let eth0 = sock.index_of("eth0")?;
@@ -221,6 +221,15 @@ impl Plumbing {
         }
         traffic
     }
+}
+
+/// The MAC address of the run's `eth0` at `addr`: locally administered,
+/// the address in its last four bytes. A later link at the same address
+/// (after its namespace went) has the same one, so the other runs' ARP
+/// entries for it stay right.
+fn mac_of(addr: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = addr.octets();
+    [0x02, 0x70, a, b, c, d]
 }
 
 fn with_context(what: &str, e: io::Error) -> io::Error {
@@ -339,6 +348,14 @@ mod tests {
         );
         assert!(check_capacity(&net("10.5.0.0/24"), 300, 256).is_err());
         assert_eq!(check_capacity(&net("10.5.0.0/23"), 300, 256), Ok(()));
+    }
+
+    #[test]
+    fn a_runs_mac_address_is_local_and_follows_its_ip_address() {
+        assert_eq!(
+            mac_of(Ipv4Addr::new(10, 77, 0, 2)),
+            [0x02, 0x70, 10, 77, 0, 2]
+        );
     }
 
     #[test]

@@ -129,15 +129,19 @@ impl Netlink {
     }
 
     /// A veth pair: `host` here, a port of `bridge`, and its peer `eth0`
-    /// made right in the namespace `peer_ns`. Returns the index of `host`.
+    /// with `peer_mac` made right in the namespace `peer_ns`. Returns the
+    /// index of `host`.
     pub(super) fn new_veth(
         &mut self,
         host: &str,
         bridge: u32,
         peer_ns: BorrowedFd,
+        peer_mac: [u8; 6],
     ) -> io::Result<u32> {
         let mut peer = LinkMessage::default();
         peer.attributes.push(LinkAttribute::IfName("eth0".into()));
+        peer.attributes
+            .push(LinkAttribute::Address(peer_mac.to_vec()));
         peer.attributes
             .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
         let mut m = LinkMessage::default();
