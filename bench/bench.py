@@ -1204,6 +1204,63 @@ def bench_images(res, reps, quick):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# --- networks: per-run start on a private network against none ----------------
+
+
+def bench_networks(res, reps):
+    """/bin/true on a private network beside `network: none`, in one batch
+    (order: interleave, --max-parallel 1): each run's wall_time_s. Twice:
+    namespaces pooled (the default), and fresh ones per run (a job that
+    keeps a capability gets no pooled namespace, for none and a network
+    alike), where the link is made for each run."""
+    bench = "networks: /bin/true per-run start"
+    tmp = tempfile.mkdtemp(prefix="packrun-bench-networks-", dir="/var/tmp")
+    jobs = {
+        "none": "{network: none}",
+        "lab": "{network: lab}",
+        "none-fresh": "{network: none, capabilities: [NET_RAW]}",
+        "lab-fresh": "{network: lab, capabilities: [NET_RAW]}",
+    }
+    try:
+        path = os.path.join(tmp, "networks.yaml")
+        with open(path, "w") as f:
+            f.write("version: 1\nname: bench-networks\norder: interleave\n"
+                    "networks:\n  lab: {}\njobs:\n")
+            for name, container in jobs.items():
+                f.write(f"  {name}:\n    command: [\"/bin/true\"]\n    repetitions: {reps}\n"
+                        f"    resources: {{cpus: 1}}\n    container: {container}\n")
+        out = os.path.join(tmp, "out")
+        ns, rc, _, err = run_captured([PACKRUN, "run", path, "--out", out, "--quiet",
+                                       "--max-parallel", "1"], timeout=1800)
+        walls = {name: [] for name in jobs}
+        try:
+            with open(os.path.join(out, "runs.csv")) as f:
+                for row in csv.DictReader(f):
+                    if row.get("state") == "COMPLETED" and row.get("job") in walls:
+                        walls[row["job"]].append(float(row["wall_time_s"]) * 1e9)
+                        res.sample("networks", row["job"], row.get("rep", ""), "wall_time_ns",
+                                   walls[row["job"]][-1])
+        except OSError:
+            pass
+        for name in jobs:
+            xs = walls[name]
+            ref_name = "none-fresh" if name.endswith("-fresh") else "none"
+            ref = walls[ref_name]
+            what = (f"container: {jobs[name]}; wall_time_s of runs.csv (cgroups, namespaces, link, "
+                    f"container, /bin/true, its exit, counters); one batch of {len(jobs) * reps} runs, "
+                    f"order: interleave, --max-parallel 1; whole batch {ns / 1e9:.2f} s")
+            if len(xs) != reps or len(ref) != reps:
+                res.row(bench, f"packrun run, {name}",
+                        f"failed: exit {rc}, {len(xs)} of {reps} runs COMPLETED: {gist(err)}", "—", what)
+                continue
+            more = (median(xs) - median(ref)) / 1e6
+            res.row(bench, f"packrun run, {name}",
+                    f"median {ms(median(xs))}, p90 {ms(p90(xs))} (n={len(xs)})", "—",
+                    f"{more:+.2f} ms ({ratio(median(xs), median(ref))}) against {ref_name}; {what}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- main ---------------------------------------------------------------------
 
 
@@ -1235,7 +1292,7 @@ def main():
     ap.add_argument("--reps", type=int, help="measured rounds of the per-run benchmark (default 200, quick 30)")
     ap.add_argument("--batch", type=int, default=1000, help="runs in the batch benchmark (default 1000)")
     ap.add_argument("--out", help="results dir (default results/bench/<UTC timestamp>)")
-    ap.add_argument("--only", default="per_run,batch,counters,accuracy,limits,own_cost,planning,scale,images",
+    ap.add_argument("--only", default="per_run,batch,counters,accuracy,limits,own_cost,planning,scale,images,networks",
                     help="comma-separated sections to run")
     ap.add_argument("--own-runs", type=int,
                     help="runs in the own-cost batch (default 100000, quick 5000)")
@@ -1307,6 +1364,9 @@ def main():
         if "images" in sections:
             print("images: first unpack, cached start, per-run start by root kind", file=sys.stderr)
             bench_images(res, 10 if a.quick else 30, a.quick)
+        if "networks" in sections:
+            print("networks: per-run start on a private network against none", file=sys.stderr)
+            bench_networks(res, 30 if a.quick else 200)
     finally:
         worker.close()
         os.chdir(ROOT)

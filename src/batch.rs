@@ -79,6 +79,7 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
         }
     })?;
     let _held = check_counters(&batch.runs, "run")?;
+    check_networks(&batch, env.topology.cpus.len())?;
     let cache = req
         .cache
         .clone()
@@ -95,6 +96,24 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
     // Inside a Slurm step: the runs' cgroups go below the step's.
     let base = cgroup::RunsBase::make(&env.hierarchy).map_err(|e| environmental(&e))?;
     run_into(&dir, req, &batch, &env, planned, base.name(), images)
+}
+
+/// The private networks the batch's runs are on, each with how many runs
+/// are on it, checked before anything starts (see `net::check_batch`).
+fn check_networks(batch: &jobfile::Batch, cpus: usize) -> Result<(), Error> {
+    let mut nets: Vec<(std::sync::Arc<jobfile::PrivateNet>, usize)> = Vec::new();
+    for r in batch.runs.iter() {
+        if let Some(n) = r.container().network.private() {
+            match nets.iter_mut().find(|(m, _)| m.name == n.name) {
+                Some((_, count)) => *count += 1,
+                None => nets.push((n.clone(), 1)),
+            }
+        }
+    }
+    crate::net::check_batch(&nets, cpus).map_err(|message| Error::Invalid {
+        during: "run",
+        message,
+    })
 }
 
 /// Unpacks (or finds in the cache) every image a job runs in, once, and

@@ -185,6 +185,7 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(pty_share(p));
     out.push(pid_max(p));
     out.push(counters(p));
+    out.push(shaping(p));
     out
 }
 
@@ -233,6 +234,68 @@ fn counters_from(refusal: &dyn Fn(crate::counters::Counter) -> Option<String>) -
             "sysctl -w kernel.perf_event_paranoid=1, or run packrun as root",
         ),
         None => ok(N, detail),
+    }
+}
+
+/// What the shaping of private networks' links needs: the tbf qdisc for
+/// `rate`, netem for `delay` and `loss`. Tried in a namespace of its own
+/// on this machine as root; elsewhere only the kernel's module files tell.
+fn shaping(p: &Probe) -> Check {
+    let here = p.root == Path::new("/") && p.euid == 0;
+    let tried = |kind: &str| here.then(|| crate::net::has_qdisc(kind).ok()).flatten();
+    let release = p.read("proc/sys/kernel/osrelease").unwrap_or_default();
+    let module = |name: &str| {
+        let dir = p.path(&format!("lib/modules/{}/kernel/net/sched", release.trim()));
+        std::fs::read_dir(dir).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}.ko"))
+            })
+        })
+    };
+    shaping_check(
+        (tried("tbf"), module("sch_tbf")),
+        (tried("netem"), module("sch_netem")),
+    )
+}
+
+/// The shaping check from what was found: per qdisc, whether adding one
+/// worked (None: not tried) and whether the kernel has it as a module.
+fn shaping_check(tbf: (Option<bool>, bool), netem: (Option<bool>, bool)) -> Check {
+    const N: &str = "link shaping";
+    let fix = |module: &str, config: &str, keys: &str| {
+        match module {
+        "" => format!("a kernel built with {config} (no module of it here): {keys} of `networks:` cannot be used on this one"),
+        m => format!("modprobe {m}"),
+    }
+    };
+    let missing = |(tried, module): (Option<bool>, bool), name: &'static str| match tried {
+        Some(false) => Some(if module { name } else { "" }),
+        _ => None,
+    };
+    match (missing(tbf, "sch_tbf"), missing(netem, "sch_netem")) {
+        (None, None) if tbf.0.is_none() => ok(
+            N,
+            format!(
+                "not tried (as root on this machine packrun tries tbf and netem); modules here: sch_tbf {}, sch_netem {}",
+                if tbf.1 { "yes" } else { "no (built in, or absent)" },
+                if netem.1 { "yes" } else { "no (built in, or absent)" }
+            ),
+        ),
+        (None, None) => ok(N, "tbf (`rate`) and netem (`delay`, `loss`) work"),
+        (None, Some(m)) => bad(
+            N,
+            Level::Warn,
+            "no netem qdisc: private networks with `delay` or `loss` are refused (`rate` works, with tbf)",
+            fix(m, "CONFIG_NET_SCH_NETEM", "`delay` and `loss`"),
+        ),
+        (Some(m), _) => bad(
+            N,
+            Level::Warn,
+            "no tbf qdisc: private networks with `rate` are refused",
+            fix(m, "CONFIG_NET_SCH_TBF", "`rate`"),
+        ),
     }
 }
 
@@ -1742,6 +1805,26 @@ mod tests {
             "{}",
             k.detail
         );
+    }
+
+    #[test]
+    fn shaping_names_the_module_to_load_or_the_kernel_option_missing() {
+        let c = shaping_check((Some(true), false), (Some(false), true));
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.detail.contains("`delay` or `loss` are refused"), "{c:?}");
+        assert_eq!(c.fix.as_deref(), Some("modprobe sch_netem"));
+        let c = shaping_check((Some(true), false), (Some(false), false));
+        assert!(c
+            .fix
+            .unwrap()
+            .starts_with("a kernel built with CONFIG_NET_SCH_NETEM"));
+        let c = shaping_check((Some(false), true), (Some(true), true));
+        assert_eq!(c.fix.as_deref(), Some("modprobe sch_tbf"));
+        let c = shaping_check((Some(true), false), (Some(true), false));
+        assert_eq!((c.level, c.fix), (Level::Ok, None));
+        let c = shaping_check((None, true), (None, false));
+        assert_eq!(c.level, Level::Ok);
+        assert!(c.detail.contains("not tried"), "{c:?}");
     }
 
     #[test]

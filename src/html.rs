@@ -257,7 +257,7 @@ fn cpu_rows(rows: &[Row], manifest: Option<&Manifest>) -> Vec<CpuRow> {
 
 fn tooltip(r: &Row) -> String {
     format!(
-        "{}\nrep {}{}\nCPUs {}\nwall {:.3} s · CPU {:.3} s\npeak memory {}\n{}{}",
+        "{}\nrep {}{}\nCPUs {}\nwall {:.3} s · CPU {:.3} s\npeak memory {}\n{}{}{}",
         label(&r.job, &r.params),
         r.rep,
         if r.warmup { " (warmup)" } else { "" },
@@ -265,6 +265,15 @@ fn tooltip(r: &Row) -> String {
         r.wall_s,
         r.cpu_s,
         human_bytes(r.memory_peak),
+        r.net
+            .map(|t| format!(
+                "network received {} ({} packets) · sent {} ({} packets)\n",
+                human_bytes(t.rx_bytes),
+                t.rx_packets,
+                human_bytes(t.tx_bytes),
+                t.tx_packets
+            ))
+            .unwrap_or_default(),
         r.state,
         r.exit_code
             .map(|c| format!(" (exit code {c})"))

@@ -1748,6 +1748,7 @@ mod tests {
             source: String::new(),
             jobs: vec![],
             groups: vec![],
+            networks: Vec::new(),
             runs: vec![w, r].into(),
             order: Default::default(),
             seed: None,

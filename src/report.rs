@@ -117,6 +117,9 @@ pub struct Summary<'a> {
     /// Per counter column of runs.csv: the statistics of the completed
     /// measured runs that have a value, and how many those are.
     pub counters: Vec<(Counter, Stats, usize)>,
+    /// Median bytes received and sent by the completed runs on a private
+    /// network (None: none of them was on one).
+    pub net_median: Option<(f64, f64)>,
 }
 
 impl Summary<'_> {
@@ -213,6 +216,7 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary<'_>> {
                 outliers: count_outliers(&wall_times),
                 disturbed: g.iter().filter(|r| disturbed(r)).count(),
                 counters: counter_stats(&ok, rows),
+                net_median: net_median(&ok),
                 wall_times,
                 cpu_times,
                 rows: g,
@@ -284,6 +288,18 @@ pub fn smt_shared(rows: &[Row], topo: &crate::topology::Topology) -> Vec<String>
         .collect()
 }
 
+/// The median bytes received and sent of `rows` that were on a private
+/// network.
+fn net_median(rows: &[&Row]) -> Option<(f64, f64)> {
+    let net: Vec<crate::results::NetTraffic> = rows.iter().filter_map(|r| r.net).collect();
+    if net.is_empty() {
+        return None;
+    }
+    let rx: Vec<f64> = net.iter().map(|t| t.rx_bytes as f64).collect();
+    let tx: Vec<f64> = net.iter().map(|t| t.tx_bytes as f64).collect();
+    Some((Stats::of(&rx).median, Stats::of(&tx).median))
+}
+
 /// Whether something outside the run's cgroup disturbed it.
 pub fn disturbed(r: &Row) -> bool {
     r.thermal_throttles + r.swap_in_pages + r.swap_out_pages > 0
@@ -321,6 +337,12 @@ pub fn summary_csv(summaries: &[Summary], with_means: bool) -> String {
     head.extend(State::ALL.iter().map(|s| s.as_str().to_lowercase()));
     head.push("outliers".into());
     head.push("disturbed".into());
+    // Only where some run was on a private network.
+    let net = summaries.iter().any(|s| s.net_median.is_some());
+    if net {
+        head.push("net_rx_bytes_median".into());
+        head.push("net_tx_bytes_median".into());
+    }
     if with_means {
         head.push("user_time_s_mean".into());
         head.push("system_time_s_mean".into());
@@ -358,6 +380,15 @@ pub fn summary_csv(summaries: &[Summary], with_means: bool) -> String {
         cells.extend(s.states.iter().map(|(_, n)| n.to_string()));
         cells.push(s.outliers.to_string());
         cells.push(s.disturbed.to_string());
+        if net {
+            let (rx, tx) = s
+                .net_median
+                .map_or((String::new(), String::new()), |(rx, tx)| {
+                    (format!("{rx:.0}"), format!("{tx:.0}"))
+                });
+            cells.push(rx);
+            cells.push(tx);
+        }
         if with_means {
             cells.push(format!("{:.6}", s.user_mean));
             cells.push(format!("{:.6}", s.system_mean));
@@ -395,6 +426,11 @@ pub fn table_cells(summaries: &[Summary]) -> Vec<Vec<String>> {
     ]
     .map(String::from)
     .to_vec()];
+    // Only where some run was on a private network.
+    let net = summaries.iter().any(|s| s.net_median.is_some());
+    if net {
+        out[0].push("net rx / tx median".into());
+    }
     for s in summaries {
         let none = s.wall_times.is_empty();
         let t = |x: f64| {
@@ -435,6 +471,12 @@ pub fn table_cells(summaries: &[Summary]) -> Vec<Vec<String>> {
             human_bytes(s.max_memory_peak),
             s.outliers.to_string(),
         ]);
+        if net {
+            let cell = s.net_median.map_or("-".into(), |(rx, tx)| {
+                format!("{} / {}", human_bytes(rx as u64), human_bytes(tx as u64))
+            });
+            out.last_mut().expect("pushed above").push(cell);
+        }
     }
     out
 }
@@ -571,6 +613,36 @@ mod tests {
         assert_eq!(s[1].wall_times, [2.0]);
         assert!(s[1].states.contains(&(State::Timeout, 1)));
         assert_eq!(s[1].user_mean, 0.5);
+    }
+
+    #[test]
+    fn the_traffic_of_runs_on_a_private_network_gets_columns_only_where_there_is_some() {
+        let mut rows = sample();
+        let plain = table(&summarize(&rows));
+        assert!(!plain.contains("net rx"), "{plain}");
+        assert!(!summary_csv(&summarize(&rows), false).contains("net_"));
+        for (i, r) in rows.iter_mut().filter(|r| r.job == "xz").enumerate() {
+            if r.params[0].1 == "1" {
+                r.net = Some(crate::results::NetTraffic {
+                    rx_bytes: 1000 * (i as u64 + 1),
+                    tx_bytes: 2 << 20,
+                    rx_packets: 3,
+                    tx_packets: 4,
+                });
+            }
+        }
+        let s = summarize(&rows);
+        // a0..a4 (the warmup left out): rx 2000..6000, median 4000.
+        assert_eq!(s[0].net_median, Some((4000.0, (2 << 20) as f64)));
+        assert_eq!(s[1].net_median, None);
+        let t = table(&s);
+        assert!(t.contains("net rx / tx median"), "{t}");
+        assert!(t.contains("3.9 KiB / 2.0 MiB"), "{t}");
+        let csv = summary_csv(&s, false);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with(",disturbed,net_rx_bytes_median,net_tx_bytes_median"));
+        assert!(lines[1].ends_with(",4000,2097152"), "{csv}");
+        assert!(lines[2].ends_with(",,"), "{csv}");
     }
 
     #[test]

@@ -103,6 +103,18 @@ pub struct Record {
     pub stderr: Option<PathBuf>,
     /// What its counters read (see `counters`); empty when none were chosen.
     pub counters: Reading,
+    /// What went through the run's link on its private network, from its
+    /// side; None for a run on none.
+    pub net: Option<NetTraffic>,
+}
+
+/// Bytes and packets through a run's `eth0`, from the run's side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetTraffic {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }
 
 /// One row of runs.csv, typed. Seconds are what the file holds (six
@@ -139,6 +151,9 @@ pub struct Row {
     pub thermal_throttles: u64,
     pub swap_in_pages: u64,
     pub swap_out_pages: u64,
+    /// As `Record::net`; empty cells for a run on no private network,
+    /// and in folders written before these columns existed.
+    pub net: Option<NetTraffic>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub state: State,
@@ -189,6 +204,10 @@ const TAIL: &[(&str, Kind, bool)] = &[
     ("thermal_throttles", Kind::Number, false),
     ("swap_in_pages", Kind::Number, false),
     ("swap_out_pages", Kind::Number, false),
+    ("net_rx_bytes", Kind::Number, false),
+    ("net_tx_bytes", Kind::Number, false),
+    ("net_rx_packets", Kind::Number, false),
+    ("net_tx_packets", Kind::Number, false),
     ("exit_code", Kind::Number, true),
     ("signal", Kind::Number, false),
     ("state", Kind::Text, true),
@@ -286,6 +305,7 @@ impl Row {
             thermal_throttles: rec.disturbance.thermal_throttles,
             swap_in_pages: rec.disturbance.swap_in_pages,
             swap_out_pages: rec.disturbance.swap_out_pages,
+            net: rec.net,
             exit_code: rec.exit_code,
             signal: rec.signal,
             state: rec.state,
@@ -364,6 +384,7 @@ impl Row {
         let secs = |s: f64| format!("{s:.6}");
         let opt = |v: Option<String>| v.unwrap_or_default();
         let path = |p: &Option<PathBuf>| opt(p.as_ref().map(|p| p.display().to_string()));
+        let net = |f: fn(&NetTraffic) -> u64| opt(self.net.as_ref().map(|t| f(t).to_string()));
         let mut cells = vec![self.key.clone(), self.job.clone()];
         for p in param_names {
             cells.push(opt(self
@@ -396,6 +417,10 @@ impl Row {
             self.thermal_throttles.to_string(),
             self.swap_in_pages.to_string(),
             self.swap_out_pages.to_string(),
+            net(|t| t.rx_bytes),
+            net(|t| t.tx_bytes),
+            net(|t| t.rx_packets),
+            net(|t| t.tx_packets),
             opt(self.exit_code.map(|v| v.to_string())),
             opt(self.signal.map(|v| v.to_string())),
             self.state.as_str().to_string(),
@@ -729,6 +754,26 @@ impl Cells<'_> {
             .map(PathBuf::from)
     }
 
+    /// The `net_*` cells: all empty (or absent) for a run on no private
+    /// network.
+    fn net(&self) -> Result<Option<NetTraffic>, ResultsError> {
+        const BYTES: &str = "a number of bytes";
+        const COUNT: &str = "a whole number";
+        let rx_bytes = self.opt("net_rx_bytes", BYTES)?;
+        let tx_bytes = self.opt("net_tx_bytes", BYTES)?;
+        let rx_packets = self.opt("net_rx_packets", COUNT)?;
+        let tx_packets = self.opt("net_tx_packets", COUNT)?;
+        Ok(match (rx_bytes, tx_bytes, rx_packets, tx_packets) {
+            (None, None, None, None) => None,
+            (a, b, c, d) => Some(NetTraffic {
+                rx_bytes: a.unwrap_or_default(),
+                tx_bytes: b.unwrap_or_default(),
+                rx_packets: c.unwrap_or_default(),
+                tx_packets: d.unwrap_or_default(),
+            }),
+        })
+    }
+
     fn row(&self, params: &[(usize, String)]) -> Result<Row, ResultsError> {
         const SECONDS: &str = "a number of seconds";
         const BYTES: &str = "a number of bytes";
@@ -765,6 +810,7 @@ impl Cells<'_> {
             thermal_throttles: self.num("thermal_throttles", COUNT)?,
             swap_in_pages: self.num("swap_in_pages", COUNT)?,
             swap_out_pages: self.num("swap_out_pages", COUNT)?,
+            net: self.net()?,
             exit_code: self.opt("exit_code", "an exit code")?,
             signal: self.opt("signal", "a signal number")?,
             state: self
@@ -1215,6 +1261,7 @@ pub(crate) fn sample_record(key: &str, state: State) -> Record {
         stdout: None,
         stderr: None,
         counters: Default::default(),
+        net: None,
     }
 }
 

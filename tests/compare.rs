@@ -48,6 +48,7 @@ fn record(job: &str, params: &[(&str, &str)], rep: u32, wall: f64, mem: u64) -> 
         stdout: None,
         stderr: None,
         counters: Default::default(),
+        net: None,
     }
 }
 

@@ -214,8 +214,8 @@ fn before_clone(data: &mut SpawnData) -> io::Result<Option<OwnedFd>> {
                 data.fds.sysfs = fd.as_raw_fd();
                 Some(fd)
             }
-            Err(_) => {
-                data.plan.own_network();
+            Err(e) => {
+                data.plan.own_network().map_err(|_| e)?;
                 None
             }
         },

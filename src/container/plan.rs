@@ -9,6 +9,7 @@ use super::{ContainerConfig, JobOutput, SetupError, DEFAULT_PATH};
 use crate::cpulist::CpuList;
 use crate::jobfile::{MemPolicy, Network};
 use std::ffi::CString;
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -71,6 +72,9 @@ pub(super) struct Plan {
     /// init is in it from the start (it could not join it from its own
     /// user namespace); its sysfs then comes from `child::Fds::sysfs`.
     pub(super) join_net: Option<RawFd>,
+    /// The run is on a private network: `join_net` holds its link, and no
+    /// other namespace will do.
+    pub(super) private_net: bool,
     /// A pooled mount namespace with the staging tmpfs and the overlays
     /// of `host_trees` mounted (see `HostTree`) and which of them are: the
     /// spawner thread joins it instead of mounting them itself.
@@ -132,11 +136,19 @@ pub(super) enum PlanOutput {
 impl Plan {
     /// A network namespace of its own instead of a pooled one (where init
     /// is not cloned by a thread that could join it first).
-    pub(super) fn own_network(&mut self) {
+    /// Fails for a run on a private network, whose namespace holds its
+    /// link: a namespace of its own would have none.
+    pub(super) fn own_network(&mut self) -> io::Result<()> {
+        if self.private_net {
+            return Err(io::Error::other(
+                "a run on a private network must join the namespace made for it",
+            ));
+        }
         if self.join_net.take().is_some() {
             self.unshare |= libc::CLONE_NEWNET;
             self.loopback = true;
         }
+        Ok(())
     }
 
     pub(super) fn new(cfg: &ContainerConfig, base: &Path) -> Result<Plan, SetupError> {
@@ -201,6 +213,7 @@ impl Plan {
             hostname: cstr(&cfg.hostname, "hostname")?,
             loopback: cfg.network == Network::None && join_net.is_none(),
             join_net,
+            private_net: matches!(cfg.network, Network::Private(_)),
             join_tree: None,
             job_ids,
             userns,
@@ -410,11 +423,13 @@ pub(super) fn namespaces(cfg: &ContainerConfig) -> (u64, libc::c_int, Option<Raw
         flags |= libc::CLONE_NEWUSER as u64;
     }
     let mut unshare = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-    let join_net = match (&cfg.netns, cfg.network) {
-        (Some(fd), Network::None) => Some(fd.as_raw_fd()),
+    let join_net = match (&cfg.netns, &cfg.network) {
+        (Some(fd), Network::None | Network::Private(_)) => Some(fd.as_raw_fd()),
         _ => None,
     };
-    if cfg.network == Network::None && join_net.is_none() {
+    // A private network's run without its namespace gets one with
+    // loopback only: never the host's.
+    if cfg.network != Network::Host && join_net.is_none() {
         unshare |= libc::CLONE_NEWNET;
     }
     // Made after the go byte, when init sits in the run's cgroups: on v2

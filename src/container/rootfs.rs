@@ -574,7 +574,7 @@ fn kernel_fs_ops(cfg: &ContainerConfig, root: &Path) -> Result<Vec<MountOp>, Set
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )?];
-    if cfg.network == Network::None {
+    if cfg.network != Network::Host {
         // A fresh sysfs shows the run's network namespace's devices (only
         // lo): mounted by init, or made by the thread that joined a pooled
         // namespace for it (see child::Fds::sysfs).

@@ -77,17 +77,19 @@ pub fn spawn_async(
     let (pid, pidfd, spawner) = match is_root() {
         false => {
             let mut plan = plan;
-            plan.own_network();
-            clone(&plan, cgroup_dir, &fds).map(|(pid, fd)| (pid, fd, None))
+            plan.own_network()
+                .and_then(|()| clone(&plan, cgroup_dir, &fds))
+                .map(|(pid, fd)| (pid, fd, None))
         }
         true => match clone_shared(plan, cgroup_dir, fds) {
             Ok((pid, fd, thread)) => Ok((pid, fd, Some(thread))),
             // No clone3 (see `clone`): the copying clone, which falls back
             // to clone(2), in a network namespace of its own.
-            Err((e, Some(mut data))) if e.raw_os_error() == Some(libc::ENOSYS) => {
-                data.plan.own_network();
-                clone(&data.plan, cgroup_dir, &data.fds).map(|(pid, fd)| (pid, fd, None))
-            }
+            Err((e, Some(mut data))) if e.raw_os_error() == Some(libc::ENOSYS) => data
+                .plan
+                .own_network()
+                .and_then(|()| clone(&data.plan, cgroup_dir, &data.fds))
+                .map(|(pid, fd)| (pid, fd, None)),
             Err((e, _)) => Err(e),
         },
     }

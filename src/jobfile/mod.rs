@@ -2,8 +2,10 @@
 //! into typed `Run`s. Touches no system state; only reads the job file.
 
 mod expand;
+mod networks;
 mod raw;
 mod runs;
+mod subnet;
 pub mod types;
 mod units;
 mod validate;
@@ -14,6 +16,12 @@ mod order;
 pub use exec::{exec_run, ExecRequest};
 use order::arrange;
 pub use runs::{JobRuns, RunRef, Runs};
+pub use subnet::Subnet;
+
+/// The longest prefix a private network's subnet may have.
+pub fn subnet_max_prefix() -> u8 {
+    subnet::MAX_PREFIX
+}
 pub use types::*;
 
 use std::path::{Path, PathBuf};
@@ -196,6 +204,7 @@ fn parse_limited(file: &str, text: &str, base: &Path, max_runs: u64) -> Result<B
         source: text.to_string(),
         jobs: out.jobs,
         groups: out.groups,
+        networks: out.networks,
         runs: out.runs,
         order: out.order,
         seed: out.seed,
@@ -215,6 +224,8 @@ pub struct Batch {
     pub jobs: Vec<Job>,
     /// Groups in file order.
     pub groups: Vec<Group>,
+    /// Private networks (`networks:`) in file order.
+    pub networks: Vec<std::sync::Arc<PrivateNet>>,
     /// Every run of every job, in submission order (file order, then matrix
     /// order, then rep; then as `order` says).
     pub runs: Runs,
@@ -313,6 +324,60 @@ mod tests {
         match parse("t.yaml", text) {
             Ok(_) => panic!("expected problems"),
             Err(e) => e.problems,
+        }
+    }
+
+    #[test]
+    fn jobs_join_private_networks_by_name_with_their_settings_and_chosen_subnets() {
+        let b = ok("version: 1\nname: t\nnetworks:\n  lab: {rate: 100mbit, delay: 5ms, loss: '1%'}\n  own: {subnet: 10.200.0.0/24}\njobs:\n  a: {command: [x], container: {network: lab}}\n  b: {command: [x], container: {network: own}}\n  c: {command: [x], container: {network: host}}\n  d: {command: [x]}\n");
+        let net = |i: usize| b.runs.get(i).container().network.clone();
+        let Network::Private(lab) = net(0) else {
+            panic!("{:?}", net(0))
+        };
+        assert_eq!(lab.name, "lab");
+        assert_eq!(lab.rate, Some(100_000_000));
+        assert_eq!(lab.delay, Some(std::time::Duration::from_millis(5)));
+        assert_eq!(lab.loss, Some(1.0));
+        // The given subnet is skipped when one is chosen.
+        assert_eq!(lab.subnet.to_string(), "10.201.0.0/16");
+        let Network::Private(own) = net(1) else {
+            panic!()
+        };
+        assert_eq!(own.subnet.to_string(), "10.200.0.0/24");
+        assert_eq!((net(2), net(3)), (Network::Host, Network::None));
+        assert_eq!(b.networks.len(), 2);
+    }
+
+    #[test]
+    fn bad_networks_are_all_reported_with_their_lines() {
+        let text = "version: 1\nname: t\nnetworks:\n  host: {}\n  a: {subnet: 10.1.0.0/16, rate: fast}\n  b: {subnet: 10.1.2.0/24, loss: 200}\njobs:\n  j: {command: [x], container: {network: lab}}\n";
+        let got: Vec<(Option<usize>, String, String)> = problems(text)
+            .into_iter()
+            .map(|p| (p.line, p.path, p.message))
+            .collect();
+        let want = [
+            (4, "networks.host", "network name `host` is reserved"),
+            (
+                5,
+                "networks.a.rate",
+                "invalid rate `fast`: expected a rate like 100mbit",
+            ),
+            (
+                6,
+                "networks.b.subnet",
+                "subnet `10.1.2.0/24` overlaps the subnet of network `a`",
+            ),
+            (6, "networks.b.loss", "loss `200`: expected a percentage"),
+            (
+                8,
+                "jobs.j.container.network",
+                "unknown network `lab`: expected `none`, `host`, `a`, `b`",
+            ),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for ((line, path, message), (wl, wp, wm)) in got.iter().zip(want) {
+            assert_eq!((*line, path.as_str()), (Some(wl), wp), "{message}");
+            assert!(message.starts_with(wm), "{message}");
         }
     }
 

@@ -34,6 +34,8 @@ pub struct RawFile {
     pub groups: Option<OrderedMap<RawGroup>>,
     /// The order runs are started in: `sequential` (file order, each parameter set's repetitions back to back; the default), `interleave` (the repetitions of different jobs and parameter sets alternate) or `random` (shuffled with `seed`). A job's own `order` orders its runs among the places the batch's order gave them.
     pub order: Option<OrderKind>,
+    /// Private networks: `container.network: NAME` puts a job's runs on one. Each run gets `eth0` with its own address on the network's bridge, besides loopback; runs on other networks, with `none`, and the host cannot reach it. A private network has no route outside: `network: host` is the way out.
+    pub networks: Option<OrderedMap<RawNetwork>>,
     /// Seed of `order: random` (default: chosen at start and recorded in the manifest), so an order can be replayed.
     pub seed: Option<u64>,
 }
@@ -183,8 +185,8 @@ pub struct RawIo {
 pub struct RawContainer {
     /// `host` (the host tree, read-only; the default), a directory holding a root file system (relative to the job file), `oci:PATH[:TAG]` (an OCI image layout) or `docker-archive:PATH` (a `docker save` tarball); an image is unpacked once into the cache, and its Env, WorkingDir, Entrypoint/Cmd and User fill what the job leaves out.
     pub rootfs: Option<String>,
-    /// `none` (own network namespace with loopback up; the default) or `host`.
-    pub network: Option<NetworkKind>,
+    /// `none` (own network namespace with loopback up; the default), `host` (the host's network), or the name of a network under `networks:`.
+    pub network: Option<String>,
     /// Hostname inside the container (default `{job}-{rep}`); may use placeholders.
     pub hostname: Option<String>,
     /// Bind mounts into the container.
@@ -213,12 +215,19 @@ pub enum UserNsKind {
     Host,
 }
 
-/// Network mode of a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkKind {
-    None,
-    Host,
+/// A private network; every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Network")]
+pub struct RawNetwork {
+    /// IPv4 subnet, e.g. `10.5.0.0/24` (prefix 8 to 30); each run on the network gets the next free address in it. Default: a /16 packrun picks from 10.200.0.0–10.255.0.0 (then 172.16.0.0/12), apart from the other networks'.
+    pub subnet: Option<String>,
+    /// Rate of each run's link, in each direction, e.g. `100mbit`, `1gbit`, `500kbit` (token bucket, tbf). Default: unshaped.
+    pub rate: Option<String>,
+    /// Delay added to each packet in each direction, e.g. `5ms` (netem: needs the kernel's sch_netem).
+    pub delay: Option<DurationValue>,
+    /// Share of packets dropped in each direction, in percent: `0.5` or `"0.5%"` (netem: needs the kernel's sch_netem).
+    pub loss: Option<FloatValue>,
 }
 
 /// One bind mount.

@@ -228,11 +228,45 @@ pub enum Rootfs {
     Dir(PathBuf),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Network {
     /// Own network namespace with loopback up.
     None,
     Host,
+    /// Own network namespace with loopback and `eth0`, a link to the
+    /// bridge of this private network (`networks:`).
+    Private(std::sync::Arc<PrivateNet>),
+}
+
+impl Network {
+    /// The private network the run is on, if any.
+    pub fn private(&self) -> Option<&std::sync::Arc<PrivateNet>> {
+        match self {
+            Network::Private(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// A private network (`networks: {NAME: {...}}`), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivateNet {
+    pub name: String,
+    /// `subnet:`, else one packrun chose (see `subnet::choose`).
+    pub subnet: super::Subnet,
+    /// `rate:` of each run's link, each way, in bits per second.
+    pub rate: Option<u64>,
+    /// `delay:` added each way (netem).
+    pub delay: Option<Duration>,
+    /// `loss:` in percent of packets, each way (netem).
+    pub loss: Option<f64>,
+}
+
+impl PrivateNet {
+    /// Whether the links need the netem qdisc (`delay` or `loss`).
+    pub fn needs_netem(&self) -> bool {
+        self.delay.is_some() || self.loss.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,8 @@
 
 use super::expand::{self, Combo, Matrix, Piece};
 use super::raw::{
-    CountValue, FloatValue, IdList, NetworkKind, NumaPolicy, OrderKind, RawAxis, RawFile, RawJob,
-    RawMatrix, RawStep, Scalar, SizeValue, Text, UserNsKind,
+    CountValue, FloatValue, IdList, NumaPolicy, OrderKind, RawAxis, RawFile, RawJob, RawMatrix,
+    RawStep, Scalar, SizeValue, Text, UserNsKind,
 };
 use super::runs::{ByRun, Expanded, JobRuns, Runs};
 use super::types::*;
@@ -27,6 +27,7 @@ pub struct Output {
     pub name: String,
     pub jobs: Vec<Job>,
     pub groups: Vec<Group>,
+    pub networks: Vec<std::sync::Arc<PrivateNet>>,
     pub runs: Runs,
     pub order: Order,
     pub seed: Option<u64>,
@@ -48,6 +49,8 @@ struct Ctx<'a> {
     /// The most runs the file may expand to, and how many the jobs so far did.
     max_runs: u64,
     runs_so_far: u64,
+    /// The file's private networks (`networks:`).
+    networks: Vec<std::sync::Arc<PrivateNet>>,
 }
 
 impl Ctx<'_> {
@@ -166,12 +169,19 @@ pub fn validate(
         issues: Vec::new(),
         max_runs,
         runs_so_far: 0,
+        networks: Vec::new(),
     };
     let (raw_order, raw_seed) = (raw.order, raw.seed);
     let name = version_and_name(&mut cx, raw.version, raw.name);
 
     let groups = groups(&mut cx, raw.groups.map(|g| g.0).unwrap_or_default());
     let group_names: HashSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    let (networks, problems) =
+        super::networks::networks(raw.networks.map(|n| n.0).unwrap_or_default());
+    for (path, message) in problems {
+        cx.err(path, message);
+    }
+    cx.networks = networks;
 
     let defaults = root.get("defaults").filter(|v| !v.is_null()).cloned();
     if let Some(d) = &defaults {
@@ -232,6 +242,7 @@ pub fn validate(
     }
     cycles(&mut cx, &jobs);
 
+    let cx_networks = std::mem::take(&mut cx.networks);
     let mut seen = HashSet::new();
     let issues = cx
         .issues
@@ -243,6 +254,7 @@ pub fn validate(
             name,
             jobs,
             groups,
+            networks: cx_networks,
             runs,
             order: raw_order.map(order_of).unwrap_or_default(),
             seed: raw_seed,
@@ -1165,10 +1177,11 @@ fn container_parts(cx: &mut Ctx, jc: &JobCx, container: &super::raw::RawContaine
         }
         Some(dir) => Rootfs::Dir(cx.base.join(dir)),
     };
-    let network = match container.network {
-        None | Some(NetworkKind::None) => Network::None,
-        Some(NetworkKind::Host) => Network::Host,
-    };
+    let network = super::networks::network(container.network.as_deref(), &cx.networks)
+        .unwrap_or_else(|e| {
+            cx.err(jc.at(&["container", "network"]), e);
+            Network::None
+        });
     let mut mounts = Vec::new();
     for (i, m) in container.mounts.iter().flatten().enumerate() {
         let mp = [&jc.at(&["container", "mounts"])[..], &[Seg::Index(i)]].concat();

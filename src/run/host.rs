@@ -14,8 +14,10 @@ use crate::container::ids::IdMaps;
 use crate::container::{self, ContainerConfig, JobOutput};
 use crate::counters;
 use crate::fsx::Context;
-use crate::jobfile::{Network, Numa, Run, Runs, Step, UserNs};
+use crate::jobfile::{Network, Numa, PrivateNet, Run, Runs, Step, UserNs};
+use crate::net;
 use crate::plan::Placement;
+use crate::results::NetTraffic;
 use crate::results::StepRecord;
 use chrono::{DateTime, Utc};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -116,6 +118,8 @@ impl<'o> Host<'o> {
             std::fs::create_dir_all(dir.join("logs")).at("create", dir.join("logs"))?;
         }
         let logs = LogPool::new(&opts.output);
+        // Before the batch's cgroup, which only a Host removes again.
+        let nets = NetPool::new(opts, runs, done)?;
         if !opts.single {
             cgroup::prepare_batch(&opts.hierarchy, &opts.cgroup_base, &opts.batch_id)?;
         }
@@ -130,7 +134,7 @@ impl<'o> Host<'o> {
             opts,
             started: HashMap::new(),
             running: HashMap::new(),
-            nets: NetPool::new(opts),
+            nets,
             trees: TreePool::new(opts),
             logs,
             signals,
@@ -421,8 +425,10 @@ impl Launcher for Host<'_> {
                     Ok(false) => ended = false,
                     Err(e) => {
                         let mut r = self.gone(index).expect("listed above");
-                        self.nets.give_back(r.container.take_netns());
+                        let (fd, link) = (r.container.take_netns(), r.link.take());
                         let rec = setup_failed(r, &self.started[&index], e);
+                        // Its init is reaped: nothing of the run is left in it.
+                        self.nets.release(fd, link, false);
                         if let Some(step) = self.in_step.remove(&index) {
                             self.step_over(index, step, rec);
                         } else if self.staged.contains_key(&index) {
@@ -516,7 +522,11 @@ impl Launcher for Host<'_> {
         let job = match self.gone(index) {
             Some(mut r) => {
                 // init has exited, so every process of the run is gone.
-                self.nets.give_back(r.container.take_netns());
+                let traffic = self.nets.release(
+                    r.container.take_netns(),
+                    r.link.take(),
+                    run.container.capabilities.is_empty(),
+                );
                 self.trees.give_back(r.container.take_host_tree());
                 let full = match (r.disk_full, full_now) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -529,6 +539,11 @@ impl Launcher for Host<'_> {
                     &mut self.to_remove,
                     &mut self.logs,
                 );
+                match traffic {
+                    Some(Ok(t)) => rec.net = Some(t),
+                    Some(Err(e)) => rec.termination_reason.push_str(&format!("; {e}")),
+                    None => {}
+                }
                 if let Some(free) = full {
                     // Not silently: what it wrote there may be cut short.
                     rec.termination_reason.push_str(&format!(
@@ -618,6 +633,10 @@ impl Launcher for Host<'_> {
         Some(Ok(used))
     }
 
+    fn addr(&self, index: usize) -> Option<std::net::Ipv4Addr> {
+        self.running.get(&index).and_then(|r| r.addr)
+    }
+
     fn tidy(&mut self) -> Vec<String> {
         let mut keep = Vec::new();
         let mut notes = Vec::new();
@@ -660,6 +679,11 @@ struct Running {
     /// The least free space seen under the results while it ran, when
     /// that was less than FULL_BELOW.
     disk_full: Option<u64>,
+    /// Its link on its private network (None: not on one, or a step).
+    link: Option<net::Link>,
+    /// Its own IPv4 address on its private network: what other runs
+    /// on that network reach it at (see `Host::addr`).
+    addr: Option<std::net::Ipv4Addr>,
 }
 
 /// Free space under the results below which a run's writes there may
@@ -717,17 +741,84 @@ fn tree_use(root: &Path) -> std::io::Result<(u64, u64)> {
 /// capabilities, nothing else the job could have changed. A single run
 /// (`packrun exec`), a job that keeps capabilities (CAP_NET_ADMIN could
 /// change addresses, routes or sysctls) and rootless runs get a fresh one.
+///
+/// The runs on private networks get theirs from `plumbing` (see `net`),
+/// which pools them the same way, per network.
 struct NetPool {
     enabled: bool,
     free: Vec<OwnedFd>,
+    /// The private networks of the runs still to run, if any.
+    plumbing: Option<net::Plumbing>,
 }
 
 impl NetPool {
-    fn new(opts: &Options) -> NetPool {
-        NetPool {
+    fn new(
+        opts: &Options,
+        runs: &Runs,
+        done: &HashMap<String, State>,
+    ) -> Result<NetPool, RunError> {
+        let mut nets: Vec<Arc<PrivateNet>> = Vec::new();
+        for r in runs.iter().filter(|r| !done.contains_key(&r.key())) {
+            if let Some(n) = r.container().network.private() {
+                if !nets.iter().any(|m| m.name == n.name) {
+                    nets.push(n.clone());
+                }
+            }
+        }
+        let plumbing = match nets.is_empty() {
+            true => None,
+            false => Some(net::Plumbing::new(&nets).map_err(RunError::Network)?),
+        };
+        Ok(NetPool {
             enabled: !opts.single && nix::unistd::geteuid().is_root(),
             free: Vec::new(),
-        }
+            plumbing,
+        })
+    }
+
+    /// The link of a run on a private network, ready for it: pooled
+    /// unless the job keeps capabilities (as for `none`).
+    fn attach(&mut self, run: &Run) -> Result<Option<net::Link>, String> {
+        let Some(net) = run.container.network.private() else {
+            return Ok(None);
+        };
+        let plumbing = self
+            .plumbing
+            .as_mut()
+            .ok_or_else(|| format!("network `{}` was not set up", net.name))?;
+        let fresh = !self.enabled || !run.container.capabilities.is_empty();
+        plumbing
+            .attach(net, fresh)
+            .map(Some)
+            .map_err(|e| format!("network `{}`: {e}", net.name))
+    }
+
+    /// After the run's init exited: its link's traffic (the link kept for
+    /// a later run when `reuse`), or its `none` namespace back to the pool.
+    fn release(
+        &mut self,
+        fd: Option<OwnedFd>,
+        link: Option<net::Link>,
+        reuse: bool,
+    ) -> Option<Result<NetTraffic, String>> {
+        let Some(link) = link else {
+            self.give_back(fd);
+            return None;
+        };
+        drop(fd);
+        let plumbing = self.plumbing.as_mut()?;
+        let reuse = reuse && self.enabled;
+        Some(
+            plumbing
+                .detach(link, reuse)
+                .map(|t| NetTraffic {
+                    rx_bytes: t.rx_bytes,
+                    tx_bytes: t.tx_bytes,
+                    rx_packets: t.rx_packets,
+                    tx_packets: t.tx_packets,
+                })
+                .map_err(|e| format!("its network counters: {e}")),
+        )
     }
 
     /// A namespace for `run` to join, or None when it makes its own.
@@ -884,9 +975,27 @@ fn start(
     let writable: Vec<PathBuf> = files.writable.iter().map(|(h, _)| h.clone()).collect();
     // On v1 init moves itself in (join_tasks); on v2 clone3 starts it there.
     let self_placed = !files.join_tasks.is_empty();
-    let netns = match step {
+    let link = match step {
         Some(_) => None,
-        None => nets.take(run),
+        None => match nets.attach(run) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = cg.remove();
+                return Err(fail(e, logs));
+            }
+        },
+    };
+    let netns = match (step, &link) {
+        (Some(_), _) => None,
+        (None, Some(l)) => match l.namespace() {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                nets.release(None, link, false);
+                let _ = cg.remove();
+                return Err(fail(format!("network namespace: {e}"), logs));
+            }
+        },
+        (None, None) => nets.take(run),
     };
     let mut cfg = container_config(run, &placement, step, ids.clone(), output, files, netns);
     (cfg.pool_host_tree, cfg.host_tree) = trees.take(run);
@@ -912,10 +1021,13 @@ fn start(
             // that needs one makes a new one.
             let _ = cg.kill();
             let _ = cg.remove();
+            nets.release(None, link, false);
             return Err(fail(e.to_string(), logs));
         }
     };
     Ok(Running {
+        addr: link.as_ref().map(net::Link::addr),
+        link,
         counters: machine_counters(&placement),
         perf,
         energy: None,
@@ -1042,7 +1154,11 @@ fn container_config(
         workdir: run.workdir.clone(),
         hostname: run.container.hostname.clone(),
         rootfs: run.container.rootfs.clone(),
-        network: run.container.network,
+        // A step of a run on a private network gets loopback only.
+        network: match (&run.container.network, step) {
+            (Network::Private(_), Some(_)) => Network::None,
+            (n, _) => n.clone(),
+        },
         mounts: run.container.mounts.clone(),
         writable: files.writable,
         user: run.container.user,
@@ -1145,5 +1261,6 @@ fn collect(
         stdout,
         stderr,
         counters: reading,
+        net: None,
     }
 }

@@ -95,6 +95,8 @@ pub enum RunError {
     Single(usize),
     #[error("poll failed: {0}")]
     Poll(nix::Error),
+    #[error("cannot set up the private networks: {0}")]
+    Network(std::io::Error),
 }
 
 /// What a run has on the disk under the results: the blocks allocated to
@@ -167,6 +169,12 @@ pub trait Launcher {
     /// Work nothing waits on (removing emptied cgroups), done between passes.
     /// Returns what to tell (a group that could not be removed).
     fn tidy(&mut self) -> Vec<String>;
+    /// Run `index`'s own IPv4 address on its private network, from its
+    /// start until it is collected: what other runs on that network
+    /// reach it at. None for a run on no private network.
+    fn addr(&self, _index: usize) -> Option<std::net::Ipv4Addr> {
+        None
+    }
 }
 
 /// What `Launcher::wait` saw.
@@ -725,6 +733,7 @@ fn not_started(run: &Run, state: State, reason: String) -> Record {
         stdout: None,
         stderr: None,
         counters: Default::default(),
+        net: None,
     }
 }
 
