@@ -44,7 +44,10 @@ pub fn split(runs: &jobfile::Runs, n: usize) -> Vec<Vec<usize>> {
     // Union-find over job names linked by depends_on.
     let mut jobs: Vec<&str> = Vec::new();
     for r in runs.iter() {
-        for j in std::iter::once(r.job()).chain(r.depends_on().iter().map(String::as_str)) {
+        // A service and the runs that need it go to one node, like a job
+        // and its dependencies.
+        let linked = r.depends_on().iter().chain(r.needs());
+        for j in std::iter::once(r.job()).chain(linked.map(String::as_str)) {
             if !jobs.contains(&j) {
                 jobs.push(j);
             }
@@ -65,7 +68,7 @@ pub fn split(runs: &jobfile::Runs, n: usize) -> Vec<Vec<usize>> {
     }
     let mut linked = vec![false; jobs.len()];
     for r in runs.iter() {
-        for d in r.depends_on() {
+        for d in r.depends_on().iter().chain(r.needs()) {
             let (a, b) = (root(&mut parent, id(r.job())), root(&mut parent, id(d)));
             parent[a] = b;
             linked[id(r.job())] = true;
@@ -166,6 +169,9 @@ mod tests {
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             stdin: None,
             steps: Default::default(),
+            service: None,
+            needs: Vec::new(),
+            reaches: Vec::new(),
         }
     }
 
