@@ -1087,6 +1087,8 @@ pub fn simulate(
     let mut s = simulate_each(runs, topo, groups, max_parallel, &mut |p| {
         entries.push(p.clone())
     })?;
+    // A service's entry comes when it ends: in start order with the rest.
+    entries.sort_by(|a, b| a.start.total_cmp(&b.start));
     s.entries = entries;
     Ok(s)
 }
@@ -1117,23 +1119,41 @@ fn simulate_each(
     let mut started = vec![false; runs.len()];
     let mut going: HashMap<usize, Placement> = HashMap::new();
     let mut ends: BinaryHeap<Reverse<(Duration, usize)>> = BinaryHeap::new();
+    // Services: ready at once, over when the scheduler stops them.
+    let mut serving: HashMap<usize, Duration> = HashMap::new();
+    let mut service_work = 0.0;
     let mut now = Duration::ZERO;
     let mut makespan: f64 = 0.0;
     loop {
-        // Nothing fails in a simulation: nothing is cancelled.
-        for (i, p) in sched.next(&mut alloc, ends.len()).start {
-            let end = now + runs.get(i).estimate();
-            ends.push(Reverse((end, i)));
-            started[i] = true;
-            let entry = Planned {
-                run: i,
-                placement: p,
-                start: now.as_secs_f64(),
-                end: end.as_secs_f64(),
-            };
-            makespan = makespan.max(entry.end);
-            planned(&entry);
-            going.insert(i, entry.placement);
+        // Nothing fails in a simulation: nothing is cancelled. A service
+        // that starts is ready: what needs it may start at once too.
+        let mut more = true;
+        while more {
+            more = false;
+            for (i, p) in sched.next(&mut alloc, going.len()).start {
+                started[i] = true;
+                if runs.get(i).is_service() {
+                    sched.ready(i);
+                    serving.insert(i, now);
+                    going.insert(i, p);
+                    more = true;
+                    continue;
+                }
+                let end = now + runs.get(i).estimate();
+                ends.push(Reverse((end, i)));
+                let entry = Planned {
+                    run: i,
+                    placement: p,
+                    start: now.as_secs_f64(),
+                    end: end.as_secs_f64(),
+                };
+                makespan = makespan.max(entry.end);
+                planned(&entry);
+                going.insert(i, entry.placement);
+            }
+        }
+        for i in sched.orders().stop {
+            ends.push(Reverse((now, i)));
         }
         let Some(Reverse((t, _))) = ends.peek().copied() else {
             break;
@@ -1146,6 +1166,15 @@ fn simulate_each(
             ends.pop();
             if let Some(p) = going.remove(&i) {
                 alloc.release(&p);
+                if let Some(from) = serving.remove(&i) {
+                    service_work += p.cpus.len() as f64 * (now - from).as_secs_f64();
+                    planned(&Planned {
+                        run: i,
+                        placement: p,
+                        start: from.as_secs_f64(),
+                        end: now.as_secs_f64(),
+                    });
+                }
             }
             sched.finished(i, true);
         }
@@ -1154,13 +1183,24 @@ fn simulate_each(
     // Whatever never started waits on a dependency that never ends (a cycle).
     let mut errors: Vec<PlanError> = Vec::new();
     for (i, r) in runs.iter().enumerate() {
-        if !started[i] {
-            let e = PlanError {
-                job: r.job().to_string(),
-                field: "depends_on".into(),
-                asked: format!("[{}]", r.depends_on().join(", ")),
-                available: "those jobs never finish (they wait on each other)".into(),
+        if !started[i] || serving.contains_key(&i) {
+            let e = match r.needs().is_empty() {
+                true => PlanError {
+                    job: r.job().to_string(),
+                    field: "depends_on".into(),
+                    asked: format!("[{}]", r.depends_on().join(", ")),
+                    available: "those jobs never finish (they wait on each other)".into(),
+                },
+                false => PlanError {
+                    job: r.job().to_string(),
+                    field: "needs".into(),
+                    asked: format!("[{}]", r.needs().join(", ")),
+                    available: "its runs never fit on what those services leave free".into(),
+                },
             };
+            if serving.contains_key(&i) {
+                continue;
+            }
             if !errors.contains(&e) {
                 errors.push(e);
             }
@@ -1170,8 +1210,11 @@ fn simulate_each(
         return Err(errors);
     }
 
-    let work: f64 = runs
+    // A service's work is its span, not its estimate.
+    let work: f64 = service_work
+        + runs
         .iter()
+        .filter(|r| !r.is_service())
         .map(|r| {
             r.resources()
                 .cpuset
@@ -1179,9 +1222,10 @@ fn simulate_each(
                 .map_or(r.resources().cpus as usize, |s| s.len()) as f64
                 * r.estimate().as_secs_f64()
         })
-        .sum();
+        .sum::<f64>();
     let longest = runs
         .iter()
+        .filter(|r| !r.is_service())
         .map(|r| r.estimate().as_secs_f64())
         .fold(0.0, f64::max);
     let ncpus = topo.cpus.len().max(1) as f64;
@@ -1240,7 +1284,10 @@ pub fn write_table(
         let r = batch.runs.get(e.run);
         let params: Vec<String> = r.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
         [
-            r.job().to_string(),
+            match r.is_service() {
+                true => format!("{} (service)", r.job()),
+                false => r.job().to_string(),
+            },
             if params.is_empty() {
                 "-".into()
             } else {

@@ -12,6 +12,7 @@ mod yaml;
 mod exec;
 mod order;
 pub use exec::{exec_run, ExecRequest};
+pub use expand::ADDR;
 use order::arrange;
 pub use runs::{JobRuns, RunRef, Runs};
 pub use types::*;
