@@ -1213,16 +1213,16 @@ fn simulate_each(
     // A service's work is its span, not its estimate.
     let work: f64 = service_work
         + runs
-        .iter()
-        .filter(|r| !r.is_service())
-        .map(|r| {
-            r.resources()
-                .cpuset
-                .as_ref()
-                .map_or(r.resources().cpus as usize, |s| s.len()) as f64
-                * r.estimate().as_secs_f64()
-        })
-        .sum::<f64>();
+            .iter()
+            .filter(|r| !r.is_service())
+            .map(|r| {
+                r.resources()
+                    .cpuset
+                    .as_ref()
+                    .map_or(r.resources().cpus as usize, |s| s.len()) as f64
+                    * r.estimate().as_secs_f64()
+            })
+            .sum::<f64>();
     let longest = runs
         .iter()
         .filter(|r| !r.is_service())

@@ -547,8 +547,15 @@ mod tests {
         .into();
         let mut s = sched(&runs, None);
         let d = s.next(&mut Slots(9), 0);
-        assert_eq!(started(&d), [2], "the service first, though later in the file");
-        assert!(started(&s.next(&mut Slots(9), 1)).is_empty(), "not ready yet");
+        assert_eq!(
+            started(&d),
+            [2],
+            "the service first, though later in the file"
+        );
+        assert!(
+            started(&s.next(&mut Slots(9), 1)).is_empty(),
+            "not ready yet"
+        );
         s.ready(2);
         assert!(s.serving(2));
         assert_eq!(started(&s.next(&mut Slots(9), 1)), [0, 1]);
@@ -574,11 +581,20 @@ mod tests {
 
     #[test]
     fn a_service_that_ends_by_itself_cancels_waiting_needers_and_kills_running_ones() {
-        let runs: Runs = vec![svc("s"), needing("c", &[], &["s"]), needing("c", &[], &["s"])].into();
+        let runs: Runs = vec![
+            svc("s"),
+            needing("c", &[], &["s"]),
+            needing("c", &[], &["s"]),
+        ]
+        .into();
         let mut s = sched(&runs, None);
         s.next(&mut Slots(9), 0);
         s.ready(0);
-        assert_eq!(started(&s.next(&mut Slots(1), 1)), [1], "one fits beside it");
+        assert_eq!(
+            started(&s.next(&mut Slots(1), 1)),
+            [1],
+            "one fits beside it"
+        );
         s.finished(0, false);
         let d = s.next(&mut Slots(9), 1);
         assert_eq!(d.cancelled, [(2, Cancel::Service("s".into()))]);
@@ -615,7 +631,12 @@ mod tests {
 
     #[test]
     fn services_do_not_count_against_max_parallel() {
-        let runs: Runs = vec![svc("s"), needing("c", &[], &["s"]), needing("c", &[], &["s"])].into();
+        let runs: Runs = vec![
+            svc("s"),
+            needing("c", &[], &["s"]),
+            needing("c", &[], &["s"]),
+        ]
+        .into();
         let mut s = sched(&runs, Some(1));
         assert_eq!(started(&s.next(&mut Slots(9), 0)), [0]);
         s.ready(0);

@@ -1484,7 +1484,11 @@ fn service(cx: &mut Ctx, jc: &JobCx, raw: &RawJob) -> Option<Service> {
     }
     let one_run = [
         ("matrix", raw.matrix.is_some(), "a matrix"),
-        ("repetitions", raw.repetitions.is_some_and(|r| r > 1), "repetitions above 1"),
+        (
+            "repetitions",
+            raw.repetitions.is_some_and(|r| r > 1),
+            "repetitions above 1",
+        ),
         ("warmup", raw.warmup.is_some_and(|w| w > 0), "warmup runs"),
         ("setup", raw.setup.is_some(), "steps"),
         ("prepare", raw.prepare.is_some(), "steps"),

@@ -860,7 +860,9 @@ fn hosts_file(run: &mut Run, opts: &Options) -> Result<(), String> {
     std::fs::create_dir_all(&opts.scratch)
         .at("create", &opts.scratch)
         .map_err(chain)?;
-    std::fs::write(&path, text).at("write", &path).map_err(chain)?;
+    std::fs::write(&path, text)
+        .at("write", &path)
+        .map_err(chain)?;
     run.container.mounts.push(crate::jobfile::Mount {
         source: path,
         target: PathBuf::from("/etc/hosts"),

@@ -308,13 +308,20 @@ impl Live {
         }
         let reason = "stopped by packrun (SIGTERM) after the last run that needs it ended";
         self.killed_for = Some((State::Completed, reason.into()));
-        let grace = self.run.service.as_ref().map_or(Duration::ZERO, |s| s.stop_grace);
+        let grace = self
+            .run
+            .service
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.stop_grace);
         match launcher.terminate(self.index) {
             Ok(()) | Err(LaunchError::NotRunning) => {
                 self.stop_deadline = Some(launcher.now() + grace);
             }
             Err(e) => {
-                self.killed_for = Some((State::Completed, format!("{reason}; SIGTERM failed ({e}), so SIGKILL")));
+                self.killed_for = Some((
+                    State::Completed,
+                    format!("{reason}; SIGTERM failed ({e}), so SIGKILL"),
+                ));
                 self.kill(launcher, State::Completed, String::new());
             }
         }
@@ -323,7 +330,11 @@ impl Live {
     /// A stopped service still going after its grace period: SIGKILL.
     fn stop_overdue(&mut self, launcher: &mut dyn Launcher) {
         self.stop_deadline = None;
-        let grace = self.run.service.as_ref().map_or(Duration::ZERO, |s| s.stop_grace);
+        let grace = self
+            .run
+            .service
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.stop_grace);
         if let Some((_, reason)) = &mut self.killed_for {
             reason.push_str(&format!(
                 "; still running after the {} grace period: SIGKILL",
@@ -841,14 +852,12 @@ fn service_addr(l: &Live) -> Option<IpAddr> {
 fn reach_services(run: &mut Run, live: &[Live]) -> Result<(), String> {
     run.reaches.clear();
     for job in &run.needs {
-        let svc = live.iter().find(|l| &l.run.job == job && l.run.service.is_some());
+        let svc = live
+            .iter()
+            .find(|l| &l.run.job == job && l.run.service.is_some());
         let addr = match svc.map(service_addr) {
             Some(Some(a)) => a,
-            Some(None) => {
-                return Err(format!(
-                    "service `{job}` has no address this run can reach"
-                ))
-            }
+            Some(None) => return Err(format!("service `{job}` has no address this run can reach")),
             None => return Err(format!("service `{job}` is not running")),
         };
         run.reaches.push((job.clone(), addr));
@@ -1031,7 +1040,8 @@ mod tests {
             }
             self.starts.push((index, self.now));
             let ready_due = run.service.as_ref().map(|_| {
-                self.now + Duration::from_secs_f64(script.ready_after.unwrap_or(script.not_ready_at))
+                self.now
+                    + Duration::from_secs_f64(script.ready_after.unwrap_or(script.not_ready_at))
             });
             self.running.insert(
                 index,
@@ -1070,7 +1080,9 @@ mod tests {
             let mut due: Vec<usize> = self
                 .running
                 .iter()
-                .filter(|(_, s)| s.ready_due.is_some_and(|t| t <= self.now) && Fake::end_of(s) > self.now)
+                .filter(|(_, s)| {
+                    s.ready_due.is_some_and(|t| t <= self.now) && Fake::end_of(s) > self.now
+                })
                 .map(|(&i, _)| i)
                 .collect();
             due.sort();
@@ -1145,7 +1157,10 @@ mod tests {
 
         fn terminate(&mut self, index: usize) -> Result<(), LaunchError> {
             let now = self.now;
-            let s = self.running.get_mut(&index).ok_or(LaunchError::NotRunning)?;
+            let s = self
+                .running
+                .get_mut(&index)
+                .ok_or(LaunchError::NotRunning)?;
             self.terminated.push((index, now));
             if !s.script.ignores_term {
                 s.killed_at.get_or_insert(now);
@@ -1295,10 +1310,7 @@ mod tests {
     #[test]
     fn a_service_runs_from_before_its_first_needer_to_after_its_last_and_is_completed() {
         let runs = served(3, 1);
-        let mut fake = Fake::new(&[
-            ("db", service_script(Some(2.0))),
-            ("client", script(1.0)),
-        ]);
+        let mut fake = Fake::new(&[("db", service_script(Some(2.0))), ("client", script(1.0))]);
         let b = drive_with(&runs, &mut fake, None, &HashMap::new());
         let order: Vec<(usize, u64)> = b.starts.iter().map(|(i, t)| (*i, t.as_secs())).collect();
         // One CPU beside the service: the clients one after the other, from when it is ready.
@@ -1306,7 +1318,12 @@ mod tests {
         assert_eq!(fake.terminated, [(0, Duration::from_secs(5))]);
         let db = state_of(&b, "db-0");
         assert_eq!(db.state, State::Completed);
-        assert!(db.termination_reason.starts_with("stopped by packrun (SIGTERM) after the last run that needs it ended"), "{}", db.termination_reason);
+        assert!(
+            db.termination_reason
+                .starts_with("stopped by packrun (SIGTERM) after the last run that needs it ended"),
+            "{}",
+            db.termination_reason
+        );
         assert_eq!(b.rows.last().map(|r| r.job.as_str()), Some("db"));
         assert!(b.outcome.all_completed);
     }
@@ -1323,7 +1340,13 @@ mod tests {
             }
         });
         let lo: std::net::IpAddr = Ipv4Addr::LOCALHOST.into();
-        assert_eq!(seen[1], (vec!["ping".to_string(), "127.0.0.1".into()], vec![("db".to_string(), lo)]));
+        assert_eq!(
+            seen[1],
+            (
+                vec!["ping".to_string(), "127.0.0.1".into()],
+                vec![("db".to_string(), lo)]
+            )
+        );
         assert!(seen[0].1.is_empty());
     }
 
@@ -1339,10 +1362,16 @@ mod tests {
         assert_eq!(state_of(&b, "client-1").state, State::Completed);
         let going = state_of(&b, "client-2");
         assert_eq!(going.state, State::Cancelled);
-        assert_eq!(going.termination_reason, "service `db` ended while this run went (it ended FAILED: exit code 3)");
+        assert_eq!(
+            going.termination_reason,
+            "service `db` ended while this run went (it ended FAILED: exit code 3)"
+        );
         let waiting = state_of(&b, "client-3");
         assert_eq!(waiting.state, State::Cancelled);
-        assert_eq!(waiting.termination_reason, "service `db` ended before this run could start (it ended FAILED: exit code 3)");
+        assert_eq!(
+            waiting.termination_reason,
+            "service `db` ended before this run could start (it ended FAILED: exit code 3)"
+        );
         assert!(fake.terminated.is_empty());
     }
 
@@ -1352,11 +1381,19 @@ mod tests {
         let mut fake = Fake::new(&[("db", service_script(None)), ("client", script(1.0))]);
         let b = drive_with(&runs, &mut fake, None, &HashMap::new());
         let db = state_of(&b, "db-0");
-        assert_eq!((db.state, db.termination_reason.as_str()), (State::Failed, "not ready: scripted"));
+        assert_eq!(
+            (db.state, db.termination_reason.as_str()),
+            (State::Failed, "not ready: scripted")
+        );
         for key in ["client-1", "client-2"] {
             let c = state_of(&b, key);
             assert_eq!(c.state, State::Cancelled);
-            assert!(c.termination_reason.contains("service `db`") && c.termination_reason.contains("not ready: scripted"), "{}", c.termination_reason);
+            assert!(
+                c.termination_reason.contains("service `db`")
+                    && c.termination_reason.contains("not ready: scripted"),
+                "{}",
+                c.termination_reason
+            );
         }
         assert_eq!(b.starts.len(), 1);
     }
@@ -1370,7 +1407,12 @@ mod tests {
         let b = drive_with(&runs, &mut fake, None, &HashMap::new());
         let db = state_of(&b, "db-0");
         assert_eq!(db.state, State::Completed);
-        assert!(db.termination_reason.ends_with("still running after the 5s grace period: SIGKILL"), "{}", db.termination_reason);
+        assert!(
+            db.termination_reason
+                .ends_with("still running after the 5s grace period: SIGKILL"),
+            "{}",
+            db.termination_reason
+        );
         assert_eq!(db.wall_time, Duration::from_secs(6));
     }
 
@@ -1381,7 +1423,11 @@ mod tests {
         let b = drive_with(&runs, &mut fake, None, &HashMap::new());
         let c = state_of(&b, "client-1");
         assert_eq!(c.state, State::Error);
-        assert!(c.termination_reason.contains("beside the services"), "{}", c.termination_reason);
+        assert!(
+            c.termination_reason.contains("beside the services"),
+            "{}",
+            c.termination_reason
+        );
         assert_eq!(state_of(&b, "db-0").state, State::Completed);
     }
 

@@ -89,15 +89,11 @@ impl Drop for Probe {
 
 /// Joins `ns` (None: stays in the runner's) and connects to
 /// 127.0.0.1:`port` until it works or `timeout` passes.
-fn probe(
-    ns: Option<File>,
-    port: u16,
-    timeout: Duration,
-    stop: &AtomicBool,
-) -> Result<(), String> {
+fn probe(ns: Option<File>, port: u16, timeout: Duration, stop: &AtomicBool) -> Result<(), String> {
     if let Some(ns) = ns {
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("cannot enter the service's network namespace to check port {port}: {e}"))?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            format!("cannot enter the service's network namespace to check port {port}: {e}")
+        })?;
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + timeout;
@@ -107,10 +103,11 @@ fn probe(
             return Err("stopped".into());
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let error = match TcpStream::connect_timeout(&addr, left.clamp(FIRST_PAUSE, CONNECT_TIMEOUT)) {
-            Ok(_) => return Ok(()),
-            Err(e) => e,
-        };
+        let error =
+            match TcpStream::connect_timeout(&addr, left.clamp(FIRST_PAUSE, CONNECT_TIMEOUT)) {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
         if left.is_zero() {
             return Err(format!(
                 "not ready: port {port} accepted no TCP connection within {} (last try: {error})",
@@ -146,6 +143,11 @@ mod tests {
         drop(l);
         let mut p = Probe::start(me, port, Duration::from_millis(30)).expect("start");
         let e = wait(&mut p).unwrap_err();
-        assert!(e.starts_with(&format!("not ready: port {port} accepted no TCP connection within 30ms")), "{e}");
+        assert!(
+            e.starts_with(&format!(
+                "not ready: port {port} accepted no TCP connection within 30ms"
+            )),
+            "{e}"
+        );
     }
 }
