@@ -1093,6 +1093,34 @@ pub fn simulate(
     Ok(s)
 }
 
+/// The plan errors of runs that never started in the simulation.
+fn never_started(runs: &Runs, started: &[bool]) -> Vec<PlanError> {
+    let mut errors: Vec<PlanError> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        if started[i] {
+            continue;
+        }
+        let e = match r.needs().is_empty() {
+            true => PlanError {
+                job: r.job().to_string(),
+                field: "depends_on".into(),
+                asked: format!("[{}]", r.depends_on().join(", ")),
+                available: "those jobs never finish (they wait on each other)".into(),
+            },
+            false => PlanError {
+                job: r.job().to_string(),
+                field: "needs".into(),
+                asked: format!("[{}]", r.needs().join(", ")),
+                available: "its runs never fit on what those services leave free".into(),
+            },
+        };
+        if !errors.contains(&e) {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
 /// `simulate` without keeping the entries (`entries` is empty): its
 /// makespan for a batch's progress bar costs memory for the runs going at
 /// once, not for every run.
@@ -1180,32 +1208,9 @@ fn simulate_each(
         }
     }
 
-    // Whatever never started waits on a dependency that never ends (a cycle).
-    let mut errors: Vec<PlanError> = Vec::new();
-    for (i, r) in runs.iter().enumerate() {
-        if !started[i] || serving.contains_key(&i) {
-            let e = match r.needs().is_empty() {
-                true => PlanError {
-                    job: r.job().to_string(),
-                    field: "depends_on".into(),
-                    asked: format!("[{}]", r.depends_on().join(", ")),
-                    available: "those jobs never finish (they wait on each other)".into(),
-                },
-                false => PlanError {
-                    job: r.job().to_string(),
-                    field: "needs".into(),
-                    asked: format!("[{}]", r.needs().join(", ")),
-                    available: "its runs never fit on what those services leave free".into(),
-                },
-            };
-            if serving.contains_key(&i) {
-                continue;
-            }
-            if !errors.contains(&e) {
-                errors.push(e);
-            }
-        }
-    }
+    // Whatever never started waits on a dependency that never ends (a
+    // cycle), or never fits beside the services it needs.
+    let errors = never_started(runs, &started);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -1703,6 +1708,53 @@ mod tests {
             text[4].starts_with("job `lost`: group asks for `nope`"),
             "{}",
             text[4]
+        );
+    }
+
+    fn service(job: &str, cpus: u32) -> Run {
+        let mut r = run(job, cpus, 1);
+        r.service = Some(crate::jobfile::Service {
+            ready_tcp: None,
+            ready_timeout: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(5),
+        });
+        r
+    }
+
+    fn needing(job: &str, cpus: u32, secs: u64, needs: &str) -> Run {
+        let mut r = run(job, cpus, secs);
+        r.needs = vec![needs.into()];
+        r
+    }
+
+    #[test]
+    fn a_service_spans_from_before_its_first_needer_to_the_end_of_its_last() {
+        let t = fixture("this-machine");
+        let runs: Runs = vec![
+            needing("c", 1, 10, "s"),
+            needing("c", 1, 10, "s"),
+            service("s", 1),
+        ]
+        .into();
+        let s = simulate(&runs, &t, &[], None).unwrap();
+        let span = |i: usize| {
+            let e = s.entries.iter().find(|e| e.run == i).unwrap();
+            (e.start, e.end)
+        };
+        assert_eq!(span(2), (0.0, 20.0));
+        assert_eq!((span(0), span(1)), ((0.0, 10.0), (10.0, 20.0)));
+        assert_eq!(s.makespan, 20.0);
+        assert_eq!(s.entries[0].run, 0);
+    }
+
+    #[test]
+    fn a_needer_that_never_fits_beside_its_service_is_a_plan_error() {
+        let t = fixture("this-machine");
+        let runs: Runs = vec![service("s", 1), needing("c", 2, 10, "s")].into();
+        let errs = simulate_totals(&runs, &t, &[], None).unwrap_err();
+        assert_eq!(
+            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            ["job `c`: needs asks for [s], but its runs never fit on what those services leave free"]
         );
     }
 
