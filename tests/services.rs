@@ -217,3 +217,71 @@ fn the_redis_example_benchmarks_redis_server_with_redis_benchmark() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs root: real namespaces and cgroups"]
+fn a_batch_killed_while_its_service_serves_resumes_with_the_service_again_for_the_runs_left() {
+    if !privileged("a_batch_killed_while_its_service_serves_resumes") {
+        return;
+    }
+    let b = Batch::new();
+    let port = free_port();
+    let marker = format!("http.server {port}");
+    let yaml = web_and_clients(port, "0")
+        .replace("shell: \"python3", "shell: \"sleep 1; python3")
+        .replace("repetitions: 3", "repetitions: 4");
+    let file = b.dir.path().join("job.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = b.out();
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--quiet", "--out", out.to_str().unwrap()])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let csv = out.join("runs.csv");
+    for _ in 0..1200 {
+        if csv.exists() && !csv_rows(&csv).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = csv_rows(&csv);
+    assert!(
+        !before.is_empty() && before.iter().all(|r| r["job"] == "client"),
+        "{before:#?}"
+    );
+    let (o, pid2) = packrun(&[
+        "run",
+        "--quiet",
+        "--resume",
+        out.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for p in [pid, pid2] {
+        let left = cgroups_of(p);
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    }
+    assert!(processes_with(&marker).is_empty(), "the service still runs");
+    let rows = csv_rows(&csv);
+    let clients = of(&rows, "client");
+    assert_eq!(clients.len(), 4, "{rows:#?}");
+    for c in clients {
+        assert_eq!(c["state"], "COMPLETED", "{c:?}");
+        assert_eq!(b.log(c), "200\naddr=127.0.0.1\n", "{c:?}");
+    }
+    let web = of(&rows, "web");
+    assert_eq!(web.len(), 1, "{rows:#?}");
+    assert_eq!(web[0]["state"], "COMPLETED");
+}
