@@ -816,6 +816,9 @@ impl Placer for Allocator {
     fn place(&mut self, run: &RunRef) -> Option<Placement> {
         Allocator::place(self, run)
     }
+    fn release(&mut self, placement: Placement) {
+        Allocator::release(self, &placement)
+    }
 }
 
 /// What decides a run's placement; runs with equal keys place identically.
@@ -1097,7 +1100,8 @@ pub fn simulate(
 fn never_started(runs: &Runs, started: &[bool]) -> Vec<PlanError> {
     let mut errors: Vec<PlanError> = Vec::new();
     for (i, r) in runs.iter().enumerate() {
-        if started[i] {
+        // A service that never started: the runs that need it say why.
+        if started[i] || r.is_service() {
             continue;
         }
         let e = match r.needs().is_empty() {

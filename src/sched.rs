@@ -12,7 +12,8 @@
 //!
 //! Services (`service: true`) are runs too, with a life tied to the runs
 //! that `needs` them: a service is wanted (queued) once a run that needs
-//! it has its own dependencies met; those runs are queued once every
+//! it has its own dependencies met, and starts only when that run would
+//! fit beside it (`room_beside`); those runs are queued once every
 //! service they need is ready (`ready`); a service is stopped (`stop` in
 //! the decisions) when the last run that needs it is over, and cancelled
 //! unstarted when none is left to run. A service that ends on its own
@@ -33,6 +34,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 pub trait Placer {
     type Placement;
     fn place(&mut self, run: &RunRef) -> Option<Self::Placement>;
+    /// Gives back what `place` handed out (a trial placement).
+    fn release(&mut self, placement: Self::Placement);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,6 +338,10 @@ impl<'r> Scheduler<'r> {
             let Some(p) = placer.place(&run) else {
                 continue;
             };
+            if run.is_service() && !self.room_beside(i, placer) {
+                placer.release(p);
+                continue;
+            }
             self.queues[c].remove(&i);
             self.phase[i] = Phase::Started;
             self.pending -= 1;
@@ -360,6 +367,32 @@ impl<'r> Scheduler<'r> {
         Orders {
             stop: std::mem::take(&mut self.to_stop).into_iter().collect(),
             kill: std::mem::take(&mut self.to_kill).into_iter().collect(),
+        }
+    }
+
+    /// Whether a run that waits for service run `i` (just placed) fits
+    /// beside it now. A service starts only then: one that holds CPUs
+    /// while what needs it waits for CPUs that another batch's service
+    /// holds (which waits the same way) would wait forever.
+    fn room_beside<P: Placer>(&self, i: usize, placer: &mut P) -> bool {
+        let job = self.runs.get(i).job();
+        let Some(svc) = self.svc.get(job) else {
+            return true;
+        };
+        let waiting = svc.needers.iter().find(|&&r| {
+            self.phase[r] == Phase::Waiting
+                && self.waiting_on[r] == 0
+                && !self.doomed.contains_key(&r)
+        });
+        let Some(&r) = waiting else {
+            return true;
+        };
+        match placer.place(&self.runs.get(r)) {
+            Some(q) => {
+                placer.release(q);
+                true
+            }
+            None => false,
         }
     }
 
@@ -630,6 +663,14 @@ mod tests {
     }
 
     #[test]
+    fn a_service_starts_only_when_a_run_that_needs_it_fits_beside_it() {
+        let runs: Runs = vec![svc("s"), needing("c", &[], &["s"])].into();
+        let mut s = sched(&runs, None);
+        assert!(started(&s.next(&mut Slots(1), 0)).is_empty());
+        assert_eq!(started(&s.next(&mut Slots(2), 0)), [0]);
+    }
+
+    #[test]
     fn services_do_not_count_against_max_parallel() {
         let runs: Runs = vec![
             svc("s"),
@@ -670,6 +711,9 @@ mod tests {
         type Placement = ();
         fn place(&mut self, _: &RunRef) -> Option<()> {
             (self.0 > 0).then(|| self.0 -= 1)
+        }
+        fn release(&mut self, _: ()) {
+            self.0 += 1;
         }
     }
 
@@ -745,6 +789,7 @@ mod tests {
                 self.0 += 1;
                 None
             }
+            fn release(&mut self, _: ()) {}
         }
         let runs: Runs = (0..1000).map(|_| run("a", &[])).collect::<Vec<_>>().into();
         let mut s = sched(&runs, None);

@@ -1418,10 +1418,14 @@ mod tests {
 
     #[test]
     fn a_needer_that_cannot_fit_beside_its_service_is_an_error_and_the_service_stops() {
-        let runs = served(1, 2);
+        // The service starts with room for the first client beside it;
+        // the second, of 2 CPUs, never fits beside it.
+        let mut runs = served(2, 1);
+        runs[2].resources.cpus = 2;
         let mut fake = Fake::new(&[("db", service_script(Some(0.0))), ("client", script(1.0))]);
         let b = drive_with(&runs, &mut fake, None, &HashMap::new());
-        let c = state_of(&b, "client-1");
+        assert_eq!(state_of(&b, "client-1").state, State::Completed);
+        let c = state_of(&b, "client-2");
         assert_eq!(c.state, State::Error);
         assert!(
             c.termination_reason.contains("beside the services"),
