@@ -86,9 +86,18 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
         .unwrap_or_else(|| crate::image::default_cache(nix::unistd::geteuid().as_raw()));
     let images = use_images(&mut batch, &cache)?;
     let planned =
-        plan::simulate_totals(&batch.runs, &env.topology, &batch.groups, req.max_parallel)
-            .map(|s| Duration::from_secs_f64(s.makespan))
-            .unwrap_or_default();
+        match plan::simulate_totals(&batch.runs, &env.topology, &batch.groups, req.max_parallel) {
+            Ok(s) => Duration::from_secs_f64(s.makespan),
+            // Runs that can never fit beside the services they need: an
+            // error before anything starts, as for a run that fits nowhere.
+            Err(problems) if problems.iter().any(|p| p.field == "needs") => {
+                return Err(Error::Infeasible {
+                    at: req.file.display().to_string(),
+                    problems,
+                })
+            }
+            Err(_) => Duration::ZERO,
+        };
     let dir = results_dir(req, &batch).map_err(|message| Error::Invalid {
         during: "run",
         message,

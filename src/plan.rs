@@ -816,6 +816,9 @@ impl Placer for Allocator {
     fn place(&mut self, run: &RunRef) -> Option<Placement> {
         Allocator::place(self, run)
     }
+    fn release(&mut self, placement: Placement) {
+        Allocator::release(self, &placement)
+    }
 }
 
 /// What decides a run's placement; runs with equal keys place identically.
@@ -1087,8 +1090,39 @@ pub fn simulate(
     let mut s = simulate_each(runs, topo, groups, max_parallel, &mut |p| {
         entries.push(p.clone())
     })?;
+    // A service's entry comes when it ends: in start order with the rest.
+    entries.sort_by(|a, b| a.start.total_cmp(&b.start));
     s.entries = entries;
     Ok(s)
+}
+
+/// The plan errors of runs that never started in the simulation.
+fn never_started(runs: &Runs, started: &[bool]) -> Vec<PlanError> {
+    let mut errors: Vec<PlanError> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        // A service that never started: the runs that need it say why.
+        if started[i] || r.is_service() {
+            continue;
+        }
+        let e = match r.needs().is_empty() {
+            true => PlanError {
+                job: r.job().to_string(),
+                field: "depends_on".into(),
+                asked: format!("[{}]", r.depends_on().join(", ")),
+                available: "those jobs never finish (they wait on each other)".into(),
+            },
+            false => PlanError {
+                job: r.job().to_string(),
+                field: "needs".into(),
+                asked: format!("[{}]", r.needs().join(", ")),
+                available: "its runs never fit on what those services leave free".into(),
+            },
+        };
+        if !errors.contains(&e) {
+            errors.push(e);
+        }
+    }
+    errors
 }
 
 /// `simulate` without keeping the entries (`entries` is empty): its
@@ -1117,23 +1151,41 @@ fn simulate_each(
     let mut started = vec![false; runs.len()];
     let mut going: HashMap<usize, Placement> = HashMap::new();
     let mut ends: BinaryHeap<Reverse<(Duration, usize)>> = BinaryHeap::new();
+    // Services: ready at once, over when the scheduler stops them.
+    let mut serving: HashMap<usize, Duration> = HashMap::new();
+    let mut service_work = 0.0;
     let mut now = Duration::ZERO;
     let mut makespan: f64 = 0.0;
     loop {
-        // Nothing fails in a simulation: nothing is cancelled.
-        for (i, p) in sched.next(&mut alloc, ends.len()).start {
-            let end = now + runs.get(i).estimate();
-            ends.push(Reverse((end, i)));
-            started[i] = true;
-            let entry = Planned {
-                run: i,
-                placement: p,
-                start: now.as_secs_f64(),
-                end: end.as_secs_f64(),
-            };
-            makespan = makespan.max(entry.end);
-            planned(&entry);
-            going.insert(i, entry.placement);
+        // Nothing fails in a simulation: nothing is cancelled. A service
+        // that starts is ready: what needs it may start at once too.
+        let mut more = true;
+        while more {
+            more = false;
+            for (i, p) in sched.next(&mut alloc, going.len()).start {
+                started[i] = true;
+                if runs.get(i).is_service() {
+                    sched.ready(i);
+                    serving.insert(i, now);
+                    going.insert(i, p);
+                    more = true;
+                    continue;
+                }
+                let end = now + runs.get(i).estimate();
+                ends.push(Reverse((end, i)));
+                let entry = Planned {
+                    run: i,
+                    placement: p,
+                    start: now.as_secs_f64(),
+                    end: end.as_secs_f64(),
+                };
+                makespan = makespan.max(entry.end);
+                planned(&entry);
+                going.insert(i, entry.placement);
+            }
+        }
+        for i in sched.orders().stop {
+            ends.push(Reverse((now, i)));
         }
         let Some(Reverse((t, _))) = ends.peek().copied() else {
             break;
@@ -1146,42 +1198,43 @@ fn simulate_each(
             ends.pop();
             if let Some(p) = going.remove(&i) {
                 alloc.release(&p);
+                if let Some(from) = serving.remove(&i) {
+                    service_work += p.cpus.len() as f64 * (now - from).as_secs_f64();
+                    planned(&Planned {
+                        run: i,
+                        placement: p,
+                        start: from.as_secs_f64(),
+                        end: now.as_secs_f64(),
+                    });
+                }
             }
             sched.finished(i, true);
         }
     }
 
-    // Whatever never started waits on a dependency that never ends (a cycle).
-    let mut errors: Vec<PlanError> = Vec::new();
-    for (i, r) in runs.iter().enumerate() {
-        if !started[i] {
-            let e = PlanError {
-                job: r.job().to_string(),
-                field: "depends_on".into(),
-                asked: format!("[{}]", r.depends_on().join(", ")),
-                available: "those jobs never finish (they wait on each other)".into(),
-            };
-            if !errors.contains(&e) {
-                errors.push(e);
-            }
-        }
-    }
+    // Whatever never started waits on a dependency that never ends (a
+    // cycle), or never fits beside the services it needs.
+    let errors = never_started(runs, &started);
     if !errors.is_empty() {
         return Err(errors);
     }
 
-    let work: f64 = runs
-        .iter()
-        .map(|r| {
-            r.resources()
-                .cpuset
-                .as_ref()
-                .map_or(r.resources().cpus as usize, |s| s.len()) as f64
-                * r.estimate().as_secs_f64()
-        })
-        .sum();
+    // A service's work is its span, not its estimate.
+    let work: f64 = service_work
+        + runs
+            .iter()
+            .filter(|r| !r.is_service())
+            .map(|r| {
+                r.resources()
+                    .cpuset
+                    .as_ref()
+                    .map_or(r.resources().cpus as usize, |s| s.len()) as f64
+                    * r.estimate().as_secs_f64()
+            })
+            .sum::<f64>();
     let longest = runs
         .iter()
+        .filter(|r| !r.is_service())
         .map(|r| r.estimate().as_secs_f64())
         .fold(0.0, f64::max);
     let ncpus = topo.cpus.len().max(1) as f64;
@@ -1240,7 +1293,10 @@ pub fn write_table(
         let r = batch.runs.get(e.run);
         let params: Vec<String> = r.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
         [
-            r.job().to_string(),
+            match r.is_service() {
+                true => format!("{} (service)", r.job()),
+                false => r.job().to_string(),
+            },
             if params.is_empty() {
                 "-".into()
             } else {
@@ -1656,6 +1712,53 @@ mod tests {
             text[4].starts_with("job `lost`: group asks for `nope`"),
             "{}",
             text[4]
+        );
+    }
+
+    fn service(job: &str, cpus: u32) -> Run {
+        let mut r = run(job, cpus, 1);
+        r.service = Some(crate::jobfile::Service {
+            ready_tcp: None,
+            ready_timeout: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(5),
+        });
+        r
+    }
+
+    fn needing(job: &str, cpus: u32, secs: u64, needs: &str) -> Run {
+        let mut r = run(job, cpus, secs);
+        r.needs = vec![needs.into()];
+        r
+    }
+
+    #[test]
+    fn a_service_spans_from_before_its_first_needer_to_the_end_of_its_last() {
+        let t = fixture("this-machine");
+        let runs: Runs = vec![
+            needing("c", 1, 10, "s"),
+            needing("c", 1, 10, "s"),
+            service("s", 1),
+        ]
+        .into();
+        let s = simulate(&runs, &t, &[], None).unwrap();
+        let span = |i: usize| {
+            let e = s.entries.iter().find(|e| e.run == i).unwrap();
+            (e.start, e.end)
+        };
+        assert_eq!(span(2), (0.0, 20.0));
+        assert_eq!((span(0), span(1)), ((0.0, 10.0), (10.0, 20.0)));
+        assert_eq!(s.makespan, 20.0);
+        assert_eq!(s.entries[0].run, 0);
+    }
+
+    #[test]
+    fn a_needer_that_never_fits_beside_its_service_is_a_plan_error() {
+        let t = fixture("this-machine");
+        let runs: Runs = vec![service("s", 1), needing("c", 2, 10, "s")].into();
+        let errs = simulate_totals(&runs, &t, &[], None).unwrap_err();
+        assert_eq!(
+            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            ["job `c`: needs asks for [s], but its runs never fit on what those services leave free"]
         );
     }
 

@@ -145,10 +145,7 @@ pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
         Some(p) => results::read_done(p).map_err(io)?.into_keys().collect(),
         None => HashSet::new(),
     };
-    let mut todo = batch.runs.clone();
-    if !done.is_empty() {
-        todo.retain(|_, r| !done.contains(&r.key()));
-    }
+    let todo = crate::plan::shard::skip_done(batch.runs.clone(), &done);
     if todo.is_empty() {
         println!(
             "every run of {} is in {} already: nothing to submit",

@@ -29,9 +29,11 @@ if command -v apt-get >/dev/null; then
   echo 'DPkg::Lock::Timeout "600";' >"$apt_conf"
   export APT_CONFIG="$apt_conf"
   # Tools the privileged tests run inside containers: a C compiler for the
-  # burn and alloc programs, python3 for the seccomp probes, bash, coreutils.
+  # burn and alloc programs, python3 for the seccomp probes and the services'
+  # web server, bash, coreutils; redis-server and redis-tools for the
+  # example jobs/redis-bench.yaml.
   missing=()
-  for p in gcc libc6-dev python3 bash coreutils procps util-linux iproute2 gzip dash; do
+  for p in gcc libc6-dev python3 bash coreutils procps util-linux iproute2 gzip dash redis-server redis-tools; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then

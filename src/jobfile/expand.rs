@@ -9,9 +9,14 @@ pub enum Piece {
     Var(String),
 }
 
+/// The prefix of `{addr:JOB}`: the address of service JOB, known when the
+/// run starts.
+pub const ADDR: &str = "addr:";
+
 /// Splits a template into literal text and placeholders.
 ///
-/// `{name}` (a name of letters, digits and `_`) is a placeholder; `{{` and
+/// `{name}` (a name of letters, digits and `_`) and `{addr:JOB}` (JOB a
+/// job name) are placeholders; `{{` and
 /// `}}` are literal braces; `${...}` is left to the shell; a brace that does
 /// not open a placeholder (`awk '{print $1}'`) is literal.
 pub fn parse_template(s: &str) -> Vec<Piece> {
@@ -37,10 +42,21 @@ pub fn parse_template(s: &str) -> Vec<Piece> {
             }
             b'{' => {
                 let rest = &s[i + 1..];
-                let name_len = rest
-                    .bytes()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                    .count();
+                // `{addr:JOB}`: a job name may hold `.` and `-` too.
+                let (skip, job_name) = match rest.strip_prefix(ADDR) {
+                    Some(_) => (ADDR.len(), true),
+                    None => (0, false),
+                };
+                let name_len = skip
+                    + rest[skip..]
+                        .bytes()
+                        .take_while(|c| {
+                            c.is_ascii_alphanumeric()
+                                || *c == b'_'
+                                || (job_name && (*c == b'.' || *c == b'-'))
+                        })
+                        .count();
+                let name_len = if name_len == skip { 0 } else { name_len };
                 if name_len > 0 && rest.as_bytes().get(name_len) == Some(&b'}') {
                     if !lit.is_empty() {
                         out.push(Piece::Lit(std::mem::take(&mut lit)));

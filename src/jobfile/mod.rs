@@ -14,6 +14,7 @@ mod yaml;
 mod exec;
 mod order;
 pub use exec::{exec_run, ExecRequest};
+pub use expand::ADDR;
 use order::arrange;
 pub use runs::{JobRuns, RunRef, Runs};
 pub use subnet::Subnet;
@@ -393,6 +394,92 @@ mod tests {
             .chain((10..=12).map(|r| format!("hostname `{name}-{r}` must have 1 to 64 characters")))
             .collect();
         assert_eq!(messages, want);
+    }
+
+    const SERVED: &str = "version: 1\nname: t\ndefaults: {container: {network: host}}\njobs:\n  db:\n    command: [redis-server]\n    service: true\n";
+
+    #[test]
+    fn a_service_and_the_jobs_that_need_it_are_typed_with_addr_kept_for_the_start() {
+        let b = ok(&format!("{SERVED}    ready: {{tcp: 6390}}\n  bench:\n    command: [c, '-h', '{{addr:db}}', '{{n}}']\n    matrix: {{n: [1]}}\n    needs: [db]\n"));
+        let runs = b.runs.to_vec();
+        let svc = runs[0].service.as_ref().expect("db is a service");
+        assert_eq!(svc.ready_tcp, Some(6390));
+        assert_eq!(svc.ready_timeout, DEFAULT_READY_TIMEOUT);
+        assert_eq!(svc.stop_grace, DEFAULT_STOP_GRACE);
+        assert_eq!(runs[1].needs, ["db"]);
+        assert!(runs[1].service.is_none());
+        let argv: Vec<String> = runs[1].command.iter().map(|t| t.render(None)).collect();
+        assert_eq!(argv, ["c", "-h", "{addr:db}", "1"]);
+        let filled = runs[1].command[2].refill(|n| (n == "addr:db").then(|| "127.0.0.1".into()));
+        assert_eq!(filled.render(None), "127.0.0.1");
+    }
+
+    #[test]
+    fn needs_must_name_services_on_the_jobs_own_network() {
+        let msgs: Vec<String> = problems(&format!("{SERVED}  plain: {{command: [x]}}\n  a: {{command: [x], needs: [nope, plain, a]}}\n  b: {{command: [x], needs: [db], container: {{network: none}}}}\n"))
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                "jobs.a.needs[0]: unknown job `nope` in needs: expected one of `db`",
+                "jobs.a.needs[1]: job `plain` in needs is not a service: expected one of `db`, or give `plain` `service: true`",
+                "jobs.a.needs[2]: job `a` needs itself",
+                "jobs.b.needs[0]: job `b` (network `none`) cannot reach service `db` (network `host`): a job that needs a service must be on its network; give both `container.network: host`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_service_has_one_run_no_steps_and_is_needed_and_ready_is_only_for_services() {
+        let msgs: Vec<String> = problems("version: 1\nname: t\njobs:\n  s:\n    command: [x]\n    service: true\n    repetitions: 2\n    prepare: 'true'\n    ready: {tcp: 0, timeout: soon}\n  c: {command: [x], ready: {tcp: 1}, stop_grace: 1s, depends_on: [s]}\n")
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        assert_eq!(msgs.len(), 8, "{msgs:#?}");
+        for want in [
+            "jobs.s.repetitions: a service (`service: true`) has exactly one run and no steps: remove repetitions above 1",
+            "jobs.s.prepare: a service (`service: true`) has exactly one run and no steps: remove steps",
+            "jobs.s.ready.tcp: port `0` in ready.tcp: expected a TCP port from 1 to 65535",
+            "jobs.s.ready.timeout: ",
+            "jobs.s.service: service `s` is needed by no job",
+            "jobs.c.ready: `ready` is only for a service",
+            "jobs.c.stop_grace: `stop_grace` is only for a service",
+            "jobs.c.depends_on[0]: `s` in depends_on is a service",
+        ] {
+            assert!(msgs.iter().any(|m| m.starts_with(want)), "{want}\nin {msgs:#?}");
+        }
+    }
+
+    #[test]
+    fn addr_placeholders_name_a_needed_service_and_only_where_the_start_fills_them() {
+        let msgs: Vec<String> = problems(&format!("{SERVED}  c:\n    shell: 'ping {{addr:dbx}}'\n    workdir: '/{{addr:db}}'\n    needs: [db]\n"))
+            .into_iter()
+            .map(|p| p.message)
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                "placeholder `{addr:dbx}` in `ping {addr:dbx}` names a job this one does not need: expected a service listed in `needs`, like `needs: [dbx]`",
+                "placeholder `{addr:db}` in `/{addr:db}` is only known at run start: it is allowed in command, shell and env",
+            ]
+        );
+    }
+
+    #[test]
+    fn services_and_needs_are_not_taken_from_defaults_and_a_needs_loop_is_a_cycle() {
+        let msgs: Vec<String> = problems("version: 1\nname: t\ndefaults: {needs: [a], container: {network: host}}\njobs:\n  a: {command: [x], service: true, needs: [b]}\n  b: {command: [x], service: true, needs: [a]}\n")
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                "defaults.needs: `needs` is not allowed in defaults: give it per job",
+                "jobs.a.needs: dependency cycle `a -> b -> a`: expected depends_on and needs to form no loop",
+            ]
+        );
     }
 
     #[test]

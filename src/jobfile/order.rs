@@ -110,6 +110,7 @@ mod tests {
                 name: n.into(),
                 group: None,
                 depends_on: Vec::new(),
+                needs: Vec::new(),
                 param_names: Vec::new(),
                 order: None,
             })

@@ -98,6 +98,25 @@ pub struct RawJob {
     pub conclude: Option<RawStep>,
     /// Run once per parameter set after its last run; like hyperfine's --cleanup.
     pub cleanup: Option<RawStep>,
+    /// This job is a service (a server the runs of other jobs talk to): its one run starts before the runs that list it in `needs`, they start once it is ready, and it is stopped (SIGTERM, then SIGKILL after `stop_grace`) when the last of them has ended. Its row is COMPLETED when it ended on that signal. No matrix, repetitions, warmup or steps.
+    pub service: Option<bool>,
+    /// When a service is ready: `{tcp: PORT}` waits until PORT accepts a TCP connection inside the service's network (default: ready as soon as its command started).
+    pub ready: Option<RawReady>,
+    /// Grace period of a service between SIGTERM and SIGKILL when it is stopped, e.g. `5s` (the default).
+    pub stop_grace: Option<DurationValue>,
+    /// Services (jobs with `service: true`) this job's runs talk to: each run starts once they are ready, on the same network, and reaches each by its job name (an /etc/hosts entry) and by `{addr:JOB}` in command, shell and env.
+    pub needs: Option<Vec<String>>,
+}
+
+/// When a service is ready.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Ready", transform = |s: &mut Schema| require(s, &["tcp"]))]
+pub struct RawReady {
+    /// A TCP port that accepts connections (on 127.0.0.1 inside the service's network) once the service is ready.
+    pub tcp: Option<u16>,
+    /// How long to wait for it, e.g. `30s` (the default); a service not ready by then is killed and the runs that need it are cancelled.
+    pub timeout: Option<DurationValue>,
 }
 
 /// A step around runs: a shell line (`/bin/sh -c LINE`) or an argv list.

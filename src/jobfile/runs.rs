@@ -183,6 +183,16 @@ impl<'a> RunRef<'a> {
         &self.base().depends_on
     }
 
+    /// Services its runs need.
+    pub fn needs(&self) -> &'a [String] {
+        &self.base().needs
+    }
+
+    /// Whether the job is a service.
+    pub fn is_service(&self) -> bool {
+        self.base().service.is_some()
+    }
+
     /// Whether the job has steps around its runs.
     pub fn has_steps(&self) -> bool {
         self.base().steps != Default::default()

@@ -27,6 +27,8 @@ pub struct Job {
     pub name: String,
     pub group: Option<String>,
     pub depends_on: Vec<String>,
+    /// Services its runs need (`needs`).
+    pub needs: Vec<String>,
     pub param_names: Vec<String>,
     /// The job's own `order`, if it has one.
     pub order: Option<Order>,
@@ -79,6 +81,52 @@ pub struct Run {
     pub steps: Steps,
     /// What is counted for everything the run starts (see `counters`).
     pub counters: crate::counters::Chosen,
+    /// Set when the job is a service (`service: true`).
+    pub service: Option<Service>,
+    /// Services (jobs) this run talks to: it starts once they are ready.
+    pub needs: Vec<String>,
+    /// The services this run reaches, by job name, with their addresses:
+    /// filled when it starts (its /etc/hosts entries; `{addr:JOB}` is
+    /// filled from them in command, env and steps).
+    pub reaches: Vec<(String, std::net::IpAddr)>,
+}
+
+/// How a service is known to be ready, and stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// Ready once this TCP port accepts a connection inside the service's
+    /// network (None: ready once its command started).
+    pub ready_tcp: Option<u16>,
+    /// How long to wait for `ready_tcp`.
+    pub ready_timeout: Duration,
+    /// Between SIGTERM and SIGKILL when it is stopped.
+    pub stop_grace: Duration,
+}
+
+/// Defaults of a service.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether a run on `from` can reach a service on `to`: only on a network
+/// they share (`host`, or one private network; a run on `none` is alone on
+/// its own).
+pub fn same_network(from: &Network, to: &Network) -> bool {
+    match (from, to) {
+        (Network::Host, Network::Host) => true,
+        (Network::Private(a), Network::Private(b)) => a.name == b.name,
+        _ => false,
+    }
+}
+
+impl Network {
+    /// The word of the job file: `none`, `host` or the network's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Network::None => "none",
+            Network::Host => "host",
+            Network::Private(n) => &n.name,
+        }
+    }
 }
 
 /// The steps of a job (see `RawStep`): argv templates.
@@ -377,6 +425,9 @@ impl Run {
             stdin: None,
             steps: Steps::default(),
             counters: Default::default(),
+            service: None,
+            needs: Vec::new(),
+            reaches: Vec::new(),
         }
     }
 }

@@ -185,7 +185,7 @@ pub fn validate(
 
     let defaults = root.get("defaults").filter(|v| !v.is_null()).cloned();
     if let Some(d) = &defaults {
-        for key in ["matrix", "depends_on"] {
+        for key in NOT_IN_DEFAULTS {
             if d.get(key).is_some() {
                 cx.key_err(
                     p(&["defaults", key]),
@@ -241,6 +241,7 @@ pub fn validate(
         runs.push(job_runs);
     }
     cycles(&mut cx, &jobs);
+    services(&mut cx, &jobs, &runs);
 
     let cx_networks = std::mem::take(&mut cx.networks);
     let mut seen = HashSet::new();
@@ -290,6 +291,16 @@ fn version_and_name(cx: &mut Ctx, version: Option<u32>, name: Option<String>) ->
     }
 }
 
+/// Keys a job never inherits from `defaults` (an error there).
+const NOT_IN_DEFAULTS: [&str; 6] = [
+    "matrix",
+    "depends_on",
+    "service",
+    "needs",
+    "ready",
+    "stop_grace",
+];
+
 /// A job's own keys over the defaults, without what is never inherited.
 fn with_defaults(own: &Value, defaults: Option<&Value>) -> Value {
     let mut merged = match defaults {
@@ -301,8 +312,10 @@ fn with_defaults(own: &Value, defaults: Option<&Value>) -> Value {
         if own.get("matrix").is_none() {
             m.shift_remove("matrix");
         }
-        if own.get("depends_on").is_none() {
-            m.shift_remove("depends_on");
+        for key in NOT_IN_DEFAULTS {
+            if own.get(key).is_none() {
+                m.shift_remove(key);
+            }
         }
     }
     if merged.is_null() {
@@ -547,6 +560,14 @@ fn job(
     check_placeholders(cx, jc, &raw, &fields, &param_names, complete);
 
     let depends_on = references(cx, jc, &raw, group_names, job_names);
+    let service = service(cx, jc, &raw);
+    let needs = raw.needs.clone().unwrap_or_default();
+    for (i, n) in needs.iter().enumerate() {
+        if n == jc.name {
+            let np = [&jc.at(&["needs"])[..], &[Seg::Index(i)]].concat();
+            cx.err(np, format!("job `{n}` needs itself"));
+        }
+    }
 
     // Counts and durations.
     let repetitions = raw.repetitions.unwrap_or(1);
@@ -588,6 +609,8 @@ fn job(
         }),
         group: raw.group.clone(),
         depends_on: depends_on.clone(),
+        service,
+        needs: needs.clone(),
     };
 
     // Counted before a run is made (see matrix).
@@ -608,6 +631,7 @@ fn job(
         name: jc.name.to_string(),
         group: raw.group.clone(),
         depends_on,
+        needs,
         param_names,
         order: raw.order.map(order_of),
     };
@@ -635,6 +659,8 @@ struct Shared {
     steps: [Option<Vec<Field>>; 4],
     group: Option<String>,
     depends_on: Vec<String>,
+    service: Option<Service>,
+    needs: Vec<String>,
 }
 
 /// Whether a field names a placeholder that differs between runs: a
@@ -728,6 +754,8 @@ fn proto_run(jc: &JobCx, sh: &Shared) -> Run {
     proto.counters = sh.counters;
     proto.group = sh.group.clone();
     proto.depends_on = sh.depends_on.clone();
+    proto.service = sh.service.clone();
+    proto.needs = sh.needs.clone();
     proto.stdin = sh.stdin.clone();
     proto.steps = Steps {
         setup: step(0),
@@ -1411,7 +1439,9 @@ fn check_placeholders(
     {
         for n in expand::names(&f.pieces) {
             used.insert(n.to_string());
-            if n == "cpus" {
+            if let Some(job) = n.strip_prefix(expand::ADDR) {
+                addr_placeholder(cx, f, job, raw, cpus_ok);
+            } else if n == "cpus" {
                 if !cpus_ok {
                     cx.err(f.path.clone(), format!("placeholder `{{cpus}}` in `{}` is only known at run start: it is allowed in command, shell and env", f.raw));
                 }
@@ -1456,6 +1486,152 @@ fn check_placeholders(
                 let path = matrix_key_path(jc, name);
                 cx.key_err(path, format!("matrix key `{name}` is used in no placeholder: write `{{{name}}}` in command, shell, env, workdir, hostname, resources or a step, or remove it"));
             }
+        }
+    }
+}
+
+/// `{addr:JOB}`: only where it is known (command, shell, env: it is
+/// filled when the run starts), and JOB must be a service the job needs.
+fn addr_placeholder(cx: &mut Ctx, f: &Field, job: &str, raw: &RawJob, at_start: bool) {
+    if !at_start {
+        cx.err(f.path.clone(), format!("placeholder `{{addr:{job}}}` in `{}` is only known at run start: it is allowed in command, shell and env", f.raw));
+    } else if !raw.needs.iter().flatten().any(|n| n == job) {
+        cx.err(
+            f.path.clone(),
+            format!(
+                "placeholder `{{addr:{job}}}` in `{}` names a job this one does not need: expected a service listed in `needs`, like `needs: [{job}]`",
+                f.raw
+            ),
+        );
+    }
+}
+
+/// `service: true` and what goes with it: one run (no matrix,
+/// repetitions or warmup), no steps; `ready` and `stop_grace` only on a
+/// service.
+fn service(cx: &mut Ctx, jc: &JobCx, raw: &RawJob) -> Option<Service> {
+    let is = raw.service == Some(true);
+    if !is {
+        for (key, given) in [
+            ("ready", raw.ready.is_some()),
+            ("stop_grace", raw.stop_grace.is_some()),
+        ] {
+            if given {
+                cx.key_err(
+                    jc.at(&[key]),
+                    format!("`{key}` is only for a service: expected `service: true` beside it"),
+                );
+            }
+        }
+        return None;
+    }
+    let one_run = [
+        ("matrix", raw.matrix.is_some(), "a matrix"),
+        (
+            "repetitions",
+            raw.repetitions.is_some_and(|r| r > 1),
+            "repetitions above 1",
+        ),
+        ("warmup", raw.warmup.is_some_and(|w| w > 0), "warmup runs"),
+        ("setup", raw.setup.is_some(), "steps"),
+        ("prepare", raw.prepare.is_some(), "steps"),
+        ("conclude", raw.conclude.is_some(), "steps"),
+        ("cleanup", raw.cleanup.is_some(), "steps"),
+    ];
+    for (key, given, what) in one_run {
+        if given {
+            cx.key_err(
+                jc.at(&[key]),
+                format!("a service (`service: true`) has exactly one run and no steps: remove {what} (`{key}`), or make the measured client a job of its own that needs it"),
+            );
+        }
+    }
+    let duration = |cx: &mut Ctx, path: &[&str], v: Option<&super::raw::DurationValue>| {
+        v.and_then(|d| {
+            units::parse_duration(&d.0)
+                .map_err(|e| cx.err(jc.at(path), e))
+                .ok()
+        })
+    };
+    let ready = raw.ready.clone().unwrap_or_default();
+    if raw.ready.is_some() {
+        match ready.tcp {
+            None => cx.missing(&jc.at(&["ready"]), "tcp", "a TCP port like `tcp: 6379`"),
+            Some(0) => cx.err(
+                jc.at(&["ready", "tcp"]),
+                "port `0` in ready.tcp: expected a TCP port from 1 to 65535",
+            ),
+            Some(_) => {}
+        }
+    }
+    Some(Service {
+        ready_tcp: ready.tcp.filter(|&p| p > 0),
+        ready_timeout: duration(cx, &["ready", "timeout"], ready.timeout.as_ref())
+            .unwrap_or(DEFAULT_READY_TIMEOUT),
+        stop_grace: duration(cx, &["stop_grace"], raw.stop_grace.as_ref())
+            .unwrap_or(DEFAULT_STOP_GRACE),
+    })
+}
+
+/// Across jobs: `needs` names services on the job's own network; every
+/// service is needed; `depends_on` names no service.
+fn services(cx: &mut Ctx, jobs: &[Job], runs: &Runs) {
+    let net: HashMap<&str, (&Network, bool)> = runs
+        .jobs()
+        .map(|j| {
+            let b = j.base();
+            (b.job.as_str(), (&b.container.network, b.service.is_some()))
+        })
+        .collect();
+    let services: HashSet<&str> = net
+        .iter()
+        .filter(|(_, (_, s))| *s)
+        .map(|(n, _)| *n)
+        .collect();
+    let expected = match services.is_empty() {
+        true => "a job with `service: true` (there is none)".to_string(),
+        false => format!("one of {}", sorted_list(&services)),
+    };
+    let mut needed: HashSet<&str> = HashSet::new();
+    for job in jobs {
+        let Some(&(own_net, _)) = net.get(job.name.as_str()) else {
+            continue;
+        };
+        for (i, n) in job.needs.iter().enumerate() {
+            let at = [&p(&["jobs", &job.name, "needs"])[..], &[Seg::Index(i)]].concat();
+            needed.insert(n.as_str());
+            match net.get(n.as_str()) {
+                _ if *n == job.name => {} // reported as "needs itself"
+                None => cx.err(at, format!("unknown job `{n}` in needs: expected {expected}")),
+                Some((_, false)) => cx.err(
+                    at,
+                    format!("job `{n}` in needs is not a service: expected {expected}, or give `{n}` `service: true`"),
+                ),
+                Some(&(svc_net, true)) if !same_network(own_net, svc_net) => cx.err(
+                    at,
+                    format!(
+                        "job `{}` (network `{}`) cannot reach service `{n}` (network `{}`): a job that needs a service must be on its network; give both the same `container.network` (`host` or a network of `networks:`)",
+                        job.name,
+                        own_net.as_str(),
+                        svc_net.as_str()
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        for (i, d) in job.depends_on.iter().enumerate() {
+            if services.contains(d.as_str()) {
+                let at = [&p(&["jobs", &job.name, "depends_on"])[..], &[Seg::Index(i)]].concat();
+                cx.err(at, format!("`{d}` in depends_on is a service, which never completes before the runs that need it: list it in `needs` instead"));
+            }
+        }
+    }
+    for job in jobs {
+        if services.contains(job.name.as_str()) && !needed.contains(job.name.as_str()) {
+            cx.key_err(
+                p(&["jobs", &job.name, "service"]),
+                format!("service `{}` is needed by no job: list it in the `needs` of the jobs that talk to it, or remove `service: true`", job.name),
+            );
         }
     }
 }
@@ -1733,7 +1909,7 @@ fn cycles(cx: &mut Ctx, jobs: &[Job]) {
     ) {
         state[i] = 1;
         stack.push(i);
-        for d in &jobs[i].depends_on {
+        for d in jobs[i].depends_on.iter().chain(&jobs[i].needs) {
             let Some(&j) = index.get(d.as_str()) else {
                 continue;
             };
@@ -1766,16 +1942,20 @@ fn cycles(cx: &mut Ctx, jobs: &[Job]) {
             .map(|&i| jobs[i].name.as_str())
             .collect();
         let root = cx.root;
-        let own_has = yaml::get(root, &p(&["jobs", &jobs[first].name, "depends_on"])).is_some();
+        let key = match jobs[first].depends_on.is_empty() {
+            true => "needs",
+            false => "depends_on",
+        };
+        let own_has = yaml::get(root, &p(&["jobs", &jobs[first].name, key])).is_some();
         let path = if own_has {
-            p(&["jobs", &jobs[first].name, "depends_on"])
+            p(&["jobs", &jobs[first].name, key])
         } else {
             p(&["jobs", &jobs[first].name])
         };
         cx.err(
             path,
             format!(
-                "dependency cycle `{}`: expected depends_on to form no loop",
+                "dependency cycle `{}`: expected depends_on and needs to form no loop",
                 names.join(" -> ")
             ),
         );

@@ -44,7 +44,10 @@ pub fn split(runs: &jobfile::Runs, n: usize) -> Vec<Vec<usize>> {
     // Union-find over job names linked by depends_on.
     let mut jobs: Vec<&str> = Vec::new();
     for r in runs.iter() {
-        for j in std::iter::once(r.job()).chain(r.depends_on().iter().map(String::as_str)) {
+        // A service and the runs that need it go to one node, like a job
+        // and its dependencies.
+        let linked = r.depends_on().iter().chain(r.needs());
+        for j in std::iter::once(r.job()).chain(linked.map(String::as_str)) {
             if !jobs.contains(&j) {
                 jobs.push(j);
             }
@@ -65,7 +68,7 @@ pub fn split(runs: &jobfile::Runs, n: usize) -> Vec<Vec<usize>> {
     }
     let mut linked = vec![false; jobs.len()];
     for r in runs.iter() {
-        for d in r.depends_on() {
+        for d in r.depends_on().iter().chain(r.needs()) {
             let (a, b) = (root(&mut parent, id(r.job())), root(&mut parent, id(d)));
             parent[a] = b;
             linked[id(r.job())] = true;
@@ -106,10 +109,40 @@ pub fn split(runs: &jobfile::Runs, n: usize) -> Vec<Vec<usize>> {
 }
 
 /// The runs of `shard`: leaves out the runs in `skip`, splits the rest.
-pub fn keep_shard(mut runs: jobfile::Runs, shard: Shard, skip: &HashSet<String>) -> jobfile::Runs {
-    if !skip.is_empty() {
-        runs.retain(|_, r| !skip.contains(&r.key()));
+/// The runs not in `done`; a service stays while a run left needs it
+/// (it runs again for them, whether it ran before or not).
+pub fn skip_done(mut runs: jobfile::Runs, done: &HashSet<String>) -> jobfile::Runs {
+    if done.is_empty() {
+        return runs;
     }
+    let mut needed: HashSet<String> = HashSet::new();
+    for r in runs.iter() {
+        if !r.is_service() && !done.contains(&r.key()) {
+            needed.extend(r.needs().iter().cloned());
+        }
+    }
+    // A service needed by a service that stays stays too.
+    loop {
+        let more: Vec<String> = runs
+            .iter()
+            .filter(|r| r.is_service() && needed.contains(r.job()))
+            .flat_map(|r| r.needs().iter().cloned())
+            .filter(|n| !needed.contains(n))
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        needed.extend(more);
+    }
+    runs.retain(|_, r| match r.is_service() {
+        true => needed.contains(r.job()),
+        false => !done.contains(&r.key()),
+    });
+    runs
+}
+
+pub fn keep_shard(runs: jobfile::Runs, shard: Shard, skip: &HashSet<String>) -> jobfile::Runs {
+    let mut runs = skip_done(runs, skip);
     let mut mine = vec![false; runs.len()];
     for i in split(&runs, shard.count).swap_remove(shard.index) {
         mine[i] = true;
@@ -167,7 +200,33 @@ mod tests {
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             stdin: None,
             steps: Default::default(),
+            service: None,
+            needs: Vec::new(),
+            reaches: Vec::new(),
         }
+    }
+
+    #[test]
+    fn skipping_done_runs_keeps_a_service_only_while_a_run_that_needs_it_is_left() {
+        let mut s = run("s", 1, 1, &[]);
+        s.service = Some(jobfile::Service {
+            ready_tcp: None,
+            ready_timeout: std::time::Duration::from_secs(30),
+            stop_grace: std::time::Duration::from_secs(5),
+        });
+        let mut c = run("c", 1, 1, &[]);
+        c.needs = vec!["s".into()];
+        let mut c2 = c.clone();
+        c2.key = "c-other".into();
+        let runs: jobfile::Runs = vec![s.clone(), c.clone(), c2.clone()].into();
+        let jobs = |r: &jobfile::Runs| r.iter().map(|r| r.key()).collect::<Vec<_>>();
+        let done: HashSet<String> = [s.key.clone(), c.key.clone()].into();
+        assert_eq!(
+            jobs(&skip_done(runs.clone(), &done)),
+            [s.key.clone(), c2.key.clone()]
+        );
+        let all: HashSet<String> = [s.key.clone(), c.key.clone(), c2.key.clone()].into();
+        assert!(skip_done(runs, &all).is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! signalfd; all in one poll(2).
 
 use super::logs::{self, job_output, log_blocks, set_logs, LogPool, Logs};
+use super::ready;
 use super::teardown::{self};
 use super::{
     not_started, DiskUse, Happened, LaunchError, Launcher, Options, Output, Record, RunError, State,
@@ -54,6 +55,8 @@ pub struct Host<'o> {
     /// When some run counts energy: the machine's RAPL zones and which
     /// runs used which packages (see counters::Ledger).
     energy: Option<(Vec<counters::Zone>, counters::Ledger)>,
+    /// Readiness checks of services going on, by run.
+    probes: HashMap<usize, ready::Probe>,
 }
 
 /// Where a run with steps stands.
@@ -149,6 +152,7 @@ impl<'o> Host<'o> {
                     counters::Ledger::default(),
                 )
             }),
+            probes: HashMap::new(),
         })
     }
 }
@@ -274,6 +278,39 @@ impl Host<'_> {
         Some(r)
     }
 
+    /// Run `index`'s job began (its init is `pid`): a service is ready
+    /// now, or once its port accepts connections.
+    fn serve(&mut self, index: usize, pid: i32) {
+        let Some(svc) = self.started.get(&index).and_then(|r| r.service.clone()) else {
+            return;
+        };
+        let Some(port) = svc.ready_tcp else {
+            self.queued.push(Happened::Ready(index));
+            return;
+        };
+        match ready::Probe::start(pid, port, svc.ready_timeout) {
+            Ok(p) => {
+                self.probes.insert(index, p);
+            }
+            Err(e) => self.queued.push(Happened::NotReady(
+                index,
+                format!("cannot check whether port {port} is ready: {e}"),
+            )),
+        }
+    }
+
+    /// A readiness check answered.
+    fn take_answer(&mut self, index: usize) {
+        let Some(answer) = self.probes.get_mut(&index).and_then(|p| p.answer()) else {
+            return;
+        };
+        self.probes.remove(&index);
+        self.queued.push(match answer {
+            Ok(()) => Happened::Ready(index),
+            Err(why) => Happened::NotReady(index, why),
+        });
+    }
+
     /// One run of the set is over.
     fn run_over(&mut self, set: &str) {
         if let Some(s) = self.sets.get_mut(set) {
@@ -307,6 +344,20 @@ impl Launcher for Host<'_> {
         run: &Run,
         placement: &Placement,
     ) -> Result<bool, Box<Record>> {
+        let mut with_hosts;
+        let run = match run.reaches.is_empty() {
+            true => run,
+            false => {
+                with_hosts = run.clone();
+                if let Err(why) = hosts_file(&mut with_hosts, self.opts) {
+                    let mut rec = not_started(run, State::Error, why);
+                    rec.cpus = placement.cpus.clone();
+                    rec.mems = placement.mems.clone();
+                    return Err(Box::new(rec));
+                }
+                &with_hosts
+            }
+        };
         self.started.insert(index, Arc::new(run.clone()));
         let steps = &run.steps;
         if steps == &Default::default() {
@@ -394,6 +445,12 @@ impl Launcher for Host<'_> {
                 starting.push(k);
             }
         }
+        let probing: Vec<usize> = self.probes.keys().copied().collect();
+        fds.extend(
+            probing
+                .iter()
+                .map(|i| PollFd::new(self.probes[i].fd(), PollFlags::POLLIN)),
+        );
         match poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(RunError::Poll(e)),
@@ -402,10 +459,19 @@ impl Launcher for Host<'_> {
         let exited: Vec<bool> = fds[..n].iter().map(fired).collect();
         let signalled = fired(&fds[n]);
         let mut setup_ready = vec![false; n];
-        for (j, f) in fds[n + 1..].iter().enumerate() {
+        for (j, f) in fds[n + 1..n + 1 + starting.len()].iter().enumerate() {
             setup_ready[starting[j]] = fired(f);
         }
+        let answered: Vec<usize> = fds[n + 1 + starting.len()..]
+            .iter()
+            .zip(&probing)
+            .filter(|(f, _)| fired(f))
+            .map(|(_, &i)| i)
+            .collect();
         drop(fds);
+        for index in answered {
+            self.take_answer(index);
+        }
 
         let mut happened = std::mem::take(&mut self.queued);
         if signalled {
@@ -419,8 +485,11 @@ impl Launcher for Host<'_> {
             let mut ended = exited[k];
             if setup_ready[k] || (ended && r.container.setup_fd().is_some()) {
                 match r.container.poll_setup() {
-                    // The job exec'd: nothing to do.
-                    Ok(true) => {}
+                    // The job exec'd: a service starts to serve.
+                    Ok(true) => {
+                        let pid = r.container.pid;
+                        self.serve(index, pid);
+                    }
                     // Still starting: a pidfd stays readable, seen next time.
                     Ok(false) => ended = false,
                     Err(e) => {
@@ -482,6 +551,15 @@ impl Launcher for Host<'_> {
         self.running.get(&index).is_some_and(|r| r.cgroup.sample())
     }
 
+    fn terminate(&mut self, index: usize) -> Result<(), LaunchError> {
+        let r = self.running.get(&index).ok_or(LaunchError::NotRunning)?;
+        match r.container.signal(libc::SIGTERM) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Err(LaunchError::NotRunning),
+            Err(e) => Err(LaunchError::Failed(format!("SIGTERM to its init: {e}"))),
+        }
+    }
+
     fn kill(&mut self, index: usize) -> Result<(), LaunchError> {
         let Some(r) = self.running.get(&index) else {
             // Waiting for its set's setup: it ends now.
@@ -519,6 +597,7 @@ impl Launcher for Host<'_> {
             true => self.results_free().filter(|&f| f < FULL_BELOW),
             false => None,
         };
+        self.probes.remove(&index);
         let job = match self.gone(index) {
             Some(mut r) => {
                 // init has exited, so every process of the run is gone.
@@ -885,6 +964,44 @@ impl TreePool {
             t => container::HostTree::retire(t.into_iter().collect()),
         }
     }
+}
+
+/// The run's /etc/hosts: the lines of its root's own (the host's, for
+/// the host tree), then `ADDR JOB` for each service it reaches, written
+/// beside its scratch dirs and bound read-only over /etc/hosts.
+fn hosts_file(run: &mut Run, opts: &Options) -> Result<(), String> {
+    let own = match &run.container.rootfs {
+        crate::jobfile::Rootfs::Host => PathBuf::from("/etc/hosts"),
+        crate::jobfile::Rootfs::Dir(d) => d.join("etc/hosts"),
+    };
+    let mut text = match std::fs::read_to_string(&own) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost\n".to_string()
+        }
+        Err(e) => return Err(format!("/etc/hosts: cannot read {}: {e}", own.display())),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# services of this run (packrun)\n");
+    for (job, addr) in &run.reaches {
+        text.push_str(&format!("{addr}\t{job}\n"));
+    }
+    let path = opts.scratch.join(format!("{}.hosts", run.key));
+    let chain = |e: crate::fsx::PathError| format!("/etc/hosts: {}", crate::fsx::chain(&e));
+    std::fs::create_dir_all(&opts.scratch)
+        .at("create", &opts.scratch)
+        .map_err(chain)?;
+    std::fs::write(&path, text)
+        .at("write", &path)
+        .map_err(chain)?;
+    run.container.mounts.push(crate::jobfile::Mount {
+        source: path,
+        target: PathBuf::from("/etc/hosts"),
+        read_only: true,
+    });
+    Ok(())
 }
 
 /// Blocks SIGINT and SIGTERM and returns a signalfd for them.

@@ -8,6 +8,7 @@ pub mod cpulock;
 mod host;
 pub mod journal;
 mod logs;
+mod ready;
 mod teardown;
 
 use crate::account::Usage;
@@ -15,13 +16,14 @@ use crate::cgroup::{self, Hierarchy};
 use crate::container::ids::IdSource;
 use crate::cpulist::CpuList;
 use crate::fsx::PathError;
-use crate::jobfile::{Run, Runs};
+use crate::jobfile::{Network, Run, Runs};
 use crate::plan::{Allocator, Placement};
 use crate::results::{Record, State};
-use crate::sched::Scheduler;
+use crate::sched::{Cancel, Scheduler};
 use chrono::Utc;
 use nix::sys::signal::Signal;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -152,6 +154,9 @@ pub trait Launcher {
     fn sample(&mut self, index: usize) -> bool;
     /// Starts killing run `index` (without waiting): `wait` reports it ended.
     fn kill(&mut self, index: usize) -> Result<(), LaunchError>;
+    /// Asks run `index` to end: SIGTERM to its job (a service told to
+    /// stop); `wait` reports it ended.
+    fn terminate(&mut self, index: usize) -> Result<(), LaunchError>;
     /// Run `index` ended: its record. `killed_for`, when set, is its state
     /// and the reason (a limit, an interrupt). None: steps after the job
     /// run now, and `Ended` comes again when they are over.
@@ -190,6 +195,11 @@ pub enum Happened {
     JobStarted(usize),
     /// A step around a run ended.
     Step(crate::results::StepRecord),
+    /// Service run `index` is ready (its port accepts connections, or it
+    /// has no `ready` and its command started).
+    Ready(usize),
+    /// Service run `index` was not ready in time: why.
+    NotReady(usize, String),
 }
 
 /// How often memory and pids are sampled where the kernel keeps no peak
@@ -232,6 +242,8 @@ struct Live {
     kill_retry: Option<Instant>,
     kill_error: Option<LaunchError>,
     killed_for: Option<(State, String)>,
+    /// A service told to stop: when SIGKILL follows the SIGTERM.
+    stop_deadline: Option<Instant>,
 }
 
 impl Live {
@@ -258,6 +270,7 @@ impl Live {
             kill_retry: None,
             kill_error: None,
             killed_for: None,
+            stop_deadline: None,
             placement,
         };
         if began {
@@ -287,10 +300,56 @@ impl Live {
             self.next_disk_check.filter(|_| self.killed_for.is_none()),
             self.next_sample,
             self.kill_retry,
+            self.stop_deadline,
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Stops a service: SIGTERM now, SIGKILL after its grace period. It
+    /// is COMPLETED when it ends so (unless it was killed for a limit
+    /// before).
+    fn stop(&mut self, launcher: &mut dyn Launcher) {
+        if self.killed_for.is_some() {
+            return;
+        }
+        let reason = "stopped by packrun (SIGTERM) after the last run that needs it ended";
+        self.killed_for = Some((State::Completed, reason.into()));
+        let grace = self
+            .run
+            .service
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.stop_grace);
+        match launcher.terminate(self.index) {
+            Ok(()) | Err(LaunchError::NotRunning) => {
+                self.stop_deadline = Some(launcher.now() + grace);
+            }
+            Err(e) => {
+                self.killed_for = Some((
+                    State::Completed,
+                    format!("{reason}; SIGTERM failed ({e}), so SIGKILL"),
+                ));
+                self.kill(launcher, State::Completed, String::new());
+            }
+        }
+    }
+
+    /// A stopped service still going after its grace period: SIGKILL.
+    fn stop_overdue(&mut self, launcher: &mut dyn Launcher) {
+        self.stop_deadline = None;
+        let grace = self
+            .run
+            .service
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.stop_grace);
+        if let Some((_, reason)) = &mut self.killed_for {
+            reason.push_str(&format!(
+                "; still running after the {} grace period: SIGKILL",
+                humantime::format_duration(grace)
+            ));
+        }
+        self.kill(launcher, State::Completed, String::new());
     }
 
     /// Kills it for `state` and `reason` (the first reason stays); a kill
@@ -373,6 +432,12 @@ pub fn drive(
             all_completed: true,
             ..Outcome::default()
         },
+        services: runs
+            .jobs()
+            .filter(|j| j.base().service.is_some())
+            .map(|j| j.base().job.clone())
+            .collect(),
+        service_ends: HashMap::new(),
     };
     let mut flushed_at = l.launcher.now();
     loop {
@@ -405,6 +470,21 @@ pub fn drive(
                 "no placement fits this run on the CPUs packrun may use",
             );
             break;
+        }
+        if !pass.placed_any
+            && !pass.blocked_by_others
+            && l.sched.pending() > 0
+            && l.live.iter().all(|x| l.sched.serving(x.index))
+        {
+            // Only ready services run, and nothing pending fits beside
+            // them: none of them ends by itself, so nothing will.
+            l.end_pending(
+                State::Error,
+                "it does not fit on the CPUs and memory left beside the services that run",
+            );
+            for x in l.live.iter_mut() {
+                x.stop(&mut *l.launcher);
+            }
         }
         let mut until = l.live.iter().filter_map(Live::wake).min();
         if !flushed {
@@ -442,6 +522,9 @@ struct Loop<'a, 'r> {
     /// CPUs other packrun processes hold, as last seen (reserved in `alloc`).
     foreign: CpuList,
     outcome: Outcome,
+    /// The service jobs, and how each one's run ended ("STATE: reason").
+    services: HashSet<String>,
+    service_ends: HashMap<String, String>,
 }
 
 /// What a pass of starts found.
@@ -456,12 +539,40 @@ impl Loop<'_, '_> {
         if rec.state != State::Completed {
             self.outcome.all_completed = false;
         }
+        if self.services.contains(&rec.job) {
+            let end = format!("{}: {}", rec.state.as_str(), rec.termination_reason);
+            self.service_ends.insert(rec.job.clone(), end);
+        }
         (self.on_event)(Event::Finished(rec));
     }
 
     /// Starts, in file order, every pending run that fits now (backfill);
     /// records the runs a failed dependency cancels.
     fn start_what_fits(&mut self) -> Result<Pass, RunError> {
+        let pass = self.start_pass()?;
+        self.obey_orders();
+        Ok(pass)
+    }
+
+    /// Stops the services no run needs any more; kills the runs whose
+    /// service ended under them.
+    fn obey_orders(&mut self) {
+        let orders = self.sched.orders();
+        for index in orders.stop {
+            if let Some(l) = self.live.iter_mut().find(|l| l.index == index) {
+                l.stop(&mut *self.launcher);
+            }
+        }
+        for (index, job) in orders.kill {
+            let end = self.service_ends.get(&job).cloned().unwrap_or_default();
+            let why = format!("service `{job}` ended while this run went (it ended {end})");
+            if let Some(l) = self.live.iter_mut().find(|l| l.index == index) {
+                l.kill(&mut *self.launcher, State::Cancelled, why);
+            }
+        }
+    }
+
+    fn start_pass(&mut self) -> Result<Pass, RunError> {
         let mut pass = Pass {
             placed_any: false,
             blocked_by_others: false,
@@ -491,13 +602,28 @@ impl Loop<'_, '_> {
             }
             None => sched.next(alloc, live.len()),
         };
-        for (i, dep) in decided.cancelled {
-            let why = format!("dependency `{dep}` did not complete");
-            self.report(not_started(&self.runs.render(i), State::Cancelled, why));
+        for (i, why) in decided.cancelled {
+            let mut text = why.to_string();
+            if let Cancel::Service(job) = &why {
+                if let Some(end) = self.service_ends.get(job) {
+                    text.push_str(&format!(" (it ended {end})"));
+                }
+            }
+            self.report(not_started(&self.runs.render(i), State::Cancelled, text));
         }
         pass.placed_any = !decided.start.is_empty();
         for (index, placement) in decided.start {
-            let run = self.runs.render(index);
+            let mut run = self.runs.render(index);
+            if !run.needs.is_empty() {
+                if let Err(why) = reach_services(&mut run, &self.live, &*self.launcher) {
+                    self.alloc.release(&placement);
+                    self.sched.finished(index, false);
+                    let mut rec = not_started(&run, State::Error, why);
+                    rec.cpus = placement.cpus.clone();
+                    self.report(rec);
+                    continue;
+                }
+            }
             (self.on_event)(Event::Started {
                 run: &run,
                 placement: &placement,
@@ -547,6 +673,12 @@ impl Loop<'_, '_> {
                 }
             }
             Happened::Step(rec) => (self.on_event)(Event::Step(rec)),
+            Happened::Ready(index) => self.sched.ready(index),
+            Happened::NotReady(index, why) => {
+                if let Some(l) = self.live.iter_mut().find(|l| l.index == index) {
+                    l.kill(&mut *self.launcher, State::Failed, why);
+                }
+            }
             Happened::Ended(index) => {
                 let Some(k) = self.live.iter().position(|l| l.index == index) else {
                     return;
@@ -589,6 +721,9 @@ impl Loop<'_, '_> {
             }
             if l.next_sample.is_some_and(|t| now >= t) {
                 l.next_sample = launcher.sample(l.index).then_some(now + SAMPLE_EVERY);
+            }
+            if l.stop_deadline.is_some_and(|t| now >= t) {
+                l.stop_overdue(launcher);
             }
             if l.killed_for.is_some() {
                 continue;
@@ -708,6 +843,51 @@ fn cpu_check_interval(left_ns: u64, cpus: usize) -> Duration {
     Duration::from_nanos(ns.clamp(5_000_000, 1_000_000_000))
 }
 
+/// The address at which runs reach service `l`: the one place that
+/// knows. On `network: host` a service listens on the host's loopback;
+/// on `none` no other run reaches it (validation keeps runs that need
+/// it off `none`). A private network gives each run its own address
+/// when it is launched: that address is returned here.
+fn service_addr(l: &Live, launcher: &dyn Launcher) -> Option<IpAddr> {
+    match l.run.container.network {
+        Network::Host => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        Network::None => None,
+        Network::Private(_) => launcher.addr(l.index).map(IpAddr::V4),
+    }
+}
+
+/// Fills in `run.reaches` (its /etc/hosts entries) and `{addr:JOB}` in
+/// its command, env and steps from the services it needs, which run now.
+fn reach_services(run: &mut Run, live: &[Live], launcher: &dyn Launcher) -> Result<(), String> {
+    run.reaches.clear();
+    for job in &run.needs {
+        let svc = live
+            .iter()
+            .find(|l| &l.run.job == job && l.run.service.is_some());
+        let addr = match svc.map(|l| service_addr(l, launcher)) {
+            Some(Some(a)) => a,
+            Some(None) => return Err(format!("service `{job}` has no address this run can reach")),
+            None => return Err(format!("service `{job}` is not running")),
+        };
+        run.reaches.push((job.clone(), addr));
+    }
+    let reaches = run.reaches.clone();
+    let value = |name: &str| {
+        let job = name.strip_prefix(crate::jobfile::ADDR)?;
+        reaches
+            .iter()
+            .find(|(j, _)| j == job)
+            .map(|(_, a)| a.to_string())
+    };
+    for t in run.command.iter_mut() {
+        *t = t.refill(value);
+    }
+    for (_, t) in run.env.iter_mut() {
+        *t = t.refill(value);
+    }
+    Ok(())
+}
+
 /// A record for a run that never started.
 fn not_started(run: &Run, state: State, reason: String) -> Record {
     let now = Utc::now();
@@ -769,6 +949,13 @@ mod tests {
         disk_rate: Option<u64>,
         /// Files it makes a second.
         files_rate: u64,
+        /// A service: ready this many seconds after its start (None:
+        /// never; `NotReady` then, at that time... see `not_ready_at`).
+        ready_after: Option<f64>,
+        /// A service that never gets ready: `NotReady` this long after its start.
+        not_ready_at: f64,
+        /// It goes on after SIGTERM (a SIGKILL ends it).
+        ignores_term: bool,
     }
 
     impl Default for Script {
@@ -784,6 +971,9 @@ mod tests {
                 gone: false,
                 disk_rate: None,
                 files_rate: 0,
+                ready_after: Some(0.0),
+                not_ready_at: 1.0,
+                ignores_term: false,
             }
         }
     }
@@ -793,6 +983,8 @@ mod tests {
         script: Script,
         killed_at: Option<Duration>,
         kill_tries: u32,
+        /// A service whose readiness is not told yet.
+        ready_due: Option<Duration>,
     }
 
     /// A machine on a virtual clock: runs end when their script says,
@@ -811,6 +1003,8 @@ mod tests {
         tidy_notes: Vec<String>,
         disk_default: Option<u64>,
         disk_checks: u32,
+        /// SIGTERMs sent, by run and time.
+        terminated: Vec<(usize, Duration)>,
     }
 
     impl Fake {
@@ -829,6 +1023,7 @@ mod tests {
                 tidy_notes: Vec::new(),
                 disk_default: None,
                 disk_checks: 0,
+                terminated: Vec::new(),
             }
         }
 
@@ -855,6 +1050,10 @@ mod tests {
                 return Err(Box::new(rec));
             }
             self.starts.push((index, self.now));
+            let ready_due = run.service.as_ref().map(|_| {
+                self.now
+                    + Duration::from_secs_f64(script.ready_after.unwrap_or(script.not_ready_at))
+            });
             self.running.insert(
                 index,
                 Started {
@@ -862,6 +1061,7 @@ mod tests {
                     script,
                     killed_at: None,
                     kill_tries: 0,
+                    ready_due,
                 },
             );
             Ok(true)
@@ -872,6 +1072,7 @@ mod tests {
                 .running
                 .values()
                 .map(Fake::end_of)
+                .chain(self.running.values().filter_map(|s| s.ready_due))
                 .chain(self.interrupt_at)
                 .min();
             let until = until.map(|u| u.saturating_duration_since(self.base));
@@ -886,6 +1087,23 @@ mod tests {
             if self.interrupt_at.is_some_and(|i| i <= self.now) {
                 self.interrupt_at = None;
                 out.push(Happened::Interrupted);
+            }
+            let mut due: Vec<usize> = self
+                .running
+                .iter()
+                .filter(|(_, s)| {
+                    s.ready_due.is_some_and(|t| t <= self.now) && Fake::end_of(s) > self.now
+                })
+                .map(|(&i, _)| i)
+                .collect();
+            due.sort();
+            for i in due {
+                let s = self.running.get_mut(&i).expect("listed");
+                s.ready_due = None;
+                out.push(match s.script.ready_after {
+                    Some(_) => Happened::Ready(i),
+                    None => Happened::NotReady(i, "not ready: scripted".into()),
+                });
             }
             let mut ended: Vec<usize> = self
                 .running
@@ -945,6 +1163,19 @@ mod tests {
                 return Err(LaunchError::Failed("cgroup.kill: scripted".into()));
             }
             s.killed_at.get_or_insert(now);
+            Ok(())
+        }
+
+        fn terminate(&mut self, index: usize) -> Result<(), LaunchError> {
+            let now = self.now;
+            let s = self
+                .running
+                .get_mut(&index)
+                .ok_or(LaunchError::NotRunning)?;
+            self.terminated.push((index, now));
+            if !s.script.ignores_term {
+                s.killed_at.get_or_insert(now);
+            }
             Ok(())
         }
 
@@ -1057,6 +1288,162 @@ mod tests {
             .iter()
             .find(|r| r.key == key)
             .unwrap_or_else(|| panic!("no row for {key}"))
+    }
+
+    /// A service on the host's network, and runs of `job` that need it.
+    fn served(needers: usize, cpus: u32) -> Vec<Run> {
+        let mut s = run("db", 1, 1);
+        s.service = Some(crate::jobfile::Service {
+            ready_tcp: Some(7),
+            ready_timeout: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(5),
+        });
+        s.container.network = Network::Host;
+        let mut runs = vec![s];
+        for _ in 0..needers {
+            let mut c = run("client", cpus, 1);
+            c.container.network = Network::Host;
+            c.needs = vec!["db".into()];
+            c.command = vec!["ping".into(), "{addr:db}".into()];
+            runs.push(c);
+        }
+        keyed(runs)
+    }
+
+    fn service_script(ready_after: Option<f64>) -> Script {
+        Script {
+            secs: 1000.0,
+            ready_after,
+            ..Script::default()
+        }
+    }
+
+    #[test]
+    fn a_service_runs_from_before_its_first_needer_to_after_its_last_and_is_completed() {
+        let runs = served(3, 1);
+        let mut fake = Fake::new(&[("db", service_script(Some(2.0))), ("client", script(1.0))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let order: Vec<(usize, u64)> = b.starts.iter().map(|(i, t)| (*i, t.as_secs())).collect();
+        // One CPU beside the service: the clients one after the other, from when it is ready.
+        assert_eq!(order, [(0, 0), (1, 2), (2, 3), (3, 4)]);
+        assert_eq!(fake.terminated, [(0, Duration::from_secs(5))]);
+        let db = state_of(&b, "db-0");
+        assert_eq!(db.state, State::Completed);
+        assert!(
+            db.termination_reason
+                .starts_with("stopped by packrun (SIGTERM) after the last run that needs it ended"),
+            "{}",
+            db.termination_reason
+        );
+        assert_eq!(b.rows.last().map(|r| r.job.as_str()), Some("db"));
+        assert!(b.outcome.all_completed);
+    }
+
+    #[test]
+    fn addr_placeholders_and_hosts_entries_of_a_needer_are_filled_when_it_starts() {
+        let runs: Runs = served(1, 1).into();
+        let mut fake = Fake::new(&[("db", service_script(Some(0.5))), ("client", script(1.0))]);
+        let mut seen = Vec::new();
+        drive_events(&runs, &mut fake, &mut |ev| {
+            if let Event::Started { run, .. } = ev {
+                let argv: Vec<String> = run.command.iter().map(|a| a.render(None)).collect();
+                seen.push((argv, run.reaches.clone()));
+            }
+        });
+        let lo: std::net::IpAddr = Ipv4Addr::LOCALHOST.into();
+        assert_eq!(
+            seen[1],
+            (
+                vec!["ping".to_string(), "127.0.0.1".into()],
+                vec![("db".to_string(), lo)]
+            )
+        );
+        assert!(seen[0].1.is_empty());
+    }
+
+    #[test]
+    fn a_service_that_dies_cancels_its_dependants_with_a_reason_naming_it() {
+        let runs = served(3, 1);
+        let mut dies = service_script(Some(0.0));
+        dies.secs = 1.5;
+        dies.exit = 3;
+        let mut fake = Fake::new(&[("db", dies), ("client", script(1.0))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert_eq!(state_of(&b, "db-0").state, State::Failed);
+        assert_eq!(state_of(&b, "client-1").state, State::Completed);
+        let going = state_of(&b, "client-2");
+        assert_eq!(going.state, State::Cancelled);
+        assert_eq!(
+            going.termination_reason,
+            "service `db` ended while this run went (it ended FAILED: exit code 3)"
+        );
+        let waiting = state_of(&b, "client-3");
+        assert_eq!(waiting.state, State::Cancelled);
+        assert_eq!(
+            waiting.termination_reason,
+            "service `db` ended before this run could start (it ended FAILED: exit code 3)"
+        );
+        assert!(fake.terminated.is_empty());
+    }
+
+    #[test]
+    fn a_service_never_ready_is_failed_and_its_dependants_are_cancelled() {
+        let runs = served(2, 1);
+        let mut fake = Fake::new(&[("db", service_script(None)), ("client", script(1.0))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let db = state_of(&b, "db-0");
+        assert_eq!(
+            (db.state, db.termination_reason.as_str()),
+            (State::Failed, "not ready: scripted")
+        );
+        for key in ["client-1", "client-2"] {
+            let c = state_of(&b, key);
+            assert_eq!(c.state, State::Cancelled);
+            assert!(
+                c.termination_reason.contains("service `db`")
+                    && c.termination_reason.contains("not ready: scripted"),
+                "{}",
+                c.termination_reason
+            );
+        }
+        assert_eq!(b.starts.len(), 1);
+    }
+
+    #[test]
+    fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period_and_still_completed() {
+        let runs = served(1, 1);
+        let mut stubborn = service_script(Some(0.0));
+        stubborn.ignores_term = true;
+        let mut fake = Fake::new(&[("db", stubborn), ("client", script(1.0))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        let db = state_of(&b, "db-0");
+        assert_eq!(db.state, State::Completed);
+        assert!(
+            db.termination_reason
+                .ends_with("still running after the 5s grace period: SIGKILL"),
+            "{}",
+            db.termination_reason
+        );
+        assert_eq!(db.wall_time, Duration::from_secs(6));
+    }
+
+    #[test]
+    fn a_needer_that_cannot_fit_beside_its_service_is_an_error_and_the_service_stops() {
+        // The service starts with room for the first client beside it;
+        // the second, of 2 CPUs, never fits beside it.
+        let mut runs = served(2, 1);
+        runs[2].resources.cpus = 2;
+        let mut fake = Fake::new(&[("db", service_script(Some(0.0))), ("client", script(1.0))]);
+        let b = drive_with(&runs, &mut fake, None, &HashMap::new());
+        assert_eq!(state_of(&b, "client-1").state, State::Completed);
+        let c = state_of(&b, "client-2");
+        assert_eq!(c.state, State::Error);
+        assert!(
+            c.termination_reason.contains("beside the services"),
+            "{}",
+            c.termination_reason
+        );
+        assert_eq!(state_of(&b, "db-0").state, State::Completed);
     }
 
     #[test]
@@ -1527,6 +1914,9 @@ mod tests {
             }
             fn cpu_time(&mut self, index: usize) -> Result<Duration, LaunchError> {
                 self.fake.cpu_time(index)
+            }
+            fn terminate(&mut self, index: usize) -> Result<(), LaunchError> {
+                self.fake.terminate(index)
             }
             fn sample(&mut self, index: usize) -> bool {
                 self.fake.sample(index)
