@@ -202,10 +202,22 @@ fn the_redis_example_benchmarks_redis_server_with_redis_benchmark() {
     }
     let b = Batch::new();
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/redis-bench.yaml");
-    let rows = b.run_file(&file, 0, "127.0.0.1:16379");
+    let rows = b.run_file(&file, 0, "0.0.0.0:16379");
     let server = of(&rows, "redis");
     assert_eq!(server.len(), 1);
     assert_eq!(server[0]["state"], "COMPLETED", "{:?}", server[0]);
+    // On the example's private network, every run's link counted its
+    // traffic: the server's received bytes are what the clients sent.
+    let bytes = |r: &Row, c: &str| r[c].parse::<u64>().unwrap_or_else(|_| panic!("{c}: {r:?}"));
+    let sent: u64 = of(&rows, "bench")
+        .iter()
+        .map(|r| bytes(r, "net_tx_bytes"))
+        .sum();
+    let got = bytes(server[0], "net_rx_bytes");
+    assert!(
+        sent > 0 && got >= sent * 9 / 10 && got <= sent * 11 / 10,
+        "clients sent {sent}, server got {got}"
+    );
     let benches = of(&rows, "bench");
     assert_eq!(benches.len(), 6);
     for r in benches {

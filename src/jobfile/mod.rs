@@ -415,6 +415,22 @@ mod tests {
     }
 
     #[test]
+    fn a_service_on_a_private_network_is_reached_from_that_network_only() {
+        let head = "version: 1\nname: t\nnetworks: {lab: {}, other: {}}\njobs:\n  db: {command: [x], service: true, container: {network: lab}}\n";
+        let b = ok(&format!(
+            "{head}  a: {{command: [x], needs: [db], container: {{network: lab}}}}\n"
+        ));
+        assert_eq!(b.runs.to_vec()[1].needs, ["db"]);
+        let msgs: Vec<String> = problems(&format!("{head}  b: {{command: [x], needs: [db], container: {{network: other}}}}\n  c: {{command: [x], needs: [db], container: {{network: host}}}}\n"))
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs[0].starts_with("jobs.b.needs[0]: job `b` (network `other`) cannot reach service `db` (network `lab`)"), "{msgs:?}");
+        assert!(msgs[1].starts_with("jobs.c.needs[0]: job `c` (network `host`) cannot reach service `db` (network `lab`)"), "{msgs:?}");
+    }
+
+    #[test]
     fn needs_must_name_services_on_the_jobs_own_network() {
         let msgs: Vec<String> = problems(&format!("{SERVED}  plain: {{command: [x]}}\n  a: {{command: [x], needs: [nope, plain, a]}}\n  b: {{command: [x], needs: [db], container: {{network: none}}}}\n"))
             .into_iter()
@@ -426,7 +442,7 @@ mod tests {
                 "jobs.a.needs[0]: unknown job `nope` in needs: expected one of `db`",
                 "jobs.a.needs[1]: job `plain` in needs is not a service: expected one of `db`, or give `plain` `service: true`",
                 "jobs.a.needs[2]: job `a` needs itself",
-                "jobs.b.needs[0]: job `b` (network `none`) cannot reach service `db` (network `host`): a job that needs a service must be on its network; give both `container.network: host`",
+                "jobs.b.needs[0]: job `b` (network `none`) cannot reach service `db` (network `host`): a job that needs a service must be on its network; give both the same `container.network` (`host` or a network of `networks:`)",
             ]
         );
     }
