@@ -15,6 +15,7 @@ pub mod cpulist;
 pub mod doctor;
 pub mod error;
 pub mod fsx;
+pub mod gpus;
 pub mod html;
 pub mod image;
 pub mod jobfile;

@@ -87,6 +87,8 @@ pub struct Record {
     /// `host` when it kept the host's ids (`userns: host`); empty when it
     /// never got that far.
     pub userns: String,
+    /// Its GPUs and what it used of them.
+    pub gpu: GpuUse,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     pub wall_time: Duration,
@@ -117,6 +119,8 @@ pub struct Row {
     pub mems: CpuList,
     /// As `Record::userns`; empty in folders written before the column existed.
     pub userns: String,
+    /// Empty in folders written before the GPU columns existed.
+    pub gpu: GpuUse,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     pub wall_s: f64,
@@ -142,6 +146,17 @@ pub struct Row {
     pub termination_reason: String,
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+}
+
+/// A run's GPUs (the `gpus` cell: bus ids, comma-separated, and ` (bound
+/// only)` where no device control could enforce them) and, where NVIDIA's
+/// management library was there to ask, its GPUs' peak memory (summed
+/// over them) and mean utilization in percent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuUse {
+    pub gpus: String,
+    pub memory_peak: Option<u64>,
+    pub utilization: Option<f64>,
 }
 
 /// What a runs.csv column holds (JSON exports type their values by it).
@@ -181,6 +196,9 @@ const TAIL: &[(&str, Kind, bool)] = &[
     ("thermal_throttles", Kind::Number, false),
     ("swap_in_pages", Kind::Number, false),
     ("swap_out_pages", Kind::Number, false),
+    ("gpus", Kind::Text, false),
+    ("gpu_memory_peak_bytes", Kind::Number, false),
+    ("gpu_utilization", Kind::Number, false),
     ("exit_code", Kind::Number, true),
     ("signal", Kind::Number, false),
     ("state", Kind::Text, true),
@@ -230,6 +248,7 @@ impl Row {
             cpus: rec.cpus.clone(),
             mems: rec.mems.clone(),
             userns: rec.userns.clone(),
+            gpu: rec.gpu.clone(),
             start_time: rec.start_time,
             end_time: rec.end_time,
             wall_s: rec.wall_time.as_secs_f64(),
@@ -293,6 +312,9 @@ impl Row {
             self.thermal_throttles.to_string(),
             self.swap_in_pages.to_string(),
             self.swap_out_pages.to_string(),
+            self.gpu.gpus.clone(),
+            opt(self.gpu.memory_peak.map(|v| v.to_string())),
+            opt(self.gpu.utilization.map(|v| format!("{v:.1}"))),
             opt(self.exit_code.map(|v| v.to_string())),
             opt(self.signal.map(|v| v.to_string())),
             self.state.as_str().to_string(),
@@ -495,6 +517,7 @@ fn read_from<R: std::io::Read>(
         let mut row = cells.row(&params)?;
         if !full {
             (row.host, row.userns, row.termination_reason) = Default::default();
+            row.gpu.gpus = String::new();
             (row.stdout, row.stderr) = (None, None);
         }
         rows.push(row);
@@ -614,6 +637,11 @@ impl Cells<'_> {
             cpus: self.num("cpus", LIST)?,
             mems: self.num("mems", LIST)?,
             userns: self.text("userns"),
+            gpu: GpuUse {
+                gpus: self.text("gpus"),
+                memory_peak: self.opt("gpu_memory_peak_bytes", BYTES)?,
+                utilization: self.opt("gpu_utilization", "a percentage")?,
+            },
             start_time: self.time("start_time")?,
             end_time: self.time("end_time")?,
             wall_s: self.num("wall_time_s", SECONDS)?,
@@ -1037,6 +1065,7 @@ pub(crate) fn sample_record(key: &str, state: State) -> Record {
         warmup: false,
         cpus: CpuList::parse("0-1").unwrap(),
         mems: CpuList::parse("0").unwrap(),
+        gpu: Default::default(),
         userns: "0:1610612736:65536".into(),
         start_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
         end_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap(),

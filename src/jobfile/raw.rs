@@ -119,6 +119,8 @@ pub struct RawResources {
     pub cpuset: Option<IdList>,
     /// Hard memory limit, e.g. `512MiB`, `2G` (= 2 GiB); integers are bytes.
     pub memory: Option<SizeValue>,
+    /// Whole GPUs (default 0), on the node of the run's CPUs and memory, only visible to this run.
+    pub gpus: Option<CountValue>,
     /// NUMA placement of CPUs and memory.
     pub numa: Option<RawNuma>,
     /// CFS quota in CPUs inside the cpuset, e.g. 1.5.

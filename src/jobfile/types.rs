@@ -127,6 +127,8 @@ pub struct Resources {
     pub cpuset: Option<CpuList>,
     /// Hard memory limit in bytes (swap off).
     pub memory: Option<u64>,
+    /// Whole GPUs of its own (0: none).
+    pub gpus: u32,
     pub numa: Numa,
     /// CFS quota in CPUs, inside the cpuset.
     pub cpu_quota: Option<f64>,
@@ -316,6 +318,7 @@ impl Run {
                 io: Io::default(),
                 disk: None,
                 files: None,
+                gpus: 0,
                 rlimits: vec![("nofile".into(), DEFAULT_NOFILE)],
             },
             time_limit: None,

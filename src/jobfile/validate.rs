@@ -383,7 +383,7 @@ type Vars<'a> = dyn Fn(&str) -> Option<String> + 'a;
 /// (otherwise "matrix key used in no placeholder" cannot be judged).
 fn templated_complete(cx: &Ctx, jc: &JobCx) -> bool {
     let jp = jc.path();
-    let templated: [&[&str]; 15] = [
+    let templated: [&[&str]; 16] = [
         &["command"],
         &["shell"],
         &["env"],
@@ -397,6 +397,7 @@ fn templated_complete(cx: &Ctx, jc: &JobCx) -> bool {
         &["resources", "pids"],
         &["resources", "disk"],
         &["resources", "files"],
+        &["resources", "gpus"],
         &["resources", "io"],
         &["resources", "rlimits"],
     ];
@@ -1307,6 +1308,9 @@ fn numeric_fields(jc: &JobCx, res: &super::raw::RawResources) -> Vec<Field> {
     if let Some(v) = &res.files {
         add_num(jc.at(&["resources", "files"]), &v.0);
     }
+    if let Some(v) = &res.gpus {
+        add_num(jc.at(&["resources", "gpus"]), &v.0);
+    }
     if let Some(io) = &res.io {
         for (k, v) in [("read_bps", &io.read_bps), ("write_bps", &io.write_bps)] {
             if let Some(v) = v {
@@ -1542,6 +1546,13 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
         .files
         .as_ref()
         .and_then(|CountValue(v)| count(cx, at(&["files"]), "files", v, vars));
+    let gpus = r.gpus.as_ref().and_then(|CountValue(v)| {
+        // 0 says "none" as leaving it out does.
+        match expand_scalar(v, vars).0.trim() {
+            "0" => Some(0),
+            _ => count(cx, at(&["gpus"]), "gpus", v, vars).and_then(|n| u32::try_from(n).ok()),
+        }
+    });
     let io = io(cx, jc, r.io.as_ref(), vars);
     let rlimits = rlimits(cx, jc, r, vars);
     Resources {
@@ -1554,6 +1565,7 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
         io,
         disk,
         files,
+        gpus: gpus.unwrap_or(0),
         rlimits,
     }
 }

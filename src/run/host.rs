@@ -618,6 +618,8 @@ struct Running {
     /// The least free space seen under the results while it ran, when
     /// that was less than FULL_BELOW.
     disk_full: Option<u64>,
+    /// Its GPUs, for its row.
+    gpu: crate::results::GpuUse,
 }
 
 /// Free space under the results below which a run's writes there may
@@ -773,6 +775,7 @@ fn limits_for(run: &Run, placement: &Placement) -> Limits {
         cpu_quota: run.resources.cpu_quota,
         pids: run.resources.pids,
         io: Vec::new(),
+        deny_devices: Vec::new(),
     }
 }
 
@@ -824,6 +827,7 @@ fn start(
         let mut rec = not_started(run, State::Error, reason);
         rec.cpus = placement.cpus.clone();
         rec.mems = placement.mems.clone();
+        rec.gpu.gpus = placement.gpus.join(",");
         rec.start_time = start_time;
         rec.end_time = Utc::now();
         rec.wall_time = start.elapsed();
@@ -833,7 +837,13 @@ fn start(
     let ids = run_ids(run, &placement, opts).map_err(|e| fail(e, None))?;
     let name = step.map(|s| format!("{}.{}", run.key, s.as_str()));
     let name = name.as_deref().unwrap_or(&run.key);
-    let cg = run_cgroup(run, &placement, opts, name).map_err(|e| fail(e, None))?;
+    // Only a batch that asks for GPUs knows the machine's (and hides them).
+    let rg = match opts.gpus.is_empty() {
+        true => super::gpus::RunGpus::default(),
+        false => super::gpus::for_run(&opts.gpus, &opts.gpu_root, &placement.gpus)
+            .map_err(|e| fail(e, None))?,
+    };
+    let cg = run_cgroup(run, &placement, opts, name, rg.deny).map_err(|e| fail(e, None))?;
     let (logs, output) = job_output(opts, name, pool).map_err(|e| fail(e, None))?;
     let files = match run_files(run, opts, &cg, step) {
         Ok(f) => f,
@@ -847,6 +857,21 @@ fn start(
         None => nets.take(run),
     };
     let mut cfg = container_config(run, &placement, step, ids.clone(), output, files, netns);
+    if !rg.binds.is_empty() {
+        cfg.devices = rg.binds;
+        // Ours first: the job's own value of one of them wins.
+        let mut env: Vec<(String, String)> = rg
+            .env
+            .into_iter()
+            .filter(|(k, _)| !cfg.env.iter().any(|(j, _)| j == k))
+            .collect();
+        env.append(&mut cfg.env);
+        cfg.env = env;
+    }
+    let gpu = crate::results::GpuUse {
+        gpus: gpus_cell(&placement, &opts.hierarchy),
+        ..Default::default()
+    };
     (cfg.pool_host_tree, cfg.host_tree) = trees.take(run);
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     // Returns while init still builds the root: the loop polls the setup
@@ -879,7 +904,18 @@ fn start(
         ids,
         writable,
         disk_full: None,
+        gpu,
     })
+}
+
+/// The `gpus` cell of a run on `h`: its bus ids, marked where only binding
+/// its nodes keeps it to them (cgroup v2 without root: no device program).
+fn gpus_cell(placement: &Placement, h: &cgroup::Hierarchy) -> String {
+    let ids = placement.gpus.join(",");
+    if !ids.is_empty() && h.version() == 2 && !nix::unistd::geteuid().is_root() {
+        return ids + " (bound only)";
+    }
+    ids
 }
 
 /// The run's own block of host ids, by its first CPU (see container::ids);
@@ -905,8 +941,10 @@ fn run_cgroup(
     placement: &Placement,
     opts: &Options,
     name: &str,
+    deny_devices: Vec<(u32, u32)>,
 ) -> Result<RunCgroup, String> {
     let mut limits = limits_for(run, placement);
+    limits.deny_devices = deny_devices;
     limits.io = io_throttles(run)?;
     let (batch, name) = match opts.single {
         true => ("", opts.batch_id.as_str()),
@@ -994,6 +1032,7 @@ fn container_config(
         rootfs: run.container.rootfs.clone(),
         network: run.container.network,
         mounts: run.container.mounts.clone(),
+        devices: Vec::new(),
         writable: files.writable,
         user: run.container.user,
         capabilities: run.container.capabilities.clone(),
@@ -1073,6 +1112,7 @@ fn collect(
         warmup: run.warmup,
         cpus: r.placement.cpus,
         mems: r.placement.mems,
+        gpu: r.gpu,
         userns: describe_ids(r.ids.as_ref()),
         start_time: r.start_time,
         end_time,
