@@ -169,6 +169,7 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(user_ids(p));
     out.push(numa(p));
     out.push(gpus(p, &mounts));
+    out.extend(gpu_usage(p));
     out.push(affinity(p));
     out.push(smt(p));
     out.push(governor(p));
@@ -904,6 +905,37 @@ fn gpus(p: &Probe, mounts: &Mounts) -> Check {
     }
 }
 
+/// Whether runs' GPU memory and utilization can be measured (said only
+/// where there are GPUs).
+fn gpu_usage(p: &Probe) -> Option<Check> {
+    const N: &str = "GPU usage";
+    let found = crate::gpus::read(&p.root, &|_| None, true).ok()?;
+    if found.is_empty() {
+        return None;
+    }
+    if !found
+        .iter()
+        .any(|g| g.vendor == crate::gpus::Vendor::Nvidia)
+    {
+        return Some(ok(
+            N,
+            "not measured for AMD and Intel GPUs: gpu_memory_peak_bytes and gpu_utilization stay empty",
+        ));
+    }
+    Some(match crate::nvml::Nvml::load() {
+        Ok(_) => ok(
+            N,
+            "NVIDIA's management library loads: each run's gpu_memory_peak_bytes and gpu_utilization are sampled",
+        ),
+        Err(e) => bad(
+            N,
+            Level::Warn,
+            format!("{e}: gpu_memory_peak_bytes and gpu_utilization stay empty"),
+            "install NVIDIA's driver with its management library (Debian: apt-get install libnvidia-ml1; other systems: the driver package that holds libnvidia-ml.so.1)",
+        ),
+    })
+}
+
 fn affinity(p: &Probe) -> Check {
     const N: &str = "CPUs";
     let Some(online) = list(p, "sys/devices/system/cpu/online") else {
@@ -1401,6 +1433,15 @@ mod tests {
         assert_eq!(g.level, Level::Warn);
         assert!(g.detail.ends_with("missing: /dev/nvidia-uvm"), "{g:?}");
         assert!(g.fix.as_deref().unwrap().contains("nvidia-modprobe"));
+        if !Path::new("/proc/driver/nvidia").exists() {
+            // This machine has no NVIDIA driver, so no management library.
+            let u = find(&c, "GPU usage");
+            assert_eq!(u.level, Level::Warn, "{u:?}");
+            assert!(
+                u.detail.contains("libnvidia-ml.so.1") && u.detail.ends_with("stay empty"),
+                "{u:?}"
+            );
+        }
     }
 
     #[test]

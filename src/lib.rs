@@ -20,6 +20,7 @@ pub mod html;
 pub mod image;
 pub mod jobfile;
 pub mod machine;
+pub mod nvml;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -48,6 +48,11 @@ pub struct Host<'o> {
     sets: HashMap<String, SetState>,
     /// What happened between waits (steps ended, jobs begun, runs over).
     queued: Vec<Happened>,
+    /// NVIDIA's management library, when the batch has NVIDIA GPUs and
+    /// the library loads.
+    nvml: Option<crate::nvml::Nvml>,
+    /// Said once by `tidy`.
+    notes: Vec<String>,
 }
 
 /// Where a run with steps stands.
@@ -122,7 +127,24 @@ impl<'o> Host<'o> {
                 sets.entry(set_name(r.job(), &r.params())).or_default().left += 1;
             }
         }
+        let mut notes = Vec::new();
+        let nvidia = opts
+            .gpus
+            .iter()
+            .any(|g| g.vendor == crate::gpus::Vendor::Nvidia);
+        let nvml = match nvidia {
+            false => None,
+            true => crate::nvml::Nvml::load()
+                .map_err(|e| {
+                    notes.push(format!(
+                        "packrun: {e}; gpu_memory_peak_bytes and gpu_utilization stay empty"
+                    ))
+                })
+                .ok(),
+        };
         Ok(Host {
+            nvml,
+            notes,
             opts,
             started: HashMap::new(),
             running: HashMap::new(),
@@ -437,7 +459,23 @@ impl Launcher for Host<'_> {
     }
 
     fn sample(&mut self, index: usize) -> bool {
-        self.running.get(&index).is_some_and(|r| r.cgroup.sample())
+        let Some(r) = self.running.get_mut(&index) else {
+            return false;
+        };
+        let more = r.cgroup.sample();
+        match &self.nvml {
+            Some(nvml) if !r.placement.gpus.is_empty() => {
+                let seen: Vec<crate::nvml::Sample> = r
+                    .placement
+                    .gpus
+                    .iter()
+                    .filter_map(|b| nvml.sample(b))
+                    .collect();
+                r.gpu_usage.add(&seen);
+                true
+            }
+            _ => more,
+        }
     }
 
     fn kill(&mut self, index: usize) -> Result<(), LaunchError> {
@@ -584,7 +622,7 @@ impl Launcher for Host<'_> {
 
     fn tidy(&mut self) -> Vec<String> {
         let mut keep = Vec::new();
-        let mut notes = Vec::new();
+        let mut notes = std::mem::take(&mut self.notes);
         for cg in self.to_remove.drain(..) {
             match cg.try_remove() {
                 Ok(Some(cg)) => keep.push(cg),
@@ -618,8 +656,9 @@ struct Running {
     /// The least free space seen under the results while it ran, when
     /// that was less than FULL_BELOW.
     disk_full: Option<u64>,
-    /// Its GPUs, for its row.
+    /// Its GPUs, for its row, and the samples of them.
     gpu: crate::results::GpuUse,
+    gpu_usage: crate::nvml::Usage,
 }
 
 /// Free space under the results below which a run's writes there may
@@ -905,6 +944,7 @@ fn start(
         writable,
         disk_full: None,
         gpu,
+        gpu_usage: Default::default(),
     })
 }
 
@@ -1112,7 +1152,11 @@ fn collect(
         warmup: run.warmup,
         cpus: r.placement.cpus,
         mems: r.placement.mems,
-        gpu: r.gpu,
+        gpu: crate::results::GpuUse {
+            memory_peak: r.gpu_usage.memory_peak(),
+            utilization: r.gpu_usage.mean_utilization(),
+            ..r.gpu
+        },
         userns: describe_ids(r.ids.as_ref()),
         start_time: r.start_time,
         end_time,
