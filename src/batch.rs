@@ -611,6 +611,13 @@ pub fn environment(gpus: bool) -> Result<Environment, String> {
         std::env::var_os("PACKRUN_GPU_ROOT").map_or_else(|| PathBuf::from("/"), PathBuf::from);
     if gpus {
         topology.find_gpus(&gpu_root).map_err(|e| fsx::chain(&e))?;
+        // Inside a Slurm job: only the GPUs Slurm gave it.
+        if let Some(list) = std::env::var("SLURM_JOB_GPUS")
+            .ok()
+            .filter(|_| slurm::node_name().is_some())
+        {
+            crate::gpus::keep_slurm_gpus(&mut topology.gpus, &list);
+        }
     }
     cgroup::prepare_v2_parent(&hierarchy).map_err(|e| fsx::chain(&e))?;
     let host = slurm::node_name().unwrap_or_else(|| {

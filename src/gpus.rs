@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[derive(Hash)]
 pub enum Vendor {
     Nvidia,
     Amd,
@@ -261,6 +262,30 @@ pub fn env_for(gpus: &[&Gpu]) -> Vec<(String, String)> {
     out
 }
 
+/// Keeps the GPUs a Slurm job was given: `SLURM_JOB_GPUS` lists Slurm's
+/// global GPU ids, which follow gres.conf's order of device files: for
+/// NVIDIA the minor of `/dev/nvidia<minor>`, for the others the GPU's place
+/// among that vendor's GPUs in bus order. A list that does not parse keeps
+/// them all.
+pub fn keep_slurm_gpus(gpus: &mut Vec<Gpu>, list: &str) {
+    let Ok(ids) = CpuList::parse(list) else {
+        return;
+    };
+    let mut index = std::collections::HashMap::new();
+    gpus.retain(|g| {
+        let n = index.entry(g.vendor).or_insert(0u32);
+        let id = match g.vendor {
+            Vendor::Nvidia => g
+                .devices
+                .first()
+                .and_then(|d| d.to_str()?.strip_prefix("/dev/nvidia")?.parse().ok()),
+            _ => Some(*n),
+        };
+        *n += 1;
+        id.is_some_and(|id| ids.contains(id))
+    });
+}
+
 /// A bus id folded into one number for the claims file (a list of ids like
 /// the CPUs'): domain (its low 16 bits), bus, device and function.
 pub fn bus_key(bus_id: &str) -> Option<u32> {
@@ -287,6 +312,18 @@ pub fn bus_id_of_key(key: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_slurm_job_keeps_the_gpus_slurm_gave_it() {
+        let node = |c: u32| Some(c / 16 % 2);
+        let mut g = read(&fixture(), &node, false).unwrap();
+        keep_slurm_gpus(&mut g, "1,3");
+        let kept: Vec<&str> = g.iter().map(|g| g.bus_id.as_str()).collect();
+        assert_eq!(kept, ["0000:5e:00.0", "0000:d8:00.0"]);
+        let mut g = read(&fixture(), &node, false).unwrap();
+        keep_slurm_gpus(&mut g, "(null)");
+        assert_eq!(g.len(), 4);
+    }
+
     #[test]
     fn bus_ids_fold_into_claim_numbers_and_back() {
         for id in ["0000:3b:00.0", "0000:d8:1f.7", "ffff:00:01.2"] {
