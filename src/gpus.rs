@@ -141,7 +141,7 @@ pub fn read(
         if !is_display_class(&class) {
             continue;
         }
-        let Some(vendor) = Vendor::of_pci_id(fsx::read_trimmed(&dev.join("vendor"))?.as_str())
+        let Some(vendor) = Vendor::of_pci_id(fsx::read_trimmed(dev.join("vendor"))?.as_str())
         else {
             continue;
         };
