@@ -41,7 +41,9 @@
 //!   fit, so pairs stay whole for runs of two), else the one with most free.
 //!   A run's GPUs are of one vendor (a CUDA job never gets half AMD): the
 //!   vendor with most GPUs on the machine is tried first.
-//!   Groups do not carve GPUs: every run draws from the machine's.
+//!   A group with `gpus` carves that many out of the machine's (one vendor,
+//!   nearest its CPUs) when the allocator is made; its runs use only those,
+//!   and every other run only the GPUs no group took.
 
 pub mod shard;
 
@@ -226,6 +228,8 @@ struct Domain {
     total: Vec<u32>,
     /// Memory pool the domain's runs are charged to.
     pool: usize,
+    /// Whether it took GPUs of its own (else its runs use domain 0's).
+    own_gpus: bool,
 }
 
 /// Something about a group that cannot be satisfied (reported per run by `check_feasible`).
@@ -255,6 +259,8 @@ pub struct Allocator {
     /// Per GPU: taken by one of our runs, held by another packrun.
     gpu_used: Vec<bool>,
     gpu_reserved: Vec<bool>,
+    /// Per GPU: the domain it belongs to (0: no group took it).
+    gpu_domain: Vec<usize>,
 }
 
 /// CPUs chosen for a run, before they are taken.
@@ -287,11 +293,13 @@ impl Allocator {
                 free: total.clone(),
                 total,
                 pool: 0,
+                own_gpus: false,
             }],
             group_index: HashMap::new(),
             problems: Vec::new(),
             gpu_used: vec![false; ngpus],
             gpu_reserved: vec![false; ngpus],
+            gpu_domain: vec![0; ngpus],
         };
         for g in groups {
             a.carve(g);
@@ -308,6 +316,7 @@ impl Allocator {
             free: vec![0; nn],
             total: vec![0; nn],
             pool: 0,
+            own_gpus: false,
         };
         let problem = |field, asked: String, available: String| GroupProblem {
             group: g.name.clone(),
@@ -359,6 +368,29 @@ impl Allocator {
             self.domains[0].total[n] -= 1;
             dom.free[n] += 1;
             dom.total[n] += 1;
+        }
+        if g.gpus > 0 {
+            match self.pick_gpus(0, g.gpus as usize, &choice.mems) {
+                Some(gpus) => {
+                    for i in gpus {
+                        self.gpu_domain[i] = d;
+                    }
+                    dom.own_gpus = true;
+                }
+                None => {
+                    let left = (0..self.shape.gpu_ids.len())
+                        .filter(|&i| self.gpu_domain[i] == 0)
+                        .count();
+                    let p = problem(
+                        "gpus",
+                        g.gpus.to_string(),
+                        format!("{left} GPUs are left for it (a group's GPUs are of one vendor)"),
+                    );
+                    self.problems.push(p);
+                    // Its GPU runs then fit nowhere and are reported.
+                    dom.own_gpus = true;
+                }
+            }
         }
         if let Some(mem) = g.memory {
             let mem_nodes = if g.nodes.is_some() {
@@ -455,7 +487,9 @@ impl Allocator {
         let k = run.resources().cpus as usize;
         let g = run.resources().gpus as usize;
         let nn = self.shape.node_ids.len();
-        if g > 0 && self.gpus_free_on(None) < g {
+        // The GPUs its group took, else those no group took.
+        let gd = if self.domains[d].own_gpus { d } else { 0 };
+        if g > 0 && self.gpus_free_on(gd, None) < g {
             return None;
         }
         // Fixed memory nodes of `numa: {nodes: ..}`; None = the nodes of the CPUs.
@@ -492,7 +526,7 @@ impl Allocator {
             }
             match &run.resources().numa {
                 Numa::Local if g > 0 => {
-                    let nodes = self.gpu_local_nodes(d, k, g);
+                    let nodes = self.gpu_local_nodes((d, gd), k, g);
                     if nodes.is_empty() {
                         return None;
                     }
@@ -513,7 +547,7 @@ impl Allocator {
             return None;
         }
         let gpus = if g > 0 {
-            self.pick_gpus(g, &mems)?
+            self.pick_gpus(gd, g, &mems)?
         } else {
             Vec::new()
         };
@@ -542,10 +576,11 @@ impl Allocator {
         })
     }
 
-    /// Free GPUs (not ours, not another packrun's), on node index `n` or anywhere.
-    fn gpus_free_on(&self, n: Option<usize>) -> usize {
+    /// Free GPUs of domain `gd` (not ours, not another packrun's), on
+    /// node index `n` or anywhere.
+    fn gpus_free_on(&self, gd: usize, n: Option<usize>) -> usize {
         (0..self.shape.gpu_ids.len())
-            .filter(|&i| !self.gpu_used[i] && !self.gpu_reserved[i])
+            .filter(|&i| !self.gpu_used[i] && !self.gpu_reserved[i] && self.gpu_domain[i] == gd)
             .filter(|&i| n.is_none_or(|n| self.shape.gpu_node[i] == n))
             .count()
     }
@@ -553,20 +588,22 @@ impl Allocator {
     /// The nodes a `local` run with `g` GPUs may take its CPUs from: those
     /// with `g` free GPUs when some node could hold its GPUs and CPUs at
     /// once (it waits for one), else every node.
-    fn gpu_local_nodes(&self, d: usize, k: usize, g: usize) -> Vec<usize> {
+    fn gpu_local_nodes(&self, (d, gd): (usize, usize), k: usize, g: usize) -> Vec<usize> {
         let sh = &self.shape;
         let nn = sh.node_ids.len();
         let holds = |n: usize| {
             sh.vendors().iter().any(|&v| {
                 (0..sh.gpu_ids.len())
-                    .filter(|&i| sh.gpu_node[i] == n && sh.gpu_vendor[i] == v)
+                    .filter(|&i| {
+                        sh.gpu_node[i] == n && sh.gpu_vendor[i] == v && self.gpu_domain[i] == gd
+                    })
                     .count()
                     >= g
             }) && self.domains[d].total[n] as usize >= k
         };
         if (0..nn).any(holds) {
             (0..nn)
-                .filter(|&n| holds(n) && self.gpus_free_on(Some(n)) >= g)
+                .filter(|&n| holds(n) && self.gpus_free_on(gd, Some(n)) >= g)
                 .collect()
         } else {
             (0..nn).collect()
@@ -575,24 +612,29 @@ impl Allocator {
 
     /// `g` free GPUs of one vendor nearest the memory nodes `mems` (see
     /// the rules above).
-    fn pick_gpus(&self, g: usize, mems: &[usize]) -> Option<Vec<usize>> {
+    fn pick_gpus(&self, gd: usize, g: usize, mems: &[usize]) -> Option<Vec<usize>> {
         self.shape
             .vendors()
             .into_iter()
-            .find_map(|v| self.pick_gpus_of(v, g, mems))
+            .find_map(|v| self.pick_gpus_of((gd, v), g, mems))
     }
 
+    /// `pick_gpus` of domain `gd` and one vendor.
     fn pick_gpus_of(
         &self,
-        vendor: crate::gpus::Vendor,
+        (gd, vendor): (usize, crate::gpus::Vendor),
         g: usize,
         mems: &[usize],
     ) -> Option<Vec<usize>> {
         let sh = &self.shape;
         let nn = sh.node_ids.len();
         let dist = |n: usize| mems.iter().map(|&m| sh.distances[m][n]).min().unwrap_or(0);
-        let usable =
-            |i: usize| !self.gpu_used[i] && !self.gpu_reserved[i] && sh.gpu_vendor[i] == vendor;
+        let usable = |i: usize| {
+            !self.gpu_used[i]
+                && !self.gpu_reserved[i]
+                && sh.gpu_vendor[i] == vendor
+                && self.gpu_domain[i] == gd
+        };
         let mut out = Vec::with_capacity(g);
         let mut left: Vec<usize> = (0..nn).collect();
         while out.len() < g {
@@ -1122,16 +1164,27 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
             return out;
         }
     }
+    let gd = if dom.own_gpus { d } else { 0 };
+    let mine: Vec<usize> = (0..sh.gpu_ids.len())
+        .filter(|&i| a.gpu_domain[i] == gd)
+        .collect();
     let most_of_one = sh
         .vendors()
-        .first()
-        .map_or(0, |&v| sh.gpu_vendor.iter().filter(|&&x| x == v).count());
+        .iter()
+        .map(|&v| mine.iter().filter(|&&i| sh.gpu_vendor[i] == v).count())
+        .max()
+        .unwrap_or(0);
     if r.gpus as usize > most_of_one {
+        let holder = match (dom.own_gpus, a.gpu_domain.iter().any(|&x| x != 0)) {
+            (true, _) => whose.clone(),
+            (false, true) => "the machine outside groups' GPUs".to_string(),
+            (false, false) => "the machine".to_string(),
+        };
         err(
             &mut out,
             "resources.gpus".into(),
             format!("{} GPU{}", r.gpus, if r.gpus == 1 { "" } else { "s" }),
-            gpus_on(sh),
+            gpus_on(sh, &mine, &holder),
         );
     }
     diagnose_cpus(r, a, (d, &nodes, &whose), &mut out, &err);
@@ -1147,23 +1200,22 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
     out
 }
 
-/// What GPUs the machine has, per node.
-fn gpus_on(sh: &Shape) -> String {
-    if sh.gpu_ids.is_empty() {
-        return "the machine has no GPUs (see `packrun topology`)".into();
+/// What GPUs `holder` has (the GPUs `mine`), per node and vendor.
+fn gpus_on(sh: &Shape, mine: &[usize], holder: &str) -> String {
+    if mine.is_empty() {
+        return format!("{holder} has no GPUs (see `packrun topology`)");
     }
     let per_node: Vec<String> = (0..sh.node_ids.len())
-        .map(|n| (n, sh.gpu_node.iter().filter(|&&x| x == n).count()))
+        .map(|n| (n, mine.iter().filter(|&&i| sh.gpu_node[i] == n).count()))
         .filter(|&(_, c)| c > 0)
         .map(|(n, c)| format!("node {}: {c}", sh.node_ids[n]))
         .collect();
     let vendors: Vec<String> = sh
         .vendors()
         .iter()
-        .map(|&v| {
-            let c = sh.gpu_vendor.iter().filter(|&&x| x == v).count();
-            format!("{c} {}", v.name())
-        })
+        .map(|&v| (v, mine.iter().filter(|&&i| sh.gpu_vendor[i] == v).count()))
+        .filter(|&(_, c)| c > 0)
+        .map(|(v, c)| format!("{c} {}", v.name()))
         .collect();
     let pure = if vendors.len() > 1 {
         "; a run's GPUs are of one vendor"
@@ -1171,8 +1223,8 @@ fn gpus_on(sh: &Shape) -> String {
         ""
     };
     format!(
-        "the machine has {} ({}; {}){pure}",
-        sh.gpu_ids.len(),
+        "{holder} has {} ({}; {}){pure}",
+        mine.len(),
         per_node.join(", "),
         vendors.join(", ")
     )
@@ -1989,12 +2041,83 @@ mod tests {
     }
 
     #[test]
+    fn a_group_with_gpus_takes_them_beside_its_cpus_and_only_its_runs_use_them() {
+        let t = fixture("2socket-4gpu");
+        let groups = vec![Group {
+            name: "train".into(),
+            cpus: 8,
+            memory: None,
+            gpus: 2,
+            nodes: Some(list("1")),
+        }];
+        let mut a = Allocator::new(&t, &groups);
+        let mut g = gpu_run("g", 2, 2);
+        g.group = Some("train".into());
+        let p = a.place(&g).unwrap();
+        assert!(p.gpus.iter().all(|b| node_of(&t, b) == 1), "{p:?}");
+        assert!(a.place(&g).is_none(), "the group's two GPUs are taken");
+        // Outside the group: the two GPUs of node 0, never the group's.
+        let o1 = a.place(&gpu_run("o", 2, 1)).unwrap();
+        let o2 = a.place(&gpu_run("o", 2, 1)).unwrap();
+        assert!(a.place(&gpu_run("o", 2, 1)).is_none());
+        for o in [&o1, &o2] {
+            assert_eq!(node_of(&t, &o.gpus[0]), 0, "{o:?}");
+        }
+        a.release(&p);
+        assert!(
+            a.place(&gpu_run("o", 2, 1)).is_none(),
+            "the group's GPUs stay its own"
+        );
+    }
+
+    #[test]
+    fn gpus_beyond_a_group_or_what_groups_left_are_errors_naming_what_it_has() {
+        let t = fixture("2socket-4gpu");
+        let group = |name: &str, gpus| Group {
+            name: name.into(),
+            cpus: 4,
+            memory: None,
+            gpus,
+            nodes: None,
+        };
+        let groups = vec![group("a", 3), group("b", 2)];
+        let mut big = gpu_run("big", 1, 3);
+        big.group = Some("a".into());
+        let mut small = gpu_run("small", 1, 1);
+        small.group = Some("b".into());
+        let runs: Runs = vec![big, small, gpu_run("out", 1, 2)].into();
+        let e: Vec<String> = check_feasible(&runs, &t, &groups)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            e,
+            [
+                "job `small`: groups.b.gpus asks for 2, but 1 GPUs are left for it (a group's GPUs are of one vendor)",
+                "job `small`: resources.gpus asks for 1 GPU, but group `b` has no GPUs (see `packrun topology`)",
+                "job `out`: resources.gpus asks for 2 GPUs, but the machine outside groups' GPUs has 1 (node 1: 1; 1 nvidia)",
+            ]
+        );
+        let mut over = gpu_run("over", 1, 4);
+        over.group = Some("a".into());
+        let e = check_feasible(&vec![over].into(), &t, &groups).unwrap_err();
+        assert!(
+            e[0].to_string()
+                .ends_with("but group `a` has 3 (node 0: 2, node 1: 1; 3 nvidia)"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
     fn group_runs_pack_inside_the_group_and_others_outside() {
         let t = fixture("2socket-smt");
         let groups = vec![Group {
             name: "analytics".into(),
             cpus: 8,
             memory: Some(16 << 30),
+            gpus: 0,
             nodes: Some(list("1")),
         }];
         let mut a = Allocator::new(&t, &groups);
@@ -2030,6 +2153,7 @@ mod tests {
             name: "small".into(),
             cpus: 4,
             memory: None,
+            gpus: 0,
             nodes: None,
         }];
         let mut too_wide = run("too-wide", 65, 1);
@@ -2071,6 +2195,7 @@ mod tests {
             name: "huge".into(),
             cpus: 4,
             memory: None,
+            gpus: 0,
             nodes: None,
         }];
         let errs = check_feasible(&vec![run("j", 1, 1).tap_group("huge")].into(), &t, &groups)

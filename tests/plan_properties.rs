@@ -98,6 +98,7 @@ fn case() -> impl Strategy<Value = Case> {
                         name: "g".into(),
                         cpus: ncpus / 2,
                         memory: Some(mem << 29),
+                        gpus: 0,
                         nodes: None,
                     }]
                 } else {

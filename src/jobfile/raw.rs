@@ -252,6 +252,8 @@ pub struct RawGroupResources {
     pub cpus: Option<CountValue>,
     /// Memory reserved for the group's jobs, e.g. `16GiB`.
     pub memory: Option<SizeValue>,
+    /// Whole GPUs reserved for the group's jobs, nearest its CPUs (default: none; its jobs then share the GPUs no group took).
+    pub gpus: Option<CountValue>,
     /// NUMA restriction of the group.
     pub numa: Option<RawGroupNuma>,
 }

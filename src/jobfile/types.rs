@@ -38,6 +38,8 @@ pub struct Group {
     pub name: String,
     pub cpus: u32,
     pub memory: Option<u64>,
+    /// Whole GPUs reserved for it (0: its runs share the GPUs no group took).
+    pub gpus: u32,
     /// Restrict the group to these NUMA nodes.
     pub nodes: Option<CpuList>,
 }

@@ -329,6 +329,9 @@ fn groups(cx: &mut Ctx, raw: Vec<(String, super::raw::RawGroup)>) -> Vec<Group> 
             .memory
             .as_ref()
             .and_then(|m| size(cx, child(&rp, "memory"), m, &|_| None));
+        let gpus = r.gpus.as_ref().map_or(0, |g| {
+            gpu_count(cx, child(&rp, "gpus"), &g.0, &|_| None).unwrap_or(0)
+        });
         let nodes = r
             .numa
             .and_then(|n| n.nodes)
@@ -337,6 +340,7 @@ fn groups(cx: &mut Ctx, raw: Vec<(String, super::raw::RawGroup)>) -> Vec<Group> 
             name,
             cpus,
             memory,
+            gpus,
             nodes,
         });
     }
@@ -1466,6 +1470,19 @@ fn count(cx: &mut Ctx, path: YPath, what: &str, s: &Scalar, vars: &Vars) -> Opti
         .ok()
 }
 
+/// A count of whole GPUs: 0 says "none", as leaving it out does.
+fn gpu_count(cx: &mut Ctx, path: YPath, s: &Scalar, vars: &Vars) -> Option<u32> {
+    let (text, shown) = expand_scalar(s, vars);
+    match text.trim().parse::<i64>() {
+        Ok(0) => Some(0),
+        Ok(n) if n < 0 => {
+            cx.err(path, format!("{shown}gpus `{n}` must be 0 (none) or more"));
+            None
+        }
+        _ => count(cx, path, "gpus", s, vars).and_then(|n| u32::try_from(n).ok()),
+    }
+}
+
 fn size(cx: &mut Ctx, path: YPath, s: &SizeValue, vars: &Vars) -> Option<u64> {
     let (text, shown) = expand_scalar(&s.0, vars);
     let scalar = match &s.0 {
@@ -1546,13 +1563,10 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
         .files
         .as_ref()
         .and_then(|CountValue(v)| count(cx, at(&["files"]), "files", v, vars));
-    let gpus = r.gpus.as_ref().and_then(|CountValue(v)| {
-        // 0 says "none" as leaving it out does.
-        match expand_scalar(v, vars).0.trim() {
-            "0" => Some(0),
-            _ => count(cx, at(&["gpus"]), "gpus", v, vars).and_then(|n| u32::try_from(n).ok()),
-        }
-    });
+    let gpus = r
+        .gpus
+        .as_ref()
+        .and_then(|CountValue(v)| gpu_count(cx, at(&["gpus"]), v, vars));
     let io = io(cx, jc, r.io.as_ref(), vars);
     let rlimits = rlimits(cx, jc, r, vars);
     Resources {
