@@ -1103,6 +1103,7 @@ fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
     let mut rec = not_started(run, State::Error, e.to_string());
     rec.cpus = r.placement.cpus;
     rec.mems = r.placement.mems;
+    rec.gpu = r.gpu;
     rec.userns = describe_ids(r.ids.as_ref());
     rec.start_time = r.start_time;
     rec.end_time = Utc::now();
