@@ -68,9 +68,11 @@ pub fn run(req: &Request) -> Result<ExitCode, Error> {
         .and_then(|d| results::read_manifest(&d.join("manifest.json")).ok());
     let seed = req.seed.or(began.as_ref().and_then(|m| m.seed));
     batch.arrange(req.order, seed, crate::rng::fresh_seed());
-    let env = environment().map_err(|reason| Error::CannotRunHere {
-        reason,
-        doctor: doctor::verdict().err(),
+    let env = environment(batch.runs.jobs().any(|j| j.max_gpus() > 0)).map_err(|reason| {
+        Error::CannotRunHere {
+            reason,
+            doctor: doctor::verdict().err(),
+        }
     })?;
     plan::check_feasible(&batch.runs, &env.topology, &batch.groups).map_err(|problems| {
         Error::Infeasible {
@@ -314,6 +316,8 @@ fn run_into(
         single: false,
         ids,
         disk_default: disk.share,
+        gpus: env.topology.gpus.clone(),
+        gpu_root: env.gpu_root.clone(),
     };
     let mut progress = progress::Progress::new(batch.runs.len(), done.len(), planned, req.quiet);
     for line in reap_orphans(&env.hierarchy) {
@@ -613,7 +617,11 @@ fn results_dir(req: &Request, batch: &jobfile::Batch) -> Result<PathBuf, String>
 
 /// What a real run needs from this machine.
 pub struct Environment {
+    /// With the GPUs when asked for (see `environment`).
     pub topology: topology::Topology,
+    /// Where the GPUs' files and device nodes are: `/`, or the tree
+    /// `PACKRUN_GPU_ROOT` names (a machine's sys, proc and dev, for tests).
+    pub gpu_root: PathBuf,
     pub hierarchy: cgroup::Hierarchy,
     /// The `host` column: under Slurm the node's name (several slurmd may share one host).
     pub host: String,
@@ -621,13 +629,28 @@ pub struct Environment {
 
 /// Root may run anywhere; anybody else needs a cgroup v2 subtree delegated
 /// to them (see `doctor::standing`), checked before anything is created.
-pub fn environment() -> Result<Environment, String> {
+///
+/// The GPUs are looked for only when `gpus` (some run asks for one): the
+/// other batches do not read the PCI bus.
+pub fn environment(gpus: bool) -> Result<Environment, String> {
     let hierarchy = cgroup::detect_host().map_err(|e| fsx::chain(&e))?;
     if !nix::unistd::Uid::effective().is_root() {
         let command = doctor::shell_join(std::env::args());
         doctor::standing(&doctor::Facts::read(&hierarchy), &command).map_err(|r| r.to_string())?;
     }
-    let topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
+    let mut topology = topology::read_host().map_err(|e| fsx::chain(&e))?;
+    let gpu_root =
+        std::env::var_os("PACKRUN_GPU_ROOT").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    if gpus {
+        topology.find_gpus(&gpu_root).map_err(|e| fsx::chain(&e))?;
+        // Inside a Slurm job: only the GPUs Slurm gave it.
+        if let Some(list) = std::env::var("SLURM_JOB_GPUS")
+            .ok()
+            .filter(|_| slurm::node_name().is_some())
+        {
+            crate::gpus::keep_slurm_gpus(&mut topology.gpus, &list);
+        }
+    }
     cgroup::prepare_v2_parent(&hierarchy).map_err(|e| fsx::chain(&e))?;
     let host = slurm::node_name().unwrap_or_else(|| {
         nix::unistd::gethostname()
@@ -636,6 +659,7 @@ pub fn environment() -> Result<Environment, String> {
     });
     Ok(Environment {
         topology,
+        gpu_root,
         hierarchy,
         host,
     })

@@ -220,6 +220,9 @@ pub struct ExecArgs {
     /// Most files and directories in the run's writable dirs.
     #[arg(long, value_name = "N")]
     pub files: Option<u64>,
+    /// Whole GPUs of its own, next to its CPUs; only their device nodes are visible.
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
     /// A writable dir inside the container, kept on the host below
     /// $TMPDIR/packrun-<batch>/ (printed). Repeatable.
     #[arg(long, value_name = "DIR")]

@@ -168,6 +168,8 @@ pub fn checks(p: &Probe) -> Vec<Check> {
     out.push(seccomp(p));
     out.push(user_ids(p));
     out.push(numa(p));
+    out.push(gpus(p, &mounts));
+    out.extend(gpu_usage(p));
     out.push(affinity(p));
     out.push(smt(p));
     out.push(governor(p));
@@ -943,6 +945,109 @@ fn numa(p: &Probe) -> Check {
     }
 }
 
+/// The GPUs, whether their driver's nodes exist, and how a run's GPUs are
+/// kept its own here.
+fn gpus(p: &Probe, mounts: &Mounts) -> Check {
+    const N: &str = "GPUs";
+    let found = match crate::gpus::read(&p.root, &|_| None, true) {
+        Ok(g) => g,
+        Err(e) => {
+            return bad(
+                N,
+                Level::Warn,
+                format!("cannot read the PCI devices: {e}"),
+                "mount sysfs: mount -t sysfs sysfs /sys",
+            )
+        }
+    };
+    if found.is_empty() {
+        return ok(
+            N,
+            "none (no PCI display or 3D controller of NVIDIA, AMD or Intel); runs cannot ask for gpus",
+        );
+    }
+    let mut missing: Vec<String> = Vec::new();
+    let mut vendors: Vec<crate::gpus::Vendor> = Vec::new();
+    for g in &found {
+        if g.devices.is_empty() {
+            missing.push(format!("{} has no device node", g.bus_id));
+        }
+        for d in &g.devices {
+            if !p.path(&d.to_string_lossy()).exists() {
+                missing.push(d.display().to_string());
+            }
+        }
+        if !vendors.contains(&g.vendor) {
+            vendors.push(g.vendor);
+        }
+    }
+    for v in &vendors {
+        for d in v.shared_nodes() {
+            // nvidia-uvm-tools comes and goes with profilers; the others are needed.
+            if !p.path(d).exists() && !d.ends_with("-tools") {
+                missing.push(d.to_string());
+            }
+        }
+    }
+    let list: Vec<String> = found
+        .iter()
+        .map(|g| format!("{} {} (node {})", g.vendor.name(), g.bus_id, g.node))
+        .collect();
+    let enforced = if mounts
+        .v1
+        .iter()
+        .any(|(_, c)| c.iter().any(|c| c == "devices"))
+    {
+        "the devices cgroup (v1) lets each run open only its own"
+    } else if p.euid == 0 {
+        "a BPF device program on each run's cgroup (v2) lets each run open only its own"
+    } else {
+        "runs see only their own GPUs' nodes, but without root on cgroup v2 no device program can stop a run that reaches another's node (docs/gpus.md)"
+    };
+    let detail = format!("{} found: {}; {enforced}", found.len(), list.join(", "));
+    if missing.is_empty() {
+        ok(N, detail)
+    } else {
+        bad(
+            N,
+            Level::Warn,
+            format!("{detail}; missing: {}", missing.join(", ")),
+            "load the GPU driver (NVIDIA: `nvidia-modprobe -u -c=0` or `nvidia-smi` once as root; AMD: modprobe amdgpu; Intel: modprobe i915 or xe)",
+        )
+    }
+}
+
+/// Whether runs' GPU memory and utilization can be measured (said only
+/// where there are GPUs).
+fn gpu_usage(p: &Probe) -> Option<Check> {
+    const N: &str = "GPU usage";
+    let found = crate::gpus::read(&p.root, &|_| None, true).ok()?;
+    if found.is_empty() {
+        return None;
+    }
+    if !found
+        .iter()
+        .any(|g| g.vendor == crate::gpus::Vendor::Nvidia)
+    {
+        return Some(ok(
+            N,
+            "not measured for AMD and Intel GPUs: gpu_memory_peak_bytes and gpu_utilization stay empty",
+        ));
+    }
+    Some(match crate::nvml::Nvml::load() {
+        Ok(_) => ok(
+            N,
+            "NVIDIA's management library loads: each run's gpu_memory_peak_bytes and gpu_utilization are sampled",
+        ),
+        Err(e) => bad(
+            N,
+            Level::Warn,
+            format!("{e}: gpu_memory_peak_bytes and gpu_utilization stay empty"),
+            "install NVIDIA's driver with its management library (Debian: apt-get install libnvidia-ml1; other systems: the driver package that holds libnvidia-ml.so.1)",
+        ),
+    })
+}
+
 fn affinity(p: &Probe) -> Check {
     const N: &str = "CPUs";
     let Some(online) = list(p, "sys/devices/system/cpu/online") else {
@@ -1429,6 +1534,46 @@ mod tests {
 
     fn find<'a>(c: &'a [Check], name: &str) -> &'a Check {
         c.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn gpus_are_listed_and_a_missing_driver_node_warns() {
+        let t = Tree::healthy();
+        let gpu = "sys/bus/pci/devices/0000:3b:00.0";
+        t.put(&format!("{gpu}/class"), "0x030200\n");
+        t.put(&format!("{gpu}/vendor"), "0x10de\n");
+        t.put(&format!("{gpu}/numa_node"), "1\n");
+        t.put(
+            "proc/driver/nvidia/gpus/0000:3b:00.0/information",
+            "Device Minor: \t 0\n",
+        );
+        t.put("sys/bus/pci/devices/0000:18:00.0/class", "0x020000\n");
+        for d in ["dev/nvidia0", "dev/nvidiactl", "dev/nvidia-uvm"] {
+            t.put(d, "");
+        }
+        let c = checks(&t.probe());
+        let g = find(&c, "GPUs");
+        assert_eq!(g.level, Level::Ok, "{g:?}");
+        assert!(
+            g.detail
+                .starts_with("1 found: nvidia 0000:3b:00.0 (node 1); a BPF device program"),
+            "{g:?}"
+        );
+        std::fs::remove_file(t.0.path().join("dev/nvidia-uvm")).unwrap();
+        let c = checks(&t.probe());
+        let g = find(&c, "GPUs");
+        assert_eq!(g.level, Level::Warn);
+        assert!(g.detail.ends_with("missing: /dev/nvidia-uvm"), "{g:?}");
+        assert!(g.fix.as_deref().unwrap().contains("nvidia-modprobe"));
+        if !Path::new("/proc/driver/nvidia").exists() {
+            // This machine has no NVIDIA driver, so no management library.
+            let u = find(&c, "GPU usage");
+            assert_eq!(u.level, Level::Warn, "{u:?}");
+            assert!(
+                u.detail.contains("libnvidia-ml.so.1") && u.detail.ends_with("stay empty"),
+                "{u:?}"
+            );
+        }
     }
 
     #[test]

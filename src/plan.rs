@@ -32,6 +32,18 @@
 //!   nodes (equal shares) and its runs are charged to that carve-out; a group
 //!   without `memory` shares the machine's remaining budgets. Runs of a group
 //!   use only its CPUs; ungrouped runs use what no group took.
+//! - GPUs are whole and never given to two runs at once. A `local` run that
+//!   asks for N GPUs goes to a node that has N free GPUs and its CPUs (and
+//!   waits for one) when some node has N GPUs and room for its CPUs at all;
+//!   otherwise its CPUs are placed as without GPUs. Its GPUs are then taken
+//!   nearest its memory nodes first (by SLIT distance); among equally near
+//!   nodes, one that holds all it still needs with the fewest free (best
+//!   fit, so pairs stay whole for runs of two), else the one with most free.
+//!   A run's GPUs are of one vendor (a CUDA job never gets half AMD): the
+//!   vendor with most GPUs on the machine is tried first.
+//!   A group with `gpus` carves that many out of the machine's (one vendor,
+//!   nearest its CPUs) when the allocator is made; its runs use only those,
+//!   and every other run only the GPUs no group took.
 
 pub mod shard;
 
@@ -51,6 +63,9 @@ pub struct Placement {
     pub mems: CpuList,
     /// Memory charged to each node in `mems` (bytes), released with the placement.
     pub memory_per_node: Vec<(u32, u64)>,
+    /// Its GPUs by PCI bus id, in bus order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
 }
 
 /// A run that can never fit, named by job and field.
@@ -109,6 +124,10 @@ struct Shape {
     distances: Vec<Vec<u32>>,
     /// Memory budget per node (MemTotal minus the reserve).
     budget: Vec<u64>,
+    /// GPU index -> bus id (ascending) and node index.
+    gpu_ids: Vec<String>,
+    gpu_node: Vec<usize>,
+    gpu_vendor: Vec<crate::gpus::Vendor>,
 }
 
 impl Shape {
@@ -149,6 +168,11 @@ impl Shape {
             });
             cores[core].push(i);
         }
+        let gpu_node = topo
+            .gpus
+            .iter()
+            .map(|g| node_index[g.node as usize])
+            .collect();
         Shape {
             cpu_ids,
             cpu_index,
@@ -163,8 +187,24 @@ impl Shape {
                 .iter()
                 .map(|n| n.memory_bytes - node_reserve(n.memory_bytes))
                 .collect(),
+            gpu_ids: topo.gpus.iter().map(|g| g.bus_id.clone()).collect(),
+            gpu_node,
+            gpu_vendor: topo.gpus.iter().map(|g| g.vendor).collect(),
         }
     }
+    /// The GPU vendors, most GPUs first.
+    fn vendors(&self) -> Vec<crate::gpus::Vendor> {
+        let mut v: Vec<(usize, crate::gpus::Vendor)> = Vec::new();
+        for &x in &self.gpu_vendor {
+            match v.iter_mut().find(|(_, y)| *y == x) {
+                Some(e) => e.0 += 1,
+                None => v.push((1, x)),
+            }
+        }
+        v.sort_by_key(|&(c, _)| Reverse(c));
+        v.into_iter().map(|(_, x)| x).collect()
+    }
+
     fn node_of_id(&self, id: u32) -> Option<usize> {
         self.node_index
             .get(id as usize)
@@ -188,6 +228,8 @@ struct Domain {
     total: Vec<u32>,
     /// Memory pool the domain's runs are charged to.
     pool: usize,
+    /// Whether it took GPUs of its own (else its runs use domain 0's).
+    own_gpus: bool,
 }
 
 /// Something about a group that cannot be satisfied (reported per run by `check_feasible`).
@@ -214,6 +256,11 @@ pub struct Allocator {
     /// What each pool holds when nothing runs.
     pool_cap: Vec<Vec<u64>>,
     problems: Vec<GroupProblem>,
+    /// Per GPU: taken by one of our runs, held by another packrun.
+    gpu_used: Vec<bool>,
+    gpu_reserved: Vec<bool>,
+    /// Per GPU: the domain it belongs to (0: no group took it).
+    gpu_domain: Vec<usize>,
 }
 
 /// CPUs chosen for a run, before they are taken.
@@ -233,6 +280,7 @@ impl Allocator {
             free.set(i, true);
             total[shape.cpu_node[i]] += 1;
         }
+        let ngpus = shape.gpu_ids.len();
         let mut a = Allocator {
             pools: vec![shape.budget.clone()],
             pool_cap: vec![shape.budget.clone()],
@@ -245,9 +293,13 @@ impl Allocator {
                 free: total.clone(),
                 total,
                 pool: 0,
+                own_gpus: false,
             }],
             group_index: HashMap::new(),
             problems: Vec::new(),
+            gpu_used: vec![false; ngpus],
+            gpu_reserved: vec![false; ngpus],
+            gpu_domain: vec![0; ngpus],
         };
         for g in groups {
             a.carve(g);
@@ -264,6 +316,7 @@ impl Allocator {
             free: vec![0; nn],
             total: vec![0; nn],
             pool: 0,
+            own_gpus: false,
         };
         let problem = |field, asked: String, available: String| GroupProblem {
             group: g.name.clone(),
@@ -315,6 +368,29 @@ impl Allocator {
             self.domains[0].total[n] -= 1;
             dom.free[n] += 1;
             dom.total[n] += 1;
+        }
+        if g.gpus > 0 {
+            match self.pick_gpus(0, g.gpus as usize, &choice.mems) {
+                Some(gpus) => {
+                    for i in gpus {
+                        self.gpu_domain[i] = d;
+                    }
+                    dom.own_gpus = true;
+                }
+                None => {
+                    let left = (0..self.shape.gpu_ids.len())
+                        .filter(|&i| self.gpu_domain[i] == 0)
+                        .count();
+                    let p = problem(
+                        "gpus",
+                        g.gpus.to_string(),
+                        format!("{left} GPUs are left for it (a group's GPUs are of one vendor)"),
+                    );
+                    self.problems.push(p);
+                    // Its GPU runs then fit nowhere and are reported.
+                    dom.own_gpus = true;
+                }
+            }
         }
         if let Some(mem) = g.memory {
             let mem_nodes = if g.nodes.is_some() {
@@ -409,7 +485,13 @@ impl Allocator {
         };
         let mem = run.resources().memory.unwrap_or(0);
         let k = run.resources().cpus as usize;
+        let g = run.resources().gpus as usize;
         let nn = self.shape.node_ids.len();
+        // The GPUs its group took, else those no group took.
+        let gd = if self.domains[d].own_gpus { d } else { 0 };
+        if g > 0 && self.gpus_free_on(gd, None) < g {
+            return None;
+        }
         // Fixed memory nodes of `numa: {nodes: ..}`; None = the nodes of the CPUs.
         let fixed: Option<Vec<usize>> = match &run.resources().numa {
             Numa::Nodes { nodes, .. } => Some(
@@ -443,6 +525,13 @@ impl Allocator {
                 return None;
             }
             match &run.resources().numa {
+                Numa::Local if g > 0 => {
+                    let nodes = self.gpu_local_nodes((d, gd), k, g);
+                    if nodes.is_empty() {
+                        return None;
+                    }
+                    self.choose_local(d, &nodes, k, mem, None)?
+                }
                 Numa::Local => self.choose_local(d, &(0..nn).collect::<Vec<_>>(), k, mem, None)?,
                 Numa::Spread => self.choose_spread(d, k, mem)?,
                 Numa::Nodes { .. } => {
@@ -456,6 +545,14 @@ impl Allocator {
         let pool = self.domains[d].pool;
         if shares.iter().any(|&(n, b)| self.pools[pool][n] < b) {
             return None;
+        }
+        let gpus = if g > 0 {
+            self.pick_gpus(gd, g, &mems)?
+        } else {
+            Vec::new()
+        };
+        for &i in &gpus {
+            self.gpu_used[i] = true;
         }
         for &c in &choice.cpus {
             self.free.set(c, false);
@@ -472,7 +569,121 @@ impl Allocator {
                 .iter()
                 .map(|&(n, b)| (self.shape.node_ids[n], b))
                 .collect(),
+            gpus: gpus
+                .iter()
+                .map(|&i| self.shape.gpu_ids[i].clone())
+                .collect(),
         })
+    }
+
+    /// Free GPUs of domain `gd` (not ours, not another packrun's), on
+    /// node index `n` or anywhere.
+    fn gpus_free_on(&self, gd: usize, n: Option<usize>) -> usize {
+        (0..self.shape.gpu_ids.len())
+            .filter(|&i| !self.gpu_used[i] && !self.gpu_reserved[i] && self.gpu_domain[i] == gd)
+            .filter(|&i| n.is_none_or(|n| self.shape.gpu_node[i] == n))
+            .count()
+    }
+
+    /// The nodes a `local` run with `g` GPUs may take its CPUs from: those
+    /// with `g` free GPUs when some node could hold its GPUs and CPUs at
+    /// once (it waits for one), else every node.
+    fn gpu_local_nodes(&self, (d, gd): (usize, usize), k: usize, g: usize) -> Vec<usize> {
+        let sh = &self.shape;
+        let nn = sh.node_ids.len();
+        let holds = |n: usize| {
+            sh.vendors().iter().any(|&v| {
+                (0..sh.gpu_ids.len())
+                    .filter(|&i| {
+                        sh.gpu_node[i] == n && sh.gpu_vendor[i] == v && self.gpu_domain[i] == gd
+                    })
+                    .count()
+                    >= g
+            }) && self.domains[d].total[n] as usize >= k
+        };
+        if (0..nn).any(holds) {
+            (0..nn)
+                .filter(|&n| holds(n) && self.gpus_free_on(gd, Some(n)) >= g)
+                .collect()
+        } else {
+            (0..nn).collect()
+        }
+    }
+
+    /// `g` free GPUs of one vendor nearest the memory nodes `mems` (see
+    /// the rules above).
+    fn pick_gpus(&self, gd: usize, g: usize, mems: &[usize]) -> Option<Vec<usize>> {
+        self.shape
+            .vendors()
+            .into_iter()
+            .find_map(|v| self.pick_gpus_of((gd, v), g, mems))
+    }
+
+    /// `pick_gpus` of domain `gd` and one vendor.
+    fn pick_gpus_of(
+        &self,
+        (gd, vendor): (usize, crate::gpus::Vendor),
+        g: usize,
+        mems: &[usize],
+    ) -> Option<Vec<usize>> {
+        let sh = &self.shape;
+        let nn = sh.node_ids.len();
+        let dist = |n: usize| mems.iter().map(|&m| sh.distances[m][n]).min().unwrap_or(0);
+        let usable = |i: usize| {
+            !self.gpu_used[i]
+                && !self.gpu_reserved[i]
+                && sh.gpu_vendor[i] == vendor
+                && self.gpu_domain[i] == gd
+        };
+        let mut out = Vec::with_capacity(g);
+        let mut left: Vec<usize> = (0..nn).collect();
+        while out.len() < g {
+            let need = g - out.len();
+            let free = |n: usize| {
+                (0..sh.gpu_ids.len())
+                    .filter(|&i| sh.gpu_node[i] == n && usable(i))
+                    .count()
+            };
+            let best = left
+                .iter()
+                .copied()
+                .filter(|&n| free(n) > 0)
+                .min_by_key(|&n| {
+                    let f = free(n);
+                    (
+                        dist(n),
+                        f < need,
+                        if f >= need { f } else { usize::MAX - f },
+                        n,
+                    )
+                })?;
+            left.retain(|&n| n != best);
+            out.extend(
+                (0..sh.gpu_ids.len())
+                    .filter(|&i| sh.gpu_node[i] == best && usable(i))
+                    .take(need),
+            );
+        }
+        out.sort_unstable();
+        Some(out)
+    }
+
+    /// Takes GPUs away (bus ids another packrun holds) until `unreserve_gpus`.
+    pub fn reserve_gpus(&mut self, bus_ids: &[String]) {
+        for (i, id) in self.shape.gpu_ids.iter().enumerate() {
+            if bus_ids.contains(id) {
+                self.gpu_reserved[i] = true;
+            }
+        }
+    }
+
+    pub fn unreserve_gpus(&mut self) {
+        self.gpu_reserved.iter_mut().for_each(|r| *r = false);
+    }
+
+    /// The machine's GPUs by bus id (the allocator's view).
+    pub fn gpu_ids(&self) -> &[String] {
+        &self.shape.gpu_ids
     }
 
     /// Gives a placement's CPUs and memory back.
@@ -492,6 +703,11 @@ impl Allocator {
             if !self.reserved.get(c) {
                 self.free.set(c, true);
                 self.domains[self.cpu_domain[c]].free[self.shape.cpu_node[c]] += 1;
+            }
+        }
+        for id in &p.gpus {
+            if let Some(i) = self.shape.gpu_ids.iter().position(|x| x == id) {
+                self.gpu_used[i] = false;
             }
         }
         let pool = self.domains[d].pool;
@@ -829,6 +1045,7 @@ struct PlaceKey {
     memory: Option<u64>,
     numa: (u8, Option<CpuList>),
     group: Option<String>,
+    gpus: u32,
 }
 
 impl PlaceKey {
@@ -844,6 +1061,7 @@ impl PlaceKey {
                 Numa::Nodes { nodes, .. } => (2, Some(nodes.clone())),
             },
             group: run.group().map(str::to_string),
+            gpus: r.gpus,
         }
     }
 }
@@ -949,6 +1167,29 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
             return out;
         }
     }
+    let gd = if dom.own_gpus { d } else { 0 };
+    let mine: Vec<usize> = (0..sh.gpu_ids.len())
+        .filter(|&i| a.gpu_domain[i] == gd)
+        .collect();
+    let most_of_one = sh
+        .vendors()
+        .iter()
+        .map(|&v| mine.iter().filter(|&&i| sh.gpu_vendor[i] == v).count())
+        .max()
+        .unwrap_or(0);
+    if r.gpus as usize > most_of_one {
+        let holder = match (dom.own_gpus, a.gpu_domain.iter().any(|&x| x != 0)) {
+            (true, _) => whose.clone(),
+            (false, true) => "the machine outside groups' GPUs".to_string(),
+            (false, false) => "the machine".to_string(),
+        };
+        err(
+            &mut out,
+            "resources.gpus".into(),
+            format!("{} GPU{}", r.gpus, if r.gpus == 1 { "" } else { "s" }),
+            gpus_on(sh, &mine, &holder),
+        );
+    }
     diagnose_cpus(r, a, (d, &nodes, &whose), &mut out, &err);
     diagnose_memory(r, a, (d, &nodes, &whose), &mut out, &err);
     if out.is_empty() {
@@ -960,6 +1201,36 @@ fn diagnose(run: &impl Request, a: &Allocator) -> Vec<PlanError> {
         );
     }
     out
+}
+
+/// What GPUs `holder` has (the GPUs `mine`), per node and vendor.
+fn gpus_on(sh: &Shape, mine: &[usize], holder: &str) -> String {
+    if mine.is_empty() {
+        return format!("{holder} has no GPUs (see `packrun topology`)");
+    }
+    let per_node: Vec<String> = (0..sh.node_ids.len())
+        .map(|n| (n, mine.iter().filter(|&&i| sh.gpu_node[i] == n).count()))
+        .filter(|&(_, c)| c > 0)
+        .map(|(n, c)| format!("node {}: {c}", sh.node_ids[n]))
+        .collect();
+    let vendors: Vec<String> = sh
+        .vendors()
+        .iter()
+        .map(|&v| (v, mine.iter().filter(|&&i| sh.gpu_vendor[i] == v).count()))
+        .filter(|&(_, c)| c > 0)
+        .map(|(v, c)| format!("{c} {}", v.name()))
+        .collect();
+    let pure = if vendors.len() > 1 {
+        "; a run's GPUs are of one vendor"
+    } else {
+        ""
+    };
+    format!(
+        "{holder} has {} ({}; {}){pure}",
+        mine.len(),
+        per_node.join(", "),
+        vendors.join(", ")
+    )
 }
 
 /// Adds a problem to the list: field, what was asked, what is available.
@@ -1279,20 +1550,21 @@ pub fn write_table(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     use std::io::Write;
-    let header = [
-        "job",
-        "parameters",
-        "rep",
-        "cpus",
-        "mems",
-        "memory",
-        "start",
-        "end",
-    ];
-    let row = |e: &Planned| -> [String; 8] {
+    // A `gpus` column only when some run has GPUs: plans without them
+    // look as they always did.
+    let with_gpus = schedule
+        .entries
+        .iter()
+        .any(|e| !e.placement.gpus.is_empty());
+    let mut header = vec!["job", "parameters", "rep", "cpus", "mems", "memory"];
+    if with_gpus {
+        header.push("gpus");
+    }
+    header.extend(["start", "end"]);
+    let row = |e: &Planned| -> Vec<String> {
         let r = batch.runs.get(e.run);
         let params: Vec<String> = r.params().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        [
+        let mut cells = vec![
             match r.is_service() {
                 true => format!("{} (service)", r.job()),
                 false => r.job().to_string(),
@@ -1306,11 +1578,18 @@ pub fn write_table(
             e.placement.cpus.to_string(),
             e.placement.mems.to_string(),
             r.resources().memory.map_or("-".into(), fmt_bytes),
-            fmt_secs(e.start),
-            fmt_secs(e.end),
-        ]
+        ];
+        if with_gpus {
+            cells.push(match e.placement.gpus.is_empty() {
+                true => "-".into(),
+                false => e.placement.gpus.join(","),
+            });
+        }
+        cells.extend([fmt_secs(e.start), fmt_secs(e.end)]);
+        cells
     };
-    let mut width = header.map(str::len);
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let times = header.len() - 2;
     let mut warmups = false;
     for e in &schedule.entries {
         warmups |= batch.runs.get(e.run).warmup();
@@ -1321,10 +1600,10 @@ pub fn write_table(
     let line = |cells: &[String]| -> String {
         let parts: Vec<String> = cells
             .iter()
-            .zip(width)
+            .zip(width.iter().copied())
             .enumerate()
             .map(|(i, (c, w))| {
-                if i >= 6 {
+                if i >= times {
                     format!("{c:>w$}")
                 } else {
                     format!("{c:<w$}")
@@ -1334,7 +1613,8 @@ pub fn write_table(
         parts.join("  ").trim_end().to_string() + "\n"
     };
     let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
-    w.write_all(line(&header.map(String::from)).as_bytes())?;
+    let header: Vec<String> = header.into_iter().map(String::from).collect();
+    w.write_all(line(&header).as_bytes())?;
     for e in &schedule.entries {
         w.write_all(line(&row(e)).as_bytes())?;
     }
@@ -1375,6 +1655,8 @@ pub fn write_json(
     struct PlanRun<'a> {
         cpus: &'a CpuList,
         end_s: f64,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        gpus: &'a [String],
         job: &'a str,
         key: String,
         memory_bytes: Option<u64>,
@@ -1393,6 +1675,7 @@ pub fn write_json(
                 PlanRun {
                     cpus: &e.placement.cpus,
                     end_s: e.end,
+                    gpus: &e.placement.gpus,
                     job: r.job(),
                     key: r.key(),
                     memory_bytes: r.resources().memory,
@@ -1458,6 +1741,181 @@ mod tests {
 
     fn list(s: &str) -> CpuList {
         CpuList::parse(s).unwrap()
+    }
+
+    fn gpu_run(job: &str, cpus: u32, gpus: u32) -> Run {
+        let mut r = run(job, cpus, 10);
+        r.resources.gpus = gpus;
+        r
+    }
+
+    fn node_of(topo: &Topology, bus: &str) -> u32 {
+        topo.gpus.iter().find(|g| g.bus_id == bus).unwrap().node
+    }
+
+    #[test]
+    fn gpu_runs_get_gpus_on_the_node_of_their_cpus_and_memory() {
+        let t = fixture("2socket-4gpu");
+        let mut a = Allocator::new(&t, &[]);
+        for _ in 0..4 {
+            let p = a.place(&gpu_run("g", 2, 1)).unwrap();
+            assert_eq!(p.gpus.len(), 1);
+            let n = node_of(&t, &p.gpus[0]);
+            assert_eq!(p.mems.ids(), [n], "{p:?}");
+            assert!(p.cpus.is_subset(&t.node(n).unwrap().cpus), "{p:?}");
+            assert_eq!(p.cpus.len(), 2);
+            assert_eq!(
+                t.cpus[p.cpus.ids()[0] as usize].core,
+                t.cpus[p.cpus.ids()[1] as usize].core,
+                "SMT rule kept: both threads of one core"
+            );
+        }
+        assert_eq!(a.place(&gpu_run("g", 2, 1)), None, "four GPUs, four runs");
+        assert!(a.place(&run("cpu-only", 2, 10)).unwrap().gpus.is_empty());
+    }
+
+    #[test]
+    fn no_gpu_goes_to_two_runs_and_a_released_one_is_given_again() {
+        let t = fixture("2socket-4gpu");
+        let mut a = Allocator::new(&t, &[]);
+        let p1 = a.place(&gpu_run("a", 1, 2)).unwrap();
+        let p2 = a.place(&gpu_run("b", 1, 2)).unwrap();
+        let mut all: Vec<&String> = p1.gpus.iter().chain(&p2.gpus).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 4);
+        assert_eq!(a.place(&gpu_run("c", 1, 1)), None);
+        a.release(&p1);
+        let p3 = a.place(&gpu_run("c", 1, 1)).unwrap();
+        assert!(p1.gpus.contains(&p3.gpus[0]));
+    }
+
+    #[test]
+    fn two_gpus_come_from_one_node_and_one_gpu_fills_a_half_used_node_first() {
+        let t = fixture("2socket-4gpu");
+        let mut a = Allocator::new(&t, &[]);
+        let one = a.place(&gpu_run("one", 2, 1)).unwrap();
+        let two = a.place(&gpu_run("two", 2, 2)).unwrap();
+        assert_eq!(
+            node_of(&t, &two.gpus[0]),
+            node_of(&t, &two.gpus[1]),
+            "{two:?}"
+        );
+        assert_ne!(node_of(&t, &one.gpus[0]), node_of(&t, &two.gpus[0]));
+        // The next single GPU goes beside the first, not onto a free pair.
+        a.release(&two);
+        let again = a.place(&gpu_run("one", 2, 1)).unwrap();
+        assert_eq!(node_of(&t, &again.gpus[0]), node_of(&t, &one.gpus[0]));
+        assert!(
+            a.place(&gpu_run("two", 2, 2)).is_some(),
+            "the pair stayed whole"
+        );
+    }
+
+    #[test]
+    fn a_run_waits_for_a_node_with_its_gpus_rather_than_taking_far_ones() {
+        let t = fixture("2socket-4gpu");
+        let mut a = Allocator::new(&t, &[]);
+        let p0 = a.place(&gpu_run("a", 1, 1)).unwrap();
+        let p1 = a.place(&gpu_run("b", 1, 1)).unwrap();
+        let p2 = a.place(&gpu_run("c", 1, 1)).unwrap();
+        assert_eq!(
+            node_of(&t, &p0.gpus[0]),
+            node_of(&t, &p1.gpus[0]),
+            "best fit"
+        );
+        // One GPU is left; a 2-GPU run waits for a whole node's pair.
+        assert_eq!(a.place(&gpu_run("d", 1, 2)), None);
+        a.release(&p0);
+        assert_eq!(
+            a.place(&gpu_run("d", 1, 2)),
+            None,
+            "one free GPU on each node is not a pair"
+        );
+        a.release(&p2);
+        let d = a.place(&gpu_run("d", 1, 2)).unwrap();
+        assert_eq!(node_of(&t, &d.gpus[0]), node_of(&t, &d.gpus[1]));
+    }
+
+    #[test]
+    fn three_gpus_span_both_nodes_nearest_the_memory_first() {
+        let t = fixture("2socket-4gpu");
+        let mut a = Allocator::new(&t, &[]);
+        let p = a.place(&gpu_run("three", 4, 3)).unwrap();
+        assert_eq!(p.gpus.len(), 3);
+        let home = p.mems.ids()[0];
+        let near = p.gpus.iter().filter(|b| node_of(&t, b) == home).count();
+        assert_eq!(near, 2, "{p:?}");
+    }
+
+    #[test]
+    fn gpus_another_packrun_holds_are_not_handed_out() {
+        let t = fixture("2socket-4gpu");
+        let mut a = Allocator::new(&t, &[]);
+        let held: Vec<String> = t.gpus[..3].iter().map(|g| g.bus_id.clone()).collect();
+        a.reserve_gpus(&held);
+        assert_eq!(
+            a.place(&gpu_run("x", 1, 1)).unwrap().gpus,
+            [t.gpus[3].bus_id.clone()]
+        );
+        assert_eq!(a.place(&gpu_run("y", 1, 1)), None);
+        a.unreserve_gpus();
+        assert!(a.place(&gpu_run("y", 1, 1)).is_some());
+    }
+
+    #[test]
+    fn more_gpus_than_the_machine_has_is_an_error_naming_what_exists() {
+        let t = fixture("2socket-4gpu");
+        let runs: Runs = vec![gpu_run("big", 4, 5)].into();
+        let e = check_feasible(&runs, &t, &[]).unwrap_err();
+        assert_eq!(
+            e[0].to_string(),
+            "job `big`: resources.gpus asks for 5 GPUs, but the machine has 4 (node 0: 2, node 1: 2; 4 nvidia)"
+        );
+        let runs: Runs = vec![gpu_run("any", 1, 1)].into();
+        let e = check_feasible(&runs, &fixture("2socket-smt"), &[]).unwrap_err();
+        assert!(
+            e[0].to_string()
+                .ends_with("but the machine has no GPUs (see `packrun topology`)"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn the_table_gains_a_gpus_column_only_when_a_run_has_gpus() {
+        let t = fixture("2socket-4gpu");
+        let batch = |runs: Vec<Run>| crate::jobfile::Batch {
+            name: "t".into(),
+            file: "t.yaml".into(),
+            source: String::new(),
+            jobs: vec![],
+            groups: vec![],
+            runs: runs.into(),
+            order: Default::default(),
+            seed: None,
+            networks: vec![],
+        };
+        let b = batch(vec![run("cpu", 2, 10)]);
+        let s = simulate(&b.runs, &t, &[], None).unwrap();
+        let table = render_table(&b, &t, &s);
+        assert!(
+            table.starts_with("job  parameters  rep  cpus  mems  memory    start      end\n"),
+            "{table}"
+        );
+        let b = batch(vec![gpu_run("gpu", 2, 1), run("cpu", 2, 10)]);
+        let s = simulate(&b.runs, &t, &[], None).unwrap();
+        let table = render_table(&b, &t, &s);
+        assert!(table.contains("gpus"), "{table}");
+        assert!(table.contains("0000:3b:00.0"), "{table}");
+        let mut json = Vec::new();
+        write_json(&b, &s, &mut json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["runs"][0]["gpus"], serde_json::json!(["0000:3b:00.0"]));
+        assert!(
+            v["runs"][1].get("gpus").is_none(),
+            "no key for a run without GPUs"
+        );
     }
 
     #[test]
@@ -1640,12 +2098,83 @@ mod tests {
     }
 
     #[test]
+    fn a_group_with_gpus_takes_them_beside_its_cpus_and_only_its_runs_use_them() {
+        let t = fixture("2socket-4gpu");
+        let groups = vec![Group {
+            name: "train".into(),
+            cpus: 8,
+            memory: None,
+            gpus: 2,
+            nodes: Some(list("1")),
+        }];
+        let mut a = Allocator::new(&t, &groups);
+        let mut g = gpu_run("g", 2, 2);
+        g.group = Some("train".into());
+        let p = a.place(&g).unwrap();
+        assert!(p.gpus.iter().all(|b| node_of(&t, b) == 1), "{p:?}");
+        assert!(a.place(&g).is_none(), "the group's two GPUs are taken");
+        // Outside the group: the two GPUs of node 0, never the group's.
+        let o1 = a.place(&gpu_run("o", 2, 1)).unwrap();
+        let o2 = a.place(&gpu_run("o", 2, 1)).unwrap();
+        assert!(a.place(&gpu_run("o", 2, 1)).is_none());
+        for o in [&o1, &o2] {
+            assert_eq!(node_of(&t, &o.gpus[0]), 0, "{o:?}");
+        }
+        a.release(&p);
+        assert!(
+            a.place(&gpu_run("o", 2, 1)).is_none(),
+            "the group's GPUs stay its own"
+        );
+    }
+
+    #[test]
+    fn gpus_beyond_a_group_or_what_groups_left_are_errors_naming_what_it_has() {
+        let t = fixture("2socket-4gpu");
+        let group = |name: &str, gpus| Group {
+            name: name.into(),
+            cpus: 4,
+            memory: None,
+            gpus,
+            nodes: None,
+        };
+        let groups = vec![group("a", 3), group("b", 2)];
+        let mut big = gpu_run("big", 1, 3);
+        big.group = Some("a".into());
+        let mut small = gpu_run("small", 1, 1);
+        small.group = Some("b".into());
+        let runs: Runs = vec![big, small, gpu_run("out", 1, 2)].into();
+        let e: Vec<String> = check_feasible(&runs, &t, &groups)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            e,
+            [
+                "job `small`: groups.b.gpus asks for 2, but 1 GPUs are left for it (a group's GPUs are of one vendor)",
+                "job `small`: resources.gpus asks for 1 GPU, but group `b` has no GPUs (see `packrun topology`)",
+                "job `out`: resources.gpus asks for 2 GPUs, but the machine outside groups' GPUs has 1 (node 1: 1; 1 nvidia)",
+            ]
+        );
+        let mut over = gpu_run("over", 1, 4);
+        over.group = Some("a".into());
+        let e = check_feasible(&vec![over].into(), &t, &groups).unwrap_err();
+        assert!(
+            e[0].to_string()
+                .ends_with("but group `a` has 3 (node 0: 2, node 1: 1; 3 nvidia)"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
     fn group_runs_pack_inside_the_group_and_others_outside() {
         let t = fixture("2socket-smt");
         let groups = vec![Group {
             name: "analytics".into(),
             cpus: 8,
             memory: Some(16 << 30),
+            gpus: 0,
             nodes: Some(list("1")),
         }];
         let mut a = Allocator::new(&t, &groups);
@@ -1681,6 +2210,7 @@ mod tests {
             name: "small".into(),
             cpus: 4,
             memory: None,
+            gpus: 0,
             nodes: None,
         }];
         let mut too_wide = run("too-wide", 65, 1);
@@ -1769,6 +2299,7 @@ mod tests {
             name: "huge".into(),
             cpus: 4,
             memory: None,
+            gpus: 0,
             nodes: None,
         }];
         let errs = check_feasible(&vec![run("j", 1, 1).tap_group("huge")].into(), &t, &groups)

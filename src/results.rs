@@ -88,6 +88,8 @@ pub struct Record {
     /// `host` when it kept the host's ids (`userns: host`); empty when it
     /// never got that far.
     pub userns: String,
+    /// Its GPUs and what it used of them.
+    pub gpu: GpuUse,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     pub wall_time: Duration,
@@ -132,6 +134,8 @@ pub struct Row {
     pub mems: CpuList,
     /// As `Record::userns`; empty in folders written before the column existed.
     pub userns: String,
+    /// Empty in folders written before the GPU columns existed.
+    pub gpu: GpuUse,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
     pub wall_s: f64,
@@ -165,6 +169,17 @@ pub struct Row {
     pub counters: Vec<(Counter, Option<f64>)>,
     /// `counters_note`: scaled counters, energy not the run's own, ...
     pub counters_note: String,
+}
+
+/// A run's GPUs (the `gpus` cell: bus ids, comma-separated, and ` (bound
+/// only)` where no device control could enforce them) and, where NVIDIA's
+/// management library was there to ask, its GPUs' peak memory (summed
+/// over them) and mean utilization in percent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuUse {
+    pub gpus: String,
+    pub memory_peak: Option<u64>,
+    pub utilization: Option<f64>,
 }
 
 /// What a runs.csv column holds (JSON exports type their values by it).
@@ -208,6 +223,9 @@ const TAIL: &[(&str, Kind, bool)] = &[
     ("net_tx_bytes", Kind::Number, false),
     ("net_rx_packets", Kind::Number, false),
     ("net_tx_packets", Kind::Number, false),
+    ("gpus", Kind::Text, false),
+    ("gpu_memory_peak_bytes", Kind::Number, false),
+    ("gpu_utilization", Kind::Number, false),
     ("exit_code", Kind::Number, true),
     ("signal", Kind::Number, false),
     ("state", Kind::Text, true),
@@ -288,6 +306,7 @@ impl Row {
             cpus: rec.cpus.clone(),
             mems: rec.mems.clone(),
             userns: rec.userns.clone(),
+            gpu: rec.gpu.clone(),
             start_time: rec.start_time,
             end_time: rec.end_time,
             wall_s: rec.wall_time.as_secs_f64(),
@@ -421,6 +440,9 @@ impl Row {
             net(|t| t.tx_bytes),
             net(|t| t.rx_packets),
             net(|t| t.tx_packets),
+            self.gpu.gpus.clone(),
+            opt(self.gpu.memory_peak.map(|v| v.to_string())),
+            opt(self.gpu.utilization.map(|v| format!("{v:.1}"))),
             opt(self.exit_code.map(|v| v.to_string())),
             opt(self.signal.map(|v| v.to_string())),
             self.state.as_str().to_string(),
@@ -636,6 +658,7 @@ fn read_from<R: std::io::Read>(
         }
         if !full {
             (row.host, row.userns, row.termination_reason) = Default::default();
+            row.gpu.gpus = String::new();
             (row.stdout, row.stderr) = (None, None);
         }
         rows.push(row);
@@ -793,6 +816,11 @@ impl Cells<'_> {
             cpus: self.num("cpus", LIST)?,
             mems: self.num("mems", LIST)?,
             userns: self.text("userns"),
+            gpu: GpuUse {
+                gpus: self.text("gpus"),
+                memory_peak: self.opt("gpu_memory_peak_bytes", BYTES)?,
+                utilization: self.opt("gpu_utilization", "a percentage")?,
+            },
             start_time: self.time("start_time")?,
             end_time: self.time("end_time")?,
             wall_s: self.num("wall_time_s", SECONDS)?,
@@ -1242,6 +1270,7 @@ pub(crate) fn sample_record(key: &str, state: State) -> Record {
         warmup: false,
         cpus: CpuList::parse("0-1").unwrap(),
         mems: CpuList::parse("0").unwrap(),
+        gpu: Default::default(),
         userns: "0:1610612736:65536".into(),
         start_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
         end_time: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap(),

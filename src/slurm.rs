@@ -77,8 +77,11 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The batch script: N exclusive nodes, one task each.
-pub fn batch_script(a: &SubmitArgs, name: &str, dir: &Path, packrun: &Path) -> String {
+/// The batch script: N exclusive nodes, one task each, with `gpus` GPUs
+/// per node (`--gres=gpu:N`, the most one run asks for) when the job file
+/// needs any: an exclusive node comes without its GRES unless asked. An
+/// `--sbatch-arg` with `--gres` or `--gpus` says it instead.
+pub fn batch_script(a: &SubmitArgs, name: &str, dir: &Path, packrun: &Path, gpus: u32) -> String {
     let mut s = String::from("#!/bin/sh\n");
     s += &format!("#SBATCH --job-name=packrun-{name}\n");
     s += &format!("#SBATCH --nodes={}\n", a.nodes);
@@ -92,6 +95,13 @@ pub fn batch_script(a: &SubmitArgs, name: &str, dir: &Path, packrun: &Path) -> S
     }
     if let Some(acc) = &a.account {
         s += &format!("#SBATCH --account={acc}\n");
+    }
+    let own_gres = a
+        .sbatch_arg
+        .iter()
+        .any(|x| x.starts_with("--gres") || x.starts_with("--gpus"));
+    if gpus > 0 && !own_gres {
+        s += &format!("#SBATCH --gres=gpu:{gpus}\n");
     }
     for x in &a.sbatch_arg {
         s += &format!("#SBATCH {x}\n");
@@ -158,7 +168,8 @@ pub fn submit(a: &SubmitArgs) -> Result<(), Failure> {
     let packrun = std::env::current_exe()
         .map_err(|e| env_err(format!("cannot find the packrun binary: {e}")))?;
     let script = dir.join("packrun.sbatch");
-    fsx::write(&script, batch_script(a, &batch.name, &dir, &packrun)).map_err(io)?;
+    let gpus = todo.jobs().map(|j| j.max_gpus()).max().unwrap_or(0);
+    fsx::write(&script, batch_script(a, &batch.name, &dir, &packrun, gpus)).map_err(io)?;
 
     let job_id = sbatch(&script)?;
     let sub = Submission {
@@ -453,7 +464,9 @@ mod tests {
             "sweep",
             Path::new("/shared/it's"),
             Path::new("/opt/packrun"),
+            0,
         );
+        assert!(!s.contains("--gres"), "{s}");
         for want in [
             "#SBATCH --nodes=3\n",
             "#SBATCH --exclusive\n",
@@ -465,6 +478,34 @@ mod tests {
         ] {
             assert!(s.contains(want), "missing {want:?} in\n{s}");
         }
+    }
+
+    #[test]
+    fn a_job_file_with_gpus_asks_each_node_for_the_most_one_run_needs() {
+        let mut a = SubmitArgs {
+            file: "j.yaml".into(),
+            nodes: 2,
+            partition: None,
+            time: None,
+            account: None,
+            sbatch_arg: Vec::new(),
+            out: None,
+            resume: None,
+            force: false,
+        };
+        let s = batch_script(&a, "t", Path::new("/r"), Path::new("/p"), 2);
+        assert!(
+            s.contains(
+                "#SBATCH --exclusive\n#SBATCH --output=/r/slurm-%j.out\n#SBATCH --gres=gpu:2\n"
+            ),
+            "{s}"
+        );
+        a.sbatch_arg = vec!["--gres=gpu:a100:4".into()];
+        let s = batch_script(&a, "t", Path::new("/r"), Path::new("/p"), 2);
+        assert!(
+            !s.contains("--gres=gpu:2") && s.contains("#SBATCH --gres=gpu:a100:4\n"),
+            "{s}"
+        );
     }
 
     #[test]

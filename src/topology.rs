@@ -10,9 +10,11 @@
 //! - `sys/devices/system/node/online`, `nodeN/{cpulist,meminfo,distance}`
 //! - `proc/meminfo`, only when there is no `node` directory (a kernel without
 //!   NUMA: one node 0 holding every CPU and all memory)
+//! - the GPUs' files, see [`crate::gpus`]
 
 use crate::cpulist::CpuList;
 use crate::fsx::{self, Context};
+use crate::gpus::{Gpu, GpuError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +24,10 @@ pub struct Topology {
     pub cpus: Vec<Cpu>,
     /// NUMA nodes, ascending by id (a node may have memory and no CPUs).
     pub nodes: Vec<Node>,
+    /// GPUs on the kept nodes, by bus id (empty when not looked for: see
+    /// [`read_host`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<Gpu>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -54,6 +60,8 @@ pub enum TopologyError {
     Io(#[from] crate::fsx::PathError),
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> TopologyError {
@@ -123,6 +131,17 @@ pub fn read(
     allowed_cpus: Option<&CpuList>,
     allowed_mems: Option<&CpuList>,
 ) -> Result<Topology, TopologyError> {
+    let mut topo = read_without_gpus(root, allowed_cpus, allowed_mems)?;
+    topo.find_gpus(root)?;
+    Ok(topo)
+}
+
+/// `read` without looking for GPUs.
+fn read_without_gpus(
+    root: &Path,
+    allowed_cpus: Option<&CpuList>,
+    allowed_mems: Option<&CpuList>,
+) -> Result<Topology, TopologyError> {
     let sys = root.join("sys/devices/system");
     let cpu_dir = sys.join("cpu");
     let online_path = cpu_dir.join("online");
@@ -142,7 +161,11 @@ pub fn read(
         n.cpus = n.cpus.intersection(&usable);
     }
     let cpus = read_cpus(&cpu_dir, &nodes, &usable)?;
-    Ok(Topology { cpus, nodes })
+    Ok(Topology {
+        cpus,
+        nodes,
+        gpus: Vec::new(),
+    })
 }
 
 /// The NUMA nodes below `node_dir` (one node of every online CPU and
@@ -371,16 +394,22 @@ fn read_nodes(node_dir: &Path) -> Result<Vec<Node>, TopologyError> {
     Ok(nodes)
 }
 
-/// A fixture tree when given (planning for another machine), else this machine.
+/// A fixture tree when given (planning for another machine), else this
+/// machine with its GPUs.
 pub fn read_at(fixture: Option<&Path>) -> Result<Topology, TopologyError> {
     match fixture {
         Some(d) => read(d, None, None),
-        None => read_host(),
+        None => {
+            let mut t = read_host()?;
+            t.find_gpus(Path::new("/"))?;
+            Ok(t)
+        }
     }
 }
 
 /// The running machine's topology, limited to what this process may use
-/// (its CPU affinity and the memory nodes of its cpuset).
+/// (its CPU affinity and the memory nodes of its cpuset), without its GPUs:
+/// a batch that asks for none does not look for them (see `find_gpus`).
 pub fn read_host() -> Result<Topology, TopologyError> {
     let affinity = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_err(|e| {
         TopologyError::Invalid {
@@ -395,7 +424,7 @@ pub fn read_host() -> Result<Topology, TopologyError> {
     );
     let status = Path::new("/proc/self/status");
     let mems = parse_mems_allowed(&fsx::read_to_string(status)?).map_err(|m| invalid(status, m))?;
-    read(Path::new("/"), Some(&allowed), Some(&mems))
+    read_without_gpus(Path::new("/"), Some(&allowed), Some(&mems))
 }
 
 /// `Mems_allowed_list:` of /proc/self/status.
@@ -408,6 +437,17 @@ pub fn parse_mems_allowed(status: &str) -> Result<CpuList, String> {
 }
 
 impl Topology {
+    /// Finds the GPUs below `root` (the machine's `/`, or a tree like it),
+    /// keeping those on the topology's nodes.
+    pub fn find_gpus(&mut self, root: &Path) -> Result<(), TopologyError> {
+        let cpus = &self.cpus;
+        let node_of = |c: u32| cpus.iter().find(|x| x.id == c).map(|x| x.node);
+        let mut gpus = crate::gpus::read(root, &node_of, self.nodes.len() == 1)?;
+        gpus.retain(|g| self.node(g.node).is_some());
+        self.gpus = gpus;
+        Ok(())
+    }
+
     /// The node with this id.
     pub fn node(&self, id: u32) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
@@ -486,6 +526,23 @@ pub fn render(topo: &Topology) -> String {
                 if ncores.len() > 4 { " ..." } else { "" }
             );
         }
+    }
+    for g in &topo.gpus {
+        let devices: Vec<String> = g.devices.iter().map(|d| d.display().to_string()).collect();
+        let _ = writeln!(
+            s,
+            "gpu {} ({} {}): node {}, local CPUs {}, devices {}",
+            g.bus_id,
+            g.vendor.name(),
+            g.device,
+            g.node,
+            g.local_cpus,
+            if devices.is_empty() {
+                "none (driver not loaded)".to_string()
+            } else {
+                devices.join(" ")
+            }
+        );
     }
     if topo.nodes.len() > 1 {
         let _ = writeln!(s, "distances:");
@@ -715,6 +772,31 @@ mod tests {
             e.contains("physical_package_id") && e.contains("`-1`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn gpus_are_listed_by_bus_id_with_their_node_and_nodes() {
+        let t = read(&fixture("2socket-4gpu"), None, None).unwrap();
+        assert_eq!(
+            t.gpus.len(),
+            4,
+            "the network card and the BMC's VGA are not GPUs"
+        );
+        let s = render(&t);
+        assert!(
+            s.contains("gpu 0000:af:00.0 (nvidia 0x20b0): node 1, local CPUs 16-31,48-63, devices /dev/nvidia2\n"),
+            "{s}"
+        );
+        assert!(s.contains("gpu 0000:d8:00.0 (nvidia 0x20b0): node 1, local CPUs 16-31,48-63, devices /dev/nvidia3\n"), "{s}");
+        let mems = CpuList::parse("0").unwrap();
+        let t = read(&fixture("2socket-4gpu"), None, Some(&mems)).unwrap();
+        assert_eq!(
+            t.gpus.len(),
+            2,
+            "GPUs of a node packrun may not use are left out"
+        );
+        let t = read(&fixture("2socket-smt"), None, None).unwrap();
+        assert!(t.gpus.is_empty() && !render(&t).contains("gpu"));
     }
 
     #[test]

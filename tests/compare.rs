@@ -29,6 +29,7 @@ fn record(job: &str, params: &[(&str, &str)], rep: u32, wall: f64, mem: u64) -> 
         warmup: false,
         cpus: CpuList::parse("0").unwrap(),
         mems: CpuList::parse("0").unwrap(),
+        gpu: Default::default(),
         userns: String::new(),
         start_time: start,
         end_time: start + wall_time,

@@ -53,7 +53,11 @@ fn machine(nodes: u32, cores: u32, smt: u32, l3: u32, mem_gib: u64, memory_only:
                 .collect(),
         })
         .collect();
-    Topology { cpus, nodes }
+    Topology {
+        cpus,
+        nodes,
+        gpus: Vec::new(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +98,7 @@ fn case() -> impl Strategy<Value = Case> {
                         name: "g".into(),
                         cpus: ncpus / 2,
                         memory: Some(mem << 29),
+                        gpus: 0,
                         nodes: None,
                     }]
                 } else {

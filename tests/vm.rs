@@ -541,6 +541,50 @@ fn cgroup_v2_counts_a_runs_socket_buffers_in_its_memory_and_its_peak() {
     );
 }
 
+#[test]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
+fn gpu_device_program_denies_other_runs_gpus_on_v2() {
+    run_scenario(
+        "packrun-gpus",
+        vm(TWO_NODES, Layout::V2, "packrun-gpus.sh", 240),
+        &[
+            COMMON,
+            &[
+                "gpu-env",
+                "gpu-own-enxio",
+                "gpu-other-eperm",
+                "gpu-row",
+                "gpu-state",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
+fn without_root_on_v2_a_runs_gpu_is_bound_in_and_its_row_says_not_enforced() {
+    run_scenario(
+        "packrun-gpus-user",
+        vm(
+            TWO_NODES,
+            Layout::V2DelegatedUser,
+            "packrun-gpus-user.sh",
+            240,
+        ),
+        &[
+            COMMON,
+            &[
+                "gpu-user-state",
+                "gpu-user-bound-only",
+                "gpu-user-env",
+                "gpu-user-node",
+            ],
+        ]
+        .concat(),
+    );
+}
+
 /// The rows of a runs.csv blob, as column name → value.
 fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
     let mut rows = csv::Reader::from_reader(text.as_bytes());

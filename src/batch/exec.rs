@@ -21,7 +21,7 @@ pub fn exec(run: jobfile::Run) -> Result<Exec, Error> {
         during: "exec",
         message,
     };
-    let env = environment().map_err(environmental)?;
+    let env = environment(run.resources.gpus > 0).map_err(environmental)?;
     let writable = !run.container.writable.is_empty();
     let runs: jobfile::Runs = vec![run].into();
     plan::check_feasible(&runs, &env.topology, &[]).map_err(|problems| Error::Infeasible {
@@ -57,6 +57,8 @@ pub fn exec(run: jobfile::Run) -> Result<Exec, Error> {
         single: true,
         ids: container::ids::IdSource::host(container::ids::machine_slots()),
         disk_default: None,
+        gpus: env.topology.gpus.clone(),
+        gpu_root: env.gpu_root.clone(),
     };
     let alloc = plan::Allocator::new(&env.topology, &[]);
     let mut recorder = Recorder::single();

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod cleanup;
 mod delegate;
+pub mod devices;
 mod v1;
 mod v2;
 
@@ -55,6 +56,9 @@ pub struct Limits {
     pub cpu_quota: Option<f64>,
     pub pids: u64,
     pub io: Vec<IoThrottle>,
+    /// Character devices (major, minor) its tasks may not open: other
+    /// runs' GPUs (see `devices`). On v2 applied only as root.
+    pub deny_devices: Vec<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -76,7 +80,10 @@ pub struct IoThrottle {
 /// SIGKILL to its init kills them all at once (zap_pid_ns_processes; no
 /// fork succeeds in a dying namespace). The freezer cost a group per run
 /// and, on each freeze, static-key text patching (IPIs to every CPU).
-const V1_CONTROLLERS: [&str; 6] = ["cpuset", "cpu", "cpuacct", "memory", "pids", "blkio"];
+/// `devices` is joined only by runs with devices to deny.
+const V1_CONTROLLERS: [&str; 7] = [
+    "cpuset", "cpu", "cpuacct", "memory", "pids", "blkio", "devices",
+];
 /// The v1 controllers without which packrun cannot measure or limit.
 const V1_REQUIRED: [&str; 4] = ["cpuset", "cpuacct", "memory", "pids"];
 /// The v2 controllers enabled for packrun's subtree (those the parent offers).
@@ -196,6 +203,7 @@ impl RunCgroup {
         let needed = |c: &str| match c {
             "cpu" => limits.cpu_quota.is_some(),
             "blkio" => !limits.io.is_empty(),
+            "devices" => !limits.deny_devices.is_empty(),
             _ => true,
         };
         let dirs = h.dirs_for(base, &rel, needed);
@@ -643,6 +651,7 @@ mod tests {
                 write_iops: Some(7),
                 ..IoThrottle::default()
             }],
+            deny_devices: Vec::new(),
         };
         prepare_batch(&h, "packrun", "b1").unwrap();
         let cg = RunCgroup::create(&h, "packrun", "b1", "r1", &limits).unwrap();
@@ -755,6 +764,36 @@ mod tests {
         assert!(e.to_string().contains("cgroup.procs"), "{e}");
         // A directory that is gone holds no task.
         assert!(wait_empty(&[t.path().join("gone")], Duration::ZERO).unwrap());
+    }
+
+    #[test]
+    fn v1_runs_join_the_devices_hierarchy_only_with_devices_to_deny() {
+        let t = tempfile::tempdir().unwrap();
+        let mounts: Vec<(String, PathBuf)> = ["cpuset", "cpuacct", "memory", "pids", "devices"]
+            .iter()
+            .map(|c| (c.to_string(), t.path().join(c)))
+            .collect();
+        for (_, m) in &mounts {
+            std::fs::create_dir_all(m.join("packrun/b1")).unwrap();
+        }
+        let h = Hierarchy::V1 { mounts };
+        let cg = RunCgroup::create(&h, "packrun", "b1", "cpu-only", &Limits::default()).unwrap();
+        assert!(!t.path().join("devices/packrun/b1/cpu-only").exists());
+        assert_eq!(cg.v1_tasks_files().len(), 4);
+        std::mem::forget(cg);
+        let limits = Limits {
+            deny_devices: vec![(195, 1)],
+            ..Limits::default()
+        };
+        let cg = RunCgroup::create(&h, "packrun", "b1", "gpu", &limits).unwrap();
+        let deny = t.path().join("devices/packrun/b1/gpu/devices.deny");
+        assert_eq!(std::fs::read_to_string(deny).unwrap(), "c 195:1 rwm");
+        assert_eq!(
+            cg.v1_tasks_files().len(),
+            5,
+            "its init joins the devices group too"
+        );
+        std::mem::forget(cg);
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub(super) fn fill_v1_cpuset(top: &Path, dir: &Path) -> Result<(), CgroupError> 
 /// its controller's directory (the cpuset is written before, for both
 /// versions).
 pub(super) fn apply(cg: &RunCgroup, l: &Limits) -> Result<(), CgroupError> {
+    if let Some(d) = cg.dir_of("devices") {
+        for line in super::devices::v1_deny_lines(&l.deny_devices) {
+            fsx::write(d.join("devices.deny"), line)?;
+        }
+    }
     let mem = cg.dir_of("memory");
     let cpu = cg.dir_of("cpu");
     let pids = cg.dir_of("pids");

@@ -22,6 +22,11 @@ pub(super) fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
 /// Memory, CPU quota, pids and I/O limits in the run's one directory (the
 /// cpuset is written before, for both versions).
 pub(super) fn apply(d: &Path, l: &Limits) -> Result<(), CgroupError> {
+    // Without root no device program can be loaded: the run's own nodes
+    // are all it is given, and its row says so (docs/gpus.md).
+    if !l.deny_devices.is_empty() && nix::unistd::geteuid().is_root() {
+        super::devices::attach_v2(d, &l.deny_devices).map_err(CgroupError::Setup)?;
+    }
     if let Some(m) = l.memory {
         fsx::write(d.join("memory.max"), m.to_string())?;
         fsx::write_if_present(d.join("memory.swap.max"), "0")?;

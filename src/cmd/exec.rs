@@ -43,6 +43,7 @@ fn request(a: &ExecArgs, vars: impl Iterator<Item = (String, String)>) -> jobfil
         pids: a.pids,
         disk: a.disk.clone(),
         files: a.files,
+        gpus: a.gpus,
         writable: a.writable.clone(),
         time_limit: a.time_limit.clone(),
         cpu_time_limit: a.cpu_time_limit.clone(),

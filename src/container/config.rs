@@ -19,6 +19,9 @@ pub struct ContainerConfig {
     pub rootfs: Rootfs,
     pub network: Network,
     pub mounts: Vec<Mount>,
+    /// Device nodes bound into its /dev: (host path, path inside), e.g.
+    /// its GPUs' nodes.
+    pub devices: Vec<(PathBuf, PathBuf)>,
     /// (host directory, target inside) bound read-write.
     pub writable: Vec<(PathBuf, PathBuf)>,
     pub user: Option<(u32, u32)>,
@@ -92,6 +95,7 @@ impl ContainerConfig {
             rootfs: Rootfs::Host,
             network: Network::None,
             mounts: Vec::new(),
+            devices: Vec::new(),
             writable: Vec::new(),
             user: None,
             capabilities: Vec::new(),

@@ -300,7 +300,7 @@ pub(super) fn root_ops(
         binds.iter().partition(|(_, t)| in_tmpfs(t, hidden));
     let mut ops = root_mount_ops(cfg, root, hidden, &in_root_binds, userns)?;
     ops.extend(kernel_fs_ops(cfg, root)?);
-    ops.extend(dev_ops(root)?);
+    ops.extend(dev_ops(root, &cfg.devices)?);
     ops.extend(hidden_ops(root, hidden, home, job_ids)?);
     for (source, target) in &in_tmpfs_binds {
         ops.extend(mount_point(root, source, target)?);
@@ -612,9 +612,10 @@ fn devpts_options() -> String {
     opts
 }
 
-/// A fresh /dev: a tmpfs with the host's harmless devices bound in, a
-/// devpts of its own, /dev/shm, and the usual symlinks.
-fn dev_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
+/// A fresh /dev: a tmpfs with the host's harmless devices bound in, the
+/// run's own `devices` (its GPUs' nodes: host path, path inside), a devpts
+/// of its own, /dev/shm, and the usual symlinks.
+fn dev_ops(root: &Path, devices: &[(PathBuf, PathBuf)]) -> Result<Vec<MountOp>, SetupError> {
     let (nosuid, nodev, noexec) = (libc::MS_NOSUID, libc::MS_NODEV, libc::MS_NOEXEC);
     let mut ops = vec![mount_at(
         root,
@@ -635,6 +636,33 @@ fn dev_ops(root: &Path) -> Result<Vec<MountOp>, SetupError> {
             "bind device on",
             &inside,
             &inside,
+            None,
+            libc::MS_BIND,
+            None,
+        )?);
+    }
+    let mut dirs: Vec<&Path> = Vec::new();
+    for (host, inside) in devices {
+        let Some(inside_str) = inside.to_str() else {
+            continue;
+        };
+        if let Some(dir) = inside.parent().filter(|d| *d != Path::new("/dev")) {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+                ops.push(MountOp::Mkdir {
+                    path: at(root, &dir.to_string_lossy())?,
+                    mode: 0o755,
+                });
+            }
+        }
+        ops.push(MountOp::Touch {
+            path: at(root, inside_str)?,
+        });
+        ops.push(mount_at(
+            root,
+            "bind device on",
+            &host.to_string_lossy(),
+            inside_str,
             None,
             libc::MS_BIND,
             None,

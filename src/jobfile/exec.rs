@@ -18,6 +18,8 @@ pub struct ExecRequest {
     /// The disk budget (`resources.disk`) and file budget (`resources.files`).
     pub disk: Option<String>,
     pub files: Option<u64>,
+    /// Whole GPUs of its own (`resources.gpus`).
+    pub gpus: Option<u32>,
     /// Writable dirs (`container.writable`), kept below the scratch folder.
     pub writable: Vec<PathBuf>,
     pub time_limit: Option<String>,
@@ -39,7 +41,7 @@ pub struct ExecRequest {
 }
 
 /// Which flag a job file path stands for.
-const FLAGS: [(&str, &str); 16] = [
+const FLAGS: [(&str, &str); 17] = [
     ("counters", "--counters"),
     ("resources.cpuset", "--cpuset"),
     ("resources.cpus", "--cpus"),
@@ -48,6 +50,7 @@ const FLAGS: [(&str, &str); 16] = [
     ("resources.pids", "--pids"),
     ("resources.disk", "--disk"),
     ("resources.files", "--files"),
+    ("resources.gpus", "--gpus"),
     ("container.writable", "--writable"),
     ("cpu_time_limit", "--cpu-time-limit"),
     ("time_limit", "--time-limit"),
@@ -82,6 +85,9 @@ pub fn exec_run(req: &ExecRequest, base: &Path) -> Result<Run, String> {
     }
     if let Some(f) = req.files {
         resources.insert("files".into(), json!(f));
+    }
+    if let Some(g) = req.gpus {
+        resources.insert("gpus".into(), json!(g));
     }
     let mut mounts = Vec::new();
     for b in &req.binds {
@@ -201,6 +207,14 @@ mod tests {
         assert_eq!(run.container.mounts[0].source, Path::new("/work/data"));
         assert!(run.container.mounts[0].read_only);
         assert_eq!(run.command, ["echo", "{not a placeholder}"]);
+    }
+
+    #[test]
+    fn gpus_flag_becomes_resources_gpus() {
+        let mut r = req();
+        r.gpus = Some(2);
+        assert_eq!(exec_run(&r, Path::new("/")).unwrap().resources.gpus, 2);
+        assert_eq!(exec_run(&req(), Path::new("/")).unwrap().resources.gpus, 0);
     }
 
     #[test]

@@ -726,6 +726,30 @@ mod tests {
     }
 
     #[test]
+    fn gpus_of_jobs_and_groups_are_counts_and_zero_is_none() {
+        let b = ok("version: 1\nname: t\ngroups:\n  g: {resources: {cpus: 4, gpus: 2}}\n  h: {resources: {cpus: 1, gpus: 0}}\njobs:\n  a:\n    command: [x]\n    group: g\n    matrix: {n: [0, 2]}\n    resources: {gpus: '{n}'}\n  b:\n    command: [y]\n");
+        assert_eq!((b.groups[0].gpus, b.groups[1].gpus), (2, 0));
+        let gpus: Vec<u32> = b.runs.iter().map(|r| r.resources().gpus).collect();
+        assert_eq!(gpus, [0, 2, 0]);
+        let ps = problems("version: 1\nname: t\ngroups:\n  g: {resources: {cpus: 4, gpus: -1}}\njobs:\n  a:\n    command: [x]\n    resources: {gpus: 1.5}\n");
+        let msgs: Vec<String> = ps
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m
+                    .starts_with("groups.g.resources.gpus: gpus `-1` must be 0 (none) or more")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("jobs.a.resources.gpus")
+                && m.contains("invalid gpus `1.5`: expected a whole number")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
     fn numa_groups_cpuset_and_user_are_typed() {
         let b = ok("version: 1\nname: t\ngroups:\n  g: {resources: {cpus: 4, memory: 8GiB, numa: {nodes: [1]}}}\njobs:\n  a:\n    command: [x]\n    group: g\n    resources: {cpuset: '2-3', numa: {nodes: '0', policy: interleave}, cpu_quota: 1.5, rlimits: {nofile: 4096, core: 0x10}}\n    container: {user: '1000:100', capabilities: [net_raw]}\n");
         assert_eq!(b.groups[0].cpus, 4);

@@ -142,6 +142,8 @@ pub struct RawResources {
     pub cpuset: Option<IdList>,
     /// Hard memory limit, e.g. `512MiB`, `2G` (= 2 GiB); integers are bytes.
     pub memory: Option<SizeValue>,
+    /// Whole GPUs (default 0), on the node of the run's CPUs and memory, only visible to this run.
+    pub gpus: Option<CountValue>,
     /// NUMA placement of CPUs and memory.
     pub numa: Option<RawNuma>,
     /// CFS quota in CPUs inside the cpuset, e.g. 1.5.
@@ -280,6 +282,8 @@ pub struct RawGroupResources {
     pub cpus: Option<CountValue>,
     /// Memory reserved for the group's jobs, e.g. `16GiB`.
     pub memory: Option<SizeValue>,
+    /// Whole GPUs reserved for the group's jobs, nearest its CPUs (default: none; its jobs then share the GPUs no group took).
+    pub gpus: Option<CountValue>,
     /// NUMA restriction of the group.
     pub numa: Option<RawGroupNuma>,
 }

@@ -286,6 +286,17 @@ impl JobRuns {
         }
     }
 
+    /// The most GPUs any run of this job asks for.
+    pub fn max_gpus(&self) -> u32 {
+        match self {
+            JobRuns::One(r) => r.resources.gpus,
+            JobRuns::Expanded(e) => match &e.resources {
+                ByRun::Job => e.proto.resources.gpus,
+                ByRun::Combo(v) | ByRun::Run(v) => v.iter().map(|r| r.gpus).max().unwrap_or(0),
+            },
+        }
+    }
+
     /// Whether the job gives a working directory.
     pub fn has_workdir(&self) -> bool {
         match self {

@@ -40,6 +40,8 @@ pub struct Group {
     pub name: String,
     pub cpus: u32,
     pub memory: Option<u64>,
+    /// Whole GPUs reserved for it (0: its runs share the GPUs no group took).
+    pub gpus: u32,
     /// Restrict the group to these NUMA nodes.
     pub nodes: Option<CpuList>,
 }
@@ -177,6 +179,8 @@ pub struct Resources {
     pub cpuset: Option<CpuList>,
     /// Hard memory limit in bytes (swap off).
     pub memory: Option<u64>,
+    /// Whole GPUs of its own (0: none).
+    pub gpus: u32,
     pub numa: Numa,
     /// CFS quota in CPUs, inside the cpuset.
     pub cpu_quota: Option<f64>,
@@ -400,6 +404,7 @@ impl Run {
                 io: Io::default(),
                 disk: None,
                 files: None,
+                gpus: 0,
                 rlimits: vec![("nofile".into(), DEFAULT_NOFILE)],
             },
             time_limit: None,

@@ -354,6 +354,9 @@ fn groups(cx: &mut Ctx, raw: Vec<(String, super::raw::RawGroup)>) -> Vec<Group> 
             .memory
             .as_ref()
             .and_then(|m| size(cx, child(&rp, "memory"), m, &|_| None));
+        let gpus = r.gpus.as_ref().map_or(0, |g| {
+            gpu_count(cx, child(&rp, "gpus"), &g.0, &|_| None).unwrap_or(0)
+        });
         let nodes = r
             .numa
             .and_then(|n| n.nodes)
@@ -362,6 +365,7 @@ fn groups(cx: &mut Ctx, raw: Vec<(String, super::raw::RawGroup)>) -> Vec<Group> 
             name,
             cpus,
             memory,
+            gpus,
             nodes,
         });
     }
@@ -408,7 +412,7 @@ type Vars<'a> = dyn Fn(&str) -> Option<String> + 'a;
 /// (otherwise "matrix key used in no placeholder" cannot be judged).
 fn templated_complete(cx: &Ctx, jc: &JobCx) -> bool {
     let jp = jc.path();
-    let templated: [&[&str]; 15] = [
+    let templated: [&[&str]; 16] = [
         &["command"],
         &["shell"],
         &["env"],
@@ -422,6 +426,7 @@ fn templated_complete(cx: &Ctx, jc: &JobCx) -> bool {
         &["resources", "pids"],
         &["resources", "disk"],
         &["resources", "files"],
+        &["resources", "gpus"],
         &["resources", "io"],
         &["resources", "rlimits"],
     ];
@@ -1378,6 +1383,9 @@ fn numeric_fields(jc: &JobCx, res: &super::raw::RawResources) -> Vec<Field> {
     if let Some(v) = &res.files {
         add_num(jc.at(&["resources", "files"]), &v.0);
     }
+    if let Some(v) = &res.gpus {
+        add_num(jc.at(&["resources", "gpus"]), &v.0);
+    }
     if let Some(io) = &res.io {
         for (k, v) in [("read_bps", &io.read_bps), ("write_bps", &io.write_bps)] {
             if let Some(v) = v {
@@ -1681,6 +1689,19 @@ fn count(cx: &mut Ctx, path: YPath, what: &str, s: &Scalar, vars: &Vars) -> Opti
         .ok()
 }
 
+/// A count of whole GPUs: 0 says "none", as leaving it out does.
+fn gpu_count(cx: &mut Ctx, path: YPath, s: &Scalar, vars: &Vars) -> Option<u32> {
+    let (text, shown) = expand_scalar(s, vars);
+    match text.trim().parse::<i64>() {
+        Ok(0) => Some(0),
+        Ok(n) if n < 0 => {
+            cx.err(path, format!("{shown}gpus `{n}` must be 0 (none) or more"));
+            None
+        }
+        _ => count(cx, path, "gpus", s, vars).and_then(|n| u32::try_from(n).ok()),
+    }
+}
+
 fn size(cx: &mut Ctx, path: YPath, s: &SizeValue, vars: &Vars) -> Option<u64> {
     let (text, shown) = expand_scalar(&s.0, vars);
     let scalar = match &s.0 {
@@ -1761,6 +1782,10 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
         .files
         .as_ref()
         .and_then(|CountValue(v)| count(cx, at(&["files"]), "files", v, vars));
+    let gpus = r
+        .gpus
+        .as_ref()
+        .and_then(|CountValue(v)| gpu_count(cx, at(&["gpus"]), v, vars));
     let io = io(cx, jc, r.io.as_ref(), vars);
     let rlimits = rlimits(cx, jc, r, vars);
     Resources {
@@ -1773,6 +1798,7 @@ fn resources(cx: &mut Ctx, jc: &JobCx, r: &super::raw::RawResources, vars: &Vars
         io,
         disk,
         files,
+        gpus: gpus.unwrap_or(0),
         rlimits,
     }
 }

@@ -175,6 +175,7 @@ mod tests {
                 io: jobfile::Io::default(),
                 disk: None,
                 files: None,
+                gpus: 0,
                 rlimits: Vec::new(),
             },
             time_limit: None,

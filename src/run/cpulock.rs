@@ -99,6 +99,14 @@ fn render_claims(claims: &[Claim]) -> String {
         .collect()
 }
 
+/// The claims files a batch uses: the CPUs', and the GPUs' (`gpus` beside
+/// it, holding each GPU as [`crate::gpus::bus_key`]) when it asks for GPUs.
+/// The GPUs' file is locked only inside the CPUs' lock.
+pub struct Claims {
+    pub cpus: CpuLock,
+    pub gpus: Option<CpuLock>,
+}
+
 /// This process's handle on the shared claims file.
 pub struct CpuLock {
     path: PathBuf,

@@ -57,6 +57,11 @@ pub struct Host<'o> {
     energy: Option<(Vec<counters::Zone>, counters::Ledger)>,
     /// Readiness checks of services going on, by run.
     probes: HashMap<usize, ready::Probe>,
+    /// NVIDIA's management library, when the batch has NVIDIA GPUs and
+    /// the library loads.
+    nvml: Option<crate::nvml::Nvml>,
+    /// Said once by `tidy`.
+    notes: Vec<String>,
 }
 
 /// Where a run with steps stands.
@@ -133,7 +138,24 @@ impl<'o> Host<'o> {
                 sets.entry(set_name(r.job(), &r.params())).or_default().left += 1;
             }
         }
+        let mut notes = Vec::new();
+        let nvidia = opts
+            .gpus
+            .iter()
+            .any(|g| g.vendor == crate::gpus::Vendor::Nvidia);
+        let nvml = match nvidia {
+            false => None,
+            true => crate::nvml::Nvml::load()
+                .map_err(|e| {
+                    notes.push(format!(
+                        "packrun: {e}; gpu_memory_peak_bytes and gpu_utilization stay empty"
+                    ))
+                })
+                .ok(),
+        };
         Ok(Host {
+            nvml,
+            notes,
             opts,
             started: HashMap::new(),
             running: HashMap::new(),
@@ -548,7 +570,23 @@ impl Launcher for Host<'_> {
     }
 
     fn sample(&mut self, index: usize) -> bool {
-        self.running.get(&index).is_some_and(|r| r.cgroup.sample())
+        let Some(r) = self.running.get_mut(&index) else {
+            return false;
+        };
+        let more = r.cgroup.sample();
+        match &self.nvml {
+            Some(nvml) if !r.placement.gpus.is_empty() => {
+                let seen: Vec<crate::nvml::Sample> = r
+                    .placement
+                    .gpus
+                    .iter()
+                    .filter_map(|b| nvml.sample(b))
+                    .collect();
+                r.gpu_usage.add(&seen);
+                true
+            }
+            _ => more,
+        }
     }
 
     fn terminate(&mut self, index: usize) -> Result<(), LaunchError> {
@@ -718,7 +756,7 @@ impl Launcher for Host<'_> {
 
     fn tidy(&mut self) -> Vec<String> {
         let mut keep = Vec::new();
-        let mut notes = Vec::new();
+        let mut notes = std::mem::take(&mut self.notes);
         for cg in self.to_remove.drain(..) {
             match cg.try_remove() {
                 Ok(Some(cg)) => keep.push(cg),
@@ -763,6 +801,9 @@ struct Running {
     /// Its own IPv4 address on its private network: what other runs
     /// on that network reach it at (see `Host::addr`).
     addr: Option<std::net::Ipv4Addr>,
+    /// Its GPUs, for its row, and the samples of them.
+    gpu: crate::results::GpuUse,
+    gpu_usage: crate::nvml::Usage,
 }
 
 /// Free space under the results below which a run's writes there may
@@ -1023,6 +1064,7 @@ fn limits_for(run: &Run, placement: &Placement) -> Limits {
         cpu_quota: run.resources.cpu_quota,
         pids: run.resources.pids,
         io: Vec::new(),
+        deny_devices: Vec::new(),
     }
 }
 
@@ -1074,6 +1116,7 @@ fn start(
         let mut rec = not_started(run, State::Error, reason);
         rec.cpus = placement.cpus.clone();
         rec.mems = placement.mems.clone();
+        rec.gpu.gpus = placement.gpus.join(",");
         rec.start_time = start_time;
         rec.end_time = Utc::now();
         rec.wall_time = start.elapsed();
@@ -1083,7 +1126,13 @@ fn start(
     let ids = run_ids(run, &placement, opts).map_err(|e| fail(e, None))?;
     let name = step.map(|s| format!("{}.{}", run.key, s.as_str()));
     let name = name.as_deref().unwrap_or(&run.key);
-    let cg = run_cgroup(run, &placement, opts, name).map_err(|e| fail(e, None))?;
+    // Only a batch that asks for GPUs knows the machine's (and hides them).
+    let rg = match opts.gpus.is_empty() {
+        true => super::gpus::RunGpus::default(),
+        false => super::gpus::for_run(&opts.gpus, &opts.gpu_root, &placement.gpus)
+            .map_err(|e| fail(e, None))?,
+    };
+    let cg = run_cgroup(run, &placement, opts, name, rg.deny).map_err(|e| fail(e, None))?;
     let (logs, output) = job_output(opts, name, pool).map_err(|e| fail(e, None))?;
     let files = match run_files(run, opts, &cg, step) {
         Ok(f) => f,
@@ -1115,6 +1164,21 @@ fn start(
         (None, None) => nets.take(run),
     };
     let mut cfg = container_config(run, &placement, step, ids.clone(), output, files, netns);
+    if !rg.binds.is_empty() {
+        cfg.devices = rg.binds;
+        // Ours first: the job's own value of one of them wins.
+        let mut env: Vec<(String, String)> = rg
+            .env
+            .into_iter()
+            .filter(|(k, _)| !cfg.env.iter().any(|(j, _)| j == k))
+            .collect();
+        env.append(&mut cfg.env);
+        cfg.env = env;
+    }
+    let gpu = crate::results::GpuUse {
+        gpus: gpus_cell(&placement, &opts.hierarchy),
+        ..Default::default()
+    };
     (cfg.pool_host_tree, cfg.host_tree) = trees.take(run);
     let cgroup_dir = cg.v2_dir().and_then(|d| File::open(d).ok());
     let mut perf = None;
@@ -1158,7 +1222,19 @@ fn start(
         ids,
         writable,
         disk_full: None,
+        gpu,
+        gpu_usage: Default::default(),
     })
+}
+
+/// The `gpus` cell of a run on `h`: its bus ids, marked where only binding
+/// its nodes keeps it to them (cgroup v2 without root: no device program).
+fn gpus_cell(placement: &Placement, h: &cgroup::Hierarchy) -> String {
+    let ids = placement.gpus.join(",");
+    if !ids.is_empty() && h.version() == 2 && !nix::unistd::geteuid().is_root() {
+        return ids + " (bound only)";
+    }
+    ids
 }
 
 /// The run's own block of host ids, by its first CPU (see container::ids);
@@ -1184,8 +1260,10 @@ fn run_cgroup(
     placement: &Placement,
     opts: &Options,
     name: &str,
+    deny_devices: Vec<(u32, u32)>,
 ) -> Result<RunCgroup, String> {
     let mut limits = limits_for(run, placement);
+    limits.deny_devices = deny_devices;
     limits.io = io_throttles(run)?;
     let (batch, name) = match opts.single {
         true => ("", opts.batch_id.as_str()),
@@ -1277,6 +1355,7 @@ fn container_config(
             (n, _) => n.clone(),
         },
         mounts: run.container.mounts.clone(),
+        devices: Vec::new(),
         writable: files.writable,
         user: run.container.user,
         capabilities: run.container.capabilities.clone(),
@@ -1307,6 +1386,7 @@ fn setup_failed(r: Running, run: &Run, e: container::SetupError) -> Record {
     let mut rec = not_started(run, State::Error, e.to_string());
     rec.cpus = r.placement.cpus;
     rec.mems = r.placement.mems;
+    rec.gpu = r.gpu;
     rec.userns = describe_ids(r.ids.as_ref());
     rec.start_time = r.start_time;
     rec.end_time = Utc::now();
@@ -1364,6 +1444,11 @@ fn collect(
         warmup: run.warmup,
         cpus: r.placement.cpus,
         mems: r.placement.mems,
+        gpu: crate::results::GpuUse {
+            memory_peak: r.gpu_usage.memory_peak(),
+            utilization: r.gpu_usage.mean_utilization(),
+            ..r.gpu
+        },
         userns: describe_ids(r.ids.as_ref()),
         start_time: r.start_time,
         end_time,

@@ -5,6 +5,7 @@
 //! and Ctrl-C through a signalfd, all in one poll(2); tests script one.
 
 pub mod cpulock;
+mod gpus;
 mod host;
 pub mod journal;
 mod logs;
@@ -80,6 +81,11 @@ pub struct Options {
     /// its share of the free space under the results (see
     /// `batch::disk_share`); None: no budget.
     pub disk_default: Option<u64>,
+    /// The machine's GPUs when the batch asks for any (else empty: runs
+    /// then get no device rules), and the root their device nodes are
+    /// below (`/`; a tree like it in tests).
+    pub gpus: Vec<crate::gpus::Gpu>,
+    pub gpu_root: PathBuf,
 }
 
 /// How often a batch waiting for CPUs that another packrun holds looks again.
@@ -384,7 +390,15 @@ pub fn execute(
     }
     let mut host = host::Host::new(opts, runs, done)?;
     let mut lock = match &opts.cpu_lock {
-        Some(path) => Some(cpulock::CpuLock::new(path)?),
+        Some(path) => Some(cpulock::Claims {
+            cpus: cpulock::CpuLock::new(path)?,
+            // The GPUs' claims sit beside the CPUs', used only by batches
+            // that ask for GPUs (the others never touch the file).
+            gpus: match runs.jobs().any(|j| j.max_gpus() > 0) {
+                true => Some(cpulock::CpuLock::new(&path.with_file_name("gpus"))?),
+                false => None,
+            },
+        }),
         None => None,
     };
     drive(
@@ -405,7 +419,7 @@ pub fn drive(
     runs: &Runs,
     alloc: &mut Allocator,
     launcher: &mut dyn Launcher,
-    lock: Option<&mut cpulock::CpuLock>,
+    lock: Option<&mut cpulock::Claims>,
     max_parallel: Option<usize>,
     done: &HashMap<String, State>,
     on_event: &mut dyn FnMut(Event<'_>),
@@ -428,6 +442,7 @@ pub fn drive(
         on_event,
         live: Vec::new(),
         foreign: CpuList::new(),
+        foreign_gpus: false,
         outcome: Outcome {
             all_completed: true,
             ..Outcome::default()
@@ -516,11 +531,13 @@ struct Loop<'a, 'r> {
     sched: Scheduler<'r>,
     alloc: &'a mut Allocator,
     launcher: &'a mut dyn Launcher,
-    lock: Option<&'a mut cpulock::CpuLock>,
+    lock: Option<&'a mut cpulock::Claims>,
     on_event: &'a mut dyn FnMut(Event<'_>),
     live: Vec<Live>,
     /// CPUs other packrun processes hold, as last seen (reserved in `alloc`).
     foreign: CpuList,
+    /// Whether other packrun processes held GPUs when last seen.
+    foreign_gpus: bool,
     outcome: Outcome,
     /// The service jobs, and how each one's run ended ("STATE: reason").
     services: HashSet<String>,
@@ -582,22 +599,45 @@ impl Loop<'_, '_> {
         }
         let (sched, alloc, live) = (&mut self.sched, &mut *self.alloc, &self.live);
         let decided = match self.lock.as_deref_mut() {
-            // Other packrun processes' CPUs are off limits while we choose.
-            Some(lock) => {
+            // Other packrun processes' CPUs (and GPUs) are off limits while we choose.
+            Some(claims) => {
                 let foreign = &mut self.foreign;
-                let decided = lock.update(|others| {
+                let gpus_held = &mut self.foreign_gpus;
+                let decided = claims.cpus.update(|others| {
                     alloc.unreserve(foreign);
                     *foreign = others.clone();
                     alloc.reserve(foreign);
-                    let d = sched.next(alloc, live.len());
-                    let mine = live
-                        .iter()
-                        .map(|l| &l.placement.cpus)
-                        .chain(d.start.iter().map(|(_, p)| &p.cpus))
-                        .fold(CpuList::new(), |acc, c| acc.union(c));
+                    let d = match claims.gpus.as_mut() {
+                        // Locked inside the CPUs' lock, always in this order.
+                        Some(gpu_lock) => gpu_lock.update(|others| {
+                            alloc.unreserve_gpus();
+                            let ids: Vec<String> =
+                                others.iter().map(crate::gpus::bus_id_of_key).collect();
+                            *gpus_held = !ids.is_empty();
+                            alloc.reserve_gpus(&ids);
+                            let d = sched.next(alloc, live.len());
+                            let mine = live
+                                .iter()
+                                .flat_map(|l| &l.placement.gpus)
+                                .chain(d.start.iter().flat_map(|(_, p)| &p.gpus))
+                                .filter_map(|b| crate::gpus::bus_key(b));
+                            (CpuList::from_ids(mine), d)
+                        }),
+                        None => Ok(sched.next(alloc, live.len())),
+                    };
+                    let mine = match &d {
+                        Ok(d) => live
+                            .iter()
+                            .map(|l| &l.placement.cpus)
+                            .chain(d.start.iter().map(|(_, p)| &p.cpus))
+                            .fold(CpuList::new(), |acc, c| acc.union(c)),
+                        Err(_) => live
+                            .iter()
+                            .fold(CpuList::new(), |acc, l| acc.union(&l.placement.cpus)),
+                    };
                     (mine, d)
-                })?;
-                pass.blocked_by_others = !self.foreign.is_empty();
+                })??;
+                pass.blocked_by_others = !self.foreign.is_empty() || self.foreign_gpus;
                 decided
             }
             None => sched.next(alloc, live.len()),
@@ -899,6 +939,7 @@ fn not_started(run: &Run, state: State, reason: String) -> Record {
         warmup: run.warmup,
         cpus: CpuList::new(),
         mems: CpuList::new(),
+        gpu: Default::default(),
         userns: String::new(),
         start_time: now,
         end_time: now,
@@ -1238,6 +1279,66 @@ mod tests {
         let root =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/this-machine");
         crate::topology::read(&root, None, None).unwrap()
+    }
+
+    #[test]
+    fn gpus_another_packrun_claims_are_not_given_and_ours_are_claimed_while_they_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/2socket-4gpu");
+        let topo = crate::topology::read(&root, None, None).unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = other.id() as i32;
+        let ticks = cpulock::start_ticks(pid).unwrap();
+        let held: Vec<u32> = topo.gpus[..3]
+            .iter()
+            .map(|g| crate::gpus::bus_key(&g.bus_id).unwrap())
+            .collect();
+        let gpus_file = dir.path().join("gpus");
+        std::fs::write(
+            &gpus_file,
+            format!("{pid} {ticks} {}\n", CpuList::from_ids(held)),
+        )
+        .unwrap();
+        let mut claims = cpulock::Claims {
+            cpus: cpulock::CpuLock::new(&dir.path().join("cpus")).unwrap(),
+            gpus: Some(cpulock::CpuLock::new(&gpus_file).unwrap()),
+        };
+        let mut r = run("g", 1, 1);
+        r.resources.gpus = 1;
+        let runs: Runs = keyed(vec![r]).into();
+        let mut alloc = Allocator::new(&topo, &[]);
+        let mut fake = Fake::new(&[("g", script(1.0))]);
+        let (mut given, mut claimed) = (Vec::new(), String::new());
+        drive(
+            &runs,
+            &mut alloc,
+            &mut fake,
+            Some(&mut claims),
+            None,
+            &HashMap::new(),
+            &mut |ev| {
+                if let Event::Started { placement, .. } = ev {
+                    given = placement.gpus.clone();
+                    claimed = std::fs::read_to_string(&gpus_file).unwrap();
+                }
+            },
+        )
+        .unwrap();
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert_eq!(given, [topo.gpus[3].bus_id.clone()]);
+        let mine = crate::gpus::bus_key(&topo.gpus[3].bus_id).unwrap();
+        assert!(
+            claimed
+                .lines()
+                .any(|l| l.starts_with(&format!("{} ", std::process::id()))
+                    && l.ends_with(&format!(" {mine}"))),
+            "{claimed}"
+        );
     }
 
     struct Batch {
@@ -1831,6 +1932,8 @@ mod tests {
             single: false,
             ids: IdSource::Own { uid: 0, gid: 0 },
             disk_default: None,
+            gpus: Vec::new(),
+            gpu_root: PathBuf::from("/"),
         };
         let runs = keyed(vec![run("a", 1, 1)]);
         let alloc = Allocator::new(&two_cpus(), &[]);
