@@ -138,7 +138,22 @@ fn runs_on_one_network_talk_and_runs_elsewhere_and_the_host_cannot_reach_them() 
     });
     let (out, rows) = run_batch(dir.path(), file);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    // Each run's stdout and stderr, to tell why one failed.
+    let logs: String = rows
+        .iter()
+        .map(|r| {
+            let read = |c: &str| std::fs::read_to_string(&r[c]).unwrap_or_default();
+            format!(
+                "--- {} ({}, {}):\n{}{}",
+                r["job"],
+                r["state"],
+                r["cpus"],
+                read("stdout"),
+                read("stderr")
+            )
+        })
+        .collect();
+    assert_eq!(out.status.code(), Some(0), "{err}\n{logs}");
     assert_eq!(rows.len(), 6, "{err}");
     // Two runs on lab talked, and no one else got through to the server.
     let served = log(row(&rows, "server"));
