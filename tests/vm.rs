@@ -574,6 +574,7 @@ fn network_checks(prefix: &str) -> Vec<String> {
         "leaves-no-namespace",
         "leaves-no-process",
         "leaves-no-cgroup",
+        "results-owned",
     ]
     .iter()
     .map(|c| format!("{prefix}-{c}"))
@@ -595,6 +596,30 @@ fn private_networks_as_root_on_cgroup_v2_talk_shape_count_and_leave_nothing() {
         .chain(checks.iter().map(String::as_str))
         .collect();
     run_scenario("packrun-networks", vm, &expected);
+}
+
+// The same batch as an ordinary user in a delegated cgroup v2 subtree.
+#[test]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
+fn private_networks_as_an_ordinary_user_in_a_delegated_subtree_talk_shape_count_and_leave_nothing()
+{
+    let mut vm = vm(
+        TWO_NODES,
+        Layout::V2DelegatedUser,
+        "packrun-networks-user.sh",
+        480,
+    );
+    // The user's set-up, then the batch as root has it.
+    vm.scenarios.push("packrun-networks.sh");
+    vm.modules = NET_MODULES;
+    let checks = network_checks("user-net");
+    let expected: Vec<&str> = COMMON
+        .iter()
+        .copied()
+        .chain(["user-net-uid", "user-net-userns"])
+        .chain(checks.iter().map(String::as_str))
+        .collect();
+    run_scenario("packrun-networks-user", vm, &expected);
 }
 
 /// The rows of a runs.csv blob, as column name → value.

@@ -1,5 +1,6 @@
 # Private networks on cgroup v2 with a kernel that has netem: the batch of
-# /jobs/vm-networks.yaml (see there), then what is left. /init loaded veth,
+# /jobs/vm-networks.yaml (see there), then what is left. As root, or as
+# the user of packrun-networks-user.sh (sourced before this one). /init loaded veth,
 # bridge, sch_tbf and sch_netem (they are modules in the guest's kernel).
 CG=/sys/fs/cgroup
 JOBS=/jobs/vm-networks.yaml
@@ -29,7 +30,7 @@ if [ -f $OUT/runs.csv ]; then
         blob "log $f" cat "$f"
     done
 fi
-csv_cols $OUT/runs.csv run_key job state net_rx_bytes net_tx_bytes net_rx_packets net_tx_packets \
+csv_cols $OUT/runs.csv run_key job state net_rx_bytes net_tx_bytes net_rx_packets net_tx_packets userns \
     >/tmp/net-rows 2>&1
 blob net-rows cat /tmp/net-rows
 col() { # JOB FIELD: a field of the job's row (fields as csv_cols above)
@@ -39,6 +40,10 @@ said() { # JOB: what the job's run printed
     cat "$OUT/logs/$(col "$1" 1).out" 2>/dev/null
 }
 check_eq $N-all-completed "$(cut -f3 /tmp/net-rows | sort | uniq -c | sed 's/^ *//')" "10 COMPLETED"
+if [ "$(id -u)" != 0 ]; then
+    # Without subordinate ids: root in every run is the user alone.
+    check_eq $N-userns "$(cut -f8 /tmp/net-rows | sort | uniq -c | sed 's/^ *//')" "10 0:$(id -u):1"
+fi
 
 # Two runs on lab talked: the server saw the client's 8 MB, then the last
 # run's 2000 bytes (at the client's address again, its link reused).
@@ -96,3 +101,8 @@ check_eq $N-leaves-no-link "$(links)" "$LINKS_BEFORE"
 check_eq $N-leaves-no-namespace "$(netns)" "$NETNS_BEFORE"
 check_eq $N-leaves-no-process "$(ps -o args | grep -e '^nettalk' -e '^packrun run')" ""
 check_eq $N-leaves-no-cgroup "$(cgroups | diff /tmp/net-cgroups-before -)" ""
+if [ -f $OUT/runs.csv ]; then
+    check_eq $N-results-owned "$(find $OUT ! -user "$(id -u)")" ""
+else
+    fail $N-results-owned "no results in $OUT"
+fi
