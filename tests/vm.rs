@@ -574,6 +574,11 @@ fn network_checks(prefix: &str) -> Vec<String> {
         "leaves-no-namespace",
         "leaves-no-process",
         "leaves-no-cgroup",
+        "sigint-exit",
+        "sigint-leaves-no-link",
+        "sigint-leaves-no-namespace",
+        "sigint-leaves-no-process",
+        "sigint-leaves-no-cgroup",
         "results-owned",
     ]
     .iter()

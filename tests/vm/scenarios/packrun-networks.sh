@@ -101,6 +101,29 @@ check_eq $N-leaves-no-link "$(links)" "$LINKS_BEFORE"
 check_eq $N-leaves-no-namespace "$(netns)" "$NETNS_BEFORE"
 check_eq $N-leaves-no-process "$(ps -o args | grep -e '^nettalk' -e '^packrun run')" ""
 check_eq $N-leaves-no-cgroup "$(cgroups | diff /tmp/net-cgroups-before -)" ""
+
+# Ctrl-C while runs talk: packrun ends the batch (exit 130) and leaves
+# nothing either.
+INT_OUT=${HOME%/}/net-int
+timeout 300 packrun run $JOBS --out $INT_OUT --quiet >/tmp/net-int.out 2>&1 &
+PID=$!
+_i=0
+until grep -qs '^devices eth0 lo' $INT_OUT/logs/*.out || [ $_i -ge 600 ]; do
+    sleep 0.1
+    _i=$((_i + 1))
+done
+if kill -0 $PID 2>/dev/null && [ $_i -lt 600 ]; then
+    kill -INT $PID
+    wait $PID
+    check_eq $N-sigint-exit "$?" 130
+else
+    fail $N-sigint-exit "no run on a network started, or packrun ended first: $(head -c 300 /tmp/net-int.out)"
+fi
+check_eq $N-sigint-leaves-no-link "$(links)" "$LINKS_BEFORE"
+check_eq $N-sigint-leaves-no-namespace "$(netns)" "$NETNS_BEFORE"
+check_eq $N-sigint-leaves-no-process "$(ps -o args | grep -e '^nettalk' -e '^packrun run')" ""
+check_eq $N-sigint-leaves-no-cgroup "$(cgroups | diff /tmp/net-cgroups-before -)" ""
+
 if [ -f $OUT/runs.csv ]; then
     check_eq $N-results-owned "$(find $OUT ! -user "$(id -u)")" ""
 else
