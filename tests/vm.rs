@@ -579,6 +579,12 @@ fn network_checks(prefix: &str) -> Vec<String> {
         "sigint-leaves-no-namespace",
         "sigint-leaves-no-process",
         "sigint-leaves-no-cgroup",
+        "resume-after-sigkill",
+        "resume-each-run-once",
+        "resume-leaves-no-link",
+        "resume-leaves-no-namespace",
+        "resume-leaves-no-process",
+        "resume-leaves-no-cgroup",
         "results-owned",
     ]
     .iter()

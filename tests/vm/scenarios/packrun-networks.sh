@@ -124,6 +124,31 @@ check_eq $N-sigint-leaves-no-namespace "$(netns)" "$NETNS_BEFORE"
 check_eq $N-sigint-leaves-no-process "$(ps -o args | grep -e '^nettalk' -e '^packrun run')" ""
 check_eq $N-sigint-leaves-no-cgroup "$(cgroups | diff /tmp/net-cgroups-before -)" ""
 
+# SIGKILL while two runs talk (/jobs/vm-networks-kill.yaml), then
+# --resume: the runs run again, once, and nothing is left after that
+# either.
+KILL_OUT=${HOME%/}/net-kill
+timeout 300 packrun run /jobs/vm-networks-kill.yaml --out $KILL_OUT --quiet >/tmp/net-kill.out 2>&1 &
+PID=$!
+_i=0
+until grep -qs '^devices eth0 lo' $KILL_OUT/logs/*.out || [ $_i -ge 600 ]; do
+    sleep 0.1
+    _i=$((_i + 1))
+done
+kill -KILL $PID
+wait $PID
+step $N-resume-after-sigkill 0 timeout 300 packrun run --resume $KILL_OUT --quiet
+if [ -f $KILL_OUT/runs.csv ]; then
+    csv_cols $KILL_OUT/runs.csv run_key state >/tmp/net-kill-rows 2>&1
+    check_eq $N-resume-each-run-once "$(cut -f1 /tmp/net-kill-rows | sort -u | wc -l) $(grep -c "${TAB}COMPLETED\$" /tmp/net-kill-rows)" "2 2"
+else
+    fail $N-resume-each-run-once "no runs.csv in $KILL_OUT"
+fi
+check_eq $N-resume-leaves-no-link "$(links)" "$LINKS_BEFORE"
+check_eq $N-resume-leaves-no-namespace "$(netns)" "$NETNS_BEFORE"
+check_eq $N-resume-leaves-no-process "$(ps -o args | grep -e '^nettalk' -e '^packrun run')" ""
+check_eq $N-resume-leaves-no-cgroup "$(cgroups | diff /tmp/net-cgroups-before -)" ""
+
 if [ -f $OUT/runs.csv ]; then
     check_eq $N-results-owned "$(find $OUT ! -user "$(id -u)")" ""
 else
