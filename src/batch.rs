@@ -121,7 +121,14 @@ fn check_networks(batch: &jobfile::Batch, cpus: usize) -> Result<(), Error> {
             }
         }
     }
-    crate::net::check_batch(&nets, cpus).map_err(|message| Error::Invalid {
+    // Without root, packrun makes and links the networks' namespaces as
+    // the owner of a user namespace of its own: entered here, while it is
+    // still one thread.
+    let own_userns = match nets.is_empty() || nix::unistd::geteuid().is_root() {
+        true => Ok(false),
+        false => crate::container::enter_user_namespace().map(|()| true),
+    };
+    crate::net::check_batch(&nets, cpus, own_userns).map_err(|message| Error::Invalid {
         during: "run",
         message,
     })

@@ -257,6 +257,7 @@ fn vm(topology: Topology, layout: Layout, scenario: &'static str, timeout_s: u64
         scenarios: vec!["common.sh", scenario],
         timeout: Duration::from_secs(timeout_s),
         initramfs_root: false,
+        modules: &[],
     }
 }
 
@@ -583,6 +584,97 @@ fn without_root_on_v2_a_runs_gpu_is_bound_in_and_its_row_says_not_enforced() {
         ]
         .concat(),
     );
+}
+
+/// The kernel modules private networks need, which Debian's kernel has as
+/// modules (the development machines' kernel has them built in, except
+/// netem, which it lacks).
+const NET_MODULES: &[&str] = &["veth", "bridge", "sch_tbf", "sch_netem"];
+
+/// The checks of scenarios/packrun-networks.sh, each named `PREFIX-…`.
+fn network_checks(prefix: &str) -> Vec<String> {
+    [
+        "modules",
+        "doctor",
+        "run",
+        "all-completed",
+        "two-runs-talk",
+        "devices-server",
+        "devices-client",
+        "devices-last",
+        "devices-other",
+        "devices-alone",
+        "unreachable-from-other",
+        "unreachable-from-alone",
+        "unreachable-from-host",
+        "rate",
+        "delay",
+        "loss",
+        "counted-tx",
+        "counted-rx",
+        "counted-packets",
+        "uncounted",
+        "leaves-no-link",
+        "leaves-no-namespace",
+        "leaves-no-process",
+        "leaves-no-cgroup",
+        "sigint-exit",
+        "sigint-leaves-no-link",
+        "sigint-leaves-no-namespace",
+        "sigint-leaves-no-process",
+        "sigint-leaves-no-cgroup",
+        "resume-after-sigkill",
+        "resume-each-run-once",
+        "resume-leaves-no-link",
+        "resume-leaves-no-namespace",
+        "resume-leaves-no-process",
+        "resume-leaves-no-cgroup",
+        "results-owned",
+    ]
+    .iter()
+    .map(|c| format!("{prefix}-{c}"))
+    .collect()
+}
+
+// Private networks where the kernel has netem (the development machines'
+// has not): two runs talk, others cannot reach them, rate, delay and loss
+// shape the links, traffic lands in runs.csv, and nothing is left.
+#[test]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
+fn private_networks_as_root_on_cgroup_v2_talk_shape_count_and_leave_nothing() {
+    let mut vm = vm(TWO_NODES, Layout::V2, "packrun-networks.sh", 480);
+    vm.modules = NET_MODULES;
+    let checks = network_checks("net");
+    let expected: Vec<&str> = COMMON
+        .iter()
+        .copied()
+        .chain(checks.iter().map(String::as_str))
+        .collect();
+    run_scenario("packrun-networks", vm, &expected);
+}
+
+// The same batch as an ordinary user in a delegated cgroup v2 subtree.
+#[test]
+#[ignore = "needs qemu, a Debian kernel, static busybox and the musl target (tests/vm/ci-install.sh)"]
+fn private_networks_as_an_ordinary_user_in_a_delegated_subtree_talk_shape_count_and_leave_nothing()
+{
+    let mut vm = vm(
+        TWO_NODES,
+        Layout::V2DelegatedUser,
+        "packrun-networks-user.sh",
+        480,
+    );
+    // The user's set-up, then the batch as root has it.
+    vm.scenarios.push("packrun-networks.sh");
+    vm.modules = NET_MODULES;
+    let checks = network_checks("user-net");
+    let expected: Vec<&str> = COMMON
+        .iter()
+        .copied()
+        .chain(["user-net-uid", "user-net-userns"])
+        .chain(checks.iter().map(String::as_str))
+        .collect();
+    run_scenario("packrun-networks-user", vm, &expected);
 }
 
 /// The rows of a runs.csv blob, as column name → value.

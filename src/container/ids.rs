@@ -249,7 +249,11 @@ impl IdSource {
             packrun_uid,
             subuid,
             subgid,
-            helpers: !root && on_path("newuidmap") && on_path("newgidmap"),
+            // Inside packrun's own user namespace a setuid helper is not.
+            helpers: !root
+                && !super::in_own_user_namespace()
+                && on_path("newuidmap")
+                && on_path("newgidmap"),
             slots,
         })
     }

@@ -50,4 +50,7 @@ pub use config::{
 };
 pub use handle::Container;
 pub use rootfs::remove_stale_root_dirs;
-pub use spawn::{new_network_namespace, restore_default_sigpipe, spawn, spawn_async};
+pub use spawn::{
+    enter_user_namespace, in_own_user_namespace, new_network_namespace, restore_default_sigpipe,
+    spawn, spawn_async,
+};

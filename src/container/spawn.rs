@@ -74,7 +74,10 @@ pub fn spawn_async(
 
     // Rootless runs keep the copying clone: newuidmap may need init to be
     // a process of its own, and a pooled network namespace is not theirs.
-    let (pid, pidfd, spawner) = match is_root() {
+    // A rootless run on a private network (packrun in a user namespace of
+    // its own) takes the shared clone: its spawner thread joins the
+    // network namespace made for it before the clone.
+    let (pid, pidfd, spawner) = match is_root() || plan.private_net {
         false => {
             let mut plan = plan;
             plan.own_network()
@@ -345,6 +348,66 @@ pub fn restore_default_sigpipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// Whether packrun entered a user namespace of its own
+/// (`enter_user_namespace`).
+static OWN_USER_NAMESPACE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Makes packrun, run by an ordinary user, the owner with every capability
+/// of a user namespace of its own that maps the user's own uid and gid
+/// alone (user_namespaces(7)), for private networks: the network
+/// namespaces packrun then makes belong to it, so it may join them, link
+/// them and shape their links, and the runs' user namespaces become its
+/// children, so that their init may start in the namespace made for it.
+/// (From the host's user namespace none of this works: setns(2) into a
+/// network namespace needs CAP_SYS_ADMIN in the caller's own user
+/// namespace too, and a run's namespace owned by a sibling user namespace
+/// takes no link from packrun's.) The kernel lets only a process with one
+/// thread change its user namespace. Files keep the user's ids; setuid
+/// helpers (newuidmap) do not work inside, so runs map the user's id alone.
+pub fn enter_user_namespace() -> io::Result<()> {
+    if OWN_USER_NAMESPACE.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(());
+    }
+    let status = crate::fsx::read_to_string("/proc/self/status")
+        .map_err(|e| io::Error::other(crate::fsx::chain(&e)))?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map(str::trim)
+        .unwrap_or("?");
+    if threads != "1" {
+        return Err(io::Error::other(format!(
+            "packrun runs {threads} threads; only a process with one may enter a user namespace"
+        )));
+    }
+    // SAFETY: getuid(2)/getgid(2) cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // SAFETY: unshare(2) takes flags only; the process has one thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } == -1 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("unshare(CLONE_NEWUSER): {e}"),
+        ));
+    }
+    let write = |file: &str, text: String| {
+        crate::fsx::write(format!("/proc/self/{file}"), text)
+            .map_err(|e| io::Error::other(crate::fsx::chain(&e)))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("{uid} {uid} 1"))?;
+    write("gid_map", format!("{gid} {gid} 1"))?;
+    OWN_USER_NAMESPACE.store(true, std::sync::atomic::Ordering::Release);
+    Ok(())
+}
+
+/// Whether packrun is in a user namespace of its own
+/// (`enter_user_namespace`).
+pub fn in_own_user_namespace() -> bool {
+    OWN_USER_NAMESPACE.load(std::sync::atomic::Ordering::Acquire)
 }
 
 /// A new network namespace with only loopback, up: what `Network::None`

@@ -27,6 +27,15 @@ pub(super) fn join_network(net: RawFd) -> io::Result<OwnedFd> {
     if unsafe { libc::setns(net, libc::CLONE_NEWNET) } == -1 {
         return Err(io::Error::last_os_error());
     }
+    // Without root, in packrun's own user namespace: fsopen(2) needs
+    // CAP_SYS_ADMIN over the owner of the caller's mount namespace, which
+    // is the host's; a copy of it for this thread alone is packrun's.
+    // SAFETY: unshare(2) with flags only; it changes this thread's file
+    // system context and mount namespace, which init then inherits.
+    if !super::plan::is_root() && unsafe { libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) } == -1
+    {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: fsopen(2) with a static C string; we own the new descriptor.
     let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"sysfs".as_ptr(), FSOPEN_CLOEXEC) };
     if fs < 0 {

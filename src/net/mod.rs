@@ -292,10 +292,16 @@ pub fn check_capacity(net: &PrivateNet, runs: usize, cpus: usize) -> Result<(), 
     ))
 }
 
-/// The checks before a batch with private networks starts: root (for
-/// now), room on each network, and the qdiscs its shaping needs, tried
-/// in a namespace like the batch's own, made and dropped here.
-pub fn check_batch(nets: &[(Arc<PrivateNet>, usize)], cpus: usize) -> Result<(), String> {
+/// The checks before a batch with private networks starts: root, or
+/// packrun in a user namespace of its own (`own_userns`: whether it
+/// entered one, or why it could not), room on each network, and the
+/// qdiscs its shaping needs, tried in a namespace like the batch's own,
+/// made and dropped here.
+pub fn check_batch(
+    nets: &[(Arc<PrivateNet>, usize)],
+    cpus: usize,
+    own_userns: io::Result<bool>,
+) -> Result<(), String> {
     if nets.is_empty() {
         return Ok(());
     }
@@ -303,17 +309,19 @@ pub fn check_batch(nets: &[(Arc<PrivateNet>, usize)], cpus: usize) -> Result<(),
         .iter()
         .filter_map(|(n, runs)| check_capacity(n, *runs, cpus).err())
         .collect();
-    if !nix::unistd::geteuid().is_root() {
-        let names: Vec<&str> = nets.iter().map(|(n, _)| n.name.as_str()).collect();
-        problems.push(format!(
-            "private networks ({}) need root: packrun's network namespace and the runs' links are made with CAP_NET_ADMIN and CAP_SYS_ADMIN of the host; without root use `network: none` or `host`",
+    let names: Vec<&str> = nets.iter().map(|(n, _)| n.name.as_str()).collect();
+    match own_userns {
+        Err(e) => problems.push(format!(
+            "private networks ({}) need root, or a user namespace of packrun's own, which it could not enter: {e}; use `network: none` or `host`",
             names.join(", ")
-        ));
-    } else if problems.is_empty() {
-        let list: Vec<Arc<PrivateNet>> = nets.iter().map(|(n, _)| n.clone()).collect();
-        if let Err(e) = Plumbing::new(&list) {
-            problems.push(e.to_string());
+        )),
+        Ok(_) if problems.is_empty() => {
+            let list: Vec<Arc<PrivateNet>> = nets.iter().map(|(n, _)| n.clone()).collect();
+            if let Err(e) = Plumbing::new(&list) {
+                problems.push(e.to_string());
+            }
         }
+        Ok(_) => {}
     }
     match problems.is_empty() {
         true => Ok(()),
@@ -348,6 +356,22 @@ mod tests {
         );
         assert!(check_capacity(&net("10.5.0.0/24"), 300, 256).is_err());
         assert_eq!(check_capacity(&net("10.5.0.0/23"), 300, 256), Ok(()));
+    }
+
+    #[test]
+    fn without_root_or_a_user_namespace_of_its_own_a_batch_is_refused_saying_why() {
+        let nets = [(Arc::new(net("10.5.0.0/24")), 2)];
+        let refused = io::Error::other(
+            "packrun runs 3 threads; only a process with one may enter a user namespace",
+        );
+        assert_eq!(
+            check_batch(&nets, 2, Err(refused)),
+            Err("private networks (lab) need root, or a user namespace of packrun's own, which it could not enter: packrun runs 3 threads; only a process with one may enter a user namespace; use `network: none` or `host`".into())
+        );
+        // Room is checked either way, and reported with it.
+        let crowded = [(Arc::new(net("10.5.0.0/30")), 100)];
+        let e = check_batch(&crowded, 8, Err(io::Error::other("no"))).unwrap_err();
+        assert_eq!(e.lines().count(), 2, "{e}");
     }
 
     #[test]

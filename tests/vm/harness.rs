@@ -87,6 +87,11 @@ pub struct Vm {
     /// moving it onto a tmpfs (`packrun.initramfs=1`): the hosts where
     /// pivot_root(2) is refused, as when a system runs from its initramfs.
     pub initramfs_root: bool,
+    /// Kernel modules (by name, as `veth` or `sch_netem`) that /init loads
+    /// before the scenario, with the modules they depend on first: taken
+    /// from the unpacked kernel package, decompressed here when they are
+    /// `.ko.xz` (busybox insmod may not read xz).
+    pub modules: &'static [&'static str],
 }
 
 /// What the guest left behind.
@@ -627,6 +632,15 @@ fn initramfs(tools: &Tools, vm: &Vm) -> Result<Vec<u8>, String> {
     }
     run.push_str("finish\n");
     c.file("scenario/run.sh", 0o755, run.as_bytes());
+    if !vm.modules.is_empty() {
+        c.dir("modules");
+        let mut order = String::new();
+        for (name, ko) in kernel_modules(tools, vm.modules)? {
+            c.file(&format!("modules/{name}.ko"), 0o644, &ko);
+            writeln!(order, "{name}").unwrap();
+        }
+        c.file("modules/order", 0o644, order.as_bytes());
+    }
     let jobs = vmdir.join("jobs");
     if jobs.is_dir() {
         let mut entries: Vec<_> = fs::read_dir(&jobs)
@@ -643,6 +657,140 @@ fn initramfs(tools: &Tools, vm: &Vm) -> Result<Vec<u8>, String> {
         }
     }
     Ok(c.finish())
+}
+
+/// `wanted` kernel modules and those they depend on, each after its
+/// dependencies, as (name, uncompressed .ko), from the `lib/modules/`
+/// of the kernel package that `tools.vmlinux` came from. The
+/// dependencies are read from modules.dep where the package has one,
+/// else from each module's own `depends=` (its .modinfo, which is what
+/// depmod reads too: Debian's package ships no modules.dep, its
+/// postinst runs depmod).
+fn kernel_modules(tools: &Tools, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let version = tools
+        .vmlinux
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinux-"))
+        .ok_or_else(|| {
+            format!(
+                "kernel modules need the Debian kernel package: {} is not one extracted from it",
+                tools.vmlinux.display()
+            )
+        })?;
+    let dir = fs::read_dir(cache_dir().join("kernel"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|pkg| pkg.path().join("lib/modules").join(version))
+        .find(|d| d.is_dir())
+        .ok_or_else(|| format!("no lib/modules/{version} in the unpacked kernel package"))?;
+    // Every module file by its name (`-` and `_` are one to modprobe).
+    let mut files = std::collections::HashMap::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)
+            .map_err(|e| format!("{}: {e}", d.display()))?
+            .flatten()
+        {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(stem) = name
+                .strip_suffix(".ko")
+                .or_else(|| name.strip_suffix(".ko.xz"))
+            {
+                files.insert(stem.replace('-', "_"), p);
+            }
+        }
+    }
+    let dep_file = fs::read_to_string(dir.join("modules.dep")).ok();
+    let mut loaded: Vec<(String, Vec<u8>)> = Vec::new();
+    // Depth first: a module goes in after everything it depends on.
+    fn visit(
+        name: &str,
+        files: &std::collections::HashMap<String, PathBuf>,
+        dep_file: &Option<String>,
+        seen: &mut Vec<String>,
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), String> {
+        if seen.iter().any(|s| s == name) {
+            return Ok(());
+        }
+        seen.push(name.to_owned());
+        let path = files
+            .get(name)
+            .ok_or_else(|| format!("the kernel package has no module `{name}`"))?;
+        let ko = read_module(path)?;
+        for dep in module_deps(name, &ko, dep_file) {
+            visit(&dep, files, dep_file, seen, out)?;
+        }
+        out.push((name.to_owned(), ko));
+        Ok(())
+    }
+    let mut seen = Vec::new();
+    for name in wanted {
+        visit(
+            &name.replace('-', "_"),
+            &files,
+            &dep_file,
+            &mut seen,
+            &mut loaded,
+        )?;
+    }
+    Ok(loaded)
+}
+
+/// A module file's bytes, decompressed when it is `.ko.xz`.
+fn read_module(path: &Path) -> Result<Vec<u8>, String> {
+    if path.extension().is_some_and(|x| x == "xz") {
+        let out = Command::new("xz")
+            .arg("-dc")
+            .arg(path)
+            .output()
+            .map_err(|e| {
+                format!(
+                    "cannot run xz for {} (package xz-utils): {e}",
+                    path.display()
+                )
+            })?;
+        if !out.status.success() {
+            return Err(format!("xz -dc {} failed", path.display()));
+        }
+        return Ok(out.stdout);
+    }
+    fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The modules `name` depends on: its modules.dep line ("kernel/.../a.ko:
+/// kernel/.../b.ko ...") when there is one, else the `depends=a,b` of its
+/// .modinfo section.
+fn module_deps(name: &str, ko: &[u8], dep_file: &Option<String>) -> Vec<String> {
+    let stem = |p: &str| {
+        let file = p.rsplit('/').next().unwrap_or(p);
+        let file = file.strip_suffix(".xz").unwrap_or(file);
+        file.strip_suffix(".ko").unwrap_or(file).replace('-', "_")
+    };
+    if let Some(line) = dep_file.as_deref().and_then(|d| {
+        d.lines()
+            .find(|l| l.split(':').next().is_some_and(|m| stem(m) == name))
+    }) {
+        return line
+            .split_once(':')
+            .map(|(_, deps)| deps.split_whitespace().map(stem).collect())
+            .unwrap_or_default();
+    }
+    ko.split(|&b| b == 0)
+        .find_map(|field| field.strip_prefix(b"depends="))
+        .map(|deps| {
+            String::from_utf8_lossy(deps)
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(|d| d.replace('-', "_"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// (name, executable) of each program for the guest's /usr/bin.

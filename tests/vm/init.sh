@@ -56,6 +56,14 @@ die() {
 stty -F /dev/ttyS1 raw -echo || die "stty ttyS1"
 stty -F /dev/ttyS2 raw -echo || die "stty ttyS2"
 
+# Kernel modules the test asked for (tests/vm/harness.rs put them in
+# /modules, each after those it depends on), loaded before the scenario.
+if [ -f /modules/order ]; then
+    for m in $(cat /modules/order); do
+        insmod /modules/$m.ko || die "insmod $m"
+    done
+fi
+
 layout=$(sed -n 's/.*packrun\.layout=\([^ ]*\).*/\1/p' /proc/cmdline)
 CG=/sys/fs/cgroup
 CONTROLLERS="cpuset cpu io memory pids"
