@@ -115,6 +115,7 @@ impl Plumbing {
         for (i, net) in nets.iter().enumerate() {
             let name = format!("br{i}");
             let index = link.new_bridge(&name).map_err(|e| {
+                let e = missing_module(e, "bridge", "CONFIG_BRIDGE");
                 with_context(&format!("make the bridge of network `{}`", net.name), e)
             })?;
             link.no_ipv6(index)?;
@@ -183,7 +184,8 @@ impl Plumbing {
         let bridge = (b.index, b.net.subnet.prefix, b.shape.clone());
         let host_end = self
             .link
-            .new_veth(&host, bridge.0, ns.as_fd(), mac_of(addr))?;
+            .new_veth(&host, bridge.0, ns.as_fd(), mac_of(addr))
+            .map_err(|e| missing_module(e, "veth", "CONFIG_VETH"))?;
         self.link.no_ipv6(host_end)?;
         self.link.set_up(host_end)?;
         let eth0 = sock.index_of("eth0")?;
@@ -230,6 +232,18 @@ impl Plumbing {
 fn mac_of(addr: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = addr.octets();
     [0x02, 0x70, a, b, c, d]
+}
+
+/// The kernel answers a link kind it has no driver for with EOPNOTSUPP:
+/// name the module to load, as `unshapeable` does for qdiscs.
+fn missing_module(e: io::Error, module: &str, config: &str) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => io::Error::new(
+            e.kind(),
+            format!("{e}: this kernel has no `{module}` links (`modprobe {module}`, or a kernel built with {config})"),
+        ),
+        _ => e,
+    }
 }
 
 fn with_context(what: &str, e: io::Error) -> io::Error {
@@ -342,6 +356,26 @@ mod tests {
             delay: None,
             loss: None,
         }
+    }
+
+    #[test]
+    fn a_link_kind_the_kernel_lacks_names_the_module_to_load() {
+        let e = missing_module(
+            io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+            "veth",
+            "CONFIG_VETH",
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("`modprobe veth`") && text.contains("CONFIG_VETH"),
+            "{text}"
+        );
+        let other = missing_module(
+            io::Error::from_raw_os_error(libc::EPERM),
+            "veth",
+            "CONFIG_VETH",
+        );
+        assert!(!other.to_string().contains("modprobe"), "{other}");
     }
 
     #[test]
