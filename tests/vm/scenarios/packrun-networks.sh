@@ -130,8 +130,11 @@ check_eq $N-sigint-leaves-no-cgroup "$(cgroups | diff /tmp/net-cgroups-before -)
 KILL_OUT=${HOME%/}/net-kill
 timeout 300 packrun run /jobs/vm-networks-kill.yaml --out $KILL_OUT --quiet >/tmp/net-kill.out 2>&1 &
 PID=$!
+# Killed once both runs go (a run's log reaches logs/ only at its end,
+# so the logs cannot tell): neither may have ended, or the resumed batch
+# would hold only the other, which waits for its peer in vain.
 _i=0
-until grep -qs '^devices eth0 lo' $KILL_OUT/logs/*.out || [ $_i -ge 600 ]; do
+until [ "$(ps -o args | grep -c '^nettalk')" -ge 2 ] || [ $_i -ge 600 ]; do
     sleep 0.1
     _i=$((_i + 1))
 done
